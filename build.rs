@@ -1,0 +1,36 @@
+//! Compiles every `probes/*.bpf.c` into a libbpf skeleton in OUT_DIR.
+use std::env;
+use std::ffi::OsStr;
+use std::fs;
+use std::path::PathBuf;
+
+use libbpf_cargo::SkeletonBuilder;
+
+fn main() {
+    let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("OUT_DIR is set by cargo"));
+    let probes =
+        PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("set by cargo")).join("probes");
+    println!("cargo:rerun-if-changed={}", probes.display());
+
+    let mut sources: Vec<PathBuf> = fs::read_dir(&probes)
+        .expect("probes/ exists")
+        .map(|entry| entry.expect("readable probes/ entry").path())
+        .filter(|path| path.to_string_lossy().ends_with(".bpf.c"))
+        .collect();
+    sources.sort();
+
+    for source in sources {
+        println!("cargo:rerun-if-changed={}", source.display());
+        let file_name = source
+            .file_name()
+            .and_then(OsStr::to_str)
+            .expect("utf-8 file name");
+        let name = file_name.trim_end_matches(".bpf.c");
+        let skel = out_dir.join(format!("{name}.skel.rs"));
+        SkeletonBuilder::new()
+            .source(&source)
+            .clang_args([OsStr::new("-I"), probes.as_os_str(), OsStr::new("-Wall")])
+            .build_and_generate(&skel)
+            .unwrap_or_else(|err| panic!("compiling {}: {err:#}", source.display()));
+    }
+}

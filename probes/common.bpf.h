@@ -1,0 +1,102 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * What every Eunomia probe shares: the filter configuration written by user space
+ * before load (read-only globals, the seed's `env`), the in-kernel filters, the
+ * ring buffer and the counter of events the ring buffer could not take.
+ */
+#ifndef EUNOMIA_COMMON_BPF_H
+#define EUNOMIA_COMMON_BPF_H
+
+#include "vmlinux.h"
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+
+#include "common.h"
+
+/* Set by user space before load; 0 / false means "no filter". */
+const volatile u32 target_pid = 0;
+const volatile u32 exclude_current_ppid = 0;
+const volatile u64 min_duration_ns = 0;
+const volatile bool filter_cgroup = false;
+const volatile bool filter_comm = false;
+const volatile char target_comm[TASK_COMM_LEN] = {};
+
+/* Cgroup ids (v2) whose tasks are traced when filter_cgroup is set. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, u64);
+	__type(value, u8);
+} cgroup_filter SEC(".maps");
+
+/* Size is set by user space at open time. */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 1 << 22);
+} events SEC(".maps");
+
+/* Events lost because the ring buffer was full; read by user space through mmap. */
+u64 ringbuf_dropped = 0;
+
+static __always_inline bool comm_matches(void)
+{
+	char comm[TASK_COMM_LEN];
+
+	if (!filter_comm)
+		return true;
+	bpf_get_current_comm(comm, sizeof(comm));
+	for (int i = 0; i < TASK_COMM_LEN; i++) {
+		if (comm[i] != target_comm[i])
+			return false;
+		if (comm[i] == '\0')
+			break;
+	}
+	return true;
+}
+
+static __always_inline bool cgroup_matches(void)
+{
+	u64 cgid;
+
+	if (!filter_cgroup)
+		return true;
+	cgid = bpf_get_current_cgroup_id();
+	return bpf_map_lookup_elem(&cgroup_filter, &cgid) != NULL;
+}
+
+/* The filters that only need the current task; pid is the thread group id. */
+static __always_inline bool task_selected(u32 pid)
+{
+	if (target_pid && pid != target_pid)
+		return false;
+	return cgroup_matches() && comm_matches();
+}
+
+static __always_inline void *reserve_event(u64 size)
+{
+	void *e = bpf_ringbuf_reserve(&events, size, 0);
+
+	if (!e)
+		__sync_fetch_and_add(&ringbuf_dropped, 1);
+	return e;
+}
+
+static __always_inline void fill_header(struct event_header *h, struct task_struct *task, u32 pid)
+{
+	struct pid *tpid;
+	unsigned int level;
+
+	h->ts_ns = bpf_ktime_get_boot_ns();
+	h->pid = pid;
+	h->ppid = BPF_CORE_READ(task, real_parent, tgid);
+	h->cgroup_id = bpf_get_current_cgroup_id();
+	h->user_ns = BPF_CORE_READ(task, cred, user_ns, ns.inum);
+	tpid = BPF_CORE_READ(task, thread_pid);
+	level = BPF_CORE_READ(tpid, level);
+	h->pid_ns = BPF_CORE_READ(tpid, numbers[level].ns, ns.inum);
+	h->mnt_ns = BPF_CORE_READ(task, nsproxy, mnt_ns, ns.inum);
+	bpf_get_current_comm(h->comm, sizeof(h->comm));
+}
+
+#endif

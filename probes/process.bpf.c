@@ -1,0 +1,102 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/* The process tracker: exec and whole-process exit, on sched tracepoints. */
+#include "common.bpf.h"
+#include "process.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+/* Gives user space the event layout through the skeleton's generated types. */
+struct process_event process_event_layout = {};
+
+/* Exec time per process, for exec-to-exit duration. LRU: a lost exit cannot leak. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, u32);
+	__type(value, u64);
+} exec_start SEC(".maps");
+
+SEC("tp/sched/sched_process_exec")
+int handle_exec(struct trace_event_raw_sched_process_exec *ctx)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	u32 pid = bpf_get_current_pid_tgid() >> 32;
+	struct process_event *e;
+	unsigned int fname_off;
+	u64 ts;
+
+	if (!task_selected(pid))
+		return 0;
+	if (exclude_current_ppid && BPF_CORE_READ(task, real_parent, tgid) == exclude_current_ppid)
+		return 0;
+
+	ts = bpf_ktime_get_boot_ns();
+	bpf_map_update_elem(&exec_start, &pid, &ts, BPF_ANY);
+
+	/* With a minimum duration only exits are reported: an exec cannot know it yet. */
+	if (min_duration_ns)
+		return 0;
+
+	e = reserve_event(sizeof(*e));
+	if (!e)
+		return 0;
+	fill_header(&e->header, task, pid);
+	e->header.ts_ns = ts;
+	e->kind = PROCESS_EXEC;
+	e->exit_code = 0;
+	e->duration_ns = 0;
+	fname_off = ctx->__data_loc_filename & 0xFFFF;
+	bpf_probe_read_kernel_str(e->filename, sizeof(e->filename), (void *)ctx + fname_off);
+	bpf_ringbuf_submit(e, 0);
+	return 0;
+}
+
+static __always_inline bool whole_process_dead(struct trace_event_raw_sched_process_exit *ctx,
+					       struct task_struct *task)
+{
+	/* Kernels since 6.16 say so in the tracepoint; older ones: no live thread left. */
+	if (bpf_core_field_exists(ctx->group_dead))
+		return BPF_CORE_READ(ctx, group_dead);
+	return BPF_CORE_READ(task, signal, live.counter) == 0;
+}
+
+SEC("tp/sched/sched_process_exit")
+int handle_exit(struct trace_event_raw_sched_process_exit *ctx)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	u64 id = bpf_get_current_pid_tgid();
+	u32 pid = id >> 32;
+	struct process_event *e;
+	u64 now, start, *exec_ts;
+
+	if (!whole_process_dead(ctx, task))
+		return 0;
+	if (!task_selected(pid))
+		return 0;
+	if (exclude_current_ppid && BPF_CORE_READ(task, real_parent, tgid) == exclude_current_ppid)
+		return 0;
+
+	now = bpf_ktime_get_boot_ns();
+	exec_ts = bpf_map_lookup_elem(&exec_start, &pid);
+	if (exec_ts) {
+		start = *exec_ts;
+		bpf_map_delete_elem(&exec_start, &pid);
+	} else {
+		/* Exec'd before tracing began: measure from the process's start instead. */
+		start = BPF_CORE_READ(task, group_leader, start_boottime);
+	}
+	if (min_duration_ns && now - start < min_duration_ns)
+		return 0;
+
+	e = reserve_event(sizeof(*e));
+	if (!e)
+		return 0;
+	fill_header(&e->header, task, pid);
+	e->header.ts_ns = now;
+	e->kind = PROCESS_EXIT;
+	e->exit_code = BPF_CORE_READ(task, exit_code);
+	e->duration_ns = now - start;
+	e->filename[0] = '\0';
+	bpf_ringbuf_submit(e, 0);
+	return 0;
+}

@@ -1,0 +1,22 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+#ifndef EUNOMIA_PROCESS_H
+#define EUNOMIA_PROCESS_H
+
+#include "common.h"
+
+#define MAX_FILENAME_LEN 256
+
+enum process_event_kind {
+	PROCESS_EXEC = 1,
+	PROCESS_EXIT = 2,
+};
+
+struct process_event {
+	struct event_header header;
+	unsigned int kind; /* enum process_event_kind */
+	unsigned int exit_code; /* raw wait status: (status << 8) | signal */
+	unsigned long long duration_ns;
+	char filename[MAX_FILENAME_LEN];
+};
+
+#endif

@@ -1,0 +1,237 @@
+//! The command line (the seed's `cmd`): `eunomia run <tracker>`, `eunomia trackers`,
+//! `eunomia fields <tracker>`.
+//!
+//! Bad input exits with code 2 and a one-line message; a failure to trace exits with 1.
+
+use std::io::{self, BufWriter, Write};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::builder::PossibleValuesParser;
+use clap::{Parser, Subcommand};
+
+use crate::event::Event;
+use crate::handler::{self, FanIn, Filter, Format, Predicate, Stage};
+use crate::probes::TRACKERS;
+use crate::tracker_manager::{find_tracker, Counters, TrackerConfig, TrackerHandle, TrackerInfo};
+
+/// Events the output thread may fall behind by before they are counted as lost.
+const OUTPUT_QUEUE: usize = 1 << 16;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "eunomia",
+    version,
+    about = "On-demand eBPF tracing for Linux hosts and containers"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run one tracker and print its events until the duration ends or Ctrl-C.
+    Run(RunArgs),
+    /// List the trackers.
+    Trackers,
+    /// List the fields of a tracker's events (what --where, --group-by and --columns take).
+    Fields {
+        #[arg(value_parser = tracker_names())]
+        tracker: String,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// Which tracker to run (see `eunomia trackers`).
+    #[arg(value_parser = tracker_names())]
+    pub tracker: String,
+    /// Stop after this many seconds; without it, run until Ctrl-C.
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub duration: Option<u64>,
+    /// Trace only this process id (filtered in the kernel).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub pid: Option<u32>,
+    /// Trace only tasks with this command name (filtered in the kernel).
+    #[arg(long)]
+    pub comm: Option<String>,
+    /// Trace only tasks in this cgroup v2 id (filtered in the kernel); repeatable.
+    #[arg(long = "cgroup-id", value_name = "ID")]
+    pub cgroup_ids: Vec<u64>,
+    /// Report only processes that lived at least this long (process tracker).
+    #[arg(long, value_name = "MS", default_value_t = 0)]
+    pub min_duration_ms: u64,
+    /// Keep only events for which `FIELD OP VALUE` holds (== != > >= < <= ~); repeatable.
+    #[arg(long = "where", value_name = "EXPR")]
+    pub filters: Vec<String>,
+    /// Count events per group of these comma-separated fields; prints the table at the end.
+    #[arg(long, value_name = "FIELDS", value_delimiter = ',')]
+    pub group_by: Vec<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+    /// Columns of the text table (comma-separated); defaults to the main fields.
+    #[arg(long, value_delimiter = ',')]
+    pub columns: Vec<String>,
+}
+
+fn tracker_names() -> PossibleValuesParser {
+    PossibleValuesParser::new(TRACKERS.iter().map(|t| t.info().name))
+}
+
+/// Parses the command line and runs it.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Trackers => {
+            for tracker in TRACKERS {
+                println!("{:<12} {}", tracker.info().name, tracker.info().description);
+            }
+            ExitCode::SUCCESS
+        }
+        Command::Fields { tracker } => {
+            let info = find_tracker(&tracker)
+                .expect("clap only accepts known trackers")
+                .info();
+            for field in info.all_fields() {
+                println!(
+                    "{:<12} {:<5} {}",
+                    field.name,
+                    format!("{:?}", field.ty).to_lowercase(),
+                    field.description
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Command::Run(args) => match run(&args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(RunError::Usage(msg)) => {
+                eprintln!("error: {msg}");
+                ExitCode::from(2)
+            }
+            Err(RunError::Failed(err)) => {
+                eprintln!("error: {err:#}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
+
+enum RunError {
+    /// The request itself is wrong: exit code 2.
+    Usage(String),
+    /// Tracing failed: exit code 1.
+    Failed(anyhow::Error),
+}
+
+impl<E: Into<anyhow::Error>> From<E> for RunError {
+    fn from(err: E) -> Self {
+        RunError::Failed(err.into())
+    }
+}
+
+/// The text table's default columns: who and what, then the tracker's own fields.
+fn default_columns(info: &TrackerInfo) -> Vec<String> {
+    ["ts", "kind", "pid", "ppid", "comm"]
+        .iter()
+        .copied()
+        .chain(info.fields.iter().map(|f| f.name))
+        .map(String::from)
+        .collect()
+}
+
+/// What runs on the output thread: optional aggregation, then printing.
+fn output_stages(args: &RunArgs, info: &TrackerInfo) -> Vec<Stage> {
+    let mut stages = Vec::new();
+    let columns = if !args.columns.is_empty() {
+        Some(args.columns.clone())
+    } else if args.group_by.is_empty() && args.format == Format::Text {
+        Some(default_columns(info))
+    } else {
+        None
+    };
+    if !args.group_by.is_empty() {
+        stages.push(Stage::Aggregate {
+            group_by: args.group_by.clone(),
+        });
+    }
+    stages.push(Stage::Print {
+        format: args.format,
+        columns,
+    });
+    stages
+}
+
+fn run(args: &RunArgs) -> Result<(), RunError> {
+    let tracker = find_tracker(&args.tracker).map_err(|e| RunError::Usage(e.to_string()))?;
+    let info = tracker.info();
+    let schema = info.schema();
+    let known: Vec<&str> = info.all_fields().map(|f| f.name).collect();
+    let predicates = args
+        .filters
+        .iter()
+        .map(|expr| Predicate::parse(expr, |f| schema.field_type(f), &known))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| RunError::Usage(e.to_string()))?;
+    let stdout =
+        || Box::new(BufWriter::with_capacity(1 << 16, io::stdout())) as Box<dyn Write + Send>;
+    let output = handler::build::<Event>(&output_stages(args, info), &schema, &stdout)
+        .map_err(|e| RunError::Usage(e.to_string()))?;
+    let config = TrackerConfig {
+        target_pid: args.pid,
+        comm: args.comm.clone(),
+        cgroup_ids: args.cgroup_ids.clone(),
+        min_duration_ns: args.min_duration_ms.saturating_mul(1_000_000),
+        ..TrackerConfig::default()
+    };
+    config
+        .validate()
+        .map_err(|e| RunError::Usage(e.to_string()))?;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, stop.clone())?;
+    }
+
+    let counters = Arc::new(Counters::default());
+    let fan_in = FanIn::spawn("output", OUTPUT_QUEUE, output)?;
+    // Filters run on the tracker thread, so dropped events never cross the channel.
+    let chain = Box::new(Filter::new(
+        predicates,
+        fan_in.sender(counters.lost_channel.clone()),
+    ));
+    let started = Instant::now();
+    let handle = TrackerHandle::spawn(tracker, config, chain, counters)?;
+    tracing::info!(tracker = info.name, programs = ?handle.prog_ids(), "tracing");
+
+    let deadline = args
+        .duration
+        .map(|secs| started + Duration::from_secs(secs));
+    while !stop.load(Ordering::Relaxed)
+        && !handle.is_finished()
+        && !fan_in.failed()
+        && deadline.is_none_or(|d| Instant::now() < d)
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let stats = handle.stop()?;
+    let output_result = fan_in.join();
+    eprintln!(
+        "{}: {} events seen, {} lost (kernel {}, channel {}, malformed {}) in {:.1} s",
+        info.name,
+        stats.seen,
+        stats.lost(),
+        stats.lost_kernel,
+        stats.lost_channel,
+        stats.malformed,
+        started.elapsed().as_secs_f64()
+    );
+    match output_result {
+        // The reader went away (`| head`): that ends the run, it is not a failure.
+        Err(err) if err.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+        other => Ok(other?),
+    }
+}

@@ -1,0 +1,320 @@
+//! Typed events, their fields, and the `Record` view that handlers work on.
+//!
+//! Every tracker's event is an [`Event`]: a common header (who, where, when) plus a
+//! tracker-specific [`Body`]. Handlers never match on tracker types: they read fields by
+//! name through [`Record`], so one filter or aggregator works for every tracker.
+
+use std::fmt;
+
+use crate::probes::Body;
+
+/// The type of a field, as the catalog reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FieldType {
+    /// Wall-clock time in nanoseconds since the Unix epoch, printed as RFC 3339.
+    Time,
+    U64,
+    I64,
+    Str,
+}
+
+/// One field of a tracker's events: the catalog entry users filter and group by.
+#[derive(Clone, Copy, Debug, serde::Serialize)]
+pub struct FieldInfo {
+    pub name: &'static str,
+    #[serde(rename = "type")]
+    pub ty: FieldType,
+    pub description: &'static str,
+}
+
+impl FieldInfo {
+    pub const fn new(name: &'static str, ty: FieldType, description: &'static str) -> Self {
+        Self {
+            name,
+            ty,
+            description,
+        }
+    }
+}
+
+/// The fields every event has, in output order. Tracker fields follow them.
+pub const COMMON_FIELDS: &[FieldInfo] = &[
+    FieldInfo::new(
+        "tracker",
+        FieldType::Str,
+        "name of the tracker that produced the event",
+    ),
+    FieldInfo::new(
+        "kind",
+        FieldType::Str,
+        "what happened, per tracker (e.g. exec, exit)",
+    ),
+    FieldInfo::new(
+        "ts",
+        FieldType::Time,
+        "when it happened (RFC 3339, nanoseconds, UTC)",
+    ),
+    FieldInfo::new("pid", FieldType::U64, "process id (thread group id)"),
+    FieldInfo::new("ppid", FieldType::U64, "parent process id"),
+    FieldInfo::new(
+        "comm",
+        FieldType::Str,
+        "task command name (at most 15 bytes)",
+    ),
+    FieldInfo::new("cgroup_id", FieldType::U64, "cgroup v2 id of the task"),
+    FieldInfo::new("user_ns", FieldType::U64, "user namespace inode number"),
+    FieldInfo::new("pid_ns", FieldType::U64, "pid namespace inode number"),
+    FieldInfo::new("mnt_ns", FieldType::U64, "mount namespace inode number"),
+];
+
+/// A borrowed field value. `Null` means the field does not apply to this event.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Value<'a> {
+    Null,
+    U64(u64),
+    I64(i64),
+    Str(&'a str),
+    Time(u64),
+}
+
+impl Value<'_> {
+    /// The value as a number, for numeric comparison.
+    pub fn as_f64(&self) -> Option<f64> {
+        match *self {
+            Value::U64(v) | Value::Time(v) => Some(v as f64),
+            Value::I64(v) => Some(v as f64),
+            Value::Null | Value::Str(_) => None,
+        }
+    }
+
+    /// The value as an integer when it is one, exactly.
+    pub fn as_i128(&self) -> Option<i128> {
+        match *self {
+            Value::U64(v) | Value::Time(v) => Some(v.into()),
+            Value::I64(v) => Some(v.into()),
+            Value::Null | Value::Str(_) => None,
+        }
+    }
+}
+
+impl fmt::Display for Value<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Value::Null => Ok(()),
+            Value::U64(v) => write!(f, "{v}"),
+            Value::I64(v) => write!(f, "{v}"),
+            Value::Str(s) => f.write_str(s),
+            Value::Time(ns) => f.write_str(&rfc3339_nanos(ns)),
+        }
+    }
+}
+
+/// Anything whose fields can be read by name: events, aggregate rows.
+pub trait Record {
+    /// Calls `visit` with every field in output order.
+    fn visit(&self, visit: &mut dyn FnMut(&str, Value<'_>));
+    /// One field by name; `None` when the record has no such field.
+    fn get(&self, name: &str) -> Option<Value<'_>>;
+}
+
+/// A NUL-free, valid UTF-8 string kept inline, so decoding allocates nothing.
+#[derive(Clone, Copy)]
+pub struct FixedStr<const N: usize> {
+    len: u16,
+    buf: [u8; N],
+}
+
+impl<const N: usize> FixedStr<N> {
+    pub const fn empty() -> Self {
+        Self {
+            len: 0,
+            buf: [0; N],
+        }
+    }
+
+    /// Takes a C string from a kernel buffer: stops at the first NUL, replaces bytes that
+    /// are not valid UTF-8 with '?', so the text stays printable and one byte per byte.
+    pub fn from_c_chars(chars: &[i8]) -> Self {
+        let mut out = Self::empty();
+        let end = chars
+            .iter()
+            .position(|&c| c == 0)
+            .unwrap_or(chars.len())
+            .min(N);
+        for (dst, &src) in out.buf.iter_mut().zip(&chars[..end]) {
+            *dst = src as u8;
+        }
+        if std::str::from_utf8(&out.buf[..end]).is_err() {
+            for byte in &mut out.buf[..end] {
+                if !byte.is_ascii() {
+                    *byte = b'?';
+                }
+            }
+        }
+        out.len = end as u16;
+        out
+    }
+
+    pub fn as_str(&self) -> &str {
+        // Invariant: from_c_chars only stores valid UTF-8.
+        std::str::from_utf8(&self.buf[..self.len as usize]).unwrap_or_default()
+    }
+}
+
+impl<const N: usize> From<&str> for FixedStr<N> {
+    fn from(s: &str) -> Self {
+        let mut out = Self::empty();
+        let mut end = s.len().min(N);
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        out.buf[..end].copy_from_slice(&s.as_bytes()[..end]);
+        out.len = end as u16;
+        out
+    }
+}
+
+impl<const N: usize> fmt::Debug for FixedStr<N> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl<const N: usize> PartialEq for FixedStr<N> {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+pub type Comm = FixedStr<16>;
+
+/// What every event carries, whatever the tracker.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Header {
+    /// Wall clock, nanoseconds since the Unix epoch.
+    pub ts_ns: u64,
+    pub pid: u32,
+    pub ppid: u32,
+    pub comm: Comm,
+    pub cgroup_id: u64,
+    pub user_ns: u32,
+    pub pid_ns: u32,
+    pub mnt_ns: u32,
+}
+
+/// One decoded kernel event.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Event {
+    pub header: Header,
+    pub body: Body,
+}
+
+/// What a tracker's own part of an event must provide.
+pub trait EventBody {
+    fn tracker(&self) -> &'static str;
+    fn kind(&self) -> &'static str;
+    /// The tracker's own fields, in output order (the catalog's order after the common ones).
+    fn visit(&self, visit: &mut dyn FnMut(&str, Value<'_>));
+    fn get(&self, name: &str) -> Option<Value<'_>>;
+}
+
+impl Event {
+    pub fn tracker(&self) -> &'static str {
+        self.body.tracker()
+    }
+
+    pub fn kind(&self) -> &'static str {
+        self.body.kind()
+    }
+
+    fn common(&self, name: &str) -> Option<Value<'_>> {
+        let h = &self.header;
+        Some(match name {
+            "tracker" => Value::Str(self.tracker()),
+            "kind" => Value::Str(self.kind()),
+            "ts" => Value::Time(h.ts_ns),
+            "pid" => Value::U64(h.pid.into()),
+            "ppid" => Value::U64(h.ppid.into()),
+            "comm" => Value::Str(h.comm.as_str()),
+            "cgroup_id" => Value::U64(h.cgroup_id),
+            "user_ns" => Value::U64(h.user_ns.into()),
+            "pid_ns" => Value::U64(h.pid_ns.into()),
+            "mnt_ns" => Value::U64(h.mnt_ns.into()),
+            _ => return None,
+        })
+    }
+}
+
+impl Record for Event {
+    fn visit(&self, visit: &mut dyn FnMut(&str, Value<'_>)) {
+        for field in COMMON_FIELDS {
+            if let Some(value) = self.common(field.name) {
+                visit(field.name, value);
+            }
+        }
+        self.body.visit(visit);
+    }
+
+    fn get(&self, name: &str) -> Option<Value<'_>> {
+        self.common(name).or_else(|| self.body.get(name))
+    }
+}
+
+/// Formats nanoseconds since the Unix epoch as `YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ`.
+pub fn rfc3339_nanos(ns: u64) -> String {
+    let secs = ns / 1_000_000_000;
+    let nanos = ns % 1_000_000_000;
+    let (year, month, day) = civil_from_days((secs / 86_400) as i64);
+    let rem = secs % 86_400;
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{nanos:09}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's algorithm).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_rfc3339_with_nanoseconds() {
+        assert_eq!(rfc3339_nanos(0), "1970-01-01T00:00:00.000000000Z");
+        // 2024-02-29T23:59:59.000000007Z, a leap day.
+        assert_eq!(
+            rfc3339_nanos(1_709_251_199_000_000_007),
+            "2024-02-29T23:59:59.000000007Z"
+        );
+        assert_eq!(
+            rfc3339_nanos(1_795_879_201_123_456_789),
+            "2026-11-28T15:20:01.123456789Z"
+        );
+    }
+
+    #[test]
+    fn fixed_str_stops_at_nul_and_sanitises() {
+        let raw: Vec<i8> = b"sh\0junk".iter().map(|&b| b as i8).collect();
+        assert_eq!(FixedStr::<16>::from_c_chars(&raw).as_str(), "sh");
+        let bad: Vec<i8> = [b'a', 0xff, b'b'].iter().map(|&b| b as i8).collect();
+        assert_eq!(FixedStr::<16>::from_c_chars(&bad).as_str(), "a?b");
+        let full: Vec<i8> = [b'x'; 16].iter().map(|&b| b as i8).collect();
+        assert_eq!(FixedStr::<16>::from_c_chars(&full).as_str().len(), 16);
+        assert_eq!(FixedStr::<4>::from("héllo").as_str(), "hé");
+    }
+}

@@ -1,0 +1,136 @@
+//! Chains assembled at run time from a list of stages (from the CLI, a config file or a
+//! session request), checked against the fields the records will have.
+
+use std::io::Write;
+
+use super::{
+    AggRow, CountAggregator, CsvPrinter, Discard, FanOut, Filter, FilterError, Format, Handler,
+    JsonPrinter, Predicate, TextPrinter, MAX_GROUP_BY,
+};
+use crate::event::{FieldType, Record};
+
+/// One stage of a chain. Stages after an `aggregate` see its rows (the group-by fields
+/// and `count`), so `filter` there reads e.g. `count > 10`.
+#[derive(Clone, Debug, PartialEq, serde::Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Stage {
+    /// Keep records for which every expression holds (`field op value`).
+    Filter { r#where: Vec<String> },
+    /// Count records per group; emits one row per group when the stream ends.
+    Aggregate { group_by: Vec<String> },
+    /// Print records; must end its branch.
+    Print {
+        format: Format,
+        #[serde(default)]
+        columns: Option<Vec<String>>,
+    },
+    /// Give every record to each branch; must end its branch.
+    Tee { branches: Vec<Vec<Stage>> },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ChainError {
+    #[error(transparent)]
+    Filter(#[from] FilterError),
+    #[error("cannot group by `{field}`; known fields: {known}")]
+    UnknownGroupField { field: String, known: String },
+    #[error("aggregate needs 1 to {MAX_GROUP_BY} group-by fields, got {0}")]
+    GroupByWidth(usize),
+    #[error("unknown column `{field}`; known fields: {known}")]
+    UnknownColumn { field: String, known: String },
+    #[error("`{0}` must be the last stage of its branch")]
+    NotLast(&'static str),
+}
+
+/// The fields a record at some point of the chain has, with their types.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Schema(pub Vec<(String, FieldType)>);
+
+impl Schema {
+    pub fn field_type(&self, name: &str) -> Option<FieldType> {
+        self.0.iter().find(|(n, _)| n == name).map(|&(_, ty)| ty)
+    }
+
+    fn names(&self) -> Vec<&str> {
+        self.0.iter().map(|(n, _)| n.as_str()).collect()
+    }
+
+    fn known(&self) -> String {
+        self.names().join(", ")
+    }
+}
+
+/// Where printers write: called once per printer.
+pub type OutputFactory<'a> = &'a dyn Fn() -> Box<dyn Write + Send>;
+
+/// Builds the handlers for `stages` over records described by `schema`.
+pub fn build<R: Record + ?Sized + 'static>(
+    stages: &[Stage],
+    schema: &Schema,
+    output: OutputFactory<'_>,
+) -> Result<Box<dyn Handler<R>>, ChainError> {
+    let Some((stage, rest)) = stages.split_first() else {
+        return Ok(Box::new(Discard));
+    };
+    let last_only = |name| {
+        if rest.is_empty() {
+            Ok(())
+        } else {
+            Err(ChainError::NotLast(name))
+        }
+    };
+    Ok(match stage {
+        Stage::Filter { r#where } => {
+            let known = schema.names();
+            let predicates = r#where
+                .iter()
+                .map(|expr| Predicate::parse(expr, |f| schema.field_type(f), &known))
+                .collect::<Result<Vec<_>, _>>()?;
+            Box::new(Filter::new(predicates, build::<R>(rest, schema, output)?))
+        }
+        Stage::Aggregate { group_by } => {
+            if group_by.is_empty() || group_by.len() > MAX_GROUP_BY {
+                return Err(ChainError::GroupByWidth(group_by.len()));
+            }
+            let mut rows = Vec::with_capacity(group_by.len() + 1);
+            for field in group_by {
+                let ty = schema
+                    .field_type(field)
+                    .ok_or_else(|| ChainError::UnknownGroupField {
+                        field: field.clone(),
+                        known: schema.known(),
+                    })?;
+                rows.push((field.clone(), ty));
+            }
+            rows.push(("count".to_string(), FieldType::U64));
+            let next = build::<AggRow>(rest, &Schema(rows), output)?;
+            Box::new(CountAggregator::new(group_by.clone(), next))
+        }
+        Stage::Print { format, columns } => {
+            last_only("print")?;
+            if let Some(unknown) = columns
+                .iter()
+                .flatten()
+                .find(|c| schema.field_type(c).is_none())
+            {
+                return Err(ChainError::UnknownColumn {
+                    field: unknown.clone(),
+                    known: schema.known(),
+                });
+            }
+            match format {
+                Format::Json => Box::new(JsonPrinter::new(output())),
+                Format::Csv => Box::new(CsvPrinter::new(output())),
+                Format::Text => Box::new(TextPrinter::new(output(), columns.clone())),
+            }
+        }
+        Stage::Tee { branches } => {
+            last_only("tee")?;
+            let branches = branches
+                .iter()
+                .map(|b| build::<R>(b, schema, output))
+                .collect::<Result<Vec<_>, _>>()?;
+            Box::new(FanOut::new(branches))
+        }
+    })
+}

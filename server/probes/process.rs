@@ -1,0 +1,288 @@
+//! The process tracker: exec and whole-process exit with exit status and lifetime,
+//! on `sched:sched_process_exec` and `sched:sched_process_exit`.
+
+use std::mem::MaybeUninit;
+
+use libbpf_rs::skel::{Skel, SkelBuilder};
+
+use crate::event::{Event, EventBody, FieldInfo, FieldType, FixedStr, Value};
+use crate::tracker_manager::{read_record, Run, Tracker, TrackerError, TrackerInfo};
+use crate::{apply_common_config, decode_header};
+
+mod skel {
+    include!(concat!(env!("OUT_DIR"), "/process.skel.rs"));
+}
+use skel::{types, ProcessSkelBuilder};
+
+const EXEC: u32 = 1;
+const EXIT: u32 = 2;
+
+static INFO: TrackerInfo = TrackerInfo {
+    name: "process",
+    description:
+        "process exec and exit: executed file, exit status or signal, exec-to-exit duration",
+    fields: &[
+        FieldInfo::new("filename", FieldType::Str, "executed file (exec events)"),
+        FieldInfo::new(
+            "exit_code",
+            FieldType::U64,
+            "exit status; 128+signal when killed by a signal (exit events)",
+        ),
+        FieldInfo::new(
+            "signal",
+            FieldType::Str,
+            "the signal that killed the process, e.g. SIGKILL (exit events)",
+        ),
+        FieldInfo::new(
+            "core_dumped",
+            FieldType::U64,
+            "1 when the process dumped core (exit events)",
+        ),
+        FieldInfo::new(
+            "duration_ns",
+            FieldType::U64,
+            "exec to exit, or process start to exit when the exec was not seen",
+        ),
+    ],
+};
+
+pub struct ProcessTracker;
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum ProcessEvent {
+    Exec {
+        filename: FixedStr<256>,
+    },
+    Exit {
+        status: WaitStatus,
+        duration_ns: u64,
+    },
+}
+
+/// A task's exit code as the kernel keeps it: `(status << 8) | core flag | signal`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WaitStatus(pub u32);
+
+impl WaitStatus {
+    pub fn signal(self) -> Option<u32> {
+        match self.0 & 0x7f {
+            0 => None,
+            sig => Some(sig),
+        }
+    }
+
+    /// The exit status a shell's `$?` shows: the status, or 128 + the signal.
+    pub fn exit_code(self) -> u32 {
+        self.signal().map_or((self.0 >> 8) & 0xff, |sig| 128 + sig)
+    }
+
+    pub fn core_dumped(self) -> bool {
+        self.0 & 0x80 != 0
+    }
+}
+
+/// `SIGKILL` for 9; the number for signals without a standard name.
+pub fn signal_name(sig: u32) -> Option<&'static str> {
+    const NAMES: [&str; 32] = [
+        "",
+        "SIGHUP",
+        "SIGINT",
+        "SIGQUIT",
+        "SIGILL",
+        "SIGTRAP",
+        "SIGABRT",
+        "SIGBUS",
+        "SIGFPE",
+        "SIGKILL",
+        "SIGUSR1",
+        "SIGSEGV",
+        "SIGUSR2",
+        "SIGPIPE",
+        "SIGALRM",
+        "SIGTERM",
+        "SIGSTKFLT",
+        "SIGCHLD",
+        "SIGCONT",
+        "SIGSTOP",
+        "SIGTSTP",
+        "SIGTTIN",
+        "SIGTTOU",
+        "SIGURG",
+        "SIGXCPU",
+        "SIGXFSZ",
+        "SIGVTALRM",
+        "SIGPROF",
+        "SIGWINCH",
+        "SIGIO",
+        "SIGPWR",
+        "SIGSYS",
+    ];
+    NAMES.get(sig as usize).copied().filter(|n| !n.is_empty())
+}
+
+impl EventBody for ProcessEvent {
+    fn tracker(&self) -> &'static str {
+        INFO.name
+    }
+
+    fn kind(&self) -> &'static str {
+        match self {
+            ProcessEvent::Exec { .. } => "exec",
+            ProcessEvent::Exit { .. } => "exit",
+        }
+    }
+
+    fn visit(&self, visit: &mut dyn FnMut(&str, Value<'_>)) {
+        for field in INFO.fields {
+            visit(field.name, self.get(field.name).unwrap_or(Value::Null));
+        }
+    }
+
+    fn get(&self, name: &str) -> Option<Value<'_>> {
+        Some(match (self, name) {
+            (ProcessEvent::Exec { filename }, "filename") => Value::Str(filename.as_str()),
+            (ProcessEvent::Exit { status, .. }, "exit_code") => {
+                Value::U64(status.exit_code().into())
+            }
+            (ProcessEvent::Exit { status, .. }, "signal") => {
+                status.signal().map_or(Value::Null, |sig| {
+                    signal_name(sig).map_or(Value::U64(sig.into()), Value::Str)
+                })
+            }
+            (ProcessEvent::Exit { status, .. }, "core_dumped") => {
+                Value::U64(status.core_dumped().into())
+            }
+            (ProcessEvent::Exit { duration_ns, .. }, "duration_ns") => Value::U64(*duration_ns),
+            (_, "filename" | "exit_code" | "signal" | "core_dumped" | "duration_ns") => Value::Null,
+            _ => return None,
+        })
+    }
+}
+
+/// Decodes one ring buffer record of `probes/process.h`'s `struct process_event`.
+pub fn decode(bytes: &[u8], clock_offset: u64) -> Option<Event> {
+    let raw: types::process_event = read_record(bytes)?;
+    let body = match raw.kind {
+        EXEC => ProcessEvent::Exec {
+            filename: FixedStr::from_c_chars(&raw.filename),
+        },
+        EXIT => ProcessEvent::Exit {
+            status: WaitStatus(raw.exit_code),
+            duration_ns: raw.duration_ns,
+        },
+        _ => return None,
+    };
+    Some(Event {
+        header: decode_header!(raw.header, clock_offset),
+        body: body.into(),
+    })
+}
+
+impl Tracker for ProcessTracker {
+    fn info(&self) -> &'static TrackerInfo {
+        &INFO
+    }
+
+    fn run(&self, run: Run<'_>) -> Result<(), TrackerError> {
+        let mut storage = MaybeUninit::uninit();
+        let mut open = ProcessSkelBuilder::default()
+            .open(&mut storage)
+            .map_err(TrackerError::Open)?;
+        let rodata = open
+            .maps
+            .rodata_data
+            .as_deref_mut()
+            .expect("process.bpf.c declares read-only globals");
+        apply_common_config!(rodata, run.config());
+        open.maps
+            .events
+            .set_max_entries(run.config().ringbuf_bytes)
+            .map_err(TrackerError::Map)?;
+        let skel = run.load(open)?;
+        run.fill_cgroup_filter(&skel.maps.cgroup_filter)?;
+        let dropped = &skel
+            .maps
+            .bss_data
+            .as_deref()
+            .expect("process.bpf.c declares .bss")
+            .ringbuf_dropped;
+        run.serve(skel.object(), &skel.maps.events, dropped, decode)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::Record;
+
+    fn raw_event(kind: u32) -> types::process_event {
+        let mut raw = types::process_event::default();
+        raw.header.ts_ns = 5;
+        raw.header.pid = 42;
+        raw.header.ppid = 1;
+        raw.header.cgroup_id = 7;
+        raw.header.pid_ns = 4026531836;
+        for (dst, src) in raw.header.comm.iter_mut().zip(b"sh\0") {
+            *dst = *src as i8;
+        }
+        for (dst, src) in raw.filename.iter_mut().zip(b"/bin/sh\0") {
+            *dst = *src as i8;
+        }
+        raw.kind = kind;
+        raw.exit_code = 7 << 8;
+        raw.duration_ns = 1234;
+        raw
+    }
+
+    fn bytes_of(raw: &types::process_event) -> Vec<u8> {
+        // SAFETY: process_event is plain old data; reading its bytes is always valid.
+        unsafe {
+            std::slice::from_raw_parts(
+                (raw as *const types::process_event).cast::<u8>(),
+                std::mem::size_of_val(raw),
+            )
+            .to_vec()
+        }
+    }
+
+    #[test]
+    fn decodes_exec() {
+        let event = decode(&bytes_of(&raw_event(EXEC)), 1_000).expect("decodes");
+        assert_eq!(event.header.ts_ns, 1_005);
+        assert_eq!(event.get("kind"), Some(Value::Str("exec")));
+        assert_eq!(event.get("pid"), Some(Value::U64(42)));
+        assert_eq!(event.get("comm"), Some(Value::Str("sh")));
+        assert_eq!(event.get("filename"), Some(Value::Str("/bin/sh")));
+        assert_eq!(event.get("exit_code"), Some(Value::Null));
+        assert_eq!(event.get("pid_ns"), Some(Value::U64(4026531836)));
+        assert_eq!(event.get("nonsense"), None);
+    }
+
+    #[test]
+    fn decodes_exit_status_and_signal() {
+        let event = decode(&bytes_of(&raw_event(EXIT)), 0).expect("decodes");
+        assert_eq!(event.get("exit_code"), Some(Value::U64(7)));
+        assert_eq!(event.get("signal"), Some(Value::Null));
+        assert_eq!(event.get("duration_ns"), Some(Value::U64(1234)));
+        assert_eq!(event.get("filename"), Some(Value::Null));
+
+        let mut killed = raw_event(EXIT);
+        killed.exit_code = 9;
+        let event = decode(&bytes_of(&killed), 0).expect("decodes");
+        assert_eq!(event.get("exit_code"), Some(Value::U64(137)));
+        assert_eq!(event.get("signal"), Some(Value::Str("SIGKILL")));
+
+        let mut segv_core = raw_event(EXIT);
+        segv_core.exit_code = 0x80 | 11;
+        let event = decode(&bytes_of(&segv_core), 0).expect("decodes");
+        assert_eq!(event.get("signal"), Some(Value::Str("SIGSEGV")));
+        assert_eq!(event.get("core_dumped"), Some(Value::U64(1)));
+    }
+
+    #[test]
+    fn rejects_short_and_unknown_records() {
+        let bytes = bytes_of(&raw_event(EXEC));
+        assert!(decode(&bytes[..bytes.len() - 1], 0).is_none());
+        assert!(decode(&bytes_of(&raw_event(99)), 0).is_none());
+    }
+}

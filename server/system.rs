@@ -1,0 +1,168 @@
+//! Start-up checks that tell the truth: root, BTF, tracefs (mounted here when missing),
+//! tracepoints, and libbpf's own log routed into `tracing`.
+
+use std::cell::RefCell;
+use std::ffi::CString;
+use std::io;
+use std::path::Path;
+use std::sync::Once;
+
+use libbpf_rs::PrintLevel;
+
+pub const TRACEFS: &str = "/sys/kernel/tracing";
+const BTF_VMLINUX: &str = "/sys/kernel/btf/vmlinux";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("eunomia must run as root: it loads eBPF programs (effective uid is {0})")]
+    NotRoot(u32),
+    #[error(
+        "this kernel has no BTF ({BTF_VMLINUX} is missing); eunomia needs CONFIG_DEBUG_INFO_BTF=y"
+    )]
+    NoBtf,
+    #[error("tracefs is not mounted at {TRACEFS} and mounting it failed: {0}")]
+    Tracefs(io::Error),
+}
+
+/// Runs every check a tracker needs before it can load; mounts tracefs when missing.
+pub fn check_ready() -> Result<(), StartupError> {
+    init_libbpf_log();
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let euid = unsafe { libc::geteuid() };
+    if euid != 0 {
+        return Err(StartupError::NotRoot(euid));
+    }
+    if !Path::new(BTF_VMLINUX).exists() {
+        return Err(StartupError::NoBtf);
+    }
+    ensure_tracefs()
+}
+
+fn ensure_tracefs() -> Result<(), StartupError> {
+    let events = Path::new(TRACEFS).join("events");
+    if events.is_dir() {
+        return Ok(());
+    }
+    let target = CString::new(TRACEFS).expect("no NUL in a constant");
+    // SAFETY: all pointers are valid NUL-terminated strings for the duration of the call.
+    let rc = unsafe {
+        libc::mount(
+            c"nodev".as_ptr(),
+            target.as_ptr(),
+            c"tracefs".as_ptr(),
+            0,
+            std::ptr::null(),
+        )
+    };
+    if rc != 0 {
+        return Err(StartupError::Tracefs(io::Error::last_os_error()));
+    }
+    if !events.is_dir() {
+        return Err(StartupError::Tracefs(io::Error::new(
+            io::ErrorKind::NotFound,
+            "mounted, but it has no events/ directory",
+        )));
+    }
+    tracing::info!("mounted tracefs at {TRACEFS}");
+    Ok(())
+}
+
+/// Whether `category/name` (as in a `tp/category/name` section) exists on this kernel.
+pub fn tracepoint_exists(category: &str, name: &str) -> bool {
+    Path::new(TRACEFS)
+        .join("events")
+        .join(category)
+        .join(name)
+        .is_dir()
+}
+
+thread_local! {
+    /// libbpf's messages on this thread while a load is being captured.
+    static CAPTURE: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+fn libbpf_print(level: PrintLevel, msg: String) {
+    CAPTURE.with(|capture| {
+        if let Some(buf) = capture.borrow_mut().as_mut() {
+            buf.push_str(&msg);
+        }
+    });
+    let msg = msg.trim_end();
+    match level {
+        PrintLevel::Warn => tracing::warn!(target: "libbpf", "{msg}"),
+        PrintLevel::Info => tracing::info!(target: "libbpf", "{msg}"),
+        PrintLevel::Debug => tracing::trace!(target: "libbpf", "{msg}"),
+    }
+}
+
+/// Routes libbpf's log into `tracing`, once per process.
+pub fn init_libbpf_log() {
+    static INIT: Once = Once::new();
+    INIT.call_once(|| {
+        libbpf_rs::set_print(Some((PrintLevel::Debug, libbpf_print)));
+    });
+}
+
+/// Runs `f` and returns what libbpf logged on this thread meanwhile.
+pub fn capture_libbpf_log<T>(f: impl FnOnce() -> T) -> (T, String) {
+    init_libbpf_log();
+    CAPTURE.with(|c| *c.borrow_mut() = Some(String::new()));
+    let out = f();
+    let log = CAPTURE.with(|c| c.borrow_mut().take()).unwrap_or_default();
+    (out, log)
+}
+
+/// The gist of a failed load: which program failed and the verifier's last word on why.
+pub fn verifier_gist(log: &str) -> Option<String> {
+    let failed = log
+        .lines()
+        .find(|l| l.contains("failed to load") || l.contains("load failed"));
+    let mut inside = false;
+    let mut last = None;
+    for line in log.lines() {
+        if line.contains("-- BEGIN PROG LOAD LOG --") {
+            inside = true;
+        } else if line.contains("-- END PROG LOAD LOG --") {
+            inside = false;
+        } else if inside {
+            let line = line.trim();
+            let noise = line.is_empty()
+                || line.starts_with("processed ")
+                || line.starts_with("verification time")
+                || line.starts_with("stack depth");
+            if !noise {
+                last = Some(line);
+            }
+        }
+    }
+    let failed = failed.map(|l| l.trim_start_matches("libbpf: ").trim());
+    match (failed, last) {
+        (Some(f), Some(l)) => Some(format!("{f}: verifier: {l}")),
+        (Some(f), None) => Some(f.to_string()),
+        (None, Some(l)) => Some(format!("verifier: {l}")),
+        (None, None) => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gist_names_program_and_verifier_reason() {
+        let log = "libbpf: prog 'handle_exec': BPF program load failed: Permission denied\n\
+                   libbpf: prog 'handle_exec': -- BEGIN PROG LOAD LOG --\n\
+                   0: R1=ctx() R10=fp0\n\
+                   ; e->pid = pid;\n\
+                   1: (63) *(u32 *)(r0 +0) = r6\n\
+                   R0 invalid mem access 'scalar'\n\
+                   processed 2 insns (limit 1000000) max_states_per_insn 0\n\
+                   -- END PROG LOAD LOG --\n\
+                   libbpf: failed to load object 'process_bpf'\n";
+        assert_eq!(
+            verifier_gist(log).as_deref(),
+            Some("prog 'handle_exec': BPF program load failed: Permission denied: verifier: R0 invalid mem access 'scalar'")
+        );
+        assert_eq!(verifier_gist("nothing useful"), None);
+    }
+}

@@ -1,0 +1,584 @@
+//! The tracker engine (the seed's tracker_manager): start and stop trackers at any time,
+//! several kinds and several instances of one kind at once. Each running tracker owns its
+//! BPF skeleton on its own thread, polls its ring buffer, decodes records into [`Event`]s
+//! and feeds them to its handler chain.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::mem::MaybeUninit;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{self, SyncSender};
+use std::sync::{Arc, Mutex};
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+use libbpf_rs::skel::OpenSkel;
+use libbpf_rs::{Link, MapCore, MapFlags, Object, OpenObject, ProgramHandle, RingBufferBuilder};
+
+use crate::event::{Event, FieldInfo, COMMON_FIELDS};
+use crate::handler::{Handler, Schema};
+use crate::probes::TRACKERS;
+use crate::system::{self, StartupError};
+
+/// How often the ring buffer poll wakes to notice a stop request.
+const POLL_INTERVAL: Duration = Duration::from_millis(50);
+const DEFAULT_RINGBUF_BYTES: u32 = 4 << 20;
+/// The cgroup filter map's capacity in the probes (common.bpf.h).
+pub const MAX_CGROUP_FILTER: usize = 1024;
+
+/// A tracker's catalog entry.
+#[derive(Debug)]
+pub struct TrackerInfo {
+    pub name: &'static str,
+    pub description: &'static str,
+    /// The tracker's own fields; every event also has [`COMMON_FIELDS`] first.
+    pub fields: &'static [FieldInfo],
+}
+
+impl TrackerInfo {
+    /// Every field of this tracker's events, common ones first.
+    pub fn all_fields(&self) -> impl Iterator<Item = &'static FieldInfo> {
+        COMMON_FIELDS.iter().chain(self.fields)
+    }
+
+    pub fn schema(&self) -> Schema {
+        Schema(
+            self.all_fields()
+                .map(|f| (f.name.to_string(), f.ty))
+                .collect(),
+        )
+    }
+}
+
+/// What a tracker needs to be: a catalog entry and a body that runs it to the end.
+pub trait Tracker: Sync {
+    fn info(&self) -> &'static TrackerInfo;
+    /// Opens, configures, loads and attaches the probe, then hands over to [`Run::serve`].
+    fn run(&self, run: Run<'_>) -> Result<(), TrackerError>;
+}
+
+/// Configuration that reaches the BPF side before load (the seed's `env`).
+#[derive(Clone, Debug, PartialEq, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrackerConfig {
+    /// Trace only this process (thread group id).
+    pub target_pid: Option<u32>,
+    /// Ignore processes whose parent is this pid (e.g. the tracer's own shell).
+    pub exclude_current_ppid: Option<u32>,
+    /// Report only processes that lived at least this long (process tracker).
+    pub min_duration_ns: u64,
+    /// Trace only tasks in these cgroup v2 ids; empty means every cgroup.
+    pub cgroup_ids: Vec<u64>,
+    /// Trace only tasks with this command name.
+    pub comm: Option<String>,
+    /// Ring buffer size: a power of two, at least one page.
+    pub ringbuf_bytes: u32,
+}
+
+impl Default for TrackerConfig {
+    fn default() -> Self {
+        Self {
+            target_pid: None,
+            exclude_current_ppid: None,
+            min_duration_ns: 0,
+            cgroup_ids: Vec::new(),
+            comm: None,
+            ringbuf_bytes: DEFAULT_RINGBUF_BYTES,
+        }
+    }
+}
+
+impl TrackerConfig {
+    pub fn validate(&self) -> Result<(), TrackerError> {
+        let bad = |msg: String| Err(TrackerError::Config(msg));
+        if !self.ringbuf_bytes.is_power_of_two() || self.ringbuf_bytes < 4096 {
+            return bad(format!(
+                "ringbuf_bytes must be a power of two of at least 4096, got {}",
+                self.ringbuf_bytes
+            ));
+        }
+        if let Some(comm) = &self.comm {
+            if comm.is_empty() || comm.len() > 15 {
+                return bad(format!(
+                    "comm must be 1 to 15 bytes (the kernel's TASK_COMM_LEN), got {:?}",
+                    comm
+                ));
+            }
+        }
+        if self.cgroup_ids.len() > MAX_CGROUP_FILTER {
+            return bad(format!(
+                "at most {MAX_CGROUP_FILTER} cgroup ids, got {}",
+                self.cgroup_ids.len()
+            ));
+        }
+        if self.target_pid == Some(0) {
+            return bad("target_pid 0 is not a process".to_string());
+        }
+        Ok(())
+    }
+
+    /// `target_comm` as the BPF side stores it: NUL-padded bytes.
+    pub fn comm_bytes(&self) -> [i8; 16] {
+        let mut out = [0i8; 16];
+        for (dst, &src) in out.iter_mut().zip(
+            self.comm
+                .as_deref()
+                .unwrap_or("")
+                .as_bytes()
+                .iter()
+                .take(15),
+        ) {
+            *dst = src as i8;
+        }
+        out
+    }
+}
+
+/// Writes the common filter configuration into a skeleton's read-only globals. A macro
+/// because each skeleton has its own `rodata` type with the same field names.
+#[macro_export]
+macro_rules! apply_common_config {
+    ($rodata:expr, $config:expr) => {{
+        let rodata = $rodata;
+        let config: &$crate::tracker_manager::TrackerConfig = $config;
+        rodata.target_pid = config.target_pid.unwrap_or(0);
+        rodata.exclude_current_ppid = config.exclude_current_ppid.unwrap_or(0);
+        rodata.min_duration_ns = config.min_duration_ns;
+        rodata.filter_cgroup = !config.cgroup_ids.is_empty();
+        rodata.filter_comm = config.comm.is_some();
+        rodata.target_comm = config.comm_bytes();
+    }};
+}
+
+/// Decodes the common event header of any skeleton's event type (see probes/common.h).
+#[macro_export]
+macro_rules! decode_header {
+    ($raw:expr, $clock_offset:expr) => {{
+        let raw = &$raw;
+        $crate::event::Header {
+            ts_ns: raw.ts_ns.wrapping_add($clock_offset),
+            pid: raw.pid,
+            ppid: raw.ppid,
+            comm: $crate::event::Comm::from_c_chars(&raw.comm),
+            cgroup_id: raw.cgroup_id,
+            user_ns: raw.user_ns,
+            pid_ns: raw.pid_ns,
+            mnt_ns: raw.mnt_ns,
+        }
+    }};
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TrackerError {
+    #[error("unknown tracker `{name}`; known trackers: {known}")]
+    Unknown { name: String, known: String },
+    #[error(transparent)]
+    Startup(#[from] StartupError),
+    #[error("tracepoint {0} does not exist on this kernel (no {tracefs}/events/{0})", tracefs = system::TRACEFS)]
+    MissingTracepoint(String),
+    #[error("invalid tracker configuration: {0}")]
+    Config(String),
+    #[error("opening the BPF object failed: {0}")]
+    Open(libbpf_rs::Error),
+    #[error("the kernel refused to load the BPF programs: {0}")]
+    Load(String),
+    #[error("attaching BPF program `{program}` failed: {source}")]
+    Attach {
+        program: String,
+        source: libbpf_rs::Error,
+    },
+    #[error("BPF map set-up failed: {0}")]
+    Map(libbpf_rs::Error),
+    #[error("ring buffer polling failed: {0}")]
+    Poll(libbpf_rs::Error),
+    #[error("handler chain: {0}")]
+    Chain(std::io::Error),
+    #[error("starting the tracker thread failed: {0}")]
+    Thread(std::io::Error),
+    #[error("the tracker thread panicked")]
+    Panicked,
+}
+
+/// Live counters of one tracker instance. Loss is never silent: every stage that can
+/// drop an event adds to one of these.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Records decoded and handed to the chain.
+    pub seen: AtomicU64,
+    /// Reserve failures in BPF: the ring buffer was full.
+    pub lost_kernel: AtomicU64,
+    /// Events a full channel in user space could not take (shared with fan-in senders).
+    pub lost_channel: Arc<AtomicU64>,
+    /// Records too short or of an unknown kind to decode.
+    pub malformed: AtomicU64,
+}
+
+impl Counters {
+    pub fn snapshot(&self) -> Stats {
+        Stats {
+            seen: self.seen.load(Ordering::Relaxed),
+            lost_kernel: self.lost_kernel.load(Ordering::Relaxed),
+            lost_channel: self.lost_channel.load(Ordering::Relaxed),
+            malformed: self.malformed.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// A snapshot of [`Counters`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Stats {
+    pub seen: u64,
+    pub lost_kernel: u64,
+    pub lost_channel: u64,
+    pub malformed: u64,
+}
+
+impl Stats {
+    pub fn lost(&self) -> u64 {
+        self.lost_kernel + self.lost_channel + self.malformed
+    }
+}
+
+/// What a tracker's `run` gets: its configuration and the engine's side of the bargain.
+pub struct Run<'a> {
+    config: &'a TrackerConfig,
+    chain: &'a mut dyn Handler<Event>,
+    counters: &'a Counters,
+    stop: &'a AtomicBool,
+    ready: Option<SyncSender<Vec<u32>>>,
+    /// Added to CLOCK_BOOTTIME stamps from BPF to get wall-clock time.
+    clock_offset: u64,
+}
+
+impl<'a> Run<'a> {
+    pub fn config(&self) -> &TrackerConfig {
+        self.config
+    }
+
+    /// Loads an opened skeleton: checks its tracepoints first, and on failure reports the
+    /// gist of the verifier log rather than a bare errno.
+    pub fn load<'obj, O: OpenSkel<'obj>>(&self, open: O) -> Result<O::Output, TrackerError> {
+        check_tracepoints(open.open_object())?;
+        let (loaded, log) = system::capture_libbpf_log(|| open.load());
+        loaded.map_err(|err| {
+            TrackerError::Load(system::verifier_gist(&log).unwrap_or_else(|| err.to_string()))
+        })
+    }
+
+    /// Fills the probe's cgroup filter map from the configuration.
+    pub fn fill_cgroup_filter(&self, map: &dyn MapCore) -> Result<(), TrackerError> {
+        for id in &self.config.cgroup_ids {
+            map.update(&id.to_ne_bytes(), &[1u8], MapFlags::ANY)
+                .map_err(TrackerError::Map)?;
+        }
+        Ok(())
+    }
+
+    /// Attaches every program of `object`, reports readiness, then polls `ring` until asked
+    /// to stop. `decode` turns one record into an event body and its raw header; `dropped`
+    /// is the probe's `ringbuf_dropped` counter in its mmapped `.bss`.
+    pub fn serve<D>(
+        mut self,
+        object: &Object,
+        ring: &dyn MapCore,
+        dropped: &u64,
+        mut decode: D,
+    ) -> Result<(), TrackerError>
+    where
+        D: FnMut(&[u8], u64) -> Option<Event>,
+    {
+        let mut links: Vec<Link> = Vec::new();
+        let mut prog_ids = Vec::new();
+        for prog in object.progs_mut() {
+            let program = prog.name().to_string_lossy().into_owned();
+            let link = prog.attach().map_err(|source| TrackerError::Attach {
+                program: program.clone(),
+                source,
+            })?;
+            links.push(link);
+            let handle = ProgramHandle::try_from(&prog)
+                .map_err(|source| TrackerError::Attach { program, source })?;
+            prog_ids.push(handle.id());
+        }
+        if let Some(ready) = self.ready.take() {
+            let _ = ready.send(prog_ids);
+        }
+
+        let (counters, clock_offset) = (self.counters, self.clock_offset);
+        // Shared by the ring buffer callback (events) and this loop (flush, finish).
+        let chain = RefCell::new(&mut *self.chain);
+        let mut builder = RingBufferBuilder::new();
+        builder
+            .add(ring, |bytes: &[u8]| {
+                match decode(bytes, clock_offset) {
+                    Some(event) => {
+                        counters.seen.fetch_add(1, Ordering::Relaxed);
+                        chain.borrow_mut().handle(&event);
+                    }
+                    None => {
+                        counters.malformed.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                0
+            })
+            .map_err(TrackerError::Map)?;
+        let ringbuf = builder.build().map_err(TrackerError::Map)?;
+        let read_dropped = || {
+            // SAFETY: `dropped` points into the live, mmapped .bss that BPF updates; a
+            // volatile read sees the kernel's writes.
+            unsafe { std::ptr::read_volatile(dropped) }
+        };
+
+        let mut result = Ok(());
+        while !self.stop.load(Ordering::Relaxed) {
+            if let Err(err) = ringbuf.poll(POLL_INTERVAL) {
+                if err.kind() != libbpf_rs::ErrorKind::Interrupted {
+                    result = Err(TrackerError::Poll(err));
+                    break;
+                }
+            }
+            counters
+                .lost_kernel
+                .store(read_dropped(), Ordering::Relaxed);
+            if let Err(err) = chain.borrow_mut().flush() {
+                result = Err(TrackerError::Chain(err));
+                break;
+            }
+        }
+        // Detach first, then drain: nothing can arrive after the last read.
+        drop(links);
+        let drained = ringbuf.consume().map_err(TrackerError::Poll);
+        counters
+            .lost_kernel
+            .store(read_dropped(), Ordering::Relaxed);
+        drop(ringbuf);
+        let finished = chain.borrow_mut().finish().map_err(TrackerError::Chain);
+        result.and(drained).and(finished)
+    }
+}
+
+/// Fails with the tracepoint's name when a `tp/<category>/<name>` program has no target.
+fn check_tracepoints(object: &OpenObject) -> Result<(), TrackerError> {
+    for prog in object.progs() {
+        let section = prog.section().to_string_lossy();
+        let Some(rest) = section
+            .strip_prefix("tp/")
+            .or_else(|| section.strip_prefix("tracepoint/"))
+        else {
+            continue;
+        };
+        if let Some((category, name)) = rest.split_once('/') {
+            if !system::tracepoint_exists(category, name) {
+                return Err(TrackerError::MissingTracepoint(format!(
+                    "{category}:{name}"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Reads a `#[repr(C)]` record generated from the probe's C headers out of a ring buffer
+/// sample. Only for types made of integers and integer arrays (any bit pattern is valid).
+pub fn read_record<T: Copy + Default>(bytes: &[u8]) -> Option<T> {
+    if bytes.len() < std::mem::size_of::<T>() {
+        return None;
+    }
+    let mut out = MaybeUninit::<T>::uninit();
+    // SAFETY: `bytes` holds at least size_of::<T>() bytes, the copy is unaligned-safe, and
+    // callers only use plain-integer layouts for which every bit pattern is a valid value.
+    unsafe {
+        std::ptr::copy_nonoverlapping(
+            bytes.as_ptr(),
+            out.as_mut_ptr().cast::<u8>(),
+            std::mem::size_of::<T>(),
+        );
+        Some(out.assume_init())
+    }
+}
+
+/// Nanoseconds to add to CLOCK_BOOTTIME to get CLOCK_REALTIME.
+fn boot_to_wall_offset() -> u64 {
+    let now = |clock| {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: `ts` is a valid out-pointer; both clocks exist on every Linux kernel.
+        unsafe { libc::clock_gettime(clock, &mut ts) };
+        ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+    };
+    now(libc::CLOCK_REALTIME).wrapping_sub(now(libc::CLOCK_BOOTTIME))
+}
+
+/// Finds a registered tracker by name.
+pub fn find_tracker(name: &str) -> Result<&'static dyn Tracker, TrackerError> {
+    TRACKERS
+        .iter()
+        .copied()
+        .find(|t| t.info().name == name)
+        .ok_or_else(|| TrackerError::Unknown {
+            name: name.to_string(),
+            known: TRACKERS
+                .iter()
+                .map(|t| t.info().name)
+                .collect::<Vec<_>>()
+                .join(", "),
+        })
+}
+
+/// One running tracker instance on its own thread.
+pub struct TrackerHandle {
+    tracker: &'static str,
+    prog_ids: Vec<u32>,
+    stop: Arc<AtomicBool>,
+    counters: Arc<Counters>,
+    thread: Option<JoinHandle<Result<(), TrackerError>>>,
+}
+
+impl TrackerHandle {
+    /// Starts `tracker`; returns once its programs are attached, or with why they are not.
+    pub fn spawn(
+        tracker: &'static dyn Tracker,
+        config: TrackerConfig,
+        mut chain: Box<dyn Handler<Event>>,
+        counters: Arc<Counters>,
+    ) -> Result<Self, TrackerError> {
+        config.validate()?;
+        system::check_ready()?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let (ready_tx, ready_rx) = mpsc::sync_channel(1);
+        let thread = {
+            let (stop, counters) = (stop.clone(), counters.clone());
+            thread::Builder::new()
+                .name(format!("tracker-{}", tracker.info().name))
+                .spawn(move || {
+                    let run = Run {
+                        config: &config,
+                        chain: &mut *chain,
+                        counters: &counters,
+                        stop: &stop,
+                        ready: Some(ready_tx),
+                        clock_offset: boot_to_wall_offset(),
+                    };
+                    tracker.run(run)
+                })
+                .map_err(TrackerError::Thread)?
+        };
+        let mut handle = Self {
+            tracker: tracker.info().name,
+            prog_ids: Vec::new(),
+            stop,
+            counters,
+            thread: Some(thread),
+        };
+        match ready_rx.recv() {
+            Ok(prog_ids) => {
+                handle.prog_ids = prog_ids;
+                Ok(handle)
+            }
+            // The thread ended before it was ready: its result says why.
+            Err(_) => Err(handle.join().err().unwrap_or(TrackerError::Panicked)),
+        }
+    }
+
+    pub fn tracker(&self) -> &'static str {
+        self.tracker
+    }
+
+    /// Kernel ids of this instance's BPF programs.
+    pub fn prog_ids(&self) -> &[u32] {
+        &self.prog_ids
+    }
+
+    pub fn stats(&self) -> Stats {
+        self.counters.snapshot()
+    }
+
+    /// True when the tracker thread has ended (stopped or failed).
+    pub fn is_finished(&self) -> bool {
+        self.thread.as_ref().is_none_or(|t| t.is_finished())
+    }
+
+    /// Detaches every program, drains the ring buffer, finishes the chain, and returns
+    /// the final counts.
+    pub fn stop(mut self) -> Result<Stats, TrackerError> {
+        self.join()?;
+        Ok(self.counters.snapshot())
+    }
+
+    fn join(&mut self) -> Result<(), TrackerError> {
+        self.stop.store(true, Ordering::Relaxed);
+        match self.thread.take() {
+            Some(thread) => thread.join().map_err(|_| TrackerError::Panicked)?,
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for TrackerHandle {
+    fn drop(&mut self) {
+        if let Err(err) = self.join() {
+            tracing::warn!(tracker = self.tracker, "tracker ended with an error: {err}");
+        }
+    }
+}
+
+/// Identifies a running instance within one [`TrackerManager`].
+pub type InstanceId = u64;
+
+/// Keeps the running instances, so any of them can be stopped at any time.
+#[derive(Default)]
+pub struct TrackerManager {
+    next_id: AtomicU64,
+    running: Mutex<BTreeMap<InstanceId, TrackerHandle>>,
+}
+
+impl TrackerManager {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn start(
+        &self,
+        tracker: &str,
+        config: TrackerConfig,
+        chain: Box<dyn Handler<Event>>,
+        counters: Arc<Counters>,
+    ) -> Result<InstanceId, TrackerError> {
+        let handle = TrackerHandle::spawn(find_tracker(tracker)?, config, chain, counters)?;
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
+        self.lock().insert(id, handle);
+        Ok(id)
+    }
+
+    /// Stops one instance; `None` when no such instance runs.
+    pub fn stop(&self, id: InstanceId) -> Option<Result<Stats, TrackerError>> {
+        let handle = self.lock().remove(&id)?;
+        Some(handle.stop())
+    }
+
+    pub fn stats(&self, id: InstanceId) -> Option<Stats> {
+        self.lock().get(&id).map(TrackerHandle::stats)
+    }
+
+    /// Running instances: id, tracker name, program ids.
+    pub fn list(&self) -> Vec<(InstanceId, &'static str, Vec<u32>)> {
+        self.lock()
+            .iter()
+            .map(|(&id, h)| (id, h.tracker, h.prog_ids.clone()))
+            .collect()
+    }
+
+    /// Stops every instance (server shutdown).
+    pub fn stop_all(&self) -> Vec<(InstanceId, Result<Stats, TrackerError>)> {
+        let handles = std::mem::take(&mut *self.lock());
+        handles.into_iter().map(|(id, h)| (id, h.stop())).collect()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<InstanceId, TrackerHandle>> {
+        self.running
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
