@@ -1,0 +1,79 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)] // each test binary uses its own subset
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use eunomia::event::Event;
+use eunomia::handler::{Flow, Handler};
+
+/// True when the test may go on as root. Outside CI a non-root run skips with a note;
+/// in CI (`CI=true`) a root test that cannot run fails.
+pub fn root_or_skip(test: &str) -> bool {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        return true;
+    }
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "{test} needs root, and CI=true: root tests must run in CI"
+    );
+    eprintln!("skipping {test}: needs root");
+    false
+}
+
+/// A chain end that keeps every event, readable from the test.
+#[derive(Clone, Default)]
+pub struct Collector(pub Arc<Mutex<Vec<Event>>>);
+
+impl Collector {
+    pub fn events(&self) -> Vec<Event> {
+        self.0.lock().unwrap().clone()
+    }
+
+    pub fn of_pid(&self, pid: u32) -> Vec<Event> {
+        self.events()
+            .into_iter()
+            .filter(|e| e.header.pid == pid)
+            .collect()
+    }
+
+    /// Waits until `done` holds for the collected events, or the timeout passes.
+    pub fn wait_for(&self, timeout: Duration, done: impl Fn(&[Event]) -> bool) -> Vec<Event> {
+        let start = Instant::now();
+        loop {
+            let events = self.events();
+            if done(&events) || start.elapsed() > timeout {
+                return events;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Handler<Event> for Collector {
+    fn handle(&mut self, event: &Event) -> Flow {
+        self.0.lock().unwrap().push(*event);
+        Flow::Caught
+    }
+}
+
+/// A copy of /bin/true under a name no other process on the machine has, so its comm
+/// identifies exactly the processes a test started. Returns (path, comm).
+pub fn unique_binary(tag: &str) -> (PathBuf, String) {
+    let comm = format!("eu{}{}", tag, std::process::id() % 100_000);
+    assert!(comm.len() <= 15, "comm {comm} would be truncated");
+    let dir = std::env::temp_dir().join(format!("eunomia-test-{}-{tag}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(&comm);
+    std::fs::copy("/bin/true", &path).unwrap();
+    (path, comm)
+}
+
+/// Kernel ids of every BPF program loaded right now.
+pub fn loaded_prog_ids() -> Vec<u32> {
+    libbpf_rs::query::ProgInfoIter::default()
+        .map(|info| info.id)
+        .collect()
+}
