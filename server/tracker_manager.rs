@@ -174,8 +174,8 @@ pub enum TrackerError {
     Unknown { name: String, known: String },
     #[error(transparent)]
     Startup(#[from] StartupError),
-    #[error("tracepoint {0} does not exist on this kernel (no {tracefs}/events/{0})", tracefs = system::TRACEFS)]
-    MissingTracepoint(String),
+    #[error("tracepoint {category}:{name} does not exist on this kernel (no {tracefs}/events/{category}/{name})", tracefs = system::TRACEFS)]
+    MissingTracepoint { category: String, name: String },
     #[error("invalid tracker configuration: {0}")]
     Config(String),
     #[error("opening the BPF object failed: {0}")]
@@ -369,9 +369,10 @@ fn check_tracepoints(object: &OpenObject) -> Result<(), TrackerError> {
         };
         if let Some((category, name)) = rest.split_once('/') {
             if !system::tracepoint_exists(category, name) {
-                return Err(TrackerError::MissingTracepoint(format!(
-                    "{category}:{name}"
-                )));
+                return Err(TrackerError::MissingTracepoint {
+                    category: category.to_string(),
+                    name: name.to_string(),
+                });
             }
         }
     }

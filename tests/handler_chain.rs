@@ -1,0 +1,404 @@
+//! Every handler kind, without the kernel: synthetic events through real chains.
+
+mod common;
+
+use std::io::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::Collector;
+use eunomia::event::{Comm, Event, FixedStr, Header, Record, Value};
+use eunomia::handler::{
+    self, AggRow, Convert, CountAggregator, CsvPrinter, Discard, FanIn, FanOut, Filter, Flow,
+    Format, Handler, JsonPrinter, KeyValue, Predicate, Stage, TextPrinter,
+};
+use eunomia::probes::process::{ProcessEvent, WaitStatus};
+use eunomia::tracker_manager::find_tracker;
+
+fn header(pid: u32, comm: &str) -> Header {
+    Header {
+        ts_ns: 1_795_879_201_000_000_042,
+        pid,
+        ppid: 1,
+        comm: Comm::from(comm),
+        cgroup_id: 9,
+        user_ns: 11,
+        pid_ns: 12,
+        mnt_ns: 13,
+    }
+}
+
+fn exec(pid: u32, comm: &str, filename: &str) -> Event {
+    Event {
+        header: header(pid, comm),
+        body: ProcessEvent::Exec {
+            filename: FixedStr::from(filename),
+        }
+        .into(),
+    }
+}
+
+fn exit(pid: u32, comm: &str, code: u32, duration_ns: u64) -> Event {
+    Event {
+        header: header(pid, comm),
+        body: ProcessEvent::Exit {
+            status: WaitStatus(code << 8),
+            duration_ns,
+        }
+        .into(),
+    }
+}
+
+fn predicate(expr: &str) -> Predicate {
+    let schema = find_tracker("process").unwrap().info().schema();
+    Predicate::parse(expr, |f| schema.field_type(f), &[]).unwrap()
+}
+
+/// A `Write` whose bytes the test can read after the printer is gone.
+#[derive(Clone, Default)]
+struct SharedBuf(Arc<Mutex<Vec<u8>>>);
+
+impl SharedBuf {
+    fn text(&self) -> String {
+        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+    }
+}
+
+impl Write for SharedBuf {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn pass_through_filter_passes_or_catches() {
+    let out = Collector::default();
+    let mut filter = Filter::new(
+        vec![predicate("comm == sh"), predicate("exit_code >= 1")],
+        out.clone(),
+    );
+    assert_eq!(
+        filter.handle(&exit(1, "sh", 7, 10)),
+        Flow::Caught,
+        "collector is a sink"
+    );
+    assert_eq!(filter.handle(&exit(2, "sh", 0, 10)), Flow::Caught);
+    assert_eq!(filter.handle(&exit(3, "bash", 7, 10)), Flow::Caught);
+    assert_eq!(
+        filter.handle(&exec(4, "sh", "/bin/sh")),
+        Flow::Caught,
+        "exec has no exit_code"
+    );
+    let pids: Vec<u32> = out.events().iter().map(|e| e.header.pid).collect();
+    assert_eq!(pids, [1]);
+
+    let mut open = Filter::new(vec![predicate("filename ~ /bin/")], Discard);
+    assert_eq!(open.handle(&exec(5, "ls", "/usr/bin/ls")), Flow::Pass);
+    assert_eq!(open.handle(&exec(6, "ls", "./ls")), Flow::Caught);
+}
+
+#[test]
+fn predicates_check_fields_and_types() {
+    let schema = find_tracker("process").unwrap().info().schema();
+    let parse = |expr: &str| Predicate::parse(expr, |f| schema.field_type(f), &["pid", "comm"]);
+    assert_eq!(
+        parse("nope == 1").unwrap_err().to_string(),
+        "unknown field `nope`; known fields: pid, comm"
+    );
+    assert_eq!(
+        parse("pid == abc").unwrap_err().to_string(),
+        "field `pid` is numeric but `abc` is not a number"
+    );
+    assert!(parse("pid ~ 1").is_err());
+    assert!(parse("pid 1").is_err());
+    assert!(parse("== 1").is_err());
+    let ge = parse("duration_ns>=100").unwrap();
+    assert!(ge.matches(&exit(1, "a", 0, 100)));
+    assert!(!ge.matches(&exit(1, "a", 0, 99)));
+    assert!(parse("comm != sh").unwrap().matches(&exit(1, "bash", 0, 1)));
+    assert!(parse("pid < 10").unwrap().matches(&exit(9, "x", 0, 1)));
+}
+
+#[test]
+fn converting_handlers_change_the_type() {
+    let pids = Arc::new(Mutex::new(Vec::new()));
+    struct Pids(Arc<Mutex<Vec<u32>>>);
+    impl Handler<u32> for Pids {
+        fn handle(&mut self, pid: &u32) -> Flow {
+            self.0.lock().unwrap().push(*pid);
+            Flow::Pass
+        }
+    }
+    let mut convert = Convert::new(
+        |e: &Event| (e.kind() == "exit").then_some(e.header.pid),
+        Pids(pids.clone()),
+    );
+    assert_eq!(convert.handle(&exit(7, "a", 0, 1)), Flow::Pass);
+    assert_eq!(convert.handle(&exec(8, "a", "/a")), Flow::Caught);
+    assert_eq!(*pids.lock().unwrap(), [7]);
+}
+
+#[derive(Clone, Default)]
+struct Rows(Arc<Mutex<Vec<AggRow>>>);
+
+impl Handler<AggRow> for Rows {
+    fn handle(&mut self, row: &AggRow) -> Flow {
+        self.0.lock().unwrap().push(row.clone());
+        Flow::Caught
+    }
+}
+
+#[test]
+fn counting_aggregator_groups_by_any_fields() {
+    let rows = Rows::default();
+    let mut agg = CountAggregator::new(vec!["kind".into(), "comm".into()], rows.clone());
+    for pid in 0..20 {
+        agg.handle(&exec(pid, "worker", "/w"));
+        agg.handle(&exit(pid, "worker", 0, 5));
+    }
+    for pid in 0..3 {
+        agg.handle(&exec(100 + pid, "sh", "/bin/sh"));
+    }
+    assert!(rows.0.lock().unwrap().is_empty(), "rows come at finish");
+    Handler::<Event>::finish(&mut agg).unwrap();
+    let rows = rows.0.lock().unwrap();
+    let table: Vec<(String, String, u64)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r.get("kind").unwrap().to_string(),
+                r.get("comm").unwrap().to_string(),
+                r.count,
+            )
+        })
+        .collect();
+    assert_eq!(
+        table,
+        [
+            ("exec".into(), "worker".into(), 20),
+            ("exit".into(), "worker".into(), 20),
+            ("exec".into(), "sh".into(), 3)
+        ]
+    );
+
+    // A field that is null for some events groups them under null.
+    let rows2 = Rows::default();
+    let mut by_code = CountAggregator::new(vec!["exit_code".into()], rows2.clone());
+    by_code.handle(&exec(1, "a", "/a"));
+    by_code.handle(&exit(1, "a", 3, 1));
+    by_code.handle(&exit(2, "a", 3, 1));
+    Handler::<Event>::finish(&mut by_code).unwrap();
+    let keys: Vec<(KeyValue, u64)> = rows2
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|r| (r.keys[0].clone(), r.count))
+        .collect();
+    assert_eq!(keys, [(KeyValue::U64(3), 2), (KeyValue::Null, 1)]);
+}
+
+#[test]
+fn fan_out_gives_every_event_to_each_branch() {
+    let (a, b) = (Collector::default(), Collector::default());
+    let rows = Rows::default();
+    let mut tee: FanOut<Event> = FanOut::new(vec![
+        Box::new(Filter::new(vec![predicate("kind == exec")], a.clone())),
+        Box::new(b.clone()),
+        Box::new(CountAggregator::new(vec!["comm".into()], rows.clone())),
+    ]);
+    tee.handle(&exec(1, "x", "/x"));
+    tee.handle(&exit(1, "x", 0, 1));
+    tee.finish().unwrap();
+    assert_eq!(a.events().len(), 1);
+    assert_eq!(b.events().len(), 2);
+    assert_eq!(rows.0.lock().unwrap()[0].count, 2);
+    assert_eq!(
+        FanOut::<Event>::new(vec![Box::new(Discard)]).handle(&exec(1, "x", "/x")),
+        Flow::Pass
+    );
+}
+
+#[test]
+fn fan_in_merges_threads_and_counts_overflow() {
+    let merged = Collector::default();
+    let fan_in = FanIn::spawn("merge", 100_000, merged.clone()).unwrap();
+    let threads: Vec<_> = (0..4u32)
+        .map(|t| {
+            let mut sender = fan_in.sender(Arc::new(AtomicU64::new(0)));
+            std::thread::spawn(move || {
+                for i in 0..1000 {
+                    sender.handle(&exec(t * 10_000 + i, "w", "/w"));
+                }
+            })
+        })
+        .collect();
+    threads.into_iter().for_each(|t| t.join().unwrap());
+    fan_in.join().unwrap();
+    assert_eq!(merged.events().len(), 4000);
+
+    // A consumer stuck on its first event: the channel holds 2, the rest are counted.
+    struct Stuck(Arc<Mutex<()>>);
+    impl Handler<Event> for Stuck {
+        fn handle(&mut self, _: &Event) -> Flow {
+            drop(self.0.lock().unwrap());
+            Flow::Caught
+        }
+    }
+    let gate = Arc::new(Mutex::new(()));
+    let held = gate.lock().unwrap();
+    let fan_in = FanIn::spawn("stuck", 2, Stuck(gate.clone())).unwrap();
+    let dropped = Arc::new(AtomicU64::new(0));
+    let mut sender = fan_in.sender(dropped.clone());
+    sender.handle(&exec(1, "w", "/w"));
+    std::thread::sleep(Duration::from_millis(100)); // the consumer takes it and blocks
+    let flows: Vec<Flow> = (0..10)
+        .map(|i| sender.handle(&exec(i, "w", "/w")))
+        .collect();
+    assert_eq!(flows.iter().filter(|f| **f == Flow::Pass).count(), 2);
+    assert_eq!(dropped.load(Ordering::Relaxed), 8);
+    drop(held);
+    drop(sender);
+    fan_in.join().unwrap();
+}
+
+#[test]
+fn json_lines_use_the_contract_field_names() {
+    let buf = SharedBuf::default();
+    let mut printer = JsonPrinter::new(buf.clone());
+    printer.handle(&exit(42, "we\"ird", 7, 1234));
+    Handler::<Event>::finish(&mut printer).unwrap();
+    assert_eq!(
+        buf.text(),
+        "{\"tracker\":\"process\",\"kind\":\"exit\",\"ts\":\"2026-11-28T15:20:01.000000042Z\",\"pid\":42,\"ppid\":1,\
+         \"comm\":\"we\\\"ird\",\"cgroup_id\":9,\"user_ns\":11,\"pid_ns\":12,\"mnt_ns\":13,\"filename\":null,\
+         \"exit_code\":7,\"signal\":null,\"core_dumped\":0,\"duration_ns\":1234}\n"
+    );
+    let parsed: serde_json::Value = serde_json::from_str(buf.text().trim()).unwrap();
+    assert_eq!(parsed["comm"], "we\"ird");
+}
+
+#[test]
+fn csv_has_a_header_and_quotes_when_needed() {
+    let buf = SharedBuf::default();
+    let mut printer = CsvPrinter::new(buf.clone());
+    printer.handle(&exec(1, "a,b", "/x"));
+    printer.handle(&exec(2, "c", "/y"));
+    Handler::<Event>::finish(&mut printer).unwrap();
+    let text = buf.text();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "tracker,kind,ts,pid,ppid,comm,cgroup_id,user_ns,pid_ns,mnt_ns,filename,exit_code,signal,core_dumped,duration_ns");
+    assert_eq!(
+        lines[1],
+        "process,exec,2026-11-28T15:20:01.000000042Z,1,1,\"a,b\",9,11,12,13,/x,,,,"
+    );
+    assert_eq!(lines.len(), 3);
+}
+
+#[test]
+fn text_table_aligns_chosen_columns() {
+    let buf = SharedBuf::default();
+    let columns = ["ts", "pid", "comm", "exit_code"]
+        .map(String::from)
+        .to_vec();
+    let mut printer = TextPrinter::new(buf.clone(), Some(columns));
+    printer.handle(&exit(42, "sh", 7, 1));
+    printer.handle(&exit(31337, "bash", 0, 1));
+    Handler::<Event>::finish(&mut printer).unwrap();
+    assert_eq!(
+        buf.text(),
+        "TS                  PID COMM             EXIT_CODE\n\
+         15:20:01.000000      42 sh                       7\n\
+         15:20:01.000000   31337 bash                     0\n"
+    );
+}
+
+#[test]
+fn chains_are_assembled_at_run_time_from_specs() {
+    let spec = r#"[
+        {"type": "filter", "where": ["kind == exec"]},
+        {"type": "tee", "branches": [
+            [{"type": "print", "format": "json"}],
+            [{"type": "aggregate", "group_by": ["comm"]},
+             {"type": "filter", "where": ["count > 1"]},
+             {"type": "print", "format": "csv"}]
+        ]}
+    ]"#;
+    let stages: Vec<Stage> = serde_json::from_str(spec).unwrap();
+    let (json, csv) = (SharedBuf::default(), SharedBuf::default());
+    let outputs = Mutex::new(vec![csv.clone(), json.clone()]);
+    let output = || Box::new(outputs.lock().unwrap().pop().unwrap()) as Box<dyn Write + Send>;
+    let schema = find_tracker("process").unwrap().info().schema();
+    let mut chain = handler::build::<Event>(&stages, &schema, &output).unwrap();
+    for (pid, comm) in [(1, "a"), (2, "a"), (3, "b")] {
+        chain.handle(&exec(pid, comm, "/x"));
+        chain.handle(&exit(pid, comm, 0, 1));
+    }
+    chain.finish().unwrap();
+    assert_eq!(json.text().lines().count(), 3);
+    assert!(json.text().lines().all(|l| l.contains("\"kind\":\"exec\"")));
+    assert_eq!(csv.text(), "comm,count\na,2\n");
+}
+
+#[test]
+fn chain_specs_are_checked_before_anything_runs() {
+    let schema = find_tracker("process").unwrap().info().schema();
+    let output = || Box::new(std::io::sink()) as Box<dyn Write + Send>;
+    let build = |stages: &[Stage]| {
+        handler::build::<Event>(stages, &schema, &output)
+            .err()
+            .map(|e| e.to_string())
+    };
+    let print = Stage::Print {
+        format: Format::Json,
+        columns: None,
+    };
+    assert_eq!(
+        build(&[print.clone(), print.clone()]).as_deref(),
+        Some("`print` must be the last stage of its branch")
+    );
+    let bad_group = build(&[Stage::Aggregate {
+        group_by: vec!["nope".into()],
+    }])
+    .unwrap();
+    assert!(
+        bad_group.starts_with("cannot group by `nope`; known fields: tracker, kind, ts, pid"),
+        "{bad_group}"
+    );
+    let after_agg = build(&[
+        Stage::Aggregate {
+            group_by: vec!["comm".into()],
+        },
+        Stage::Filter {
+            r#where: vec!["pid == 1".into()],
+        },
+    ])
+    .unwrap();
+    assert_eq!(after_agg, "unknown field `pid`; known fields: comm, count");
+    assert!(build(&[Stage::Aggregate { group_by: vec![] }]).is_some());
+    assert!(serde_json::from_str::<Vec<Stage>>(r#"[{"type": "print", "format": "xml"}]"#).is_err());
+}
+
+#[test]
+fn records_expose_fields_in_catalog_order() {
+    let event = exec(5, "sh", "/bin/sh");
+    let mut names = Vec::new();
+    event.visit(&mut |name, _| names.push(name.to_string()));
+    let catalog: Vec<&str> = find_tracker("process")
+        .unwrap()
+        .info()
+        .all_fields()
+        .map(|f| f.name)
+        .collect();
+    assert_eq!(names, catalog);
+    assert_eq!(
+        event.get("ts"),
+        Some(Value::Time(1_795_879_201_000_000_042))
+    );
+}
