@@ -5,7 +5,6 @@
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
-use std::mem::MaybeUninit;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, SyncSender};
 use std::sync::{Arc, Mutex};
@@ -380,22 +379,21 @@ fn check_tracepoints(object: &OpenObject) -> Result<(), TrackerError> {
 }
 
 /// Reads a `#[repr(C)]` record generated from the probe's C headers out of a ring buffer
-/// sample. Only for types made of integers and integer arrays (any bit pattern is valid).
-pub fn read_record<T: Copy + Default>(bytes: &[u8]) -> Option<T> {
+/// sample and hands it to `f`. Only for types made of integers and integer arrays (any bit
+/// pattern is valid). Ring buffer samples are 8-byte aligned, so this borrows in place;
+/// a misaligned buffer (only in tests) is copied first.
+pub fn with_record<T: Copy, R>(bytes: &[u8], f: impl FnOnce(&T) -> R) -> Option<R> {
     if bytes.len() < std::mem::size_of::<T>() {
         return None;
     }
-    let mut out = MaybeUninit::<T>::uninit();
-    // SAFETY: `bytes` holds at least size_of::<T>() bytes, the copy is unaligned-safe, and
-    // callers only use plain-integer layouts for which every bit pattern is a valid value.
-    unsafe {
-        std::ptr::copy_nonoverlapping(
-            bytes.as_ptr(),
-            out.as_mut_ptr().cast::<u8>(),
-            std::mem::size_of::<T>(),
-        );
-        Some(out.assume_init())
+    let ptr = bytes.as_ptr().cast::<T>();
+    if ptr.is_aligned() {
+        // SAFETY: aligned, large enough, and every bit pattern is a valid T (see above).
+        return Some(f(unsafe { &*ptr }));
     }
+    // SAFETY: as above; read_unaligned copes with the alignment.
+    let copy = unsafe { ptr.read_unaligned() };
+    Some(f(&copy))
 }
 
 /// Nanoseconds to add to CLOCK_BOOTTIME to get CLOCK_REALTIME.

@@ -63,6 +63,21 @@ impl<E: ?Sized, H: Handler<E> + ?Sized> Handler<E> for Box<H> {
     }
 }
 
+/// A borrowed handler is a handler: lets a caller keep the end of a chain to read it.
+impl<E: ?Sized, H: Handler<E> + ?Sized> Handler<E> for &mut H {
+    fn handle(&mut self, event: &E) -> Flow {
+        (**self).handle(event)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        (**self).flush()
+    }
+
+    fn finish(&mut self) -> io::Result<()> {
+        (**self).finish()
+    }
+}
+
 /// The end of a chain that keeps nothing: every event passes out of it.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Discard;

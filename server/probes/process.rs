@@ -6,10 +6,11 @@ use std::mem::MaybeUninit;
 use libbpf_rs::skel::{Skel, SkelBuilder};
 
 use crate::event::{Event, EventBody, FieldInfo, FieldType, FixedStr, Value};
-use crate::tracker_manager::{read_record, Run, Tracker, TrackerError, TrackerInfo};
+use crate::tracker_manager::{with_record, Run, Tracker, TrackerError, TrackerInfo};
 use crate::{apply_common_config, decode_header};
 
-mod skel {
+/// The generated skeleton; its `types` give the raw record layout (for tests and benchmarks).
+pub mod skel {
     include!(concat!(env!("OUT_DIR"), "/process.skel.rs"));
 }
 use skel::{types, ProcessSkelBuilder};
@@ -161,21 +162,23 @@ impl EventBody for ProcessEvent {
 
 /// Decodes one ring buffer record of `probes/process.h`'s `struct process_event`.
 pub fn decode(bytes: &[u8], clock_offset: u64) -> Option<Event> {
-    let raw: types::process_event = read_record(bytes)?;
-    let body = match raw.kind {
-        EXEC => ProcessEvent::Exec {
-            filename: FixedStr::from_c_chars(&raw.filename),
-        },
-        EXIT => ProcessEvent::Exit {
-            status: WaitStatus(raw.exit_code),
-            duration_ns: raw.duration_ns,
-        },
-        _ => return None,
-    };
-    Some(Event {
-        header: decode_header!(raw.header, clock_offset),
-        body: body.into(),
+    with_record(bytes, |raw: &types::process_event| {
+        let body = match raw.kind {
+            EXEC => ProcessEvent::Exec {
+                filename: FixedStr::from_c_chars(&raw.filename),
+            },
+            EXIT => ProcessEvent::Exit {
+                status: WaitStatus(raw.exit_code),
+                duration_ns: raw.duration_ns,
+            },
+            _ => return None,
+        };
+        Some(Event {
+            header: decode_header!(raw.header, clock_offset),
+            body: body.into(),
+        })
     })
+    .flatten()
 }
 
 impl Tracker for ProcessTracker {
