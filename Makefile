@@ -25,8 +25,8 @@ run: build
 	./target/release/eunomia $(ARGS)
 
 test: deps
-	$(CARGO) test --locked
 	$(CARGO) check --benches --locked
+	$(CARGO) test --locked
 
 bench: deps
 	$(CARGO) bench --locked
