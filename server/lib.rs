@@ -10,6 +10,8 @@
 pub mod cli;
 pub mod event;
 pub mod handler;
+pub mod metrics;
 pub mod probes;
+pub mod query;
 pub mod system;
 pub mod tracker_manager;

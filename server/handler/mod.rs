@@ -23,7 +23,7 @@ pub use aggregate::{AggRow, CountAggregator, KeyValue, MAX_GROUP_BY};
 pub use chain::{build, ChainError, OutputFactory, Schema, Stage};
 pub use fan_in::{FanIn, FanInSender};
 pub use filter::{Filter, FilterError, Op, Predicate};
-pub use printer::{CsvPrinter, Format, JsonPrinter, TextPrinter};
+pub use printer::{push_json_record, CsvPrinter, Format, JsonPrinter, TextPrinter};
 
 /// What became of an event a handler was given.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

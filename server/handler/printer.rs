@@ -87,20 +87,26 @@ fn push_json_value(line: &mut Vec<u8>, value: Value<'_>) {
     }
 }
 
+/// Appends `record` as one JSON object (no newline) to `line`.
+pub fn push_json_record<R: Record + ?Sized>(line: &mut Vec<u8>, record: &R) {
+    let start = line.len();
+    line.push(b'{');
+    record.visit(&mut |name, value| {
+        if line.len() > start + 1 {
+            line.push(b',');
+        }
+        push_json_str(line, name);
+        line.push(b':');
+        push_json_value(line, value);
+    });
+    line.push(b'}');
+}
+
 impl<R: Record + ?Sized, W: Write + Send> Handler<R> for JsonPrinter<W> {
     fn handle(&mut self, record: &R) -> Flow {
-        let line = &mut self.line;
-        line.clear();
-        line.push(b'{');
-        record.visit(&mut |name, value| {
-            if line.len() > 1 {
-                line.push(b',');
-            }
-            push_json_str(line, name);
-            line.push(b':');
-            push_json_value(line, value);
-        });
-        line.extend_from_slice(b"}\n");
+        self.line.clear();
+        push_json_record(&mut self.line, record);
+        self.line.push(b'\n');
         let line = &self.line;
         self.sink.write(|out| out.write_all(line));
         Flow::Caught

@@ -1,0 +1,264 @@
+//! What users ask of a session's results, shared by both stores (SQLite and memory) so
+//! they answer the same question the same way.
+//!
+//! Semantics, for both stores:
+//! - Events are first restricted by `conditions` (all must hold; a null never matches).
+//! - Groups are formed by the `group_by` fields' values; a group's key is the values'
+//!   text (`"null"` for a null, RFC 3339 for a time, decimal for numbers).
+//! - `count` is the number of events in the group. `value` is `count` for COUNT, else
+//!   the op over the group's non-null numeric values of `field` (0 when there are none).
+//! - Percentiles use the nearest-rank method: the value at rank ceil(p/100 * n).
+//! - Rows are ordered by value descending, then keys ascending; `top` keeps the first N.
+
+use crate::event::{Event, FieldType};
+use crate::handler::{push_json_record, Op};
+use crate::tracker_manager::TrackerInfo;
+
+/// The aggregation operator.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, async_graphql::Enum, serde::Serialize, serde::Deserialize)]
+pub enum AggOp {
+    Count,
+    Sum,
+    Avg,
+    Min,
+    Max,
+    P50,
+    P95,
+    P99,
+}
+
+impl AggOp {
+    /// The percentile this op asks for, if it is one.
+    pub fn percentile(self) -> Option<f64> {
+        match self {
+            AggOp::P50 => Some(50.0),
+            AggOp::P95 => Some(95.0),
+            AggOp::P99 => Some(99.0),
+            _ => None,
+        }
+    }
+}
+
+/// `field op value`; `value` is text and is read as a number for numeric fields.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Condition {
+    pub field: String,
+    pub op: Op,
+    pub value: String,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct AggregateQuery {
+    pub group_by: Vec<String>,
+    pub op: AggOp,
+    /// Required for every op but COUNT; must be numeric.
+    pub field: Option<String>,
+    pub top: Option<usize>,
+    pub conditions: Vec<Condition>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct TimeseriesQuery {
+    pub bucket_secs: u64,
+    pub group_by: Vec<String>,
+    pub op: AggOp,
+    pub field: Option<String>,
+    pub conditions: Vec<Condition>,
+}
+
+/// One group of an aggregate.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AggResult {
+    pub keys: Vec<String>,
+    pub value: f64,
+    pub count: u64,
+}
+
+/// One group in one time bucket; `start_ns` is the bucket's start (Unix ns), a multiple
+/// of the bucket width. Ordered by start, then value descending, then keys.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TimeBucketResult {
+    pub start_ns: u64,
+    pub keys: Vec<String>,
+    pub value: f64,
+    pub count: u64,
+}
+
+/// An event as queries return it: the common fields as columns, every field in `data`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoredEvent {
+    /// Position in its session, increasing with arrival; the pagination cursor.
+    pub id: i64,
+    pub ts_ns: u64,
+    pub tracker: String,
+    pub kind: String,
+    pub pid: u32,
+    pub ppid: u32,
+    pub comm: String,
+    pub cgroup_id: u64,
+    /// Every field of the event, as the JSON Lines output has it.
+    pub data: serde_json::Value,
+}
+
+impl StoredEvent {
+    pub fn from_event(id: i64, event: &Event) -> Self {
+        let mut json = Vec::with_capacity(512);
+        push_json_record(&mut json, event);
+        Self {
+            id,
+            ts_ns: event.header.ts_ns,
+            tracker: event.tracker().to_string(),
+            kind: event.kind().to_string(),
+            pid: event.header.pid,
+            ppid: event.header.ppid,
+            comm: event.header.comm.as_str().to_string(),
+            cgroup_id: event.header.cgroup_id,
+            data: serde_json::from_slice(&json).unwrap_or(serde_json::Value::Null),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum QueryError {
+    #[error("unknown field `{field}` for tracker `{tracker}`; known fields: {known}")]
+    UnknownField { tracker: String, field: String, known: String },
+    #[error("{op:?} needs a numeric `field`")]
+    FieldRequired { op: AggOp },
+    #[error("field `{0}` is not numeric")]
+    NotNumeric(String),
+    #[error("field `{field}` is numeric but `{value}` is not a number")]
+    NotANumber { field: String, value: String },
+    #[error("operator CONTAINS needs a text field, and `{0}` is numeric")]
+    ContainsOnNumber(String),
+    #[error("groupBy takes at most {max} fields")]
+    TooManyGroupFields { max: usize },
+    #[error("bucketSecs must be at least 1")]
+    BadBucket,
+}
+
+/// The largest `group_by` list accepted.
+pub const MAX_GROUP_BY: usize = crate::handler::MAX_GROUP_BY;
+
+fn field_type(info: &TrackerInfo, field: &str) -> Result<FieldType, QueryError> {
+    info.all_fields().find(|f| f.name == field).map(|f| f.ty).ok_or_else(|| QueryError::UnknownField {
+        tracker: info.name.to_string(),
+        field: field.to_string(),
+        known: info.all_fields().map(|f| f.name).collect::<Vec<_>>().join(", "),
+    })
+}
+
+fn is_numeric(ty: FieldType) -> bool {
+    matches!(ty, FieldType::U64 | FieldType::I64)
+}
+
+/// Checks conditions against the tracker's fields and types.
+pub fn validate_conditions(info: &TrackerInfo, conditions: &[Condition]) -> Result<(), QueryError> {
+    for c in conditions {
+        let ty = field_type(info, &c.field)?;
+        if is_numeric(ty) {
+            if c.op == Op::Contains {
+                return Err(QueryError::ContainsOnNumber(c.field.clone()));
+            }
+            if c.value.trim().parse::<i128>().is_err() {
+                return Err(QueryError::NotANumber { field: c.field.clone(), value: c.value.clone() });
+            }
+        }
+    }
+    Ok(())
+}
+
+fn validate_grouping(info: &TrackerInfo, group_by: &[String], op: AggOp, field: Option<&str>) -> Result<(), QueryError> {
+    if group_by.len() > MAX_GROUP_BY {
+        return Err(QueryError::TooManyGroupFields { max: MAX_GROUP_BY });
+    }
+    for g in group_by {
+        field_type(info, g)?;
+    }
+    match (op, field) {
+        (AggOp::Count, None) => Ok(()),
+        (_, Some(f)) => {
+            if is_numeric(field_type(info, f)?) {
+                Ok(())
+            } else {
+                Err(QueryError::NotNumeric(f.to_string()))
+            }
+        }
+        (op, None) => Err(QueryError::FieldRequired { op }),
+    }
+}
+
+impl AggregateQuery {
+    pub fn validate(&self, info: &TrackerInfo) -> Result<(), QueryError> {
+        validate_grouping(info, &self.group_by, self.op, self.field.as_deref())?;
+        validate_conditions(info, &self.conditions)
+    }
+}
+
+impl TimeseriesQuery {
+    pub fn validate(&self, info: &TrackerInfo) -> Result<(), QueryError> {
+        if self.bucket_secs == 0 {
+            return Err(QueryError::BadBucket);
+        }
+        validate_grouping(info, &self.group_by, self.op, self.field.as_deref())?;
+        validate_conditions(info, &self.conditions)
+    }
+}
+
+/// Applies `op` to a group's values (exact). `values` may be reordered.
+pub fn apply_op(op: AggOp, count: u64, values: &mut [f64]) -> f64 {
+    if op == AggOp::Count {
+        return count as f64;
+    }
+    if values.is_empty() {
+        return 0.0;
+    }
+    match op {
+        AggOp::Count => count as f64,
+        AggOp::Sum => values.iter().sum(),
+        AggOp::Avg => values.iter().sum::<f64>() / values.len() as f64,
+        AggOp::Min => values.iter().copied().fold(f64::INFINITY, f64::min),
+        AggOp::Max => values.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+        AggOp::P50 | AggOp::P95 | AggOp::P99 => {
+            values.sort_by(f64::total_cmp);
+            values[nearest_rank(op.percentile().unwrap_or(50.0), values.len())]
+        }
+    }
+}
+
+/// Zero-based index of the nearest-rank percentile `p` among `n` sorted values (n > 0).
+pub fn nearest_rank(p: f64, n: usize) -> usize {
+    ((p / 100.0 * n as f64).ceil() as usize).clamp(1, n) - 1
+}
+
+/// Orders rows as the semantics say and keeps the top N.
+pub fn order_and_truncate(rows: &mut Vec<AggResult>, top: Option<usize>) {
+    rows.sort_by(|a, b| b.value.total_cmp(&a.value).then_with(|| a.keys.cmp(&b.keys)));
+    if let Some(top) = top {
+        rows.truncate(top);
+    }
+}
+
+/// Orders time buckets as the semantics say.
+pub fn order_buckets(rows: &mut [TimeBucketResult]) {
+    rows.sort_by(|a, b| a.start_ns.cmp(&b.start_ns).then_with(|| b.value.total_cmp(&a.value)).then_with(|| a.keys.cmp(&b.keys)));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ops_follow_the_documented_semantics() {
+        let mut v = vec![5.0, 1.0, 3.0, 2.0, 4.0];
+        assert_eq!(apply_op(AggOp::Count, 7, &mut v), 7.0);
+        assert_eq!(apply_op(AggOp::Sum, 5, &mut v), 15.0);
+        assert_eq!(apply_op(AggOp::Avg, 5, &mut v), 3.0);
+        assert_eq!(apply_op(AggOp::Min, 5, &mut v), 1.0);
+        assert_eq!(apply_op(AggOp::Max, 5, &mut v), 5.0);
+        assert_eq!(apply_op(AggOp::P50, 5, &mut v), 3.0);
+        assert_eq!(apply_op(AggOp::P95, 5, &mut v), 5.0);
+        assert_eq!(apply_op(AggOp::Sum, 3, &mut []), 0.0);
+        assert_eq!(nearest_rank(99.0, 100), 98);
+        assert_eq!(nearest_rank(50.0, 1), 0);
+    }
+}
