@@ -1,12 +1,13 @@
 # Set-up and everyday commands. Run as root on Debian/Ubuntu; each target installs what
 # it needs first.
-.PHONY: deps build run test bench vmlinux
+.PHONY: deps build run test bench vmlinux schema console
 
 CARGO ?= cargo
 # Build and test tools from Debian: the BPF toolchain, bpftool (vmlinux.h), and the
 # reference tools the tests compare against.
-DEB_PACKAGES := clang libelf-dev zlib1g-dev pkg-config make bpftool python3 util-linux
-ARGS ?= run process
+DEB_PACKAGES := clang libelf-dev zlib1g-dev pkg-config make bpftool python3 util-linux \
+	prometheus chromium
+ARGS ?= serve
 
 deps:
 	@missing=""; for p in $(DEB_PACKAGES); do \
@@ -16,11 +17,15 @@ deps:
 		echo "installing:$$missing"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	fi
+	@# The machine's Node.js may come from elsewhere; Debian's only when there is none.
+	@command -v npm >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm
+	@# playwright-core drives Debian's chromium in the console test.
+	@[ -d web/node_modules/playwright-core ] || (cd web && npm ci --no-audit --no-fund)
 
 build: deps
 	$(CARGO) build --release --locked
 
-# The main job: `make run ARGS="run process --duration 10 --format json"`.
+# The main job: the server on 127.0.0.1:8527 (`make run ARGS="run process --duration 10"` for the CLI).
 run: build
 	./target/release/eunomia $(ARGS)
 
@@ -34,3 +39,11 @@ bench: deps
 # Regenerates probes/vmlinux.h from the running kernel's BTF (a test checks for drift).
 vmlinux: deps
 	bpftool btf dump file /sys/kernel/btf/vmlinux format c > probes/vmlinux.h
+
+# Regenerates schema/schema.graphql from the code (a test checks for drift).
+schema:
+	$(CARGO) run --quiet --locked -- schema > schema/schema.graphql
+
+# Rebuilds the console's committed bundle in web/dist/.
+console:
+	cd web && ./build.sh

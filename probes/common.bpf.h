@@ -65,10 +65,12 @@ static __always_inline bool cgroup_matches(void)
 	return bpf_map_lookup_elem(&cgroup_filter, &cgid) != NULL;
 }
 
-/* The filters that only need the current task; pid is the thread group id. */
-static __always_inline bool task_selected(u32 pid)
+/* Every in-kernel filter; pid is the thread group id of the current task. */
+static __always_inline bool task_selected(struct task_struct *task, u32 pid)
 {
 	if (target_pid && pid != target_pid)
+		return false;
+	if (exclude_current_ppid && BPF_CORE_READ(task, real_parent, tgid) == exclude_current_ppid)
 		return false;
 	return cgroup_matches() && comm_matches();
 }

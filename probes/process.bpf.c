@@ -25,9 +25,7 @@ int handle_exec(struct trace_event_raw_sched_process_exec *ctx)
 	unsigned int fname_off;
 	u64 ts;
 
-	if (!task_selected(pid))
-		return 0;
-	if (exclude_current_ppid && BPF_CORE_READ(task, real_parent, tgid) == exclude_current_ppid)
+	if (!task_selected(task, pid))
 		return 0;
 
 	ts = bpf_ktime_get_boot_ns();
@@ -71,9 +69,7 @@ int handle_exit(struct trace_event_raw_sched_process_exit *ctx)
 
 	if (!whole_process_dead(ctx, task))
 		return 0;
-	if (!task_selected(pid))
-		return 0;
-	if (exclude_current_ppid && BPF_CORE_READ(task, real_parent, tgid) == exclude_current_ppid)
+	if (!task_selected(task, pid))
 		return 0;
 
 	now = bpf_ktime_get_boot_ns();

@@ -42,6 +42,23 @@ pub enum Command {
         #[arg(value_parser = tracker_names())]
         tracker: String,
     },
+    /// Serve the GraphQL API, the console and /metrics.
+    Serve(ServeArgs),
+    /// Print the GraphQL schema (SDL), as checked in at schema/schema.graphql.
+    Schema,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Address to listen on (default 127.0.0.1:8527; port 0 picks a free one).
+    #[arg(long)]
+    pub listen: Option<std::net::SocketAddr>,
+    /// SQLite database file (default ./eunomia.db), created and migrated on start.
+    #[arg(long)]
+    pub db: Option<std::path::PathBuf>,
+    /// TOML configuration file.
+    #[arg(long)]
+    pub config: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -106,7 +123,17 @@ pub fn main() -> ExitCode {
             }
             ExitCode::SUCCESS
         }
-        Command::Run(args) => match run(&args) {
+        Command::Schema => {
+            print!("{}", crate::graphql::sdl());
+            ExitCode::SUCCESS
+        }
+        Command::Serve(args) => exit_code(crate::server::serve(&args)),
+        Command::Run(args) => exit_code(run(&args)),
+    }
+}
+
+fn exit_code(result: Result<(), RunError>) -> ExitCode {
+    match result {
             Ok(()) => ExitCode::SUCCESS,
             Err(RunError::Usage(msg)) => {
                 eprintln!("error: {msg}");
@@ -116,11 +143,10 @@ pub fn main() -> ExitCode {
                 eprintln!("error: {err:#}");
                 ExitCode::FAILURE
             }
-        },
     }
 }
 
-enum RunError {
+pub enum RunError {
     /// The request itself is wrong: exit code 2.
     Usage(String),
     /// Tracing failed: exit code 1.

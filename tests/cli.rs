@@ -18,6 +18,18 @@ fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+/// Runs `eunomia args` and, once it is tracing, executes `binary` `times` times.
+fn run_while_executing(args: &[&str], binary: &std::path::Path, times: usize) -> Output {
+    let child = Command::new(env!("CARGO_BIN_EXE_eunomia")).args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    for _ in 0..times {
+        assert!(Command::new(binary).status().unwrap().success());
+    }
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    out
+}
+
 #[test]
 fn bad_input_exits_2_with_a_clear_message() {
     let cases: &[(&[&str], &str)] = &[
@@ -92,27 +104,7 @@ fn run_prints_json_lines_and_a_summary() {
         return;
     }
     let (binary, comm) = unique_binary("cli");
-    let child = Command::new(env!("CARGO_BIN_EXE_eunomia"))
-        .args([
-            "run",
-            "process",
-            "--duration",
-            "3",
-            "--format",
-            "json",
-            "--comm",
-            &comm,
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(1500));
-    for _ in 0..5 {
-        assert!(Command::new(&binary).status().unwrap().success());
-    }
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let out = run_while_executing(&["run", "process", "--duration", "3", "--format", "json", "--comm", &comm], &binary, 5);
     let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
@@ -161,29 +153,8 @@ fn run_aggregates_and_prints_csv() {
         return;
     }
     let (binary, comm) = unique_binary("agg");
-    let child = Command::new(env!("CARGO_BIN_EXE_eunomia"))
-        .args([
-            "run",
-            "process",
-            "--duration",
-            "3",
-            "--format",
-            "csv",
-            "--where",
-            &format!("comm == {comm}"),
-            "--group-by",
-            "kind,comm",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(1500));
-    for _ in 0..4 {
-        assert!(Command::new(&binary).status().unwrap().success());
-    }
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let filter = format!("comm == {comm}");
+    let out = run_while_executing(&["run", "process", "--duration", "3", "--format", "csv", "--where", &filter, "--group-by", "kind,comm"], &binary, 4);
     let text = String::from_utf8(out.stdout).unwrap();
     let mut lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.remove(0), "kind,comm,count");

@@ -21,8 +21,9 @@ pub enum FilterError {
     ContainsOnNumber(String),
 }
 
-/// A comparison operator.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// A comparison operator (`CmpOp` in the GraphQL API).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, async_graphql::Enum)]
+#[graphql(name = "CmpOp")]
 pub enum Op {
     Eq,
     Ne,

@@ -77,3 +77,4 @@ pub fn loaded_prog_ids() -> Vec<u32> {
         .map(|info| info.id)
         .collect()
 }
+pub mod server;

@@ -1,0 +1,193 @@
+//! The config loader: one TOML file, every key optional. Command-line flags override
+//! `listen` and `db`.
+//!
+//! ```toml
+//! listen = "127.0.0.1:8527"
+//! db = "./eunomia.db"
+//! [sessions]
+//! max_duration_secs = 3600
+//! max_concurrent = 16
+//! [retention]
+//! max_age_secs = 604800
+//! max_events = 50000000
+//! [memory]
+//! max_groups = 1000000
+//! recent_events = 10000
+//! [limits]
+//! query_depth = 16
+//! query_complexity = 10000
+//! body_bytes = 1048576
+//! request_timeout_secs = 30
+//! [[tokens]]
+//! name = "ci"
+//! role = "operator"   # or "viewer"
+//! token = "a long random string"
+//! ```
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("reading {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{path}: {source}")]
+    Parse { path: PathBuf, source: toml::de::Error },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+#[derive(Clone, Debug, PartialEq, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub db: PathBuf,
+    pub sessions: SessionLimits,
+    pub retention: Retention,
+    pub memory: Memory,
+    pub limits: Limits,
+    pub tokens: Vec<Token>,
+}
+
+#[derive(Clone, Debug, PartialEq, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SessionLimits {
+    pub max_duration_secs: u64,
+    pub max_concurrent: usize,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Retention {
+    /// Ended sessions older than this are deleted.
+    pub max_age_secs: Option<u64>,
+    /// Oldest ended sessions are deleted until at most this many events are stored.
+    pub max_events: Option<u64>,
+}
+
+#[derive(Clone, Debug, PartialEq, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Memory {
+    pub max_groups: usize,
+    pub recent_events: usize,
+}
+
+#[derive(Clone, Debug, PartialEq, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    pub query_depth: usize,
+    pub query_complexity: usize,
+    pub body_bytes: usize,
+    pub request_timeout_secs: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Queries and subscriptions.
+    Viewer,
+    /// Mutations too.
+    Operator,
+}
+
+#[derive(Clone, PartialEq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Token {
+    pub name: String,
+    pub role: Role,
+    pub token: String,
+}
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Token").field("name", &self.name).field("role", &self.role).finish_non_exhaustive()
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8527)),
+            db: PathBuf::from("./eunomia.db"),
+            sessions: SessionLimits::default(),
+            retention: Retention::default(),
+            memory: Memory::default(),
+            limits: Limits::default(),
+            tokens: Vec::new(),
+        }
+    }
+}
+
+impl Default for SessionLimits {
+    fn default() -> Self {
+        Self { max_duration_secs: 3600, max_concurrent: 16 }
+    }
+}
+
+impl Default for Memory {
+    fn default() -> Self {
+        Self { max_groups: 1_000_000, recent_events: 10_000 }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self { query_depth: 16, query_complexity: 10_000, body_bytes: 1 << 20, request_timeout_secs: 30 }
+    }
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        let config: Config = toml::from_str(&text).map_err(|source| ConfigError::Parse { path: path.to_path_buf(), source })?;
+        Ok(config)
+    }
+
+    /// Checks what the types cannot: ranges, and no open port without tokens.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |msg: String| Err(ConfigError::Invalid(msg));
+        if self.sessions.max_duration_secs == 0 {
+            return invalid("sessions.max_duration_secs must be at least 1".into());
+        }
+        if self.sessions.max_concurrent == 0 {
+            return invalid("sessions.max_concurrent must be at least 1".into());
+        }
+        if let Some(short) = self.tokens.iter().find(|t| t.token.len() < 16) {
+            return invalid(format!("token `{}` is shorter than 16 characters", short.name));
+        }
+        if !self.listen.ip().is_loopback() && self.tokens.is_empty() {
+            return invalid(format!("refusing to listen on {} (not loopback) without any [[tokens]] in the config", self.listen));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_every_section_and_refuses_open_ports_without_tokens() {
+        let config: Config = toml::from_str(
+            r#"
+            listen = "0.0.0.0:9000"
+            [sessions]
+            max_duration_secs = 60
+            [[tokens]]
+            name = "ops"
+            role = "operator"
+            token = "0123456789abcdef0123"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(config.sessions.max_duration_secs, 60);
+        assert_eq!(config.sessions.max_concurrent, 16);
+        assert_eq!(config.tokens[0].role, Role::Operator);
+        config.validate().unwrap();
+        assert!(!format!("{:?}", config.tokens[0]).contains("0123456789"), "tokens never reach logs");
+
+        let open = Config { tokens: vec![], ..config };
+        assert!(open.validate().unwrap_err().to_string().starts_with("refusing to listen on 0.0.0.0:9000"));
+        assert!(toml::from_str::<Config>("nonsense = 1").is_err());
+    }
+}

@@ -1,0 +1,398 @@
+//! The GraphQL API: queries over trackers, sessions and their results, mutations that
+//! start and stop sessions (audited), subscriptions for live events and session updates.
+//!
+//! Every error carries `extensions.code`: resolver errors say what was wrong
+//! (UNKNOWN_TRACKER, BAD_DURATION, NOT_FOUND, ...), and [`ErrorCodes`] gives parse and
+//! validation errors from async-graphql itself a code too.
+
+mod types;
+
+use std::sync::Arc;
+
+use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextRequest};
+use async_graphql::{Context, ErrorExtensions, Object, Schema, Subscription, ID};
+use futures_util::stream::{Stream, StreamExt};
+use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
+use tokio_stream::wrappers::BroadcastStream;
+
+pub use types::*;
+
+use crate::config::Role;
+use crate::memory::MemoryError;
+use crate::query::QueryError;
+use crate::session::{SessionError, SessionManager};
+use crate::store::{AuditEntry, SessionStatus};
+
+pub type EunomiaSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
+
+/// Who is asking: set per request by the HTTP layer from the bearer token.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Caller {
+    pub name: String,
+    pub role: Role,
+}
+
+/// Builds the schema with the configured depth and complexity limits.
+pub fn schema(manager: Arc<SessionManager>) -> EunomiaSchema {
+    let limits = manager.config().limits.clone();
+    Schema::build(QueryRoot, MutationRoot, SubscriptionRoot)
+        .data(manager)
+        .limit_depth(limits.query_depth)
+        .limit_complexity(limits.query_complexity)
+        .extension(ErrorCodes)
+        .finish()
+}
+
+/// The SDL of the schema, as checked in at schema/schema.graphql.
+pub fn sdl() -> String {
+    Schema::build(QueryRoot, MutationRoot, SubscriptionRoot)
+        .finish()
+        .sdl()
+}
+
+/// A GraphQL error with a code in `extensions`.
+pub fn coded(code: &'static str, message: impl Into<String>) -> async_graphql::Error {
+    async_graphql::Error::new(message).extend_with(|_, e| e.set("code", code))
+}
+
+/// A session error as a GraphQL error with its code.
+pub fn api(err: SessionError) -> async_graphql::Error {
+    {
+        let code = match &err {
+            SessionError::UnknownTracker { .. } => "UNKNOWN_TRACKER",
+            SessionError::BadDuration { .. } => "BAD_DURATION",
+            SessionError::BadConfig(_) => "BAD_CONFIG",
+            SessionError::BadFilter(_) => "BAD_FILTER",
+            SessionError::NotFound(_) => "NOT_FOUND",
+            SessionError::StillRunning(_) => "SESSION_RUNNING",
+            SessionError::TooManySessions { .. } => "TOO_MANY_SESSIONS",
+            SessionError::TrackerFailed(_) => "TRACKER_FAILED",
+            SessionError::Store(_) | SessionError::Snapshot(_) => "INTERNAL",
+        };
+        coded(code, err.to_string())
+    }
+}
+
+fn query_error(err: QueryError) -> async_graphql::Error {
+    coded("BAD_QUERY", err.to_string())
+}
+
+fn memory_error(err: MemoryError) -> async_graphql::Error {
+    match err {
+        MemoryError::Query(err) => query_error(err),
+        other => coded("BAD_QUERY", other.to_string()),
+    }
+}
+
+fn manager<'a>(ctx: &Context<'a>) -> &'a Arc<SessionManager> {
+    ctx.data_unchecked::<Arc<SessionManager>>()
+}
+
+fn caller<'a>(ctx: &Context<'a>) -> async_graphql::Result<&'a Caller> {
+    ctx.data_opt::<Caller>().ok_or_else(|| {
+        coded(
+            "UNAUTHENTICATED",
+            "no credentials: send `Authorization: Bearer <token>`",
+        )
+    })
+}
+
+fn require_operator(ctx: &Context<'_>) -> async_graphql::Result<()> {
+    match caller(ctx)?.role {
+        Role::Operator => Ok(()),
+        Role::Viewer => Err(coded(
+            "FORBIDDEN",
+            "this token is a viewer's: mutations need an operator token",
+        )),
+    }
+}
+
+fn now_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+pub struct QueryRoot;
+
+#[Object]
+impl QueryRoot {
+    /// The trackers this server can run, with the fields their events carry.
+    async fn trackers(&self) -> Vec<TrackerDesc> {
+        crate::probes::TRACKERS
+            .iter()
+            .map(|t| TrackerDesc(t.info()))
+            .collect()
+    }
+
+    /// Sessions, newest first.
+    async fn sessions(
+        &self,
+        ctx: &Context<'_>,
+        status: Option<SessionStatus>,
+        #[graphql(default = 20)] first: i32,
+        after: Option<String>,
+    ) -> async_graphql::Result<SessionConnection> {
+        let first = page_size(first)?;
+        let manager = manager(ctx);
+        let (rows, has_next) = manager
+            .store()
+            .list_sessions(status, first, after.as_deref())
+            .await
+            .map_err(|e| api(e.into()))?;
+        let mut connection = SessionConnection::new(after.is_some(), has_next);
+        connection
+            .edges
+            .extend(rows.into_iter().map(|(cursor, record)| {
+                async_graphql::connection::Edge::new(
+                    cursor,
+                    SessionObject(manager.with_live_counts(record)),
+                )
+            }));
+        Ok(connection)
+    }
+
+    /// One session; an unknown id is a NOT_FOUND error.
+    async fn session(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<SessionObject> {
+        let record = manager(ctx)
+            .get(&id)
+            .await
+            .map_err(api)?
+            .ok_or_else(|| api(SessionError::NotFound(id.to_string())))?;
+        Ok(SessionObject(record))
+    }
+
+    async fn health(&self, ctx: &Context<'_>) -> Health {
+        let manager = manager(ctx);
+        Health {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            kernel: kernel_release(),
+            btf: std::path::Path::new("/sys/kernel/btf/vmlinux").exists(),
+            uptime_secs: manager.uptime().as_secs(),
+            active_sessions: manager.active_sessions(),
+        }
+    }
+
+    /// Every mutation, newest first (operators only).
+    async fn audit_log(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = 50)] first: i32,
+        after: Option<i64>,
+    ) -> async_graphql::Result<Vec<AuditRow>> {
+        require_operator(ctx)?;
+        let (rows, _) = manager(ctx)
+            .store()
+            .audit_log(page_size(first)?, after)
+            .await
+            .map_err(|e| api(e.into()))?;
+        Ok(rows.into_iter().map(AuditRow).collect())
+    }
+}
+
+/// The largest page a connection returns.
+const MAX_PAGE: usize = 1000;
+
+fn page_size(first: i32) -> async_graphql::Result<usize> {
+    if first < 0 || first as usize > MAX_PAGE {
+        return Err(coded(
+            "BAD_USER_INPUT",
+            format!("first must be between 0 and {MAX_PAGE}, got {first}"),
+        ));
+    }
+    Ok(first as usize)
+}
+
+fn kernel_release() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+pub struct MutationRoot;
+
+/// Runs a mutation and records it in the audit table, whatever the outcome.
+async fn audited<T>(
+    ctx: &Context<'_>,
+    action: &str,
+    args: serde_json::Value,
+    run: impl std::future::Future<Output = async_graphql::Result<T>>,
+) -> async_graphql::Result<T> {
+    let caller = caller(ctx)?.clone();
+    let result = match require_operator(ctx) {
+        Ok(()) => run.await,
+        Err(err) => Err(err),
+    };
+    let entry = AuditEntry {
+        id: 0,
+        at_ns: now_ns(),
+        actor: caller.name,
+        role: format!("{:?}", caller.role).to_lowercase(),
+        action: action.to_string(),
+        args,
+        outcome: if result.is_ok() { "ok" } else { "error" }.to_string(),
+        error: result.as_ref().err().map(|e| e.message.clone()),
+    };
+    if let Err(err) = manager(ctx).store().audit(&entry).await {
+        tracing::error!("writing the audit record failed: {err}");
+    }
+    result
+}
+
+#[Object]
+impl MutationRoot {
+    /// Injects a tracker for `durationSecs`; returns at once with status RUNNING.
+    async fn start_session(
+        &self,
+        ctx: &Context<'_>,
+        input: StartSessionInput,
+    ) -> async_graphql::Result<SessionObject> {
+        let args = input.audit_args();
+        audited(ctx, "startSession", args, async {
+            let request = input.into_request()?;
+            Ok(SessionObject(manager(ctx).start(request).await.map_err(api)?))
+        })
+        .await
+    }
+
+    /// Ends a running session now (status STOPPED); a session that already ended is returned as it is.
+    async fn stop_session(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+    ) -> async_graphql::Result<SessionObject> {
+        audited(
+            ctx,
+            "stopSession",
+            serde_json::json!({ "id": id.as_str() }),
+            async { Ok(SessionObject(manager(ctx).stop(&id).await.map_err(api)?)) },
+        )
+        .await
+    }
+
+    /// Deletes an ended session and its results; false when there was no such session.
+    async fn delete_session(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<bool> {
+        audited(
+            ctx,
+            "deleteSession",
+            serde_json::json!({ "id": id.as_str() }),
+            async { Ok(manager(ctx).delete(&id).await.map_err(api)?) },
+        )
+        .await
+    }
+}
+
+pub struct SubscriptionRoot;
+
+#[Subscription]
+impl SubscriptionRoot {
+    /// Live events of a running session; ends when the session ends.
+    async fn session_events(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+    ) -> async_graphql::Result<impl Stream<Item = EventObject>> {
+        caller(ctx)?;
+        let manager = manager(ctx).clone();
+        let record = manager
+            .get(&id)
+            .await
+            .map_err(api)?
+            .ok_or_else(|| api(SessionError::NotFound(id.to_string())))?;
+        let receiver = manager.subscribe_events(&id).ok_or_else(|| {
+            coded(
+                "SESSION_ENDED",
+                format!("session `{}` is not running", id.as_str()),
+            )
+        })?;
+        let tracker = record.tracker;
+        Ok(BroadcastStream::new(receiver).filter_map(move |item| {
+            let event = match item {
+                Ok(event) => Some(EventObject((*event).clone())),
+                Err(BroadcastStreamRecvError::Lagged(lost)) => {
+                    manager.count_subscriber_loss(&tracker, lost);
+                    None
+                }
+            };
+            async move { event }
+        }))
+    }
+
+    /// The session's status and counts: now, about every second while it runs, and when it ends.
+    async fn session_updated(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+    ) -> async_graphql::Result<impl Stream<Item = SessionObject>> {
+        caller(ctx)?;
+        let manager = manager(ctx).clone();
+        let receiver = manager.subscribe_updates();
+        let current = manager
+            .get(&id)
+            .await
+            .map_err(api)?
+            .ok_or_else(|| api(SessionError::NotFound(id.to_string())))?;
+        let ended = current.status != SessionStatus::Running;
+        let id = id.to_string();
+        let updates = BroadcastStream::new(receiver).filter_map(move |item| {
+            let record = item.ok().filter(|r| r.id == id);
+            async move { record }
+        });
+        let first = futures_util::stream::once(async move { current });
+        let stream = if ended {
+            first.boxed()
+        } else {
+            first.chain(updates).boxed()
+        };
+        // End right after the update that ends the session.
+        Ok(stream
+            .flat_map(|record| {
+                let last = record.status != SessionStatus::Running;
+                futures_util::stream::iter(std::iter::once(Some(record)).chain(last.then_some(None)))
+            })
+            .take_while(|item| futures_util::future::ready(item.is_some()))
+            .filter_map(|item| futures_util::future::ready(item.map(SessionObject))))
+    }
+}
+
+/// Gives every error without a code one: parse and validation errors from async-graphql.
+pub struct ErrorCodes;
+
+impl ExtensionFactory for ErrorCodes {
+    fn create(&self) -> Arc<dyn Extension> {
+        Arc::new(ErrorCodesExtension)
+    }
+}
+
+struct ErrorCodesExtension;
+
+#[async_trait::async_trait]
+impl Extension for ErrorCodesExtension {
+    async fn request(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        next: NextRequest<'_>,
+    ) -> async_graphql::Response {
+        let mut response = next.run(ctx).await;
+        for error in &mut response.errors {
+            let has_code = error
+                .extensions
+                .as_ref()
+                .is_some_and(|e| e.get("code").is_some());
+            if !has_code {
+                let code = if error.message.contains("Parse error")
+                    || error.message.starts_with(" --> ")
+                {
+                    "GRAPHQL_PARSE_FAILED"
+                } else {
+                    "GRAPHQL_VALIDATION_FAILED"
+                };
+                error
+                    .extensions
+                    .get_or_insert_with(Default::default)
+                    .set("code", code);
+            }
+        }
+        response
+    }
+}

@@ -1,0 +1,434 @@
+//! GraphQL object and input types.
+
+use async_graphql::connection::{Connection, Edge, EmptyFields};
+use async_graphql::{Context, InputObject, Json, Object, SimpleObject, ID};
+
+use super::{api, coded, manager, memory_error, page_size, query_error};
+use crate::event::rfc3339_nanos;
+use crate::handler::Op;
+use crate::query::{AggOp, AggregateQuery, Condition, StoredEvent, TimeseriesQuery};
+use crate::session::{tracker_info, StartRequest};
+use crate::store::{AuditEntry, SessionRecord, SessionStatus, StoreKind};
+use crate::tracker_manager::TrackerInfo;
+
+pub type SessionConnection = Connection<String, SessionObject, EmptyFields, EmptyFields>;
+pub type EventConnection = Connection<String, EventObject, EmptyFields, EmptyFields>;
+
+/// A tracker of the catalog.
+pub struct TrackerDesc(pub &'static TrackerInfo);
+
+#[Object(name = "Tracker")]
+impl TrackerDesc {
+    async fn name(&self) -> &str {
+        self.0.name
+    }
+
+    async fn description(&self) -> &str {
+        self.0.description
+    }
+
+    /// What each event carries, common fields first; all can be filtered and grouped by.
+    async fn fields(&self) -> Vec<FieldDesc> {
+        self.0
+            .all_fields()
+            .map(|f| FieldDesc {
+                name: f.name.to_string(),
+                r#type: format!("{:?}", f.ty).to_lowercase(),
+                description: f.description.to_string(),
+            })
+            .collect()
+    }
+}
+
+#[derive(SimpleObject)]
+#[graphql(name = "Field")]
+pub struct FieldDesc {
+    pub name: String,
+    /// One of str, u64, i64, time.
+    pub r#type: String,
+    pub description: String,
+}
+
+#[derive(SimpleObject)]
+pub struct Health {
+    pub version: String,
+    pub kernel: String,
+    pub btf: bool,
+    pub uptime_secs: u64,
+    pub active_sessions: usize,
+}
+
+/// `field op value`; the value is read as a number for numeric fields.
+#[derive(Clone, Debug, InputObject)]
+#[graphql(name = "Condition")]
+pub struct ConditionInput {
+    pub field: String,
+    #[graphql(default_with = "Op::Eq")]
+    pub op: Op,
+    pub value: String,
+}
+
+fn conditions(input: Option<Vec<ConditionInput>>) -> Vec<Condition> {
+    input
+        .unwrap_or_default()
+        .into_iter()
+        .map(|c| Condition {
+            field: c.field,
+            op: c.op,
+            value: c.value,
+        })
+        .collect()
+}
+
+/// Filters applied in the kernel.
+#[derive(Clone, Debug, Default, InputObject)]
+#[graphql(name = "SessionFilter")]
+pub struct SessionFilterInput {
+    pub pid: Option<u32>,
+    pub comm: Option<String>,
+    pub cgroup_id: Option<u64>,
+}
+
+#[derive(Clone, Debug, InputObject)]
+pub struct StartSessionInput {
+    pub tracker: String,
+    pub duration_secs: i64,
+    pub filter: Option<SessionFilterInput>,
+    /// Tracker settings as a JSON object (or a string holding one), e.g. {"min_duration_ns": 1000000}.
+    pub config: Option<Json<serde_json::Value>>,
+    #[graphql(default_with = "StoreKind::Sqlite")]
+    pub store: StoreKind,
+    pub label: Option<String>,
+}
+
+impl StartSessionInput {
+    pub fn audit_args(&self) -> serde_json::Value {
+        let filter = self.filter.clone().unwrap_or_default();
+        serde_json::json!({
+            "tracker": self.tracker,
+            "durationSecs": self.duration_secs,
+            "filter": { "pid": filter.pid, "comm": filter.comm, "cgroupId": filter.cgroup_id },
+            "config": self.config.as_ref().map(|c| c.0.clone()),
+            "store": format!("{:?}", self.store).to_uppercase(),
+            "label": self.label,
+        })
+    }
+
+    pub fn into_request(self) -> async_graphql::Result<StartRequest> {
+        let config = match self.config.map(|c| c.0) {
+            Some(serde_json::Value::String(text)) => Some(
+                serde_json::from_str(&text)
+                    .map_err(|e| coded("BAD_CONFIG", format!("config is not valid JSON: {e}")))?,
+            ),
+            other => other,
+        };
+        let filter = self.filter.unwrap_or_default();
+        Ok(StartRequest {
+            tracker: self.tracker,
+            duration_secs: self.duration_secs,
+            pid: filter.pid,
+            comm: filter.comm,
+            cgroup_id: filter.cgroup_id,
+            config,
+            store: self.store,
+            label: self.label,
+        })
+    }
+}
+
+/// A tracing session.
+pub struct SessionObject(pub SessionRecord);
+
+#[Object(name = "Session")]
+impl SessionObject {
+    async fn id(&self) -> ID {
+        ID(self.0.id.clone())
+    }
+
+    async fn tracker(&self) -> &str {
+        &self.0.tracker
+    }
+
+    async fn label(&self) -> Option<&str> {
+        self.0.label.as_deref()
+    }
+
+    async fn status(&self) -> SessionStatus {
+        self.0.status
+    }
+
+    async fn store(&self) -> StoreKind {
+        self.0.store
+    }
+
+    /// RFC 3339.
+    async fn started_at(&self) -> String {
+        rfc3339_nanos(self.0.started_at_ns)
+    }
+
+    async fn ends_at(&self) -> String {
+        rfc3339_nanos(self.0.ends_at_ns)
+    }
+
+    async fn ended_at(&self) -> Option<String> {
+        self.0.ended_at_ns.map(rfc3339_nanos)
+    }
+
+    async fn filter(&self) -> Json<serde_json::Value> {
+        Json(self.0.filter.clone())
+    }
+
+    async fn config(&self) -> Json<serde_json::Value> {
+        Json(self.0.config.clone())
+    }
+
+    /// Events stored (live while running).
+    async fn event_count(&self) -> u64 {
+        self.0.event_count
+    }
+
+    /// Events lost at any stage (kernel ring buffer, channels, store).
+    async fn lost_count(&self) -> u64 {
+        self.0.lost_count
+    }
+
+    /// eventCount / (eventCount + lostCount); 1 when nothing happened.
+    async fn completeness(&self) -> f64 {
+        let total = self.0.event_count + self.0.lost_count;
+        if total == 0 {
+            1.0
+        } else {
+            self.0.event_count as f64 / total as f64
+        }
+    }
+
+    async fn error(&self) -> Option<&str> {
+        self.0.error.as_deref()
+    }
+
+    /// Kernel ids of the session's BPF programs while it runs (`bpftool prog show id N`);
+    /// empty once it has ended, when none of them remains loaded.
+    async fn program_ids(&self, ctx: &Context<'_>) -> Vec<u32> {
+        manager(ctx).program_ids(&self.0.id)
+    }
+
+    /// Stored events in arrival order (for MEMORY sessions, the most recent ones kept).
+    async fn events(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = 100)] first: i32,
+        after: Option<String>,
+        r#where: Option<Vec<ConditionInput>>,
+    ) -> async_graphql::Result<EventConnection> {
+        let first = page_size(first)?;
+        let after = after
+            .map(|a| {
+                a.parse::<i64>()
+                    .map_err(|_| coded("BAD_USER_INPUT", format!("`{a}` is not an events cursor")))
+            })
+            .transpose()?;
+        let conditions = conditions(r#where);
+        let manager = manager(ctx);
+        let (events, has_next) = match manager.memory_store(&self.0).map_err(api)? {
+            Some(memory) => memory
+                .events(first, after, &conditions)
+                .map_err(memory_error)?,
+            None => {
+                let info = tracker_info(&self.0.tracker).map_err(api)?;
+                crate::query::validate_conditions(info, &conditions).map_err(query_error)?;
+                manager
+                    .store()
+                    .events(&self.0.id, first, after, &conditions, info)
+                    .await
+                    .map_err(|e| api(e.into()))?
+            }
+        };
+        let mut connection = EventConnection::new(after.is_some(), has_next);
+        connection.edges.extend(
+            events
+                .into_iter()
+                .map(|e| Edge::new(e.id.to_string(), EventObject(e))),
+        );
+        Ok(connection)
+    }
+
+    /// Groups the session's events by `groupBy` and applies `op` (to `field` unless COUNT).
+    async fn aggregate(
+        &self,
+        ctx: &Context<'_>,
+        group_by: Vec<String>,
+        #[graphql(default_with = "AggOp::Count")] op: AggOp,
+        field: Option<String>,
+        top: Option<i32>,
+        r#where: Option<Vec<ConditionInput>>,
+    ) -> async_graphql::Result<Vec<AggRow>> {
+        let top = top
+            .map(|t| {
+                usize::try_from(t).map_err(|_| coded("BAD_USER_INPUT", "top must not be negative"))
+            })
+            .transpose()?;
+        let query = AggregateQuery {
+            group_by,
+            op,
+            field,
+            top,
+            conditions: conditions(r#where),
+        };
+        let info = tracker_info(&self.0.tracker).map_err(api)?;
+        query.validate(info).map_err(query_error)?;
+        let manager = manager(ctx);
+        let rows = match manager.memory_store(&self.0).map_err(api)? {
+            Some(memory) => memory.aggregate(&query).map_err(memory_error)?,
+            None => manager
+                .store()
+                .aggregate(&self.0.id, info, &query)
+                .await
+                .map_err(|e| api(e.into()))?,
+        };
+        Ok(rows
+            .into_iter()
+            .map(|r| AggRow {
+                keys: r.keys,
+                value: r.value,
+                count: r.count,
+            })
+            .collect())
+    }
+
+    /// Like aggregate, per time bucket of `bucketSecs`.
+    async fn timeseries(
+        &self,
+        ctx: &Context<'_>,
+        bucket_secs: i32,
+        #[graphql(default)] group_by: Vec<String>,
+        #[graphql(default_with = "AggOp::Count")] op: AggOp,
+        field: Option<String>,
+        r#where: Option<Vec<ConditionInput>>,
+    ) -> async_graphql::Result<Vec<TimeBucket>> {
+        let bucket_secs = u64::try_from(bucket_secs)
+            .map_err(|_| coded("BAD_QUERY", "bucketSecs must be at least 1"))?;
+        let query = TimeseriesQuery {
+            bucket_secs,
+            group_by,
+            op,
+            field,
+            conditions: conditions(r#where),
+        };
+        let info = tracker_info(&self.0.tracker).map_err(api)?;
+        query.validate(info).map_err(query_error)?;
+        let manager = manager(ctx);
+        let rows = match manager.memory_store(&self.0).map_err(api)? {
+            Some(memory) => memory.timeseries(&query).map_err(memory_error)?,
+            None => manager
+                .store()
+                .timeseries(&self.0.id, info, &query)
+                .await
+                .map_err(|e| api(e.into()))?,
+        };
+        Ok(rows
+            .into_iter()
+            .map(|r| TimeBucket {
+                start: rfc3339_nanos(r.start_ns),
+                keys: r.keys,
+                value: r.value,
+                count: r.count,
+            })
+            .collect())
+    }
+}
+
+#[derive(SimpleObject)]
+pub struct AggRow {
+    pub keys: Vec<String>,
+    pub value: f64,
+    pub count: u64,
+}
+
+#[derive(SimpleObject)]
+pub struct TimeBucket {
+    /// The bucket's start, RFC 3339.
+    pub start: String,
+    pub keys: Vec<String>,
+    pub value: f64,
+    pub count: u64,
+}
+
+/// One event: the common fields, and every field in `data`.
+pub struct EventObject(pub StoredEvent);
+
+#[Object(name = "Event")]
+impl EventObject {
+    async fn id(&self) -> ID {
+        ID(self.0.id.to_string())
+    }
+
+    /// RFC 3339 with nanoseconds.
+    async fn ts(&self) -> String {
+        rfc3339_nanos(self.0.ts_ns)
+    }
+
+    async fn tracker(&self) -> &str {
+        &self.0.tracker
+    }
+
+    async fn kind(&self) -> &str {
+        &self.0.kind
+    }
+
+    async fn pid(&self) -> u32 {
+        self.0.pid
+    }
+
+    async fn ppid(&self) -> u32 {
+        self.0.ppid
+    }
+
+    async fn comm(&self) -> &str {
+        &self.0.comm
+    }
+
+    async fn cgroup_id(&self) -> u64 {
+        self.0.cgroup_id
+    }
+
+    async fn data(&self) -> Json<serde_json::Value> {
+        Json(self.0.data.clone())
+    }
+}
+
+pub struct AuditRow(pub AuditEntry);
+
+#[Object(name = "AuditEntry")]
+impl AuditRow {
+    async fn id(&self) -> i64 {
+        self.0.id
+    }
+
+    async fn at(&self) -> String {
+        rfc3339_nanos(self.0.at_ns)
+    }
+
+    async fn actor(&self) -> &str {
+        &self.0.actor
+    }
+
+    async fn role(&self) -> &str {
+        &self.0.role
+    }
+
+    async fn action(&self) -> &str {
+        &self.0.action
+    }
+
+    async fn args(&self) -> Json<serde_json::Value> {
+        Json(self.0.args.clone())
+    }
+
+    async fn outcome(&self) -> &str {
+        &self.0.outcome
+    }
+
+    async fn error(&self) -> Option<&str> {
+        self.0.error.as_deref()
+    }
+}

@@ -1,0 +1,481 @@
+//! Sessions: one tracker instance + its filter + its config + its handler chain + its time
+//! window. A session always ends (deadline, stopSession, server shutdown), and then no BPF
+//! program of it remains, its status and counts are final, and its results stay queryable.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use dashmap::DashMap;
+use tokio::sync::{broadcast, Notify};
+
+use crate::config::Config;
+use crate::event::Event;
+use crate::handler::{FanOut, Flow, Handler};
+use crate::memory::{MemoryLimits, MemoryStore};
+use crate::metrics::{stage, Metrics};
+use crate::query::StoredEvent;
+use crate::store::{SessionRecord, SessionStatus, Store, StoreError, StoreKind};
+use crate::tracker_manager::{find_tracker, Counters, Stats, TrackerConfig, TrackerError, TrackerHandle, TrackerInfo};
+
+/// Live events a slow subscriber may fall behind by before it loses some (counted).
+const LIVE_CAPACITY: usize = 4096;
+/// How often running sessions publish their counts.
+const UPDATE_INTERVAL: Duration = Duration::from_secs(1);
+/// One event in this many is timed for the handler-duration histogram.
+const TIMING_SAMPLE: u64 = 64;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error("unknown tracker `{name}`; known trackers: {known}")]
+    UnknownTracker { name: String, known: String },
+    #[error("durationSecs must be between 1 and {max}, got {got}")]
+    BadDuration { got: i64, max: u64 },
+    #[error("invalid config: {0}")]
+    BadConfig(String),
+    #[error("invalid filter: {0}")]
+    BadFilter(String),
+    #[error("no session with id `{0}`")]
+    NotFound(String),
+    #[error("session `{0}` is still running; stop it first")]
+    StillRunning(String),
+    #[error("{running} sessions are running, the configured maximum")]
+    TooManySessions { running: usize },
+    #[error("the tracker could not start: {0}")]
+    TrackerFailed(String),
+    #[error("storage: {0}")]
+    Store(#[from] StoreError),
+    #[error("the session's saved results cannot be read: {0}")]
+    Snapshot(String),
+}
+
+/// What startSession asks for, checked.
+#[derive(Clone, Debug)]
+pub struct StartRequest {
+    pub tracker: String,
+    pub duration_secs: i64,
+    pub pid: Option<u32>,
+    pub comm: Option<String>,
+    pub cgroup_id: Option<u64>,
+    /// Tracker configuration as JSON (keys of [`TrackerConfig`] other than the filter).
+    pub config: Option<serde_json::Value>,
+    pub store: StoreKind,
+    pub label: Option<String>,
+}
+
+fn now_ns() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
+}
+
+/// A running session's live parts.
+struct Running {
+    record: Mutex<SessionRecord>,
+    counters: Arc<Counters>,
+    tracker: Mutex<Option<TrackerHandle>>,
+    memory: Option<Arc<MemoryStore>>,
+    live: broadcast::Sender<Arc<StoredEvent>>,
+    stop: Arc<Notify>,
+}
+
+pub struct SessionManager {
+    store: Store,
+    metrics: Metrics,
+    config: Arc<Config>,
+    running: DashMap<String, Arc<Running>>,
+    /// Memory stores of ended sessions, restored from their snapshot on first use.
+    ended_memory: DashMap<String, Arc<MemoryStore>>,
+    updates: broadcast::Sender<SessionRecord>,
+    started: Instant,
+}
+
+/// The chain end for live subscribers: builds the JSON view only when someone listens.
+struct LiveSink {
+    live: broadcast::Sender<Arc<StoredEvent>>,
+    next_id: i64,
+}
+
+impl Handler<Event> for LiveSink {
+    fn handle(&mut self, event: &Event) -> Flow {
+        self.next_id += 1;
+        if self.live.receiver_count() > 0 {
+            let _ = self.live.send(Arc::new(StoredEvent::from_event(self.next_id, event)));
+        }
+        Flow::Caught
+    }
+}
+
+/// Counts events for /metrics and times a sample of them through the rest of the chain.
+struct Instrumented<N> {
+    events: prometheus::IntCounter,
+    duration: prometheus::Histogram,
+    seen: u64,
+    next: N,
+}
+
+impl<N: Handler<Event>> Handler<Event> for Instrumented<N> {
+    fn handle(&mut self, event: &Event) -> Flow {
+        self.events.inc();
+        self.seen += 1;
+        if self.seen % TIMING_SAMPLE == 0 {
+            let start = Instant::now();
+            let flow = self.next.handle(event);
+            self.duration.observe(start.elapsed().as_secs_f64());
+            flow
+        } else {
+            self.next.handle(event)
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.next.flush()
+    }
+
+    fn finish(&mut self) -> std::io::Result<()> {
+        self.next.finish()
+    }
+}
+
+impl SessionManager {
+    /// Opens the manager over `store`; sessions left RUNNING by a previous server are
+    /// marked INTERRUPTED.
+    pub async fn new(store: Store, metrics: Metrics, config: Arc<Config>) -> Result<Arc<Self>, SessionError> {
+        let interrupted = store.mark_running_interrupted(now_ns()).await?;
+        if interrupted > 0 {
+            tracing::warn!(interrupted, "sessions left running by a previous server are marked INTERRUPTED");
+        }
+        let (updates, _) = broadcast::channel(256);
+        Ok(Arc::new(Self {
+            store,
+            metrics,
+            config,
+            running: DashMap::new(),
+            ended_memory: DashMap::new(),
+            updates,
+            started: Instant::now(),
+        }))
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn uptime(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    pub fn active_sessions(&self) -> usize {
+        self.running.len()
+    }
+
+    fn tracker_config(&self, req: &StartRequest) -> Result<TrackerConfig, SessionError> {
+        let mut config: TrackerConfig = match &req.config {
+            None | Some(serde_json::Value::Null) => TrackerConfig::default(),
+            Some(value @ serde_json::Value::Object(_)) => serde_json::from_value(value.clone()).map_err(|e| SessionError::BadConfig(e.to_string()))?,
+            Some(_) => return Err(SessionError::BadConfig("config must be a JSON object".into())),
+        };
+        let filter_keys_in_config = config.target_pid.is_some() || config.comm.is_some() || !config.cgroup_ids.is_empty();
+        if filter_keys_in_config {
+            return Err(SessionError::BadConfig("target_pid, comm and cgroup_ids belong in `filter`".into()));
+        }
+        config.target_pid = req.pid;
+        config.comm = req.comm.clone();
+        config.cgroup_ids = req.cgroup_id.into_iter().collect();
+        config.validate().map_err(|e| match e {
+            TrackerError::Config(msg) if msg.starts_with("comm") || msg.starts_with("target_pid") => SessionError::BadFilter(msg),
+            other => SessionError::BadConfig(other.to_string()),
+        })?;
+        Ok(config)
+    }
+
+    /// Starts a session; returns once its programs are attached (status RUNNING).
+    pub async fn start(self: &Arc<Self>, req: StartRequest) -> Result<SessionRecord, SessionError> {
+        let tracker = find_tracker(&req.tracker).map_err(|_| SessionError::UnknownTracker {
+            name: req.tracker.clone(),
+            known: crate::probes::TRACKERS.iter().map(|t| t.info().name).collect::<Vec<_>>().join(", "),
+        })?;
+        let max = self.config.sessions.max_duration_secs;
+        if req.duration_secs < 1 || req.duration_secs as u64 > max {
+            return Err(SessionError::BadDuration { got: req.duration_secs, max });
+        }
+        let tracker_config = self.tracker_config(&req)?;
+        if self.running.len() >= self.config.sessions.max_concurrent {
+            return Err(SessionError::TooManySessions { running: self.running.len() });
+        }
+        let info = tracker.info();
+        let started_at_ns = now_ns();
+        let filter = serde_json::json!({ "pid": req.pid, "comm": req.comm, "cgroupId": req.cgroup_id });
+        let mut record = SessionRecord {
+            id: uuid::Uuid::new_v4().simple().to_string(),
+            tracker: info.name.to_string(),
+            label: req.label.clone(),
+            status: SessionStatus::Running,
+            store: req.store,
+            filter,
+            config: req.config.clone().unwrap_or(serde_json::Value::Null),
+            started_at_ns,
+            ends_at_ns: started_at_ns + req.duration_secs as u64 * 1_000_000_000,
+            ended_at_ns: None,
+            event_count: 0,
+            lost_count: 0,
+            error: None,
+            memory_snapshot: None,
+        };
+        self.store.insert_session(&record).await?;
+
+        let counters = Arc::new(Counters::default());
+        let (live, _) = broadcast::channel(LIVE_CAPACITY);
+        let memory = (req.store == StoreKind::Memory).then(|| {
+            let limits = MemoryLimits { max_groups: self.config.memory.max_groups, recent_events: self.config.memory.recent_events };
+            Arc::new(MemoryStore::new(info, limits))
+        });
+        let sink: Box<dyn Handler<Event>> = match &memory {
+            Some(memory) => Box::new(memory.sink(counters.lost_channel.clone(), self.metrics.clone())),
+            None => Box::new(self.store.event_sink(&record.id, info.name, counters.lost_channel.clone())),
+        };
+        let chain = Instrumented {
+            events: self.metrics.events.with_label_values(&[info.name]),
+            duration: self.metrics.handler_duration.clone(),
+            seen: 0,
+            next: FanOut::new(vec![sink, Box::new(LiveSink { live: live.clone(), next_id: 0 })]),
+        };
+        let spawn_counters = counters.clone();
+        let spawned = tokio::task::spawn_blocking(move || TrackerHandle::spawn(tracker, tracker_config, Box::new(chain), spawn_counters))
+            .await
+            .map_err(|e| SessionError::TrackerFailed(e.to_string()))?;
+        let handle = match spawned {
+            Ok(handle) => handle,
+            Err(err) => {
+                record.status = SessionStatus::Failed;
+                record.ended_at_ns = Some(now_ns());
+                record.error = Some(err.to_string());
+                self.store.update_session(&record).await?;
+                self.metrics.sessions.with_label_values(&[info.name, status_label(SessionStatus::Failed)]).inc();
+                let _ = self.updates.send(record.clone());
+                return Err(SessionError::TrackerFailed(err.to_string()));
+            }
+        };
+        tracing::info!(session = %record.id, tracker = info.name, programs = ?handle.prog_ids(), "session started");
+        let running = Arc::new(Running {
+            record: Mutex::new(record.clone()),
+            counters,
+            tracker: Mutex::new(Some(handle)),
+            memory,
+            live,
+            stop: Arc::new(Notify::new()),
+        });
+        self.running.insert(record.id.clone(), running.clone());
+        self.metrics.sessions_active.inc();
+        let _ = self.updates.send(record.clone());
+        self.spawn_watch(record.id.clone(), running, Duration::from_secs(req.duration_secs as u64));
+        Ok(record)
+    }
+
+    /// Ends the session at its deadline or when asked, publishing counts meanwhile.
+    fn spawn_watch(self: &Arc<Self>, id: String, running: Arc<Running>, window: Duration) {
+        let manager = self.clone();
+        tokio::spawn(async move {
+            let deadline = tokio::time::Instant::now() + window;
+            let mut tick = tokio::time::interval(UPDATE_INTERVAL);
+            tick.tick().await;
+            let status = loop {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(deadline) => break SessionStatus::Completed,
+                    _ = running.stop.notified() => break SessionStatus::Stopped,
+                    _ = tick.tick() => {
+                        if running.tracker.lock().expect("not poisoned").as_ref().is_some_and(TrackerHandle::is_finished) {
+                            break SessionStatus::Failed;
+                        }
+                        let _ = manager.updates.send(manager.live_record(&running));
+                    }
+                }
+            };
+            if let Err(err) = manager.finish(&id, status).await {
+                tracing::error!(session = %id, "ending the session failed: {err}");
+            }
+        });
+    }
+
+    /// The record with live counts.
+    fn live_record(&self, running: &Running) -> SessionRecord {
+        let mut record = running.record.lock().expect("not poisoned").clone();
+        apply_counts(&mut record, &running.counters.snapshot());
+        record
+    }
+
+    /// Asks a running session to stop and waits until it has ended.
+    pub async fn stop(&self, id: &str) -> Result<SessionRecord, SessionError> {
+        match self.running.get(id).map(|r| r.clone()) {
+            Some(_) => self.finish(id, SessionStatus::Stopped).await,
+            None => self.store.get_session(id).await?.ok_or_else(|| SessionError::NotFound(id.to_string())),
+        }
+    }
+
+    /// Ends a session once: detach, drain, final counts, persisted, published.
+    async fn finish(&self, id: &str, status: SessionStatus) -> Result<SessionRecord, SessionError> {
+        let Some((_, running)) = self.running.remove(id) else {
+            // Someone else ended it first; theirs is the final word.
+            return self.store.get_session(id).await?.ok_or_else(|| SessionError::NotFound(id.to_string()));
+        };
+        running.stop.notify_one();
+        let handle = running.tracker.lock().expect("not poisoned").take();
+        let outcome = match handle {
+            Some(handle) => tokio::task::spawn_blocking(move || handle.stop()).await.map_err(|e| e.to_string()).and_then(|r| r.map_err(|e| e.to_string())),
+            None => Ok(running.counters.snapshot()),
+        };
+        let mut record = running.record.lock().expect("not poisoned").clone();
+        let stats = running.counters.snapshot();
+        record.status = status;
+        if let Err(err) = &outcome {
+            record.status = SessionStatus::Failed;
+            record.error = Some(err.clone());
+        }
+        if status == SessionStatus::Failed && record.error.is_none() {
+            record.error = Some("the tracker ended before the session did".into());
+        }
+        record.ended_at_ns = Some(now_ns());
+        if let Some(memory) = &running.memory {
+            record.memory_snapshot = Some(memory.snapshot());
+            self.ended_memory.insert(record.id.clone(), memory.clone());
+        } else {
+            self.store.flush().await?;
+        }
+        apply_counts(&mut record, &stats);
+        self.store.update_session(&record).await?;
+
+        let tracker = record.tracker.as_str();
+        self.metrics.lost.with_label_values(&[tracker, stage::KERNEL]).inc_by(stats.lost_kernel);
+        self.metrics.lost.with_label_values(&[tracker, stage::MALFORMED]).inc_by(stats.malformed);
+        self.metrics.sessions.with_label_values(&[tracker, status_label(record.status)]).inc();
+        self.metrics.sessions_active.dec();
+        tracing::info!(session = %record.id, status = ?record.status, events = record.event_count, lost = record.lost_count, "session ended");
+        let _ = self.updates.send(record.clone());
+        Ok(record)
+    }
+
+    /// Ends every running session (server shutdown): they are INTERRUPTED, with final counts.
+    pub async fn shutdown(&self) {
+        let ids: Vec<String> = self.running.iter().map(|r| r.key().clone()).collect();
+        for id in ids {
+            if let Err(err) = self.finish(&id, SessionStatus::Interrupted).await {
+                tracing::error!(session = %id, "ending the session at shutdown failed: {err}");
+            }
+        }
+    }
+
+    /// The session as stored, with live counts while it runs.
+    pub async fn get(&self, id: &str) -> Result<Option<SessionRecord>, SessionError> {
+        if let Some(running) = self.running.get(id).map(|r| r.clone()) {
+            return Ok(Some(self.live_record(&running)));
+        }
+        Ok(self.store.get_session(id).await?)
+    }
+
+    /// Overlays live counts on records read from the database.
+    pub fn with_live_counts(&self, mut record: SessionRecord) -> SessionRecord {
+        if let Some(running) = self.running.get(&record.id) {
+            apply_counts(&mut record, &running.counters.snapshot());
+        }
+        record
+    }
+
+    pub async fn delete(&self, id: &str) -> Result<bool, SessionError> {
+        if self.running.contains_key(id) {
+            return Err(SessionError::StillRunning(id.to_string()));
+        }
+        self.ended_memory.remove(id);
+        Ok(self.store.delete_session(id).await?)
+    }
+
+    /// The memory store of a MEMORY session, live or restored from its snapshot.
+    pub fn memory_store(&self, record: &SessionRecord) -> Result<Option<Arc<MemoryStore>>, SessionError> {
+        if record.store != StoreKind::Memory {
+            return Ok(None);
+        }
+        if let Some(memory) = self.running.get(&record.id).and_then(|r| r.memory.clone()) {
+            return Ok(Some(memory));
+        }
+        if let Some(memory) = self.ended_memory.get(&record.id) {
+            return Ok(Some(memory.clone()));
+        }
+        let info = tracker_info(&record.tracker)?;
+        let limits = MemoryLimits { max_groups: self.config.memory.max_groups, recent_events: self.config.memory.recent_events };
+        let memory = match &record.memory_snapshot {
+            Some(snapshot) => MemoryStore::restore(info, limits, snapshot).map_err(|e| SessionError::Snapshot(e.to_string()))?,
+            None => MemoryStore::new(info, limits),
+        };
+        let memory = Arc::new(memory);
+        self.ended_memory.insert(record.id.clone(), memory.clone());
+        Ok(Some(memory))
+    }
+
+    /// Kernel ids of a running session's BPF programs; empty once it has ended.
+    pub fn program_ids(&self, id: &str) -> Vec<u32> {
+        self.running
+            .get(id)
+            .and_then(|r| r.tracker.lock().expect("not poisoned").as_ref().map(|h| h.prog_ids().to_vec()))
+            .unwrap_or_default()
+    }
+
+    /// Live events of a running session; `None` when it is not running.
+    pub fn subscribe_events(&self, id: &str) -> Option<broadcast::Receiver<Arc<StoredEvent>>> {
+        self.running.get(id).map(|r| r.live.subscribe())
+    }
+
+    /// Every session update (status and counts); subscribers filter by id.
+    pub fn subscribe_updates(&self) -> broadcast::Receiver<SessionRecord> {
+        self.updates.subscribe()
+    }
+
+    /// Counts what a live subscriber lost by falling behind.
+    pub fn count_subscriber_loss(&self, tracker: &str, lost: u64) {
+        self.metrics.lost.with_label_values(&[tracker, stage::SUBSCRIPTION]).inc_by(lost);
+    }
+}
+
+pub fn tracker_info(name: &str) -> Result<&'static TrackerInfo, SessionError> {
+    find_tracker(name).map(|t| t.info()).map_err(|_| SessionError::UnknownTracker { name: name.to_string(), known: String::new() })
+}
+
+/// Stored events are the ones seen and not lost on the way to the store.
+fn apply_counts(record: &mut SessionRecord, stats: &Stats) {
+    record.event_count = stats.seen.saturating_sub(stats.lost_channel);
+    record.lost_count = stats.lost();
+}
+
+pub fn status_label(status: SessionStatus) -> &'static str {
+    match status {
+        SessionStatus::Running => "RUNNING",
+        SessionStatus::Completed => "COMPLETED",
+        SessionStatus::Stopped => "STOPPED",
+        SessionStatus::Failed => "FAILED",
+        SessionStatus::Interrupted => "INTERRUPTED",
+    }
+}
+
+/// Retention runs at start-up and then every interval.
+pub fn spawn_retention(manager: Arc<SessionManager>, every: Duration) {
+    tokio::spawn(async move {
+        let policy = crate::store::RetentionPolicy { max_age_secs: manager.config.retention.max_age_secs, max_events: manager.config.retention.max_events };
+        if policy.max_age_secs.is_none() && policy.max_events.is_none() {
+            return;
+        }
+        let mut tick = tokio::time::interval(every);
+        loop {
+            tick.tick().await;
+            match manager.store.enforce_retention(&policy, now_ns()).await {
+                Ok(report) if report.sessions_deleted > 0 => {
+                    tracing::info!(sessions = report.sessions_deleted, events = report.events_deleted, "retention deleted old sessions");
+                }
+                Ok(_) => {}
+                Err(err) => tracing::error!("retention failed: {err}"),
+            }
+        }
+    });
+}
