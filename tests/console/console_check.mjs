@@ -1,0 +1,228 @@
+#!/usr/bin/env node
+// End-to-end check of the browser console (GraphiQL at GET /graphql) in Debian's
+// headless Chromium, driven by playwright-core from web/node_modules:
+//
+//   node tests/console/console_check.mjs <base-url> [token]
+//
+// It opens <base-url>/graphql, sets the token through the page's token input when
+// one is given, puts `{ health { version } }` into the query editor, presses the
+// run button and waits for the response pane to show the version. It fails when
+// the version is missing or empty, or when the page made any request to a host
+// other than the base URL's (the console must work with no internet access).
+// Prints `console ok: version <v>` and exits 0 on success; exits 1 with a reason
+// otherwise (2 for bad usage or a missing browser / playwright-core).
+// Environment: CHROMIUM (default /usr/bin/chromium), CONSOLE_CHECK_TIMEOUT_MS
+// (default 60000), CONSOLE_CHECK_SCREENSHOT (a PNG path: screenshot on success).
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+
+const QUERY = '{ health { version } }';
+const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+const TIMEOUT_MS = Number(process.env.CONSOLE_CHECK_TIMEOUT_MS || 60000);
+const STEP_MS = 20000;
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const webDir = path.resolve(here, '../../web');
+
+function usage(message) {
+  console.error(`console check: ${message}`);
+  console.error('usage: node tests/console/console_check.mjs <base-url> [token]');
+  process.exit(2);
+}
+
+const [baseArg, token = ''] = process.argv.slice(2);
+if (!baseArg) usage('missing <base-url> (for example http://127.0.0.1:8527)');
+let base;
+try {
+  base = new URL(baseArg);
+} catch {
+  usage(`not a URL: ${baseArg}`);
+}
+if (base.protocol !== 'http:' && base.protocol !== 'https:') usage(`not an http(s) URL: ${baseArg}`);
+const pageUrl = `${base.origin}${base.pathname.replace(/\/+$/, '')}/graphql`;
+const allowedHost = base.host; // host:port
+
+let chromium;
+try {
+  const require = createRequire(path.join(webDir, 'package.json'));
+  ({ chromium } = require('playwright-core'));
+} catch (err) {
+  usage(`cannot load playwright-core from ${webDir}/node_modules (run \`npm ci\` in web/): ${err.message}`);
+}
+if (!fs.existsSync(CHROMIUM)) usage(`no browser at ${CHROMIUM} (apt-get install -y chromium)`);
+
+const userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'eunomia-console-check-'));
+let context;
+
+async function cleanUp() {
+  try {
+    if (context) await context.close();
+  } catch {
+    // The browser may already be gone.
+  }
+  fs.rmSync(userDataDir, { recursive: true, force: true });
+}
+
+async function fail(message, details = []) {
+  console.error(`console check FAILED: ${message}`);
+  for (const line of details) console.error(`  ${line}`);
+  await cleanUp();
+  process.exit(1);
+}
+
+const watchdog = setTimeout(() => {
+  fail(`gave up after ${TIMEOUT_MS} ms`, diagnostics());
+}, TIMEOUT_MS);
+
+// Everything the page asked for, and what it said on its console.
+const requests = [];
+const foreign = [];
+const pageErrors = [];
+const consoleErrors = [];
+
+function note(url) {
+  requests.push(url);
+  let parsed;
+  try {
+    parsed = new URL(url);
+  } catch {
+    foreign.push(url);
+    return;
+  }
+  // data:, blob: and about: URLs never leave the browser.
+  if (['data:', 'blob:', 'about:'].includes(parsed.protocol)) return;
+  if (parsed.host !== allowedHost) foreign.push(url);
+}
+
+function diagnostics() {
+  return [
+    ...pageErrors.map((e) => `page error: ${e}`),
+    ...consoleErrors.map((e) => `console error: ${e}`),
+    `requests made: ${requests.length ? '' : 'none'}`,
+    ...requests.map((u) => `  ${u.length > 160 ? `${u.slice(0, 160)}...` : u}`),
+  ];
+}
+
+try {
+  context = await chromium.launchPersistentContext(userDataDir, {
+    executablePath: CHROMIUM,
+    headless: true,
+    args: [
+      '--headless',
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+    ],
+    viewport: { width: 1400, height: 900 },
+  });
+} catch (err) {
+  await fail(`cannot start ${CHROMIUM}: ${err.message.split('\n')[0]}`);
+}
+context.setDefaultTimeout(STEP_MS);
+context.on('request', (request) => note(request.url()));
+
+const page = context.pages()[0] ?? (await context.newPage());
+page.on('websocket', (ws) => note(ws.url()));
+page.on('pageerror', (err) => pageErrors.push(err.message));
+page.on('console', (msg) => {
+  if (msg.type() === 'error') consoleErrors.push(msg.text());
+});
+
+try {
+  const response = await page.goto(pageUrl, { waitUntil: 'load' });
+  if (!response) await fail(`no response for ${pageUrl}`);
+  if (!response.ok()) await fail(`GET ${pageUrl} answered HTTP ${response.status()}`);
+  const title = await page.title();
+  if (title !== 'Eunomia console') await fail(`page title is ${JSON.stringify(title)}, expected "Eunomia console"`);
+
+  await page
+    .waitForSelector('.graphiql-query-editor .CodeMirror', { state: 'attached' })
+    .catch(() => fail('GraphiQL did not render a query editor', diagnostics()));
+
+  if (token) {
+    await page.fill('#eunomia-token-input', token);
+    await page.click('#eunomia-token-apply');
+    await page
+      .waitForFunction(() => document.querySelector('#eunomia-token-status')?.textContent === 'token set')
+      .catch(() => fail('the token bar did not take the token'));
+    const stored = await page.evaluate(() => localStorage.getItem('eunomia.token'));
+    if (stored !== token) await fail('the token was not stored in localStorage under eunomia.token');
+  }
+
+  // Put the query into GraphiQL's (CodeMirror 5) query editor and check it took.
+  const editorValue = await page.evaluate((query) => {
+    const cm = document.querySelector('.graphiql-query-editor .CodeMirror').CodeMirror;
+    cm.setValue(query);
+    return cm.getValue();
+  }, QUERY);
+  if (editorValue !== QUERY) await fail(`the query editor holds ${JSON.stringify(editorValue)}`);
+  // GraphiQL digests edits after a 100 ms debounce (parsing the operation, saving
+  // it under graphiql:query); run only once it has, as a person typing would.
+  await page
+    .waitForFunction((query) => localStorage.getItem('graphiql:query') === query, QUERY)
+    .catch(() => fail('GraphiQL did not take the new query'));
+
+  // Clear the response pane so that only this run's answer can satisfy the wait.
+  await page.evaluate(() => {
+    const cm = document.querySelector('.graphiql-response .CodeMirror')?.CodeMirror;
+    if (cm) cm.setValue('');
+  });
+  await page.click('.graphiql-execute-button');
+
+  const responseText = await page
+    .waitForFunction(
+      () => {
+        const cm = document.querySelector('.graphiql-response .CodeMirror')?.CodeMirror;
+        const text = cm ? cm.getValue() : '';
+        return text.includes('"version"') || text.includes('"errors"') ? text : false;
+      },
+      undefined,
+      { timeout: STEP_MS },
+    )
+    .then((handle) => handle.jsonValue())
+    .catch(async () => {
+      const shown = await page
+        .evaluate(() => document.querySelector('.graphiql-response .CodeMirror')?.CodeMirror?.getValue() ?? '')
+        .catch(() => '');
+      return fail('no "version" appeared in the response pane', [`response pane: ${shown || '(empty)'}`, ...diagnostics()]);
+    });
+
+  let body;
+  try {
+    body = JSON.parse(responseText);
+  } catch {
+    await fail('the response pane does not hold JSON', [responseText]);
+  }
+  const version = body?.data?.health?.version;
+  if (typeof version !== 'string' || version.trim() === '') {
+    const authError = /UNAUTHENTICATED|token/i.test(responseText);
+    const hint = authError ? (token ? ' (is the token right?)' : ' (does the server want a token?)') : '';
+    await fail(`the response has no non-empty health.version${hint}`, [responseText]);
+  }
+
+  // Give late requests (fonts, lazy chunks) a moment to show up before judging.
+  await page.waitForLoadState('networkidle', { timeout: 5000 }).catch(() => {});
+  if (foreign.length) {
+    await fail(`the page made requests to hosts other than ${allowedHost}`, foreign);
+  }
+  if (pageErrors.length) {
+    await fail('the page threw errors', pageErrors);
+  }
+
+  if (process.env.CONSOLE_CHECK_SCREENSHOT) {
+    await page.screenshot({ path: process.env.CONSOLE_CHECK_SCREENSHOT });
+  }
+  clearTimeout(watchdog);
+  await cleanUp();
+  console.log(`console ok: version ${version}`);
+  process.exit(0);
+} catch (err) {
+  await fail(err.message.split('\n')[0], diagnostics());
+}

@@ -1,0 +1,956 @@
+//! The SQLite store on a real file, without the kernel: sessions, synthetic process events
+//! through `SqliteSink`, queries checked against hand-computed values, the audit trail,
+//! retention, reopening, and losses counted exactly when the queue is full.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use eunomia::event::{rfc3339_nanos, Comm, Event, FixedStr, Header};
+use eunomia::handler::{Handler, Op};
+use eunomia::metrics::{stage, Metrics};
+use eunomia::probes::process::{ProcessEvent, WaitStatus};
+use eunomia::query::{
+    apply_op, AggOp, AggResult, AggregateQuery, Condition, QueryError, StoredEvent,
+    TimeBucketResult, TimeseriesQuery,
+};
+use eunomia::store::{
+    AuditEntry, RetentionPolicy, RetentionReport, SessionRecord, SessionStatus, Store, StoreError,
+    StoreKind, StoreOptions,
+};
+use eunomia::tracker_manager::{find_tracker, TrackerInfo};
+
+/// A whole second, 2026-11-28T09:20:00Z.
+const T0: u64 = 1_795_857_600_000_000_000;
+const SEC: u64 = 1_000_000_000;
+const MS: u64 = 1_000_000;
+
+fn info() -> &'static TrackerInfo {
+    find_tracker("process").unwrap().info()
+}
+
+/// A fresh directory for one test's database, removed when the test ends.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(test: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("eunomia-store-{}-{test}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Self(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+async fn open(dir: &TempDir) -> Store {
+    Store::open(
+        &dir.0.join("eunomia.db"),
+        StoreOptions::default(),
+        Metrics::new(),
+    )
+    .await
+    .unwrap()
+}
+
+fn header(ts_ns: u64, pid: u32, comm: &str) -> Header {
+    Header {
+        ts_ns,
+        pid,
+        ppid: 1,
+        comm: Comm::from(comm),
+        cgroup_id: 9,
+        user_ns: 11,
+        pid_ns: 12,
+        mnt_ns: 13,
+    }
+}
+
+fn exec(ts_ns: u64, pid: u32, comm: &str, filename: &str) -> Event {
+    Event {
+        header: header(ts_ns, pid, comm),
+        body: ProcessEvent::Exec {
+            filename: FixedStr::from(filename),
+        }
+        .into(),
+    }
+}
+
+fn exit(ts_ns: u64, pid: u32, comm: &str, code: u32, duration_ns: u64) -> Event {
+    Event {
+        header: header(ts_ns, pid, comm),
+        body: ProcessEvent::Exit {
+            status: WaitStatus(code << 8),
+            duration_ns,
+        }
+        .into(),
+    }
+}
+
+fn session(id: &str, started_at_ns: u64, status: SessionStatus) -> SessionRecord {
+    let running = status == SessionStatus::Running;
+    SessionRecord {
+        id: id.to_string(),
+        tracker: "process".to_string(),
+        label: Some(format!("label of {id}")),
+        status,
+        store: StoreKind::Sqlite,
+        filter: serde_json::json!({"pid": null, "comm": "sh", "cgroupId": null}),
+        config: serde_json::json!({"min_duration_ns": 1000}),
+        started_at_ns,
+        ends_at_ns: started_at_ns + 30 * SEC,
+        ended_at_ns: (!running).then_some(started_at_ns + 30 * SEC),
+        event_count: 0,
+        lost_count: 0,
+        error: None,
+        memory_snapshot: None,
+    }
+}
+
+/// Stores `events` for session `id` (inserted first) and waits until they are committed.
+async fn store_events(store: &Store, record: &SessionRecord, events: &[Event]) {
+    store.insert_session(record).await.unwrap();
+    let lost = Arc::new(AtomicU64::new(0));
+    let mut sink = store.event_sink(&record.id, "process", lost.clone());
+    for event in events {
+        sink.handle(event);
+    }
+    sink.finish().unwrap();
+    store.flush().await.unwrap();
+    assert_eq!(lost.load(Ordering::Relaxed), 0);
+}
+
+/// Nine events over five seconds:
+/// sh 100 (exit 0, 10 ns), sh 101 (exit 7, 30 ns), grep 102 (exit 1, 20 ns),
+/// grep 103 (exit only, code 0, 40 ns), cat 104 (exit only, code 0, 50 ns), vi 105 (exec only).
+fn workload() -> Vec<Event> {
+    vec![
+        exec(T0 + 100 * MS, 100, "sh", "/bin/sh"),
+        exit(T0 + 200 * MS, 100, "sh", 0, 10),
+        exec(T0 + 1500 * MS, 101, "sh", "/bin/sh"),
+        exit(T0 + 1600 * MS, 101, "sh", 7, 30),
+        exec(T0 + 2100 * MS, 102, "grep", "/usr/bin/grep"),
+        exit(T0 + 2200 * MS, 102, "grep", 1, 20),
+        exit(T0 + 2300 * MS, 103, "grep", 0, 40),
+        exit(T0 + 5 * SEC, 104, "cat", 0, 50),
+        exec(T0 + 5 * SEC + 1, 105, "vi", "/usr/bin/vi"),
+    ]
+}
+
+/// A store holding `workload()` in session "w", and its directory.
+async fn workload_store(test: &str) -> (TempDir, Store) {
+    let dir = TempDir::new(test);
+    let store = open(&dir).await;
+    store_events(
+        &store,
+        &session("w", T0, SessionStatus::Running),
+        &workload(),
+    )
+    .await;
+    (dir, store)
+}
+
+fn cond(field: &str, op: Op, value: &str) -> Condition {
+    Condition {
+        field: field.to_string(),
+        op,
+        value: value.to_string(),
+    }
+}
+
+fn query(group_by: &[&str], op: AggOp, field: Option<&str>) -> AggregateQuery {
+    AggregateQuery {
+        group_by: group_by.iter().map(|g| g.to_string()).collect(),
+        op,
+        field: field.map(str::to_string),
+        top: None,
+        conditions: Vec::new(),
+    }
+}
+
+fn row(keys: &[&str], value: f64, count: u64) -> AggResult {
+    AggResult {
+        keys: keys.iter().map(|k| k.to_string()).collect(),
+        value,
+        count,
+    }
+}
+
+fn bucket(start_ns: u64, keys: &[&str], value: f64, count: u64) -> TimeBucketResult {
+    TimeBucketResult {
+        start_ns,
+        keys: keys.iter().map(|k| k.to_string()).collect(),
+        value,
+        count,
+    }
+}
+
+async fn page_ids(
+    store: &Store,
+    first: usize,
+    after: Option<i64>,
+    conditions: &[Condition],
+) -> (Vec<u32>, bool, Option<i64>) {
+    let (events, has_next) = store
+        .events("w", first, after, conditions, info())
+        .await
+        .unwrap();
+    let last = events.last().map(|e| e.id);
+    (events.iter().map(|e| e.pid).collect(), has_next, last)
+}
+
+#[tokio::test]
+async fn sessions_insert_update_get_list_and_delete() {
+    let dir = TempDir::new("sessions");
+    let store = open(&dir).await;
+    // Five sessions; "b" and "c" started at the same time, so the id breaks the tie.
+    let records = [
+        session("a", T0, SessionStatus::Completed),
+        session("b", T0 + SEC, SessionStatus::Running),
+        session("c", T0 + SEC, SessionStatus::Stopped),
+        session("d", T0 + 2 * SEC, SessionStatus::Running),
+        session("e", T0 + 3 * SEC, SessionStatus::Failed),
+    ];
+    for r in &records {
+        store.insert_session(r).await.unwrap();
+    }
+    assert_eq!(
+        store.get_session("c").await.unwrap().as_ref(),
+        Some(&records[2])
+    );
+    assert_eq!(store.get_session("nope").await.unwrap(), None);
+
+    // Newest first, two per page: e d | c b | a.
+    let mut seen = Vec::new();
+    let mut after: Option<String> = None;
+    let mut pages = Vec::new();
+    loop {
+        let (rows, has_next) = store
+            .list_sessions(None, 2, after.as_deref())
+            .await
+            .unwrap();
+        pages.push((rows.len(), has_next));
+        after = rows.last().map(|(cursor, _)| cursor.clone());
+        seen.extend(rows.into_iter().map(|(_, r)| r.id));
+        if !has_next {
+            break;
+        }
+    }
+    assert_eq!(seen, ["e", "d", "c", "b", "a"]);
+    assert_eq!(pages, [(2, true), (2, true), (1, false)]);
+
+    let (running, has_next) = store
+        .list_sessions(Some(SessionStatus::Running), 10, None)
+        .await
+        .unwrap();
+    let ids: Vec<&str> = running.iter().map(|(_, r)| r.id.as_str()).collect();
+    assert_eq!(ids, ["d", "b"]);
+    assert!(!has_next);
+    let (after_d, has_next) = store
+        .list_sessions(Some(SessionStatus::Running), 1, Some(&running[0].0))
+        .await
+        .unwrap();
+    assert_eq!(after_d.len(), 1);
+    assert_eq!(after_d[0].1.id, "b");
+    assert!(!has_next);
+    assert!(matches!(
+        store.list_sessions(None, 2, Some("garbage")).await,
+        Err(StoreError::BadCursor(_))
+    ));
+
+    let mut ended = records[3].clone();
+    ended.status = SessionStatus::Stopped;
+    ended.ended_at_ns = Some(T0 + 9 * SEC);
+    ended.event_count = 1234;
+    ended.lost_count = 5;
+    ended.error = Some("tracker said no".to_string());
+    ended.label = None;
+    ended.memory_snapshot = Some(serde_json::json!({"groups": [["sh", 3]]}));
+    store.update_session(&ended).await.unwrap();
+    assert_eq!(store.get_session("d").await.unwrap(), Some(ended));
+    let mut ghost = records[0].clone();
+    ghost.id = "ghost".to_string();
+    assert!(matches!(
+        store.update_session(&ghost).await,
+        Err(StoreError::UnknownSession(id)) if id == "ghost"
+    ));
+
+    assert!(store.delete_session("c").await.unwrap());
+    assert!(!store.delete_session("c").await.unwrap());
+    assert_eq!(store.get_session("c").await.unwrap(), None);
+    let (rows, _) = store.list_sessions(None, 10, None).await.unwrap();
+    let ids: Vec<&str> = rows.iter().map(|(_, r)| r.id.as_str()).collect();
+    assert_eq!(ids, ["e", "d", "b", "a"]);
+    store.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn running_sessions_become_interrupted() {
+    let dir = TempDir::new("interrupted");
+    let store = open(&dir).await;
+    for r in [
+        session("r1", T0, SessionStatus::Running),
+        session("r2", T0 + SEC, SessionStatus::Running),
+        session("done", T0, SessionStatus::Completed),
+    ] {
+        store.insert_session(&r).await.unwrap();
+    }
+    let now = T0 + 100 * SEC;
+    assert_eq!(store.mark_running_interrupted(now).await.unwrap(), 2);
+    for id in ["r1", "r2"] {
+        let r = store.get_session(id).await.unwrap().unwrap();
+        assert_eq!(r.status, SessionStatus::Interrupted);
+        assert_eq!(r.ended_at_ns, Some(now));
+    }
+    let done = store.get_session("done").await.unwrap().unwrap();
+    assert_eq!(done, session("done", T0, SessionStatus::Completed));
+    assert_eq!(store.mark_running_interrupted(now).await.unwrap(), 0);
+    store.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn events_come_back_whole_in_pages_and_filtered() {
+    let (_dir, store) = workload_store("events").await;
+    let events = workload();
+
+    let (all, has_next) = store.events("w", 100, None, &[], info()).await.unwrap();
+    assert!(!has_next);
+    assert_eq!(all.len(), events.len());
+    for (stored, event) in all.iter().zip(&events) {
+        assert_eq!(stored, &StoredEvent::from_event(stored.id, event));
+    }
+    assert!(all.windows(2).all(|w| w[0].id < w[1].id));
+    let exit7 = &all[3];
+    assert_eq!(exit7.kind, "exit");
+    assert_eq!(exit7.data["exit_code"], 7);
+    assert_eq!(exit7.data["duration_ns"], 30);
+    assert_eq!(exit7.data["filename"], serde_json::Value::Null);
+    assert_eq!(exit7.data["ts"], rfc3339_nanos(T0 + 1600 * MS));
+
+    // Pages of four: the cursor is the last id; has_next says whether more follow.
+    let (p1, next, last) = page_ids(&store, 4, None, &[]).await;
+    assert_eq!((p1, next), (vec![100, 100, 101, 101], true));
+    let (p2, next, last) = page_ids(&store, 4, last, &[]).await;
+    assert_eq!((p2, next), (vec![102, 102, 103, 104], true));
+    let (p3, next, last) = page_ids(&store, 4, last, &[]).await;
+    assert_eq!((p3, next), (vec![105], false));
+    let (p4, next, _) = page_ids(&store, 4, last, &[]).await;
+    assert_eq!((p4, next), (vec![], false));
+
+    // A null never matches: exec events have no exit code, not even for !=.
+    let nonzero = [cond("exit_code", Op::Ne, "0")];
+    assert_eq!(page_ids(&store, 10, None, &nonzero).await.0, [101, 102]);
+    let (first, next, last) = page_ids(&store, 1, None, &nonzero).await;
+    assert_eq!((first, next), (vec![101], true));
+    assert_eq!(page_ids(&store, 1, last, &nonzero).await.0, [102]);
+
+    let grep_exits = [cond("comm", Op::Eq, "grep"), cond("kind", Op::Eq, "exit")];
+    assert_eq!(page_ids(&store, 10, None, &grep_exits).await.0, [102, 103]);
+    let bin_g = [cond("filename", Op::Contains, "bin/g")];
+    assert_eq!(page_ids(&store, 10, None, &bin_g).await.0, [102]);
+    let comm_contains = [cond("comm", Op::Contains, "r")];
+    assert_eq!(
+        page_ids(&store, 10, None, &comm_contains).await.0,
+        [102, 102, 103]
+    );
+    let pids = [cond("pid", Op::Ge, " 103"), cond("pid", Op::Lt, "105")];
+    assert_eq!(page_ids(&store, 10, None, &pids).await.0, [103, 104]);
+    let long = [cond("duration_ns", Op::Gt, "25")];
+    assert_eq!(page_ids(&store, 10, None, &long).await.0, [101, 103, 104]);
+    let text_order = [cond("comm", Op::Lt, "grep")];
+    assert_eq!(page_ids(&store, 10, None, &text_order).await.0, [104]);
+    let namespaces = [cond("mnt_ns", Op::Eq, "13"), cond("user_ns", Op::Ne, "11")];
+    assert!(page_ids(&store, 10, None, &namespaces).await.0.is_empty());
+    // A number too large for SQLite's integers still compares by value.
+    let huge = [cond("cgroup_id", Op::Lt, "100000000000000000000")];
+    assert_eq!(page_ids(&store, 10, None, &huge).await.0.len(), 9);
+    // Times compare as nanoseconds, or as RFC 3339 text.
+    let since = [cond("ts", Op::Ge, &(T0 + 2 * SEC).to_string())];
+    assert_eq!(
+        page_ids(&store, 10, None, &since).await.0,
+        [102, 102, 103, 104, 105]
+    );
+    let before = [cond("ts", Op::Lt, "2026-11-28T09:20:01.6")];
+    assert_eq!(page_ids(&store, 10, None, &before).await.0, [100, 100, 101]);
+    let second = [cond("ts", Op::Contains, "09:20:02.")];
+    assert_eq!(page_ids(&store, 10, None, &second).await.0, [102, 102, 103]);
+
+    assert!(matches!(
+        store
+            .events("w", 10, None, &[cond("nope", Op::Eq, "1")], info())
+            .await,
+        Err(StoreError::Query(QueryError::UnknownField { .. }))
+    ));
+    assert!(matches!(
+        store
+            .events("w", 10, None, &[cond("pid", Op::Eq, "one")], info())
+            .await,
+        Err(StoreError::Query(QueryError::NotANumber { .. }))
+    ));
+    let (none, next) = store.events("other", 10, None, &[], info()).await.unwrap();
+    assert!(none.is_empty() && !next);
+    store.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn count_by_kind_and_comm() {
+    let (_dir, store) = workload_store("count").await;
+    let rows = store
+        .aggregate("w", info(), &query(&["kind", "comm"], AggOp::Count, None))
+        .await
+        .unwrap();
+    // Value descending, then keys ascending.
+    assert_eq!(
+        rows,
+        [
+            row(&["exec", "sh"], 2.0, 2),
+            row(&["exit", "grep"], 2.0, 2),
+            row(&["exit", "sh"], 2.0, 2),
+            row(&["exec", "grep"], 1.0, 1),
+            row(&["exec", "vi"], 1.0, 1),
+            row(&["exit", "cat"], 1.0, 1),
+        ]
+    );
+
+    // The same through the general path (a condition on a field the counts do not keep).
+    let mut q = query(&["kind", "comm"], AggOp::Count, None);
+    q.conditions = vec![cond("pid", Op::Gt, "0")];
+    assert_eq!(store.aggregate("w", info(), &q).await.unwrap(), rows);
+
+    // Conditions on counted fields, top, and no grouping at all.
+    let mut q = query(&["comm"], AggOp::Count, None);
+    q.conditions = vec![cond("kind", Op::Eq, "exit")];
+    q.top = Some(2);
+    assert_eq!(
+        store.aggregate("w", info(), &q).await.unwrap(),
+        [row(&["grep"], 2.0, 2), row(&["sh"], 2.0, 2)]
+    );
+    assert_eq!(
+        store
+            .aggregate("w", info(), &query(&[], AggOp::Count, None))
+            .await
+            .unwrap(),
+        [row(&[], 9.0, 9)]
+    );
+    assert_eq!(
+        store
+            .aggregate("empty", info(), &query(&[], AggOp::Count, None))
+            .await
+            .unwrap(),
+        []
+    );
+    let mut none = query(&["kind"], AggOp::Count, None);
+    none.conditions = vec![cond("comm", Op::Eq, "nobody")];
+    assert_eq!(store.aggregate("w", info(), &none).await.unwrap(), []);
+    store.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn value_ops_on_duration() {
+    let (_dir, store) = workload_store("ops").await;
+    let ops = |op| query(&["comm"], op, Some("duration_ns"));
+    // durations: sh [10, 30], grep [20, 40], cat [50], vi [] (exec only: null).
+    let expect = [
+        (
+            AggOp::Sum,
+            vec![
+                row(&["grep"], 60.0, 3),
+                row(&["cat"], 50.0, 1),
+                row(&["sh"], 40.0, 4),
+                row(&["vi"], 0.0, 1),
+            ],
+        ),
+        (
+            AggOp::Avg,
+            vec![
+                row(&["cat"], 50.0, 1),
+                row(&["grep"], 30.0, 3),
+                row(&["sh"], 20.0, 4),
+                row(&["vi"], 0.0, 1),
+            ],
+        ),
+        (
+            AggOp::Min,
+            vec![
+                row(&["cat"], 50.0, 1),
+                row(&["grep"], 20.0, 3),
+                row(&["sh"], 10.0, 4),
+                row(&["vi"], 0.0, 1),
+            ],
+        ),
+        (
+            AggOp::Max,
+            vec![
+                row(&["cat"], 50.0, 1),
+                row(&["grep"], 40.0, 3),
+                row(&["sh"], 30.0, 4),
+                row(&["vi"], 0.0, 1),
+            ],
+        ),
+        // Nearest rank: n = 2 gives rank ceil(1.0) = 1 for P50 and ceil(1.98) = 2 for P99.
+        (
+            AggOp::P50,
+            vec![
+                row(&["cat"], 50.0, 1),
+                row(&["grep"], 20.0, 3),
+                row(&["sh"], 10.0, 4),
+                row(&["vi"], 0.0, 1),
+            ],
+        ),
+        (
+            AggOp::P99,
+            vec![
+                row(&["cat"], 50.0, 1),
+                row(&["grep"], 40.0, 3),
+                row(&["sh"], 30.0, 4),
+                row(&["vi"], 0.0, 1),
+            ],
+        ),
+    ];
+    for (op, rows) in expect {
+        assert_eq!(
+            store.aggregate("w", info(), &ops(op)).await.unwrap(),
+            rows,
+            "{op:?}"
+        );
+    }
+
+    // The whole session: [10, 20, 30, 40, 50] over 9 events.
+    let whole = |op| query(&[], op, Some("duration_ns"));
+    for (op, value) in [
+        (AggOp::Sum, 150.0),
+        (AggOp::Avg, 30.0),
+        (AggOp::Min, 10.0),
+        (AggOp::Max, 50.0),
+        (AggOp::P50, 30.0), // rank ceil(2.5) = 3
+        (AggOp::P95, 50.0), // rank ceil(4.75) = 5
+        (AggOp::P99, 50.0),
+    ] {
+        assert_eq!(
+            store.aggregate("w", info(), &whole(op)).await.unwrap(),
+            [row(&[], value, 9)],
+            "{op:?}"
+        );
+    }
+    assert!(matches!(
+        store
+            .aggregate("w", info(), &query(&[], AggOp::Sum, Some("comm")))
+            .await,
+        Err(StoreError::Query(QueryError::NotNumeric(_)))
+    ));
+    assert!(matches!(
+        store
+            .aggregate("w", info(), &query(&[], AggOp::P50, None))
+            .await,
+        Err(StoreError::Query(QueryError::FieldRequired { .. }))
+    ));
+    store.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn percentiles_are_exact_nearest_rank() {
+    let dir = TempDir::new("percentiles");
+    let store = open(&dir).await;
+    // 1..=100 ns in one group: P50 = 50, P95 = 95, P99 = 99.
+    let hundred: Vec<Event> = (1..=100u64)
+        .map(|d| exit(T0 + d, d as u32, "hundred", 0, d))
+        .collect();
+    store_events(&store, &session("h", T0, SessionStatus::Running), &hundred).await;
+    for (op, value) in [(AggOp::P50, 50.0), (AggOp::P95, 95.0), (AggOp::P99, 99.0)] {
+        let rows = store
+            .aggregate("h", info(), &query(&["comm"], op, Some("duration_ns")))
+            .await
+            .unwrap();
+        assert_eq!(rows, [row(&["hundred"], value, 100)], "{op:?}");
+    }
+
+    // Groups of 1 to 60 values in a scrambled order, checked against apply_op.
+    let mut events = Vec::new();
+    let mut expected: Vec<(String, Vec<f64>)> = Vec::new();
+    for size in 1..=60u64 {
+        let comm = format!("g{size}");
+        let values: Vec<u64> = (0..size).map(|k| (k * 7919 + size * 31) % 1000).collect();
+        for (k, v) in values.iter().enumerate() {
+            events.push(exit(T0 + k as u64, k as u32, &comm, 0, *v));
+        }
+        expected.push((comm, values.iter().map(|&v| v as f64).collect()));
+    }
+    store_events(&store, &session("g", T0, SessionStatus::Running), &events).await;
+    for op in [AggOp::P50, AggOp::P95, AggOp::P99] {
+        let rows = store
+            .aggregate("g", info(), &query(&["comm"], op, Some("duration_ns")))
+            .await
+            .unwrap();
+        assert_eq!(rows.len(), 60);
+        for (comm, values) in &expected {
+            let got = rows.iter().find(|r| &r.keys[0] == comm).unwrap();
+            let mut values = values.clone();
+            let want = apply_op(op, values.len() as u64, &mut values);
+            assert_eq!(got.value, want, "{op:?} of {comm}");
+            assert_eq!(got.count, values.len() as u64);
+        }
+    }
+    store.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn null_and_time_group_keys() {
+    let (_dir, store) = workload_store("nulls").await;
+    let rows = store
+        .aggregate("w", info(), &query(&["exit_code"], AggOp::Count, None))
+        .await
+        .unwrap();
+    assert_eq!(
+        rows,
+        [
+            row(&["null"], 4.0, 4),
+            row(&["0"], 3.0, 3),
+            row(&["1"], 1.0, 1),
+            row(&["7"], 1.0, 1),
+        ]
+    );
+    let rows = store
+        .aggregate("w", info(), &query(&["kind", "signal"], AggOp::Count, None))
+        .await
+        .unwrap();
+    assert_eq!(
+        rows,
+        [
+            row(&["exit", "null"], 5.0, 5),
+            row(&["exec", "null"], 4.0, 4)
+        ]
+    );
+    // A file named "null" and no file at all are two groups, though their keys read alike.
+    store_events(
+        &store,
+        &session("n", T0, SessionStatus::Running),
+        &[
+            exec(T0, 1, "a", "null"),
+            exec(T0, 2, "a", "null"),
+            exit(T0, 3, "a", 0, 5),
+        ],
+    )
+    .await;
+    let rows = store
+        .aggregate("n", info(), &query(&["filename"], AggOp::Count, None))
+        .await
+        .unwrap();
+    assert_eq!(rows, [row(&["null"], 2.0, 2), row(&["null"], 1.0, 1)]);
+
+    let mut q = query(&["ts", "pid"], AggOp::Count, None);
+    q.conditions = vec![cond("comm", Op::Eq, "cat")];
+    assert_eq!(
+        store.aggregate("w", info(), &q).await.unwrap(),
+        [row(&["2026-11-28T09:20:05.000000000Z", "104"], 1.0, 1)]
+    );
+    store.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn timeseries_buckets() {
+    let (_dir, store) = workload_store("timeseries").await;
+    let q = TimeseriesQuery {
+        bucket_secs: 1,
+        group_by: vec!["kind".to_string()],
+        op: AggOp::Count,
+        field: None,
+        conditions: Vec::new(),
+    };
+    assert_eq!(
+        store.timeseries("w", info(), &q).await.unwrap(),
+        [
+            bucket(T0, &["exec"], 1.0, 1),
+            bucket(T0, &["exit"], 1.0, 1),
+            bucket(T0 + SEC, &["exec"], 1.0, 1),
+            bucket(T0 + SEC, &["exit"], 1.0, 1),
+            bucket(T0 + 2 * SEC, &["exit"], 2.0, 2),
+            bucket(T0 + 2 * SEC, &["exec"], 1.0, 1),
+            bucket(T0 + 5 * SEC, &["exec"], 1.0, 1),
+            bucket(T0 + 5 * SEC, &["exit"], 1.0, 1),
+        ]
+    );
+    let q = TimeseriesQuery {
+        bucket_secs: 2,
+        group_by: Vec::new(),
+        op: AggOp::Sum,
+        field: Some("duration_ns".to_string()),
+        conditions: vec![cond("comm", Op::Ne, "vi")],
+    };
+    assert_eq!(
+        store.timeseries("w", info(), &q).await.unwrap(),
+        [
+            bucket(T0, &[], 40.0, 4),
+            bucket(T0 + 2 * SEC, &[], 60.0, 3),
+            bucket(T0 + 4 * SEC, &[], 50.0, 1),
+        ]
+    );
+    let q = TimeseriesQuery {
+        bucket_secs: 3600,
+        group_by: vec!["comm".to_string()],
+        op: AggOp::P50,
+        field: Some("duration_ns".to_string()),
+        conditions: Vec::new(),
+    };
+    // T0 is 09:20:00, so the hour bucket starts at 09:00:00.
+    let hour = T0 - 20 * 60 * SEC;
+    assert_eq!(
+        store.timeseries("w", info(), &q).await.unwrap(),
+        [
+            bucket(hour, &["cat"], 50.0, 1),
+            bucket(hour, &["grep"], 20.0, 3),
+            bucket(hour, &["sh"], 10.0, 4),
+            bucket(hour, &["vi"], 0.0, 1),
+        ]
+    );
+    let bad = TimeseriesQuery {
+        bucket_secs: 0,
+        group_by: Vec::new(),
+        op: AggOp::Count,
+        field: None,
+        conditions: Vec::new(),
+    };
+    assert!(matches!(
+        store.timeseries("w", info(), &bad).await,
+        Err(StoreError::Query(QueryError::BadBucket))
+    ));
+    store.close().await.unwrap();
+}
+
+fn audit_entry(at_ns: u64, action: &str, outcome: &str) -> AuditEntry {
+    AuditEntry {
+        id: 0,
+        at_ns,
+        actor: "alice".to_string(),
+        role: "operator".to_string(),
+        action: action.to_string(),
+        args: serde_json::json!({"tracker": "process", "durationSecs": 5}),
+        outcome: outcome.to_string(),
+        error: (outcome == "error").then(|| "BAD_DURATION".to_string()),
+    }
+}
+
+#[tokio::test]
+async fn audit_log_newest_first() {
+    let dir = TempDir::new("audit");
+    let store = open(&dir).await;
+    let entries = [
+        audit_entry(T0, "startSession", "ok"),
+        audit_entry(T0 + SEC, "stopSession", "ok"),
+        audit_entry(T0 + 2 * SEC, "startSession", "error"),
+    ];
+    for e in &entries {
+        store.audit(e).await.unwrap();
+    }
+    let (page, has_next) = store.audit_log(2, None).await.unwrap();
+    assert!(has_next);
+    let strip = |e: &AuditEntry| AuditEntry { id: 0, ..e.clone() };
+    assert_eq!(
+        page.iter().map(strip).collect::<Vec<_>>(),
+        [entries[2].clone(), entries[1].clone()]
+    );
+    assert!(page[0].id > page[1].id);
+    let (rest, has_next) = store.audit_log(2, Some(page[1].id)).await.unwrap();
+    assert!(!has_next);
+    assert_eq!(
+        rest.iter().map(strip).collect::<Vec<_>>(),
+        [entries[0].clone()]
+    );
+    store.close().await.unwrap();
+}
+
+/// n events of one process for a session.
+fn burst(n: u32, ts: u64) -> Vec<Event> {
+    (0..n)
+        .map(|k| exec(ts + u64::from(k), k, "sh", "/bin/sh"))
+        .collect()
+}
+
+#[tokio::test]
+async fn retention_by_age_and_by_event_cap() {
+    let dir = TempDir::new("retention");
+    let store = open(&dir).await;
+    let now = T0 + 10_000 * SEC;
+    let ended = |id: &str, started: u64, ended: u64| SessionRecord {
+        ended_at_ns: Some(ended),
+        ..session(id, started, SessionStatus::Completed)
+    };
+    // old: ended 2 h ago; mid and new: ended recently; run: started long ago, still running.
+    store_events(&store, &ended("old", T0, now - 7200 * SEC), &burst(3, T0)).await;
+    store_events(
+        &store,
+        &ended("mid", T0 + SEC, now - 60 * SEC),
+        &burst(2, T0),
+    )
+    .await;
+    store_events(
+        &store,
+        &ended("new", T0 + 2 * SEC, now - 30 * SEC),
+        &burst(5, T0),
+    )
+    .await;
+    store_events(&store, &ended("empty", T0 + 3 * SEC, now - 10 * SEC), &[]).await;
+    store_events(
+        &store,
+        &session("run", T0 - SEC, SessionStatus::Running),
+        &burst(4, T0),
+    )
+    .await;
+    assert_eq!(store.event_total().await.unwrap(), 14);
+
+    let by_age = RetentionPolicy {
+        max_age_secs: Some(3600),
+        max_events: None,
+    };
+    assert_eq!(
+        store.enforce_retention(&by_age, now).await.unwrap(),
+        RetentionReport {
+            sessions_deleted: 1,
+            events_deleted: 3
+        }
+    );
+    assert_eq!(store.get_session("old").await.unwrap(), None);
+    assert_eq!(store.event_total().await.unwrap(), 11);
+    assert_eq!(
+        store.enforce_retention(&by_age, now).await.unwrap(),
+        RetentionReport::default()
+    );
+
+    // 11 events, cap 8: the oldest ended session with events (mid, 2) is not enough, so
+    // new (5) goes too; the running one stays though it is older, and so does "empty".
+    let by_cap = RetentionPolicy {
+        max_age_secs: None,
+        max_events: Some(8),
+    };
+    assert_eq!(
+        store.enforce_retention(&by_cap, now).await.unwrap(),
+        RetentionReport {
+            sessions_deleted: 2,
+            events_deleted: 7
+        }
+    );
+    assert_eq!(store.event_total().await.unwrap(), 4);
+    let (left, _) = store.list_sessions(None, 10, None).await.unwrap();
+    let ids: Vec<&str> = left.iter().map(|(_, r)| r.id.as_str()).collect();
+    assert_eq!(ids, ["empty", "run"]);
+    let (events, _) = store.events("run", 10, None, &[], info()).await.unwrap();
+    assert_eq!(events.len(), 4);
+
+    // Nothing but the running session holds events: a cap of 0 cannot touch it.
+    let zero = RetentionPolicy {
+        max_age_secs: Some(0),
+        max_events: Some(0),
+    };
+    let report = store.enforce_retention(&zero, now).await.unwrap();
+    assert_eq!(
+        report,
+        RetentionReport {
+            sessions_deleted: 1,
+            events_deleted: 0
+        }
+    );
+    assert_eq!(store.event_total().await.unwrap(), 4);
+    assert!(store.get_session("run").await.unwrap().is_some());
+    store.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn reopening_keeps_everything() {
+    let dir = TempDir::new("reopen");
+    let store = open(&dir).await;
+    let record = session("keep", T0, SessionStatus::Running);
+    store_events(&store, &record, &workload()).await;
+    store
+        .audit(&audit_entry(T0, "startSession", "ok"))
+        .await
+        .unwrap();
+    let (events, _) = store.events("keep", 100, None, &[], info()).await.unwrap();
+    let counts = store
+        .aggregate(
+            "keep",
+            info(),
+            &query(&["kind", "comm"], AggOp::Count, None),
+        )
+        .await
+        .unwrap();
+    let (audit, _) = store.audit_log(10, None).await.unwrap();
+    store.close().await.unwrap();
+
+    let store = open(&dir).await;
+    assert_eq!(store.get_session("keep").await.unwrap(), Some(record));
+    assert_eq!(
+        store.events("keep", 100, None, &[], info()).await.unwrap(),
+        (events, false)
+    );
+    assert_eq!(
+        store
+            .aggregate(
+                "keep",
+                info(),
+                &query(&["kind", "comm"], AggOp::Count, None)
+            )
+            .await
+            .unwrap(),
+        counts
+    );
+    assert_eq!(store.audit_log(10, None).await.unwrap(), (audit, false));
+    assert_eq!(store.event_total().await.unwrap(), 9);
+    store.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_full_queue_counts_every_loss() {
+    let dir = TempDir::new("loss");
+    let metrics = Metrics::new();
+    let options = StoreOptions {
+        queue_capacity: 8,
+        batch_size: 4,
+    };
+    let store = Store::open(&dir.0.join("eunomia.db"), options, metrics.clone())
+        .await
+        .unwrap();
+    store
+        .insert_session(&session("l", T0, SessionStatus::Running))
+        .await
+        .unwrap();
+    let lost = Arc::new(AtomicU64::new(0));
+    let mut sink = store.event_sink("l", "process", lost.clone());
+    // This test's runtime has one thread, so the writer cannot take anything off the
+    // queue before the loop ends: 8 events fit, the other 92 are lost.
+    for k in 0..100 {
+        sink.handle(&exec(T0 + k, k as u32, "sh", "/bin/sh"));
+    }
+    sink.flush().unwrap();
+    store.flush().await.unwrap();
+    let metric = metrics.lost.with_label_values(&["process", stage::SQLITE]);
+    assert_eq!(store.event_total().await.unwrap(), 8);
+    assert_eq!(lost.load(Ordering::Relaxed), 92);
+    assert_eq!(metric.get(), 92);
+
+    // Once the writer has drained the queue there is room again; sent = stored + lost.
+    for k in 100..300 {
+        sink.handle(&exec(T0 + k, k as u32, "sh", "/bin/sh"));
+        if k % 8 == 7 {
+            sink.flush().unwrap();
+            store.flush().await.unwrap();
+        }
+    }
+    sink.finish().unwrap();
+    store.flush().await.unwrap();
+    let stored = store.event_total().await.unwrap();
+    let (events, _) = store.events("l", 1000, None, &[], info()).await.unwrap();
+    assert_eq!(events.len() as u64, stored);
+    assert_eq!(stored, 208);
+    assert_eq!(stored + lost.load(Ordering::Relaxed), 300);
+    assert_eq!(metric.get(), lost.load(Ordering::Relaxed));
+
+    // After close, what a sink still sends is lost, and counted.
+    store.close().await.unwrap();
+    sink.handle(&exec(T0, 1, "sh", "/bin/sh"));
+    sink.flush().unwrap();
+    assert_eq!(lost.load(Ordering::Relaxed), 93);
+    assert_eq!(metric.get(), 93);
+}

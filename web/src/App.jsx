@@ -1,0 +1,146 @@
+import { useMemo, useState } from 'react';
+import { GraphiQL } from 'graphiql';
+import { createGraphiQLFetcher } from '@graphiql/toolkit';
+
+export const TOKEN_KEY = 'eunomia.token';
+
+export const DEFAULT_QUERY =
+  '{ health { version kernel uptimeSecs activeSessions } trackers { name description } }\n';
+
+function readToken() {
+  try {
+    return window.localStorage.getItem(TOKEN_KEY) || '';
+  } catch {
+    return '';
+  }
+}
+
+function writeToken(token) {
+  try {
+    if (token) window.localStorage.setItem(TOKEN_KEY, token);
+    else window.localStorage.removeItem(TOKEN_KEY);
+  } catch {
+    // Storage may be disabled: the token then lasts for this page only.
+  }
+}
+
+// Same origin as the page: http -> ws, https -> wss.
+function endpoints() {
+  const { origin, protocol, host } = window.location;
+  const wsScheme = protocol === 'https:' ? 'wss:' : 'ws:';
+  return {
+    url: `${origin}/graphql`,
+    subscriptionUrl: `${wsScheme}//${host}/graphql/ws`,
+  };
+}
+
+// GraphiQL parses every answer as JSON. The server answers some failures (body
+// too large, request timed out) with plain text or nothing: show those as a
+// GraphQL error naming the HTTP status instead of a JSON parse error.
+async function fetchJson(url, init) {
+  const response = await window.fetch(url, init);
+  const type = response.headers.get('content-type') || '';
+  if (type.includes('json')) return response;
+  const text = (await response.text()).trim();
+  const message = `HTTP ${response.status} ${response.statusText}${text ? `: ${text}` : ''}`;
+  return new Response(JSON.stringify({ errors: [{ message }] }), {
+    status: response.status,
+    headers: { 'content-type': 'application/json' },
+  });
+}
+
+function makeFetcher(token) {
+  const auth = token ? { Authorization: `Bearer ${token}` } : {};
+  return createGraphiQLFetcher({
+    ...endpoints(),
+    fetch: fetchJson,
+    // The server answers plain JSON (no @defer/@stream multipart responses).
+    enableIncrementalDelivery: false,
+    // Sent on every HTTP request (queries, mutations, introspection).
+    headers: auth,
+    // The graphql-transport-ws connection_init payload.
+    wsConnectionParams: auth,
+  });
+}
+
+function TokenBar({ token, onApply }) {
+  const [draft, setDraft] = useState(token);
+  const [shown, setShown] = useState(false);
+  const dirty = draft.trim() !== token;
+
+  const submit = (event) => {
+    event.preventDefault();
+    onApply(draft.trim());
+  };
+  const clear = () => {
+    setDraft('');
+    onApply('');
+  };
+
+  return (
+    <header className="eunomia-bar">
+      <span className="eunomia-title">Eunomia console</span>
+      <form className="eunomia-token" onSubmit={submit}>
+        <label htmlFor="eunomia-token-input">Token</label>
+        <input
+          id="eunomia-token-input"
+          name="token"
+          type={shown ? 'text' : 'password'}
+          autoComplete="off"
+          spellCheck={false}
+          placeholder="bearer token (empty: none)"
+          value={draft}
+          onChange={(event) => setDraft(event.target.value)}
+        />
+        <button
+          type="button"
+          className="eunomia-secondary"
+          onClick={() => setShown(!shown)}
+          title={shown ? 'Hide the token' : 'Show the token'}
+        >
+          {shown ? 'Hide' : 'Show'}
+        </button>
+        <button id="eunomia-token-apply" type="submit" disabled={!dirty}>
+          Set
+        </button>
+        <button
+          id="eunomia-token-clear"
+          type="button"
+          className="eunomia-secondary"
+          onClick={clear}
+          disabled={!token && !draft}
+        >
+          Clear
+        </button>
+        <span id="eunomia-token-status" className={token ? 'on' : 'off'}>
+          {token ? 'token set' : 'no token'}
+        </span>
+      </form>
+    </header>
+  );
+}
+
+export function App() {
+  const [token, setToken] = useState(readToken);
+  const fetcher = useMemo(() => makeFetcher(token), [token]);
+
+  const apply = (next) => {
+    writeToken(next);
+    setToken(next);
+  };
+
+  return (
+    <div className="eunomia-root">
+      <TokenBar token={token} onApply={apply} />
+      <main className="eunomia-graphiql">
+        <GraphiQL
+          fetcher={fetcher}
+          defaultQuery={DEFAULT_QUERY}
+          shouldPersistHeaders={false}
+        >
+          <GraphiQL.Logo>Eunomia</GraphiQL.Logo>
+        </GraphiQL>
+      </main>
+    </div>
+  );
+}
