@@ -134,15 +134,15 @@ pub fn main() -> ExitCode {
 
 fn exit_code(result: Result<(), RunError>) -> ExitCode {
     match result {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(RunError::Usage(msg)) => {
-                eprintln!("error: {msg}");
-                ExitCode::from(2)
-            }
-            Err(RunError::Failed(err)) => {
-                eprintln!("error: {err:#}");
-                ExitCode::FAILURE
-            }
+        Ok(()) => ExitCode::SUCCESS,
+        Err(RunError::Usage(msg)) => {
+            eprintln!("error: {msg}");
+            ExitCode::from(2)
+        }
+        Err(RunError::Failed(err)) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
     }
 }
 

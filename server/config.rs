@@ -30,9 +30,15 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("reading {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path}: {source}")]
-    Parse { path: PathBuf, source: toml::de::Error },
+    Parse {
+        path: PathBuf,
+        source: toml::de::Error,
+    },
     #[error("{0}")]
     Invalid(String),
 }
@@ -81,7 +87,9 @@ pub struct Limits {
     pub request_timeout_secs: u64,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Deserialize, serde::Serialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Deserialize, serde::Serialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     /// Queries and subscriptions.
@@ -100,7 +108,10 @@ pub struct Token {
 
 impl std::fmt::Debug for Token {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Token").field("name", &self.name).field("role", &self.role).finish_non_exhaustive()
+        f.debug_struct("Token")
+            .field("name", &self.name)
+            .field("role", &self.role)
+            .finish_non_exhaustive()
     }
 }
 
@@ -120,26 +131,43 @@ impl Default for Config {
 
 impl Default for SessionLimits {
     fn default() -> Self {
-        Self { max_duration_secs: 3600, max_concurrent: 16 }
+        Self {
+            max_duration_secs: 3600,
+            max_concurrent: 16,
+        }
     }
 }
 
 impl Default for Memory {
     fn default() -> Self {
-        Self { max_groups: 1_000_000, recent_events: 10_000 }
+        Self {
+            max_groups: 1_000_000,
+            recent_events: 10_000,
+        }
     }
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { query_depth: 16, query_complexity: 10_000, body_bytes: 1 << 20, request_timeout_secs: 30 }
+        Self {
+            query_depth: 16,
+            query_complexity: 10_000,
+            body_bytes: 1 << 20,
+            request_timeout_secs: 30,
+        }
     }
 }
 
 impl Config {
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
-        let config: Config = toml::from_str(&text).map_err(|source| ConfigError::Parse { path: path.to_path_buf(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let config: Config = toml::from_str(&text).map_err(|source| ConfigError::Parse {
+            path: path.to_path_buf(),
+            source,
+        })?;
         Ok(config)
     }
 
@@ -153,10 +181,16 @@ impl Config {
             return invalid("sessions.max_concurrent must be at least 1".into());
         }
         if let Some(short) = self.tokens.iter().find(|t| t.token.len() < 16) {
-            return invalid(format!("token `{}` is shorter than 16 characters", short.name));
+            return invalid(format!(
+                "token `{}` is shorter than 16 characters",
+                short.name
+            ));
         }
         if !self.listen.ip().is_loopback() && self.tokens.is_empty() {
-            return invalid(format!("refusing to listen on {} (not loopback) without any [[tokens]] in the config", self.listen));
+            return invalid(format!(
+                "refusing to listen on {} (not loopback) without any [[tokens]] in the config",
+                self.listen
+            ));
         }
         Ok(())
     }
@@ -184,10 +218,20 @@ mod tests {
         assert_eq!(config.sessions.max_concurrent, 16);
         assert_eq!(config.tokens[0].role, Role::Operator);
         config.validate().unwrap();
-        assert!(!format!("{:?}", config.tokens[0]).contains("0123456789"), "tokens never reach logs");
+        assert!(
+            !format!("{:?}", config.tokens[0]).contains("0123456789"),
+            "tokens never reach logs"
+        );
 
-        let open = Config { tokens: vec![], ..config };
-        assert!(open.validate().unwrap_err().to_string().starts_with("refusing to listen on 0.0.0.0:9000"));
+        let open = Config {
+            tokens: vec![],
+            ..config
+        };
+        assert!(open
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .starts_with("refusing to listen on 0.0.0.0:9000"));
         assert!(toml::from_str::<Config>("nonsense = 1").is_err());
     }
 }

@@ -84,9 +84,10 @@ pub fn router(schema: EunomiaSchema, manager: Arc<SessionManager>, config: &Conf
         .route("/graphql/assets/console.css", get(console_css))
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
-        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, Duration::from_secs(
-            config.limits.request_timeout_secs,
-        )));
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            Duration::from_secs(config.limits.request_timeout_secs),
+        ));
     Router::new()
         .route("/graphql/ws", get(subscriptions))
         .merge(http_only)

@@ -1,7 +1,9 @@
 //! The Prometheus exporter: the server's own registry. Labels are bounded: tracker names,
 //! loss stages and session statuses only, never pids or session ids.
 
-use prometheus::{Encoder, Histogram, HistogramOpts, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+};
 
 /// Where an event can be lost, as the `stage` label says.
 pub mod stage {
@@ -33,19 +35,50 @@ pub struct Metrics {
 impl Metrics {
     pub fn new() -> Self {
         let registry = Registry::new();
-        let events = IntCounterVec::new(Opts::new("eunomia_events_total", "Events decoded from the kernel, per tracker"), &["tracker"]).expect("valid metric");
-        let lost =
-            IntCounterVec::new(Opts::new("eunomia_events_lost_total", "Events lost, per tracker and the stage that lost them"), &["tracker", "stage"]).expect("valid metric");
-        let sessions_active = IntGauge::new("eunomia_sessions_active", "Sessions running now").expect("valid metric");
-        let sessions = IntCounterVec::new(Opts::new("eunomia_sessions_total", "Sessions ended, per tracker and final status"), &["tracker", "status"]).expect("valid metric");
+        let events = IntCounterVec::new(
+            Opts::new(
+                "eunomia_events_total",
+                "Events decoded from the kernel, per tracker",
+            ),
+            &["tracker"],
+        )
+        .expect("valid metric");
+        let lost = IntCounterVec::new(
+            Opts::new(
+                "eunomia_events_lost_total",
+                "Events lost, per tracker and the stage that lost them",
+            ),
+            &["tracker", "stage"],
+        )
+        .expect("valid metric");
+        let sessions_active =
+            IntGauge::new("eunomia_sessions_active", "Sessions running now").expect("valid metric");
+        let sessions = IntCounterVec::new(
+            Opts::new(
+                "eunomia_sessions_total",
+                "Sessions ended, per tracker and final status",
+            ),
+            &["tracker", "status"],
+        )
+        .expect("valid metric");
         let handler_duration = Histogram::with_opts(
-            HistogramOpts::new("eunomia_handler_duration_seconds", "Time one event spends in a session's handler chain (sampled)")
-                .buckets(vec![1e-7, 2.5e-7, 5e-7, 1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 1e-3]),
+            HistogramOpts::new(
+                "eunomia_handler_duration_seconds",
+                "Time one event spends in a session's handler chain (sampled)",
+            )
+            .buckets(vec![
+                1e-7, 2.5e-7, 5e-7, 1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 1e-3,
+            ]),
         )
         .expect("valid metric");
         let sqlite_write_duration = Histogram::with_opts(
-            HistogramOpts::new("eunomia_sqlite_write_duration_seconds", "Time to write one batch of events to SQLite")
-                .buckets(vec![1e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2, 5e-2, 0.1, 0.25, 0.5, 1.0]),
+            HistogramOpts::new(
+                "eunomia_sqlite_write_duration_seconds",
+                "Time to write one batch of events to SQLite",
+            )
+            .buckets(vec![
+                1e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2, 5e-2, 0.1, 0.25, 0.5, 1.0,
+            ]),
         )
         .expect("valid metric");
         for collector in [
@@ -57,15 +90,27 @@ impl Metrics {
             Box::new(sqlite_write_duration.clone()),
             Box::new(prometheus::process_collector::ProcessCollector::for_self()),
         ] {
-            registry.register(collector).expect("metric names are unique");
+            registry
+                .register(collector)
+                .expect("metric names are unique");
         }
-        Self { registry, events, lost, sessions_active, sessions, handler_duration, sqlite_write_duration }
+        Self {
+            registry,
+            events,
+            lost,
+            sessions_active,
+            sessions,
+            handler_duration,
+            sqlite_write_duration,
+        }
     }
 
     /// The text exposition format, for `/metrics`.
     pub fn render(&self) -> String {
         let mut out = Vec::new();
-        TextEncoder::new().encode(&self.registry.gather(), &mut out).expect("encoding to a Vec cannot fail");
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut out)
+            .expect("encoding to a Vec cannot fail");
         String::from_utf8(out).expect("the text format is UTF-8")
     }
 }

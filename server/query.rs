@@ -15,7 +15,9 @@ use crate::handler::{push_json_record, Op};
 use crate::tracker_manager::TrackerInfo;
 
 /// The aggregation operator.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, async_graphql::Enum, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, async_graphql::Enum, serde::Serialize, serde::Deserialize,
+)]
 pub enum AggOp {
     Count,
     Sum,
@@ -121,7 +123,11 @@ impl StoredEvent {
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum QueryError {
     #[error("unknown field `{field}` for tracker `{tracker}`; known fields: {known}")]
-    UnknownField { tracker: String, field: String, known: String },
+    UnknownField {
+        tracker: String,
+        field: String,
+        known: String,
+    },
     #[error("{op:?} needs a numeric `field`")]
     FieldRequired { op: AggOp },
     #[error("field `{0}` is not numeric")]
@@ -140,11 +146,18 @@ pub enum QueryError {
 pub const MAX_GROUP_BY: usize = crate::handler::MAX_GROUP_BY;
 
 fn field_type(info: &TrackerInfo, field: &str) -> Result<FieldType, QueryError> {
-    info.all_fields().find(|f| f.name == field).map(|f| f.ty).ok_or_else(|| QueryError::UnknownField {
-        tracker: info.name.to_string(),
-        field: field.to_string(),
-        known: info.all_fields().map(|f| f.name).collect::<Vec<_>>().join(", "),
-    })
+    info.all_fields()
+        .find(|f| f.name == field)
+        .map(|f| f.ty)
+        .ok_or_else(|| QueryError::UnknownField {
+            tracker: info.name.to_string(),
+            field: field.to_string(),
+            known: info
+                .all_fields()
+                .map(|f| f.name)
+                .collect::<Vec<_>>()
+                .join(", "),
+        })
 }
 
 fn is_numeric(ty: FieldType) -> bool {
@@ -160,14 +173,22 @@ pub fn validate_conditions(info: &TrackerInfo, conditions: &[Condition]) -> Resu
                 return Err(QueryError::ContainsOnNumber(c.field.clone()));
             }
             if c.value.trim().parse::<i128>().is_err() {
-                return Err(QueryError::NotANumber { field: c.field.clone(), value: c.value.clone() });
+                return Err(QueryError::NotANumber {
+                    field: c.field.clone(),
+                    value: c.value.clone(),
+                });
             }
         }
     }
     Ok(())
 }
 
-fn validate_grouping(info: &TrackerInfo, group_by: &[String], op: AggOp, field: Option<&str>) -> Result<(), QueryError> {
+fn validate_grouping(
+    info: &TrackerInfo,
+    group_by: &[String],
+    op: AggOp,
+    field: Option<&str>,
+) -> Result<(), QueryError> {
     if group_by.len() > MAX_GROUP_BY {
         return Err(QueryError::TooManyGroupFields { max: MAX_GROUP_BY });
     }
@@ -232,7 +253,11 @@ pub fn nearest_rank(p: f64, n: usize) -> usize {
 
 /// Orders rows as the semantics say and keeps the top N.
 pub fn order_and_truncate(rows: &mut Vec<AggResult>, top: Option<usize>) {
-    rows.sort_by(|a, b| b.value.total_cmp(&a.value).then_with(|| a.keys.cmp(&b.keys)));
+    rows.sort_by(|a, b| {
+        b.value
+            .total_cmp(&a.value)
+            .then_with(|| a.keys.cmp(&b.keys))
+    });
     if let Some(top) = top {
         rows.truncate(top);
     }
@@ -240,7 +265,12 @@ pub fn order_and_truncate(rows: &mut Vec<AggResult>, top: Option<usize>) {
 
 /// Orders time buckets as the semantics say.
 pub fn order_buckets(rows: &mut [TimeBucketResult]) {
-    rows.sort_by(|a, b| a.start_ns.cmp(&b.start_ns).then_with(|| b.value.total_cmp(&a.value)).then_with(|| a.keys.cmp(&b.keys)));
+    rows.sort_by(|a, b| {
+        a.start_ns
+            .cmp(&b.start_ns)
+            .then_with(|| b.value.total_cmp(&a.value))
+            .then_with(|| a.keys.cmp(&b.keys))
+    });
 }
 
 #[cfg(test)]

@@ -15,7 +15,9 @@ use crate::memory::{MemoryLimits, MemoryStore};
 use crate::metrics::{stage, Metrics};
 use crate::query::StoredEvent;
 use crate::store::{SessionRecord, SessionStatus, Store, StoreError, StoreKind};
-use crate::tracker_manager::{find_tracker, Counters, Stats, TrackerConfig, TrackerError, TrackerHandle, TrackerInfo};
+use crate::tracker_manager::{
+    find_tracker, Counters, Stats, TrackerConfig, TrackerError, TrackerHandle, TrackerInfo,
+};
 
 /// Live events a slow subscriber may fall behind by before it loses some (counted).
 const LIVE_CAPACITY: usize = 4096;
@@ -63,7 +65,9 @@ pub struct StartRequest {
 }
 
 fn now_ns() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
 }
 
 /// A running session's live parts.
@@ -97,7 +101,9 @@ impl Handler<Event> for LiveSink {
     fn handle(&mut self, event: &Event) -> Flow {
         self.next_id += 1;
         if self.live.receiver_count() > 0 {
-            let _ = self.live.send(Arc::new(StoredEvent::from_event(self.next_id, event)));
+            let _ = self
+                .live
+                .send(Arc::new(StoredEvent::from_event(self.next_id, event)));
         }
         Flow::Caught
     }
@@ -137,10 +143,17 @@ impl<N: Handler<Event>> Handler<Event> for Instrumented<N> {
 impl SessionManager {
     /// Opens the manager over `store`; sessions left RUNNING by a previous server are
     /// marked INTERRUPTED.
-    pub async fn new(store: Store, metrics: Metrics, config: Arc<Config>) -> Result<Arc<Self>, SessionError> {
+    pub async fn new(
+        store: Store,
+        metrics: Metrics,
+        config: Arc<Config>,
+    ) -> Result<Arc<Self>, SessionError> {
         let interrupted = store.mark_running_interrupted(now_ns()).await?;
         if interrupted > 0 {
-            tracing::warn!(interrupted, "sessions left running by a previous server are marked INTERRUPTED");
+            tracing::warn!(
+                interrupted,
+                "sessions left running by a previous server are marked INTERRUPTED"
+            );
         }
         let (updates, _) = broadcast::channel(256);
         Ok(Arc::new(Self {
@@ -177,18 +190,30 @@ impl SessionManager {
     fn tracker_config(&self, req: &StartRequest) -> Result<TrackerConfig, SessionError> {
         let mut config: TrackerConfig = match &req.config {
             None | Some(serde_json::Value::Null) => TrackerConfig::default(),
-            Some(value @ serde_json::Value::Object(_)) => serde_json::from_value(value.clone()).map_err(|e| SessionError::BadConfig(e.to_string()))?,
-            Some(_) => return Err(SessionError::BadConfig("config must be a JSON object".into())),
+            Some(value @ serde_json::Value::Object(_)) => serde_json::from_value(value.clone())
+                .map_err(|e| SessionError::BadConfig(e.to_string()))?,
+            Some(_) => {
+                return Err(SessionError::BadConfig(
+                    "config must be a JSON object".into(),
+                ))
+            }
         };
-        let filter_keys_in_config = config.target_pid.is_some() || config.comm.is_some() || !config.cgroup_ids.is_empty();
+        let filter_keys_in_config =
+            config.target_pid.is_some() || config.comm.is_some() || !config.cgroup_ids.is_empty();
         if filter_keys_in_config {
-            return Err(SessionError::BadConfig("target_pid, comm and cgroup_ids belong in `filter`".into()));
+            return Err(SessionError::BadConfig(
+                "target_pid, comm and cgroup_ids belong in `filter`".into(),
+            ));
         }
         config.target_pid = req.pid;
         config.comm = req.comm.clone();
         config.cgroup_ids = req.cgroup_id.into_iter().collect();
         config.validate().map_err(|e| match e {
-            TrackerError::Config(msg) if msg.starts_with("comm") || msg.starts_with("target_pid") => SessionError::BadFilter(msg),
+            TrackerError::Config(msg)
+                if msg.starts_with("comm") || msg.starts_with("target_pid") =>
+            {
+                SessionError::BadFilter(msg)
+            }
             other => SessionError::BadConfig(other.to_string()),
         })?;
         Ok(config)
@@ -198,19 +223,29 @@ impl SessionManager {
     pub async fn start(self: &Arc<Self>, req: StartRequest) -> Result<SessionRecord, SessionError> {
         let tracker = find_tracker(&req.tracker).map_err(|_| SessionError::UnknownTracker {
             name: req.tracker.clone(),
-            known: crate::probes::TRACKERS.iter().map(|t| t.info().name).collect::<Vec<_>>().join(", "),
+            known: crate::probes::TRACKERS
+                .iter()
+                .map(|t| t.info().name)
+                .collect::<Vec<_>>()
+                .join(", "),
         })?;
         let max = self.config.sessions.max_duration_secs;
         if req.duration_secs < 1 || req.duration_secs as u64 > max {
-            return Err(SessionError::BadDuration { got: req.duration_secs, max });
+            return Err(SessionError::BadDuration {
+                got: req.duration_secs,
+                max,
+            });
         }
         let tracker_config = self.tracker_config(&req)?;
         if self.running.len() >= self.config.sessions.max_concurrent {
-            return Err(SessionError::TooManySessions { running: self.running.len() });
+            return Err(SessionError::TooManySessions {
+                running: self.running.len(),
+            });
         }
         let info = tracker.info();
         let started_at_ns = now_ns();
-        let filter = serde_json::json!({ "pid": req.pid, "comm": req.comm, "cgroupId": req.cgroup_id });
+        let filter =
+            serde_json::json!({ "pid": req.pid, "comm": req.comm, "cgroupId": req.cgroup_id });
         let mut record = SessionRecord {
             id: uuid::Uuid::new_v4().simple().to_string(),
             tracker: info.name.to_string(),
@@ -232,23 +267,40 @@ impl SessionManager {
         let counters = Arc::new(Counters::default());
         let (live, _) = broadcast::channel(LIVE_CAPACITY);
         let memory = (req.store == StoreKind::Memory).then(|| {
-            let limits = MemoryLimits { max_groups: self.config.memory.max_groups, recent_events: self.config.memory.recent_events };
+            let limits = MemoryLimits {
+                max_groups: self.config.memory.max_groups,
+                recent_events: self.config.memory.recent_events,
+            };
             Arc::new(MemoryStore::new(info, limits))
         });
         let sink: Box<dyn Handler<Event>> = match &memory {
-            Some(memory) => Box::new(memory.sink(counters.lost_channel.clone(), self.metrics.clone())),
-            None => Box::new(self.store.event_sink(&record.id, info.name, counters.lost_channel.clone())),
+            Some(memory) => {
+                Box::new(memory.sink(counters.lost_channel.clone(), self.metrics.clone()))
+            }
+            None => Box::new(self.store.event_sink(
+                &record.id,
+                info.name,
+                counters.lost_channel.clone(),
+            )),
         };
         let chain = Instrumented {
             events: self.metrics.events.with_label_values(&[info.name]),
             duration: self.metrics.handler_duration.clone(),
             seen: 0,
-            next: FanOut::new(vec![sink, Box::new(LiveSink { live: live.clone(), next_id: 0 })]),
+            next: FanOut::new(vec![
+                sink,
+                Box::new(LiveSink {
+                    live: live.clone(),
+                    next_id: 0,
+                }),
+            ]),
         };
         let spawn_counters = counters.clone();
-        let spawned = tokio::task::spawn_blocking(move || TrackerHandle::spawn(tracker, tracker_config, Box::new(chain), spawn_counters))
-            .await
-            .map_err(|e| SessionError::TrackerFailed(e.to_string()))?;
+        let spawned = tokio::task::spawn_blocking(move || {
+            TrackerHandle::spawn(tracker, tracker_config, Box::new(chain), spawn_counters)
+        })
+        .await
+        .map_err(|e| SessionError::TrackerFailed(e.to_string()))?;
         let handle = match spawned {
             Ok(handle) => handle,
             Err(err) => {
@@ -256,7 +308,10 @@ impl SessionManager {
                 record.ended_at_ns = Some(now_ns());
                 record.error = Some(err.to_string());
                 self.store.update_session(&record).await?;
-                self.metrics.sessions.with_label_values(&[info.name, status_label(SessionStatus::Failed)]).inc();
+                self.metrics
+                    .sessions
+                    .with_label_values(&[info.name, status_label(SessionStatus::Failed)])
+                    .inc();
                 let _ = self.updates.send(record.clone());
                 return Err(SessionError::TrackerFailed(err.to_string()));
             }
@@ -273,7 +328,11 @@ impl SessionManager {
         self.running.insert(record.id.clone(), running.clone());
         self.metrics.sessions_active.inc();
         let _ = self.updates.send(record.clone());
-        self.spawn_watch(record.id.clone(), running, Duration::from_secs(req.duration_secs as u64));
+        self.spawn_watch(
+            record.id.clone(),
+            running,
+            Duration::from_secs(req.duration_secs as u64),
+        );
         Ok(record)
     }
 
@@ -313,7 +372,11 @@ impl SessionManager {
     pub async fn stop(&self, id: &str) -> Result<SessionRecord, SessionError> {
         match self.running.get(id).map(|r| r.clone()) {
             Some(_) => self.finish(id, SessionStatus::Stopped).await,
-            None => self.store.get_session(id).await?.ok_or_else(|| SessionError::NotFound(id.to_string())),
+            None => self
+                .store
+                .get_session(id)
+                .await?
+                .ok_or_else(|| SessionError::NotFound(id.to_string())),
         }
     }
 
@@ -321,12 +384,19 @@ impl SessionManager {
     async fn finish(&self, id: &str, status: SessionStatus) -> Result<SessionRecord, SessionError> {
         let Some((_, running)) = self.running.remove(id) else {
             // Someone else ended it first; theirs is the final word.
-            return self.store.get_session(id).await?.ok_or_else(|| SessionError::NotFound(id.to_string()));
+            return self
+                .store
+                .get_session(id)
+                .await?
+                .ok_or_else(|| SessionError::NotFound(id.to_string()));
         };
         running.stop.notify_one();
         let handle = running.tracker.lock().expect("not poisoned").take();
         let outcome = match handle {
-            Some(handle) => tokio::task::spawn_blocking(move || handle.stop()).await.map_err(|e| e.to_string()).and_then(|r| r.map_err(|e| e.to_string())),
+            Some(handle) => tokio::task::spawn_blocking(move || handle.stop())
+                .await
+                .map_err(|e| e.to_string())
+                .and_then(|r| r.map_err(|e| e.to_string())),
             None => Ok(running.counters.snapshot()),
         };
         let mut record = running.record.lock().expect("not poisoned").clone();
@@ -350,9 +420,18 @@ impl SessionManager {
         self.store.update_session(&record).await?;
 
         let tracker = record.tracker.as_str();
-        self.metrics.lost.with_label_values(&[tracker, stage::KERNEL]).inc_by(stats.lost_kernel);
-        self.metrics.lost.with_label_values(&[tracker, stage::MALFORMED]).inc_by(stats.malformed);
-        self.metrics.sessions.with_label_values(&[tracker, status_label(record.status)]).inc();
+        self.metrics
+            .lost
+            .with_label_values(&[tracker, stage::KERNEL])
+            .inc_by(stats.lost_kernel);
+        self.metrics
+            .lost
+            .with_label_values(&[tracker, stage::MALFORMED])
+            .inc_by(stats.malformed);
+        self.metrics
+            .sessions
+            .with_label_values(&[tracker, status_label(record.status)])
+            .inc();
         self.metrics.sessions_active.dec();
         tracing::info!(session = %record.id, status = ?record.status, events = record.event_count, lost = record.lost_count, "session ended");
         let _ = self.updates.send(record.clone());
@@ -394,7 +473,10 @@ impl SessionManager {
     }
 
     /// The memory store of a MEMORY session, live or restored from its snapshot.
-    pub fn memory_store(&self, record: &SessionRecord) -> Result<Option<Arc<MemoryStore>>, SessionError> {
+    pub fn memory_store(
+        &self,
+        record: &SessionRecord,
+    ) -> Result<Option<Arc<MemoryStore>>, SessionError> {
         if record.store != StoreKind::Memory {
             return Ok(None);
         }
@@ -405,9 +487,13 @@ impl SessionManager {
             return Ok(Some(memory.clone()));
         }
         let info = tracker_info(&record.tracker)?;
-        let limits = MemoryLimits { max_groups: self.config.memory.max_groups, recent_events: self.config.memory.recent_events };
+        let limits = MemoryLimits {
+            max_groups: self.config.memory.max_groups,
+            recent_events: self.config.memory.recent_events,
+        };
         let memory = match &record.memory_snapshot {
-            Some(snapshot) => MemoryStore::restore(info, limits, snapshot).map_err(|e| SessionError::Snapshot(e.to_string()))?,
+            Some(snapshot) => MemoryStore::restore(info, limits, snapshot)
+                .map_err(|e| SessionError::Snapshot(e.to_string()))?,
             None => MemoryStore::new(info, limits),
         };
         let memory = Arc::new(memory);
@@ -419,7 +505,13 @@ impl SessionManager {
     pub fn program_ids(&self, id: &str) -> Vec<u32> {
         self.running
             .get(id)
-            .and_then(|r| r.tracker.lock().expect("not poisoned").as_ref().map(|h| h.prog_ids().to_vec()))
+            .and_then(|r| {
+                r.tracker
+                    .lock()
+                    .expect("not poisoned")
+                    .as_ref()
+                    .map(|h| h.prog_ids().to_vec())
+            })
             .unwrap_or_default()
     }
 
@@ -435,12 +527,20 @@ impl SessionManager {
 
     /// Counts what a live subscriber lost by falling behind.
     pub fn count_subscriber_loss(&self, tracker: &str, lost: u64) {
-        self.metrics.lost.with_label_values(&[tracker, stage::SUBSCRIPTION]).inc_by(lost);
+        self.metrics
+            .lost
+            .with_label_values(&[tracker, stage::SUBSCRIPTION])
+            .inc_by(lost);
     }
 }
 
 pub fn tracker_info(name: &str) -> Result<&'static TrackerInfo, SessionError> {
-    find_tracker(name).map(|t| t.info()).map_err(|_| SessionError::UnknownTracker { name: name.to_string(), known: String::new() })
+    find_tracker(name)
+        .map(|t| t.info())
+        .map_err(|_| SessionError::UnknownTracker {
+            name: name.to_string(),
+            known: String::new(),
+        })
 }
 
 /// Stored events are the ones seen and not lost on the way to the store.
@@ -462,7 +562,10 @@ pub fn status_label(status: SessionStatus) -> &'static str {
 /// Retention runs at start-up and then every interval.
 pub fn spawn_retention(manager: Arc<SessionManager>, every: Duration) {
     tokio::spawn(async move {
-        let policy = crate::store::RetentionPolicy { max_age_secs: manager.config.retention.max_age_secs, max_events: manager.config.retention.max_events };
+        let policy = crate::store::RetentionPolicy {
+            max_age_secs: manager.config.retention.max_age_secs,
+            max_events: manager.config.retention.max_events,
+        };
         if policy.max_age_secs.is_none() && policy.max_events.is_none() {
             return;
         }
@@ -471,7 +574,11 @@ pub fn spawn_retention(manager: Arc<SessionManager>, every: Duration) {
             tick.tick().await;
             match manager.store.enforce_retention(&policy, now_ns()).await {
                 Ok(report) if report.sessions_deleted > 0 => {
-                    tracing::info!(sessions = report.sessions_deleted, events = report.events_deleted, "retention deleted old sessions");
+                    tracing::info!(
+                        sessions = report.sessions_deleted,
+                        events = report.events_deleted,
+                        "retention deleted old sessions"
+                    );
                 }
                 Ok(_) => {}
                 Err(err) => tracing::error!("retention failed: {err}"),

@@ -20,7 +20,12 @@ fn stderr(out: &Output) -> String {
 
 /// Runs `eunomia args` and, once it is tracing, executes `binary` `times` times.
 fn run_while_executing(args: &[&str], binary: &std::path::Path, times: usize) -> Output {
-    let child = Command::new(env!("CARGO_BIN_EXE_eunomia")).args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_eunomia"))
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     std::thread::sleep(Duration::from_millis(1500));
     for _ in 0..times {
         assert!(Command::new(binary).status().unwrap().success());
@@ -104,7 +109,20 @@ fn run_prints_json_lines_and_a_summary() {
         return;
     }
     let (binary, comm) = unique_binary("cli");
-    let out = run_while_executing(&["run", "process", "--duration", "3", "--format", "json", "--comm", &comm], &binary, 5);
+    let out = run_while_executing(
+        &[
+            "run",
+            "process",
+            "--duration",
+            "3",
+            "--format",
+            "json",
+            "--comm",
+            &comm,
+        ],
+        &binary,
+        5,
+    );
     let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
@@ -154,7 +172,22 @@ fn run_aggregates_and_prints_csv() {
     }
     let (binary, comm) = unique_binary("agg");
     let filter = format!("comm == {comm}");
-    let out = run_while_executing(&["run", "process", "--duration", "3", "--format", "csv", "--where", &filter, "--group-by", "kind,comm"], &binary, 4);
+    let out = run_while_executing(
+        &[
+            "run",
+            "process",
+            "--duration",
+            "3",
+            "--format",
+            "csv",
+            "--where",
+            &filter,
+            "--group-by",
+            "kind,comm",
+        ],
+        &binary,
+        4,
+    );
     let text = String::from_utf8(out.stdout).unwrap();
     let mut lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.remove(0), "kind,comm,count");

@@ -28,7 +28,11 @@ fn run_copies(binary: &std::path::Path, n: usize) {
 }
 
 fn agg_count(rows: &Value, keys: &[&str]) -> Option<(f64, u64)> {
-    rows.as_array().unwrap().iter().find(|r| r["keys"] == json!(keys)).map(|r| (r["value"].as_f64().unwrap(), r["count"].as_u64().unwrap()))
+    rows.as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["keys"] == json!(keys))
+        .map(|r| (r["value"].as_f64().unwrap(), r["count"].as_u64().unwrap()))
 }
 
 /// A 2 s process session sees exactly the 20 execs of a uniquely named binary, with the
@@ -36,7 +40,9 @@ fn agg_count(rows: &Value, keys: &[&str]) -> Option<(f64, u64)> {
 fn exact_counts(store: &str) {
     let server = Server::start(&format!("exact-{store}"), None);
     let (binary, comm) = unique_binary(&format!("x{}", &store[..1]));
-    let id = server.start_session(json!({ "tracker": "process", "durationSecs": 2, "store": store, "label": "exact" }));
+    let id = server.start_session(
+        json!({ "tracker": "process", "durationSecs": 2, "store": store, "label": "exact" }),
+    );
     run_copies(&binary, 20);
     assert_eq!(server.wait_ended(&id, WINDOW), "COMPLETED");
     let session = server.session(
@@ -54,9 +60,20 @@ fn exact_counts(store: &str) {
     assert_eq!(session["programIds"], json!([]));
     assert!(session["endedAt"].as_str().unwrap().ends_with('Z'));
     let rows = &session["aggregate"];
-    assert_eq!(agg_count(rows, &["exec", &comm]), Some((20.0, 20)), "{rows}");
-    assert_eq!(agg_count(rows, &["exit", &comm]), Some((20.0, 20)), "{rows}");
-    assert_eq!(session["mine"], json!([{ "keys": ["exec"], "value": 20.0, "count": 20 }, { "keys": ["exit"], "value": 20.0, "count": 20 }]));
+    assert_eq!(
+        agg_count(rows, &["exec", &comm]),
+        Some((20.0, 20)),
+        "{rows}"
+    );
+    assert_eq!(
+        agg_count(rows, &["exit", &comm]),
+        Some((20.0, 20)),
+        "{rows}"
+    );
+    assert_eq!(
+        session["mine"],
+        json!([{ "keys": ["exec"], "value": 20.0, "count": 20 }, { "keys": ["exit"], "value": 20.0, "count": 20 }])
+    );
     assert!(session["eventCount"].as_u64().unwrap() >= 40);
 
     // Exit durations: every one of our 20 exits has a positive duration.
@@ -89,11 +106,19 @@ fn events_are_paged_and_filtered() {
     }
     let server = Server::start("events", None);
     let (binary, comm) = unique_binary("ev");
-    let id = server.start_session(json!({ "tracker": "process", "durationSecs": 30, "filter": { "comm": comm } }));
+    let id = server.start_session(
+        json!({ "tracker": "process", "durationSecs": 30, "filter": { "comm": comm } }),
+    );
     run_copies(&binary, 3);
     std::thread::sleep(Duration::from_millis(300));
-    let stopped = server.query("mutation($id: ID!) { stopSession(id: $id) { status eventCount } }", json!({ "id": id }));
-    assert_eq!(stopped["stopSession"], json!({ "status": "STOPPED", "eventCount": 6 }));
+    let stopped = server.query(
+        "mutation($id: ID!) { stopSession(id: $id) { status eventCount } }",
+        json!({ "id": id }),
+    );
+    assert_eq!(
+        stopped["stopSession"],
+        json!({ "status": "STOPPED", "eventCount": 6 })
+    );
     let page = |after: Value| {
         server.session(&id, &format!(r#"events(first: 4, after: {after}, where: [{{field: "comm", value: {comm:?}}}]) {{ edges {{ cursor node {{ kind pid comm data }} }} pageInfo {{ hasNextPage endCursor }} }}"#))["events"].clone()
     };
@@ -117,21 +142,35 @@ fn stop_session_detaches_every_program() {
     }
     let server = Server::start("stop", None);
     let id = server.start_session(json!({ "tracker": "process", "durationSecs": 600 }));
-    let ids: Vec<u32> = serde_json::from_value(server.session(&id, "programIds")["programIds"].clone()).unwrap();
+    let ids: Vec<u32> =
+        serde_json::from_value(server.session(&id, "programIds")["programIds"].clone()).unwrap();
     assert_eq!(ids.len(), 2);
     assert!(ids.iter().all(|id| loaded_prog_ids().contains(id)));
     let started = Instant::now();
-    let data = server.query("mutation($id: ID!) { stopSession(id: $id) { status endedAt programIds } }", json!({ "id": id }));
-    assert!(started.elapsed() < Duration::from_secs(2), "stop took {:?}", started.elapsed());
+    let data = server.query(
+        "mutation($id: ID!) { stopSession(id: $id) { status endedAt programIds } }",
+        json!({ "id": id }),
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "stop took {:?}",
+        started.elapsed()
+    );
     assert_eq!(data["stopSession"]["status"], "STOPPED");
     assert_eq!(data["stopSession"]["programIds"], json!([]));
     let deadline = Instant::now() + Duration::from_secs(3);
     while ids.iter().any(|id| loaded_prog_ids().contains(id)) {
-        assert!(Instant::now() < deadline, "programs {ids:?} still loaded after stopSession");
+        assert!(
+            Instant::now() < deadline,
+            "programs {ids:?} still loaded after stopSession"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     // Stopping again returns the ended session unchanged.
-    let again = server.query("mutation($id: ID!) { stopSession(id: $id) { status } }", json!({ "id": id }));
+    let again = server.query(
+        "mutation($id: ID!) { stopSession(id: $id) { status } }",
+        json!({ "id": id }),
+    );
     assert_eq!(again["stopSession"]["status"], "STOPPED");
 }
 
@@ -143,13 +182,17 @@ fn results_survive_a_restart_and_interrupted_sessions_are_marked() {
     let (binary, comm) = unique_binary("rs");
     let mut server = Server::start("restart", None);
     let dir = server.dir.clone();
-    let done = server.start_session(json!({ "tracker": "process", "durationSecs": 1, "filter": { "comm": comm } }));
+    let done = server.start_session(
+        json!({ "tracker": "process", "durationSecs": 1, "filter": { "comm": comm } }),
+    );
     let memory = server.start_session(json!({ "tracker": "process", "durationSecs": 1, "store": "MEMORY", "filter": { "comm": comm } }));
     run_copies(&binary, 5);
     assert_eq!(server.wait_ended(&done, WINDOW), "COMPLETED");
     assert_eq!(server.wait_ended(&memory, WINDOW), "COMPLETED");
     // One still running at a graceful stop, one at a crash.
-    let graceful = server.start_session(json!({ "tracker": "process", "durationSecs": 600, "filter": { "comm": comm } }));
+    let graceful = server.start_session(
+        json!({ "tracker": "process", "durationSecs": 600, "filter": { "comm": comm } }),
+    );
     run_copies(&binary, 2);
     std::thread::sleep(Duration::from_millis(300));
     assert!(server.stop().success());
@@ -159,18 +202,26 @@ fn results_survive_a_restart_and_interrupted_sessions_are_marked() {
     server.kill();
 
     let server = Server::start_in(&dir, None);
-    let fields = format!(r#"status eventCount lostCount aggregate(groupBy: ["kind", "comm"], where: [{{field: "comm", value: {comm:?}}}]) {{ keys count }}"#);
+    let fields = format!(
+        r#"status eventCount lostCount aggregate(groupBy: ["kind", "comm"], where: [{{field: "comm", value: {comm:?}}}]) {{ keys count }}"#
+    );
     for id in [&done, &memory] {
         let session = server.session(id, &fields);
         assert_eq!(session["status"], "COMPLETED");
         assert_eq!(session["eventCount"], 10, "{session}");
-        assert_eq!(session["aggregate"], json!([{ "keys": ["exec", comm], "count": 5 }, { "keys": ["exit", comm], "count": 5 }]));
+        assert_eq!(
+            session["aggregate"],
+            json!([{ "keys": ["exec", comm], "count": 5 }, { "keys": ["exit", comm], "count": 5 }])
+        );
     }
     let session = server.session(&graceful, &fields);
     assert_eq!(session["status"], "INTERRUPTED");
     assert_eq!(session["eventCount"], 4);
     assert_eq!(server.session(&crashed, "status")["status"], "INTERRUPTED");
-    let list = server.query("{ sessions(status: INTERRUPTED) { edges { node { id } } } }", json!({}));
+    let list = server.query(
+        "{ sessions(status: INTERRUPTED) { edges { node { id } } } }",
+        json!({}),
+    );
     assert_eq!(list["sessions"]["edges"].as_array().unwrap().len(), 2);
 }
 
@@ -182,18 +233,35 @@ fn tokens_roles_and_audit() {
     let server = Server::start("auth", Some(&auth_config()));
     let health = "{ health { version activeSessions } }";
     let (status, body) = server.post(health, json!({}), None);
-    assert_eq!((status, body["errors"][0]["extensions"]["code"].as_str()), (401, Some("UNAUTHENTICATED")));
+    assert_eq!(
+        (status, body["errors"][0]["extensions"]["code"].as_str()),
+        (401, Some("UNAUTHENTICATED"))
+    );
     let (status, body) = server.post(health, json!({}), Some("not-the-token-at-all"));
-    assert_eq!((status, body["errors"][0]["extensions"]["code"].as_str()), (401, Some("UNAUTHENTICATED")));
-    assert_eq!(server.query_as(health, json!({}), Some(VIEWER))["health"]["activeSessions"], 0);
+    assert_eq!(
+        (status, body["errors"][0]["extensions"]["code"].as_str()),
+        (401, Some("UNAUTHENTICATED"))
+    );
+    assert_eq!(
+        server.query_as(health, json!({}), Some(VIEWER))["health"]["activeSessions"],
+        0
+    );
 
     let start = "mutation { startSession(input: {tracker: \"process\", durationSecs: 1}) { id } }";
     let (code, message) = server.error(start, json!({}), Some(VIEWER));
     assert_eq!(code, "FORBIDDEN", "{message}");
-    let id = server.query_as(start, json!({}), Some(OPERATOR))["startSession"]["id"].as_str().unwrap().to_string();
+    let id = server.query_as(start, json!({}), Some(OPERATOR))["startSession"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let (code, _) = server.error("{ auditLog { actor } }", json!({}), Some(VIEWER));
     assert_eq!(code, "FORBIDDEN");
-    let audit = server.query_as("{ auditLog { actor role action args outcome error } }", json!({}), Some(OPERATOR))["auditLog"].clone();
+    let audit = server.query_as(
+        "{ auditLog { actor role action args outcome error } }",
+        json!({}),
+        Some(OPERATOR),
+    )["auditLog"]
+        .clone();
     assert_eq!(audit[0]["actor"], "alice");
     assert_eq!(audit[0]["action"], "startSession");
     assert_eq!(audit[0]["outcome"], "ok");
@@ -205,16 +273,31 @@ fn tokens_roles_and_audit() {
     let _ = id;
 
     // Subscriptions authenticate in connection_init.
-    assert!(ws_connect(&server, None).is_err(), "a websocket without a token is refused");
+    assert!(
+        ws_connect(&server, None).is_err(),
+        "a websocket without a token is refused"
+    );
     assert!(ws_connect(&server, Some(VIEWER)).is_ok());
 }
 
 #[test]
 fn non_loopback_without_tokens_is_refused() {
-    let out = Command::new(env!("CARGO_BIN_EXE_eunomia")).args(["serve", "--listen", "0.0.0.0:0", "--db", "/nonexistent/x.db"]).output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_eunomia"))
+        .args([
+            "serve",
+            "--listen",
+            "0.0.0.0:0",
+            "--db",
+            "/nonexistent/x.db",
+        ])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("refusing to listen on 0.0.0.0:0 (not loopback) without any [[tokens]]"), "{stderr}");
+    assert!(
+        stderr.contains("refusing to listen on 0.0.0.0:0 (not loopback) without any [[tokens]]"),
+        "{stderr}"
+    );
 }
 
 type Ws = tungstenite::WebSocket<tungstenite::stream::MaybeTlsStream<TcpStream>>;
@@ -222,16 +305,33 @@ type Ws = tungstenite::WebSocket<tungstenite::stream::MaybeTlsStream<TcpStream>>
 /// Opens a graphql-transport-ws connection; Err when the server refuses the init.
 fn ws_connect(server: &Server, token: Option<&str>) -> Result<Ws, String> {
     use tungstenite::client::IntoClientRequest;
-    let mut request = format!("{}/graphql/ws", server.url.replace("http://", "ws://")).into_client_request().unwrap();
-    request.headers_mut().insert("Sec-WebSocket-Protocol", "graphql-transport-ws".parse().unwrap());
+    let mut request = format!("{}/graphql/ws", server.url.replace("http://", "ws://"))
+        .into_client_request()
+        .unwrap();
+    request.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        "graphql-transport-ws".parse().unwrap(),
+    );
     let (mut ws, _) = tungstenite::connect(request).map_err(|e| e.to_string())?;
     if let tungstenite::stream::MaybeTlsStream::Plain(stream) = ws.get_mut() {
-        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
     }
-    let payload = token.map_or(json!({}), |t| json!({ "Authorization": format!("Bearer {t}") }));
-    ws.send(tungstenite::Message::text(json!({ "type": "connection_init", "payload": payload }).to_string())).unwrap();
+    let payload = token.map_or(
+        json!({}),
+        |t| json!({ "Authorization": format!("Bearer {t}") }),
+    );
+    ws.send(tungstenite::Message::text(
+        json!({ "type": "connection_init", "payload": payload }).to_string(),
+    ))
+    .unwrap();
     match ws.read() {
-        Ok(tungstenite::Message::Text(text)) if serde_json::from_str::<Value>(&text).unwrap()["type"] == "connection_ack" => Ok(ws),
+        Ok(tungstenite::Message::Text(text))
+            if serde_json::from_str::<Value>(&text).unwrap()["type"] == "connection_ack" =>
+        {
+            Ok(ws)
+        }
         other => Err(format!("{other:?}")),
     }
 }
@@ -258,12 +358,18 @@ fn subscriptions_receive_live_events_and_updates() {
     }
     let server = Server::start("subs", None);
     let (binary, comm) = unique_binary("su");
-    let id = server.start_session(json!({ "tracker": "process", "durationSecs": 30, "filter": { "comm": comm } }));
+    let id = server.start_session(
+        json!({ "tracker": "process", "durationSecs": 30, "filter": { "comm": comm } }),
+    );
     let mut ws = ws_connect(&server, None).unwrap();
     let subscribe = |ws: &mut Ws, sub_id: &str, query: &str| {
         ws.send(tungstenite::Message::text(json!({ "id": sub_id, "type": "subscribe", "payload": { "query": query, "variables": { "id": id } } }).to_string())).unwrap();
     };
-    subscribe(&mut ws, "events", "subscription($id: ID!) { sessionEvents(id: $id) { kind pid comm data } }");
+    subscribe(
+        &mut ws,
+        "events",
+        "subscription($id: ID!) { sessionEvents(id: $id) { kind pid comm data } }",
+    );
     std::thread::sleep(Duration::from_millis(300));
     run_copies(&binary, 2);
     let mut kinds = Vec::new();
@@ -276,12 +382,23 @@ fn subscriptions_receive_live_events_and_updates() {
     }
     assert_eq!(kinds, ["exec", "exit", "exec", "exit"]);
 
-    subscribe(&mut ws, "updates", "subscription($id: ID!) { sessionUpdated(id: $id) { status eventCount } }");
+    subscribe(
+        &mut ws,
+        "updates",
+        "subscription($id: ID!) { sessionUpdated(id: $id) { status eventCount } }",
+    );
     let first = ws_next(&mut ws);
-    assert_eq!(first["payload"]["data"]["sessionUpdated"]["status"], "RUNNING");
-    server.query("mutation($id: ID!) { stopSession(id: $id) { status } }", json!({ "id": id }));
+    assert_eq!(
+        first["payload"]["data"]["sessionUpdated"]["status"],
+        "RUNNING"
+    );
+    server.query(
+        "mutation($id: ID!) { stopSession(id: $id) { status } }",
+        json!({ "id": id }),
+    );
     let mut last = first;
-    while last["type"] == "next" && last["payload"]["data"]["sessionUpdated"]["status"] == "RUNNING" {
+    while last["type"] == "next" && last["payload"]["data"]["sessionUpdated"]["status"] == "RUNNING"
+    {
         last = ws_next(&mut ws);
     }
     // The events subscription completes when the session ends; the updates one after its final update.
@@ -292,9 +409,19 @@ fn subscriptions_receive_live_events_and_updates() {
             break;
         }
     }
-    let final_update = saw.iter().find(|m| m["type"] == "next" && m["id"] == "updates").expect("a final update");
-    assert_eq!(final_update["payload"]["data"]["sessionUpdated"], json!({ "status": "STOPPED", "eventCount": 4 }));
-    assert_eq!(saw.iter().filter(|m| m["type"] == "complete").count(), 2, "{saw:?}");
+    let final_update = saw
+        .iter()
+        .find(|m| m["type"] == "next" && m["id"] == "updates")
+        .expect("a final update");
+    assert_eq!(
+        final_update["payload"]["data"]["sessionUpdated"],
+        json!({ "status": "STOPPED", "eventCount": 4 })
+    );
+    assert_eq!(
+        saw.iter().filter(|m| m["type"] == "complete").count(),
+        2,
+        "{saw:?}"
+    );
 }
 
 #[test]
@@ -306,14 +433,46 @@ fn bad_input_gets_coded_errors_and_loses_nothing() {
     let keep = server.start_session(json!({ "tracker": "process", "durationSecs": 1 }));
     let start = "mutation($input: StartSessionInput!) { startSession(input: $input) { id } }";
     let cases = [
-        (json!({ "tracker": "nosuch", "durationSecs": 1 }), "UNKNOWN_TRACKER", "unknown tracker `nosuch`"),
-        (json!({ "tracker": "process", "durationSecs": 0 }), "BAD_DURATION", "durationSecs must be between 1 and 60, got 0"),
-        (json!({ "tracker": "process", "durationSecs": 61 }), "BAD_DURATION", "got 61"),
-        (json!({ "tracker": "process", "durationSecs": 1, "filter": { "container": "x" } }), "GRAPHQL_VALIDATION_FAILED", "container"),
-        (json!({ "tracker": "process", "durationSecs": 1, "config": "{not json" }), "BAD_CONFIG", "config is not valid JSON"),
-        (json!({ "tracker": "process", "durationSecs": 1, "config": { "ringbuf_bytes": 3 } }), "BAD_CONFIG", "power of two"),
-        (json!({ "tracker": "process", "durationSecs": 1, "config": { "nonsense": 1 } }), "BAD_CONFIG", "unknown field `nonsense`"),
-        (json!({ "tracker": "process", "durationSecs": 1, "filter": { "comm": "much-too-long-a-name" } }), "BAD_FILTER", "comm must be 1 to 15 bytes"),
+        (
+            json!({ "tracker": "nosuch", "durationSecs": 1 }),
+            "UNKNOWN_TRACKER",
+            "unknown tracker `nosuch`",
+        ),
+        (
+            json!({ "tracker": "process", "durationSecs": 0 }),
+            "BAD_DURATION",
+            "durationSecs must be between 1 and 60, got 0",
+        ),
+        (
+            json!({ "tracker": "process", "durationSecs": 61 }),
+            "BAD_DURATION",
+            "got 61",
+        ),
+        (
+            json!({ "tracker": "process", "durationSecs": 1, "filter": { "container": "x" } }),
+            "GRAPHQL_VALIDATION_FAILED",
+            "container",
+        ),
+        (
+            json!({ "tracker": "process", "durationSecs": 1, "config": "{not json" }),
+            "BAD_CONFIG",
+            "config is not valid JSON",
+        ),
+        (
+            json!({ "tracker": "process", "durationSecs": 1, "config": { "ringbuf_bytes": 3 } }),
+            "BAD_CONFIG",
+            "power of two",
+        ),
+        (
+            json!({ "tracker": "process", "durationSecs": 1, "config": { "nonsense": 1 } }),
+            "BAD_CONFIG",
+            "unknown field `nonsense`",
+        ),
+        (
+            json!({ "tracker": "process", "durationSecs": 1, "filter": { "comm": "much-too-long-a-name" } }),
+            "BAD_FILTER",
+            "comm must be 1 to 15 bytes",
+        ),
     ];
     for (input, code, message) in cases {
         let (got_code, got_message) = server.error(start, json!({ "input": input }), None);
@@ -321,7 +480,10 @@ fn bad_input_gets_coded_errors_and_loses_nothing() {
         assert!(got_message.contains(message), "{input}: {got_message}");
     }
     let (code, message) = server.error("{ session(id: \"nope\") { id } }", json!({}), None);
-    assert_eq!((code.as_str(), message.as_str()), ("NOT_FOUND", "no session with id `nope`"));
+    assert_eq!(
+        (code.as_str(), message.as_str()),
+        ("NOT_FOUND", "no session with id `nope`")
+    );
     let (code, _) = server.error("{ session(id: \"nope\") { id ", json!({}), None);
     assert_eq!(code, "GRAPHQL_PARSE_FAILED");
     let (code, message) = server.error(
@@ -330,7 +492,11 @@ fn bad_input_gets_coded_errors_and_loses_nothing() {
         None,
     );
     assert_eq!(code, "BAD_QUERY", "{message}");
-    let (code, _) = server.error(&format!("{{ session(id: \"{keep}\") {{ aggregate(groupBy: [], op: SUM) {{ count }} }} }}"), json!({}), None);
+    let (code, _) = server.error(
+        &format!("{{ session(id: \"{keep}\") {{ aggregate(groupBy: [], op: SUM) {{ count }} }} }}"),
+        json!({}),
+        None,
+    );
     assert_eq!(code, "BAD_QUERY");
     // Still serving, and the good session was not disturbed.
     assert_eq!(server.wait_ended(&keep, WINDOW), "COMPLETED");
@@ -345,27 +511,55 @@ fn metrics_pass_promtool_and_count_events() {
     }
     let server = Server::start("metrics", None);
     let (binary, comm) = unique_binary("me");
-    let id = server.start_session(json!({ "tracker": "process", "durationSecs": 1, "filter": { "comm": comm } }));
+    let id = server.start_session(
+        json!({ "tracker": "process", "durationSecs": 1, "filter": { "comm": comm } }),
+    );
     run_copies(&binary, 3);
     assert_eq!(server.wait_ended(&id, WINDOW), "COMPLETED");
     let (status, text) = server.get("/metrics");
     assert_eq!(status, 200);
     let value = |line_start: &str| -> f64 {
-        text.lines().find(|l| l.starts_with(line_start)).unwrap_or_else(|| panic!("no {line_start} in\n{text}")).rsplit(' ').next().unwrap().parse().unwrap()
+        text.lines()
+            .find(|l| l.starts_with(line_start))
+            .unwrap_or_else(|| panic!("no {line_start} in\n{text}"))
+            .rsplit(' ')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
     };
     assert_eq!(value("eunomia_events_total{tracker=\"process\"}"), 6.0);
-    assert_eq!(value("eunomia_sessions_total{status=\"COMPLETED\",tracker=\"process\"}"), 1.0);
+    assert_eq!(
+        value("eunomia_sessions_total{status=\"COMPLETED\",tracker=\"process\"}"),
+        1.0
+    );
     assert_eq!(value("eunomia_sessions_active "), 0.0);
     assert!(value("process_resident_memory_bytes ") > 0.0);
     assert!(text.contains("eunomia_sqlite_write_duration_seconds_bucket"));
     assert!(text.contains("eunomia_handler_duration_seconds_bucket"));
     assert!(!text.contains(&id), "no per-session labels");
 
-    let mut promtool = Command::new("promtool").args(["check", "metrics"]).stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().expect("promtool is installed (make deps)");
+    let mut promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool is installed (make deps)");
     use std::io::Write;
-    promtool.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    promtool
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
     let out = promtool.wait_with_output().unwrap();
-    assert!(out.status.success(), "promtool: {} {}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "promtool: {} {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(server.get("/healthz"), (200, "ok\n".to_string()));
 }
 
@@ -379,19 +573,42 @@ fn console_works_offline_in_a_real_browser() {
     assert_eq!(status, 200);
     assert!(html.contains("/graphql/assets/console.js"));
     let out = Command::new("node")
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/console/console_check.mjs"))
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/console/console_check.mjs"
+        ))
         .args([server.url.as_str(), VIEWER])
         .output()
         .expect("node is installed");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "console check failed: {stdout} {}", String::from_utf8_lossy(&out.stderr));
-    assert!(stdout.contains(&format!("console ok: version {}", env!("CARGO_PKG_VERSION"))), "{stdout}");
+    assert!(
+        out.status.success(),
+        "console check failed: {stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains(&format!(
+            "console ok: version {}",
+            env!("CARGO_PKG_VERSION")
+        )),
+        "{stdout}"
+    );
 }
 
 #[test]
 fn schema_sdl_has_not_drifted() {
-    let out = Command::new(env!("CARGO_BIN_EXE_eunomia")).arg("schema").output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_eunomia"))
+        .arg("schema")
+        .output()
+        .unwrap();
     assert!(out.status.success());
-    let committed = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/schema/schema.graphql")).unwrap();
-    assert!(String::from_utf8_lossy(&out.stdout) == committed, "schema/schema.graphql differs from the code: run `make schema` and commit it");
+    let committed = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/schema/schema.graphql"
+    ))
+    .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout) == committed,
+        "schema/schema.graphql differs from the code: run `make schema` and commit it"
+    );
 }

@@ -67,6 +67,7 @@ pub fn api(err: SessionError) -> async_graphql::Error {
             SessionError::StillRunning(_) => "SESSION_RUNNING",
             SessionError::TooManySessions { .. } => "TOO_MANY_SESSIONS",
             SessionError::TrackerFailed(_) => "TRACKER_FAILED",
+            SessionError::Store(crate::store::StoreError::BadCursor(_)) => "BAD_USER_INPUT",
             SessionError::Store(_) | SessionError::Snapshot(_) => "INTERNAL",
         };
         coded(code, err.to_string())
@@ -250,7 +251,9 @@ impl MutationRoot {
         let args = input.audit_args();
         audited(ctx, "startSession", args, async {
             let request = input.into_request()?;
-            Ok(SessionObject(manager(ctx).start(request).await.map_err(api)?))
+            Ok(SessionObject(
+                manager(ctx).start(request).await.map_err(api)?,
+            ))
         })
         .await
     }
@@ -348,7 +351,9 @@ impl SubscriptionRoot {
         Ok(stream
             .flat_map(|record| {
                 let last = record.status != SessionStatus::Running;
-                futures_util::stream::iter(std::iter::once(Some(record)).chain(last.then_some(None)))
+                futures_util::stream::iter(
+                    std::iter::once(Some(record)).chain(last.then_some(None)),
+                )
             })
             .take_while(|item| futures_util::future::ready(item.is_some()))
             .filter_map(|item| futures_util::future::ready(item.map(SessionObject))))

@@ -104,7 +104,8 @@ impl Predicate {
     }
 
     pub fn new(field: &str, op: Op, text: &str, ty: FieldType) -> Result<Self, FilterError> {
-        let numeric = matches!(ty, FieldType::U64 | FieldType::I64);
+        // Times compare as nanoseconds since the epoch.
+        let numeric = matches!(ty, FieldType::U64 | FieldType::I64 | FieldType::Time);
         let number = text.parse::<i128>().ok();
         if numeric && number.is_none() {
             return Err(FilterError::NotANumber {

@@ -16,7 +16,11 @@ const SESSIONS: usize = 100;
 
 fn main() {
     // SAFETY: geteuid has no preconditions.
-    assert_eq!(unsafe { libc::geteuid() }, 0, "the benchmark loads BPF programs: run it as root");
+    assert_eq!(
+        unsafe { libc::geteuid() },
+        0,
+        "the benchmark loads BPF programs: run it as root"
+    );
     let server = Server::start("bench-start", None);
     let start = "mutation { startSession(input: {tracker: \"process\", durationSecs: 60, store: MEMORY}) { id programIds } }";
     let stop = "mutation($id: ID!) { stopSession(id: $id) { status } }";
@@ -30,7 +34,11 @@ fn main() {
         let began = Instant::now();
         let data = server.query(start, json!({}));
         latencies.push(began.elapsed().as_secs_f64() * 1e3);
-        assert_eq!(data["startSession"]["programIds"].as_array().unwrap().len(), 2, "attached when it returns");
+        assert_eq!(
+            data["startSession"]["programIds"].as_array().unwrap().len(),
+            2,
+            "attached when it returns"
+        );
         let began = Instant::now();
         server.query(stop, json!({ "id": data["startSession"]["id"] }));
         stops.push(began.elapsed().as_secs_f64() * 1e3);

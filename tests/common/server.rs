@@ -28,7 +28,9 @@ impl Server {
     pub fn start_in(dir: &Path, config: Option<&str>) -> Server {
         let db = dir.join("eunomia.db");
         let mut command = Command::new(env!("CARGO_BIN_EXE_eunomia"));
-        command.args(["serve", "--listen", "127.0.0.1:0", "--db"]).arg(&db);
+        command
+            .args(["serve", "--listen", "127.0.0.1:0", "--db"])
+            .arg(&db);
         if let Some(config) = config {
             let path = dir.join("eunomia.toml");
             std::fs::write(&path, config).unwrap();
@@ -39,9 +41,17 @@ impl Server {
         let mut line = String::new();
         let url = loop {
             line.clear();
-            assert!(stderr.read_line(&mut line).unwrap() > 0, "server exited before listening");
+            assert!(
+                stderr.read_line(&mut line).unwrap() > 0,
+                "server exited before listening"
+            );
             if let Some(rest) = line.trim().strip_prefix("eunomia: listening on ") {
-                break rest.split_whitespace().next().unwrap().trim_end_matches("/graphql").to_string();
+                break rest
+                    .split_whitespace()
+                    .next()
+                    .unwrap()
+                    .trim_end_matches("/graphql")
+                    .to_string();
             }
         };
         // Keep draining stderr so the server never blocks on a full pipe.
@@ -52,12 +62,21 @@ impl Server {
                 sink.clear();
             }
         });
-        Server { child: Some(child), url, db, dir: dir.to_path_buf(), client: reqwest::blocking::Client::new() }
+        Server {
+            child: Some(child),
+            url,
+            db,
+            dir: dir.to_path_buf(),
+            client: reqwest::blocking::Client::new(),
+        }
     }
 
     /// POSTs a query; returns (HTTP status, the JSON body).
     pub fn post(&self, query: &str, variables: Value, token: Option<&str>) -> (u16, Value) {
-        let mut request = self.client.post(format!("{}/graphql", self.url)).json(&json!({ "query": query, "variables": variables }));
+        let mut request = self
+            .client
+            .post(format!("{}/graphql", self.url))
+            .json(&json!({ "query": query, "variables": variables }));
         if let Some(token) = token {
             request = request.bearer_auth(token);
         }
@@ -82,31 +101,54 @@ impl Server {
     pub fn error(&self, query: &str, variables: Value, token: Option<&str>) -> (String, String) {
         let (_, body) = self.post(query, variables, token);
         let error = &body["errors"][0];
-        assert!(!error.is_null(), "expected an error from {query}, got {body}");
-        (error["extensions"]["code"].as_str().unwrap_or("").to_string(), error["message"].as_str().unwrap_or("").to_string())
+        assert!(
+            !error.is_null(),
+            "expected an error from {query}, got {body}"
+        );
+        (
+            error["extensions"]["code"]
+                .as_str()
+                .unwrap_or("")
+                .to_string(),
+            error["message"].as_str().unwrap_or("").to_string(),
+        )
     }
 
     pub fn get(&self, path: &str) -> (u16, String) {
-        let response = self.client.get(format!("{}{path}", self.url)).send().unwrap();
+        let response = self
+            .client
+            .get(format!("{}{path}", self.url))
+            .send()
+            .unwrap();
         (response.status().as_u16(), response.text().unwrap())
     }
 
     /// Starts a session; returns its id.
     pub fn start_session(&self, input: Value) -> String {
-        let data = self.query("mutation($input: StartSessionInput!) { startSession(input: $input) { id status } }", json!({ "input": input }));
+        let data = self.query(
+            "mutation($input: StartSessionInput!) { startSession(input: $input) { id status } }",
+            json!({ "input": input }),
+        );
         assert_eq!(data["startSession"]["status"], "RUNNING");
         data["startSession"]["id"].as_str().unwrap().to_string()
     }
 
     pub fn session(&self, id: &str, fields: &str) -> Value {
-        self.query(&format!("query($id: ID!) {{ session(id: $id) {{ {fields} }} }}"), json!({ "id": id }))["session"].clone()
+        self.query(
+            &format!("query($id: ID!) {{ session(id: $id) {{ {fields} }} }}"),
+            json!({ "id": id }),
+        )["session"]
+            .clone()
     }
 
     /// Waits until the session has ended; returns its status.
     pub fn wait_ended(&self, id: &str, timeout: Duration) -> String {
         let start = Instant::now();
         loop {
-            let status = self.session(id, "status")["status"].as_str().unwrap().to_string();
+            let status = self.session(id, "status")["status"]
+                .as_str()
+                .unwrap()
+                .to_string();
             if status != "RUNNING" || start.elapsed() > timeout {
                 return status;
             }
