@@ -8,46 +8,21 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::Collector;
-use eunomia::event::{Comm, Event, FixedStr, Header, Record, Value};
+use eunomia::event::{Event, Record, Value};
 use eunomia::handler::{
     self, AggRow, Convert, CountAggregator, CsvPrinter, Discard, FanIn, FanOut, Filter, Flow,
     Format, Handler, JsonPrinter, KeyValue, Predicate, Stage, TextPrinter,
 };
-use eunomia::probes::process::{ProcessEvent, WaitStatus};
 use eunomia::tracker_manager::find_tracker;
 
-fn header(pid: u32, comm: &str) -> Header {
-    Header {
-        ts_ns: 1_795_879_201_000_000_042,
-        pid,
-        ppid: 1,
-        comm: Comm::from(comm),
-        cgroup_id: 9,
-        user_ns: 11,
-        pid_ns: 12,
-        mnt_ns: 13,
-    }
-}
+const TS: u64 = 1_795_879_201_000_000_042;
 
 fn exec(pid: u32, comm: &str, filename: &str) -> Event {
-    Event {
-        header: header(pid, comm),
-        body: ProcessEvent::Exec {
-            filename: FixedStr::from(filename),
-        }
-        .into(),
-    }
+    common::synthetic::exec(TS, pid, comm, filename)
 }
 
 fn exit(pid: u32, comm: &str, code: u32, duration_ns: u64) -> Event {
-    Event {
-        header: header(pid, comm),
-        body: ProcessEvent::Exit {
-            status: WaitStatus(code << 8),
-            duration_ns,
-        }
-        .into(),
-    }
+    common::synthetic::exit(TS, pid, comm, code, duration_ns)
 }
 
 fn predicate(expr: &str) -> Predicate {

@@ -2,16 +2,18 @@
 //! every answer checked against hand-computed values or against the shared semantics of
 //! `query.rs` applied to the events themselves (what the SQLite store answers).
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use eunomia::event::{Comm, Event, FieldType, FixedStr, Header, Record, Value};
+use common::synthetic::{exec, exit};
+use eunomia::event::{Event, FieldType, Record, Value};
 use eunomia::handler::{Handler, Op, Predicate};
 use eunomia::memory::{is_measure, MemoryError, MemoryLimits, MemorySink, MemoryStore};
 use eunomia::metrics::{stage, Metrics};
-use eunomia::probes::process::{ProcessEvent, WaitStatus};
 use eunomia::query::{
     apply_op, order_and_truncate, order_buckets, AggOp, AggResult, AggregateQuery, Condition,
     QueryError, TimeBucketResult, TimeseriesQuery,
@@ -24,40 +26,6 @@ const SEC: u64 = 1_000_000_000;
 
 fn info() -> &'static TrackerInfo {
     find_tracker("process").unwrap().info()
-}
-
-fn header(ts_ns: u64, pid: u32, comm: &str) -> Header {
-    Header {
-        ts_ns,
-        pid,
-        ppid: 1,
-        comm: Comm::from(comm),
-        cgroup_id: 9,
-        user_ns: 11,
-        pid_ns: 12,
-        mnt_ns: 13,
-    }
-}
-
-fn exec(ts_ns: u64, pid: u32, comm: &str, filename: &str) -> Event {
-    Event {
-        header: header(ts_ns, pid, comm),
-        body: ProcessEvent::Exec {
-            filename: FixedStr::from(filename),
-        }
-        .into(),
-    }
-}
-
-fn exit(ts_ns: u64, pid: u32, comm: &str, code: u32, duration_ns: u64) -> Event {
-    Event {
-        header: header(ts_ns, pid, comm),
-        body: ProcessEvent::Exit {
-            status: WaitStatus(code << 8),
-            duration_ns,
-        }
-        .into(),
-    }
 }
 
 struct Fixture {

@@ -2,14 +2,16 @@
 //! through `SqliteSink`, queries checked against hand-computed values, the audit trail,
 //! retention, reopening, and losses counted exactly when the queue is full.
 
+mod common;
+
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use eunomia::event::{rfc3339_nanos, Comm, Event, FixedStr, Header};
+use common::synthetic::{exec, exit};
+use eunomia::event::{rfc3339_nanos, Event};
 use eunomia::handler::{Handler, Op};
 use eunomia::metrics::{stage, Metrics};
-use eunomia::probes::process::{ProcessEvent, WaitStatus};
 use eunomia::query::{
     apply_op, AggOp, AggResult, AggregateQuery, Condition, QueryError, StoredEvent,
     TimeBucketResult, TimeseriesQuery,
@@ -55,40 +57,6 @@ async fn open(dir: &TempDir) -> Store {
     )
     .await
     .unwrap()
-}
-
-fn header(ts_ns: u64, pid: u32, comm: &str) -> Header {
-    Header {
-        ts_ns,
-        pid,
-        ppid: 1,
-        comm: Comm::from(comm),
-        cgroup_id: 9,
-        user_ns: 11,
-        pid_ns: 12,
-        mnt_ns: 13,
-    }
-}
-
-fn exec(ts_ns: u64, pid: u32, comm: &str, filename: &str) -> Event {
-    Event {
-        header: header(ts_ns, pid, comm),
-        body: ProcessEvent::Exec {
-            filename: FixedStr::from(filename),
-        }
-        .into(),
-    }
-}
-
-fn exit(ts_ns: u64, pid: u32, comm: &str, code: u32, duration_ns: u64) -> Event {
-    Event {
-        header: header(ts_ns, pid, comm),
-        body: ProcessEvent::Exit {
-            status: WaitStatus(code << 8),
-            duration_ns,
-        }
-        .into(),
-    }
 }
 
 fn session(id: &str, started_at_ns: u64, status: SessionStatus) -> SessionRecord {

@@ -78,3 +78,44 @@ pub fn loaded_prog_ids() -> Vec<u32> {
         .collect()
 }
 pub mod server;
+
+/// Process events made up in user space, for tests that need no kernel.
+pub mod synthetic {
+    use eunomia::event::{Comm, Event, FixedStr, Header};
+    use eunomia::probes::process::{ProcessEvent, WaitStatus};
+
+    pub fn header(ts_ns: u64, pid: u32, comm: &str) -> Header {
+        Header {
+            ts_ns,
+            pid,
+            ppid: 1,
+            comm: Comm::from(comm),
+            cgroup_id: 9,
+            user_ns: 11,
+            pid_ns: 12,
+            mnt_ns: 13,
+        }
+    }
+
+    pub fn exec(ts_ns: u64, pid: u32, comm: &str, filename: &str) -> Event {
+        Event {
+            header: header(ts_ns, pid, comm),
+            body: ProcessEvent::Exec {
+                filename: FixedStr::from(filename),
+            }
+            .into(),
+        }
+    }
+
+    /// `code` is the exit status, as `exit(code)` gives it.
+    pub fn exit(ts_ns: u64, pid: u32, comm: &str, code: u32, duration_ns: u64) -> Event {
+        Event {
+            header: header(ts_ns, pid, comm),
+            body: ProcessEvent::Exit {
+                status: WaitStatus(code << 8),
+                duration_ns,
+            }
+            .into(),
+        }
+    }
+}
