@@ -10,7 +10,7 @@
 //! - Percentiles use the nearest-rank method: the value at rank ceil(p/100 * n).
 //! - Rows are ordered by value descending, then keys ascending; `top` keeps the first N.
 
-use crate::event::{Event, FieldType};
+use crate::event::{Event, FieldInfo, FieldType};
 use crate::handler::{push_json_record, Op};
 use crate::tracker_manager::TrackerInfo;
 
@@ -145,19 +145,23 @@ pub enum QueryError {
 /// The largest `group_by` list accepted.
 pub const MAX_GROUP_BY: usize = crate::handler::MAX_GROUP_BY;
 
-fn field_type(info: &TrackerInfo, field: &str) -> Result<FieldType, QueryError> {
+/// The catalog entry of a tracker's field, or the error naming the fields it has.
+pub fn catalog_field(info: &TrackerInfo, name: &str) -> Result<&'static FieldInfo, QueryError> {
     info.all_fields()
-        .find(|f| f.name == field)
-        .map(|f| f.ty)
+        .find(|f| f.name == name)
         .ok_or_else(|| QueryError::UnknownField {
             tracker: info.name.to_string(),
-            field: field.to_string(),
+            field: name.to_string(),
             known: info
                 .all_fields()
                 .map(|f| f.name)
                 .collect::<Vec<_>>()
                 .join(", "),
         })
+}
+
+fn field_type(info: &TrackerInfo, field: &str) -> Result<FieldType, QueryError> {
+    catalog_field(info, field).map(|f| f.ty)
 }
 
 fn is_numeric(ty: FieldType) -> bool {

@@ -30,6 +30,7 @@ use tokio::sync::{mpsc, oneshot, Semaphore};
 use crate::event::{rfc3339_nanos, Comm, Event, FieldInfo, FieldType};
 use crate::handler::{push_json_record, Flow, Handler, Op};
 use crate::metrics::{stage, Metrics};
+use crate::query::catalog_field;
 use crate::query::{
     order_and_truncate, order_buckets, AggOp, AggResult, AggregateQuery, Condition, QueryError,
     StoredEvent, TimeBucketResult, TimeseriesQuery,
@@ -361,53 +362,27 @@ impl Store {
     }
 
     pub async fn insert_session(&self, s: &SessionRecord) -> Result<(), StoreError> {
-        sqlx::query(
+        let query = sqlx::query(
             "INSERT INTO sessions (id, tracker, label, status, store, filter, config, started_at, \
              ends_at, ended_at, event_count, lost_count, error, memory_snapshot) \
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
-        .bind(&s.id)
-        .bind(&s.tracker)
-        .bind(&s.label)
-        .bind(s.status.as_str())
-        .bind(s.store.as_str())
-        .bind(s.filter.to_string())
-        .bind(s.config.to_string())
-        .bind(s.started_at_ns as i64)
-        .bind(s.ends_at_ns as i64)
-        .bind(s.ended_at_ns.map(|v| v as i64))
-        .bind(s.event_count as i64)
-        .bind(s.lost_count as i64)
-        .bind(&s.error)
-        .bind(s.memory_snapshot.as_ref().map(|v| v.to_string()))
-        .execute(&self.pool)
-        .await?;
+        .bind(&s.id);
+        bind_session_columns(query, s).execute(&self.pool).await?;
         Ok(())
     }
 
     /// Writes every column of the session but its id; an unknown id is an error.
     pub async fn update_session(&self, s: &SessionRecord) -> Result<(), StoreError> {
-        let done = sqlx::query(
+        let query = sqlx::query(
             "UPDATE sessions SET tracker = ?, label = ?, status = ?, store = ?, filter = ?, \
              config = ?, started_at = ?, ends_at = ?, ended_at = ?, event_count = ?, \
              lost_count = ?, error = ?, memory_snapshot = ? WHERE id = ?",
-        )
-        .bind(&s.tracker)
-        .bind(&s.label)
-        .bind(s.status.as_str())
-        .bind(s.store.as_str())
-        .bind(s.filter.to_string())
-        .bind(s.config.to_string())
-        .bind(s.started_at_ns as i64)
-        .bind(s.ends_at_ns as i64)
-        .bind(s.ended_at_ns.map(|v| v as i64))
-        .bind(s.event_count as i64)
-        .bind(s.lost_count as i64)
-        .bind(&s.error)
-        .bind(s.memory_snapshot.as_ref().map(|v| v.to_string()))
-        .bind(&s.id)
-        .execute(&self.pool)
-        .await?;
+        );
+        let done = bind_session_columns(query, s)
+            .bind(&s.id)
+            .execute(&self.pool)
+            .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::UnknownSession(s.id.clone()));
         }
@@ -951,20 +926,24 @@ fn rfc3339_sql(ns: &str) -> String {
     )
 }
 
-/// The catalog entry of a field; queries are validated first, so this only fails on a
-/// field the validation did not see.
-fn catalog_field(info: &TrackerInfo, name: &str) -> Result<&'static FieldInfo, QueryError> {
-    info.all_fields()
-        .find(|f| f.name == name)
-        .ok_or_else(|| QueryError::UnknownField {
-            tracker: info.name.to_string(),
-            field: name.to_string(),
-            known: info
-                .all_fields()
-                .map(|f| f.name)
-                .collect::<Vec<_>>()
-                .join(", "),
-        })
+type SqliteQuery<'q> = sqlx::query::Query<'q, sqlx::Sqlite, SqliteArguments<'q>>;
+
+/// Binds every session column but the id, in the order insert and update name them.
+fn bind_session_columns<'q>(query: SqliteQuery<'q>, s: &'q SessionRecord) -> SqliteQuery<'q> {
+    query
+        .bind(&s.tracker)
+        .bind(&s.label)
+        .bind(s.status.as_str())
+        .bind(s.store.as_str())
+        .bind(s.filter.to_string())
+        .bind(s.config.to_string())
+        .bind(s.started_at_ns as i64)
+        .bind(s.ends_at_ns as i64)
+        .bind(s.ended_at_ns.map(|v| v as i64))
+        .bind(s.event_count as i64)
+        .bind(s.lost_count as i64)
+        .bind(&s.error)
+        .bind(s.memory_snapshot.as_ref().map(|v| v.to_string()))
 }
 
 /// The SQL expression for a field. Names come from the catalog (identifiers), never
