@@ -15,7 +15,9 @@ use clap::{Parser, Subcommand};
 use crate::event::Event;
 use crate::handler::{self, FanIn, Filter, Format, Predicate, Stage};
 use crate::probes::TRACKERS;
-use crate::tracker_manager::{find_tracker, Counters, TrackerConfig, TrackerHandle, TrackerInfo};
+use crate::tracker_manager::{
+    find_tracker, Counters, FileType, Mode, TrackerConfig, TrackerHandle, TrackerInfo,
+};
 
 /// Events the output thread may fall behind by before they are counted as lost.
 const OUTPUT_QUEUE: usize = 1 << 16;
@@ -81,6 +83,15 @@ pub struct RunArgs {
     /// Report only processes that lived at least this long (process tracker).
     #[arg(long, value_name = "MS", default_value_t = 0)]
     pub min_duration_ms: u64,
+    /// Syscall tracker: count in the kernel and report per interval, or stream every call.
+    #[arg(long, value_enum)]
+    pub mode: Option<Mode>,
+    /// How often in-kernel aggregates are reported (syscall aggregate mode, files).
+    #[arg(long, value_name = "MS")]
+    pub interval_ms: Option<u64>,
+    /// Files tracker: which kinds of files to report (comma-separated; default regular).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub file_types: Option<Vec<FileType>>,
     /// Keep only events for which `FIELD OP VALUE` holds (== != > >= < <= ~); repeatable.
     #[arg(long = "where", value_name = "EXPR")]
     pub filters: Vec<String>,
@@ -211,10 +222,13 @@ fn run(args: &RunArgs) -> Result<(), RunError> {
         comm: args.comm.clone(),
         cgroup_ids: args.cgroup_ids.clone(),
         min_duration_ns: args.min_duration_ms.saturating_mul(1_000_000),
+        mode: args.mode,
+        interval_ms: args.interval_ms,
+        file_types: args.file_types.clone(),
         ..TrackerConfig::default()
     };
     config
-        .validate()
+        .validate_for(tracker)
         .map_err(|e| RunError::Usage(e.to_string()))?;
 
     let stop = Arc::new(AtomicBool::new(false));

@@ -16,7 +16,8 @@ use crate::metrics::{stage, Metrics};
 use crate::query::StoredEvent;
 use crate::store::{SessionRecord, SessionStatus, Store, StoreError, StoreKind};
 use crate::tracker_manager::{
-    find_tracker, Counters, Stats, TrackerConfig, TrackerError, TrackerHandle, TrackerInfo,
+    find_tracker, Counters, Stats, Tracker, TrackerConfig, TrackerError, TrackerHandle,
+    TrackerInfo,
 };
 
 /// Live events a slow subscriber may fall behind by before it loses some (counted).
@@ -187,7 +188,11 @@ impl SessionManager {
         self.running.len()
     }
 
-    fn tracker_config(&self, req: &StartRequest) -> Result<TrackerConfig, SessionError> {
+    fn tracker_config(
+        &self,
+        tracker: &dyn Tracker,
+        req: &StartRequest,
+    ) -> Result<TrackerConfig, SessionError> {
         let mut config: TrackerConfig = match &req.config {
             None | Some(serde_json::Value::Null) => TrackerConfig::default(),
             Some(value @ serde_json::Value::Object(_)) => serde_json::from_value(value.clone())
@@ -208,7 +213,7 @@ impl SessionManager {
         config.target_pid = req.pid;
         config.comm = req.comm.clone();
         config.cgroup_ids = req.cgroup_id.into_iter().collect();
-        config.validate().map_err(|e| match e {
+        config.validate_for(tracker).map_err(|e| match e {
             TrackerError::Config(msg)
                 if msg.starts_with("comm") || msg.starts_with("target_pid") =>
             {
@@ -236,7 +241,7 @@ impl SessionManager {
                 max,
             });
         }
-        let tracker_config = self.tracker_config(&req)?;
+        let tracker_config = self.tracker_config(tracker, &req)?;
         if self.running.len() >= self.config.sessions.max_concurrent {
             return Err(SessionError::TooManySessions {
                 running: self.running.len(),

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use libbpf_rs::skel::OpenSkel;
 use libbpf_rs::{Link, MapCore, MapFlags, Object, OpenObject, ProgramHandle, RingBufferBuilder};
@@ -24,6 +24,9 @@ const POLL_INTERVAL: Duration = Duration::from_millis(50);
 const DEFAULT_RINGBUF_BYTES: u32 = 4 << 20;
 /// The cgroup filter map's capacity in the probes (common.bpf.h).
 pub const MAX_CGROUP_FILTER: usize = 1024;
+const DEFAULT_INTERVAL_MS: u64 = 1000;
+const MIN_INTERVAL_MS: u64 = 10;
+const MAX_INTERVAL_MS: u64 = 3_600_000;
 
 /// A tracker's catalog entry.
 #[derive(Debug)]
@@ -54,6 +57,10 @@ pub trait Tracker: Sync {
     fn info(&self) -> &'static TrackerInfo;
     /// Opens, configures, loads and attaches the probe, then hands over to [`Run::serve`].
     fn run(&self, run: Run<'_>) -> Result<(), TrackerError>;
+    /// The tracker-specific [`TrackerConfig`] options this tracker takes (`OPTION_*`).
+    fn options(&self) -> &'static [&'static str] {
+        &[]
+    }
 }
 
 /// Configuration that reaches the BPF side before load (the seed's `env`).
@@ -72,6 +79,55 @@ pub struct TrackerConfig {
     pub comm: Option<String>,
     /// Ring buffer size: a power of two, at least one page.
     pub ringbuf_bytes: u32,
+    /// How a tracker that can aggregate in the kernel reports (syscall tracker).
+    pub mode: Option<Mode>,
+    /// How often in-kernel aggregates are drained into the chain, in milliseconds.
+    pub interval_ms: Option<u64>,
+    /// Which kinds of files to report (files tracker); regular files only by default.
+    pub file_types: Option<Vec<FileType>>,
+}
+
+/// Tracker-specific options, by their key in [`TrackerConfig`]; a tracker lists the ones it
+/// takes in [`Tracker::options`], and any other is an error rather than silently ignored.
+pub const OPTION_MODE: &str = "mode";
+pub const OPTION_INTERVAL_MS: &str = "interval_ms";
+pub const OPTION_FILE_TYPES: &str = "file_types";
+
+/// Whether a tracker reports per-interval aggregates counted in the kernel, or every event.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    #[default]
+    Aggregate,
+    Stream,
+}
+
+/// The kind of file behind a file descriptor, as the files tracker reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum FileType {
+    Regular,
+    Socket,
+    Pipe,
+    Other,
+}
+
+impl FileType {
+    pub const ALL: [FileType; 4] = [
+        FileType::Regular,
+        FileType::Socket,
+        FileType::Pipe,
+        FileType::Other,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FileType::Regular => "regular",
+            FileType::Socket => "socket",
+            FileType::Pipe => "pipe",
+            FileType::Other => "other",
+        }
+    }
 }
 
 impl Default for TrackerConfig {
@@ -83,6 +139,9 @@ impl Default for TrackerConfig {
             cgroup_ids: Vec::new(),
             comm: None,
             ringbuf_bytes: DEFAULT_RINGBUF_BYTES,
+            mode: None,
+            interval_ms: None,
+            file_types: None,
         }
     }
 }
@@ -113,7 +172,46 @@ impl TrackerConfig {
         if self.target_pid == Some(0) {
             return bad("target_pid 0 is not a process".to_string());
         }
+        if let Some(ms) = self.interval_ms {
+            if !(MIN_INTERVAL_MS..=MAX_INTERVAL_MS).contains(&ms) {
+                return bad(format!(
+                    "interval_ms must be between {MIN_INTERVAL_MS} and {MAX_INTERVAL_MS}, got {ms}"
+                ));
+            }
+        }
+        if self.file_types.as_ref().is_some_and(Vec::is_empty) {
+            return bad("file_types must name at least one type".to_string());
+        }
         Ok(())
+    }
+
+    /// [`validate`](Self::validate), and that every tracker-specific option set is one
+    /// `tracker` takes.
+    pub fn validate_for(&self, tracker: &dyn Tracker) -> Result<(), TrackerError> {
+        self.validate()?;
+        let set = [
+            (OPTION_MODE, self.mode.is_some()),
+            (OPTION_INTERVAL_MS, self.interval_ms.is_some()),
+            (OPTION_FILE_TYPES, self.file_types.is_some()),
+        ];
+        let takes = tracker.options();
+        match set.iter().find(|(name, on)| *on && !takes.contains(name)) {
+            None => Ok(()),
+            Some((name, _)) => Err(TrackerError::Config(format!(
+                "option `{name}` does not apply to the {} tracker (it takes: {})",
+                tracker.info().name,
+                if takes.is_empty() {
+                    "none".to_string()
+                } else {
+                    takes.join(", ")
+                }
+            ))),
+        }
+    }
+
+    /// The drain interval of in-kernel aggregates.
+    pub fn interval(&self) -> Duration {
+        Duration::from_millis(self.interval_ms.unwrap_or(DEFAULT_INTERVAL_MS))
     }
 
     /// `target_comm` as the BPF side stores it: NUL-padded bytes.
@@ -274,14 +372,31 @@ impl<'a> Run<'a> {
     }
 
     /// Attaches every program of `object`, reports readiness, then polls `ring` until asked
-    /// to stop. `decode` turns one record into an event body and its raw header; `dropped`
-    /// is the probe's `ringbuf_dropped` counter in its mmapped `.bss`.
+    /// to stop. `decode` turns one record into an event; `dropped` is the probe's
+    /// `ringbuf_dropped` counter in its mmapped `.bss`.
     pub fn serve<D>(
+        self,
+        object: &Object,
+        ring: &dyn MapCore,
+        dropped: &u64,
+        decode: D,
+    ) -> Result<(), TrackerError>
+    where
+        D: FnMut(&[u8], u64) -> Option<Event>,
+    {
+        self.serve_draining(object, ring, dropped, decode, None)
+    }
+
+    /// [`serve`](Self::serve) for probes that also aggregate in BPF maps: every
+    /// `drain.every`, and once more after the programs are detached, `drain.pull` hands
+    /// the aggregates to the chain.
+    pub fn serve_draining<D>(
         mut self,
         object: &Object,
         ring: &dyn MapCore,
         dropped: &u64,
         mut decode: D,
+        mut drain: Option<Drain<'_>>,
     ) -> Result<(), TrackerError>
     where
         D: FnMut(&[u8], u64) -> Option<Event>,
@@ -304,7 +419,7 @@ impl<'a> Run<'a> {
         }
 
         let (counters, clock_offset) = (self.counters, self.clock_offset);
-        // Shared by the ring buffer callback (events) and this loop (flush, finish).
+        // Shared by the ring buffer callback (events) and this loop (drain, flush, finish).
         let chain = RefCell::new(&mut *self.chain);
         let mut builder = RingBufferBuilder::new();
         builder
@@ -327,12 +442,30 @@ impl<'a> Run<'a> {
             // volatile read sees the kernel's writes.
             unsafe { std::ptr::read_volatile(dropped) }
         };
+        let mut pull = |drain: &mut Drain<'_>| {
+            (drain.pull)(clock_offset, &mut |event: Event| {
+                counters.seen.fetch_add(1, Ordering::Relaxed);
+                chain.borrow_mut().handle(&event);
+            })
+        };
 
         let mut result = Ok(());
+        let mut last_drain = Instant::now();
         while !self.stop.load(Ordering::Relaxed) {
-            if let Err(err) = ringbuf.poll(POLL_INTERVAL) {
+            let timeout = match &drain {
+                Some(d) => POLL_INTERVAL.min(d.every.saturating_sub(last_drain.elapsed())),
+                None => POLL_INTERVAL,
+            };
+            if let Err(err) = ringbuf.poll(timeout) {
                 if err.kind() != libbpf_rs::ErrorKind::Interrupted {
                     result = Err(TrackerError::Poll(err));
+                    break;
+                }
+            }
+            if let Some(d) = drain.as_mut().filter(|d| last_drain.elapsed() >= d.every) {
+                last_drain = Instant::now();
+                if let Err(err) = pull(d) {
+                    result = Err(err);
                     break;
                 }
             }
@@ -347,13 +480,22 @@ impl<'a> Run<'a> {
         // Detach first, then drain: nothing can arrive after the last read.
         drop(links);
         let drained = ringbuf.consume().map_err(TrackerError::Poll);
+        let pulled = drain.as_mut().map_or(Ok(()), &mut pull);
         counters
             .lost_kernel
             .store(read_dropped(), Ordering::Relaxed);
         drop(ringbuf);
         let finished = chain.borrow_mut().finish().map_err(TrackerError::Chain);
-        result.and(drained).and(finished)
+        result.and(drained).and(pulled).and(finished)
     }
+}
+
+/// How a probe that aggregates in BPF maps hands its aggregates over.
+pub struct Drain<'a> {
+    pub every: Duration,
+    /// Emits one event per aggregate (wall-clock offset as for `decode`) and resets them.
+    #[allow(clippy::type_complexity)]
+    pub pull: Box<dyn FnMut(u64, &mut dyn FnMut(Event)) -> Result<(), TrackerError> + 'a>,
 }
 
 /// Fails with the tracepoint's name when a `tp/<category>/<name>` program has no target.
@@ -443,7 +585,7 @@ impl TrackerHandle {
         mut chain: Box<dyn Handler<Event>>,
         counters: Arc<Counters>,
     ) -> Result<Self, TrackerError> {
-        config.validate()?;
+        config.validate_for(tracker)?;
         system::check_ready()?;
         let stop = Arc::new(AtomicBool::new(false));
         let (ready_tx, ready_rx) = mpsc::sync_channel(1);

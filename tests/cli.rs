@@ -69,6 +69,14 @@ fn bad_input_exits_2_with_a_clear_message() {
             &["run", "process", "--comm", "a-name-longer-than-15"],
             "comm must be 1 to 15 bytes",
         ),
+        (
+            &["run", "process", "--mode", "stream"],
+            "option `mode` does not apply to the process tracker",
+        ),
+        (
+            &["run", "process", "--file-types", "tape"],
+            "invalid value 'tape'",
+        ),
         (&["fields", "nosuch"], "invalid value 'nosuch'"),
     ];
     for (args, message) in cases {

@@ -469,6 +469,16 @@ fn bad_input_gets_coded_errors_and_loses_nothing() {
             "unknown field `nonsense`",
         ),
         (
+            json!({ "tracker": "process", "durationSecs": 1, "config": { "mode": "stream" } }),
+            "BAD_CONFIG",
+            "option `mode` does not apply to the process tracker (it takes: none)",
+        ),
+        (
+            json!({ "tracker": "process", "durationSecs": 1, "config": { "interval_ms": 1 } }),
+            "BAD_CONFIG",
+            "interval_ms must be between 10 and 3600000, got 1",
+        ),
+        (
             json!({ "tracker": "process", "durationSecs": 1, "filter": { "comm": "much-too-long-a-name" } }),
             "BAD_FILTER",
             "comm must be 1 to 15 bytes",
