@@ -26,14 +26,27 @@ pub struct FieldInfo {
     #[serde(rename = "type")]
     pub ty: FieldType,
     pub description: &'static str,
+    /// A quantity (count, size, duration, return value) rather than an identity: in-memory
+    /// sessions sum it instead of keeping one group per distinct value.
+    pub measure: bool,
 }
 
 impl FieldInfo {
+    /// An identity field: something events are grouped by.
     pub const fn new(name: &'static str, ty: FieldType, description: &'static str) -> Self {
         Self {
             name,
             ty,
             description,
+            measure: false,
+        }
+    }
+
+    /// A numeric quantity; see [`FieldInfo::measure`].
+    pub const fn measure(name: &'static str, ty: FieldType, description: &'static str) -> Self {
+        Self {
+            measure: true,
+            ..Self::new(name, ty, description)
         }
     }
 }
@@ -164,6 +177,12 @@ impl<const N: usize> FixedStr<N> {
     }
 }
 
+impl<const N: usize> Default for FixedStr<N> {
+    fn default() -> Self {
+        Self::empty()
+    }
+}
+
 impl<const N: usize> From<&str> for FixedStr<N> {
     fn from(s: &str) -> Self {
         let mut out = Self::empty();
@@ -192,7 +211,7 @@ impl<const N: usize> PartialEq for FixedStr<N> {
 pub type Comm = FixedStr<16>;
 
 /// What every event carries, whatever the tracker.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Header {
     /// Wall clock, nanoseconds since the Unix epoch.
     pub ts_ns: u64,

@@ -28,7 +28,7 @@ use hashbrown::hash_map::Entry;
 use hashbrown::{DefaultHashBuilder, Equivalent, HashMap};
 use serde::{Deserialize, Serialize};
 
-use crate::event::{Event, FieldInfo, FieldType, Record, Value, COMMON_FIELDS};
+use crate::event::{Event, FieldInfo, FieldType, Record, Value};
 use crate::handler::{FilterError, Flow, Handler, Predicate};
 use crate::metrics::{stage, Metrics};
 use crate::query::{
@@ -73,20 +73,9 @@ pub enum MemoryError {
     Snapshot(String),
 }
 
-/// Whether a field is a measure: a numeric quantity whose values are too varied to be a
-/// group key (durations, sizes, counts). By name, for now: a tracker's own numeric field
-/// named `count` or `errors`, or ending in `_ns`, `_us` or `_bytes`. The common fields are
-/// identities, never measures (`user_ns`, `pid_ns`, `mnt_ns` are namespace inodes).
+/// Whether a field is a measure ([`FieldInfo::measure`]): summed, never a group key.
 pub fn is_measure(field: &FieldInfo) -> bool {
-    let numeric = matches!(field.ty, FieldType::U64 | FieldType::I64);
-    let common = COMMON_FIELDS.iter().any(|c| c.name == field.name);
-    let name = field.name;
-    numeric
-        && !common
-        && (matches!(name, "count" | "errors")
-            || name.ends_with("_ns")
-            || name.ends_with("_us")
-            || name.ends_with("_bytes"))
+    field.measure
 }
 
 /// One dimension value in a base group's key. `Str` holds the id of the text in the

@@ -442,8 +442,13 @@ impl<'a> Run<'a> {
             // volatile read sees the kernel's writes.
             unsafe { std::ptr::read_volatile(dropped) }
         };
-        let mut pull = |drain: &mut Drain<'_>| {
-            (drain.pull)(clock_offset, &mut |event: Event| {
+        let pull = |drain: &mut Drain<'_>, last: bool| {
+            let context = DrainContext {
+                clock_offset,
+                now_ns: wall_clock_ns(),
+                last,
+            };
+            (drain.pull)(&context, &mut |event: Event| {
                 counters.seen.fetch_add(1, Ordering::Relaxed);
                 chain.borrow_mut().handle(&event);
             })
@@ -462,9 +467,15 @@ impl<'a> Run<'a> {
                     break;
                 }
             }
+            // Probes may submit without waking the reader (high-rate streams): poll's
+            // timer is then what brings their records in.
+            if let Err(err) = ringbuf.consume() {
+                result = Err(TrackerError::Poll(err));
+                break;
+            }
             if let Some(d) = drain.as_mut().filter(|d| last_drain.elapsed() >= d.every) {
                 last_drain = Instant::now();
-                if let Err(err) = pull(d) {
+                if let Err(err) = pull(d, false) {
                     result = Err(err);
                     break;
                 }
@@ -480,7 +491,7 @@ impl<'a> Run<'a> {
         // Detach first, then drain: nothing can arrive after the last read.
         drop(links);
         let drained = ringbuf.consume().map_err(TrackerError::Poll);
-        let pulled = drain.as_mut().map_or(Ok(()), &mut pull);
+        let pulled = drain.as_mut().map_or(Ok(()), |d| pull(d, true));
         counters
             .lost_kernel
             .store(read_dropped(), Ordering::Relaxed);
@@ -493,9 +504,19 @@ impl<'a> Run<'a> {
 /// How a probe that aggregates in BPF maps hands its aggregates over.
 pub struct Drain<'a> {
     pub every: Duration,
-    /// Emits one event per aggregate (wall-clock offset as for `decode`) and resets them.
+    /// Emits one event per aggregate and resets them.
     #[allow(clippy::type_complexity)]
-    pub pull: Box<dyn FnMut(u64, &mut dyn FnMut(Event)) -> Result<(), TrackerError> + 'a>,
+    pub pull: Box<dyn FnMut(&DrainContext, &mut dyn FnMut(Event)) -> Result<(), TrackerError> + 'a>,
+}
+
+/// What a [`Drain`] is told on each call.
+pub struct DrainContext {
+    /// Added to CLOCK_BOOTTIME stamps from BPF to get wall-clock time (as for `decode`).
+    pub clock_offset: u64,
+    /// The drain's wall-clock time, the `ts` of the events it emits.
+    pub now_ns: u64,
+    /// The call after the programs were detached: nothing can change the maps any more.
+    pub last: bool,
 }
 
 /// Fails with the tracepoint's name when a `tp/<category>/<name>` program has no target.
@@ -538,18 +559,23 @@ pub fn with_record<T: Copy, R>(bytes: &[u8], f: impl FnOnce(&T) -> R) -> Option<
     Some(f(&copy))
 }
 
+fn clock_ns(clock: libc::clockid_t) -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid out-pointer; the clocks used exist on every Linux kernel.
+    unsafe { libc::clock_gettime(clock, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+fn wall_clock_ns() -> u64 {
+    clock_ns(libc::CLOCK_REALTIME)
+}
+
 /// Nanoseconds to add to CLOCK_BOOTTIME to get CLOCK_REALTIME.
 fn boot_to_wall_offset() -> u64 {
-    let now = |clock| {
-        let mut ts = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
-        // SAFETY: `ts` is a valid out-pointer; both clocks exist on every Linux kernel.
-        unsafe { libc::clock_gettime(clock, &mut ts) };
-        ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-    };
-    now(libc::CLOCK_REALTIME).wrapping_sub(now(libc::CLOCK_BOOTTIME))
+    wall_clock_ns().wrapping_sub(clock_ns(libc::CLOCK_BOOTTIME))
 }
 
 /// Finds a registered tracker by name.

@@ -35,6 +35,7 @@ impl TrackerDesc {
                 name: f.name.to_string(),
                 r#type: format!("{:?}", f.ty).to_lowercase(),
                 description: f.description.to_string(),
+                measure: f.measure,
             })
             .collect()
     }
@@ -47,6 +48,8 @@ pub struct FieldDesc {
     /// One of str, u64, i64, time.
     pub r#type: String,
     pub description: String,
+    /// A quantity (count, size, duration): MEMORY sessions sum it and cannot group by it.
+    pub measure: bool,
 }
 
 #[derive(SimpleObject)]

@@ -3,6 +3,8 @@
 //! `register_trackers!` below.
 
 pub mod process;
+pub mod syscall;
+mod syscall_names;
 
 use crate::event::{EventBody, Value};
 use crate::tracker_manager::Tracker;
@@ -44,4 +46,5 @@ macro_rules! register_trackers {
 
 register_trackers! {
     Process => process::ProcessTracker, process::ProcessEvent;
+    Syscall => syscall::SyscallTracker, syscall::SyscallEvent;
 }

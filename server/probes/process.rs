@@ -39,7 +39,7 @@ static INFO: TrackerInfo = TrackerInfo {
             FieldType::U64,
             "1 when the process dumped core (exit events)",
         ),
-        FieldInfo::new(
+        FieldInfo::measure(
             "duration_ns",
             FieldType::U64,
             "exec to exit, or process start to exit when the exec was not seen",

@@ -119,3 +119,18 @@ pub mod synthetic {
         }
     }
 }
+
+/// `tests/programs/syscall_load.c`, built statically under a unique name (its comm).
+/// Returns (path, comm).
+pub fn syscall_load(tag: &str) -> (PathBuf, String) {
+    let (path, comm) = unique_binary(tag);
+    let source = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/programs/syscall_load.c");
+    let built = std::process::Command::new("clang")
+        .args(["-static", "-O2", "-o"])
+        .arg(&path)
+        .arg(source)
+        .status()
+        .expect("clang runs (make deps installs it)");
+    assert!(built.success(), "building {source} failed");
+    (path, comm)
+}

@@ -1,0 +1,29 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/* The syscall tracker's records; decoded in server/probes/syscall.rs. */
+#ifndef EUNOMIA_SYSCALL_H
+#define EUNOMIA_SYSCALL_H
+
+#include "common.h"
+
+/* Per-(process, syscall) totals, one slot per CPU in the aggregate maps. */
+struct syscall_totals {
+	unsigned long long count;
+	unsigned long long errors;
+	unsigned long long latency_ns;
+};
+
+struct syscall_key {
+	unsigned int pid;
+	unsigned int syscall_id;
+};
+
+/* One call, stream mode. */
+struct syscall_event {
+	struct event_header header;
+	long long ret;
+	unsigned long long latency_ns;
+	unsigned int syscall_id;
+	unsigned int pad;
+};
+
+#endif

@@ -1,0 +1,367 @@
+//! The syscall tracker on `raw_syscalls:sys_enter/sys_exit`. In aggregate mode (the
+//! default) the kernel counts calls, errors and latency per (process, syscall) in per-CPU
+//! maps that are drained every interval, which keeps the probe cheap; in stream mode every
+//! call is an event.
+
+use std::mem::MaybeUninit;
+use std::time::Duration;
+
+use libbpf_rs::skel::{Skel, SkelBuilder};
+use libbpf_rs::{MapCore, MapFlags};
+
+use crate::event::{Event, EventBody, FieldInfo, FieldType, Header, Value};
+use crate::tracker_manager::{
+    with_record, Drain, DrainContext, Mode, Run, Tracker, TrackerError, TrackerInfo,
+    OPTION_INTERVAL_MS, OPTION_MODE,
+};
+use crate::{apply_common_config, decode_header};
+
+use super::syscall_names::NAMES;
+
+pub mod skel {
+    include!(concat!(env!("OUT_DIR"), "/syscall.skel.rs"));
+}
+use skel::{types, SyscallSkelBuilder};
+
+/// How long a program that read the old slot may still be adding to it after a flip.
+const FLIP_GRACE: Duration = Duration::from_millis(5);
+
+static INFO: TrackerInfo = TrackerInfo {
+    name: "syscall",
+    description: "system calls per process: calls, errors and latency (config mode: aggregate \
+                  counts in the kernel per interval, stream reports every call)",
+    fields: &[
+        FieldInfo::new("syscall", FieldType::Str, "system call name (x86_64)"),
+        FieldInfo::new("syscall_id", FieldType::U64, "system call number (x86_64)"),
+        FieldInfo::measure(
+            "count",
+            FieldType::U64,
+            "calls: per interval in aggregate mode, 1 in stream mode",
+        ),
+        FieldInfo::measure(
+            "errors",
+            FieldType::U64,
+            "calls that returned an error (negative value)",
+        ),
+        FieldInfo::measure(
+            "latency_ns",
+            FieldType::U64,
+            "time in the call: total over the interval in aggregate mode",
+        ),
+        FieldInfo::measure(
+            "ret",
+            FieldType::I64,
+            "return value, -errno on failure (stream mode)",
+        ),
+    ],
+};
+
+pub struct SyscallTracker;
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum SyscallEvent {
+    /// One interval's totals of one process's calls of one syscall (aggregate mode).
+    Totals {
+        syscall_id: u32,
+        count: u64,
+        errors: u64,
+        latency_ns: u64,
+    },
+    /// One call (stream mode).
+    Call {
+        syscall_id: u32,
+        ret: i64,
+        latency_ns: u64,
+    },
+}
+
+/// The x86_64 name of a syscall number; `None` for numbers no syscall has.
+pub fn syscall_name(id: u32) -> Option<&'static str> {
+    NAMES
+        .get(id as usize)
+        .copied()
+        .filter(|name| !name.is_empty())
+}
+
+impl SyscallEvent {
+    fn syscall_id(&self) -> u32 {
+        match *self {
+            SyscallEvent::Totals { syscall_id, .. } | SyscallEvent::Call { syscall_id, .. } => {
+                syscall_id
+            }
+        }
+    }
+}
+
+impl EventBody for SyscallEvent {
+    fn tracker(&self) -> &'static str {
+        INFO.name
+    }
+
+    fn kind(&self) -> &'static str {
+        match self {
+            SyscallEvent::Totals { .. } => "totals",
+            SyscallEvent::Call { .. } => "call",
+        }
+    }
+
+    fn visit(&self, visit: &mut dyn FnMut(&str, Value<'_>)) {
+        for field in INFO.fields {
+            visit(field.name, self.get(field.name).unwrap_or(Value::Null));
+        }
+    }
+
+    fn get(&self, name: &str) -> Option<Value<'_>> {
+        let (count, errors, latency_ns, ret) = match *self {
+            SyscallEvent::Totals {
+                count,
+                errors,
+                latency_ns,
+                ..
+            } => (count, errors, latency_ns, Value::Null),
+            SyscallEvent::Call {
+                ret, latency_ns, ..
+            } => (1, u64::from(ret < 0), latency_ns, Value::I64(ret)),
+        };
+        Some(match name {
+            "syscall" => syscall_name(self.syscall_id()).map_or(Value::Null, Value::Str),
+            "syscall_id" => Value::U64(self.syscall_id().into()),
+            "count" => Value::U64(count),
+            "errors" => Value::U64(errors),
+            "latency_ns" => Value::U64(latency_ns),
+            "ret" => ret,
+            _ => return None,
+        })
+    }
+}
+
+/// Decodes one stream-mode record (`probes/syscall.h`'s `struct syscall_event`).
+pub fn decode(bytes: &[u8], clock_offset: u64) -> Option<Event> {
+    with_record(bytes, |raw: &types::syscall_event| Event {
+        header: decode_header!(raw.header, clock_offset),
+        body: SyscallEvent::Call {
+            syscall_id: raw.syscall_id,
+            ret: raw.ret,
+            latency_ns: raw.latency_ns,
+        }
+        .into(),
+    })
+}
+
+/// Sums one key's per-CPU totals.
+fn sum_totals(per_cpu: &[Vec<u8>]) -> types::syscall_totals {
+    let mut sum = types::syscall_totals::default();
+    for slot in per_cpu {
+        with_record(slot, |t: &types::syscall_totals| {
+            sum.count += t.count;
+            sum.errors += t.errors;
+            sum.latency_ns += t.latency_ns;
+        });
+    }
+    sum
+}
+
+/// Reads and empties one generation of totals, emitting a row per (process, syscall).
+/// The generation must be inactive: no program adds to it while this runs.
+fn drain_totals(
+    totals: &dyn MapCore,
+    identities: &dyn MapCore,
+    context: &DrainContext,
+    emit: &mut dyn FnMut(Event),
+) -> Result<(), TrackerError> {
+    let keys: Vec<Vec<u8>> = totals.keys().collect();
+    for key in &keys {
+        let Some(per_cpu) = totals
+            .lookup_percpu(key, MapFlags::ANY)
+            .map_err(TrackerError::Map)?
+        else {
+            continue;
+        };
+        totals.delete(key).map_err(TrackerError::Map)?;
+        let Some((pid, syscall_id)) =
+            with_record(key, |k: &types::syscall_key| (k.pid, k.syscall_id))
+        else {
+            continue;
+        };
+        let sum = sum_totals(&per_cpu);
+        let who = identities
+            .lookup(&pid.to_ne_bytes(), MapFlags::ANY)
+            .map_err(TrackerError::Map)?;
+        let mut header = who
+            .as_deref()
+            .and_then(|bytes| {
+                with_record(bytes, |raw: &types::event_header| {
+                    decode_header!(raw, context.clock_offset)
+                })
+            })
+            // Evicted from the LRU: the pid is all that is known.
+            .unwrap_or(Header {
+                pid,
+                ..Header::default()
+            });
+        header.ts_ns = context.now_ns;
+        emit(Event {
+            header,
+            body: SyscallEvent::Totals {
+                syscall_id,
+                count: sum.count,
+                errors: sum.errors,
+                latency_ns: sum.latency_ns,
+            }
+            .into(),
+        });
+    }
+    Ok(())
+}
+
+impl Tracker for SyscallTracker {
+    fn info(&self) -> &'static TrackerInfo {
+        &INFO
+    }
+
+    fn options(&self) -> &'static [&'static str] {
+        &[OPTION_MODE, OPTION_INTERVAL_MS]
+    }
+
+    fn run(&self, run: Run<'_>) -> Result<(), TrackerError> {
+        let config = run.config().clone();
+        let stream = config.mode.unwrap_or_default() == Mode::Stream;
+        let mut storage = MaybeUninit::uninit();
+        let mut open = SyscallSkelBuilder::default()
+            .open(&mut storage)
+            .map_err(TrackerError::Open)?;
+        let rodata = open
+            .maps
+            .rodata_data
+            .as_deref_mut()
+            .expect("syscall.bpf.c declares read-only globals");
+        apply_common_config!(&mut *rodata, &config);
+        rodata.stream_mode = stream;
+        rodata.wakeup_bytes = u64::from(config.ringbuf_bytes / 8);
+        open.maps
+            .events
+            .set_max_entries(config.ringbuf_bytes)
+            .map_err(TrackerError::Map)?;
+        let mut skel = run.load(open)?;
+        run.fill_cgroup_filter(&skel.maps.cgroup_filter)?;
+        // The kernel writes `ringbuf_dropped` and this thread writes `active_slot` through
+        // the same mmapped .bss, so both are reached by raw pointer, never a reference.
+        let bss: *mut types::bss = skel
+            .maps
+            .bss_data
+            .as_deref_mut()
+            .expect("syscall.bpf.c declares .bss");
+        // SAFETY: the .bss mapping lives as long as `skel`, which outlives every use below.
+        let (dropped, slot) = unsafe { (&(*bss).ringbuf_dropped, &raw mut (*bss).active_slot) };
+        let maps = &skel.maps;
+        let generations: [&dyn MapCore; 2] = [&maps.totals_0, &maps.totals_1];
+        let mut active = 0usize;
+        let drain = (!stream).then(|| Drain {
+            every: config.interval(),
+            pull: Box::new(move |context: &DrainContext, emit| {
+                let mut drain = |generation: usize| {
+                    drain_totals(generations[generation], &maps.identities, context, emit)
+                };
+                if context.last {
+                    // Detached: both generations are quiet.
+                    drain(0)?;
+                    return drain(1);
+                }
+                // Flip, let programs still adding to the old generation finish, drain it.
+                let old = active;
+                active ^= 1;
+                // SAFETY: see above; a volatile write is what the programs read.
+                unsafe { slot.write_volatile(active as u32) };
+                std::thread::sleep(FLIP_GRACE);
+                drain(old)
+            }),
+        });
+        run.serve_draining(skel.object(), &maps.events, dropped, decode, drain)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::Record;
+
+    #[test]
+    fn names_follow_the_x86_64_table() {
+        assert_eq!(syscall_name(0), Some("read"));
+        assert_eq!(syscall_name(110), Some("getppid"));
+        assert_eq!(syscall_name(257), Some("openat"));
+        assert_eq!(syscall_name(469), Some("file_setattr"));
+        assert_eq!(syscall_name(400), None);
+        assert_eq!(syscall_name(100_000), None);
+    }
+
+    /// The table agrees with the installed kernel headers on every number they name.
+    #[test]
+    fn names_match_the_installed_unistd_header() {
+        let header = "/usr/include/x86_64-linux-gnu/asm/unistd_64.h";
+        let text = std::fs::read_to_string(header)
+            .unwrap_or_else(|e| panic!("{header} (Debian package linux-libc-dev): {e}"));
+        let mut checked = 0;
+        for line in text.lines() {
+            let mut words = line.split_whitespace();
+            if let (Some("#define"), Some(name), Some(nr)) =
+                (words.next(), words.next(), words.next())
+            {
+                let (Some(name), Ok(nr)) = (name.strip_prefix("__NR_"), nr.parse::<u32>()) else {
+                    continue;
+                };
+                assert_eq!(syscall_name(nr), Some(name), "syscall {nr}");
+                checked += 1;
+            }
+        }
+        assert!(checked > 300, "only {checked} syscalls in {header}");
+    }
+
+    #[test]
+    fn decodes_a_call() {
+        let mut raw = types::syscall_event::default();
+        raw.header.pid = 42;
+        raw.header.ts_ns = 10;
+        raw.syscall_id = 257;
+        raw.ret = -2;
+        raw.latency_ns = 900;
+        // SAFETY: syscall_event is plain old data.
+        let bytes = unsafe {
+            std::slice::from_raw_parts(
+                (&raw as *const types::syscall_event).cast::<u8>(),
+                std::mem::size_of_val(&raw),
+            )
+        };
+        let event = decode(bytes, 5).expect("decodes");
+        assert_eq!(event.header.ts_ns, 15);
+        assert_eq!(event.kind(), "call");
+        assert_eq!(event.get("syscall"), Some(Value::Str("openat")));
+        assert_eq!(event.get("syscall_id"), Some(Value::U64(257)));
+        assert_eq!(event.get("ret"), Some(Value::I64(-2)));
+        assert_eq!(event.get("count"), Some(Value::U64(1)));
+        assert_eq!(event.get("errors"), Some(Value::U64(1)));
+        assert_eq!(event.get("latency_ns"), Some(Value::U64(900)));
+        assert!(decode(&bytes[..bytes.len() - 1], 0).is_none());
+    }
+
+    #[test]
+    fn totals_sum_over_cpus_and_have_no_return_value() {
+        let slot = |count: u64, errors: u64, latency_ns: u64| {
+            [count, errors, latency_ns]
+                .iter()
+                .flat_map(|n| n.to_ne_bytes())
+                .collect::<Vec<u8>>()
+        };
+        let sum = sum_totals(&[slot(3, 1, 100), slot(4, 0, 50)]);
+        assert_eq!((sum.count, sum.errors, sum.latency_ns), (7, 1, 150));
+        let totals = SyscallEvent::Totals {
+            syscall_id: 0,
+            count: 7,
+            errors: 1,
+            latency_ns: 150,
+        };
+        assert_eq!(totals.kind(), "totals");
+        assert_eq!(totals.get("ret"), Some(Value::Null));
+        assert_eq!(totals.get("count"), Some(Value::U64(7)));
+    }
+}

@@ -1,0 +1,218 @@
+//! The syscall tracker against the truth (root): a program whose calls are known exactly,
+//! counted in both modes and compared with `strace -f -c`.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::server::Server;
+use common::{root_or_skip, syscall_load, Collector};
+use eunomia::event::{Record, Value};
+use eunomia::tracker_manager::{find_tracker, Counters, Mode, TrackerConfig, TrackerHandle};
+use serde_json::json;
+
+const GETPPIDS: u64 = 20_000;
+const OPENS: u64 = 37;
+const FAILED_OPENS: u64 = 5;
+const SETTLE: Duration = Duration::from_secs(5);
+
+fn run_load(path: &std::path::Path) {
+    let status = Command::new(path)
+        .args([GETPPIDS, OPENS, FAILED_OPENS].map(|n| n.to_string()))
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// Per syscall name: (calls, errors), from `strace -f -c` of one run.
+fn strace_counts(path: &std::path::Path) -> BTreeMap<String, (u64, u64)> {
+    let out = std::env::temp_dir().join(format!("eunomia-strace-{}", std::process::id()));
+    let status = Command::new("strace")
+        .args(["-f", "-c", "-o"])
+        .arg(&out)
+        .arg(path)
+        .args([GETPPIDS, OPENS, FAILED_OPENS].map(|n| n.to_string()))
+        .status()
+        .expect("strace runs (make deps installs it)");
+    assert!(status.success());
+    let text = std::fs::read_to_string(&out).unwrap();
+    // Rows: % time, seconds, usecs/call, calls, [errors], syscall.
+    text.lines()
+        .filter_map(|line| {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            let name = *cols.last()?;
+            let calls = cols.get(3)?.parse().ok()?;
+            let errors = if cols.len() == 6 {
+                cols[4].parse().ok()?
+            } else {
+                0
+            };
+            (name != "total").then(|| (name.to_string(), (calls, errors)))
+        })
+        .collect()
+}
+
+/// Per syscall name: (calls, errors, total latency) the tracker reported for `comm`.
+fn traced_counts(
+    mode: Mode,
+    path: &std::path::Path,
+    comm: &str,
+) -> BTreeMap<String, (u64, u64, u64)> {
+    let collector = Collector::default();
+    let config = TrackerConfig {
+        comm: Some(comm.to_string()),
+        mode: Some(mode),
+        interval_ms: (mode == Mode::Aggregate).then_some(100),
+        ringbuf_bytes: 16 << 20,
+        ..TrackerConfig::default()
+    };
+    let counters = Arc::new(Counters::default());
+    let handle = TrackerHandle::spawn(
+        find_tracker("syscall").unwrap(),
+        config,
+        Box::new(collector.clone()),
+        counters,
+    )
+    .expect("syscall tracker starts");
+    run_load(path);
+    if mode == Mode::Stream {
+        collector.wait_for(SETTLE, |events| events.len() as u64 >= GETPPIDS + 2 * OPENS);
+    } else {
+        // Several intervals pass, so the sums below cover more than one drain.
+        std::thread::sleep(Duration::from_millis(350));
+    }
+    let stats = handle.stop().unwrap();
+    assert_eq!(stats.lost(), 0, "{stats:?}");
+
+    let events = collector.events();
+    assert_eq!(stats.seen, events.len() as u64);
+    let expected_kind = if mode == Mode::Stream {
+        "call"
+    } else {
+        "totals"
+    };
+    let mut counts: BTreeMap<String, (u64, u64, u64)> = BTreeMap::new();
+    for event in &events {
+        assert_eq!(event.get("comm"), Some(Value::Str(comm)), "{event:?}");
+        assert_eq!(event.kind(), expected_kind);
+        let Some(Value::Str(name)) = event.get("syscall") else {
+            panic!("no syscall name: {event:?}")
+        };
+        let num = |field| match event.get(field) {
+            Some(Value::U64(n)) => n,
+            other => panic!("{field}: {other:?}"),
+        };
+        let row = counts.entry(name.to_string()).or_default();
+        row.0 += num("count");
+        row.1 += num("errors");
+        row.2 += num("latency_ns");
+    }
+    counts
+}
+
+fn counts_exactly(mode: Mode) {
+    let (path, comm) = syscall_load(if mode == Mode::Stream { "ss" } else { "sa" });
+    let traced = traced_counts(mode, &path, &comm);
+    assert_eq!(traced["getppid"].0, GETPPIDS, "{traced:?}");
+    assert_eq!(traced["getppid"].1, 0);
+    assert_eq!(
+        (traced["openat"].0, traced["openat"].1),
+        (OPENS + FAILED_OPENS, FAILED_OPENS),
+        "{traced:?}"
+    );
+    assert_eq!(traced["close"].0, OPENS);
+    assert!(traced["getppid"].2 > 0, "latency is measured");
+
+    // strace sees the same calls, except the execve: it began under the parent's comm.
+    let strace = strace_counts(&path);
+    assert_eq!(strace["getppid"], (GETPPIDS, 0), "{strace:?}");
+    for (name, &(calls, errors)) in strace.iter().filter(|(name, _)| *name != "execve") {
+        let ours = traced.get(name).map(|&(c, e, _)| (c, e));
+        assert_eq!(
+            ours,
+            Some((calls, errors)),
+            "{name}: strace {strace:?}, ours {traced:?}"
+        );
+    }
+    let extra: Vec<&String> = traced.keys().filter(|n| !strace.contains_key(*n)).collect();
+    assert!(extra.is_empty(), "calls strace did not see: {extra:?}");
+}
+
+#[test]
+fn aggregate_mode_counts_exactly_and_agrees_with_strace() {
+    if root_or_skip("aggregate_mode_counts_exactly_and_agrees_with_strace") {
+        counts_exactly(Mode::Aggregate);
+    }
+}
+
+#[test]
+fn stream_mode_counts_exactly_and_agrees_with_strace() {
+    if root_or_skip("stream_mode_counts_exactly_and_agrees_with_strace") {
+        counts_exactly(Mode::Stream);
+    }
+}
+
+/// In both modes and both stores, `aggregate(groupBy: ["syscall"], op: SUM, field: "count")`
+/// is the number of calls.
+#[test]
+fn sessions_sum_counts_per_syscall() {
+    if !root_or_skip("sessions_sum_counts_per_syscall") {
+        return;
+    }
+    let server = Server::start("syscall", None);
+    for (mode, store, tag) in [
+        ("aggregate", "SQLITE", "qa"),
+        ("stream", "SQLITE", "qs"),
+        ("aggregate", "MEMORY", "ma"),
+        ("stream", "MEMORY", "ms"),
+    ] {
+        let (path, comm) = syscall_load(tag);
+        let id = server.start_session(json!({
+            "tracker": "syscall",
+            "durationSecs": 2,
+            "store": store,
+            "filter": { "comm": comm },
+            "config": { "mode": mode, "interval_ms": 200 },
+        }));
+        run_load(&path);
+        assert_eq!(server.wait_ended(&id, Duration::from_secs(10)), "COMPLETED");
+        let session = server.session(
+            &id,
+            r#"lostCount
+               calls: aggregate(groupBy: ["syscall"], op: SUM, field: "count",
+                                where: [{field: "syscall", value: "getppid"}]) { keys value }
+               errors: aggregate(groupBy: ["syscall"], op: SUM, field: "errors",
+                                 where: [{field: "syscall", value: "openat"}]) { keys value }"#,
+        );
+        let what = format!("{mode} {store}: {session}");
+        assert_eq!(session["lostCount"], 0, "{what}");
+        assert_eq!(
+            session["calls"],
+            json!([{ "keys": ["getppid"], "value": GETPPIDS as f64 }]),
+            "{what}"
+        );
+        assert_eq!(
+            session["errors"],
+            json!([{ "keys": ["openat"], "value": FAILED_OPENS as f64 }]),
+            "{what}"
+        );
+    }
+}
+
+#[test]
+fn mode_is_checked() {
+    if !root_or_skip("mode_is_checked") {
+        return;
+    }
+    let server = Server::start("syscall-mode", None);
+    let (code, message) = server.error(
+        "mutation($input: StartSessionInput!) { startSession(input: $input) { id } }",
+        json!({ "input": { "tracker": "syscall", "durationSecs": 1, "config": { "mode": "firehose" } } }),
+        None,
+    );
+    assert_eq!(code, "BAD_CONFIG");
+    assert!(message.contains("unknown variant `firehose`"), "{message}");
+}
