@@ -12,34 +12,53 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 struct syscall_event syscall_event_layout = {};
 struct syscall_totals syscall_totals_layout = {};
 struct syscall_key syscall_key_layout = {};
+struct syscall_run syscall_run_layout = {};
+struct syscall_identity syscall_identity_layout = {};
 
 const volatile bool stream_mode = false;
+/* Latency needs sys_enter too; without it only sys_exit runs (user space skips loading). */
+const volatile bool measure_latency = true;
 /* Stream mode wakes the reader only once this much is pending (it also polls on a timer). */
 const volatile u64 wakeup_bytes = 1 << 20;
 
 #define MAX_KEYS 65536
 
 /*
- * Two generations of totals: programs add to the one `active_slot` names while user
- * space flips it and drains the other, so no increment races with a read-and-delete.
+ * Aggregates come in two generations: programs add to the one the low bit of
+ * `generation` names while user space bumps it and drains the other, so no increment
+ * races with a read-and-delete.
  */
-u32 active_slot = 0;
+u32 generation = 0;
 
-struct totals_map {
+/* Totals per (process, syscall). */
+struct rows_map {
 	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
 	__uint(max_entries, MAX_KEYS);
 	__type(key, struct syscall_key);
 	__type(value, struct syscall_totals);
 };
-struct totals_map totals_0 SEC(".maps");
-struct totals_map totals_1 SEC(".maps");
+struct rows_map rows_0 SEC(".maps");
+struct rows_map rows_1 SEC(".maps");
 
-/* Who each process is, for the drained rows; refreshed when a process's row is created. */
+/*
+ * Each CPU's current run: calls repeating the previous call's key only bump this slot
+ * (as cheap as a bare counter); a hash update happens when the key changes.
+ */
+struct run_map {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, u32);
+	__type(value, struct syscall_run);
+};
+struct run_map run_0 SEC(".maps");
+struct run_map run_1 SEC(".maps");
+
+/* Who each process is, for the drained rows; refreshed once per generation. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 16384);
 	__type(key, u32);
-	__type(value, struct event_header);
+	__type(value, struct syscall_identity);
 } identities SEC(".maps");
 
 /* The call in flight on each thread: entry time and syscall id. */
@@ -55,8 +74,8 @@ struct {
 	__type(value, struct call);
 } in_flight SEC(".maps");
 
-SEC("raw_tp/sys_enter")
-int handle_sys_enter(struct bpf_raw_tracepoint_args *ctx)
+SEC("tp_btf/sys_enter")
+int BPF_PROG(handle_sys_enter, struct pt_regs *regs, long id)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
 	u32 pid = bpf_get_current_pid_tgid() >> 32;
@@ -67,7 +86,7 @@ int handle_sys_enter(struct bpf_raw_tracepoint_args *ctx)
 	call = bpf_task_storage_get(&in_flight, task, NULL, BPF_LOCAL_STORAGE_GET_F_CREATE);
 	if (!call)
 		return 0;
-	call->id = ctx->args[1];
+	call->id = id;
 	call->start_ns = bpf_ktime_get_boot_ns();
 	return 0;
 }
@@ -84,64 +103,101 @@ static __always_inline void stream_call(struct task_struct *task, u32 pid, long 
 	e->ret = ret;
 	e->latency_ns = latency;
 	e->syscall_id = id;
-	e->pad = 0;
+	e->timed = measure_latency;
 	/* A wake-up per call would cost more than the call itself. */
 	bpf_ringbuf_submit(e, bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wakeup_bytes ?
 				      BPF_RB_FORCE_WAKEUP :
 				      BPF_RB_NO_WAKEUP);
 }
 
-static __always_inline void count_call(struct task_struct *task, u32 pid, long id, long ret,
-				       u64 latency)
+/* A failed call returns -errno (-4095..-1); anything else, an address included, is a result. */
+static __always_inline u64 is_error(long ret)
 {
-	struct syscall_key key = { .pid = pid, .syscall_id = id };
-	struct syscall_totals *totals, first = {};
-	void *map = active_slot ? (void *)&totals_1 : (void *)&totals_0;
+	return ret < 0 && ret >= -4095;
+}
 
-	totals = bpf_map_lookup_elem(map, &key);
-	if (totals) {
-		totals->count++;
-		totals->errors += ret < 0;
-		totals->latency_ns += latency;
-		return;
-	}
-	first.count = 1;
-	first.errors = ret < 0;
-	first.latency_ns = latency;
-	if (bpf_map_update_elem(map, &key, &first, BPF_NOEXIST)) {
+static __always_inline void add_to_row(void *rows, struct syscall_run *run)
+{
+	struct syscall_totals *totals = bpf_map_lookup_elem(rows, &run->key);
+
+	if (!totals) {
+		if (!bpf_map_update_elem(rows, &run->key, &run->totals, BPF_NOEXIST))
+			return;
 		/* Full, or another CPU created the row meanwhile: add to it if it exists. */
-		totals = bpf_map_lookup_elem(map, &key);
+		totals = bpf_map_lookup_elem(rows, &run->key);
 		if (!totals) {
-			__sync_fetch_and_add(&ringbuf_dropped, 1);
+			__sync_fetch_and_add(&ringbuf_dropped, run->totals.count);
 			return;
 		}
-		totals->count++;
-		totals->errors += ret < 0;
-		totals->latency_ns += latency;
-		return;
 	}
-	struct event_header who = {};
-	fill_header(&who, task, pid);
+	totals->count += run->totals.count;
+	totals->errors += run->totals.errors;
+	totals->latency_ns += run->totals.latency_ns;
+}
+
+static __always_inline void note_identity(struct task_struct *task, u32 pid, u32 gen)
+{
+	struct syscall_identity *known = bpf_map_lookup_elem(&identities, &pid);
+	struct syscall_identity who = { .generation = gen };
+
+	if (known && known->generation == gen)
+		return;
+	fill_header(&who.header, task, pid);
 	bpf_map_update_elem(&identities, &pid, &who, BPF_ANY);
 }
 
-SEC("raw_tp/sys_exit")
-int handle_sys_exit(struct bpf_raw_tracepoint_args *ctx)
+static __always_inline void count_call(struct task_struct *task, u32 pid, long id, long ret,
+				       u64 latency)
+{
+	u32 gen = generation, zero = 0;
+	bool odd = gen & 1;
+	struct syscall_run *run = bpf_map_lookup_elem(odd ? (void *)&run_1 : (void *)&run_0, &zero);
+
+	if (!run)
+		return;
+	if (run->totals.count && run->key.pid == pid && run->key.syscall_id == id) {
+		run->totals.count++;
+		run->totals.errors += is_error(ret);
+		run->totals.latency_ns += latency;
+		return;
+	}
+	if (run->totals.count)
+		add_to_row(odd ? (void *)&rows_1 : (void *)&rows_0, run);
+	if (!run->totals.count || run->key.pid != pid)
+		note_identity(task, pid, gen);
+	run->key.pid = pid;
+	run->key.syscall_id = id;
+	run->totals.count = 1;
+	run->totals.errors = is_error(ret);
+	run->totals.latency_ns = latency;
+}
+
+SEC("tp_btf/sys_exit")
+int BPF_PROG(handle_sys_exit, struct pt_regs *regs, long ret)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
 	u32 pid = bpf_get_current_pid_tgid() >> 32;
 	struct call *call;
-	u64 now, latency;
-	long id, ret = ctx->args[1];
+	u64 now = 0, latency = 0;
+	long id;
 
-	call = bpf_task_storage_get(&in_flight, task, NULL, 0);
-	/* No entry seen (tracing began mid-call, or the task is filtered out). */
-	if (!call || !call->start_ns)
-		return 0;
-	now = bpf_ktime_get_boot_ns();
-	latency = now - call->start_ns;
-	id = call->id;
-	call->start_ns = 0;
+	if (measure_latency) {
+		/* Filtered at entry: only selected tasks have a call in flight. */
+		call = bpf_task_storage_get(&in_flight, task, NULL, 0);
+		/* No entry seen (tracing began mid-call, or the task is filtered out). */
+		if (!call || !call->start_ns)
+			return 0;
+		now = bpf_ktime_get_boot_ns();
+		latency = now - call->start_ns;
+		id = call->id;
+		call->start_ns = 0;
+	} else {
+		if (!task_selected(task, pid))
+			return 0;
+		id = regs->orig_ax;
+		if (stream_mode)
+			now = bpf_ktime_get_boot_ns();
+	}
 
 	if (stream_mode)
 		stream_call(task, pid, id, ret, now, latency);

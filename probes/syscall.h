@@ -17,13 +17,26 @@ struct syscall_key {
 	unsigned int syscall_id;
 };
 
+/* One CPU's current run of calls with the same key, not yet added to the rows. */
+struct syscall_run {
+	struct syscall_key key;
+	struct syscall_totals totals;
+};
+
+/* Who a process is, as of which generation (see syscall.bpf.c). */
+struct syscall_identity {
+	struct event_header header;
+	unsigned int generation;
+	unsigned int pad;
+};
+
 /* One call, stream mode. */
 struct syscall_event {
 	struct event_header header;
 	long long ret;
 	unsigned long long latency_ns;
 	unsigned int syscall_id;
-	unsigned int pad;
+	unsigned int timed; /* latency_ns is measured */
 };
 
 #endif

@@ -89,6 +89,9 @@ pub struct RunArgs {
     /// How often in-kernel aggregates are reported (syscall aggregate mode, files).
     #[arg(long, value_name = "MS")]
     pub interval_ms: Option<u64>,
+    /// Syscall tracker: time every call (default in stream mode; costs a second probe).
+    #[arg(long)]
+    pub latency: Option<bool>,
     /// Files tracker: which kinds of files to report (comma-separated; default regular).
     #[arg(long, value_enum, value_delimiter = ',')]
     pub file_types: Option<Vec<FileType>>,
@@ -224,6 +227,7 @@ fn run(args: &RunArgs) -> Result<(), RunError> {
         min_duration_ns: args.min_duration_ms.saturating_mul(1_000_000),
         mode: args.mode,
         interval_ms: args.interval_ms,
+        latency: args.latency,
         file_types: args.file_types.clone(),
         ..TrackerConfig::default()
     };

@@ -83,6 +83,8 @@ pub struct TrackerConfig {
     pub mode: Option<Mode>,
     /// How often in-kernel aggregates are drained into the chain, in milliseconds.
     pub interval_ms: Option<u64>,
+    /// Whether to time each call (syscall tracker); costs a second probe per call.
+    pub latency: Option<bool>,
     /// Which kinds of files to report (files tracker); regular files only by default.
     pub file_types: Option<Vec<FileType>>,
 }
@@ -91,6 +93,7 @@ pub struct TrackerConfig {
 /// takes in [`Tracker::options`], and any other is an error rather than silently ignored.
 pub const OPTION_MODE: &str = "mode";
 pub const OPTION_INTERVAL_MS: &str = "interval_ms";
+pub const OPTION_LATENCY: &str = "latency";
 pub const OPTION_FILE_TYPES: &str = "file_types";
 
 /// Whether a tracker reports per-interval aggregates counted in the kernel, or every event.
@@ -141,6 +144,7 @@ impl Default for TrackerConfig {
             ringbuf_bytes: DEFAULT_RINGBUF_BYTES,
             mode: None,
             interval_ms: None,
+            latency: None,
             file_types: None,
         }
     }
@@ -192,6 +196,7 @@ impl TrackerConfig {
         let set = [
             (OPTION_MODE, self.mode.is_some()),
             (OPTION_INTERVAL_MS, self.interval_ms.is_some()),
+            (OPTION_LATENCY, self.latency.is_some()),
             (OPTION_FILE_TYPES, self.file_types.is_some()),
         ];
         let takes = tracker.options();
@@ -403,7 +408,8 @@ impl<'a> Run<'a> {
     {
         let mut links: Vec<Link> = Vec::new();
         let mut prog_ids = Vec::new();
-        for prog in object.progs_mut() {
+        // Programs the tracker chose not to load (optional features) are not attached.
+        for prog in object.progs_mut().filter(|prog| prog.autoload()) {
             let program = prog.name().to_string_lossy().into_owned();
             let link = prog.attach().map_err(|source| TrackerError::Attach {
                 program: program.clone(),

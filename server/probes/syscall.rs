@@ -3,6 +3,7 @@
 //! maps that are drained every interval, which keeps the probe cheap; in stream mode every
 //! call is an event.
 
+use std::collections::BTreeMap;
 use std::mem::MaybeUninit;
 use std::time::Duration;
 
@@ -12,7 +13,7 @@ use libbpf_rs::{MapCore, MapFlags};
 use crate::event::{Event, EventBody, FieldInfo, FieldType, Header, Value};
 use crate::tracker_manager::{
     with_record, Drain, DrainContext, Mode, Run, Tracker, TrackerError, TrackerInfo,
-    OPTION_INTERVAL_MS, OPTION_MODE,
+    OPTION_INTERVAL_MS, OPTION_LATENCY, OPTION_MODE,
 };
 use crate::{apply_common_config, decode_header};
 
@@ -46,7 +47,8 @@ static INFO: TrackerInfo = TrackerInfo {
         FieldInfo::measure(
             "latency_ns",
             FieldType::U64,
-            "time in the call: total over the interval in aggregate mode",
+            "time in the call (total over the interval in aggregate mode); null unless \
+             latency is on (the default in stream mode)",
         ),
         FieldInfo::measure(
             "ret",
@@ -65,13 +67,15 @@ pub enum SyscallEvent {
         syscall_id: u32,
         count: u64,
         errors: u64,
-        latency_ns: u64,
+        /// `None` unless the tracker times calls (`latency`).
+        latency_ns: Option<u64>,
     },
     /// One call (stream mode).
     Call {
         syscall_id: u32,
         ret: i64,
-        latency_ns: u64,
+        /// `None` unless the tracker times calls (`latency`).
+        latency_ns: Option<u64>,
     },
 }
 
@@ -81,6 +85,11 @@ pub fn syscall_name(id: u32) -> Option<&'static str> {
         .get(id as usize)
         .copied()
         .filter(|name| !name.is_empty())
+}
+
+/// Whether a return value is -errno (-4095..-1) rather than a result such as an address.
+pub fn is_error(ret: i64) -> bool {
+    (-4095..0).contains(&ret)
 }
 
 impl SyscallEvent {
@@ -121,14 +130,14 @@ impl EventBody for SyscallEvent {
             } => (count, errors, latency_ns, Value::Null),
             SyscallEvent::Call {
                 ret, latency_ns, ..
-            } => (1, u64::from(ret < 0), latency_ns, Value::I64(ret)),
+            } => (1, u64::from(is_error(ret)), latency_ns, Value::I64(ret)),
         };
         Some(match name {
             "syscall" => syscall_name(self.syscall_id()).map_or(Value::Null, Value::Str),
             "syscall_id" => Value::U64(self.syscall_id().into()),
             "count" => Value::U64(count),
             "errors" => Value::U64(errors),
-            "latency_ns" => Value::U64(latency_ns),
+            "latency_ns" => latency_ns.map_or(Value::Null, Value::U64),
             "ret" => ret,
             _ => return None,
         })
@@ -142,56 +151,86 @@ pub fn decode(bytes: &[u8], clock_offset: u64) -> Option<Event> {
         body: SyscallEvent::Call {
             syscall_id: raw.syscall_id,
             ret: raw.ret,
-            latency_ns: raw.latency_ns,
+            latency_ns: (raw.timed != 0).then_some(raw.latency_ns),
         }
         .into(),
     })
 }
 
-/// Sums one key's per-CPU totals.
-fn sum_totals(per_cpu: &[Vec<u8>]) -> types::syscall_totals {
-    let mut sum = types::syscall_totals::default();
-    for slot in per_cpu {
-        with_record(slot, |t: &types::syscall_totals| {
-            sum.count += t.count;
-            sum.errors += t.errors;
-            sum.latency_ns += t.latency_ns;
-        });
-    }
-    sum
+fn accumulate(into: &mut types::syscall_totals, from: &types::syscall_totals) {
+    into.count += from.count;
+    into.errors += from.errors;
+    into.latency_ns += from.latency_ns;
 }
 
-/// Reads and empties one generation of totals, emitting a row per (process, syscall).
-/// The generation must be inactive: no program adds to it while this runs.
-fn drain_totals(
-    totals: &dyn MapCore,
+/// One generation of in-kernel aggregates (see probes/syscall.bpf.c).
+struct Generation<'a> {
+    /// Totals per (process, syscall), per CPU.
+    rows: &'a dyn MapCore,
+    /// Each CPU's current run of same-key calls, not yet in `rows`.
+    runs: &'a dyn MapCore,
+}
+
+type Totals = BTreeMap<(u32, u32), types::syscall_totals>;
+
+impl Generation<'_> {
+    /// Reads and empties this generation, summing over CPUs per (pid, syscall). It must be
+    /// inactive: no program adds to it while this runs.
+    fn take(&self, totals: &mut Totals) -> Result<(), TrackerError> {
+        let keys: Vec<Vec<u8>> = self.rows.keys().collect();
+        for key in &keys {
+            let per_cpu = self
+                .rows
+                .lookup_percpu(key, MapFlags::ANY)
+                .map_err(TrackerError::Map)?;
+            self.rows.delete(key).map_err(TrackerError::Map)?;
+            let Some(key) = with_record(key, |k: &types::syscall_key| (k.pid, k.syscall_id)) else {
+                continue;
+            };
+            for slot in per_cpu.iter().flatten() {
+                with_record(slot, |t| accumulate(totals.entry(key).or_default(), t));
+            }
+        }
+        let zero = 0u32.to_ne_bytes();
+        if let Some(per_cpu) = self
+            .runs
+            .lookup_percpu(&zero, MapFlags::ANY)
+            .map_err(TrackerError::Map)?
+        {
+            for slot in &per_cpu {
+                with_record(slot, |run: &types::syscall_run| {
+                    if run.totals.count > 0 {
+                        let key = (run.key.pid, run.key.syscall_id);
+                        accumulate(totals.entry(key).or_default(), &run.totals);
+                    }
+                });
+            }
+            let empty: Vec<Vec<u8>> = per_cpu.iter().map(|slot| vec![0; slot.len()]).collect();
+            self.runs
+                .update_percpu(&zero, &empty, MapFlags::ANY)
+                .map_err(TrackerError::Map)?;
+        }
+        Ok(())
+    }
+}
+
+/// Emits one `totals` event per (process, syscall), stamped with the drain's time.
+fn emit_totals(
+    totals: Totals,
+    timed: bool,
     identities: &dyn MapCore,
     context: &DrainContext,
     emit: &mut dyn FnMut(Event),
 ) -> Result<(), TrackerError> {
-    let keys: Vec<Vec<u8>> = totals.keys().collect();
-    for key in &keys {
-        let Some(per_cpu) = totals
-            .lookup_percpu(key, MapFlags::ANY)
-            .map_err(TrackerError::Map)?
-        else {
-            continue;
-        };
-        totals.delete(key).map_err(TrackerError::Map)?;
-        let Some((pid, syscall_id)) =
-            with_record(key, |k: &types::syscall_key| (k.pid, k.syscall_id))
-        else {
-            continue;
-        };
-        let sum = sum_totals(&per_cpu);
+    for ((pid, syscall_id), sum) in totals {
         let who = identities
             .lookup(&pid.to_ne_bytes(), MapFlags::ANY)
             .map_err(TrackerError::Map)?;
         let mut header = who
             .as_deref()
             .and_then(|bytes| {
-                with_record(bytes, |raw: &types::event_header| {
-                    decode_header!(raw, context.clock_offset)
+                with_record(bytes, |raw: &types::syscall_identity| {
+                    decode_header!(raw.header, context.clock_offset)
                 })
             })
             // Evicted from the LRU: the pid is all that is known.
@@ -206,7 +245,7 @@ fn drain_totals(
                 syscall_id,
                 count: sum.count,
                 errors: sum.errors,
-                latency_ns: sum.latency_ns,
+                latency_ns: timed.then_some(sum.latency_ns),
             }
             .into(),
         });
@@ -220,7 +259,7 @@ impl Tracker for SyscallTracker {
     }
 
     fn options(&self) -> &'static [&'static str] {
-        &[OPTION_MODE, OPTION_INTERVAL_MS]
+        &[OPTION_MODE, OPTION_INTERVAL_MS, OPTION_LATENCY]
     }
 
     fn run(&self, run: Run<'_>) -> Result<(), TrackerError> {
@@ -237,6 +276,10 @@ impl Tracker for SyscallTracker {
             .expect("syscall.bpf.c declares read-only globals");
         apply_common_config!(&mut *rodata, &config);
         rodata.stream_mode = stream;
+        // As syscount: counting alone is cheapest; timing calls needs sys_enter as well.
+        let latency = config.latency.unwrap_or(stream);
+        rodata.measure_latency = latency;
+        open.progs.handle_sys_enter.set_autoload(latency);
         rodata.wakeup_bytes = u64::from(config.ringbuf_bytes / 8);
         open.maps
             .events
@@ -244,7 +287,7 @@ impl Tracker for SyscallTracker {
             .map_err(TrackerError::Map)?;
         let mut skel = run.load(open)?;
         run.fill_cgroup_filter(&skel.maps.cgroup_filter)?;
-        // The kernel writes `ringbuf_dropped` and this thread writes `active_slot` through
+        // The kernel writes `ringbuf_dropped` and this thread writes `generation` through
         // the same mmapped .bss, so both are reached by raw pointer, never a reference.
         let bss: *mut types::bss = skel
             .maps
@@ -252,28 +295,39 @@ impl Tracker for SyscallTracker {
             .as_deref_mut()
             .expect("syscall.bpf.c declares .bss");
         // SAFETY: the .bss mapping lives as long as `skel`, which outlives every use below.
-        let (dropped, slot) = unsafe { (&(*bss).ringbuf_dropped, &raw mut (*bss).active_slot) };
+        let (dropped, generation) =
+            unsafe { (&(*bss).ringbuf_dropped, &raw mut (*bss).generation) };
         let maps = &skel.maps;
-        let generations: [&dyn MapCore; 2] = [&maps.totals_0, &maps.totals_1];
-        let mut active = 0usize;
+        let generations = [
+            Generation {
+                rows: &maps.rows_0,
+                runs: &maps.run_0,
+            },
+            Generation {
+                rows: &maps.rows_1,
+                runs: &maps.run_1,
+            },
+        ];
+        let mut current = 0u32;
         let drain = (!stream).then(|| Drain {
             every: config.interval(),
             pull: Box::new(move |context: &DrainContext, emit| {
-                let mut drain = |generation: usize| {
-                    drain_totals(generations[generation], &maps.identities, context, emit)
-                };
+                let mut totals = Totals::new();
                 if context.last {
                     // Detached: both generations are quiet.
-                    drain(0)?;
-                    return drain(1);
+                    generations[0].take(&mut totals)?;
+                    generations[1].take(&mut totals)?;
+                } else {
+                    // Switch generations, let programs still adding to the old one finish,
+                    // then drain it.
+                    let old = (current & 1) as usize;
+                    current = current.wrapping_add(1);
+                    // SAFETY: see above; a volatile write is what the programs read.
+                    unsafe { generation.write_volatile(current) };
+                    std::thread::sleep(FLIP_GRACE);
+                    generations[old].take(&mut totals)?;
                 }
-                // Flip, let programs still adding to the old generation finish, drain it.
-                let old = active;
-                active ^= 1;
-                // SAFETY: see above; a volatile write is what the programs read.
-                unsafe { slot.write_volatile(active as u32) };
-                std::thread::sleep(FLIP_GRACE);
-                drain(old)
+                emit_totals(totals, latency, &maps.identities, context, emit)
             }),
         });
         run.serve_draining(skel.object(), &maps.events, dropped, decode, drain)
@@ -325,6 +379,7 @@ mod tests {
         raw.syscall_id = 257;
         raw.ret = -2;
         raw.latency_ns = 900;
+        raw.timed = 1;
         // SAFETY: syscall_event is plain old data.
         let bytes = unsafe {
             std::slice::from_raw_parts(
@@ -345,23 +400,18 @@ mod tests {
     }
 
     #[test]
-    fn totals_sum_over_cpus_and_have_no_return_value() {
-        let slot = |count: u64, errors: u64, latency_ns: u64| {
-            [count, errors, latency_ns]
-                .iter()
-                .flat_map(|n| n.to_ne_bytes())
-                .collect::<Vec<u8>>()
-        };
-        let sum = sum_totals(&[slot(3, 1, 100), slot(4, 0, 50)]);
-        assert_eq!((sum.count, sum.errors, sum.latency_ns), (7, 1, 150));
+    fn totals_have_no_return_value_and_errors_are_errno_range() {
+        assert!(is_error(-2) && is_error(-4095));
+        assert!(!is_error(-4096) && !is_error(0) && !is_error(3));
         let totals = SyscallEvent::Totals {
             syscall_id: 0,
             count: 7,
             errors: 1,
-            latency_ns: 150,
+            latency_ns: None,
         };
         assert_eq!(totals.kind(), "totals");
         assert_eq!(totals.get("ret"), Some(Value::Null));
         assert_eq!(totals.get("count"), Some(Value::U64(7)));
+        assert_eq!(totals.get("latency_ns"), Some(Value::Null));
     }
 }

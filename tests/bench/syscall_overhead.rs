@@ -1,0 +1,222 @@
+//! Benchmark (root): what tracing every system call costs the traced program, side by side
+//! in one run. A static C loop of 5,000,000 getppid calls runs with no tracing, under the
+//! syscall tracker in aggregate mode (no filter: every process's calls are counted), and
+//! under `bpftrace -e 'tracepoint:raw_syscalls:sys_enter { @[comm] = count(); }'`; then
+//! stream mode sends each of the loop's calls through the ring buffer into an in-memory
+//! aggregator, and its rate and loss are reported (seen + lost must equal calls made).
+//!
+//! `cargo bench --bench syscall_overhead`
+
+#[path = "../common/mod.rs"]
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use eunomia::event::Event;
+use eunomia::handler::{CountAggregator, Discard, Flow, Handler};
+use eunomia::tracker_manager::{find_tracker, Counters, Mode, TrackerConfig, TrackerHandle};
+
+const CALLS: u64 = 5_000_000;
+const ROUNDS: usize = 5;
+const BPFTRACE: &str = "tracepoint:raw_syscalls:sys_enter { @[comm] = count(); }";
+
+/// Counts what reaches the end of the chain, after a real aggregation by syscall.
+struct Counted {
+    aggregate: CountAggregator<Discard>,
+    seen: Arc<AtomicU64>,
+}
+
+impl Handler<Event> for Counted {
+    fn handle(&mut self, event: &Event) -> Flow {
+        self.seen.fetch_add(1, Ordering::Relaxed);
+        self.aggregate.handle(event)
+    }
+}
+
+fn start(config: TrackerConfig) -> (TrackerHandle, Arc<AtomicU64>) {
+    let seen = Arc::new(AtomicU64::new(0));
+    let chain = Counted {
+        aggregate: CountAggregator::new(vec!["syscall".into()], Discard),
+        seen: seen.clone(),
+    };
+    let handle = TrackerHandle::spawn(
+        find_tracker("syscall").unwrap(),
+        config,
+        Box::new(chain),
+        Arc::new(Counters::default()),
+    )
+    .expect("syscall tracker starts");
+    (handle, seen)
+}
+
+/// One run of the loop: wall time and the loop process's own CPU time (user + system),
+/// in seconds. CPU time is steadier when other work shares the machine.
+#[derive(Clone, Copy)]
+struct Timing {
+    wall: f64,
+    cpu: f64,
+}
+
+fn time_loop(path: &Path) -> Timing {
+    let start = Instant::now();
+    let child = Command::new(path).arg(CALLS.to_string()).spawn().unwrap();
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is valid; wait4 fills it for our own child.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: valid out-pointers; the pid is our child's, not yet reaped.
+    let reaped = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+    assert_eq!(reaped, child.id() as i32);
+    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    Timing {
+        wall: start.elapsed().as_secs_f64(),
+        cpu: secs(usage.ru_utime) + secs(usage.ru_stime),
+    }
+}
+
+/// Every call the loop program makes (strace -c; its execve starts under another comm).
+fn calls_made(path: &Path) -> u64 {
+    let out = std::env::temp_dir().join(format!("eunomia-bench-strace-{}", std::process::id()));
+    let status = Command::new("strace")
+        .args(["-f", "-c", "-o"])
+        .arg(&out)
+        .arg(path)
+        .arg(CALLS.to_string())
+        .status()
+        .expect("strace runs");
+    assert!(status.success());
+    std::fs::read_to_string(&out)
+        .unwrap()
+        .lines()
+        .filter_map(|line| {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            let name = *cols.last()?;
+            let calls: u64 = cols.get(3)?.parse().ok()?;
+            (name != "total" && name != "execve").then_some(calls)
+        })
+        .sum()
+}
+
+fn with_bpftrace(path: &Path) -> Timing {
+    let mut child = Command::new("bpftrace")
+        .args(["-e", BPFTRACE])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("bpftrace runs");
+    let mut line = String::new();
+    BufReader::new(child.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(line.starts_with("Attaching"), "bpftrace said: {line}");
+    // It prints before attaching; give it time to finish.
+    std::thread::sleep(Duration::from_secs(1));
+    let timing = time_loop(path);
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    child.wait().unwrap();
+    timing
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+fn main() {
+    // SAFETY: geteuid has no preconditions.
+    assert_eq!(
+        unsafe { libc::geteuid() },
+        0,
+        "the syscall benchmark loads BPF programs: run it as root"
+    );
+    let (path, comm) = common::syscall_load("bench");
+    let names = [
+        "no tracing",
+        "eunomia syscall, aggregate",
+        "eunomia syscall, aggregate + latency",
+        "bpftrace count by comm",
+    ];
+    let mut runs: Vec<Vec<Timing>> = vec![Vec::new(); names.len()];
+    for round in 1..=ROUNDS {
+        runs[0].push(time_loop(&path));
+        for (column, latency) in [(1, None), (2, Some(true))] {
+            let (handle, _) = start(TrackerConfig {
+                latency,
+                ..TrackerConfig::default()
+            });
+            runs[column].push(time_loop(&path));
+            let stats = handle.stop().unwrap();
+            assert_eq!(stats.lost(), 0, "aggregate mode lost calls: {stats:?}");
+        }
+        runs[3].push(with_bpftrace(&path));
+        let line: Vec<String> = runs
+            .iter()
+            .map(|r| format!("{:.3}", r[round - 1].wall))
+            .collect();
+        println!("round {round} wall seconds: {}", line.join(" / "));
+    }
+    let medians: Vec<(f64, f64)> = runs
+        .iter()
+        .map(|r| {
+            let (mut wall, mut cpu): (Vec<f64>, Vec<f64>) =
+                r.iter().map(|t| (t.wall, t.cpu)).unzip();
+            (median(&mut wall), median(&mut cpu))
+        })
+        .collect();
+    println!(
+        "{CALLS} getppid calls, median of {ROUNDS} rounds (wall s, ratio; loop CPU s, ratio):"
+    );
+    for (name, (wall, cpu)) in names.iter().zip(&medians) {
+        println!(
+            "  {name:<38} {wall:.3}  {:.2}   {cpu:.3}  {:.2}",
+            wall / medians[0].0,
+            cpu / medians[0].1
+        );
+    }
+
+    let made = calls_made(&path);
+    let mut rates = Vec::new();
+    for round in 1..=ROUNDS {
+        let config = TrackerConfig {
+            mode: Some(Mode::Stream),
+            comm: Some(comm.clone()),
+            ringbuf_bytes: 64 << 20,
+            ..TrackerConfig::default()
+        };
+        let (handle, seen) = start(config);
+        let started = Instant::now();
+        let loop_secs = time_loop(&path).wall;
+        // Done when every call is either seen or counted lost.
+        let deadline = started + Duration::from_secs(30);
+        while seen.load(Ordering::Relaxed) + handle.stats().lost() < made
+            && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        let secs = started.elapsed().as_secs_f64();
+        let stats = handle.stop().unwrap();
+        assert_eq!(
+            stats.seen + stats.lost(),
+            made,
+            "stream mode: seen + lost must be the calls made: {stats:?}"
+        );
+        let rate = stats.seen as f64 / secs;
+        println!(
+            "stream round {round}: {} seen, {} lost of {made} calls; loop {loop_secs:.3} s, all in after {secs:.3} s: {:.2} M events/s",
+            stats.seen,
+            stats.lost(),
+            rate / 1e6
+        );
+        rates.push(rate);
+    }
+    println!(
+        "stream mode into an in-memory aggregator: median {:.2} M events/s",
+        median(&mut rates) / 1e6
+    );
+}
