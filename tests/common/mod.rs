@@ -94,6 +94,7 @@ pub mod synthetic {
             user_ns: 11,
             pid_ns: 12,
             mnt_ns: 13,
+            container: None,
         }
     }
 
