@@ -6,7 +6,7 @@ CARGO ?= cargo
 # Build and test tools from Debian: the BPF toolchain, bpftool (vmlinux.h), and the
 # reference tools the tests compare against.
 DEB_PACKAGES := clang libelf-dev zlib1g-dev pkg-config make bpftool python3 util-linux \
-	prometheus chromium
+	prometheus chromium docker.io busybox-static runc
 ARGS ?= serve
 
 deps:
