@@ -222,6 +222,8 @@ fn run(args: &RunArgs) -> Result<(), RunError> {
         || Box::new(BufWriter::with_capacity(1 << 16, io::stdout())) as Box<dyn Write + Send>;
     let output = handler::build::<Event>(&output_stages(args, info), &schema, &stdout)
         .map_err(|e| RunError::Usage(e.to_string()))?;
+    // Before the container manager asks Docker anything: without root, that one error.
+    crate::system::check_ready()?;
     // The container manager's Docker client and rescans run on this runtime meanwhile.
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
