@@ -188,12 +188,13 @@ impl ContainerManager {
         runc::containers()
             .into_iter()
             .filter_map(|c| {
+                // A container in the root cgroup would claim the whole tree: not one.
                 let path = c.unified_path.strip_prefix(root.to_str()?)?;
-                Some(ContainerPath {
+                (path.len() > 1).then(|| ContainerPath {
                     runtime: c.runtime,
                     id: c.id,
                     pod_uid: None,
-                    path: if path.is_empty() { "/" } else { path }.to_string(),
+                    path: path.to_string(),
                 })
             })
             .collect()
