@@ -162,7 +162,9 @@ fn grouping_by_container_separates_two_containers() {
             c.id.as_str()
         );
     }
-    let fields = r#"aggregate(groupBy: ["container", "container_image"], where: [{field: "container", op: CONTAINS, value: "eu-grp-"}]) { keys count }"#;
+    let fields = format!(
+        r#"aggregate(groupBy: ["container", "container_image"], where: [{{field: "container", op: CONTAINS, value: "eu-grp-"}}, {{field: "container", op: CONTAINS, value: "-{tag}"}}]) {{ keys count }}"#
+    );
     for store in ["MEMORY", "SQLITE"] {
         let session = session_after(
             &server,
@@ -176,7 +178,7 @@ fn grouping_by_container_separates_two_containers() {
                     b.exec(&["sleep", "0"]);
                 }
             },
-            fields,
+            &fields,
         );
         assert_eq!(
             session["aggregate"],
