@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use clap::builder::PossibleValuesParser;
 use clap::{Parser, Subcommand};
 
+use crate::container::{ContainerManager, ContainerOptions, Enrich};
 use crate::event::Event;
 use crate::handler::{self, FanIn, Filter, Format, Predicate, Stage};
 use crate::probes::TRACKERS;
@@ -80,6 +81,10 @@ pub struct RunArgs {
     /// Trace only tasks in this cgroup v2 id (filtered in the kernel); repeatable.
     #[arg(long = "cgroup-id", value_name = "ID")]
     pub cgroup_ids: Vec<u64>,
+    /// Trace only this running container: a name, an id or a unique id prefix (filtered
+    /// in the kernel by its cgroups).
+    #[arg(long, value_name = "NAME|ID", conflicts_with = "cgroup_ids")]
+    pub container: Option<String>,
     /// Report only processes that lived at least this long (process tracker).
     #[arg(long, value_name = "MS", default_value_t = 0)]
     pub min_duration_ms: u64,
@@ -220,10 +225,29 @@ fn run(args: &RunArgs) -> Result<(), RunError> {
         || Box::new(BufWriter::with_capacity(1 << 16, io::stdout())) as Box<dyn Write + Send>;
     let output = handler::build::<Event>(&output_stages(args, info), &schema, &stdout)
         .map_err(|e| RunError::Usage(e.to_string()))?;
+    // Before the container manager asks Docker anything: without root, that one error.
+    crate::system::check_ready()?;
+    // The container manager's Docker client and rescans run on this runtime meanwhile.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    let containers = ContainerManager::new(ContainerOptions::default());
+    runtime.block_on(containers.sync());
+    runtime.block_on(async { containers.spawn_background() });
+    let cgroup_ids = match &args.container {
+        Some(query) => {
+            containers
+                .resolve_running(query)
+                .map_err(|e| RunError::Usage(e.to_string()))?
+                .cgroup_ids
+        }
+        None => args.cgroup_ids.clone(),
+    };
     let config = TrackerConfig {
         target_pid: args.pid,
         comm: args.comm.clone(),
-        cgroup_ids: args.cgroup_ids.clone(),
+        cgroup_ids,
         min_duration_ns: args.min_duration_ms.saturating_mul(1_000_000),
         mode: args.mode,
         interval_ms: args.interval_ms,
@@ -242,10 +266,11 @@ fn run(args: &RunArgs) -> Result<(), RunError> {
 
     let counters = Arc::new(Counters::default());
     let fan_in = FanIn::spawn("output", OUTPUT_QUEUE, output)?;
-    // Filters run on the tracker thread, so dropped events never cross the channel.
-    let chain = Box::new(Filter::new(
-        predicates,
-        fan_in.sender(counters.lost_channel.clone()),
+    // Filters run on the tracker thread, so dropped events never cross the channel;
+    // enrichment comes first so that filters can use the container.
+    let chain = Box::new(Enrich::new(
+        containers,
+        Filter::new(predicates, fan_in.sender(counters.lost_channel.clone())),
     ));
     let started = Instant::now();
     let handle = TrackerHandle::spawn(tracker, config, chain, counters)?;

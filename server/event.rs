@@ -6,6 +6,7 @@
 
 use std::fmt;
 
+use crate::container::ContainerTag;
 use crate::probes::Body;
 
 /// The type of a field, as the catalog reports it.
@@ -79,6 +80,21 @@ pub const COMMON_FIELDS: &[FieldInfo] = &[
     FieldInfo::new("user_ns", FieldType::U64, "user namespace inode number"),
     FieldInfo::new("pid_ns", FieldType::U64, "pid namespace inode number"),
     FieldInfo::new("mnt_ns", FieldType::U64, "mount namespace inode number"),
+    FieldInfo::new(
+        "container",
+        FieldType::Str,
+        "container name (its short id when it has none); null on the host",
+    ),
+    FieldInfo::new(
+        "container_id",
+        FieldType::Str,
+        "full container id; null on the host",
+    ),
+    FieldInfo::new(
+        "container_image",
+        FieldType::Str,
+        "container image; null on the host or when the runtime does not say",
+    ),
 ];
 
 /// A borrowed field value. `Null` means the field does not apply to this event.
@@ -222,6 +238,9 @@ pub struct Header {
     pub user_ns: u32,
     pub pid_ns: u32,
     pub mnt_ns: u32,
+    /// The container the task runs in, set by [`crate::container::Enrich`]; `None` on
+    /// the host (or before enrichment).
+    pub container: Option<ContainerTag>,
 }
 
 /// One decoded kernel event.
@@ -262,6 +281,18 @@ impl Event {
             "user_ns" => Value::U64(h.user_ns.into()),
             "pid_ns" => Value::U64(h.pid_ns.into()),
             "mnt_ns" => Value::U64(h.mnt_ns.into()),
+            "container" => h
+                .container
+                .as_ref()
+                .map_or(Value::Null, |c| Value::Str(c.name.as_str())),
+            "container_id" => h
+                .container
+                .as_ref()
+                .map_or(Value::Null, |c| Value::Str(c.id.as_str())),
+            "container_image" => match &h.container {
+                Some(c) if !c.image.as_str().is_empty() => Value::Str(c.image.as_str()),
+                _ => Value::Null,
+            },
             _ => return None,
         })
     }

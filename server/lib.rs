@@ -5,6 +5,7 @@
 //! - `probes`: the trackers (BPF programs in `probes/`, decoding and catalog here);
 //! - `handler`: the handler chain (filter, convert, fan-out, fan-in, aggregate, print);
 //! - `system`: start-up checks (root, BTF, tracefs) and libbpf logging;
+//! - `container`: the container manager (cgroups, runc, Docker; enrichment);
 //! - `cli`: the command line (`cmd`);
 //! - `config`: the TOML config loader;
 //! - `session`: timed tracing sessions (tracker + filter + chain + window);
@@ -15,6 +16,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod container;
 pub mod event;
 pub mod graphql;
 pub mod handler;

@@ -9,6 +9,7 @@ use tokio::net::TcpListener;
 
 use crate::cli::{RunError, ServeArgs};
 use crate::config::Config;
+use crate::container::{ContainerManager, ContainerOptions};
 use crate::metrics::Metrics;
 use crate::session::{spawn_retention, SessionManager};
 use crate::store::{Store, StoreOptions};
@@ -43,7 +44,13 @@ async fn serve_async(config: Config) -> Result<(), RunError> {
     let metrics = Metrics::new();
     let store = Store::open(&config.db, StoreOptions::default(), metrics.clone()).await?;
     let config = Arc::new(config);
-    let manager = SessionManager::new(store, metrics, config.clone()).await?;
+    let containers = ContainerManager::new(ContainerOptions::default());
+    containers.sync().await;
+    containers.spawn_background();
+    if let Err(err) = containers.watch_processes() {
+        tracing::warn!("containers are kept current by rescans only: {err}");
+    }
+    let manager = SessionManager::new(store, metrics, config.clone(), containers).await?;
     spawn_retention(manager.clone(), RETENTION_INTERVAL);
     let app = http::router(graphql::schema(manager.clone()), manager.clone(), &config);
     let listener = TcpListener::bind(config.listen)

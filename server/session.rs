@@ -9,6 +9,7 @@ use dashmap::DashMap;
 use tokio::sync::{broadcast, Notify};
 
 use crate::config::Config;
+use crate::container::{ContainerManager, Enrich, ResolveError};
 use crate::event::Event;
 use crate::handler::{FanOut, Flow, Handler};
 use crate::memory::{MemoryLimits, MemoryStore};
@@ -16,8 +17,7 @@ use crate::metrics::{stage, Metrics};
 use crate::query::StoredEvent;
 use crate::store::{SessionRecord, SessionStatus, Store, StoreError, StoreKind};
 use crate::tracker_manager::{
-    find_tracker, Counters, Stats, Tracker, TrackerConfig, TrackerError, TrackerHandle,
-    TrackerInfo,
+    find_tracker, Counters, Stats, Tracker, TrackerConfig, TrackerError, TrackerHandle, TrackerInfo,
 };
 
 /// Live events a slow subscriber may fall behind by before it loses some (counted).
@@ -37,6 +37,8 @@ pub enum SessionError {
     BadConfig(String),
     #[error("invalid filter: {0}")]
     BadFilter(String),
+    #[error(transparent)]
+    Container(#[from] ResolveError),
     #[error("no session with id `{0}`")]
     NotFound(String),
     #[error("session `{0}` is still running; stop it first")]
@@ -59,6 +61,8 @@ pub struct StartRequest {
     pub pid: Option<u32>,
     pub comm: Option<String>,
     pub cgroup_id: Option<u64>,
+    /// A running container's name, id or id prefix: its cgroups are filtered in the kernel.
+    pub container: Option<String>,
     /// Tracker configuration as JSON (keys of [`TrackerConfig`] other than the filter).
     pub config: Option<serde_json::Value>,
     pub store: StoreKind,
@@ -85,6 +89,7 @@ pub struct SessionManager {
     store: Store,
     metrics: Metrics,
     config: Arc<Config>,
+    containers: Arc<ContainerManager>,
     running: DashMap<String, Arc<Running>>,
     /// Memory stores of ended sessions, restored from their snapshot on first use.
     ended_memory: DashMap<String, Arc<MemoryStore>>,
@@ -148,6 +153,7 @@ impl SessionManager {
         store: Store,
         metrics: Metrics,
         config: Arc<Config>,
+        containers: Arc<ContainerManager>,
     ) -> Result<Arc<Self>, SessionError> {
         let interrupted = store.mark_running_interrupted(now_ns()).await?;
         if interrupted > 0 {
@@ -161,6 +167,7 @@ impl SessionManager {
             store,
             metrics,
             config,
+            containers,
             running: DashMap::new(),
             ended_memory: DashMap::new(),
             updates,
@@ -180,6 +187,10 @@ impl SessionManager {
         &self.config
     }
 
+    pub fn containers(&self) -> &Arc<ContainerManager> {
+        &self.containers
+    }
+
     pub fn uptime(&self) -> Duration {
         self.started.elapsed()
     }
@@ -188,11 +199,12 @@ impl SessionManager {
         self.running.len()
     }
 
+    /// The tracker configuration of a request, and the id of the container it filters on.
     fn tracker_config(
         &self,
         tracker: &dyn Tracker,
         req: &StartRequest,
-    ) -> Result<TrackerConfig, SessionError> {
+    ) -> Result<(TrackerConfig, Option<String>), SessionError> {
         let mut config: TrackerConfig = match &req.config {
             None | Some(serde_json::Value::Null) => TrackerConfig::default(),
             Some(value @ serde_json::Value::Object(_)) => serde_json::from_value(value.clone())
@@ -213,6 +225,19 @@ impl SessionManager {
         config.target_pid = req.pid;
         config.comm = req.comm.clone();
         config.cgroup_ids = req.cgroup_id.into_iter().collect();
+        let container = match &req.container {
+            None => None,
+            Some(_) if req.cgroup_id.is_some() => {
+                return Err(SessionError::BadFilter(
+                    "give either cgroupId or container, not both".into(),
+                ))
+            }
+            Some(query) => {
+                let container = self.containers.resolve_running(query)?;
+                config.cgroup_ids = container.cgroup_ids;
+                Some(container.id)
+            }
+        };
         config.validate_for(tracker).map_err(|e| match e {
             TrackerError::Config(msg)
                 if msg.starts_with("comm") || msg.starts_with("target_pid") =>
@@ -221,7 +246,7 @@ impl SessionManager {
             }
             other => SessionError::BadConfig(other.to_string()),
         })?;
-        Ok(config)
+        Ok((config, container))
     }
 
     /// Starts a session; returns once its programs are attached (status RUNNING).
@@ -241,7 +266,7 @@ impl SessionManager {
                 max,
             });
         }
-        let tracker_config = self.tracker_config(tracker, &req)?;
+        let (tracker_config, container_id) = self.tracker_config(tracker, &req)?;
         if self.running.len() >= self.config.sessions.max_concurrent {
             return Err(SessionError::TooManySessions {
                 running: self.running.len(),
@@ -249,8 +274,13 @@ impl SessionManager {
         }
         let info = tracker.info();
         let started_at_ns = now_ns();
-        let filter =
-            serde_json::json!({ "pid": req.pid, "comm": req.comm, "cgroupId": req.cgroup_id });
+        let filter = serde_json::json!({
+            "pid": req.pid,
+            "comm": req.comm,
+            "cgroupId": req.cgroup_id,
+            "container": req.container,
+            "containerId": container_id,
+        });
         let mut record = SessionRecord {
             id: uuid::Uuid::new_v4().simple().to_string(),
             tracker: info.name.to_string(),
@@ -292,13 +322,16 @@ impl SessionManager {
             events: self.metrics.events.with_label_values(&[info.name]),
             duration: self.metrics.handler_duration.clone(),
             seen: 0,
-            next: FanOut::new(vec![
-                sink,
-                Box::new(LiveSink {
-                    live: live.clone(),
-                    next_id: 0,
-                }),
-            ]),
+            next: Enrich::new(
+                self.containers.clone(),
+                FanOut::new(vec![
+                    sink,
+                    Box::new(LiveSink {
+                        live: live.clone(),
+                        next_id: 0,
+                    }),
+                ]),
+            ),
         };
         let spawn_counters = counters.clone();
         let spawned = tokio::task::spawn_blocking(move || {

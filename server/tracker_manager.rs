@@ -266,6 +266,7 @@ macro_rules! decode_header {
             user_ns: raw.user_ns,
             pid_ns: raw.pid_ns,
             mnt_ns: raw.mnt_ns,
+            container: None,
         }
     }};
 }

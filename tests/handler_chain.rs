@@ -252,8 +252,8 @@ fn json_lines_use_the_contract_field_names() {
     assert_eq!(
         buf.text(),
         "{\"tracker\":\"process\",\"kind\":\"exit\",\"ts\":\"2026-11-28T15:20:01.000000042Z\",\"pid\":42,\"ppid\":1,\
-         \"comm\":\"we\\\"ird\",\"cgroup_id\":9,\"user_ns\":11,\"pid_ns\":12,\"mnt_ns\":13,\"filename\":null,\
-         \"exit_code\":7,\"signal\":null,\"core_dumped\":0,\"duration_ns\":1234}\n"
+         \"comm\":\"we\\\"ird\",\"cgroup_id\":9,\"user_ns\":11,\"pid_ns\":12,\"mnt_ns\":13,\"container\":null,\
+         \"container_id\":null,\"container_image\":null,\"filename\":null,\"exit_code\":7,\"signal\":null,\"core_dumped\":0,\"duration_ns\":1234}\n"
     );
     let parsed: serde_json::Value = serde_json::from_str(buf.text().trim()).unwrap();
     assert_eq!(parsed["comm"], "we\"ird");
@@ -268,10 +268,10 @@ fn csv_has_a_header_and_quotes_when_needed() {
     Handler::<Event>::finish(&mut printer).unwrap();
     let text = buf.text();
     let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(lines[0], "tracker,kind,ts,pid,ppid,comm,cgroup_id,user_ns,pid_ns,mnt_ns,filename,exit_code,signal,core_dumped,duration_ns");
+    assert_eq!(lines[0], "tracker,kind,ts,pid,ppid,comm,cgroup_id,user_ns,pid_ns,mnt_ns,container,container_id,container_image,filename,exit_code,signal,core_dumped,duration_ns");
     assert_eq!(
         lines[1],
-        "process,exec,2026-11-28T15:20:01.000000042Z,1,1,\"a,b\",9,11,12,13,/x,,,,"
+        "process,exec,2026-11-28T15:20:01.000000042Z,1,1,\"a,b\",9,11,12,13,,,,/x,,,,"
     );
     assert_eq!(lines.len(), 3);
 }

@@ -449,9 +449,9 @@ fn bad_input_gets_coded_errors_and_loses_nothing() {
             "got 61",
         ),
         (
-            json!({ "tracker": "process", "durationSecs": 1, "filter": { "container": "x" } }),
-            "GRAPHQL_VALIDATION_FAILED",
-            "container",
+            json!({ "tracker": "process", "durationSecs": 1, "filter": { "container": "no-such-container-x" } }),
+            "UNKNOWN_CONTAINER",
+            "no container `no-such-container-x`",
         ),
         (
             json!({ "tracker": "process", "durationSecs": 1, "config": "{not json" }),

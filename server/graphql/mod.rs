@@ -18,6 +18,7 @@ use tokio_stream::wrappers::BroadcastStream;
 pub use types::*;
 
 use crate::config::Role;
+use crate::container::ResolveError;
 use crate::memory::MemoryError;
 use crate::query::QueryError;
 use crate::session::{SessionError, SessionManager};
@@ -63,6 +64,7 @@ pub fn api(err: SessionError) -> async_graphql::Error {
             SessionError::BadDuration { .. } => "BAD_DURATION",
             SessionError::BadConfig(_) => "BAD_CONFIG",
             SessionError::BadFilter(_) => "BAD_FILTER",
+            SessionError::Container(e) => container_code(e),
             SessionError::NotFound(_) => "NOT_FOUND",
             SessionError::StillRunning(_) => "SESSION_RUNNING",
             SessionError::TooManySessions { .. } => "TOO_MANY_SESSIONS",
@@ -72,6 +74,18 @@ pub fn api(err: SessionError) -> async_graphql::Error {
         };
         coded(code, err.to_string())
     }
+}
+
+fn container_code(err: &ResolveError) -> &'static str {
+    match err {
+        ResolveError::Unknown(_) => "UNKNOWN_CONTAINER",
+        ResolveError::Ambiguous { .. } => "AMBIGUOUS_CONTAINER",
+        ResolveError::Exited(_) => "CONTAINER_EXITED",
+    }
+}
+
+fn container_error(err: ResolveError) -> async_graphql::Error {
+    coded(container_code(&err), err.to_string())
 }
 
 fn query_error(err: QueryError) -> async_graphql::Error {
@@ -172,6 +186,41 @@ impl QueryRoot {
             uptime_secs: manager.uptime().as_secs(),
             active_sessions: manager.active_sessions(),
         }
+    }
+
+    /// Running and paused containers, by id; with `exited`, also the recently exited ones
+    /// (newest first).
+    async fn containers(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = false)] exited: bool,
+    ) -> Vec<ContainerObject> {
+        manager(ctx)
+            .containers()
+            .list(exited)
+            .into_iter()
+            .map(ContainerObject)
+            .collect()
+    }
+
+    /// One container by id, name or unique id prefix (at least 3 characters); running
+    /// ones first, then recently exited. Unknown: UNKNOWN_CONTAINER; several match:
+    /// AMBIGUOUS_CONTAINER.
+    async fn container(
+        &self,
+        ctx: &Context<'_>,
+        id_or_name: String,
+    ) -> async_graphql::Result<ContainerObject> {
+        manager(ctx)
+            .containers()
+            .resolve(&id_or_name)
+            .map(ContainerObject)
+            .map_err(container_error)
+    }
+
+    /// The container a process runs in; null for a host process (or no such process).
+    async fn container_of_pid(&self, ctx: &Context<'_>, pid: u32) -> Option<ContainerObject> {
+        manager(ctx).containers().of_pid(pid).map(ContainerObject)
     }
 
     /// Every mutation, newest first (operators only).

@@ -4,6 +4,7 @@ use async_graphql::connection::{Connection, Edge, EmptyFields};
 use async_graphql::{Context, InputObject, Json, Object, SimpleObject, ID};
 
 use super::{api, coded, manager, memory_error, page_size, query_error};
+use crate::container::{Container, ContainerState, Runtime};
 use crate::event::rfc3339_nanos;
 use crate::handler::Op;
 use crate::query::{AggOp, AggregateQuery, Condition, StoredEvent, TimeseriesQuery};
@@ -90,6 +91,8 @@ pub struct SessionFilterInput {
     pub pid: Option<u32>,
     pub comm: Option<String>,
     pub cgroup_id: Option<u64>,
+    /// A running container's name, id or unique id prefix: only its processes are traced.
+    pub container: Option<String>,
 }
 
 #[derive(Clone, Debug, InputObject)]
@@ -110,7 +113,12 @@ impl StartSessionInput {
         serde_json::json!({
             "tracker": self.tracker,
             "durationSecs": self.duration_secs,
-            "filter": { "pid": filter.pid, "comm": filter.comm, "cgroupId": filter.cgroup_id },
+            "filter": {
+                "pid": filter.pid,
+                "comm": filter.comm,
+                "cgroupId": filter.cgroup_id,
+                "container": filter.container,
+            },
             "config": self.config.as_ref().map(|c| c.0.clone()),
             "store": format!("{:?}", self.store).to_uppercase(),
             "label": self.label,
@@ -132,6 +140,7 @@ impl StartSessionInput {
             pid: filter.pid,
             comm: filter.comm,
             cgroup_id: filter.cgroup_id,
+            container: filter.container,
             config,
             store: self.store,
             label: self.label,
@@ -394,9 +403,110 @@ impl EventObject {
         self.0.cgroup_id
     }
 
+    /// The container the event came from; null on the host.
+    async fn container(&self) -> Option<EventContainer> {
+        let text = |field: &str| self.0.data[field].as_str().map(str::to_string);
+        Some(EventContainer {
+            id: text("container_id")?,
+            name: text("container").unwrap_or_default(),
+            image: text("container_image"),
+        })
+    }
+
     async fn data(&self) -> Json<serde_json::Value> {
         Json(self.0.data.clone())
     }
+}
+
+/// The container of an event, as it was when the event happened.
+#[derive(SimpleObject)]
+pub struct EventContainer {
+    pub id: String,
+    /// Its name, or its short id when the runtime gives none.
+    pub name: String,
+    pub image: Option<String>,
+}
+
+/// A container the server knows of.
+pub struct ContainerObject(pub Container);
+
+#[Object(name = "Container")]
+impl ContainerObject {
+    async fn id(&self) -> &str {
+        &self.0.id
+    }
+
+    /// The engine's name for it; null when no engine names it (runc, or no Docker socket).
+    async fn name(&self) -> Option<&str> {
+        self.0.name.as_deref()
+    }
+
+    async fn image(&self) -> Option<&str> {
+        self.0.image.as_deref()
+    }
+
+    async fn runtime(&self) -> Runtime {
+        self.0.runtime
+    }
+
+    async fn state(&self) -> ContainerState {
+        self.0.state
+    }
+
+    /// Its processes (thread group ids), as of the last exec, exit or rescan.
+    async fn pids(&self) -> Vec<u32> {
+        self.0.pids.iter().copied().collect()
+    }
+
+    /// Its cgroup v2 id first, then those of its sub-cgroups: what sessions filter on.
+    async fn cgroup_ids(&self) -> &[u64] {
+        &self.0.cgroup_ids
+    }
+
+    /// Its cgroup v2 path, below the cgroup v2 mount.
+    async fn cgroup_path(&self) -> &str {
+        &self.0.cgroup_path
+    }
+
+    async fn namespaces(&self) -> ContainerNamespaces {
+        let ns = &self.0.namespaces;
+        ContainerNamespaces {
+            pid: ns.pid,
+            mnt: ns.mnt,
+            user: ns.user,
+            net: ns.net,
+            uts: ns.uts,
+        }
+    }
+
+    /// When its first process started (RFC 3339).
+    async fn started_at(&self) -> Option<String> {
+        self.0.started_at_ns.map(rfc3339_nanos)
+    }
+
+    /// When it was seen to end (RFC 3339); null while it runs.
+    async fn ended_at(&self) -> Option<String> {
+        self.0.ended_at_ns.map(rfc3339_nanos)
+    }
+
+    /// The Kubernetes pod's UID, when it runs in a pod.
+    async fn pod_uid(&self) -> Option<&str> {
+        self.0.pod_uid.as_deref()
+    }
+
+    async fn labels(&self) -> Json<&std::collections::BTreeMap<String, String>> {
+        Json(&self.0.labels)
+    }
+}
+
+/// A container's namespaces, as inode numbers (`ls -l /proc/<pid>/ns`).
+#[derive(SimpleObject)]
+pub struct ContainerNamespaces {
+    pub pid: Option<u64>,
+    pub mnt: Option<u64>,
+    pub user: Option<u64>,
+    pub net: Option<u64>,
+    pub uts: Option<u64>,
 }
 
 pub struct AuditRow(pub AuditEntry);

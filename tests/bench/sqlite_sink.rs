@@ -66,6 +66,7 @@ fn event(i: u64, comms: &[Comm], filename: &FixedStr<256>) -> Event {
         user_ns: 4_026_531_837,
         pid_ns: 4_026_531_836,
         mnt_ns: 4_026_531_832,
+        container: None,
     };
     let body = if i % 2 == 0 {
         ProcessEvent::Exec {

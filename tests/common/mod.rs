@@ -77,6 +77,7 @@ pub fn loaded_prog_ids() -> Vec<u32> {
         .map(|info| info.id)
         .collect()
 }
+pub mod docker;
 pub mod server;
 
 /// Process events made up in user space, for tests that need no kernel.
@@ -94,6 +95,7 @@ pub mod synthetic {
             user_ns: 11,
             pid_ns: 12,
             mnt_ns: 13,
+            container: None,
         }
     }
 

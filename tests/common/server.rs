@@ -71,6 +71,11 @@ impl Server {
         }
     }
 
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("server running").id()
+    }
+
     /// POSTs a query; returns (HTTP status, the JSON body).
     pub fn post(&self, query: &str, variables: Value, token: Option<&str>) -> (u16, Value) {
         let mut request = self

@@ -1,0 +1,435 @@
+//! The container manager (the seed's container_manager): finds containers from the cgroup
+//! v2 tree (Docker, containerd and Kubernetes, CRI-O, podman), from runc's state (plain
+//! runc, containerd's `ctr`) and from the Docker Engine API when its socket is there;
+//! keeps each container's cgroups, processes and namespaces current from process exec
+//! and exit, the engine's event stream and a periodic rescan; and maps cgroup ids and
+//! pids to containers for enrichment ([`Enrich`]) and session filters.
+//!
+//! - `cgroup`: which cgroup paths are containers, and what a cgroup or process holds;
+//! - `runc`: containers from runc's state files;
+//! - `docker`: the Docker Engine API client;
+//! - `registry`: the bounded tables;
+//! - `enrich`: the handler that gives every event its container.
+
+mod cgroup;
+mod docker;
+mod enrich;
+mod registry;
+mod runc;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+pub use cgroup::{parse_path, v2_root, ContainerPath, Namespaces};
+pub use docker::{DockerClient, DockerError, DEFAULT_SOCKET};
+pub use enrich::Enrich;
+pub use registry::{Container, ResolveError, DEAD_KEEP};
+
+use crate::event::{Event, FixedStr};
+use crate::handler::{Flow, Handler};
+use crate::tracker_manager::{find_tracker, Counters, TrackerConfig, TrackerError, TrackerHandle};
+use registry::{Found, Registry};
+
+/// How often the cgroup tree is walked for containers no event announced, and for ones
+/// that ended without a word.
+pub const DEFAULT_RESCAN: Duration = Duration::from_secs(1);
+/// How long to wait before asking a Docker engine that was not there again.
+const DOCKER_RETRY: Duration = Duration::from_secs(1);
+
+/// Which runtime runs a container, as its cgroup path or state says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, async_graphql::Enum)]
+pub enum Runtime {
+    Docker,
+    Containerd,
+    Crio,
+    Podman,
+    /// A Kubernetes CRI runtime that the cgroup path does not name (cgroupfs kubepods).
+    Cri,
+    /// runc started directly, without an engine.
+    Runc,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, async_graphql::Enum)]
+pub enum ContainerState {
+    Running,
+    Paused,
+    Exited,
+}
+
+/// The container an event came from, inline so that events stay `Copy` and enrichment
+/// allocates nothing. Empty `image` means unknown.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ContainerTag {
+    pub id: FixedStr<64>,
+    /// The container's name, or its short id when the runtime gives none.
+    pub name: FixedStr<64>,
+    pub image: FixedStr<128>,
+}
+
+impl ContainerTag {
+    pub fn new(id: &str, name: Option<&str>, image: Option<&str>) -> Self {
+        Self {
+            id: FixedStr::from(id),
+            name: FixedStr::from(name.unwrap_or_else(|| short_id(id))),
+            image: FixedStr::from(image.unwrap_or("")),
+        }
+    }
+}
+
+/// The 12-character id Docker shows for a 64-hex id; other ids (runc's) stay whole.
+pub fn short_id(id: &str) -> &str {
+    if id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        &id[..12]
+    } else {
+        id
+    }
+}
+
+fn now_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+#[derive(Clone, Debug)]
+pub struct ContainerOptions {
+    pub docker_socket: PathBuf,
+    pub rescan_every: Duration,
+}
+
+impl Default for ContainerOptions {
+    fn default() -> Self {
+        Self {
+            docker_socket: PathBuf::from(DEFAULT_SOCKET),
+            rescan_every: DEFAULT_RESCAN,
+        }
+    }
+}
+
+pub struct ContainerManager {
+    registry: Registry,
+    /// The cgroup v2 mount; without one, no container can be found.
+    root: Option<PathBuf>,
+    docker: DockerClient,
+    rescan_every: Duration,
+    /// The internal process tracker that reports exec and exit, when it runs.
+    watch: Mutex<Option<TrackerHandle>>,
+    watch_lost_reported: AtomicU64,
+}
+
+impl ContainerManager {
+    pub fn new(options: ContainerOptions) -> Arc<Self> {
+        let root = v2_root();
+        if root.is_none() {
+            tracing::warn!("no cgroup v2 hierarchy is mounted: containers cannot be found");
+        }
+        Arc::new(Self {
+            registry: Registry::default(),
+            root,
+            docker: DockerClient::new(options.docker_socket),
+            rescan_every: options.rescan_every,
+            watch: Mutex::new(None),
+            watch_lost_reported: AtomicU64::new(0),
+        })
+    }
+
+    /// The tag of the container a cgroup belongs to, found on first sight from the
+    /// process's cgroup when no scan or event announced it yet; `None` for the host.
+    pub fn lookup(&self, cgroup_id: u64, pid: u32) -> Option<ContainerTag> {
+        if let Some(tag) = self.registry.tag(cgroup_id) {
+            return Some(tag);
+        }
+        if self.registry.is_host(cgroup_id) {
+            return None;
+        }
+        self.discover(cgroup_id, pid)
+    }
+
+    /// Bumped whenever a lookup's answer may have changed.
+    pub fn generation(&self) -> u64 {
+        self.registry.generation()
+    }
+
+    fn discover(&self, cgroup_id: u64, pid: u32) -> Option<ContainerTag> {
+        let Some(root) = &self.root else {
+            self.registry.note_host(cgroup_id);
+            return None;
+        };
+        // A process already gone or moved says nothing about the cgroup: do not cache.
+        let path = cgroup::of_pid(pid)?;
+        if cgroup::cgroup_id(root, &path) != Some(cgroup_id) {
+            return None;
+        }
+        let container = parse_path(&path).or_else(|| {
+            self.runc_containers()
+                .into_iter()
+                .find(|c| path == c.path || path.starts_with(&format!("{}/", c.path)))
+        });
+        match container {
+            Some(c) => {
+                self.observe(&c);
+                self.registry.tag(cgroup_id)
+            }
+            None => {
+                self.registry.note_host(cgroup_id);
+                None
+            }
+        }
+    }
+
+    /// Containers runc keeps state for, with their cgroup paths below the v2 mount.
+    fn runc_containers(&self) -> Vec<ContainerPath> {
+        let Some(root) = &self.root else {
+            return Vec::new();
+        };
+        runc::containers()
+            .into_iter()
+            .filter_map(|c| {
+                // A container in the root cgroup would claim the whole tree: not one.
+                let path = c.unified_path.strip_prefix(root.to_str()?)?;
+                (path.len() > 1).then(|| ContainerPath {
+                    runtime: c.runtime,
+                    id: c.id,
+                    pod_uid: None,
+                    path: path.to_string(),
+                })
+            })
+            .collect()
+    }
+
+    /// Records a container from its cgroup (and the cgroups below it), with the
+    /// processes in them; a cgroup with no process left is not a running container.
+    fn observe(&self, c: &ContainerPath) {
+        let Some(root) = &self.root else { return };
+        let dirs = cgroup::walk(root, &c.path);
+        let pids: std::collections::BTreeSet<u32> = dirs
+            .iter()
+            .flat_map(|d| cgroup::procs(root, &d.path))
+            .collect();
+        let Some(&first) = pids.first() else { return };
+        let details = (!self.registry.has_details(&c.id)).then(|| {
+            let namespaces = Namespaces::of_pid(first).unwrap_or_default();
+            let started = pids
+                .iter()
+                .filter_map(|&p| cgroup::process_start_ns(p))
+                .min();
+            (namespaces, started)
+        });
+        self.registry.observe(
+            Found {
+                id: c.id.clone(),
+                runtime: c.runtime,
+                pod_uid: c.pod_uid.clone(),
+                cgroup_path: c.path.clone(),
+                cgroup_ids: dirs.iter().map(|d| d.id).collect(),
+                pids,
+            },
+            details,
+        );
+    }
+
+    /// Walks the cgroup tree and runc's state for containers, and marks dead the known
+    /// ones whose cgroup is gone or empty.
+    pub fn scan(&self) {
+        let Some(root) = &self.root else { return };
+        let mut found: BTreeMap<String, ContainerPath> = BTreeMap::new();
+        for dir in cgroup::walk(root, "/") {
+            if let Some(c) = parse_path(&dir.path) {
+                found.entry(c.id.clone()).or_insert(c);
+            }
+        }
+        for c in self.runc_containers() {
+            found.entry(c.id.clone()).or_insert(c);
+        }
+        for c in found.values() {
+            self.observe(c);
+        }
+        self.registry.retain_live(now_ns(), |c| {
+            let dirs = cgroup::walk(root, &c.cgroup_path);
+            dirs.first().map(|d| d.id) == c.cgroup_ids.first().copied()
+                && dirs
+                    .iter()
+                    .any(|d| !cgroup::procs(root, &d.path).is_empty())
+        });
+        self.report_watch_loss();
+    }
+
+    /// Asks Docker about one container and records what it says.
+    async fn sync_docker(&self, id: &str) -> Result<(), DockerError> {
+        let Some(details) = self.docker.inspect(id).await? else {
+            self.registry.mark_dead(id, now_ns());
+            return Ok(());
+        };
+        if details.pid != 0 {
+            if let Some(path) = cgroup::of_pid(details.pid) {
+                let pod_uid = parse_path(&path).and_then(|p| p.pod_uid);
+                self.observe(&ContainerPath {
+                    runtime: Runtime::Docker,
+                    id: details.info.id.clone(),
+                    pod_uid,
+                    path,
+                });
+            }
+        }
+        self.registry.apply_engine(details.info, now_ns());
+        Ok(())
+    }
+
+    /// Follows Docker: every running container, then its events until the stream ends.
+    async fn follow_docker(&self) -> Result<(), DockerError> {
+        // Subscribe before listing, so a container that starts in between is not missed.
+        let mut events = self.docker.events().await?;
+        for id in self.docker.running().await? {
+            self.sync_docker(&id).await?;
+        }
+        while let Some(event) = events.next().await? {
+            match event.action.as_str() {
+                "die" | "destroy" => self.registry.mark_dead(&event.id, now_ns()),
+                _ => self.sync_docker(&event.id).await?,
+            }
+        }
+        Ok(())
+    }
+
+    /// One scan and, when Docker is there, one listing of its containers: what the
+    /// manager knows right after this is current.
+    pub async fn sync(self: &Arc<Self>) {
+        let manager = self.clone();
+        let _ = tokio::task::spawn_blocking(move || manager.scan()).await;
+        if self.docker.socket().exists() {
+            let synced = async {
+                for id in self.docker.running().await? {
+                    self.sync_docker(&id).await?;
+                }
+                Ok::<_, DockerError>(())
+            };
+            if let Err(err) = synced.await {
+                tracing::warn!("Docker engine: {err}; containers are known by id only");
+            }
+        }
+    }
+
+    /// Keeps the tables current on the running tokio runtime: periodic rescans, and
+    /// Docker's event stream whenever its socket is there.
+    pub fn spawn_background(self: &Arc<Self>) {
+        let manager = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(manager.rescan_every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let scanner = manager.clone();
+                let _ = tokio::task::spawn_blocking(move || scanner.scan()).await;
+            }
+        });
+        let manager = self.clone();
+        tokio::spawn(async move {
+            let mut last_error = String::new();
+            loop {
+                if manager.docker.socket().exists() {
+                    let outcome = manager.follow_docker().await;
+                    let error = outcome.err().map(|e| e.to_string()).unwrap_or_default();
+                    if !error.is_empty() && error != last_error {
+                        tracing::warn!("Docker engine: {error}; retrying");
+                    }
+                    last_error = error;
+                }
+                tokio::time::sleep(DOCKER_RETRY).await;
+            }
+        });
+    }
+
+    /// Runs a process tracker of its own, so that processes exec'd in containers are
+    /// seen (and new containers found) at once, and exited ones forgotten. Sessions
+    /// never see its events or counts.
+    pub fn watch_processes(self: &Arc<Self>) -> Result<(), TrackerError> {
+        let tracker = find_tracker("process")?;
+        let handle = TrackerHandle::spawn(
+            tracker,
+            TrackerConfig::default(),
+            Box::new(ProcessWatch {
+                manager: self.clone(),
+            }),
+            Arc::new(Counters::default()),
+        )?;
+        *self.watch.lock().unwrap_or_else(|p| p.into_inner()) = Some(handle);
+        Ok(())
+    }
+
+    /// Logs what the internal process tracker lost since the last report; the next scan
+    /// repairs the tables from the cgroup tree.
+    fn report_watch_loss(&self) {
+        let lost = self
+            .watch
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map_or(0, |h| h.stats().lost());
+        let reported = self.watch_lost_reported.swap(lost, Ordering::Relaxed);
+        if lost > reported {
+            tracing::warn!(
+                lost = lost - reported,
+                "the container manager's process watch lost events; rescans repair the tables"
+            );
+        }
+    }
+
+    /// Live containers (and the recently exited when `exited`).
+    pub fn list(&self, exited: bool) -> Vec<Container> {
+        self.registry.list(exited)
+    }
+
+    /// A container by id, name or unique id prefix.
+    pub fn resolve(&self, query: &str) -> Result<Container, ResolveError> {
+        self.registry.resolve(query)
+    }
+
+    /// A running container by id, name or unique id prefix: what a session may filter on.
+    pub fn resolve_running(&self, query: &str) -> Result<Container, ResolveError> {
+        match self.registry.resolve(query)? {
+            c if c.state == ContainerState::Exited => Err(ResolveError::Exited(c.id)),
+            c => Ok(c),
+        }
+    }
+
+    /// The container a process runs in; `None` for a host process.
+    pub fn of_pid(&self, pid: u32) -> Option<Container> {
+        if let Some(c) = self.registry.by_pid(pid) {
+            return Some(c);
+        }
+        let root = self.root.as_ref()?;
+        let cgroup_id = cgroup::cgroup_id(root, &cgroup::of_pid(pid)?)?;
+        let tag = self.lookup(cgroup_id, pid)?;
+        self.registry.add_pid(pid, cgroup_id);
+        self.registry.resolve(tag.id.as_str()).ok()
+    }
+
+    /// Table sizes: live, dead, pids, cgroup tags, host cache.
+    pub fn table_sizes(&self) -> [usize; 5] {
+        self.registry.sizes()
+    }
+}
+
+/// The internal process tracker's chain end: processes join and leave containers.
+struct ProcessWatch {
+    manager: Arc<ContainerManager>,
+}
+
+impl Handler<Event> for ProcessWatch {
+    fn handle(&mut self, event: &Event) -> Flow {
+        let h = &event.header;
+        match event.kind() {
+            "exec" => {
+                if self.manager.lookup(h.cgroup_id, h.pid).is_some() {
+                    self.manager.registry.add_pid(h.pid, h.cgroup_id);
+                }
+            }
+            "exit" => self.manager.registry.remove_pid(h.pid),
+            _ => {}
+        }
+        Flow::Caught
+    }
+}

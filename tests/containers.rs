@@ -1,0 +1,458 @@
+//! Root tests of the container manager against a real Docker engine and runc: discovery,
+//! enrichment, sessions filtered by container, grouping by container, and how fast
+//! starts and stops show.
+
+mod common;
+
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::docker::{docker, docker_or_skip, Container};
+use common::server::Server;
+use common::unique_binary;
+use serde_json::{json, Value};
+
+const CONTAINER_FIELDS: &str =
+    "id name image runtime state pids cgroupIds cgroupPath namespaces { pid mnt user net uts } startedAt endedAt";
+
+fn v2_root() -> PathBuf {
+    eunomia::container::v2_root().expect("cgroup v2 is mounted")
+}
+
+/// The id BPF reports for a cgroup: its directory's inode in the v2 tree.
+fn cgroup_inode(path: &str) -> u64 {
+    std::fs::metadata(v2_root().join(path.trim_start_matches('/')))
+        .unwrap()
+        .ino()
+}
+
+fn ns_inode(pid: u32, kind: &str) -> u64 {
+    std::fs::metadata(format!("/proc/{pid}/ns/{kind}"))
+        .unwrap()
+        .ino()
+}
+
+/// Polls `container(idOrName)` until it is known (or the timeout passes).
+fn wait_container(server: &Server, query: &str, timeout: Duration) -> Value {
+    let start = Instant::now();
+    loop {
+        let (_, body) = server.post(
+            &format!("query($q: String!) {{ container(idOrName: $q) {{ {CONTAINER_FIELDS} }} }}"),
+            json!({ "q": query }),
+            None,
+        );
+        if body["errors"].is_null() || start.elapsed() > timeout {
+            return body["data"]["container"].clone();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Runs a session's work, stops it, and returns the chosen fields.
+fn session_after(server: &Server, input: Value, work: impl FnOnce(), fields: &str) -> Value {
+    let id = server.start_session(input);
+    work();
+    server.query(
+        "mutation($id: ID!) { stopSession(id: $id) { status } }",
+        json!({ "id": id }),
+    );
+    server.session(&id, fields)
+}
+
+fn run_host_binary(times: usize) -> String {
+    let (binary, comm) = unique_binary("ch");
+    for _ in 0..times {
+        assert!(Command::new(&binary).status().unwrap().success());
+    }
+    comm
+}
+
+#[test]
+fn session_filtered_by_container_sees_exactly_its_processes() {
+    if !docker_or_skip("session_filtered_by_container_sees_exactly_its_processes") {
+        return;
+    }
+    let web1 = Container::start("web1");
+    let server = Server::start("containers-web1", None);
+    let found = wait_container(&server, "web1", Duration::from_secs(2));
+    let pid = web1.pid();
+    assert_eq!(found["id"], web1.id.as_str());
+    assert_eq!(found["name"], "web1");
+    assert_eq!(found["image"], common::docker::IMAGE);
+    assert_eq!(found["runtime"], "DOCKER");
+    assert_eq!(found["state"], "RUNNING");
+    assert_eq!(found["pids"], json!([pid]));
+    assert_eq!(found["cgroupPath"], format!("/docker/{}", web1.id));
+    assert_eq!(
+        found["cgroupIds"],
+        json!([cgroup_inode(&format!("/docker/{}", web1.id))])
+    );
+    for kind in ["pid", "mnt", "user", "net", "uts"] {
+        assert_eq!(found["namespaces"][kind], ns_inode(pid, kind), "{kind}");
+    }
+    // By id prefix too, and by pid.
+    assert_eq!(
+        wait_container(&server, &web1.id[..8], Duration::ZERO)["name"],
+        "web1"
+    );
+    let by_pid = server.query(
+        "query($pid: Int!, $me: Int!) { web: containerOfPid(pid: $pid) { name } host: containerOfPid(pid: $me) { name } }",
+        json!({ "pid": pid, "me": std::process::id() }),
+    );
+    assert_eq!(by_pid, json!({ "web": { "name": "web1" }, "host": null }));
+
+    let mut host_comm = String::new();
+    let session = session_after(
+        &server,
+        json!({ "tracker": "process", "durationSecs": 30, "filter": { "container": "web1" } }),
+        || {
+            host_comm = run_host_binary(3);
+            for _ in 0..3 {
+                web1.exec(&["sleep", "0"]);
+            }
+        },
+        r#"filter lostCount
+           events(first: 100) { edges { node { kind pid comm container { id name image } data } } }
+           aggregate(groupBy: ["container", "kind"]) { keys count }"#,
+    );
+    assert_eq!(session["filter"]["containerId"], web1.id.as_str());
+    assert_eq!(session["lostCount"], 0);
+    let events: Vec<&Value> = session["events"]["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| &e["node"])
+        .collect();
+    assert_eq!(events.len(), 6, "three execs and three exits: {events:#?}");
+    for event in &events {
+        assert_eq!(
+            event["container"],
+            json!({ "id": web1.id, "name": "web1", "image": common::docker::IMAGE })
+        );
+        assert_eq!(event["comm"], "sleep");
+        assert_ne!(event["comm"], host_comm.as_str());
+        assert_eq!(event["data"]["pid_ns"], ns_inode(pid, "pid"));
+    }
+    let execs: Vec<&str> = events
+        .iter()
+        .filter(|e| e["kind"] == "exec")
+        .map(|e| e["data"]["filename"].as_str().unwrap())
+        .collect();
+    assert_eq!(execs, ["/bin/sleep"; 3]);
+    assert_eq!(
+        session["aggregate"],
+        json!([{ "keys": ["web1", "exec"], "count": 3 }, { "keys": ["web1", "exit"], "count": 3 }])
+    );
+}
+
+#[test]
+fn grouping_by_container_separates_two_containers() {
+    if !docker_or_skip("grouping_by_container_separates_two_containers") {
+        return;
+    }
+    let tag = std::process::id();
+    let a = Container::start(&format!("eu-grp-a-{tag}"));
+    let b = Container::start(&format!("eu-grp-b-{tag}"));
+    let server = Server::start("containers-group", None);
+    for c in [&a, &b] {
+        assert_eq!(
+            wait_container(&server, &c.name, Duration::from_secs(2))["id"],
+            c.id.as_str()
+        );
+    }
+    let fields = format!(
+        r#"aggregate(groupBy: ["container", "container_image"], where: [{{field: "container", op: CONTAINS, value: "eu-grp-"}}, {{field: "container", op: CONTAINS, value: "-{tag}"}}]) {{ keys count }}"#
+    );
+    for store in ["MEMORY", "SQLITE"] {
+        let session = session_after(
+            &server,
+            json!({ "tracker": "process", "durationSecs": 30, "store": store }),
+            || {
+                run_host_binary(1);
+                for _ in 0..2 {
+                    a.exec(&["sleep", "0"]);
+                }
+                for _ in 0..3 {
+                    b.exec(&["sleep", "0"]);
+                }
+            },
+            &fields,
+        );
+        assert_eq!(
+            session["aggregate"],
+            json!([
+                { "keys": [b.name, "bb:latest"], "count": 6 },
+                { "keys": [a.name, "bb:latest"], "count": 4 },
+            ]),
+            "{store}"
+        );
+    }
+    let mut host_comm = String::new();
+    // Host processes have no container: their group key is null.
+    let session = session_after(
+        &server,
+        json!({ "tracker": "process", "durationSecs": 30, "store": "MEMORY" }),
+        || host_comm = run_host_binary(2),
+        "id",
+    );
+    let host = server.session(
+        session["id"].as_str().unwrap(),
+        &format!(r#"aggregate(groupBy: ["container", "kind"], where: [{{field: "comm", value: {host_comm:?}}}]) {{ keys count }}"#),
+    );
+    assert_eq!(
+        host["aggregate"],
+        json!([{ "keys": ["null", "exec"], "count": 2 }, { "keys": ["null", "exit"], "count": 2 }])
+    );
+}
+
+#[test]
+fn container_start_and_stop_show_within_a_second() {
+    if !docker_or_skip("container_start_and_stop_show_within_a_second") {
+        return;
+    }
+    let server = Server::start("containers-life", None);
+    let list = |exited: bool| {
+        server.query(
+            "query($exited: Boolean!) { containers(exited: $exited) { id name state endedAt } }",
+            json!({ "exited": exited }),
+        )["containers"]
+            .as_array()
+            .unwrap()
+            .clone()
+    };
+    let until = |what: &str, done: &dyn Fn() -> bool| {
+        let start = Instant::now();
+        while !done() {
+            assert!(
+                start.elapsed() < Duration::from_secs(1),
+                "{what} did not show within a second"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        start.elapsed()
+    };
+    let name = format!("eu-life-{}", std::process::id());
+    let c = Container::start(&name);
+    let started = until("the start", &|| {
+        list(false).iter().any(|x| {
+            x["id"] == c.id.as_str() && x["name"] == name.as_str() && x["state"] == "RUNNING"
+        })
+    });
+    docker(&["kill", &c.id]);
+    let stopped = until("the stop", &|| {
+        !list(false).iter().any(|x| x["id"] == c.id.as_str())
+            && list(true).iter().any(|x| {
+                x["id"] == c.id.as_str() && x["state"] == "EXITED" && x["endedAt"].is_string()
+            })
+    });
+    eprintln!("start shown after {started:?}, stop after {stopped:?}");
+}
+
+/// A runc container started without any engine; killed and deleted when dropped.
+struct RuncContainer {
+    id: String,
+    bundle: PathBuf,
+    cgroup_parent: String,
+}
+
+impl RuncContainer {
+    fn start() -> RuncContainer {
+        let tag = std::process::id();
+        let id = format!("eunomia-runc-{tag}");
+        let bundle = std::env::temp_dir().join(format!("eunomia-runc-bundle-{tag}"));
+        let _ = std::fs::remove_dir_all(&bundle);
+        let bin = bundle.join("rootfs/bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        std::fs::copy("/usr/bin/busybox", bin.join("busybox")).unwrap();
+        for applet in ["sh", "sleep"] {
+            std::os::unix::fs::symlink("busybox", bin.join(applet)).unwrap();
+        }
+        let run = |args: &[&str]| {
+            let out = Command::new("runc")
+                .args(args)
+                .current_dir(&bundle)
+                .stdin(Stdio::null())
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "runc {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        run(&["spec"]);
+        let spec_path = bundle.join("config.json");
+        let mut spec: Value = serde_json::from_slice(&std::fs::read(&spec_path).unwrap()).unwrap();
+        let cgroup_parent = format!("eunomia-test-{tag}");
+        spec["process"]["terminal"] = json!(false);
+        spec["process"]["args"] = json!(["sleep", "600"]);
+        spec["process"].as_object_mut().unwrap().remove("rlimits");
+        spec["linux"]["cgroupsPath"] = json!(format!("/{cgroup_parent}/c1"));
+        std::fs::write(&spec_path, serde_json::to_vec(&spec).unwrap()).unwrap();
+        let status = Command::new("runc")
+            .args(["run", "-d", "--bundle"])
+            .arg(&bundle)
+            .arg(&id)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "runc run failed");
+        RuncContainer {
+            id,
+            bundle,
+            cgroup_parent,
+        }
+    }
+
+    fn init_pid(&self) -> u32 {
+        let out = Command::new("runc")
+            .args(["state", &self.id])
+            .output()
+            .unwrap();
+        let state: Value = serde_json::from_slice(&out.stdout).unwrap();
+        state["pid"].as_u64().unwrap() as u32
+    }
+
+    fn exec(&self, command: &[&str]) {
+        let status = Command::new("runc")
+            .args(["exec", &self.id])
+            .args(command)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "runc exec {command:?}");
+    }
+}
+
+impl Drop for RuncContainer {
+    fn drop(&mut self) {
+        let _ = Command::new("runc")
+            .args(["delete", "-f", &self.id])
+            .stderr(Stdio::null())
+            .status();
+        // runc removes the container's cgroups; their parent is ours to remove.
+        if let Ok(hierarchies) = std::fs::read_dir("/sys/fs/cgroup") {
+            for h in hierarchies.flatten() {
+                let _ = std::fs::remove_dir(h.path().join(&self.cgroup_parent));
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.bundle);
+    }
+}
+
+#[test]
+fn runc_container_is_recognised_by_id() {
+    if !common::root_or_skip("runc_container_is_recognised_by_id") {
+        return;
+    }
+    let has_runc = Command::new("runc").arg("--version").output().is_ok();
+    assert!(
+        has_runc || std::env::var("CI").as_deref() != Ok("true"),
+        "runc is missing, and CI=true (make deps installs it)"
+    );
+    if !has_runc {
+        eprintln!("skipping runc_container_is_recognised_by_id: no runc");
+        return;
+    }
+    let runc = RuncContainer::start();
+    let server = Server::start("containers-runc", None);
+    let found = wait_container(&server, &runc.id, Duration::from_secs(2));
+    let path = format!("/{}/c1", runc.cgroup_parent);
+    assert_eq!(found["id"], runc.id.as_str());
+    assert_eq!(found["name"], Value::Null);
+    assert_eq!(found["runtime"], "RUNC");
+    assert_eq!(found["state"], "RUNNING");
+    assert_eq!(found["pids"], json!([runc.init_pid()]));
+    assert_eq!(found["cgroupPath"], path.as_str());
+    assert_eq!(found["cgroupIds"], json!([cgroup_inode(&path)]));
+    assert_eq!(found["namespaces"]["pid"], ns_inode(runc.init_pid(), "pid"));
+
+    let session = session_after(
+        &server,
+        json!({ "tracker": "process", "durationSecs": 30, "filter": { "container": runc.id } }),
+        || {
+            for _ in 0..2 {
+                runc.exec(&["sleep", "0"]);
+            }
+        },
+        "aggregate(groupBy: [\"container_id\", \"container\", \"comm\", \"kind\"]) { keys count }",
+    );
+    assert_eq!(
+        session["aggregate"],
+        json!([
+            { "keys": [runc.id, runc.id, "sleep", "exec"], "count": 2 },
+            { "keys": [runc.id, runc.id, "sleep", "exit"], "count": 2 },
+        ])
+    );
+}
+
+#[test]
+fn cli_run_traces_one_container() {
+    if !docker_or_skip("cli_run_traces_one_container") {
+        return;
+    }
+    let c = Container::start(&format!("eu-cli-{}", std::process::id()));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_eunomia"))
+        .args([
+            "run",
+            "process",
+            "--duration",
+            "3",
+            "--format",
+            "json",
+            "--container",
+            &c.name,
+        ])
+        .env("RUST_LOG", "eunomia::cli=info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The CLI logs `tracing` once its probes are attached.
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("tracing") {
+        line.clear();
+        assert!(
+            std::io::BufRead::read_line(&mut stderr, &mut line).unwrap() > 0,
+            "the CLI ended early"
+        );
+    }
+    run_host_binary(2);
+    for _ in 0..2 {
+        c.exec(&["sleep", "0"]);
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let events: Vec<Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let summary: Vec<(&str, &str, &str)> = events
+        .iter()
+        .map(|e| {
+            (
+                e["kind"].as_str().unwrap(),
+                e["container"].as_str().unwrap(),
+                e["container_id"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    let name = c.name.as_str();
+    let id = c.id.as_str();
+    assert_eq!(
+        summary,
+        [
+            ("exec", name, id),
+            ("exit", name, id),
+            ("exec", name, id),
+            ("exit", name, id)
+        ]
+    );
+}
