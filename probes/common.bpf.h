@@ -101,4 +101,41 @@ static __always_inline void fill_header(struct event_header *h, struct task_stru
 	bpf_get_current_comm(h->comm, sizeof(h->comm));
 }
 
+/*
+ * The slow part of a header (ppid and namespaces, a dozen dependent kernel reads) kept
+ * per task by probes that report every call; refreshed at most this often.
+ */
+#define HEADER_CACHE_NS 100000000ULL
+
+struct header_cache {
+	u64 refreshed_ns;
+	u32 ppid;
+	u32 user_ns;
+	u32 pid_ns;
+	u32 mnt_ns;
+};
+
+/* fill_header for hot paths: pid, comm and cgroup are always current. */
+static __always_inline void fill_header_cached(struct event_header *h, struct task_struct *task,
+					       u32 pid, struct header_cache *cache, u64 now)
+{
+	if (!cache->refreshed_ns || now - cache->refreshed_ns > HEADER_CACHE_NS) {
+		fill_header(h, task, pid);
+		cache->refreshed_ns = now;
+		cache->ppid = h->ppid;
+		cache->user_ns = h->user_ns;
+		cache->pid_ns = h->pid_ns;
+		cache->mnt_ns = h->mnt_ns;
+	} else {
+		h->pid = pid;
+		h->ppid = cache->ppid;
+		h->cgroup_id = bpf_get_current_cgroup_id();
+		h->user_ns = cache->user_ns;
+		h->pid_ns = cache->pid_ns;
+		h->mnt_ns = cache->mnt_ns;
+		bpf_get_current_comm(h->comm, sizeof(h->comm));
+	}
+	h->ts_ns = now;
+}
+
 #endif

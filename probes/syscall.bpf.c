@@ -61,45 +61,45 @@ struct {
 	__type(value, struct syscall_identity);
 } identities SEC(".maps");
 
-/* The call in flight on each thread: entry time and syscall id. */
-struct call {
+/* Per thread: the call in flight (entry time and syscall id) and the header cache. */
+struct task_state {
 	u64 start_ns;
 	long id;
+	struct header_cache header;
 };
 
 struct {
 	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, int);
-	__type(value, struct call);
-} in_flight SEC(".maps");
+	__type(value, struct task_state);
+} tasks SEC(".maps");
 
 SEC("tp_btf/sys_enter")
 int BPF_PROG(handle_sys_enter, struct pt_regs *regs, long id)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
 	u32 pid = bpf_get_current_pid_tgid() >> 32;
-	struct call *call;
+	struct task_state *state;
 
 	if (!task_selected(task, pid))
 		return 0;
-	call = bpf_task_storage_get(&in_flight, task, NULL, BPF_LOCAL_STORAGE_GET_F_CREATE);
-	if (!call)
+	state = bpf_task_storage_get(&tasks, task, NULL, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!state)
 		return 0;
-	call->id = id;
-	call->start_ns = bpf_ktime_get_boot_ns();
+	state->id = id;
+	state->start_ns = bpf_ktime_get_boot_ns();
 	return 0;
 }
 
-static __always_inline void stream_call(struct task_struct *task, u32 pid, long id, long ret,
-					u64 now, u64 latency)
+static __always_inline void stream_call(struct task_struct *task, struct task_state *state,
+					u32 pid, long id, long ret, u64 now, u64 latency)
 {
 	struct syscall_event *e = reserve_event(sizeof(*e));
 
 	if (!e)
 		return;
-	fill_header(&e->header, task, pid);
-	e->header.ts_ns = now;
+	fill_header_cached(&e->header, task, pid, &state->header, now);
 	e->ret = ret;
 	e->latency_ns = latency;
 	e->syscall_id = id;
@@ -177,31 +177,38 @@ int BPF_PROG(handle_sys_exit, struct pt_regs *regs, long ret)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
 	u32 pid = bpf_get_current_pid_tgid() >> 32;
-	struct call *call;
+	struct task_state *state = NULL;
 	u64 now = 0, latency = 0;
 	long id;
 
 	if (measure_latency) {
 		/* Filtered at entry: only selected tasks have a call in flight. */
-		call = bpf_task_storage_get(&in_flight, task, NULL, 0);
+		state = bpf_task_storage_get(&tasks, task, NULL, 0);
 		/* No entry seen (tracing began mid-call, or the task is filtered out). */
-		if (!call || !call->start_ns)
+		if (!state || !state->start_ns)
 			return 0;
 		now = bpf_ktime_get_boot_ns();
-		latency = now - call->start_ns;
-		id = call->id;
-		call->start_ns = 0;
+		latency = now - state->start_ns;
+		id = state->id;
+		state->start_ns = 0;
 	} else {
 		if (!task_selected(task, pid))
 			return 0;
 		id = regs->orig_ax;
-		if (stream_mode)
-			now = bpf_ktime_get_boot_ns();
 	}
 
-	if (stream_mode)
-		stream_call(task, pid, id, ret, now, latency);
-	else
+	if (!stream_mode) {
 		count_call(task, pid, id, ret, latency);
+		return 0;
+	}
+	if (!state) {
+		now = bpf_ktime_get_boot_ns();
+		state = bpf_task_storage_get(&tasks, task, NULL, BPF_LOCAL_STORAGE_GET_F_CREATE);
+		if (!state) {
+			__sync_fetch_and_add(&ringbuf_dropped, 1);
+			return 0;
+		}
+	}
+	stream_call(task, state, pid, id, ret, now, latency);
 	return 0;
 }

@@ -94,6 +94,9 @@ pub struct RunArgs {
     /// How often in-kernel aggregates are reported (syscall aggregate mode, files).
     #[arg(long, value_name = "MS")]
     pub interval_ms: Option<u64>,
+    /// Ring buffer size in bytes (a power of two); larger absorbs longer bursts.
+    #[arg(long, value_name = "BYTES")]
+    pub ringbuf_bytes: Option<u32>,
     /// Syscall tracker: time every call (default in stream mode; costs a second probe).
     #[arg(long)]
     pub latency: Option<bool>,
@@ -252,6 +255,7 @@ fn run(args: &RunArgs) -> Result<(), RunError> {
         mode: args.mode,
         interval_ms: args.interval_ms,
         latency: args.latency,
+        ringbuf_bytes: args.ringbuf_bytes.unwrap_or(TrackerConfig::default().ringbuf_bytes),
         file_types: args.file_types.clone(),
         ..TrackerConfig::default()
     };

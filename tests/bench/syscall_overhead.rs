@@ -181,17 +181,30 @@ fn main() {
     }
 
     let made = calls_made(&path);
+    for latency in [true, false] {
+        let rates = stream_rates(&path, &comm, made, latency);
+        println!(
+            "stream mode (latency {latency}) into an in-memory aggregator: median {:.2} M events/s",
+            median(&mut rates.clone()) / 1e6
+        );
+    }
+}
+
+/// Stream-mode rounds: every call of the loop through the ring buffer into an aggregator.
+/// Returns events per second, from the loop's start until every call is seen or lost.
+fn stream_rates(path: &Path, comm: &str, made: u64, latency: bool) -> Vec<f64> {
     let mut rates = Vec::new();
     for round in 1..=ROUNDS {
         let config = TrackerConfig {
             mode: Some(Mode::Stream),
-            comm: Some(comm.clone()),
+            latency: Some(latency),
+            comm: Some(comm.to_string()),
             ringbuf_bytes: 64 << 20,
             ..TrackerConfig::default()
         };
         let (handle, seen) = start(config);
         let started = Instant::now();
-        let loop_secs = time_loop(&path).wall;
+        let loop_secs = time_loop(path).wall;
         // Done when every call is either seen or counted lost.
         let deadline = started + Duration::from_secs(30);
         while seen.load(Ordering::Relaxed) + handle.stats().lost() < made
@@ -215,8 +228,5 @@ fn main() {
         );
         rates.push(rate);
     }
-    println!(
-        "stream mode into an in-memory aggregator: median {:.2} M events/s",
-        median(&mut rates) / 1e6
-    );
+    rates
 }
