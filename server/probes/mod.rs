@@ -3,6 +3,7 @@
 //! `register_trackers!` below.
 
 pub mod process;
+pub mod tcp;
 
 use crate::event::{EventBody, Value};
 use crate::tracker_manager::Tracker;
@@ -44,4 +45,5 @@ macro_rules! register_trackers {
 
 register_trackers! {
     Process => process::ProcessTracker, process::ProcessEvent;
+    Tcp => tcp::TcpTracker, tcp::TcpEvent;
 }
