@@ -193,9 +193,12 @@ fn loopback_exchange(ip: IpAddr, family: &str) {
     let server = serve(listener, N);
     let clients = connect(to, N).join().unwrap();
     let servers = server.join().unwrap();
+    let ip_text = ip.to_string();
+    // The other family's test may listen on the same port number at the same time.
     let ours = |e: &Event| {
         let (sport, dport) = (u64_field(e, "sport"), u64_field(e, "dport"));
-        sport == u64::from(to.port()) || dport == u64::from(to.port())
+        e.get("daddr") == Some(Value::Str(&ip_text))
+            && (sport == u64::from(to.port()) || dport == u64::from(to.port()))
     };
     let events = collector.wait_for(SETTLE, |events| {
         events.iter().filter(|e| ours(e)).count() >= 4 * N
@@ -204,7 +207,6 @@ fn loopback_exchange(ip: IpAddr, family: &str) {
 
     let events: Vec<Event> = events.into_iter().filter(ours).collect();
     assert_eq!(events.len(), 4 * N, "{events:?}");
-    let ip_text = ip.to_string();
     for client in clients {
         let side = (REQUEST, REPLY);
         check_side(

@@ -208,3 +208,134 @@ impl Tracker for TcpTracker {
         run.serve(skel.object(), &skel.maps.events, dropped, decode)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::Record;
+
+    fn raw_event(kind: u32, family: u16, saddr: &[u8], daddr: &[u8]) -> types::tcp_event {
+        let mut raw = types::tcp_event::default();
+        raw.header.ts_ns = 5;
+        raw.header.pid = 42;
+        raw.header.ppid = 1;
+        for (dst, src) in raw.header.comm.iter_mut().zip(b"curl\0") {
+            *dst = *src as i8;
+        }
+        raw.kind = kind;
+        raw.family = family;
+        raw.saddr[..saddr.len()].copy_from_slice(saddr);
+        raw.daddr[..daddr.len()].copy_from_slice(daddr);
+        raw.sport = 40000;
+        raw.dport = 443;
+        raw.srtt_us = 250;
+        raw.latency_ns = 1_500;
+        raw.lifetime_ns = 9_000;
+        raw.bytes_sent = 100;
+        raw.bytes_received = 2_000;
+        raw
+    }
+
+    fn ipv4(kind: u32) -> types::tcp_event {
+        raw_event(kind, AF_INET, &[10, 0, 0, 1], &[93, 184, 216, 34])
+    }
+
+    fn bytes_of(raw: &types::tcp_event) -> Vec<u8> {
+        // SAFETY: tcp_event is plain old data; reading its bytes is always valid.
+        unsafe {
+            std::slice::from_raw_parts(
+                (raw as *const types::tcp_event).cast::<u8>(),
+                std::mem::size_of_val(raw),
+            )
+            .to_vec()
+        }
+    }
+
+    fn field_values(event: &Event) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        event
+            .body
+            .visit(&mut |name, value| out.push((name.to_string(), value.to_string())));
+        out
+    }
+
+    #[test]
+    fn decodes_ipv4_connect() {
+        let event = decode(&bytes_of(&ipv4(CONNECT)), 1_000).expect("decodes");
+        assert_eq!(event.header.ts_ns, 1_005);
+        assert_eq!(event.get("tracker"), Some(Value::Str("tcp")));
+        assert_eq!(event.get("kind"), Some(Value::Str("connect")));
+        assert_eq!(event.get("comm"), Some(Value::Str("curl")));
+        assert_eq!(
+            field_values(&event),
+            [
+                ("family", "ipv4"),
+                ("saddr", "10.0.0.1"),
+                ("daddr", "93.184.216.34"),
+                ("sport", "40000"),
+                ("dport", "443"),
+                ("latency_ns", "1500"),
+                ("lifetime_ns", ""),
+                ("bytes_sent", ""),
+                ("bytes_received", ""),
+                ("srtt_us", "250"),
+            ]
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+        );
+        assert_eq!(event.get("nonsense"), None);
+    }
+
+    #[test]
+    fn decodes_close_and_accept() {
+        let close = decode(&bytes_of(&ipv4(CLOSE)), 0).expect("decodes");
+        assert_eq!(close.get("kind"), Some(Value::Str("close")));
+        assert_eq!(close.get("lifetime_ns"), Some(Value::U64(9_000)));
+        assert_eq!(close.get("bytes_sent"), Some(Value::U64(100)));
+        assert_eq!(close.get("bytes_received"), Some(Value::U64(2_000)));
+        assert_eq!(close.get("latency_ns"), Some(Value::Null));
+
+        let accept = decode(&bytes_of(&ipv4(ACCEPT)), 0).expect("decodes");
+        assert_eq!(accept.get("kind"), Some(Value::Str("accept")));
+        assert_eq!(accept.get("latency_ns"), Some(Value::Null));
+        assert_eq!(accept.get("bytes_sent"), Some(Value::Null));
+        assert_eq!(accept.get("srtt_us"), Some(Value::U64(250)));
+    }
+
+    #[test]
+    fn decodes_ipv6_and_mapped_ipv4_addresses() {
+        let loopback = Ipv6Addr::LOCALHOST.octets();
+        let event = decode(
+            &bytes_of(&raw_event(CONNECT, AF_INET6, &loopback, &loopback)),
+            0,
+        )
+        .expect("decodes");
+        assert_eq!(event.get("family"), Some(Value::Str("ipv6")));
+        assert_eq!(event.get("saddr"), Some(Value::Str("::1")));
+
+        let mapped = Ipv4Addr::new(127, 0, 0, 1).to_ipv6_mapped().octets();
+        let event = decode(
+            &bytes_of(&raw_event(CONNECT, AF_INET6, &mapped, &loopback)),
+            0,
+        )
+        .expect("decodes");
+        assert_eq!(event.get("saddr"), Some(Value::Str("::ffff:127.0.0.1")));
+        assert_eq!(event.get("daddr"), Some(Value::Str("::1")));
+
+        let widest = [0xff; 16];
+        let event =
+            decode(&bytes_of(&raw_event(CLOSE, AF_INET6, &widest, &widest)), 0).expect("decodes");
+        assert_eq!(
+            event.get("saddr"),
+            Some(Value::Str("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"))
+        );
+    }
+
+    #[test]
+    fn rejects_short_unknown_and_foreign_records() {
+        let bytes = bytes_of(&ipv4(CONNECT));
+        assert!(decode(&bytes[..bytes.len() - 1], 0).is_none());
+        assert!(decode(&bytes_of(&ipv4(99)), 0).is_none());
+        let unix = raw_event(CONNECT, libc::AF_UNIX as u16, &[], &[]);
+        assert!(decode(&bytes_of(&unix), 0).is_none());
+    }
+}
