@@ -346,3 +346,39 @@ fn pid_filter_keeps_only_that_process() {
     }
     assert_eq!(stats.lost(), 0, "{stats:?}");
 }
+
+/// A refused connect never becomes established: no connect event, and a close with no
+/// bytes either way.
+#[test]
+fn refused_connect_is_only_a_close() {
+    if !root_or_skip("refused_connect_is_only_a_close") {
+        return;
+    }
+    // A port that was free a moment ago, so nothing listens on it.
+    let closed = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let collector = Collector::default();
+    let handle = start(
+        TrackerConfig {
+            target_pid: Some(std::process::id()),
+            ..TrackerConfig::default()
+        },
+        &collector,
+    );
+    let err = TcpStream::connect(closed).unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused);
+    let to_closed = |e: &Event| u64_field(e, "dport") == u64::from(closed.port());
+    collector.wait_for(SETTLE, |e| e.iter().any(to_closed));
+    std::thread::sleep(Duration::from_millis(200));
+    handle.stop().unwrap();
+
+    let events: Vec<Event> = collector.events().into_iter().filter(to_closed).collect();
+    assert_eq!(kinds(&events), ["close"], "{events:?}");
+    assert_eq!(u64_field(&events[0], "bytes_sent"), 0);
+    assert_eq!(u64_field(&events[0], "bytes_received"), 0);
+    assert_eq!(events[0].header.pid, std::process::id());
+    let lifetime = u64_field(&events[0], "lifetime_ns");
+    assert!(lifetime > 0 && lifetime < 1_000_000_000, "{events:?}");
+}
