@@ -5,6 +5,7 @@
 pub mod process;
 pub mod syscall;
 mod syscall_names;
+pub mod tcp;
 
 use crate::event::{EventBody, Value};
 use crate::tracker_manager::{Tracker, TrackerInfo};
@@ -44,4 +45,5 @@ macro_rules! register_trackers {
 register_trackers! {
     Process => process::ProcessTracker, process::ProcessEvent;
     Syscall => syscall::SyscallTracker, syscall::SyscallEvent;
+    Tcp => tcp::TcpTracker, tcp::TcpEvent;
 }
