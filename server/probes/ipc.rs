@@ -374,3 +374,198 @@ impl Tracker for IpcTracker {
         run.serve(skel.object(), &skel.maps.events, dropped, decode)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::Record;
+
+    fn raw_event(op: u32, args: [u64; 5], ret: i64) -> types::ipc_event {
+        let mut raw = types::ipc_event::default();
+        raw.header.ts_ns = 5;
+        raw.header.pid = 42;
+        for (dst, src) in raw.header.comm.iter_mut().zip(b"ipcmk\0") {
+            *dst = *src as i8;
+        }
+        for (dst, src) in raw.name.iter_mut().zip(b"queue\0") {
+            *dst = *src as i8;
+        }
+        raw.op = op;
+        raw.uid = 1000;
+        raw.gid = 100;
+        raw.ret = ret;
+        raw.args = args;
+        raw
+    }
+
+    fn bytes_of(raw: &types::ipc_event) -> Vec<u8> {
+        // SAFETY: ipc_event is plain old data; reading its bytes is always valid.
+        unsafe {
+            std::slice::from_raw_parts(
+                (raw as *const types::ipc_event).cast::<u8>(),
+                std::mem::size_of_val(raw),
+            )
+            .to_vec()
+        }
+    }
+
+    fn decoded(op: Op, args: [u64; 5], ret: i64) -> Event {
+        let raw_op = Op::ALL.iter().position(|o| *o == op).unwrap() as u32 + 1;
+        decode(&bytes_of(&raw_event(raw_op, args, ret)), 1_000).expect("decodes")
+    }
+
+    /// The fields of an event that are not null, in catalog order.
+    fn set_fields(event: &Event) -> Vec<(String, Value<'_>)> {
+        INFO.fields
+            .iter()
+            .filter_map(|f| match event.get(f.name) {
+                Some(Value::Null) => None,
+                Some(v) => Some((f.name.to_string(), v)),
+                None => panic!("{} is in the catalog but get does not know it", f.name),
+            })
+            .collect()
+    }
+
+    fn expect(event: &Event, fields: &[(&str, Value<'_>)]) {
+        let expected: Vec<(String, Value<'_>)> = fields
+            .iter()
+            .map(|(name, v)| (name.to_string(), *v))
+            .collect();
+        assert_eq!(set_fields(event), expected, "{event:?}");
+    }
+
+    fn common<'a>(
+        op: &'a str,
+        rest: &[(&'a str, Value<'a>)],
+        ret: i64,
+    ) -> Vec<(&'a str, Value<'a>)> {
+        let mut fields = vec![
+            ("op", Value::Str(op)),
+            ("uid", Value::U64(1000)),
+            ("gid", Value::U64(100)),
+        ];
+        fields.extend_from_slice(rest);
+        fields.push(("ret", Value::I64(ret)));
+        fields
+    }
+
+    #[test]
+    fn decodes_header_and_get_calls() {
+        // shmget(0x8badf00d, 4096, IPC_CREAT | 0644) = 7: the key is 32 bits, sign-extended.
+        let event = decoded(Op::Shmget, [0xffff_ffff_8bad_f00d, 4096, 0o1644, 0, 0], 7);
+        assert_eq!(event.header.ts_ns, 1_005);
+        assert_eq!(event.get("pid"), Some(Value::U64(42)));
+        assert_eq!(event.get("comm"), Some(Value::Str("ipcmk")));
+        assert_eq!(event.get("tracker"), Some(Value::Str("ipc")));
+        assert_eq!(event.get("kind"), Some(Value::Str("shm")));
+        let rest = [
+            ("key", Value::U64(0x8bad_f00d)),
+            ("id", Value::I64(7)),
+            ("flags", Value::U64(0o1644)),
+            ("size", Value::U64(4096)),
+        ];
+        expect(&event, &common("shmget", &rest, 7));
+
+        // A failed get has no id.
+        let event = decoded(Op::Semget, [0, 3, 0o600, 0, 0], -22);
+        let rest = [
+            ("key", Value::U64(0)),
+            ("flags", Value::U64(0o600)),
+            ("nsems", Value::U64(3)),
+        ];
+        expect(&event, &common("semget", &rest, -22));
+        assert_eq!(event.get("kind"), Some(Value::Str("sem")));
+    }
+
+    #[test]
+    fn maps_each_ops_arguments() {
+        let msgrcv = decoded(Op::Msgrcv, [4, 0x7000, 32, 0, 0o4000], 10);
+        let rest = [
+            ("id", Value::I64(4)),
+            ("flags", Value::U64(0o4000)),
+            ("size", Value::U64(32)),
+        ];
+        expect(&msgrcv, &common("msgrcv", &rest, 10));
+
+        let semop = decoded(Op::Semop, [5, 0x7000, 2, 0, 0], 0);
+        let rest = [("id", Value::I64(5)), ("nsops", Value::U64(2))];
+        expect(&semop, &common("semop", &rest, 0));
+
+        let shmat = decoded(Op::Shmat, [6, 0, 0o10000, 0, 0], 0x7f00_0000_0000);
+        let rest = [
+            ("id", Value::I64(6)),
+            ("flags", Value::U64(0o10000)),
+            ("addr", Value::U64(0x7f00_0000_0000)),
+        ];
+        expect(&shmat, &common("shmat", &rest, 0x7f00_0000_0000));
+
+        let shmdt = decoded(Op::Shmdt, [0x7f00_0000_0000, 0, 0, 0, 0], 0);
+        expect(
+            &shmdt,
+            &common("shmdt", &[("addr", Value::U64(0x7f00_0000_0000))], 0),
+        );
+
+        let mq_open = decoded(Op::MqOpen, [0x7000, 0o302, 0o600, 0, 0], 3);
+        let rest = [
+            ("name", Value::Str("queue")),
+            ("id", Value::I64(3)),
+            ("flags", Value::U64(0o302)),
+        ];
+        expect(&mq_open, &common("mq_open", &rest, 3));
+        assert_eq!(mq_open.get("kind"), Some(Value::Str("mq")));
+
+        let send = decoded(Op::MqTimedsend, [3, 0x7000, 5, 1, 0], 0);
+        let rest = [("id", Value::I64(3)), ("size", Value::U64(5))];
+        expect(&send, &common("mq_timedsend", &rest, 0));
+
+        let unlink = decoded(Op::MqUnlink, [0x7000, 0, 0, 0, 0], -2);
+        expect(
+            &unlink,
+            &common("mq_unlink", &[("name", Value::Str("queue"))], -2),
+        );
+
+        // An invalid id as the caller passed it.
+        let msgsnd = decoded(Op::Msgsnd, [u64::from(u32::MAX), 0x7000, 8, 0, 0], -22);
+        assert_eq!(msgsnd.get("id"), Some(Value::I64(-1)));
+    }
+
+    #[test]
+    fn names_control_commands_per_facility() {
+        let cmd = |op, cmd: u64| {
+            decoded(op, [1, cmd, cmd, 0, 0], 0)
+                .get("cmd")
+                .map(|v| v.to_string())
+        };
+        assert_eq!(cmd(Op::Msgctl, 0).as_deref(), Some("IPC_RMID"));
+        // The 64-bit structures flag does not change the command.
+        assert_eq!(cmd(Op::Shmctl, 0x100 | 2).as_deref(), Some("IPC_STAT"));
+        assert_eq!(cmd(Op::Msgctl, 11).as_deref(), Some("MSG_STAT"));
+        assert_eq!(cmd(Op::Semctl, 16).as_deref(), Some("SETVAL"));
+        assert_eq!(cmd(Op::Shmctl, 11).as_deref(), Some("SHM_LOCK"));
+        assert_eq!(cmd(Op::Shmctl, 99).as_deref(), Some("99"));
+        let semctl = decoded(Op::Semctl, [9, 0, 0, 0, 0], 0);
+        let rest = [("id", Value::I64(9)), ("cmd", Value::Str("IPC_RMID"))];
+        expect(&semctl, &common("semctl", &rest, 0));
+    }
+
+    #[test]
+    fn visit_gives_every_catalog_field_in_order() {
+        let event = decoded(Op::Msgget, [0, 0o1600, 0, 0, 0], 1);
+        let mut names = Vec::new();
+        event
+            .body
+            .visit(&mut |name, _| names.push(name.to_string()));
+        let catalog: Vec<&str> = INFO.fields.iter().map(|f| f.name).collect();
+        assert_eq!(names, catalog);
+        assert_eq!(event.get("nonsense"), None);
+    }
+
+    #[test]
+    fn rejects_short_and_unknown_records() {
+        let bytes = bytes_of(&raw_event(1, [0; 5], 0));
+        assert!(decode(&bytes[..bytes.len() - 1], 0).is_none());
+        assert!(decode(&bytes_of(&raw_event(0, [0; 5], 0)), 0).is_none());
+        assert!(decode(&bytes_of(&raw_event(17, [0; 5], 0)), 0).is_none());
+        assert_eq!(Op::from_raw(16), Some(Op::MqUnlink));
+    }
+}
