@@ -8,9 +8,11 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::server::Server;
 use common::{root_or_skip, Collector};
 use eunomia::event::{Event, Record, Value};
 use eunomia::tracker_manager::{find_tracker, Counters, TrackerConfig, TrackerHandle};
+use serde_json::json;
 
 const SETTLE: Duration = Duration::from_secs(5);
 const IPC_CREAT: u64 = 0o1000;
@@ -121,6 +123,22 @@ fn ipcmk_and_ipcrm_show_get_and_rmid_with_key_and_id() {
     }
 }
 
+const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/programs/ipc_calls.py");
+
+/// Runs tests/programs/ipc_calls.py with `python` on POSIX queue `/queue`; returns the
+/// script's pid and its `name=value` results.
+fn run_script(python: &str, queue: &str) -> (u32, HashMap<String, i64>) {
+    let (pid, out) = run(python, &[SCRIPT, &format!("/{queue}")]);
+    let results = out
+        .lines()
+        .map(|line| {
+            let (name, value) = line.split_once('=').unwrap();
+            (name.to_string(), value.parse().unwrap())
+        })
+        .collect();
+    (pid, results)
+}
+
 #[test]
 fn every_call_of_a_script_is_reported_with_its_arguments_and_result() {
     if !root_or_skip("every_call_of_a_script_is_reported_with_its_arguments_and_result") {
@@ -129,15 +147,7 @@ fn every_call_of_a_script_is_reported_with_its_arguments_and_result() {
     let queue = format!("eunomia-ipc-{}", std::process::id());
     let collector = Collector::default();
     let handle = start(&collector);
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/programs/ipc_calls.py");
-    let (pid, out) = run("python3", &[script, &format!("/{queue}")]);
-    let results: HashMap<&str, i64> = out
-        .lines()
-        .map(|line| {
-            let (name, value) = line.split_once('=').unwrap();
-            (name, value.parse().unwrap())
-        })
-        .collect();
+    let (pid, results) = run_script("python3", &queue);
     collector.wait_for(SETTLE, |_| {
         collector
             .of_pid(pid)
@@ -253,4 +263,81 @@ fn every_call_of_a_script_is_reported_with_its_arguments_and_result() {
     for event in &events {
         assert_eq!(event.get("uid"), Some(Value::U64(0)));
     }
+}
+
+/// Through the server, both stores: the calls per op, and bytes summed over the
+/// message queue calls (msgsnd's 10 and msgrcv's 32).
+#[test]
+fn sessions_count_calls_per_op_and_sum_sizes() {
+    if !root_or_skip("sessions_count_calls_per_op_and_sum_sizes") {
+        return;
+    }
+    // A python3 under a name no other process has: its comm selects our calls only.
+    let comm = format!("euipc{}", std::process::id() % 100_000);
+    let dir = std::env::temp_dir().join(format!("eunomia-test-{}-ipc", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let python = dir.join(&comm);
+    let _ = std::fs::remove_file(&python);
+    std::os::unix::fs::symlink("/usr/bin/python3", &python).unwrap();
+
+    let server = Server::start("ipc", None);
+    for store in ["SQLITE", "MEMORY"] {
+        let id = server.start_session(json!({
+            "tracker": "ipc",
+            "durationSecs": 2,
+            "store": store,
+            "filter": { "comm": comm },
+        }));
+        let queue = format!("eunomia-ipc-{}-{store}", std::process::id());
+        run_script(python.to_str().unwrap(), &queue);
+        assert_eq!(server.wait_ended(&id, Duration::from_secs(10)), "COMPLETED");
+        let session = server.session(
+            &id,
+            r#"lostCount
+               calls: aggregate(groupBy: ["op"]) { keys count }
+               bytes: aggregate(groupBy: ["kind"], op: SUM, field: "size",
+                                where: [{field: "kind", value: "msg"}]) { keys value }"#,
+        );
+        let what = format!("{store}: {session}");
+        assert_eq!(session["lostCount"], 0, "{what}");
+        let mut calls: Vec<(String, u64)> = session["calls"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|row| {
+                (
+                    row["keys"][0].as_str().unwrap().to_string(),
+                    row["count"].as_u64().unwrap(),
+                )
+            })
+            .collect();
+        calls.sort();
+        let expected: Vec<(String, u64)> = [
+            ("mq_open", 1),
+            ("mq_timedreceive", 1),
+            ("mq_timedsend", 1),
+            ("mq_unlink", 2),
+            ("msgctl", 1),
+            ("msgget", 1),
+            ("msgrcv", 1),
+            ("msgsnd", 1),
+            ("semctl", 1),
+            ("semget", 1),
+            ("semtimedop", 1),
+            ("shmat", 1),
+            ("shmctl", 1),
+            ("shmdt", 1),
+            ("shmget", 1),
+        ]
+        .into_iter()
+        .map(|(op, n)| (op.to_string(), n))
+        .collect();
+        assert_eq!(calls, expected, "{what}");
+        assert_eq!(
+            session["bytes"],
+            json!([{ "keys": ["msg"], "value": 42.0 }]),
+            "{what}"
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
 }
