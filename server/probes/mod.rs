@@ -2,6 +2,7 @@
 //! here that implements [`Tracker`] and [`EventBody`], and add one line to
 //! `register_trackers!` below.
 
+pub mod ipc;
 pub mod process;
 pub mod syscall;
 mod syscall_names;
@@ -46,4 +47,5 @@ register_trackers! {
     Process => process::ProcessTracker, process::ProcessEvent;
     Syscall => syscall::SyscallTracker, syscall::SyscallEvent;
     Tcp => tcp::TcpTracker, tcp::TcpEvent;
+    Ipc => ipc::IpcTracker, ipc::IpcEvent;
 }
