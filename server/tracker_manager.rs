@@ -496,7 +496,7 @@ impl<'a> Run<'a> {
             }
         }
         // Detach first, then drain: nothing can arrive after the last read.
-        drop(links);
+        detach(links);
         let drained = ringbuf.consume().map_err(TrackerError::Poll);
         let pulled = drain.as_mut().map_or(Ok(()), |d| pull(d, true));
         counters
@@ -506,6 +506,16 @@ impl<'a> Run<'a> {
         let finished = chain.borrow_mut().finish().map_err(TrackerError::Chain);
         result.and(drained).and(pulled).and(finished)
     }
+}
+
+/// Detaches links in parallel: each waits for an RCU grace period (tens of milliseconds),
+/// which one after the other adds up for trackers with many tracepoints.
+fn detach(links: Vec<Link>) {
+    std::thread::scope(|scope| {
+        for link in links {
+            scope.spawn(move || drop(link));
+        }
+    });
 }
 
 /// How a probe that aggregates in BPF maps hands its aggregates over.
