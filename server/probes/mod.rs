@@ -2,6 +2,7 @@
 //! here that implements [`Tracker`] and [`EventBody`], and add one line to
 //! `register_trackers!` below.
 
+pub mod files;
 pub mod process;
 pub mod syscall;
 mod syscall_names;
@@ -47,4 +48,5 @@ macro_rules! register_trackers {
 register_trackers! {
     Process => process::ProcessTracker, process::ProcessEvent;
     Syscall => syscall::SyscallTracker, syscall::SyscallEvent;
+    Files => files::FilesTracker, files::FilesEvent;
 }
