@@ -7,12 +7,15 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
+use std::time::Duration;
 
+use common::server::Server;
 use common::{root_or_skip, Collector};
 use eunomia::event::{Event, Record, Value};
 use eunomia::tracker_manager::{
     find_tracker, Counters, FileType, Stats, TrackerConfig, TrackerHandle,
 };
+use serde_json::json;
 
 /// The child: starts up, says "ready", waits for "go" on stdin (the tracker is attached by
 /// then), does what `mode` says, and prints what the calls returned as JSON.
@@ -119,21 +122,52 @@ impl Traced {
     }
 }
 
-/// Runs the child in `mode` on `target` with the tracker on its pid only, from "go" on:
-/// its start-up (Python reading its modules) is over by then.
+/// A started child, waiting for "go": its start-up (Python reading its modules) is over.
+struct Child {
+    process: std::process::Child,
+    stdout: BufReader<std::process::ChildStdout>,
+}
+
+impl Child {
+    fn ready(mode: &str, target: &Path) -> Child {
+        let mut process = Command::new("python3")
+            .args(["-c", CHILD, mode])
+            .arg(target)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("python3 runs");
+        let mut stdout = BufReader::new(process.stdout.take().unwrap());
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        assert_eq!(line, "ready\n");
+        Child { process, stdout }
+    }
+
+    fn pid(&self) -> u32 {
+        self.process.id()
+    }
+
+    /// Lets it run to the end; returns its report.
+    fn go(mut self) -> serde_json::Value {
+        self.process
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(b"go\n")
+            .unwrap();
+        let mut report = String::new();
+        self.stdout.read_to_string(&mut report).unwrap();
+        let status = self.process.wait().unwrap();
+        assert!(status.success(), "child failed: {status:?}");
+        serde_json::from_str(&report).unwrap()
+    }
+}
+
+/// Runs the child in `mode` on `target` with the tracker on its pid only, from "go" on.
 fn trace(mode: &str, target: &Path, config: TrackerConfig) -> Traced {
-    let mut child = Command::new("python3")
-        .args(["-c", CHILD, mode])
-        .arg(target)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("python3 runs");
-    let pid = child.id();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    stdout.read_line(&mut line).unwrap();
-    assert_eq!(line, "ready\n");
+    let child = Child::ready(mode, target);
+    let pid = child.pid();
     let collector = Collector::default();
     let handle = TrackerHandle::spawn(
         find_tracker("files").unwrap(),
@@ -146,18 +180,14 @@ fn trace(mode: &str, target: &Path, config: TrackerConfig) -> Traced {
         Arc::new(Counters::default()),
     )
     .expect("files tracker starts");
-    child.stdin.take().unwrap().write_all(b"go\n").unwrap();
-    let mut report = String::new();
-    stdout.read_to_string(&mut report).unwrap();
-    let status = child.wait().unwrap();
-    assert!(status.success(), "child failed: {status:?}");
+    let report = child.go();
     // Stopping drains the last interval: everything the child did is in.
     let stats = handle.stop().unwrap();
     let events = collector.events();
     assert_eq!(stats.seen, events.len() as u64);
     Traced {
         pid,
-        report: serde_json::from_str(&report).unwrap(),
+        report,
         events,
         stats,
     }
@@ -350,4 +380,55 @@ fn a_full_map_counts_what_it_cannot_hold() {
         traced.stats
     );
     std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// A GraphQL session with the tracker's options: per-file sums over the stored rows.
+#[test]
+fn a_session_sums_a_files_bytes_per_path() {
+    if !root_or_skip("a_session_sums_a_files_bytes_per_path") {
+        return;
+    }
+    let file = test_dir(&std::env::temp_dir(), "session").join("data");
+    let path = file.to_str().unwrap();
+    let server = Server::start("files", None);
+    let child = Child::ready("io", &file);
+    let id = server.start_session(json!({
+        "tracker": "files",
+        "durationSecs": 60,
+        "filter": { "pid": child.pid() },
+        "config": { "interval_ms": 100, "file_types": ["regular"] },
+    }));
+    child.go();
+    server.query(
+        "mutation($id: ID!) { stopSession(id: $id) { status } }",
+        json!({ "id": id }),
+    );
+    assert_eq!(server.wait_ended(&id, Duration::from_secs(10)), "STOPPED");
+    let session = server.session(
+        &id,
+        r#"lostCount
+           written: aggregate(groupBy: ["path"], op: SUM, field: "write_bytes",
+                              where: [{field: "kind", value: "io"}]) { keys value }
+           reads: aggregate(groupBy: ["path", "file_type"], op: SUM, field: "reads",
+                            where: [{field: "kind", value: "io"}]) { keys value }
+           opens: aggregate(groupBy: ["path"], where: [{field: "kind", value: "open"}])
+                  { keys value }"#,
+    );
+    assert_eq!(session["lostCount"], 0, "{session}");
+    assert_eq!(
+        session["written"],
+        json!([{ "keys": [path], "value": 3000.0 }]),
+        "{session}"
+    );
+    assert_eq!(
+        session["reads"],
+        json!([{ "keys": [path, "regular"], "value": 5.0 }]),
+        "{session}"
+    );
+    assert_eq!(
+        session["opens"],
+        json!([{ "keys": [path], "value": 2.0 }]),
+        "{session}"
+    );
+    std::fs::remove_dir_all(file.parent().unwrap()).unwrap();
 }
