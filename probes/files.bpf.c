@@ -310,8 +310,11 @@ static __always_inline void count_io(struct trace_event_raw_sys_exit *ctx, u32 c
 	if (!state || ret < 0)
 		return;
 	file = fd_file(task, state->fd);
-	if (!file)
+	if (!file) {
+		/* Another thread closed the fd meanwhile: the call cannot be placed. */
+		__sync_fetch_and_add(&ringbuf_dropped, 1);
 		return;
+	}
 	inode = BPF_CORE_READ(file, f_inode);
 	type = file_type(inode);
 	if (!type_selected(type))
