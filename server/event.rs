@@ -8,6 +8,7 @@ use std::fmt;
 
 use crate::container::ContainerTag;
 use crate::probes::Body;
+use crate::tracker_manager::TrackerInfo;
 
 /// The type of a field, as the catalog reports it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -252,11 +253,22 @@ pub struct Event {
 
 /// What a tracker's own part of an event must provide.
 pub trait EventBody {
-    fn tracker(&self) -> &'static str;
+    /// The catalog entry of the tracker these events come from.
+    fn info(&self) -> &'static TrackerInfo;
     fn kind(&self) -> &'static str;
-    /// The tracker's own fields, in output order (the catalog's order after the common ones).
-    fn visit(&self, visit: &mut dyn FnMut(&str, Value<'_>));
+    /// One of the tracker's own fields; `None` for a name the catalog does not have.
     fn get(&self, name: &str) -> Option<Value<'_>>;
+
+    fn tracker(&self) -> &'static str {
+        self.info().name
+    }
+
+    /// The tracker's own fields, in output order (the catalog's order after the common ones).
+    fn visit(&self, visit: &mut dyn FnMut(&str, Value<'_>)) {
+        for field in self.info().fields {
+            visit(field.name, self.get(field.name).unwrap_or(Value::Null));
+        }
+    }
 }
 
 impl Event {

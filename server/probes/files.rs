@@ -102,20 +102,14 @@ pub enum FilesEvent {
 }
 
 impl EventBody for FilesEvent {
-    fn tracker(&self) -> &'static str {
-        INFO.name
+    fn info(&self) -> &'static TrackerInfo {
+        &INFO
     }
 
     fn kind(&self) -> &'static str {
         match self {
             FilesEvent::Io { .. } => "io",
             FilesEvent::Open { .. } => "open",
-        }
-    }
-
-    fn visit(&self, visit: &mut dyn FnMut(&str, Value<'_>)) {
-        for field in INFO.fields {
-            visit(field.name, self.get(field.name).unwrap_or(Value::Null));
         }
     }
 

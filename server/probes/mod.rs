@@ -3,12 +3,14 @@
 //! `register_trackers!` below.
 
 pub mod files;
+pub mod ipc;
 pub mod process;
 pub mod syscall;
 mod syscall_names;
+pub mod tcp;
 
 use crate::event::{EventBody, Value};
-use crate::tracker_manager::Tracker;
+use crate::tracker_manager::{Tracker, TrackerInfo};
 
 /// Declares the event body enum and the tracker registry from one list.
 macro_rules! register_trackers {
@@ -26,14 +28,11 @@ macro_rules! register_trackers {
         })+
 
         impl EventBody for Body {
-            fn tracker(&self) -> &'static str {
-                match self { $(Body::$variant(b) => b.tracker(),)+ }
+            fn info(&self) -> &'static TrackerInfo {
+                match self { $(Body::$variant(b) => b.info(),)+ }
             }
             fn kind(&self) -> &'static str {
                 match self { $(Body::$variant(b) => b.kind(),)+ }
-            }
-            fn visit(&self, visit: &mut dyn FnMut(&str, Value<'_>)) {
-                match self { $(Body::$variant(b) => b.visit(visit),)+ }
             }
             fn get(&self, name: &str) -> Option<Value<'_>> {
                 match self { $(Body::$variant(b) => b.get(name),)+ }
@@ -48,5 +47,7 @@ macro_rules! register_trackers {
 register_trackers! {
     Process => process::ProcessTracker, process::ProcessEvent;
     Syscall => syscall::SyscallTracker, syscall::SyscallEvent;
+    Tcp => tcp::TcpTracker, tcp::TcpEvent;
+    Ipc => ipc::IpcTracker, ipc::IpcEvent;
     Files => files::FilesTracker, files::FilesEvent;
 }

@@ -122,20 +122,14 @@ pub fn signal_name(sig: u32) -> Option<&'static str> {
 }
 
 impl EventBody for ProcessEvent {
-    fn tracker(&self) -> &'static str {
-        INFO.name
+    fn info(&self) -> &'static TrackerInfo {
+        &INFO
     }
 
     fn kind(&self) -> &'static str {
         match self {
             ProcessEvent::Exec { .. } => "exec",
             ProcessEvent::Exit { .. } => "exit",
-        }
-    }
-
-    fn visit(&self, visit: &mut dyn FnMut(&str, Value<'_>)) {
-        for field in INFO.fields {
-            visit(field.name, self.get(field.name).unwrap_or(Value::Null));
         }
     }
 

@@ -103,20 +103,14 @@ impl SyscallEvent {
 }
 
 impl EventBody for SyscallEvent {
-    fn tracker(&self) -> &'static str {
-        INFO.name
+    fn info(&self) -> &'static TrackerInfo {
+        &INFO
     }
 
     fn kind(&self) -> &'static str {
         match self {
             SyscallEvent::Totals { .. } => "totals",
             SyscallEvent::Call { .. } => "call",
-        }
-    }
-
-    fn visit(&self, visit: &mut dyn FnMut(&str, Value<'_>)) {
-        for field in INFO.fields {
-            visit(field.name, self.get(field.name).unwrap_or(Value::Null));
         }
     }
 

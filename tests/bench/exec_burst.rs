@@ -4,31 +4,20 @@
 //!
 //! `cargo bench --bench exec_burst`
 
+#[path = "../common/mod.rs"]
+mod common;
+
 use std::process::Command;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use eunomia::event::Event;
-use eunomia::handler::{CountAggregator, Discard, Flow, Handler};
+use common::Counted;
 use eunomia::tracker_manager::{find_tracker, Counters, TrackerConfig, TrackerHandle};
 
 const PROCESSES: u64 = 10_000;
 const SPAWNERS: u64 = 2;
 const RUNS: usize = 3;
-
-/// Counts what reaches the end of the chain, after a real aggregation.
-struct Counted {
-    aggregate: CountAggregator<Discard>,
-    seen: Arc<AtomicU64>,
-}
-
-impl Handler<Event> for Counted {
-    fn handle(&mut self, event: &Event) -> Flow {
-        self.seen.fetch_add(1, Ordering::Relaxed);
-        self.aggregate.handle(event)
-    }
-}
 
 /// User + system CPU seconds of this process's thread named `name`.
 fn thread_cpu_secs(name: &str) -> f64 {
@@ -66,11 +55,8 @@ fn main() {
 
     let mut results = Vec::new();
     for run in 0..RUNS {
-        let seen = Arc::new(AtomicU64::new(0));
-        let chain = Counted {
-            aggregate: CountAggregator::new(vec!["kind".into(), "comm".into()], Discard),
-            seen: seen.clone(),
-        };
+        let chain = Counted::new(&["kind", "comm"]);
+        let seen = chain.seen.clone();
         let config = TrackerConfig {
             comm: Some(comm.into()),
             ..TrackerConfig::default()

@@ -17,33 +17,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use eunomia::event::Event;
-use eunomia::handler::{CountAggregator, Discard, Flow, Handler};
+use common::Counted;
 use eunomia::tracker_manager::{find_tracker, Counters, Mode, TrackerConfig, TrackerHandle};
 
 const CALLS: u64 = 5_000_000;
 const ROUNDS: usize = 5;
 const BPFTRACE: &str = "tracepoint:raw_syscalls:sys_enter { @[comm] = count(); }";
 
-/// Counts what reaches the end of the chain, after a real aggregation by syscall.
-struct Counted {
-    aggregate: CountAggregator<Discard>,
-    seen: Arc<AtomicU64>,
-}
-
-impl Handler<Event> for Counted {
-    fn handle(&mut self, event: &Event) -> Flow {
-        self.seen.fetch_add(1, Ordering::Relaxed);
-        self.aggregate.handle(event)
-    }
-}
-
 fn start(config: TrackerConfig) -> (TrackerHandle, Arc<AtomicU64>) {
-    let seen = Arc::new(AtomicU64::new(0));
-    let chain = Counted {
-        aggregate: CountAggregator::new(vec!["syscall".into()], Discard),
-        seen: seen.clone(),
-    };
+    let chain = Counted::new(&["syscall"]);
+    let seen = chain.seen.clone();
     let handle = TrackerHandle::spawn(
         find_tracker("syscall").unwrap(),
         config,

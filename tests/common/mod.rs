@@ -136,3 +136,29 @@ pub fn syscall_load(tag: &str) -> (PathBuf, String) {
     assert!(built.success(), "building {source} failed");
     (path, comm)
 }
+
+/// A chain end for benchmarks: a real aggregation (by `group_by`), and a count of what
+/// reached it that other threads can read.
+pub struct Counted {
+    aggregate: eunomia::handler::CountAggregator<eunomia::handler::Discard>,
+    pub seen: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Counted {
+    pub fn new(group_by: &[&str]) -> Self {
+        Self {
+            aggregate: eunomia::handler::CountAggregator::new(
+                group_by.iter().map(|f| f.to_string()).collect(),
+                eunomia::handler::Discard,
+            ),
+            seen: Arc::default(),
+        }
+    }
+}
+
+impl Handler<Event> for Counted {
+    fn handle(&mut self, event: &Event) -> Flow {
+        self.seen.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.aggregate.handle(event)
+    }
+}
