@@ -2,6 +2,7 @@
 //! here that implements [`Tracker`] and [`EventBody`], and add one line to
 //! `register_trackers!` below.
 
+pub mod files;
 pub mod ipc;
 pub mod process;
 pub mod syscall;
@@ -48,4 +49,5 @@ register_trackers! {
     Syscall => syscall::SyscallTracker, syscall::SyscallEvent;
     Tcp => tcp::TcpTracker, tcp::TcpEvent;
     Ipc => ipc::IpcTracker, ipc::IpcEvent;
+    Files => files::FilesTracker, files::FilesEvent;
 }

@@ -1,0 +1,415 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/*
+ * The files tracker. Reads and writes (read, write, pread64, pwrite64, readv, writev) are
+ * counted in the kernel per (process, file), with the bytes the call returned, in hash
+ * maps that user space drains every interval; openat calls are events in the ring buffer.
+ */
+#include "common.bpf.h"
+#include "files.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+struct files_io files_io_layout = {};
+struct files_key files_key_layout = {};
+struct files_open_event files_open_event_layout = {};
+
+/* Which file types to report, bit (1 << enum files_file_type); set by user space. */
+const volatile u32 file_type_mask = 1 << FILES_TYPE_REGULAR;
+
+#define S_IFMT 00170000
+#define S_IFSOCK 0140000
+#define S_IFREG 0100000
+#define S_IFIFO 0010000
+
+/* Steps of the path walk: one per component, one per mount crossed. */
+#define MAX_WALK 64
+/* A component is at most NAME_MAX (255) bytes. */
+#define NAME_MASK 255
+#define TRUNCATED "..."
+
+#define MAX_FILES 16384
+
+/*
+ * Aggregates come in two generations: programs add to the one the low bit of
+ * `generation` names while user space bumps it and drains the other, so no increment
+ * races with a read-and-delete.
+ */
+u32 generation = 0;
+
+/* Allocated on demand: a row carries its path, and most sessions see few files. */
+struct io_map {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, MAX_FILES);
+	__type(key, struct files_key);
+	__type(value, struct files_io);
+};
+struct io_map io_0 SEC(".maps");
+struct io_map io_1 SEC(".maps");
+
+enum call {
+	CALL_NONE,
+	CALL_READ,
+	CALL_WRITE,
+	CALL_OPEN,
+};
+
+/* Per thread: the call in flight, seen at sys_enter, finished at sys_exit. */
+struct task_state {
+	u32 call; /* enum call */
+	u32 flags; /* openat */
+	s64 fd; /* read and write family */
+	const char *filename; /* openat, user memory */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct task_state);
+} tasks SEC(".maps");
+
+enum walk_state {
+	WALK_ON,
+	WALK_COMPLETE, /* reached the root, or named a file off any tree */
+};
+
+/* Where the path walk is (see build_path). */
+struct walk {
+	struct dentry *dentry;
+	struct vfsmount *vfsmnt;
+	struct mount *mnt;
+	u32 pos; /* the path so far is path[pos..] */
+	u32 state; /* enum walk_state */
+	u32 pseudo;
+};
+
+/* Too big for the 512-byte stack: a new row, and the path built backwards. */
+struct scratch {
+	struct files_io io;
+	struct walk walk;
+	char path[FILES_PATH_MAX + NAME_MASK + 1];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, u32);
+	__type(value, struct scratch);
+} scratch_map SEC(".maps");
+
+static __always_inline struct scratch *get_scratch(void)
+{
+	u32 zero = 0;
+
+	return bpf_map_lookup_elem(&scratch_map, &zero);
+}
+
+static __always_inline struct file *fd_file(struct task_struct *task, s64 fd)
+{
+	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
+	struct file **fds;
+	struct file *file = NULL;
+
+	if (!fdt || fd < 0 || fd >= BPF_CORE_READ(fdt, max_fds))
+		return NULL;
+	fds = BPF_CORE_READ(fdt, fd);
+	bpf_probe_read_kernel(&file, sizeof(file), &fds[fd]);
+	return file;
+}
+
+static __always_inline u32 file_type(struct inode *inode)
+{
+	switch (BPF_CORE_READ(inode, i_mode) & S_IFMT) {
+	case S_IFREG:
+		return FILES_TYPE_REGULAR;
+	case S_IFSOCK:
+		return FILES_TYPE_SOCKET;
+	case S_IFIFO:
+		return FILES_TYPE_PIPE;
+	default:
+		return FILES_TYPE_OTHER;
+	}
+}
+
+static __always_inline bool type_selected(u32 type)
+{
+	return file_type_mask & (1 << type);
+}
+
+/* Writes `name` (len bytes) in front of the path so far; false when it does not fit. */
+static __always_inline bool prepend(struct scratch *s, const unsigned char *name, u32 len,
+				    bool slash)
+{
+	/* Keeps room for the truncation mark in front of what is written. */
+	u32 need = len + slash + sizeof(TRUNCATED) - 1;
+	u32 pos = s->walk.pos;
+
+	if (len > NAME_MASK || need > pos)
+		return false;
+	pos -= len;
+	/* Masks bound the offsets for the verifier; the checks above keep them exact. */
+	bpf_probe_read_kernel(&s->path[pos & (FILES_PATH_MAX - 1)], len & NAME_MASK, name);
+	if (slash) {
+		pos -= 1;
+		s->path[pos & (FILES_PATH_MAX - 1)] = '/';
+	}
+	s->walk.pos = pos;
+	return true;
+}
+
+/*
+ * One step of the walk up from a file's dentry: a component, or a mount crossed. The
+ * state lives in the per-CPU scratch rather than on the stack, so that the verifier sees
+ * every step alike and checks it once.
+ */
+static long walk_step(u32 index, void *ctx)
+{
+	struct scratch *s = get_scratch();
+	struct dentry *dentry, *parent;
+	struct vfsmount *vfsmnt;
+	struct qstr name;
+
+	if (!s)
+		return 1;
+	/* Locals: CO-RE relocates kernel field accesses, not ones into the scratch. */
+	dentry = s->walk.dentry;
+	vfsmnt = s->walk.vfsmnt;
+	if (dentry == BPF_CORE_READ(vfsmnt, mnt_root)) {
+		struct mount *mnt = s->walk.mnt;
+		struct mount *up = BPF_CORE_READ(mnt, mnt_parent);
+
+		if (up == mnt) {
+			s->walk.state = WALK_COMPLETE;
+			return 1;
+		}
+		s->walk.dentry = BPF_CORE_READ(mnt, mnt_mountpoint);
+		s->walk.mnt = up;
+		s->walk.vfsmnt = &up->mnt;
+		return 0;
+	}
+	parent = BPF_CORE_READ(dentry, d_parent);
+	name = BPF_CORE_READ(dentry, d_name);
+	if (parent == dentry) {
+		/* A dentry of its own, off any tree: pipes, sockets, anonymous inodes. */
+		s->walk.pseudo = 1;
+		if (prepend(s, name.name, name.len, false))
+			s->walk.state = WALK_COMPLETE;
+		return 1;
+	}
+	if (!prepend(s, name.name, name.len, true))
+		return 1;
+	s->walk.dentry = parent;
+	return 0;
+}
+
+/*
+ * The file's full path, as d_path gives it: components up to the mount's root, then on
+ * through the mount point into the parent mount, until the root of the mount namespace.
+ * Paths longer than the buffer or deeper than MAX_WALK keep their end behind "...".
+ */
+static __always_inline void build_path(struct scratch *s, struct file *file,
+				       struct files_path *out)
+{
+	struct vfsmount *vfsmnt = BPF_CORE_READ(file, f_path.mnt);
+	u32 pos;
+
+	s->walk.dentry = BPF_CORE_READ(file, f_path.dentry);
+	s->walk.vfsmnt = vfsmnt;
+	s->walk.mnt = container_of(vfsmnt, struct mount, mnt);
+	s->walk.pos = FILES_PATH_MAX - 1;
+	s->walk.state = WALK_ON;
+	s->walk.pseudo = 0;
+	s->path[FILES_PATH_MAX - 1] = '\0';
+	bpf_loop(MAX_WALK, walk_step, NULL, 0);
+
+	pos = s->walk.pos & (FILES_PATH_MAX - 1);
+	/* Cut short; prepend always leaves room for the mark (the test is for the verifier). */
+	if (s->walk.state != WALK_COMPLETE && pos >= sizeof(TRUNCATED) - 1) {
+		pos -= sizeof(TRUNCATED) - 1;
+		__builtin_memcpy(&s->path[pos], TRUNCATED, sizeof(TRUNCATED) - 1);
+	} else if (pos == FILES_PATH_MAX - 1 && !s->walk.pseudo) {
+		/* The root itself. */
+		pos--;
+		s->path[pos] = '/';
+	}
+	out->path_start = pos;
+	out->pseudo = s->walk.pseudo;
+	bpf_probe_read_kernel(out->path, sizeof(out->path), s->path);
+}
+
+static __always_inline void remember(u32 call, s64 fd, const char *filename, u32 flags)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	u32 pid = bpf_get_current_pid_tgid() >> 32;
+	struct task_state *state;
+
+	if (!task_selected(task, pid))
+		return;
+	state = bpf_task_storage_get(&tasks, task, NULL, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!state) {
+		__sync_fetch_and_add(&ringbuf_dropped, 1);
+		return;
+	}
+	state->call = call;
+	state->fd = fd;
+	state->filename = filename;
+	state->flags = flags;
+}
+
+/* The call in flight on this thread, if it is `call`; it ends here either way. */
+static __always_inline struct task_state *finish(struct task_struct *task, u32 call)
+{
+	struct task_state *state = bpf_task_storage_get(&tasks, task, NULL, 0);
+
+	if (!state || state->call != call)
+		return NULL;
+	state->call = CALL_NONE;
+	return state;
+}
+
+/* A new row for (pid, file), or NULL when the map is full (counted as a drop). */
+static __always_inline struct files_io *new_row(void *rows, struct files_key *key,
+					       struct task_struct *task, struct file *file,
+					       u32 type)
+{
+	struct scratch *s = get_scratch();
+	struct files_io *row;
+
+	if (!s)
+		return NULL;
+	fill_header(&s->io.header, task, key->pid);
+	s->io.reads = 0;
+	s->io.writes = 0;
+	s->io.read_bytes = 0;
+	s->io.write_bytes = 0;
+	s->io.ino = key->ino;
+	s->io.file.file_type = type;
+	build_path(s, file, &s->io.file);
+	/* Another CPU may have added the row meanwhile: then that one is used. */
+	bpf_map_update_elem(rows, key, &s->io, BPF_NOEXIST);
+	row = bpf_map_lookup_elem(rows, key);
+	if (!row)
+		__sync_fetch_and_add(&ringbuf_dropped, 1);
+	return row;
+}
+
+static __always_inline void count_io(struct trace_event_raw_sys_exit *ctx, u32 call)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct task_state *state = finish(task, call);
+	struct files_key key = {};
+	struct files_io *row;
+	struct inode *inode;
+	struct file *file;
+	long ret = ctx->ret;
+	void *rows;
+	u32 type;
+
+	/* Failed calls moved no data; the state was only set for selected tasks. */
+	if (!state || ret < 0)
+		return;
+	file = fd_file(task, state->fd);
+	if (!file) {
+		/* Another thread closed the fd meanwhile: the call cannot be placed. */
+		__sync_fetch_and_add(&ringbuf_dropped, 1);
+		return;
+	}
+	inode = BPF_CORE_READ(file, f_inode);
+	type = file_type(inode);
+	if (!type_selected(type))
+		return;
+	key.pid = bpf_get_current_pid_tgid() >> 32;
+	key.dev = BPF_CORE_READ(inode, i_sb, s_dev);
+	key.ino = BPF_CORE_READ(inode, i_ino);
+	rows = (generation & 1) ? (void *)&io_1 : (void *)&io_0;
+	row = bpf_map_lookup_elem(rows, &key);
+	if (!row) {
+		row = new_row(rows, &key, task, file, type);
+		if (!row)
+			return;
+	}
+	if (call == CALL_READ) {
+		__sync_fetch_and_add(&row->reads, 1);
+		__sync_fetch_and_add(&row->read_bytes, ret);
+	} else {
+		__sync_fetch_and_add(&row->writes, 1);
+		__sync_fetch_and_add(&row->write_bytes, ret);
+	}
+}
+
+/* The fd is the first argument of every call of the read and write families. */
+#define IO_PROBES(syscall, call)                                                    \
+	SEC("tp/syscalls/sys_enter_" #syscall)                                      \
+	int enter_##syscall(struct trace_event_raw_sys_enter *ctx)                  \
+	{                                                                           \
+		remember(call, (int)ctx->args[0], NULL, 0);                         \
+		return 0;                                                           \
+	}                                                                           \
+	SEC("tp/syscalls/sys_exit_" #syscall)                                       \
+	int exit_##syscall(struct trace_event_raw_sys_exit *ctx)                    \
+	{                                                                           \
+		count_io(ctx, call);                                                \
+		return 0;                                                           \
+	}
+
+IO_PROBES(read, CALL_READ)
+IO_PROBES(pread64, CALL_READ)
+IO_PROBES(readv, CALL_READ)
+IO_PROBES(write, CALL_WRITE)
+IO_PROBES(pwrite64, CALL_WRITE)
+IO_PROBES(writev, CALL_WRITE)
+
+SEC("tp/syscalls/sys_enter_openat")
+int enter_openat(struct trace_event_raw_sys_enter *ctx)
+{
+	/* openat(dfd, filename, flags, mode) */
+	remember(CALL_OPEN, 0, (const char *)ctx->args[1], ctx->args[2]);
+	return 0;
+}
+
+SEC("tp/syscalls/sys_exit_openat")
+int exit_openat(struct trace_event_raw_sys_exit *ctx)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct task_state *state = finish(task, CALL_OPEN);
+	struct files_open_event *e;
+	struct scratch *s;
+	struct file *file = NULL;
+	long ret = ctx->ret;
+	u32 type = 0;
+
+	if (!state)
+		return 0;
+	/* Another thread may close the new fd first: then it is reported by name only. */
+	if (ret >= 0)
+		file = fd_file(task, ret);
+	if (file) {
+		type = file_type(BPF_CORE_READ(file, f_inode));
+		if (!type_selected(type))
+			return 0;
+	}
+	s = get_scratch();
+	if (!s)
+		return 0;
+	e = reserve_event(sizeof(*e));
+	if (!e)
+		return 0;
+	fill_header(&e->header, task, bpf_get_current_pid_tgid() >> 32);
+	e->ret = ret;
+	e->flags = state->flags;
+	e->pad = 0;
+	e->file.file_type = type;
+	if (file) {
+		e->ino = BPF_CORE_READ(file, f_inode, i_ino);
+		build_path(s, file, &e->file);
+	} else {
+		/* No file: the name as the caller passed it is all there is. */
+		e->ino = 0;
+		e->file.pseudo = 0;
+		e->file.path_start = 0;
+		bpf_probe_read_user_str(e->file.path, sizeof(e->file.path), state->filename);
+	}
+	bpf_ringbuf_submit(e, 0);
+	return 0;
+}

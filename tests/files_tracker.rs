@@ -1,0 +1,434 @@
+//! The files tracker against the truth (root): a Python child whose reads, writes and
+//! opens are known exactly, traced by its pid from the moment it is told to start.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::server::Server;
+use common::{root_or_skip, Collector};
+use eunomia::event::{Event, Record, Value};
+use eunomia::tracker_manager::{
+    find_tracker, Counters, FileType, Stats, TrackerConfig, TrackerHandle,
+};
+use serde_json::json;
+
+/// The child: starts up, says "ready", waits for "go" on stdin (the tracker is attached by
+/// then), does what `mode` says, and prints what the calls returned as JSON.
+const CHILD: &str = r#"
+import json, os, sys, time
+mode, target = sys.argv[1], sys.argv[2]
+print("ready", flush=True)
+os.read(0, 3)
+out = {}
+if mode == "io":
+    # 6 writes of 500 bytes: write, pwrite64, writev.
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    wrote = [os.write(fd, b"a" * 500), os.write(fd, b"b" * 500),
+             os.pwrite(fd, b"c" * 500, 1000), os.pwrite(fd, b"d" * 500, 1500)]
+    os.lseek(fd, 2000, os.SEEK_SET)
+    wrote += [os.writev(fd, [b"e" * 250, b"f" * 250]), os.writev(fd, [b"g" * 250, b"h" * 250])]
+    os.close(fd)
+    # Later intervals: the file's rows are summed across drains.
+    time.sleep(0.5)
+    # 5 reads: read, readv, pread64 (offset unchanged), read, read at the end.
+    fd = os.open(target, os.O_RDONLY | os.O_CLOEXEC)
+    got = [len(os.read(fd, 1000)), os.readv(fd, [bytearray(500), bytearray(500)]),
+           len(os.pread(fd, 1000, 0)), len(os.read(fd, 1000)), len(os.read(fd, 1000))]
+    os.close(fd)
+    out = {"writes": len(wrote), "write_bytes": sum(wrote), "reads": len(got), "read_bytes": sum(got)}
+elif mode == "open":
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    try:
+        os.open(target + ".missing", os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        pass
+    out = {"fd": fd}
+elif mode == "pipe":
+    # 3 writes of 100 bytes into a pipe, 2 reads of 150 out of it; 1 write to a file.
+    r, w = os.pipe()
+    wrote = [os.write(w, b"p" * 100) for _ in range(3)]
+    got = [len(os.read(r, 150)) for _ in range(2)]
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    os.write(fd, b"r" * 10)
+    os.close(fd)
+    out = {"pipe": os.fstat(r).st_ino, "write_bytes": sum(wrote), "read_bytes": sum(got)}
+elif mode == "many":
+    # One 1-byte write to each of int(target's last part) new files in target's directory.
+    count = int(os.path.basename(target))
+    for i in range(count):
+        fd = os.open(f"{os.path.dirname(target)}/f{i}", os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        os.write(fd, b"x")
+        os.close(fd)
+    out = {"files": count}
+print(json.dumps(out))
+"#;
+
+/// A fresh directory for one test: canonical, as the tracker reports paths.
+fn test_dir(base: &Path, tag: &str) -> PathBuf {
+    let dir = base.join(format!("eunomia-files-{}-{tag}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::canonicalize(dir).unwrap()
+}
+
+/// What one child run gave: its pid, its report, the tracker's events and counts.
+struct Traced {
+    pid: u32,
+    report: serde_json::Value,
+    events: Vec<Event>,
+    stats: Stats,
+}
+
+impl Traced {
+    fn of_kind(&self, kind: &str) -> impl Iterator<Item = &Event> + '_ {
+        let kind = kind.to_string();
+        self.events
+            .iter()
+            .filter(move |e| e.kind() == kind && e.header.pid == self.pid)
+    }
+
+    fn io_rows(&self, path: &str) -> Vec<&Event> {
+        self.of_kind("io")
+            .filter(|e| e.get("path") == Some(Value::Str(path)))
+            .collect()
+    }
+
+    /// (reads, writes, read_bytes, write_bytes) over every interval's row of `path`.
+    fn io_sums(&self, path: &str) -> [u64; 4] {
+        let mut sums = [0; 4];
+        for row in self.io_rows(path) {
+            for (sum, field) in
+                sums.iter_mut()
+                    .zip(["reads", "writes", "read_bytes", "write_bytes"])
+            {
+                let Some(Value::U64(n)) = row.get(field) else {
+                    panic!("{field} of {row:?}")
+                };
+                *sum += n;
+            }
+        }
+        sums
+    }
+
+    fn report(&self, key: &str) -> u64 {
+        self.report[key]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{key} in {}", self.report))
+    }
+}
+
+/// A started child, waiting for "go": its start-up (Python reading its modules) is over.
+struct Child {
+    process: std::process::Child,
+    stdout: BufReader<std::process::ChildStdout>,
+}
+
+impl Child {
+    fn ready(mode: &str, target: &Path) -> Child {
+        let mut process = Command::new("python3")
+            .args(["-c", CHILD, mode])
+            .arg(target)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("python3 runs");
+        let mut stdout = BufReader::new(process.stdout.take().unwrap());
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        assert_eq!(line, "ready\n");
+        Child { process, stdout }
+    }
+
+    fn pid(&self) -> u32 {
+        self.process.id()
+    }
+
+    /// Lets it run to the end; returns its report.
+    fn go(mut self) -> serde_json::Value {
+        self.process
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(b"go\n")
+            .unwrap();
+        let mut report = String::new();
+        self.stdout.read_to_string(&mut report).unwrap();
+        let status = self.process.wait().unwrap();
+        assert!(status.success(), "child failed: {status:?}");
+        serde_json::from_str(&report).unwrap()
+    }
+}
+
+/// Runs the child in `mode` on `target` with the tracker on its pid only, from "go" on.
+fn trace(mode: &str, target: &Path, config: TrackerConfig) -> Traced {
+    let child = Child::ready(mode, target);
+    let pid = child.pid();
+    let collector = Collector::default();
+    let handle = TrackerHandle::spawn(
+        find_tracker("files").unwrap(),
+        TrackerConfig {
+            target_pid: Some(pid),
+            interval_ms: config.interval_ms.or(Some(100)),
+            ..config
+        },
+        Box::new(collector.clone()),
+        Arc::new(Counters::default()),
+    )
+    .expect("files tracker starts");
+    let report = child.go();
+    // Stopping drains the last interval: everything the child did is in.
+    let stats = handle.stop().unwrap();
+    let events = collector.events();
+    assert_eq!(stats.seen, events.len() as u64);
+    Traced {
+        pid,
+        report,
+        events,
+        stats,
+    }
+}
+
+/// Six writes of 3000 bytes and five reads of 4000 (one at the end of the file), summed
+/// over the intervals they fell in, on `file` under its full path.
+fn io_is_exact(file: &Path) {
+    let path = file.to_str().unwrap();
+    let traced = trace("io", file, TrackerConfig::default());
+    assert_eq!(traced.stats.lost(), 0, "{:?}", traced.stats);
+    assert_eq!(
+        [
+            traced.report("reads"),
+            traced.report("writes"),
+            traced.report("read_bytes"),
+            traced.report("write_bytes"),
+        ],
+        [5, 6, 4000, 3000],
+        "what the child's calls returned"
+    );
+    assert_eq!(traced.io_sums(path), [5, 6, 4000, 3000]);
+    let rows = traced.io_rows(path);
+    // The writes and the reads, half a second apart, were drained in different intervals.
+    assert!(rows.len() >= 2, "{rows:?}");
+    for row in &rows {
+        assert_eq!(row.get("file_type"), Some(Value::Str("regular")));
+        assert_eq!(row.header.ppid, std::process::id());
+        assert_eq!(row.get("flags"), Some(Value::Null));
+        assert_eq!(row.get("ret"), Some(Value::Null));
+    }
+    // Regular files only by default, and the child touched no other after "go".
+    let others: Vec<&Event> = traced
+        .of_kind("io")
+        .filter(|e| e.get("path") != Some(Value::Str(path)))
+        .collect();
+    assert!(others.is_empty(), "{others:?}");
+    std::fs::remove_dir_all(file.parent().unwrap()).unwrap();
+}
+
+#[test]
+fn reads_and_writes_of_a_file_on_the_root_mount_are_exact() {
+    if !root_or_skip("reads_and_writes_of_a_file_on_the_root_mount_are_exact") {
+        return;
+    }
+    io_is_exact(&test_dir(&std::env::temp_dir(), "root").join("data"));
+}
+
+/// /dev/shm is a tmpfs mounted on devtmpfs' /dev: the path walk crosses both mounts.
+#[test]
+fn reads_and_writes_across_mounts_have_the_full_path() {
+    if !root_or_skip("reads_and_writes_across_mounts_have_the_full_path") {
+        return;
+    }
+    io_is_exact(&test_dir(Path::new("/dev/shm"), "mounts").join("data"));
+}
+
+#[test]
+fn openat_reports_flags_and_the_fd_or_errno() {
+    if !root_or_skip("openat_reports_flags_and_the_fd_or_errno") {
+        return;
+    }
+    let file = test_dir(&std::env::temp_dir(), "open").join("new");
+    let traced = trace("open", &file, TrackerConfig::default());
+    let opens: Vec<&Event> = traced.of_kind("open").collect();
+    assert_eq!(opens.len(), 2, "{opens:?}");
+    let (created, missing) = (opens[0], opens[1]);
+    assert_eq!(
+        created.get("path"),
+        Some(Value::Str(file.to_str().unwrap()))
+    );
+    assert_eq!(created.get("file_type"), Some(Value::Str("regular")));
+    let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_CLOEXEC;
+    assert_eq!(created.get("flags"), Some(Value::U64(flags as u64)));
+    let fd = traced.report("fd");
+    assert_eq!(created.get("ret"), Some(Value::I64(fd as i64)));
+    // A failed open names the file as passed, and its error.
+    let missing_path = format!("{}.missing", file.display());
+    assert_eq!(missing.get("path"), Some(Value::Str(&missing_path)));
+    assert_eq!(missing.get("file_type"), Some(Value::Null));
+    let flags = libc::O_RDONLY | libc::O_CLOEXEC;
+    assert_eq!(missing.get("flags"), Some(Value::U64(flags as u64)));
+    assert_eq!(
+        missing.get("ret"),
+        Some(Value::I64(-i64::from(libc::ENOENT)))
+    );
+    assert_eq!(missing.get("reads"), Some(Value::Null));
+    assert!(created.header.ts_ns <= missing.header.ts_ns);
+    std::fs::remove_dir_all(file.parent().unwrap()).unwrap();
+}
+
+#[test]
+fn file_types_choose_what_is_reported() {
+    if !root_or_skip("file_types_choose_what_is_reported") {
+        return;
+    }
+    let file = test_dir(&std::env::temp_dir(), "types").join("regular");
+    let path = file.to_str().unwrap();
+    let only = |types: Vec<FileType>| TrackerConfig {
+        file_types: Some(types),
+        ..TrackerConfig::default()
+    };
+
+    let regular = trace("pipe", &file, only(vec![FileType::Regular]));
+    assert_eq!(regular.io_sums(path), [0, 1, 0, 10]);
+    let pipes: Vec<&Event> = regular
+        .of_kind("io")
+        .filter(|e| e.get("file_type") != Some(Value::Str("regular")))
+        .collect();
+    assert!(pipes.is_empty(), "{pipes:?}");
+
+    let piped = trace("pipe", &file, only(vec![FileType::Pipe]));
+    let pipe = format!("pipe:[{}]", piped.report("pipe"));
+    assert_eq!(piped.report("write_bytes"), 300);
+    assert_eq!(piped.report("read_bytes"), 300);
+    assert_eq!(piped.io_sums(&pipe), [2, 3, 300, 300]);
+    assert!(piped
+        .io_rows(&pipe)
+        .iter()
+        .all(|row| row.get("file_type") == Some(Value::Str("pipe"))));
+    // The file is not reported now; its open is not either (only failed opens always are).
+    assert!(piped.io_rows(path).is_empty());
+    assert_eq!(piped.of_kind("open").count(), 0);
+    std::fs::remove_dir_all(file.parent().unwrap()).unwrap();
+}
+
+/// A path longer than the probe's 256 bytes keeps its end, whole components only, behind
+/// "...": here four 60-byte directories and the file (249 bytes); a fifth does not fit.
+#[test]
+fn long_paths_keep_their_end_behind_a_mark() {
+    if !root_or_skip("long_paths_keep_their_end_behind_a_mark") {
+        return;
+    }
+    let base = test_dir(&std::env::temp_dir(), "deep");
+    let parts: Vec<String> = (0..5).map(|i| format!("{i}{}", "d".repeat(59))).collect();
+    let dir = parts.iter().fold(base.clone(), |dir, part| dir.join(part));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("data");
+    let expected = format!(".../{}/data", parts[1..].join("/"));
+    assert_eq!(expected.len(), 252);
+
+    let traced = trace("open", &file, TrackerConfig::default());
+    let opened: Vec<Option<Value>> = traced.of_kind("open").map(|e| e.get("path")).collect();
+    assert_eq!(
+        opened,
+        [
+            Some(Value::Str(&expected)),
+            // The failed open's name is what was passed, cut at the buffer's end.
+            Some(Value::Str(&format!("{}.missing", file.display())[..255])),
+        ]
+    );
+    std::fs::remove_dir_all(base).unwrap();
+}
+
+/// More files than the in-kernel map holds in one interval: every write is either in a
+/// row or counted as lost.
+#[test]
+fn a_full_map_counts_what_it_cannot_hold() {
+    if !root_or_skip("a_full_map_counts_what_it_cannot_hold") {
+        return;
+    }
+    const FILES: u64 = 17_000;
+    let dir = test_dir(Path::new("/dev/shm"), "many");
+    let traced = trace(
+        "many",
+        &dir.join(FILES.to_string()),
+        TrackerConfig {
+            // One interval for the whole run, and room for every open event.
+            interval_ms: Some(60_000),
+            ringbuf_bytes: 16 << 20,
+            ..TrackerConfig::default()
+        },
+    );
+    assert_eq!(traced.report("files"), FILES);
+    let rows: Vec<&Event> = traced.of_kind("io").collect();
+    let written: u64 = rows
+        .iter()
+        .map(|row| match row.get("write_bytes") {
+            Some(Value::U64(n)) => n,
+            other => panic!("{other:?}"),
+        })
+        .sum();
+    assert_eq!(rows.len() as u64, written, "one write per file");
+    assert_eq!(traced.of_kind("open").count() as u64, FILES);
+    assert!(traced.stats.lost_kernel > 0, "{:?}", traced.stats);
+    assert_eq!(
+        written + traced.stats.lost_kernel,
+        FILES,
+        "{:?}",
+        traced.stats
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// A GraphQL session with the tracker's options: per-file sums over the stored rows.
+#[test]
+fn a_session_sums_a_files_bytes_per_path() {
+    if !root_or_skip("a_session_sums_a_files_bytes_per_path") {
+        return;
+    }
+    let file = test_dir(&std::env::temp_dir(), "session").join("data");
+    let path = file.to_str().unwrap();
+    let server = Server::start("files", None);
+    let child = Child::ready("io", &file);
+    let id = server.start_session(json!({
+        "tracker": "files",
+        "durationSecs": 60,
+        "filter": { "pid": child.pid() },
+        "config": { "interval_ms": 100, "file_types": ["regular"] },
+    }));
+    child.go();
+    server.query(
+        "mutation($id: ID!) { stopSession(id: $id) { status } }",
+        json!({ "id": id }),
+    );
+    assert_eq!(server.wait_ended(&id, Duration::from_secs(10)), "STOPPED");
+    let session = server.session(
+        &id,
+        r#"lostCount
+           written: aggregate(groupBy: ["path"], op: SUM, field: "write_bytes",
+                              where: [{field: "kind", value: "io"}]) { keys value }
+           reads: aggregate(groupBy: ["path", "file_type"], op: SUM, field: "reads",
+                            where: [{field: "kind", value: "io"}]) { keys value }
+           opens: aggregate(groupBy: ["path"], where: [{field: "kind", value: "open"}])
+                  { keys value }"#,
+    );
+    assert_eq!(session["lostCount"], 0, "{session}");
+    assert_eq!(
+        session["written"],
+        json!([{ "keys": [path], "value": 3000.0 }]),
+        "{session}"
+    );
+    assert_eq!(
+        session["reads"],
+        json!([{ "keys": [path, "regular"], "value": 5.0 }]),
+        "{session}"
+    );
+    assert_eq!(
+        session["opens"],
+        json!([{ "keys": [path], "value": 2.0 }]),
+        "{session}"
+    );
+    std::fs::remove_dir_all(file.parent().unwrap()).unwrap();
+}
