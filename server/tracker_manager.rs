@@ -252,6 +252,54 @@ macro_rules! apply_common_config {
     }};
 }
 
+/// Opens a skeleton with `$builder` into `$storage`, writes the common configuration into
+/// its read-only globals and sizes its ring buffer; evaluates to the open skeleton.
+#[macro_export]
+macro_rules! open_probe {
+    ($run:expr, $builder:ty, $storage:expr) => {{
+        let config: &$crate::tracker_manager::TrackerConfig = $run.config();
+        libbpf_rs::skel::SkelBuilder::open(<$builder>::default(), $storage)
+            .map_err($crate::tracker_manager::TrackerError::Open)
+            .and_then(|mut open| {
+                let rodata = open
+                    .maps
+                    .rodata_data
+                    .as_deref_mut()
+                    .expect("every probe includes common.bpf.h's read-only globals");
+                $crate::apply_common_config!(rodata, config);
+                open.maps
+                    .events
+                    .set_max_entries(config.ringbuf_bytes)
+                    .map_err($crate::tracker_manager::TrackerError::Map)?;
+                Ok(open)
+            })
+    }};
+}
+
+/// The whole `Tracker::run` of a probe that reports only through its ring buffer.
+#[macro_export]
+macro_rules! run_ring_buffer_probe {
+    ($run:expr, $builder:ty, $decode:expr) => {{
+        let run = $run;
+        let mut storage = std::mem::MaybeUninit::uninit();
+        let open = $crate::open_probe!(run, $builder, &mut storage)?;
+        let skel = run.load(open)?;
+        run.fill_cgroup_filter(&skel.maps.cgroup_filter)?;
+        let dropped = &skel
+            .maps
+            .bss_data
+            .as_deref()
+            .expect("every probe includes common.bpf.h's .bss")
+            .ringbuf_dropped;
+        run.serve(
+            libbpf_rs::skel::Skel::object(&skel),
+            &skel.maps.events,
+            dropped,
+            $decode,
+        )
+    }};
+}
+
 /// Decodes the common event header of any skeleton's event type (see probes/common.h).
 #[macro_export]
 macro_rules! decode_header {
@@ -524,6 +572,49 @@ pub struct Drain<'a> {
     /// Emits one event per aggregate and resets them.
     #[allow(clippy::type_complexity)]
     pub pull: Box<dyn FnMut(&DrainContext, &mut dyn FnMut(Event)) -> Result<(), TrackerError> + 'a>,
+}
+
+/// How long a program that read the old generation may still be adding to it after a
+/// switch (programs run for microseconds).
+const SWITCH_GRACE: Duration = Duration::from_millis(5);
+
+/// User space's side of a probe that keeps its aggregates in two generations of maps:
+/// programs add to the one the low bit of the probe's `generation` global names, and the
+/// other can be read and emptied without racing an update.
+pub struct Generations {
+    generation: *mut u32,
+    current: u32,
+}
+
+impl Generations {
+    /// # Safety
+    /// `generation` points at the probe's `generation` in its mmapped `.bss`, which must
+    /// outlive this value.
+    pub unsafe fn new(generation: *mut u32) -> Self {
+        Self {
+            generation,
+            current: 0,
+        }
+    }
+
+    /// The generations that are quiet and may be drained now: both on the last call (the
+    /// programs are detached); otherwise the programs are switched to the other one, and
+    /// once those still adding to the old one are done, the old one.
+    pub fn quiet(&mut self, context: &DrainContext) -> &'static [usize] {
+        if context.last {
+            return &[0, 1];
+        }
+        let old = self.current & 1;
+        self.current = self.current.wrapping_add(1);
+        // SAFETY: see `new`; a volatile write is what the programs read.
+        unsafe { self.generation.write_volatile(self.current) };
+        std::thread::sleep(SWITCH_GRACE);
+        if old == 0 {
+            &[0]
+        } else {
+            &[1]
+        }
+    }
 }
 
 /// What a [`Drain`] is told on each call.

@@ -4,17 +4,16 @@
 //! to its file, type and full path, and aggregates in maps drained every interval.
 
 use std::mem::MaybeUninit;
-use std::time::Duration;
 
-use libbpf_rs::skel::{Skel, SkelBuilder};
+use libbpf_rs::skel::Skel;
 use libbpf_rs::{MapCore, MapFlags};
 
 use crate::event::{Event, EventBody, FieldInfo, FieldType, FixedStr, Value};
 use crate::tracker_manager::{
-    with_record, Drain, DrainContext, FileType, Run, Tracker, TrackerError, TrackerInfo,
-    OPTION_FILE_TYPES, OPTION_INTERVAL_MS,
+    with_record, Drain, DrainContext, FileType, Generations, Run, Tracker, TrackerError,
+    TrackerInfo, OPTION_FILE_TYPES, OPTION_INTERVAL_MS,
 };
-use crate::{apply_common_config, decode_header};
+use crate::{decode_header, open_probe};
 
 /// The generated skeleton; its `types` give the raw record layouts (for tests).
 pub mod skel {
@@ -24,8 +23,6 @@ use skel::{types, FilesSkelBuilder};
 
 /// `FILES_PATH_MAX` in probes/files.h.
 pub const PATH_MAX: usize = 256;
-/// How long a program that read the old generation may still be adding to it after a flip.
-const FLIP_GRACE: Duration = Duration::from_millis(5);
 
 static INFO: TrackerInfo = TrackerInfo {
     name: "files",
@@ -229,21 +226,13 @@ impl Tracker for FilesTracker {
     fn run(&self, run: Run<'_>) -> Result<(), TrackerError> {
         let config = run.config().clone();
         let mut storage = MaybeUninit::uninit();
-        let mut open = FilesSkelBuilder::default()
-            .open(&mut storage)
-            .map_err(TrackerError::Open)?;
-        let rodata = open
-            .maps
+        let mut open = open_probe!(run, FilesSkelBuilder, &mut storage)?;
+        open.maps
             .rodata_data
             .as_deref_mut()
-            .expect("files.bpf.c declares read-only globals");
-        apply_common_config!(&mut *rodata, &config);
-        rodata.file_type_mask =
+            .expect("files.bpf.c declares read-only globals")
+            .file_type_mask =
             file_type_mask(config.file_types.as_deref().unwrap_or(&[FileType::Regular]));
-        open.maps
-            .events
-            .set_max_entries(config.ringbuf_bytes)
-            .map_err(TrackerError::Map)?;
         let mut skel = run.load(open)?;
         run.fill_cgroup_filter(&skel.maps.cgroup_filter)?;
         // The kernel writes `ringbuf_dropped` and this thread writes `generation` through
@@ -258,24 +247,15 @@ impl Tracker for FilesTracker {
             unsafe { (&(*bss).ringbuf_dropped, &raw mut (*bss).generation) };
         let maps = &skel.maps;
         let generations: [&dyn MapCore; 2] = [&maps.io_0, &maps.io_1];
-        let mut current = 0u32;
+        // SAFETY: `generation` is in the .bss mapping, which outlives the drain (see above).
+        let mut switch = unsafe { Generations::new(generation) };
         let drain = Drain {
             every: config.interval(),
             pull: Box::new(move |context: &DrainContext, emit| {
-                if context.last {
-                    // Detached: both generations are quiet.
-                    return generations
-                        .iter()
-                        .try_for_each(|rows| take(*rows, context, emit));
-                }
-                // Switch generations, let programs still adding to the old one finish,
-                // then drain it.
-                let old = (current & 1) as usize;
-                current = current.wrapping_add(1);
-                // SAFETY: see above; a volatile write is what the programs read.
-                unsafe { generation.write_volatile(current) };
-                std::thread::sleep(FLIP_GRACE);
-                take(generations[old], context, emit)
+                switch
+                    .quiet(context)
+                    .iter()
+                    .try_for_each(|&quiet| take(generations[quiet], context, emit))
             }),
         };
         run.serve_draining(skel.object(), &maps.events, dropped, decode, Some(drain))

@@ -5,17 +5,16 @@
 
 use std::collections::BTreeMap;
 use std::mem::MaybeUninit;
-use std::time::Duration;
 
-use libbpf_rs::skel::{Skel, SkelBuilder};
+use libbpf_rs::skel::Skel;
 use libbpf_rs::{MapCore, MapFlags};
 
 use crate::event::{Event, EventBody, FieldInfo, FieldType, Header, Value};
 use crate::tracker_manager::{
-    with_record, Drain, DrainContext, Mode, Run, Tracker, TrackerError, TrackerInfo,
+    with_record, Drain, DrainContext, Generations, Mode, Run, Tracker, TrackerError, TrackerInfo,
     OPTION_INTERVAL_MS, OPTION_LATENCY, OPTION_MODE,
 };
-use crate::{apply_common_config, decode_header};
+use crate::{decode_header, open_probe};
 
 use super::syscall_names::NAMES;
 
@@ -23,9 +22,6 @@ pub mod skel {
     include!(concat!(env!("OUT_DIR"), "/syscall.skel.rs"));
 }
 use skel::{types, SyscallSkelBuilder};
-
-/// How long a program that read the old slot may still be adding to it after a flip.
-const FLIP_GRACE: Duration = Duration::from_millis(5);
 
 static INFO: TrackerInfo = TrackerInfo {
     name: "syscall",
@@ -260,25 +256,18 @@ impl Tracker for SyscallTracker {
         let config = run.config().clone();
         let stream = config.mode.unwrap_or_default() == Mode::Stream;
         let mut storage = MaybeUninit::uninit();
-        let mut open = SyscallSkelBuilder::default()
-            .open(&mut storage)
-            .map_err(TrackerError::Open)?;
+        let mut open = open_probe!(run, SyscallSkelBuilder, &mut storage)?;
         let rodata = open
             .maps
             .rodata_data
             .as_deref_mut()
             .expect("syscall.bpf.c declares read-only globals");
-        apply_common_config!(&mut *rodata, &config);
         rodata.stream_mode = stream;
         // As syscount: counting alone is cheapest; timing calls needs sys_enter as well.
         let latency = config.latency.unwrap_or(stream);
         rodata.measure_latency = latency;
-        open.progs.handle_sys_enter.set_autoload(latency);
         rodata.wakeup_bytes = u64::from(config.ringbuf_bytes / 8);
-        open.maps
-            .events
-            .set_max_entries(config.ringbuf_bytes)
-            .map_err(TrackerError::Map)?;
+        open.progs.handle_sys_enter.set_autoload(latency);
         let mut skel = run.load(open)?;
         run.fill_cgroup_filter(&skel.maps.cgroup_filter)?;
         // The kernel writes `ringbuf_dropped` and this thread writes `generation` through
@@ -302,24 +291,14 @@ impl Tracker for SyscallTracker {
                 runs: &maps.run_1,
             },
         ];
-        let mut current = 0u32;
+        // SAFETY: `generation` is in the .bss mapping, which outlives the drain (see above).
+        let mut switch = unsafe { Generations::new(generation) };
         let drain = (!stream).then(|| Drain {
             every: config.interval(),
             pull: Box::new(move |context: &DrainContext, emit| {
                 let mut totals = Totals::new();
-                if context.last {
-                    // Detached: both generations are quiet.
-                    generations[0].take(&mut totals)?;
-                    generations[1].take(&mut totals)?;
-                } else {
-                    // Switch generations, let programs still adding to the old one finish,
-                    // then drain it.
-                    let old = (current & 1) as usize;
-                    current = current.wrapping_add(1);
-                    // SAFETY: see above; a volatile write is what the programs read.
-                    unsafe { generation.write_volatile(current) };
-                    std::thread::sleep(FLIP_GRACE);
-                    generations[old].take(&mut totals)?;
+                for &quiet in switch.quiet(context) {
+                    generations[quiet].take(&mut totals)?;
                 }
                 emit_totals(totals, latency, &maps.identities, context, emit)
             }),

@@ -6,14 +6,11 @@
 //! softirq or in any task's context, so the probe remembers the opener per socket, and the
 //! pid, comm and cgroup filters apply to the opener.
 
-use std::mem::MaybeUninit;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-
-use libbpf_rs::skel::{Skel, SkelBuilder};
 
 use crate::event::{Event, EventBody, FieldInfo, FieldType, FixedStr, Value};
 use crate::tracker_manager::{with_record, Run, Tracker, TrackerError, TrackerInfo};
-use crate::{apply_common_config, decode_header};
+use crate::{decode_header, run_ring_buffer_probe};
 
 /// The generated skeleton; its `types` give the raw record layout (for tests and benchmarks).
 pub mod skel {
@@ -177,29 +174,7 @@ impl Tracker for TcpTracker {
     }
 
     fn run(&self, run: Run<'_>) -> Result<(), TrackerError> {
-        let mut storage = MaybeUninit::uninit();
-        let mut open = TcpSkelBuilder::default()
-            .open(&mut storage)
-            .map_err(TrackerError::Open)?;
-        let rodata = open
-            .maps
-            .rodata_data
-            .as_deref_mut()
-            .expect("tcp.bpf.c declares read-only globals");
-        apply_common_config!(rodata, run.config());
-        open.maps
-            .events
-            .set_max_entries(run.config().ringbuf_bytes)
-            .map_err(TrackerError::Map)?;
-        let skel = run.load(open)?;
-        run.fill_cgroup_filter(&skel.maps.cgroup_filter)?;
-        let dropped = &skel
-            .maps
-            .bss_data
-            .as_deref()
-            .expect("tcp.bpf.c declares .bss")
-            .ringbuf_dropped;
-        run.serve(skel.object(), &skel.maps.events, dropped, decode)
+        run_ring_buffer_probe!(run, TcpSkelBuilder, decode)
     }
 }
 
