@@ -255,7 +255,9 @@ fn run(args: &RunArgs) -> Result<(), RunError> {
         mode: args.mode,
         interval_ms: args.interval_ms,
         latency: args.latency,
-        ringbuf_bytes: args.ringbuf_bytes.unwrap_or(TrackerConfig::default().ringbuf_bytes),
+        ringbuf_bytes: args
+            .ringbuf_bytes
+            .unwrap_or(TrackerConfig::default().ringbuf_bytes),
         file_types: args.file_types.clone(),
         ..TrackerConfig::default()
     };
