@@ -6,15 +6,12 @@ mod common;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 use std::time::Duration;
 
 use common::server::Server;
-use common::{root_or_skip, Collector};
+use common::{root_or_skip, start_tracker, Collector};
 use eunomia::event::{Event, Record, Value};
-use eunomia::tracker_manager::{
-    find_tracker, Counters, FileType, Stats, TrackerConfig, TrackerHandle,
-};
+use eunomia::tracker_manager::{FileType, Stats, TrackerConfig};
 use serde_json::json;
 
 /// The child: starts up, says "ready", waits for "go" on stdin (the tracker is attached by
@@ -169,17 +166,15 @@ fn trace(mode: &str, target: &Path, config: TrackerConfig) -> Traced {
     let child = Child::ready(mode, target);
     let pid = child.pid();
     let collector = Collector::default();
-    let handle = TrackerHandle::spawn(
-        find_tracker("files").unwrap(),
+    let handle = start_tracker(
+        "files",
         TrackerConfig {
             target_pid: Some(pid),
             interval_ms: config.interval_ms.or(Some(100)),
             ..config
         },
-        Box::new(collector.clone()),
-        Arc::new(Counters::default()),
-    )
-    .expect("files tracker starts");
+        collector.clone(),
+    );
     let report = child.go();
     // Stopping drains the last interval: everything the child did is in.
     let stats = handle.stop().unwrap();

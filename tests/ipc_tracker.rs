@@ -5,26 +5,19 @@ mod common;
 
 use std::collections::HashMap;
 use std::process::Command;
-use std::sync::Arc;
 use std::time::Duration;
 
 use common::server::Server;
-use common::{root_or_skip, Collector};
+use common::{root_or_skip, start_tracker, Collector};
 use eunomia::event::{Event, Record, Value};
-use eunomia::tracker_manager::{find_tracker, Counters, TrackerConfig, TrackerHandle};
+use eunomia::tracker_manager::{TrackerConfig, TrackerHandle};
 use serde_json::json;
 
 const SETTLE: Duration = Duration::from_secs(5);
 const IPC_CREAT: u64 = 0o1000;
 
 fn start(collector: &Collector) -> TrackerHandle {
-    TrackerHandle::spawn(
-        find_tracker("ipc").unwrap(),
-        TrackerConfig::default(),
-        Box::new(collector.clone()),
-        Arc::new(Counters::default()),
-    )
-    .expect("ipc tracker starts")
+    start_tracker("ipc", TrackerConfig::default(), collector.clone())
 }
 
 /// Runs a command to success; returns its pid and standard output.

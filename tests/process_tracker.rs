@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{loaded_prog_ids, root_or_skip, unique_binary, Collector};
+use common::{loaded_prog_ids, root_or_skip, start_tracker, unique_binary, Collector};
 use eunomia::event::{Event, Record, Value};
 use eunomia::handler::{FanIn, Flow, Handler};
 use eunomia::tracker_manager::{
@@ -18,13 +18,7 @@ use eunomia::tracker_manager::{
 const SETTLE: Duration = Duration::from_secs(5);
 
 fn start(config: TrackerConfig, chain: impl Handler<Event> + 'static) -> TrackerHandle {
-    TrackerHandle::spawn(
-        find_tracker("process").unwrap(),
-        config,
-        Box::new(chain),
-        Arc::new(Counters::default()),
-    )
-    .expect("process tracker starts")
+    start_tracker("process", config, chain)
 }
 
 fn kinds(events: &[Event]) -> Vec<&'static str> {

@@ -5,13 +5,12 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::process::Command;
-use std::sync::Arc;
 use std::time::Duration;
 
 use common::server::Server;
-use common::{root_or_skip, syscall_load, Collector};
+use common::{root_or_skip, start_tracker, syscall_load, Collector};
 use eunomia::event::{Record, Value};
-use eunomia::tracker_manager::{find_tracker, Counters, Mode, TrackerConfig, TrackerHandle};
+use eunomia::tracker_manager::{Mode, TrackerConfig};
 use serde_json::json;
 
 const GETPPIDS: u64 = 20_000;
@@ -71,14 +70,7 @@ fn traced_counts(
         ringbuf_bytes: 16 << 20,
         ..TrackerConfig::default()
     };
-    let counters = Arc::new(Counters::default());
-    let handle = TrackerHandle::spawn(
-        find_tracker("syscall").unwrap(),
-        config,
-        Box::new(collector.clone()),
-        counters,
-    )
-    .expect("syscall tracker starts");
+    let handle = start_tracker("syscall", config, collector.clone());
     run_load(path);
     if mode == Mode::Stream {
         collector.wait_for(SETTLE, |events| events.len() as u64 >= GETPPIDS + 2 * OPENS);
@@ -245,13 +237,7 @@ fn aggregate_drains_mid_run_lose_nothing() {
         interval_ms: Some(10),
         ..TrackerConfig::default()
     };
-    let handle = TrackerHandle::spawn(
-        find_tracker("syscall").unwrap(),
-        config,
-        Box::new(collector.clone()),
-        Arc::new(Counters::default()),
-    )
-    .expect("syscall tracker starts");
+    let handle = start_tracker("syscall", config, collector.clone());
     let status = Command::new(&path).arg(CALLS.to_string()).status().unwrap();
     assert!(status.success());
     let stats = handle.stop().unwrap();

@@ -7,13 +7,12 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
-use common::{root_or_skip, Collector};
+use common::{root_or_skip, start_tracker, Collector};
 use eunomia::event::{Event, Record, Value};
-use eunomia::tracker_manager::{find_tracker, Counters, TrackerConfig, TrackerHandle};
+use eunomia::tracker_manager::{TrackerConfig, TrackerHandle};
 
 const SETTLE: Duration = Duration::from_secs(5);
 /// Bytes each client sends, then bytes the server replies before closing.
@@ -25,13 +24,7 @@ const CLIENT_THREAD: &str = "eutcpcli";
 const SERVER_THREAD: &str = "eutcpsrv";
 
 fn start(config: TrackerConfig, collector: &Collector) -> TrackerHandle {
-    TrackerHandle::spawn(
-        find_tracker("tcp").unwrap(),
-        config,
-        Box::new(collector.clone()),
-        Arc::new(Counters::default()),
-    )
-    .expect("tcp tracker starts")
+    start_tracker("tcp", config, collector.clone())
 }
 
 /// The smoothed RTT the kernel keeps for a socket, as TCP_INFO reports it.

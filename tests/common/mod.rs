@@ -162,3 +162,18 @@ impl Handler<Event> for Counted {
         self.aggregate.handle(event)
     }
 }
+
+/// Starts tracker `name` with `config`, feeding `chain`; panics when it cannot start.
+pub fn start_tracker(
+    name: &str,
+    config: eunomia::tracker_manager::TrackerConfig,
+    chain: impl Handler<Event> + 'static,
+) -> eunomia::tracker_manager::TrackerHandle {
+    eunomia::tracker_manager::TrackerHandle::spawn(
+        eunomia::tracker_manager::find_tracker(name).unwrap(),
+        config,
+        Box::new(chain),
+        Arc::new(eunomia::tracker_manager::Counters::default()),
+    )
+    .unwrap_or_else(|e| panic!("the {name} tracker starts: {e}"))
+}
