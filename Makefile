@@ -36,7 +36,8 @@ test: deps
 bench: deps
 	$(CARGO) bench --locked
 
-# Regenerates probes/vmlinux.h from the running kernel's BTF (a test checks for drift).
+# Regenerates probes/vmlinux.h from the running kernel's BTF, by hand only: CO-RE lets one
+# header serve every kernel, so it is never compared with the kernel a test runs on.
 vmlinux: deps
 	bpftool btf dump file /sys/kernel/btf/vmlinux format c > probes/vmlinux.h
 

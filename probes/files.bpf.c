@@ -322,6 +322,7 @@ static __always_inline void count_io(struct trace_event_raw_sys_exit *ctx, u32 c
 	key.pid = bpf_get_current_pid_tgid() >> 32;
 	key.dev = BPF_CORE_READ(inode, i_sb, s_dev);
 	key.ino = BPF_CORE_READ(inode, i_ino);
+	bpf_get_current_comm(key.comm, sizeof(key.comm));
 	rows = (generation & 1) ? (void *)&io_1 : (void *)&io_0;
 	row = bpf_map_lookup_elem(rows, &key);
 	if (!row) {

@@ -16,11 +16,13 @@ enum files_file_type {
 	FILES_TYPE_OTHER = 4,
 };
 
-/* One process's file: the in-kernel aggregation key. */
+/* One process's file under one command name: the in-kernel aggregation key (an exec
+ * starts another row, so its reads are never given to the comm from before it). */
 struct files_key {
 	unsigned int pid;
 	unsigned int dev;
 	unsigned long long ino;
+	char comm[TASK_COMM_LEN];
 };
 
 /*

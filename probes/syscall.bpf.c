@@ -23,6 +23,24 @@ const volatile u64 wakeup_bytes = 1 << 20;
 
 #define MAX_KEYS 65536
 
+/* x86_64 numbers of the calls that need care (see finish_call and handle_task_exit). */
+#define NR_clone 56
+#define NR_fork 57
+#define NR_vfork 58
+#define NR_execve 59
+#define NR_exit 60
+#define NR_exit_group 231
+#define NR_execveat 322
+#define NR_clone3 435
+
+#define PF_KTHREAD 0x00200000
+
+/*
+ * Bumped whenever any task is renamed (every exec, and prctl(PR_SET_NAME)): a per-CPU run
+ * begun before a rename may carry the old comm, so it is not continued.
+ */
+u32 renames = 0;
+
 /*
  * Aggregates come in two generations: programs add to the one the low bit of
  * `generation` names while user space bumps it and drains the other, so no increment
@@ -75,6 +93,11 @@ struct {
 	__type(value, struct task_state);
 } tasks SEC(".maps");
 
+static __always_inline bool is_exec(long id)
+{
+	return id == NR_execve || id == NR_execveat;
+}
+
 SEC("tp_btf/sys_enter")
 int BPF_PROG(handle_sys_enter, struct pt_regs *regs, long id)
 {
@@ -82,7 +105,8 @@ int BPF_PROG(handle_sys_enter, struct pt_regs *regs, long id)
 	u32 pid = bpf_get_current_pid_tgid() >> 32;
 	struct task_state *state;
 
-	if (!task_selected(task, pid))
+	/* An exec belongs to the program it starts: its filter is applied at exit. */
+	if (!task_selected(task, pid) && !is_exec(id))
 		return 0;
 	state = bpf_task_storage_get(&tasks, task, NULL, BPF_LOCAL_STORAGE_GET_F_CREATE);
 	if (!state)
@@ -146,16 +170,17 @@ static __always_inline void note_identity(struct task_struct *task, u32 pid, u32
 	bpf_map_update_elem(&identities, &pid, &who, BPF_ANY);
 }
 
-static __always_inline void count_call(struct task_struct *task, u32 pid, long id, long ret,
-				       u64 latency)
+static __always_inline void count_call(struct task_struct *task, u32 pid, u32 tid, long id,
+				       long ret, u64 latency)
 {
-	u32 gen = generation, zero = 0;
+	u32 gen = generation, zero = 0, renamed = renames;
 	bool odd = gen & 1;
 	struct syscall_run *run = bpf_map_lookup_elem(odd ? (void *)&run_1 : (void *)&run_0, &zero);
 
 	if (!run)
 		return;
-	if (run->totals.count && run->key.pid == pid && run->key.syscall_id == id) {
+	if (run->totals.count && run->tid == tid && run->key.syscall_id == id &&
+	    run->renames == renamed) {
 		run->totals.count++;
 		run->totals.errors += is_error(ret);
 		run->totals.latency_ns += latency;
@@ -167,48 +192,94 @@ static __always_inline void count_call(struct task_struct *task, u32 pid, long i
 		note_identity(task, pid, gen);
 	run->key.pid = pid;
 	run->key.syscall_id = id;
+	bpf_get_current_comm(run->key.comm, sizeof(run->key.comm));
+	run->tid = tid;
+	run->renames = renamed;
 	run->totals.count = 1;
 	run->totals.errors = is_error(ret);
 	run->totals.latency_ns = latency;
 }
 
-SEC("tp_btf/sys_exit")
-int BPF_PROG(handle_sys_exit, struct pt_regs *regs, long ret)
+/*
+ * Ends a call of the current task: counts it, or reports it in stream mode. With latency
+ * the call was filtered at entry and its id and start time kept; without, the filter runs
+ * here and `id` is the one the caller read.
+ */
+static __always_inline void finish_call(struct task_struct *task, long id, long ret)
 {
-	struct task_struct *task = bpf_get_current_task_btf();
-	u32 pid = bpf_get_current_pid_tgid() >> 32;
+	u64 pid_tgid = bpf_get_current_pid_tgid();
+	u32 pid = pid_tgid >> 32, tid = (u32)pid_tgid;
 	struct task_state *state = NULL;
 	u64 now = 0, latency = 0;
-	long id;
 
 	if (measure_latency) {
-		/* Filtered at entry: only selected tasks have a call in flight. */
 		state = bpf_task_storage_get(&tasks, task, NULL, 0);
-		/* No entry seen (tracing began mid-call, or the task is filtered out). */
+		/* No entry seen (tracing began mid-call, the task is filtered out, or it is a
+		 * fork child's first return, which its parent's call already counts). */
 		if (!state || !state->start_ns)
-			return 0;
+			return;
 		now = bpf_ktime_get_boot_ns();
 		latency = now - state->start_ns;
 		id = state->id;
 		state->start_ns = 0;
+		if (is_exec(id) && !task_selected(task, pid))
+			return;
 	} else {
 		if (!task_selected(task, pid))
-			return 0;
-		id = regs->orig_ax;
+			return;
+		/* A fork child's first return: its parent's call is the one that counts. */
+		if (ret == 0 && (id == NR_clone || id == NR_fork || id == NR_vfork || id == NR_clone3))
+			return;
 	}
 
 	if (!stream_mode) {
-		count_call(task, pid, id, ret, latency);
-		return 0;
+		count_call(task, pid, tid, id, ret, latency);
+		return;
 	}
 	if (!state) {
 		now = bpf_ktime_get_boot_ns();
 		state = bpf_task_storage_get(&tasks, task, NULL, BPF_LOCAL_STORAGE_GET_F_CREATE);
 		if (!state) {
 			__sync_fetch_and_add(&ringbuf_dropped, 1);
-			return 0;
+			return;
 		}
 	}
 	stream_call(task, state, pid, id, ret, now, latency);
+}
+
+SEC("tp_btf/sys_exit")
+int BPF_PROG(handle_sys_exit, struct pt_regs *regs, long ret)
+{
+	finish_call(bpf_get_current_task_btf(), regs->orig_ax, ret);
+	return 0;
+}
+
+/*
+ * exit and exit_group never return, so sys_exit never sees them; a thread leaving through
+ * one of them still has its number in orig_ax here. Counted like strace -c and syscount
+ * count them, with return value 0.
+ */
+SEC("tp_btf/sched_process_exit")
+int BPF_PROG(handle_task_exit, struct task_struct *p)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct pt_regs *regs;
+	long id;
+
+	/* A kernel thread made no system call. */
+	if (task->flags & PF_KTHREAD)
+		return 0;
+	regs = (struct pt_regs *)bpf_task_pt_regs(task);
+	id = BPF_CORE_READ(regs, orig_ax);
+	if (id == NR_exit || id == NR_exit_group)
+		finish_call(task, id, 0);
+	return 0;
+}
+
+/* Aggregate mode only: see `renames`. */
+SEC("tp_btf/task_rename")
+int BPF_PROG(handle_task_rename, struct task_struct *task, const char *comm)
+{
+	__sync_fetch_and_add(&renames, 1);
 	return 0;
 }

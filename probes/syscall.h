@@ -12,15 +12,20 @@ struct syscall_totals {
 	unsigned long long latency_ns;
 };
 
+/* A row: one process's calls of one syscall under one command name (an exec or a
+ * rename starts another row, so calls are never given to the comm from before it). */
 struct syscall_key {
 	unsigned int pid;
 	unsigned int syscall_id;
+	char comm[TASK_COMM_LEN];
 };
 
 /* One CPU's current run of calls with the same key, not yet added to the rows. */
 struct syscall_run {
 	struct syscall_key key;
 	struct syscall_totals totals;
+	unsigned int tid; /* the run continues only for this thread */
+	unsigned int renames; /* `renames` when the run began */
 };
 
 /* Who a process is, as of which generation (see syscall.bpf.c). */

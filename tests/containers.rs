@@ -74,12 +74,13 @@ fn session_filtered_by_container_sees_exactly_its_processes() {
     if !docker_or_skip("session_filtered_by_container_sees_exactly_its_processes") {
         return;
     }
-    let web1 = Container::start("web1");
+    let web1 = Container::start("eu-web");
+    let name = web1.name.as_str();
     let server = Server::start("containers-web1", None);
-    let found = wait_container(&server, "web1", Duration::from_secs(2));
+    let found = wait_container(&server, name, Duration::from_secs(2));
     let pid = web1.pid();
     assert_eq!(found["id"], web1.id.as_str());
-    assert_eq!(found["name"], "web1");
+    assert_eq!(found["name"], name);
     assert_eq!(found["image"], common::docker::IMAGE);
     assert_eq!(found["runtime"], "DOCKER");
     assert_eq!(found["state"], "RUNNING");
@@ -95,18 +96,18 @@ fn session_filtered_by_container_sees_exactly_its_processes() {
     // By id prefix too, and by pid.
     assert_eq!(
         wait_container(&server, &web1.id[..8], Duration::ZERO)["name"],
-        "web1"
+        name
     );
     let by_pid = server.query(
         "query($pid: Int!, $me: Int!) { web: containerOfPid(pid: $pid) { name } host: containerOfPid(pid: $me) { name } }",
         json!({ "pid": pid, "me": std::process::id() }),
     );
-    assert_eq!(by_pid, json!({ "web": { "name": "web1" }, "host": null }));
+    assert_eq!(by_pid, json!({ "web": { "name": name }, "host": null }));
 
     let mut host_comm = String::new();
     let session = session_after(
         &server,
-        json!({ "tracker": "process", "durationSecs": 30, "filter": { "container": "web1" } }),
+        json!({ "tracker": "process", "durationSecs": 30, "filter": { "container": name } }),
         || {
             host_comm = run_host_binary(3);
             for _ in 0..3 {
@@ -129,7 +130,7 @@ fn session_filtered_by_container_sees_exactly_its_processes() {
     for event in &events {
         assert_eq!(
             event["container"],
-            json!({ "id": web1.id, "name": "web1", "image": common::docker::IMAGE })
+            json!({ "id": web1.id, "name": name, "image": common::docker::IMAGE })
         );
         assert_eq!(event["comm"], "sleep");
         assert_ne!(event["comm"], host_comm.as_str());
@@ -143,7 +144,7 @@ fn session_filtered_by_container_sees_exactly_its_processes() {
     assert_eq!(execs, ["/bin/sleep"; 3]);
     assert_eq!(
         session["aggregate"],
-        json!([{ "keys": ["web1", "exec"], "count": 3 }, { "keys": ["web1", "exit"], "count": 3 }])
+        json!([{ "keys": [name, "exec"], "count": 3 }, { "keys": [name, "exit"], "count": 3 }])
     );
 }
 
@@ -152,9 +153,10 @@ fn grouping_by_container_separates_two_containers() {
     if !docker_or_skip("grouping_by_container_separates_two_containers") {
         return;
     }
+    let a = Container::start("eu-grp-a");
+    let b = Container::start("eu-grp-b");
+    // Container names end in this test process's pid and a counter (unique_name).
     let tag = std::process::id();
-    let a = Container::start(&format!("eu-grp-a-{tag}"));
-    let b = Container::start(&format!("eu-grp-b-{tag}"));
     let server = Server::start("containers-group", None);
     for c in [&a, &b] {
         assert_eq!(
@@ -163,7 +165,7 @@ fn grouping_by_container_separates_two_containers() {
         );
     }
     let fields = format!(
-        r#"aggregate(groupBy: ["container", "container_image"], where: [{{field: "container", op: CONTAINS, value: "eu-grp-"}}, {{field: "container", op: CONTAINS, value: "-{tag}"}}]) {{ keys count }}"#
+        r#"aggregate(groupBy: ["container", "container_image"], where: [{{field: "container", op: CONTAINS, value: "eu-grp-"}}, {{field: "container", op: CONTAINS, value: "-{tag}-"}}]) {{ keys count }}"#
     );
     for store in ["MEMORY", "SQLITE"] {
         let session = session_after(
@@ -233,8 +235,8 @@ fn container_start_and_stop_show_within_a_second() {
         }
         start.elapsed()
     };
-    let name = format!("eu-life-{}", std::process::id());
-    let c = Container::start(&name);
+    let c = Container::start("eu-life");
+    let name = c.name.clone();
     let started = until("the start", &|| {
         list(false).iter().any(|x| {
             x["id"] == c.id.as_str() && x["name"] == name.as_str() && x["state"] == "RUNNING"
@@ -396,7 +398,7 @@ fn cli_run_traces_one_container() {
     if !docker_or_skip("cli_run_traces_one_container") {
         return;
     }
-    let c = Container::start(&format!("eu-cli-{}", std::process::id()));
+    let c = Container::start("eu-cli");
     let mut child = Command::new(env!("CARGO_BIN_EXE_eunomia"))
         .args([
             "run",

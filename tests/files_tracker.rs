@@ -62,6 +62,17 @@ elif mode == "many":
         os.write(fd, b"x")
         os.close(fd)
     out = {"files": count}
+elif mode == "exec":
+    # Writes a JSON report to target, reads 100 bytes of it, then becomes `cat target`,
+    # which reads it all and prints it: the same process reads the same file under two
+    # command names.
+    report = json.dumps({"pad": "x" * 3000})
+    with open(target, "w") as f:
+        f.write(report)
+    fd = os.open(target, os.O_RDONLY | os.O_CLOEXEC)
+    os.read(fd, 100)
+    os.close(fd)
+    os.execvp("cat", ["cat", target])
 print(json.dumps(out))
 "#;
 
@@ -378,6 +389,43 @@ fn a_full_map_counts_what_it_cannot_hold() {
 }
 
 /// A GraphQL session with the tracker's options: per-file sums over the stored rows.
+/// A process that reads a file, execs and reads it again: each read is under the comm the
+/// process had when it made it.
+#[test]
+fn reads_before_and_after_an_exec_are_under_each_comm() {
+    if !root_or_skip("reads_before_and_after_an_exec_are_under_each_comm") {
+        return;
+    }
+    let file = test_dir(&std::env::temp_dir(), "exec").join("report");
+    let path = file.to_str().unwrap();
+    let traced = trace("exec", &file, TrackerConfig::default());
+    assert_eq!(traced.stats.lost(), 0, "{:?}", traced.stats);
+    let size = std::fs::metadata(&file).unwrap().len();
+    let mut by_comm: std::collections::BTreeMap<String, [u64; 2]> = Default::default();
+    for row in traced.io_rows(path) {
+        let sums = by_comm
+            .entry(row.header.comm.as_str().to_string())
+            .or_default();
+        for (sum, field) in sums.iter_mut().zip(["read_bytes", "write_bytes"]) {
+            let Some(Value::U64(n)) = row.get(field) else {
+                panic!("{field} of {row:?}")
+            };
+            *sum += n;
+        }
+    }
+    assert_eq!(
+        by_comm,
+        [
+            ("python3".to_string(), [100, size]),
+            ("cat".to_string(), [size, 0])
+        ]
+        .into(),
+        "{:?}",
+        traced.io_rows(path)
+    );
+    std::fs::remove_dir_all(file.parent().unwrap()).unwrap();
+}
+
 #[test]
 fn a_session_sums_a_files_bytes_per_path() {
     if !root_or_skip("a_session_sums_a_files_bytes_per_path") {

@@ -8,7 +8,9 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{loaded_prog_ids, root_or_skip, start_tracker, unique_binary, Collector};
+use common::{
+    assert_unloaded, loaded_prog_ids, root_or_skip, start_tracker, unique_binary, Collector,
+};
 use eunomia::event::{Event, Record, Value};
 use eunomia::handler::{FanIn, Flow, Handler};
 use eunomia::tracker_manager::{
@@ -154,24 +156,7 @@ fn stop_removes_every_program_from_the_kernel() {
         "{ids:?} loaded while running"
     );
     handle.stop().unwrap();
-
-    let deadline = Instant::now() + Duration::from_secs(3);
-    loop {
-        let loaded = loaded_prog_ids();
-        let left: Vec<u32> = ids
-            .iter()
-            .copied()
-            .filter(|id| loaded.contains(id))
-            .collect();
-        if left.is_empty() {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "programs {left:?} still loaded after stop"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    assert_unloaded(&ids, "process tracker");
 }
 
 /// Two instances with different pid filters each see only their own process; both also

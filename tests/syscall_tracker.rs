@@ -26,14 +26,14 @@ fn run_load(path: &std::path::Path) {
     assert!(status.success());
 }
 
-/// Per syscall name: (calls, errors), from `strace -f -c` of one run.
-fn strace_counts(path: &std::path::Path) -> BTreeMap<String, (u64, u64)> {
+/// Per syscall name: (calls, errors), from `strace -f -c` of one run of `path args`.
+fn strace_counts(path: &std::path::Path, args: &[u64]) -> BTreeMap<String, (u64, u64)> {
     let out = std::env::temp_dir().join(format!("eunomia-strace-{}", std::process::id()));
     let status = Command::new("strace")
         .args(["-f", "-c", "-o"])
         .arg(&out)
         .arg(path)
-        .args([GETPPIDS, OPENS, FAILED_OPENS].map(|n| n.to_string()))
+        .args(args.iter().map(|n| n.to_string()))
         .status()
         .expect("strace runs (make deps installs it)");
     assert!(status.success());
@@ -124,19 +124,22 @@ fn counts_exactly(mode: Mode, latency: Option<bool>, tag: &str) {
     let timed = latency.unwrap_or(mode == Mode::Stream);
     assert_eq!(traced["getppid"].2 > 0, timed, "{traced:?}");
 
-    // strace sees the same calls, except the execve: it began under the parent's comm.
-    let strace = strace_counts(&path);
+    // strace sees the same calls, the execve included (it belongs to the program it
+    // starts, so the comm filter applies at its exit). Its -c table leaves out the
+    // exit_group, which never returns; the tracker counts it, as the call was made.
+    let mut strace = strace_counts(&path, &[GETPPIDS, OPENS, FAILED_OPENS]);
     assert_eq!(strace["getppid"], (GETPPIDS, 0), "{strace:?}");
-    for (name, &(calls, errors)) in strace.iter().filter(|(name, _)| *name != "execve") {
-        let ours = traced.get(name).map(|&(c, e, _)| (c, e));
-        assert_eq!(
-            ours,
-            Some((calls, errors)),
-            "{name}: strace {strace:?}, ours {traced:?}"
-        );
-    }
-    let extra: Vec<&String> = traced.keys().filter(|n| !strace.contains_key(*n)).collect();
-    assert!(extra.is_empty(), "calls strace did not see: {extra:?}");
+    assert_eq!(strace["execve"], (1, 0), "{strace:?}");
+    assert_eq!(
+        strace.insert("exit_group".into(), (1, 0)),
+        None,
+        "{strace:?}"
+    );
+    let ours: BTreeMap<String, (u64, u64)> = traced
+        .iter()
+        .map(|(name, &(calls, errors, _))| (name.clone(), (calls, errors)))
+        .collect();
+    assert_eq!(ours, strace);
 }
 
 #[test]
@@ -204,6 +207,91 @@ fn sessions_sum_counts_per_syscall() {
             json!([{ "keys": ["openat"], "value": FAILED_OPENS as f64 }]),
             "{what}"
         );
+    }
+}
+
+#[test]
+fn stream_mode_without_latency_counts_exactly() {
+    if root_or_skip("stream_mode_without_latency_counts_exactly") {
+        counts_exactly(Mode::Stream, Some(false), "sn");
+    }
+}
+
+/// A program exec'd by a forked shell, traced with no comm filter: from its execve on,
+/// its calls are under its own comm, never the shell's, in both modes and both stores.
+#[test]
+fn an_exec_d_program_s_calls_are_under_its_own_comm() {
+    if !root_or_skip("an_exec_d_program_s_calls_are_under_its_own_comm") {
+        return;
+    }
+    const CALLS: u64 = 4321;
+    let server = Server::start("syscall-exec", None);
+    let (path, comm) = syscall_load("sx");
+    let mut expected = strace_counts(&path, &[CALLS]);
+    assert_eq!(expected["getppid"], (CALLS, 0));
+    expected.insert("exit_group".into(), (1, 0));
+    for (mode, store) in [
+        ("aggregate", "SQLITE"),
+        ("aggregate", "MEMORY"),
+        ("stream", "SQLITE"),
+        ("stream", "MEMORY"),
+    ] {
+        let id = server.start_session(json!({
+            "tracker": "syscall",
+            "durationSecs": 120,
+            "store": store,
+            "config": { "mode": mode, "interval_ms": 100, "ringbuf_bytes": 16 << 20 },
+        }));
+        // The shell forks a child that execs the load, and says the child's pid.
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(format!("{} {CALLS} & echo $!; wait $!", path.display()))
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        let child: u32 = String::from_utf8(out.stdout)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        assert_eq!(server.stop_session(&id), "STOPPED");
+        let session = server.session(
+            &id,
+            &format!(
+                r#"lostCount
+                   aggregate(groupBy: ["comm", "syscall"], op: SUM, field: "count",
+                             where: [{{field: "pid", value: "{child}"}}]) {{ keys value }}"#
+            ),
+        );
+        let what = format!("{mode} {store}: {session}");
+        assert_eq!(session["lostCount"], 0, "{what}");
+        let calls: BTreeMap<(String, String), u64> = session["aggregate"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|row| {
+                let key = |i: usize| row["keys"][i].as_str().unwrap().to_string();
+                ((key(0), key(1)), row["value"].as_f64().unwrap() as u64)
+            })
+            .collect();
+        // From its execve on, the child's calls are the program's: what strace sees of
+        // it, and the exit_group that strace's table leaves out.
+        let ours: BTreeMap<String, (u64, u64)> = calls
+            .iter()
+            .filter(|((row_comm, _), _)| *row_comm == comm)
+            .map(|((_, syscall), &n)| (syscall.clone(), (n, 0)))
+            .collect();
+        assert_eq!(ours, expected, "{what}");
+        // Before the exec the child was the shell (its redirections, its signal set-up),
+        // and nothing else is: none of the program's own calls is under the shell's comm.
+        for ((row_comm, syscall), n) in &calls {
+            assert!(
+                *row_comm == comm
+                    || (row_comm == "sh"
+                        && !["getppid", "execve", "exit_group"].contains(&syscall.as_str())),
+                "{row_comm} {syscall} = {n}: {what}"
+            );
+        }
     }
 }
 

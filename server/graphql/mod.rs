@@ -145,10 +145,10 @@ impl QueryRoot {
         &self,
         ctx: &Context<'_>,
         status: Option<SessionStatus>,
-        #[graphql(default = 20)] first: i32,
+        #[graphql(default_with = "Some(SESSIONS_PAGE)")] first: Option<i32>,
         after: Option<String>,
     ) -> async_graphql::Result<SessionConnection> {
-        let first = page_size(first)?;
+        let first = page_size(first, SESSIONS_PAGE)?;
         let manager = manager(ctx);
         let (rows, has_next) = manager
             .store()
@@ -193,11 +193,11 @@ impl QueryRoot {
     async fn containers(
         &self,
         ctx: &Context<'_>,
-        #[graphql(default = false)] exited: bool,
+        #[graphql(default_with = "Some(false)")] exited: Option<bool>,
     ) -> Vec<ContainerObject> {
         manager(ctx)
             .containers()
-            .list(exited)
+            .list(exited.unwrap_or(false))
             .into_iter()
             .map(ContainerObject)
             .collect()
@@ -227,13 +227,13 @@ impl QueryRoot {
     async fn audit_log(
         &self,
         ctx: &Context<'_>,
-        #[graphql(default = 50)] first: i32,
+        #[graphql(default_with = "Some(AUDIT_PAGE)")] first: Option<i32>,
         after: Option<i64>,
     ) -> async_graphql::Result<Vec<AuditRow>> {
         require_operator(ctx)?;
         let (rows, _) = manager(ctx)
             .store()
-            .audit_log(page_size(first)?, after)
+            .audit_log(page_size(first, AUDIT_PAGE)?, after)
             .await
             .map_err(|e| api(e.into()))?;
         Ok(rows.into_iter().map(AuditRow).collect())
@@ -242,8 +242,15 @@ impl QueryRoot {
 
 /// The largest page a connection returns.
 const MAX_PAGE: usize = 1000;
+/// Default page sizes. Arguments with a default are nullable, so that an omitted or null
+/// variable takes the default (as the spec's CoerceArgumentValues does for an omitted one)
+/// instead of failing on a non-null argument.
+const SESSIONS_PAGE: i32 = 20;
+const AUDIT_PAGE: i32 = 50;
+const EVENTS_PAGE: i32 = 100;
 
-fn page_size(first: i32) -> async_graphql::Result<usize> {
+fn page_size(first: Option<i32>, default: i32) -> async_graphql::Result<usize> {
+    let first = first.unwrap_or(default);
     if first < 0 || first as usize > MAX_PAGE {
         return Err(coded(
             "BAD_USER_INPUT",

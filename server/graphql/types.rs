@@ -3,7 +3,7 @@
 use async_graphql::connection::{Connection, Edge, EmptyFields};
 use async_graphql::{Context, InputObject, Json, Object, SimpleObject, ID};
 
-use super::{api, coded, manager, memory_error, page_size, query_error};
+use super::{api, coded, manager, memory_error, page_size, query_error, EVENTS_PAGE};
 use crate::container::{Container, ContainerState, Runtime};
 use crate::event::rfc3339_nanos;
 use crate::handler::Op;
@@ -67,8 +67,8 @@ pub struct Health {
 #[graphql(name = "Condition")]
 pub struct ConditionInput {
     pub field: String,
-    #[graphql(default_with = "Op::Eq")]
-    pub op: Op,
+    #[graphql(default_with = "Some(Op::Eq)")]
+    pub op: Option<Op>,
     pub value: String,
 }
 
@@ -78,7 +78,7 @@ fn conditions(input: Option<Vec<ConditionInput>>) -> Vec<Condition> {
         .into_iter()
         .map(|c| Condition {
             field: c.field,
-            op: c.op,
+            op: c.op.unwrap_or(Op::Eq),
             value: c.value,
         })
         .collect()
@@ -102,12 +102,16 @@ pub struct StartSessionInput {
     pub filter: Option<SessionFilterInput>,
     /// Tracker settings as a JSON object (or a string holding one), e.g. {"min_duration_ns": 1000000}.
     pub config: Option<Json<serde_json::Value>>,
-    #[graphql(default_with = "StoreKind::Sqlite")]
-    pub store: StoreKind,
+    #[graphql(default_with = "Some(StoreKind::Sqlite)")]
+    pub store: Option<StoreKind>,
     pub label: Option<String>,
 }
 
 impl StartSessionInput {
+    fn store(&self) -> StoreKind {
+        self.store.unwrap_or(StoreKind::Sqlite)
+    }
+
     pub fn audit_args(&self) -> serde_json::Value {
         let filter = self.filter.clone().unwrap_or_default();
         serde_json::json!({
@@ -120,12 +124,13 @@ impl StartSessionInput {
                 "container": filter.container,
             },
             "config": self.config.as_ref().map(|c| c.0.clone()),
-            "store": format!("{:?}", self.store).to_uppercase(),
+            "store": format!("{:?}", self.store()).to_uppercase(),
             "label": self.label,
         })
     }
 
     pub fn into_request(self) -> async_graphql::Result<StartRequest> {
+        let store = self.store();
         let config = match self.config.map(|c| c.0) {
             Some(serde_json::Value::String(text)) => Some(
                 serde_json::from_str(&text)
@@ -142,7 +147,7 @@ impl StartSessionInput {
             cgroup_id: filter.cgroup_id,
             container: filter.container,
             config,
-            store: self.store,
+            store,
             label: self.label,
         })
     }
@@ -228,11 +233,11 @@ impl SessionObject {
     async fn events(
         &self,
         ctx: &Context<'_>,
-        #[graphql(default = 100)] first: i32,
+        #[graphql(default_with = "Some(EVENTS_PAGE)")] first: Option<i32>,
         after: Option<String>,
         r#where: Option<Vec<ConditionInput>>,
     ) -> async_graphql::Result<EventConnection> {
-        let first = page_size(first)?;
+        let first = page_size(first, EVENTS_PAGE)?;
         let after = after
             .map(|a| {
                 a.parse::<i64>()
@@ -269,7 +274,7 @@ impl SessionObject {
         &self,
         ctx: &Context<'_>,
         group_by: Vec<String>,
-        #[graphql(default_with = "AggOp::Count")] op: AggOp,
+        #[graphql(default_with = "Some(AggOp::Count)")] op: Option<AggOp>,
         field: Option<String>,
         top: Option<i32>,
         r#where: Option<Vec<ConditionInput>>,
@@ -281,7 +286,7 @@ impl SessionObject {
             .transpose()?;
         let query = AggregateQuery {
             group_by,
-            op,
+            op: op.unwrap_or(AggOp::Count),
             field,
             top,
             conditions: conditions(r#where),
@@ -312,8 +317,8 @@ impl SessionObject {
         &self,
         ctx: &Context<'_>,
         bucket_secs: i32,
-        #[graphql(default)] group_by: Vec<String>,
-        #[graphql(default_with = "AggOp::Count")] op: AggOp,
+        #[graphql(default_with = "Some(Vec::new())")] group_by: Option<Vec<String>>,
+        #[graphql(default_with = "Some(AggOp::Count)")] op: Option<AggOp>,
         field: Option<String>,
         r#where: Option<Vec<ConditionInput>>,
     ) -> async_graphql::Result<Vec<TimeBucket>> {
@@ -321,8 +326,8 @@ impl SessionObject {
             .map_err(|_| coded("BAD_QUERY", "bucketSecs must be at least 1"))?;
         let query = TimeseriesQuery {
             bucket_secs,
-            group_by,
-            op,
+            group_by: group_by.unwrap_or_default(),
+            op: op.unwrap_or(AggOp::Count),
             field,
             conditions: conditions(r#where),
         };

@@ -9,7 +9,7 @@ use std::mem::MaybeUninit;
 use libbpf_rs::skel::Skel;
 use libbpf_rs::{MapCore, MapFlags};
 
-use crate::event::{Event, EventBody, FieldInfo, FieldType, Header, Value};
+use crate::event::{Comm, Event, EventBody, FieldInfo, FieldType, Header, Value};
 use crate::tracker_manager::{
     with_record, Drain, DrainContext, Generations, Mode, Run, Tracker, TrackerError, TrackerInfo,
     OPTION_INTERVAL_MS, OPTION_LATENCY, OPTION_MODE,
@@ -161,10 +161,15 @@ struct Generation<'a> {
     runs: &'a dyn MapCore,
 }
 
-type Totals = BTreeMap<(u32, u32), types::syscall_totals>;
+/// Totals by (pid, comm, syscall id).
+type Totals = BTreeMap<(u32, [i8; 16], u32), types::syscall_totals>;
+
+fn totals_key(key: &types::syscall_key) -> (u32, [i8; 16], u32) {
+    (key.pid, key.comm, key.syscall_id)
+}
 
 impl Generation<'_> {
-    /// Reads and empties this generation, summing over CPUs per (pid, syscall). It must be
+    /// Reads and empties this generation, summing over CPUs per row. It must be
     /// inactive: no program adds to it while this runs.
     fn take(&self, totals: &mut Totals) -> Result<(), TrackerError> {
         let keys: Vec<Vec<u8>> = self.rows.keys().collect();
@@ -174,7 +179,7 @@ impl Generation<'_> {
                 .lookup_percpu(key, MapFlags::ANY)
                 .map_err(TrackerError::Map)?;
             self.rows.delete(key).map_err(TrackerError::Map)?;
-            let Some(key) = with_record(key, |k: &types::syscall_key| (k.pid, k.syscall_id)) else {
+            let Some(key) = with_record(key, totals_key) else {
                 continue;
             };
             for slot in per_cpu.iter().flatten() {
@@ -190,8 +195,7 @@ impl Generation<'_> {
             for slot in &per_cpu {
                 with_record(slot, |run: &types::syscall_run| {
                     if run.totals.count > 0 {
-                        let key = (run.key.pid, run.key.syscall_id);
-                        accumulate(totals.entry(key).or_default(), &run.totals);
+                        accumulate(totals.entry(totals_key(&run.key)).or_default(), &run.totals);
                     }
                 });
             }
@@ -204,7 +208,8 @@ impl Generation<'_> {
     }
 }
 
-/// Emits one `totals` event per (process, syscall), stamped with the drain's time.
+/// Emits one `totals` event per row, stamped with the drain's time; the comm is the row's
+/// own (the one the calls were made under), the rest of the header the process's.
 fn emit_totals(
     totals: Totals,
     timed: bool,
@@ -212,7 +217,7 @@ fn emit_totals(
     context: &DrainContext,
     emit: &mut dyn FnMut(Event),
 ) -> Result<(), TrackerError> {
-    for ((pid, syscall_id), sum) in totals {
+    for ((pid, comm, syscall_id), sum) in totals {
         let who = identities
             .lookup(&pid.to_ne_bytes(), MapFlags::ANY)
             .map_err(TrackerError::Map)?;
@@ -229,6 +234,7 @@ fn emit_totals(
                 ..Header::default()
             });
         header.ts_ns = context.now_ns;
+        header.comm = Comm::from_c_chars(&comm);
         emit(Event {
             header,
             body: SyscallEvent::Totals {
@@ -268,6 +274,8 @@ impl Tracker for SyscallTracker {
         rodata.measure_latency = latency;
         rodata.wakeup_bytes = u64::from(config.ringbuf_bytes / 8);
         open.progs.handle_sys_enter.set_autoload(latency);
+        // Only the per-CPU runs of aggregate mode can outlive a rename.
+        open.progs.handle_task_rename.set_autoload(!stream);
         let mut skel = run.load(open)?;
         run.fill_cgroup_filter(&skel.maps.cgroup_filter)?;
         // The kernel writes `ringbuf_dropped` and this thread writes `generation` through

@@ -67,6 +67,35 @@ fn engine_up() -> bool {
     try_docker(&["info"])
 }
 
+/// The hard limit of `resource`, read at run time: containers may not ask for more than
+/// this (CAP_SYS_RESOURCE is not held), and it differs from machine to machine.
+fn hard_limit(resource: libc::__rlimit_resource_t) -> u64 {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct it is given.
+    let rc = unsafe { libc::getrlimit(resource, &mut limit) };
+    assert_eq!(rc, 0, "getrlimit: {}", std::io::Error::last_os_error());
+    limit.rlim_max
+}
+
+/// dockerd's `--default-ulimit` flags: each container gets this process's hard limits.
+pub fn default_ulimit_args() -> Vec<String> {
+    [
+        ("nofile", hard_limit(libc::RLIMIT_NOFILE)),
+        ("nproc", hard_limit(libc::RLIMIT_NPROC)),
+    ]
+    .into_iter()
+    .flat_map(|(name, max)| {
+        [
+            "--default-ulimit".to_string(),
+            format!("{name}={max}:{max}"),
+        ]
+    })
+    .collect()
+}
+
 /// Starts dockerd in its own process group so that it outlives the test.
 fn start_engine() -> Result<(), String> {
     use std::os::unix::process::CommandExt;
@@ -78,11 +107,8 @@ fn start_engine() -> Result<(), String> {
             "--ip-forward=false",
             "--bridge=none",
             "--storage-driver=vfs",
-            "--default-ulimit",
-            "nofile=20000:20000",
-            "--default-ulimit",
-            "nproc=96365:96365",
         ])
+        .args(default_ulimit_args())
         .stdin(Stdio::null())
         .stdout(log.try_clone().map_err(|e| e.to_string())?)
         .stderr(log)
@@ -134,6 +160,14 @@ pub fn docker(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
+/// A name no other container has: `prefix`, this test process's pid and a counter, so
+/// that concurrent runs never collide and no user's container is touched.
+pub fn unique_name(prefix: &str) -> String {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{prefix}-{}-{n}", std::process::id())
+}
+
 /// A detached container running `sleep 600`, removed when dropped.
 pub struct Container {
     pub name: String,
@@ -141,27 +175,26 @@ pub struct Container {
 }
 
 impl Container {
-    pub fn start(name: &str) -> Container {
-        let _ = Command::new("docker")
-            .args(["rm", "-f", name])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-        let id = docker(&[
+    /// Starts a container named `unique_name(prefix)`.
+    pub fn start(prefix: &str) -> Container {
+        // The guard exists before `docker run`, so a failed run (which can leave a
+        // "Created" container behind) is still removed by name.
+        let mut container = Container {
+            name: unique_name(prefix),
+            id: String::new(),
+        };
+        container.id = docker(&[
             "run",
             "-d",
             "--network",
             "none",
             "--name",
-            name,
+            &container.name,
             IMAGE,
             "sleep",
             "600",
         ]);
-        Container {
-            name: name.to_string(),
-            id,
-        }
+        container
     }
 
     /// The pid of its first process on the host.
@@ -182,7 +215,7 @@ impl Container {
 impl Drop for Container {
     fn drop(&mut self) {
         let _ = Command::new("docker")
-            .args(["rm", "-f", &self.id])
+            .args(["rm", "-f", &self.name])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status();

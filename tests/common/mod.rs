@@ -77,6 +77,28 @@ pub fn loaded_prog_ids() -> Vec<u32> {
         .map(|info| info.id)
         .collect()
 }
+
+/// Waits until none of `ids` is loaded (the kernel frees a detached program after an RCU
+/// grace period); panics naming `what` and the programs left after 3 s.
+pub fn assert_unloaded(ids: &[u32], what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let loaded = loaded_prog_ids();
+        let left: Vec<u32> = ids
+            .iter()
+            .copied()
+            .filter(|id| loaded.contains(id))
+            .collect();
+        if left.is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: programs {left:?} still loaded 3 s after stop"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
 pub mod docker;
 pub mod server;
 

@@ -138,6 +138,17 @@ impl Server {
         data["startSession"]["id"].as_str().unwrap().to_string()
     }
 
+    /// Stops a running session; returns its status afterwards (STOPPED).
+    pub fn stop_session(&self, id: &str) -> String {
+        self.query(
+            "mutation($id: ID!) { stopSession(id: $id) { status } }",
+            json!({ "id": id }),
+        )["stopSession"]["status"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
     pub fn session(&self, id: &str, fields: &str) -> Value {
         self.query(
             &format!("query($id: ID!) {{ session(id: $id) {{ {fields} }} }}"),
