@@ -334,3 +334,43 @@ fn sessions_count_calls_per_op_and_sum_sizes() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// With a pid filter, only that process's calls are reported, though another process
+/// makes the same call while the tracker runs.
+#[test]
+fn a_pid_filter_reports_only_that_process() {
+    if !root_or_skip("a_pid_filter_reports_only_that_process") {
+        return;
+    }
+    // The chosen process waits for a line, then becomes ipcmk (same pid).
+    let mut chosen = Command::new("sh")
+        .args(["-c", "read go; exec ipcmk -Q"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = chosen.id();
+    let collector = Collector::default();
+    let config = TrackerConfig {
+        target_pid: Some(pid),
+        ..TrackerConfig::default()
+    };
+    let handle = start_tracker("ipc", config, collector.clone());
+    let (_, other) = run("ipcmk", &["-Q"]);
+    std::io::Write::write_all(&mut chosen.stdin.take().unwrap(), b"go\n").unwrap();
+    let output = chosen.wait_with_output().unwrap();
+    assert!(output.status.success());
+    let stats = handle.stop().unwrap();
+    assert_eq!(stats.lost(), 0);
+    let ids: Vec<i64> = [String::from_utf8(output.stdout).unwrap(), other]
+        .iter()
+        .map(|out| out.trim().rsplit(' ').next().unwrap().parse().unwrap())
+        .collect();
+    for id in &ids {
+        run("ipcrm", &["-q", &id.to_string()]);
+    }
+    let events = collector.events();
+    assert_eq!(ops(&events), ["msgget"], "{events:?}");
+    assert_eq!(events[0].header.pid, pid);
+    assert_eq!(events[0].get("ret"), Some(Value::I64(ids[0])));
+}

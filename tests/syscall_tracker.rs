@@ -5,7 +5,7 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::server::Server;
 use common::{root_or_skip, start_tracker, syscall_load, Collector};
@@ -18,12 +18,15 @@ const OPENS: u64 = 37;
 const FAILED_OPENS: u64 = 5;
 const SETTLE: Duration = Duration::from_secs(5);
 
-fn run_load(path: &std::path::Path) {
+/// Runs the load; returns how long it took, from before the fork to after the reap.
+fn run_load(path: &std::path::Path) -> Duration {
+    let started = Instant::now();
     let status = Command::new(path)
         .args([GETPPIDS, OPENS, FAILED_OPENS].map(|n| n.to_string()))
         .status()
         .unwrap();
     assert!(status.success());
+    started.elapsed()
 }
 
 /// Per syscall name: (calls, errors), from `strace -f -c` of one run of `path args`.
@@ -54,13 +57,14 @@ fn strace_counts(path: &std::path::Path, args: &[u64]) -> BTreeMap<String, (u64,
         .collect()
 }
 
-/// Per syscall name: (calls, errors, total latency) the tracker reported for `comm`.
+/// Per syscall name: (calls, errors, total latency) the tracker reported for `comm`, and
+/// the load's wall time.
 fn traced_counts(
     mode: Mode,
     latency: Option<bool>,
     path: &std::path::Path,
     comm: &str,
-) -> BTreeMap<String, (u64, u64, u64)> {
+) -> (BTreeMap<String, (u64, u64, u64)>, Duration) {
     let collector = Collector::default();
     let config = TrackerConfig {
         comm: Some(comm.to_string()),
@@ -71,7 +75,7 @@ fn traced_counts(
         ..TrackerConfig::default()
     };
     let handle = start_tracker("syscall", config, collector.clone());
-    run_load(path);
+    let wall = run_load(path);
     if mode == Mode::Stream {
         collector.wait_for(SETTLE, |events| events.len() as u64 >= GETPPIDS + 2 * OPENS);
     } else {
@@ -106,12 +110,12 @@ fn traced_counts(
         row.1 += num("errors");
         row.2 += num("latency_ns");
     }
-    counts
+    (counts, wall)
 }
 
 fn counts_exactly(mode: Mode, latency: Option<bool>, tag: &str) {
     let (path, comm) = syscall_load(tag);
-    let traced = traced_counts(mode, latency, &path, &comm);
+    let (traced, wall) = traced_counts(mode, latency, &path, &comm);
     assert_eq!(traced["getppid"].0, GETPPIDS, "{traced:?}");
     assert_eq!(traced["getppid"].1, 0);
     assert_eq!(
@@ -122,7 +126,18 @@ fn counts_exactly(mode: Mode, latency: Option<bool>, tag: &str) {
     assert_eq!(traced["close"].0, OPENS);
     // Latency is measured by default in stream mode only, as syscount's -L.
     let timed = latency.unwrap_or(mode == Mode::Stream);
-    assert_eq!(traced["getppid"].2 > 0, timed, "{traced:?}");
+    let calls: u64 = traced.values().map(|row| row.0).sum();
+    let in_calls = Duration::from_nanos(traced.values().map(|row| row.2).sum());
+    if timed {
+        // The calls ran one after another inside the load's wall time, and no call
+        // takes less than 20 ns: a unit error either way fails here.
+        assert!(
+            in_calls < wall && in_calls > Duration::from_nanos(20 * calls),
+            "{in_calls:?} in {calls} calls within {wall:?}: {traced:?}"
+        );
+    } else {
+        assert_eq!(in_calls, Duration::ZERO, "{traced:?}");
+    }
 
     // strace sees the same calls, the execve included (it belongs to the program it
     // starts, so the comm filter applies at its exit). Its -c table leaves out the
@@ -310,15 +325,85 @@ fn mode_is_checked() {
     assert!(message.contains("unknown variant `firehose`"), "{message}");
 }
 
-/// Generations switch every 10 ms while a process makes 2 M calls: no call is lost or
-/// counted twice across the switches.
+/// The CPUs this test may run on, read at run time.
+fn allowed_cpus() -> Vec<usize> {
+    // SAFETY: sched_getaffinity fills the set it is given; CPU_ISSET reads it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        assert_eq!(
+            libc::sched_getaffinity(0, std::mem::size_of_val(&set), &mut set),
+            0
+        );
+        (0..libc::CPU_SETSIZE as usize)
+            .filter(|&cpu| libc::CPU_ISSET(cpu, &set))
+            .collect()
+    }
+}
+
+/// `path args`, pinned to `cpu`; returns its pid once it has ended.
+fn run_pinned(path: &std::path::Path, args: &[u64], cpu: usize) -> u32 {
+    use std::os::unix::process::CommandExt;
+    let mut command = Command::new(path);
+    command.args(args.iter().map(|n| n.to_string()));
+    // SAFETY: the closure only calls sched_setaffinity, which is async-signal-safe.
+    unsafe {
+        command.pre_exec(move || {
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            libc::CPU_SET(cpu, &mut set);
+            match libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set) {
+                0 => Ok(()),
+                _ => Err(std::io::Error::last_os_error()),
+            }
+        });
+    }
+    let mut child = command.spawn().unwrap();
+    assert!(child.wait().unwrap().success());
+    child.id()
+}
+
+/// Per pid, per syscall name: the calls in `events`.
+fn calls_per_pid(events: &[eunomia::event::Event]) -> BTreeMap<u32, BTreeMap<String, u64>> {
+    let mut calls: BTreeMap<u32, BTreeMap<String, u64>> = BTreeMap::new();
+    for event in events {
+        let (Some(Value::Str(name)), Some(Value::U64(n))) =
+            (event.get("syscall"), event.get("count"))
+        else {
+            panic!("{event:?}")
+        };
+        *calls
+            .entry(event.header.pid)
+            .or_default()
+            .entry(name.to_string())
+            .or_default() += n;
+    }
+    calls
+}
+
+/// Generations switch every 10 ms while a process on each CPU in turn makes 2 M getppid
+/// calls, then alternates openat and close (runs of one call each) and ends on single
+/// calls: no call is lost or counted twice across the switches, whichever CPU's slots
+/// hold it.
 #[test]
-fn aggregate_drains_mid_run_lose_nothing() {
-    if !root_or_skip("aggregate_drains_mid_run_lose_nothing") {
+fn aggregate_drains_mid_run_lose_nothing_on_any_cpu() {
+    if !root_or_skip("aggregate_drains_mid_run_lose_nothing_on_any_cpu") {
         return;
     }
-    const CALLS: u64 = 2_000_000;
+    const ARGS: [u64; 3] = [2_000_000, 30_000, 3];
     let (path, comm) = syscall_load("sd");
+    // strace on 2 M calls would take minutes: it gives the start-up calls of a run that
+    // makes none, and the load's own calls are added.
+    let mut expected: BTreeMap<String, u64> = strace_counts(&path, &[0, 0, 0])
+        .into_iter()
+        .map(|(name, (calls, _))| (name, calls))
+        .collect();
+    for (name, calls) in [
+        ("getppid", ARGS[0]),
+        ("openat", ARGS[1] + ARGS[2]),
+        ("close", ARGS[1]),
+        ("exit_group", 1),
+    ] {
+        *expected.entry(name.into()).or_default() += calls;
+    }
     let collector = Collector::default();
     let config = TrackerConfig {
         comm: Some(comm),
@@ -326,26 +411,111 @@ fn aggregate_drains_mid_run_lose_nothing() {
         ..TrackerConfig::default()
     };
     let handle = start_tracker("syscall", config, collector.clone());
-    let status = Command::new(&path).arg(CALLS.to_string()).status().unwrap();
-    assert!(status.success());
+    let cpus = allowed_cpus();
+    let pids: Vec<u32> = cpus
+        .iter()
+        .map(|&cpu| run_pinned(&path, &ARGS, cpu))
+        .collect();
     let stats = handle.stop().unwrap();
     assert_eq!(stats.lost(), 0, "{stats:?}");
-    let getppid: Vec<_> = collector
-        .events()
-        .into_iter()
-        .filter(|e| e.get("syscall") == Some(Value::Str("getppid")))
-        .collect();
-    let total: u64 = getppid
-        .iter()
-        .map(|e| match e.get("count") {
-            Some(Value::U64(n)) => n,
-            other => panic!("count: {other:?}"),
-        })
-        .sum();
-    assert_eq!(total, CALLS);
-    assert!(
-        getppid.len() >= 5,
-        "the run spans several drains: {} rows",
-        getppid.len()
-    );
+    let events = collector.events();
+    let calls = calls_per_pid(&events);
+    assert_eq!(calls.keys().copied().collect::<Vec<_>>(), {
+        let mut sorted = pids.clone();
+        sorted.sort();
+        sorted
+    });
+    for (cpu, pid) in cpus.iter().zip(&pids) {
+        assert_eq!(calls[pid], expected, "the load on CPU {cpu}");
+        let rows = events
+            .iter()
+            .filter(|e| e.header.pid == *pid && e.get("syscall") == Some(Value::Str("getppid")))
+            .count();
+        assert!(
+            rows >= 5,
+            "the run on CPU {cpu} spans several drains: {rows} rows"
+        );
+    }
+}
+
+/// With a pid filter, only that process's calls are reported, though another process
+/// with the same comm makes the same calls at the same time, in both modes.
+#[test]
+fn a_pid_filter_reports_only_that_process() {
+    if !root_or_skip("a_pid_filter_reports_only_that_process") {
+        return;
+    }
+    let (path, _) = syscall_load("sp");
+    for mode in [Mode::Aggregate, Mode::Stream] {
+        // The chosen process waits for a line, then becomes the load (same pid).
+        let mut chosen = Command::new("sh")
+            .arg("-c")
+            .arg(format!("read go; exec {} 3000", path.display()))
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let pid = chosen.id();
+        let collector = Collector::default();
+        let config = TrackerConfig {
+            target_pid: Some(pid),
+            mode: Some(mode),
+            ringbuf_bytes: 16 << 20,
+            ..TrackerConfig::default()
+        };
+        let handle = start_tracker("syscall", config, collector.clone());
+        let other = Command::new(&path).arg("5000").spawn().unwrap();
+        std::io::Write::write_all(&mut chosen.stdin.take().unwrap(), b"go\n").unwrap();
+        assert!(chosen.wait().unwrap().success());
+        assert!(other.wait_with_output().unwrap().status.success());
+        let stats = handle.stop().unwrap();
+        assert_eq!(stats.lost(), 0, "{stats:?}");
+        let events = collector.events();
+        let calls = calls_per_pid(&events);
+        assert_eq!(calls.keys().collect::<Vec<_>>(), [&pid], "{mode:?}");
+        assert_eq!(calls[&pid]["getppid"], 3000, "{mode:?}: {calls:?}");
+    }
+}
+
+/// A 4 KiB ring buffer in a stream session overflows on a burst: what was lost is
+/// counted, and what was kept plus what was lost is exactly what the program made.
+#[test]
+fn a_session_counts_what_its_ring_buffer_lost() {
+    if !root_or_skip("a_session_counts_what_its_ring_buffer_lost") {
+        return;
+    }
+    let server = Server::start("syscall-lost", None);
+    let (path, comm) = syscall_load("sl");
+    let made: u64 = strace_counts(&path, &[GETPPIDS, OPENS, FAILED_OPENS])
+        .values()
+        .map(|&(calls, _)| calls)
+        .sum::<u64>()
+        + 1; // the exit_group that strace's table leaves out
+    for store in ["SQLITE", "MEMORY"] {
+        let id = server.start_session(json!({
+            "tracker": "syscall",
+            "durationSecs": 120,
+            "store": store,
+            "filter": { "comm": comm },
+            "config": { "mode": "stream", "ringbuf_bytes": 4096 },
+        }));
+        run_load(&path);
+        assert_eq!(server.stop_session(&id), "STOPPED");
+        let session = server.session(&id, "eventCount lostCount completeness");
+        let (events, lost) = (
+            session["eventCount"].as_u64().unwrap(),
+            session["lostCount"].as_u64().unwrap(),
+        );
+        assert_eq!(events + lost, made, "{store}: {session}");
+        assert!(
+            lost > 0,
+            "{store}: a 4 KiB buffer cannot hold a burst: {session}"
+        );
+        // Exact up to JSON's float parsing (serde_json may be a unit in the last place off).
+        let completeness = session["completeness"].as_f64().unwrap();
+        let expected = events as f64 / made as f64;
+        assert!(
+            (completeness - expected).abs() <= expected * 1e-12,
+            "{store}: completeness {completeness}, expected {expected}: {session}"
+        );
+    }
 }
