@@ -2,8 +2,8 @@
 
 mod common;
 
-use std::process::{Command, Output, Stdio};
-use std::time::Duration;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
 
 use common::{root_or_skip, unique_binary};
 
@@ -18,21 +18,23 @@ fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
-/// Runs `eunomia args` and, once it is tracing, executes `binary` `times` times.
-fn run_while_executing(args: &[&str], binary: &std::path::Path, times: usize) -> Output {
-    let child = Command::new(env!("CARGO_BIN_EXE_eunomia"))
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(1500));
+/// Runs `eunomia args` and, once it says it is tracing, executes `binary` `times` times;
+/// returns its output and how long the executions took from the first fork to the last
+/// reap.
+fn run_while_executing(
+    args: &[&str],
+    binary: &std::path::Path,
+    times: usize,
+) -> (Output, Duration) {
+    let run = common::CliRun::start(args);
+    let started = Instant::now();
     for _ in 0..times {
         assert!(Command::new(binary).status().unwrap().success());
     }
-    let out = child.wait_with_output().unwrap();
+    let executing = started.elapsed();
+    let out = run.finish();
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    out
+    (out, executing)
 }
 
 #[test]
@@ -91,24 +93,45 @@ fn bad_input_exits_2_with_a_clear_message() {
     }
 }
 
+/// `trackers` lists every registered tracker with its description, in catalog order, and
+/// `fields` each one's fields with their types, in order.
 #[test]
-fn trackers_lists_each_with_a_description() {
+fn trackers_and_fields_list_the_whole_registry() {
     let out = eunomia(&["trackers"]);
     assert!(out.status.success());
-    let text = String::from_utf8(out.stdout).unwrap();
-    let line = text
+    let listed: Vec<(String, String)> = String::from_utf8(out.stdout)
+        .unwrap()
         .lines()
-        .find(|l| l.starts_with("process "))
-        .expect("process is listed");
-    assert!(line.contains("exec and exit"), "{line}");
-
-    let fields = String::from_utf8(eunomia(&["fields", "process"]).stdout).unwrap();
-    let names: Vec<&str> = fields
-        .lines()
-        .map(|l| l.split_whitespace().next().unwrap())
+        .map(|line| {
+            let (name, description) = line.split_once(' ').unwrap();
+            (name.to_string(), description.trim().to_string())
+        })
         .collect();
-    assert_eq!(names[..6], ["tracker", "kind", "ts", "pid", "ppid", "comm"]);
-    assert!(names.contains(&"exit_code") && names.contains(&"duration_ns"));
+    let registry: Vec<(String, String)> = eunomia::probes::TRACKERS
+        .iter()
+        .map(|t| (t.info().name.to_string(), t.info().description.to_string()))
+        .collect();
+    assert_eq!(listed, registry);
+
+    for tracker in eunomia::probes::TRACKERS {
+        let info = tracker.info();
+        let out = eunomia(&["fields", info.name]);
+        assert!(out.status.success());
+        let fields: Vec<(String, String)> = String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(|line| {
+                let mut words = line.split_whitespace();
+                let (name, ty) = (words.next().unwrap(), words.next().unwrap());
+                (name.to_string(), ty.to_string())
+            })
+            .collect();
+        let expected: Vec<(String, String)> = info
+            .all_fields()
+            .map(|f| (f.name.to_string(), format!("{:?}", f.ty).to_lowercase()))
+            .collect();
+        assert_eq!(fields, expected, "{}", info.name);
+    }
 }
 
 #[test]
@@ -117,7 +140,7 @@ fn run_prints_json_lines_and_a_summary() {
         return;
     }
     let (binary, comm) = unique_binary("cli");
-    let out = run_while_executing(
+    let (out, executing) = run_while_executing(
         &[
             "run",
             "process",
@@ -143,29 +166,30 @@ fn run_prints_json_lines_and_a_summary() {
         assert_eq!(line["tracker"], "process");
         assert_eq!(line["comm"], comm.as_str());
         assert_eq!(line["ppid"].as_u64(), Some(u64::from(std::process::id())));
-        for key in [
-            "ts",
-            "pid",
-            "ppid",
-            "comm",
-            "filename",
-            "exit_code",
-            "duration_ns",
-            "cgroup_id",
-            "user_ns",
-            "pid_ns",
-            "mnt_ns",
-        ] {
-            assert!(line.get(key).is_some(), "{key} missing in {line}");
+        // The binary ran in this test's namespaces and cgroup.
+        for ns in ["user", "pid", "mnt"] {
+            assert_eq!(
+                line[format!("{ns}_ns")].as_u64(),
+                Some(common::own_namespace(ns)),
+                "{ns} in {line}"
+            );
         }
+        assert_eq!(line["cgroup_id"].as_u64(), Some(common::own_cgroup_id()), "{line}");
+        assert!(line["pid"].as_u64().unwrap() > 0, "{line}");
         assert!(line["ts"].as_str().unwrap().ends_with('Z'));
     }
     assert!(execs
         .iter()
         .all(|e| e["filename"] == binary.to_str().unwrap()));
-    assert!(exits
-        .iter()
-        .all(|e| e["exit_code"] == 0 && e["duration_ns"].as_u64().unwrap() > 0));
+    // Exec to exit fits in the executions' wall time; an exec takes 10 µs at least.
+    for exit in &exits {
+        assert_eq!(exit["exit_code"], 0);
+        let duration = exit["duration_ns"].as_u64().unwrap();
+        assert!(
+            duration >= 10_000 && duration < executing.as_nanos() as u64,
+            "{duration} ns within {executing:?}"
+        );
+    }
     let summary = stderr(&out);
     assert!(
         summary.contains("process: 10 events seen, 0 lost (kernel 0, channel 0, malformed 0)"),
@@ -180,7 +204,7 @@ fn run_aggregates_and_prints_csv() {
     }
     let (binary, comm) = unique_binary("agg");
     let filter = format!("comm == {comm}");
-    let out = run_while_executing(
+    let (out, _) = run_while_executing(
         &[
             "run",
             "process",

@@ -399,37 +399,21 @@ fn cli_run_traces_one_container() {
         return;
     }
     let c = Container::start("eu-cli");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_eunomia"))
-        .args([
-            "run",
-            "process",
-            "--duration",
-            "3",
-            "--format",
-            "json",
-            "--container",
-            &c.name,
-        ])
-        .env("RUST_LOG", "eunomia::cli=info")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // The CLI logs `tracing` once its probes are attached.
-    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    while !line.contains("tracing") {
-        line.clear();
-        assert!(
-            std::io::BufRead::read_line(&mut stderr, &mut line).unwrap() > 0,
-            "the CLI ended early"
-        );
-    }
+    let run = common::CliRun::start(&[
+        "run",
+        "process",
+        "--duration",
+        "3",
+        "--format",
+        "json",
+        "--container",
+        &c.name,
+    ]);
     run_host_binary(2);
     for _ in 0..2 {
         c.exec(&["sleep", "0"]);
     }
-    let out = child.wait_with_output().unwrap();
+    let out = run.finish();
     assert!(out.status.success());
     let events: Vec<Value> = String::from_utf8(out.stdout)
         .unwrap()

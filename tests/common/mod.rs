@@ -102,6 +102,64 @@ pub fn assert_unloaded(ids: &[u32], what: &str) {
 pub mod docker;
 pub mod server;
 
+/// The inode of this test process's `kind` namespace (`/proc/self/ns/<kind>`), which is
+/// what the trackers report.
+pub fn own_namespace(kind: &str) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(format!("/proc/self/ns/{kind}"))
+        .unwrap()
+        .ino()
+}
+
+/// The id of this test process's cgroup v2: its directory's inode.
+pub fn own_cgroup_id() -> u64 {
+    let root = eunomia::container::v2_root().expect("cgroup v2 is mounted");
+    let path = eunomia::container::cgroup_of_pid(std::process::id()).unwrap();
+    eunomia::container::cgroup_id(&root, &path).unwrap()
+}
+
+/// `eunomia args` started and tracing: its probes are attached.
+pub struct CliRun {
+    child: std::process::Child,
+    stderr: std::io::BufReader<std::process::ChildStderr>,
+    /// What it wrote to stderr until it said it was tracing.
+    logged: String,
+}
+
+impl CliRun {
+    /// Starts `eunomia args` and returns once it logs `tracing` (its probes are attached).
+    pub fn start(args: &[&str]) -> CliRun {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_eunomia"))
+            .args(args)
+            .env("RUST_LOG", "eunomia::cli=info")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+        let mut logged = String::new();
+        while !logged.contains("tracing") {
+            let read = stderr.read_line(&mut logged).unwrap();
+            assert!(read > 0, "eunomia {args:?} ended before tracing: {logged}");
+        }
+        CliRun {
+            child,
+            stderr,
+            logged,
+        }
+    }
+
+    /// Waits for it to end; its whole stderr is in the output.
+    pub fn finish(mut self) -> std::process::Output {
+        use std::io::Read;
+        self.stderr.read_to_string(&mut self.logged).unwrap();
+        let mut out = self.child.wait_with_output().unwrap();
+        out.stderr = self.logged.into_bytes();
+        out
+    }
+}
+
 /// Process events made up in user space, for tests that need no kernel.
 pub mod synthetic {
     use eunomia::event::{Comm, Event, FixedStr, Header};
