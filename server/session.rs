@@ -558,6 +558,11 @@ impl SessionManager {
         self.running.get(id).map(|r| r.live.subscribe())
     }
 
+    /// How many `sessionEvents` subscriptions watch a running session (0 once it ended).
+    pub fn event_subscribers(&self, id: &str) -> usize {
+        self.running.get(id).map_or(0, |r| r.live.receiver_count())
+    }
+
     /// Every session update (status and counts); subscribers filter by id.
     pub fn subscribe_updates(&self) -> broadcast::Receiver<SessionRecord> {
         self.updates.subscribe()

@@ -173,6 +173,8 @@ pub struct AuditEntry {
     /// "ok" or "error".
     pub outcome: String,
     pub error: Option<String>,
+    /// The session the mutation created or acted on, when there is one.
+    pub session_id: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -674,8 +676,8 @@ impl Store {
 
     pub async fn audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO audit (at, actor, role, action, args, outcome, error) \
-             VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO audit (at, actor, role, action, args, outcome, error, session_id) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(entry.at_ns as i64)
         .bind(&entry.actor)
@@ -684,6 +686,7 @@ impl Store {
         .bind(entry.args.to_string())
         .bind(&entry.outcome)
         .bind(&entry.error)
+        .bind(&entry.session_id)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -716,6 +719,7 @@ impl Store {
                     args: json_column(r, "args")?,
                     outcome: r.try_get("outcome")?,
                     error: r.try_get("error")?,
+                    session_id: r.try_get("session_id")?,
                 })
             })
             .collect::<Result<Vec<_>, StoreError>>()?;

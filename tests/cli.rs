@@ -174,7 +174,11 @@ fn run_prints_json_lines_and_a_summary() {
                 "{ns} in {line}"
             );
         }
-        assert_eq!(line["cgroup_id"].as_u64(), Some(common::own_cgroup_id()), "{line}");
+        assert_eq!(
+            line["cgroup_id"].as_u64(),
+            Some(common::own_cgroup_id()),
+            "{line}"
+        );
         assert!(line["pid"].as_u64().unwrap() > 0, "{line}");
         assert!(line["ts"].as_str().unwrap().ends_with('Z'));
     }

@@ -35,15 +35,19 @@ fn agg_count(rows: &Value, keys: &[&str]) -> Option<(f64, u64)> {
         .map(|r| (r["value"].as_f64().unwrap(), r["count"].as_u64().unwrap()))
 }
 
-/// A 2 s process session sees exactly the 20 execs of a uniquely named binary, with the
-/// same answer from the SQLite and the memory store.
+/// A 2 s process session filtered by comm sees exactly the 20 execs and exits of a
+/// uniquely named binary and ends COMPLETED, with the same answer from the SQLite and the
+/// memory store.
 fn exact_counts(store: &str) {
     let server = Server::start(&format!("exact-{store}"), None);
     let (binary, comm) = unique_binary(&format!("x{}", &store[..1]));
-    let id = server.start_session(
-        json!({ "tracker": "process", "durationSecs": 2, "store": store, "label": "exact" }),
-    );
+    let id = server.start_session(json!({
+        "tracker": "process", "durationSecs": 2, "store": store, "label": "exact",
+        "filter": { "comm": comm },
+    }));
+    let started = Instant::now();
     run_copies(&binary, 20);
+    let running = started.elapsed();
     assert_eq!(server.wait_ended(&id, WINDOW), "COMPLETED");
     let session = server.session(
         &id,
@@ -74,7 +78,7 @@ fn exact_counts(store: &str) {
         session["mine"],
         json!([{ "keys": ["exec"], "value": 20.0, "count": 20 }, { "keys": ["exit"], "value": 20.0, "count": 20 }])
     );
-    assert!(session["eventCount"].as_u64().unwrap() >= 40);
+    assert_eq!(session["eventCount"], 40);
 
     // A variable left out, or sent as null, takes the argument's default (COUNT), as
     // clients such as Grafana's GraphQL plugins expect.
@@ -93,13 +97,22 @@ fn exact_counts(store: &str) {
         );
     }
 
-    // Exit durations: every one of our 20 exits has a positive duration.
+    // Exit durations: exec to exit takes 10 µs at least, and fits in the 20 runs' time.
     let durations = server.session(
         &id,
-        &format!(r#"aggregate(groupBy: ["comm"], op: MIN, field: "duration_ns", where: [{{field: "comm", value: {comm:?}}}, {{field: "kind", value: "exit"}}]) {{ value count }}"#),
+        r#"shortest: aggregate(groupBy: [], op: MIN, field: "duration_ns", where: [{field: "kind", value: "exit"}]) { value count }
+           longest: aggregate(groupBy: [], op: MAX, field: "duration_ns", where: [{field: "kind", value: "exit"}]) { value count }"#,
     );
-    assert_eq!(durations["aggregate"][0]["count"], 20);
-    assert!(durations["aggregate"][0]["value"].as_f64().unwrap() > 0.0);
+    let (shortest, longest) = (&durations["shortest"][0], &durations["longest"][0]);
+    assert_eq!(
+        (&shortest["count"], &longest["count"]),
+        (&json!(20), &json!(20))
+    );
+    assert!(
+        shortest["value"].as_f64().unwrap() >= 10_000.0
+            && longest["value"].as_f64().unwrap() < running.as_nanos() as f64,
+        "{durations} within {running:?}"
+    );
 }
 
 #[test]
@@ -127,7 +140,7 @@ fn events_are_paged_and_filtered() {
         json!({ "tracker": "process", "durationSecs": 30, "filter": { "comm": comm } }),
     );
     run_copies(&binary, 3);
-    std::thread::sleep(Duration::from_millis(300));
+    // stopSession detaches and drains: every event made before it is in.
     let stopped = server.query(
         "mutation($id: ID!) { stopSession(id: $id) { status eventCount } }",
         json!({ "id": id }),
@@ -193,18 +206,17 @@ fn results_survive_a_restart_and_interrupted_sessions_are_marked() {
     let mut server = Server::start("restart", None);
     let dir = server.dir.clone();
     let done = server.start_session(
-        json!({ "tracker": "process", "durationSecs": 1, "filter": { "comm": comm } }),
+        json!({ "tracker": "process", "durationSecs": 600, "filter": { "comm": comm } }),
     );
-    let memory = server.start_session(json!({ "tracker": "process", "durationSecs": 1, "store": "MEMORY", "filter": { "comm": comm } }));
+    let memory = server.start_session(json!({ "tracker": "process", "durationSecs": 600, "store": "MEMORY", "filter": { "comm": comm } }));
     run_copies(&binary, 5);
-    assert_eq!(server.wait_ended(&done, WINDOW), "COMPLETED");
-    assert_eq!(server.wait_ended(&memory, WINDOW), "COMPLETED");
-    // One still running at a graceful stop, one at a crash.
+    assert_eq!(server.stop_session(&done), "STOPPED");
+    assert_eq!(server.stop_session(&memory), "STOPPED");
+    // One still running at a graceful stop (which drains it), one at a crash.
     let graceful = server.start_session(
         json!({ "tracker": "process", "durationSecs": 600, "filter": { "comm": comm } }),
     );
     run_copies(&binary, 2);
-    std::thread::sleep(Duration::from_millis(300));
     assert!(server.stop().success());
 
     let mut server = Server::start_in(&dir, None);
@@ -217,7 +229,7 @@ fn results_survive_a_restart_and_interrupted_sessions_are_marked() {
     );
     for id in [&done, &memory] {
         let session = server.session(id, &fields);
-        assert_eq!(session["status"], "COMPLETED");
+        assert_eq!(session["status"], "STOPPED");
         assert_eq!(session["eventCount"], 10, "{session}");
         assert_eq!(
             session["aggregate"],
@@ -267,7 +279,7 @@ fn tokens_roles_and_audit() {
     let (code, _) = server.error("{ auditLog { actor } }", json!({}), Some(VIEWER));
     assert_eq!(code, "FORBIDDEN");
     let audit = server.query_as(
-        "{ auditLog { actor role action args outcome error } }",
+        "{ auditLog { actor role action args outcome error sessionId } }",
         json!({}),
         Some(OPERATOR),
     )["auditLog"]
@@ -280,13 +292,33 @@ fn tokens_roles_and_audit() {
     assert_eq!(audit[1]["role"], "viewer");
     assert_eq!(audit[1]["outcome"], "error");
     assert!(audit[1]["error"].as_str().unwrap().contains("operator"));
-    let _ = id;
-
-    // Subscriptions authenticate in connection_init.
-    assert!(
-        ws_connect(&server, None).is_err(),
-        "a websocket without a token is refused"
+    // The operator's session runs, and the audit log names it.
+    assert_eq!(
+        server.query_as(
+            "query($id: ID!) { session(id: $id) { status } }",
+            json!({ "id": id }),
+            Some(VIEWER)
+        )["session"]["status"],
+        "RUNNING"
     );
+    assert_eq!(audit[0]["sessionId"], id.as_str(), "{audit}");
+    assert_eq!(audit[1]["sessionId"], Value::Null, "{audit}");
+
+    // Subscriptions authenticate in connection_init: without a valid token the server
+    // closes the connection (async-graphql's code for a refused init) and says why.
+    let refusal = ws_connect(&server, None).err().expect("refused");
+    assert_eq!(
+        refusal,
+        (
+            1002,
+            "no credentials: send `Authorization: Bearer <token>`".to_string()
+        )
+    );
+    let refusal = ws_connect(&server, Some("not-the-token-at-all"))
+        .err()
+        .expect("refused");
+    assert_eq!(refusal.0, 1002);
+    assert!(refusal.1.contains("token"), "{refusal:?}");
     assert!(ws_connect(&server, Some(VIEWER)).is_ok());
 }
 
@@ -312,8 +344,9 @@ fn non_loopback_without_tokens_is_refused() {
 
 type Ws = tungstenite::WebSocket<tungstenite::stream::MaybeTlsStream<TcpStream>>;
 
-/// Opens a graphql-transport-ws connection; Err when the server refuses the init.
-fn ws_connect(server: &Server, token: Option<&str>) -> Result<Ws, String> {
+/// Opens a graphql-transport-ws connection; when the server refuses the init, Err with
+/// its close code and reason.
+fn ws_connect(server: &Server, token: Option<&str>) -> Result<Ws, (u16, String)> {
     use tungstenite::client::IntoClientRequest;
     let mut request = format!("{}/graphql/ws", server.url.replace("http://", "ws://"))
         .into_client_request()
@@ -322,7 +355,7 @@ fn ws_connect(server: &Server, token: Option<&str>) -> Result<Ws, String> {
         "Sec-WebSocket-Protocol",
         "graphql-transport-ws".parse().unwrap(),
     );
-    let (mut ws, _) = tungstenite::connect(request).map_err(|e| e.to_string())?;
+    let (mut ws, _) = tungstenite::connect(request).expect("the websocket route answers");
     if let tungstenite::stream::MaybeTlsStream::Plain(stream) = ws.get_mut() {
         stream
             .set_read_timeout(Some(Duration::from_secs(10)))
@@ -342,7 +375,10 @@ fn ws_connect(server: &Server, token: Option<&str>) -> Result<Ws, String> {
         {
             Ok(ws)
         }
-        other => Err(format!("{other:?}")),
+        Ok(tungstenite::Message::Close(Some(frame))) => {
+            Err((frame.code.into(), frame.reason.to_string()))
+        }
+        other => panic!("neither an ack nor a close: {other:?}"),
     }
 }
 
@@ -380,7 +416,12 @@ fn subscriptions_receive_live_events_and_updates() {
         "events",
         "subscription($id: ID!) { sessionEvents(id: $id) { kind pid comm data } }",
     );
-    std::thread::sleep(Duration::from_millis(300));
+    // The subscription counts once it listens: nothing made after that is missed.
+    let deadline = Instant::now() + WINDOW;
+    while server.session(&id, "subscribers")["subscribers"] != 1 {
+        assert!(Instant::now() < deadline, "the subscription never started");
+        std::thread::sleep(Duration::from_millis(10));
+    }
     run_copies(&binary, 2);
     let mut kinds = Vec::new();
     for _ in 0..4 {
@@ -440,7 +481,7 @@ fn bad_input_gets_coded_errors_and_loses_nothing() {
         return;
     }
     let server = Server::start("bad", Some("[sessions]\nmax_duration_secs = 60\n"));
-    let keep = server.start_session(json!({ "tracker": "process", "durationSecs": 1 }));
+    let keep = server.start_session(json!({ "tracker": "process", "durationSecs": 60 }));
     let start = "mutation($input: StartSessionInput!) { startSession(input: $input) { id } }";
     let cases = [
         (
@@ -519,7 +560,8 @@ fn bad_input_gets_coded_errors_and_loses_nothing() {
     );
     assert_eq!(code, "BAD_QUERY");
     // Still serving, and the good session was not disturbed.
-    assert_eq!(server.wait_ended(&keep, WINDOW), "COMPLETED");
+    assert_eq!(server.session(&keep, "status")["status"], "RUNNING");
+    assert_eq!(server.stop_session(&keep), "STOPPED");
     let list = server.query("{ sessions { edges { node { id status } } } }", json!({}));
     assert_eq!(list["sessions"]["edges"].as_array().unwrap().len(), 1);
 }
@@ -532,10 +574,10 @@ fn metrics_pass_promtool_and_count_events() {
     let server = Server::start("metrics", None);
     let (binary, comm) = unique_binary("me");
     let id = server.start_session(
-        json!({ "tracker": "process", "durationSecs": 1, "filter": { "comm": comm } }),
+        json!({ "tracker": "process", "durationSecs": 60, "filter": { "comm": comm } }),
     );
     run_copies(&binary, 3);
-    assert_eq!(server.wait_ended(&id, WINDOW), "COMPLETED");
+    assert_eq!(server.stop_session(&id), "STOPPED");
     let (status, text) = server.get("/metrics");
     assert_eq!(status, 200);
     let value = |line_start: &str| -> f64 {
@@ -550,11 +592,22 @@ fn metrics_pass_promtool_and_count_events() {
     };
     assert_eq!(value("eunomia_events_total{tracker=\"process\"}"), 6.0);
     assert_eq!(
-        value("eunomia_sessions_total{status=\"COMPLETED\",tracker=\"process\"}"),
+        value("eunomia_sessions_total{status=\"STOPPED\",tracker=\"process\"}"),
         1.0
     );
     assert_eq!(value("eunomia_sessions_active "), 0.0);
-    assert!(value("process_resident_memory_bytes ") > 0.0);
+    // The server's own resident memory, as the kernel counts it.
+    let rss_kib: f64 = std::fs::read_to_string(format!("/proc/{}/status", server.pid()))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    let rss = value("process_resident_memory_bytes ");
+    assert!(
+        (rss - rss_kib * 1024.0).abs() < 0.5 * rss,
+        "metric {rss} B, /proc says {rss_kib} kB"
+    );
     assert!(text.contains("eunomia_sqlite_write_duration_seconds_bucket"));
     assert!(text.contains("eunomia_handler_duration_seconds_bucket"));
     assert!(!text.contains(&id), "no per-session labels");

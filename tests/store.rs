@@ -698,6 +698,7 @@ fn audit_entry(at_ns: u64, action: &str, outcome: &str) -> AuditEntry {
         args: serde_json::json!({"tracker": "process", "durationSecs": 5}),
         outcome: outcome.to_string(),
         error: (outcome == "error").then(|| "BAD_DURATION".to_string()),
+        session_id: (outcome == "ok").then(|| format!("session-{at_ns}")),
     }
 }
 

@@ -23,7 +23,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-pub use cgroup::{cgroup_id, of_pid as cgroup_of_pid, parse_path, v2_root, ContainerPath, Namespaces};
+pub use cgroup::{
+    cgroup_id, of_pid as cgroup_of_pid, parse_path, v2_root, ContainerPath, Namespaces,
+};
 pub use docker::{DockerClient, DockerError, DEFAULT_SOCKET};
 pub use enrich::Enrich;
 pub use registry::{Container, ResolveError, DEAD_KEEP};

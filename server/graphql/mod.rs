@@ -268,11 +268,13 @@ fn kernel_release() -> String {
 
 pub struct MutationRoot;
 
-/// Runs a mutation and records it in the audit table, whatever the outcome.
+/// Runs a mutation and records it in the audit table, whatever the outcome; `session`
+/// names the session it created or acted on, from its result when it has one.
 async fn audited<T>(
     ctx: &Context<'_>,
     action: &str,
     args: serde_json::Value,
+    session: impl FnOnce(Option<&T>) -> Option<String>,
     run: impl std::future::Future<Output = async_graphql::Result<T>>,
 ) -> async_graphql::Result<T> {
     let caller = caller(ctx)?.clone();
@@ -289,6 +291,7 @@ async fn audited<T>(
         args,
         outcome: if result.is_ok() { "ok" } else { "error" }.to_string(),
         error: result.as_ref().err().map(|e| e.message.clone()),
+        session_id: session(result.as_ref().ok()),
     };
     if let Err(err) = manager(ctx).store().audit(&entry).await {
         tracing::error!("writing the audit record failed: {err}");
@@ -305,7 +308,8 @@ impl MutationRoot {
         input: StartSessionInput,
     ) -> async_graphql::Result<SessionObject> {
         let args = input.audit_args();
-        audited(ctx, "startSession", args, async {
+        let created = |s: Option<&SessionObject>| s.map(|s| s.0.id.clone());
+        audited(ctx, "startSession", args, created, async {
             let request = input.into_request()?;
             Ok(SessionObject(
                 manager(ctx).start(request).await.map_err(api)?,
@@ -324,6 +328,7 @@ impl MutationRoot {
             ctx,
             "stopSession",
             serde_json::json!({ "id": id.as_str() }),
+            |_| Some(id.to_string()),
             async { Ok(SessionObject(manager(ctx).stop(&id).await.map_err(api)?)) },
         )
         .await
@@ -335,6 +340,7 @@ impl MutationRoot {
             ctx,
             "deleteSession",
             serde_json::json!({ "id": id.as_str() }),
+            |_| Some(id.to_string()),
             async { Ok(manager(ctx).delete(&id).await.map_err(api)?) },
         )
         .await

@@ -209,6 +209,12 @@ impl SessionObject {
         self.0.lost_count
     }
 
+    /// Live `sessionEvents` subscriptions to this session right now (0 once it ended); a
+    /// client can wait for its own subscription to count before it acts.
+    async fn subscribers(&self, ctx: &Context<'_>) -> usize {
+        manager(ctx).event_subscribers(&self.0.id)
+    }
+
     /// eventCount / (eventCount + lostCount); 1 when nothing happened.
     async fn completeness(&self) -> f64 {
         let total = self.0.event_count + self.0.lost_count;
@@ -548,5 +554,10 @@ impl AuditRow {
 
     async fn error(&self) -> Option<&str> {
         self.0.error.as_deref()
+    }
+
+    /// The session the mutation created or acted on.
+    async fn session_id(&self) -> Option<&str> {
+        self.0.session_id.as_deref()
     }
 }
