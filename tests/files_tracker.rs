@@ -4,12 +4,12 @@
 mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::server::Server;
-use common::{root_or_skip, start_tracker, Collector};
+use common::{root_or_skip, start_tracker, Collector, TempDir};
 use eunomia::event::{Event, Record, Value};
 use eunomia::tracker_manager::{FileType, Stats, TrackerConfig};
 use serde_json::json;
@@ -76,12 +76,10 @@ elif mode == "exec":
 print(json.dumps(out))
 "#;
 
-/// A fresh directory for one test: canonical, as the tracker reports paths.
-fn test_dir(base: &Path, tag: &str) -> PathBuf {
-    let dir = base.join(format!("eunomia-files-{}-{tag}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::canonicalize(dir).unwrap()
+/// A fresh directory for one test in `base`: canonical, as the tracker reports paths;
+/// removed when dropped.
+fn test_dir(base: &Path, tag: &str) -> TempDir {
+    TempDir::new_in(base, &format!("files-{tag}"))
 }
 
 /// What one child run gave: its report, the tracker's events (all of its pid) and counts.
@@ -230,7 +228,6 @@ fn io_is_exact(file: &Path) {
         .filter(|e| e.get("path") != Some(Value::Str(path)))
         .collect();
     assert!(others.is_empty(), "{others:?}");
-    std::fs::remove_dir_all(file.parent().unwrap()).unwrap();
 }
 
 #[test]
@@ -255,7 +252,8 @@ fn openat_reports_flags_and_the_fd_or_errno() {
     if !root_or_skip("openat_reports_flags_and_the_fd_or_errno") {
         return;
     }
-    let file = test_dir(&std::env::temp_dir(), "open").join("new");
+    let dir = test_dir(&std::env::temp_dir(), "open");
+    let file = dir.join("new");
     let traced = trace("open", &file, TrackerConfig::default());
     let opens: Vec<&Event> = traced.of_kind("open").collect();
     assert_eq!(opens.len(), 2, "{opens:?}");
@@ -281,7 +279,6 @@ fn openat_reports_flags_and_the_fd_or_errno() {
     );
     assert_eq!(missing.get("reads"), Some(Value::Null));
     assert!(created.header.ts_ns <= missing.header.ts_ns);
-    std::fs::remove_dir_all(file.parent().unwrap()).unwrap();
 }
 
 #[test]
@@ -289,7 +286,8 @@ fn file_types_choose_what_is_reported() {
     if !root_or_skip("file_types_choose_what_is_reported") {
         return;
     }
-    let file = test_dir(&std::env::temp_dir(), "types").join("regular");
+    let dir = test_dir(&std::env::temp_dir(), "types");
+    let file = dir.join("regular");
     let path = file.to_str().unwrap();
     let only = |types: Vec<FileType>| TrackerConfig {
         file_types: Some(types),
@@ -316,7 +314,6 @@ fn file_types_choose_what_is_reported() {
     // The file is not reported now; its open is not either (only failed opens always are).
     assert!(piped.io_rows(path).is_empty());
     assert_eq!(piped.of_kind("open").count(), 0);
-    std::fs::remove_dir_all(file.parent().unwrap()).unwrap();
 }
 
 /// A path longer than the probe's 256 bytes keeps its end, whole components only, behind
@@ -328,7 +325,9 @@ fn long_paths_keep_their_end_behind_a_mark() {
     }
     let base = test_dir(&std::env::temp_dir(), "deep");
     let parts: Vec<String> = (0..5).map(|i| format!("{i}{}", "d".repeat(59))).collect();
-    let dir = parts.iter().fold(base.clone(), |dir, part| dir.join(part));
+    let dir = parts
+        .iter()
+        .fold(base.path().to_path_buf(), |dir, part| dir.join(part));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("data");
     let expected = format!(".../{}/data", parts[1..].join("/"));
@@ -344,7 +343,6 @@ fn long_paths_keep_their_end_behind_a_mark() {
             Some(Value::Str(&format!("{}.missing", file.display())[..255])),
         ]
     );
-    std::fs::remove_dir_all(base).unwrap();
 }
 
 /// More files than the in-kernel map holds in one interval: every write is either in a
@@ -384,7 +382,6 @@ fn a_full_map_counts_what_it_cannot_hold() {
         "{:?}",
         traced.stats
     );
-    std::fs::remove_dir_all(dir).unwrap();
 }
 
 /// A GraphQL session with the tracker's options: per-file sums over the stored rows.
@@ -395,7 +392,8 @@ fn reads_before_and_after_an_exec_are_under_each_comm() {
     if !root_or_skip("reads_before_and_after_an_exec_are_under_each_comm") {
         return;
     }
-    let file = test_dir(&std::env::temp_dir(), "exec").join("report");
+    let dir = test_dir(&std::env::temp_dir(), "exec");
+    let file = dir.join("report");
     let path = file.to_str().unwrap();
     let traced = trace("exec", &file, TrackerConfig::default());
     assert_eq!(traced.stats.lost(), 0, "{:?}", traced.stats);
@@ -422,7 +420,6 @@ fn reads_before_and_after_an_exec_are_under_each_comm() {
         "{:?}",
         traced.io_rows(path)
     );
-    std::fs::remove_dir_all(file.parent().unwrap()).unwrap();
 }
 
 #[test]
@@ -430,7 +427,8 @@ fn a_session_sums_a_files_bytes_per_path() {
     if !root_or_skip("a_session_sums_a_files_bytes_per_path") {
         return;
     }
-    let file = test_dir(&std::env::temp_dir(), "session").join("data");
+    let dir = test_dir(&std::env::temp_dir(), "session");
+    let file = dir.join("data");
     let path = file.to_str().unwrap();
     let server = Server::start("files", None);
     let child = Child::ready("io", &file);
@@ -472,5 +470,4 @@ fn a_session_sums_a_files_bytes_per_path() {
         json!([{ "keys": [path], "value": 2.0 }]),
         "{session}"
     );
-    std::fs::remove_dir_all(file.parent().unwrap()).unwrap();
 }

@@ -90,9 +90,19 @@ fn predicates_check_fields_and_types() {
         parse("pid == abc").unwrap_err().to_string(),
         "field `pid` is numeric but `abc` is not a number"
     );
-    assert!(parse("pid ~ 1").is_err());
-    assert!(parse("pid 1").is_err());
-    assert!(parse("== 1").is_err());
+    for (bad, message) in [
+        (
+            "pid ~ 1",
+            "operator `~` (contains) needs a text field, and `pid` is numeric",
+        ),
+        (
+            "pid 1",
+            "filter `pid 1` has no operator; use one of == != > >= < <= ~ (contains)",
+        ),
+        ("== 1", "filter `== 1` names no field"),
+    ] {
+        assert_eq!(parse(bad).unwrap_err().to_string(), message, "{bad}");
+    }
     let ge = parse("duration_ns>=100").unwrap();
     assert!(ge.matches(&exit(1, "a", 0, 100)));
     assert!(!ge.matches(&exit(1, "a", 0, 99)));
@@ -219,20 +229,30 @@ fn fan_in_merges_threads_and_counts_overflow() {
     assert_eq!(merged.events().len(), 4000);
 
     // A consumer stuck on its first event: the channel holds 2, the rest are counted.
-    struct Stuck(Arc<Mutex<()>>);
+    struct Stuck {
+        gate: Arc<Mutex<()>>,
+        taken: std::sync::mpsc::Sender<()>,
+    }
     impl Handler<Event> for Stuck {
         fn handle(&mut self, _: &Event) -> Flow {
-            drop(self.0.lock().unwrap());
+            let _ = self.taken.send(());
+            drop(self.gate.lock().unwrap());
             Flow::Caught
         }
     }
     let gate = Arc::new(Mutex::new(()));
     let held = gate.lock().unwrap();
-    let fan_in = FanIn::spawn("stuck", 2, Stuck(gate.clone())).unwrap();
+    let (taken, took) = std::sync::mpsc::channel();
+    let stuck = Stuck {
+        gate: gate.clone(),
+        taken,
+    };
+    let fan_in = FanIn::spawn("stuck", 2, stuck).unwrap();
     let dropped = Arc::new(AtomicU64::new(0));
     let mut sender = fan_in.sender(dropped.clone());
     sender.handle(&exec(1, "w", "/w"));
-    std::thread::sleep(Duration::from_millis(100)); // the consumer takes it and blocks
+    // The consumer has taken it out of the channel and blocks on the gate.
+    took.recv_timeout(Duration::from_secs(10)).unwrap();
     let flows: Vec<Flow> = (0..10)
         .map(|i| sender.handle(&exec(i, "w", "/w")))
         .collect();
@@ -356,8 +376,16 @@ fn chain_specs_are_checked_before_anything_runs() {
     ])
     .unwrap();
     assert_eq!(after_agg, "unknown field `pid`; known fields: comm, count");
-    assert!(build(&[Stage::Aggregate { group_by: vec![] }]).is_some());
-    assert!(serde_json::from_str::<Vec<Stage>>(r#"[{"type": "print", "format": "xml"}]"#).is_err());
+    assert_eq!(
+        build(&[Stage::Aggregate { group_by: vec![] }]).as_deref(),
+        Some("aggregate needs 1 to 8 group-by fields, got 0")
+    );
+    assert_eq!(
+        serde_json::from_str::<Vec<Stage>>(r#"[{"type": "print", "format": "xml"}]"#)
+            .unwrap_err()
+            .to_string(),
+        "unknown variant `xml`, expected one of `json`, `text`, `csv` at line 1 column 36"
+    );
 }
 
 #[test]

@@ -8,7 +8,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::server::Server;
-use common::{root_or_skip, start_tracker, Collector};
+use common::{root_or_skip, start_tracker, Collector, TempDir};
 use eunomia::event::{Event, Record, Value};
 use eunomia::tracker_manager::{TrackerConfig, TrackerHandle};
 use serde_json::json;
@@ -267,23 +267,21 @@ fn sessions_count_calls_per_op_and_sum_sizes() {
     }
     // A python3 under a name no other process has: its comm selects our calls only.
     let comm = format!("euipc{}", std::process::id() % 100_000);
-    let dir = std::env::temp_dir().join(format!("eunomia-test-{}-ipc", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = TempDir::new("ipc");
     let python = dir.join(&comm);
-    let _ = std::fs::remove_file(&python);
-    std::os::unix::fs::symlink("/usr/bin/python3", &python).unwrap();
+    std::os::unix::fs::symlink(common::in_path("python3"), &python).unwrap();
 
     let server = Server::start("ipc", None);
     for store in ["SQLITE", "MEMORY"] {
         let id = server.start_session(json!({
             "tracker": "ipc",
-            "durationSecs": 2,
+            "durationSecs": 120,
             "store": store,
             "filter": { "comm": comm },
         }));
         let queue = format!("eunomia-ipc-{}-{store}", std::process::id());
         run_script(python.to_str().unwrap(), &queue);
-        assert_eq!(server.wait_ended(&id, Duration::from_secs(10)), "COMPLETED");
+        assert_eq!(server.stop_session(&id), "STOPPED");
         let session = server.session(
             &id,
             r#"lostCount
@@ -332,7 +330,6 @@ fn sessions_count_calls_per_op_and_sum_sizes() {
             "{what}"
         );
     }
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 /// With a pid filter, only that process's calls are reported, though another process

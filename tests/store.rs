@@ -4,11 +4,11 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use common::synthetic::{exec, exit};
+use common::TempDir;
 use eunomia::event::{rfc3339_nanos, Event};
 use eunomia::handler::{Handler, Op};
 use eunomia::metrics::{stage, Metrics};
@@ -32,26 +32,9 @@ fn info() -> &'static TrackerInfo {
 }
 
 /// A fresh directory for one test's database, removed when the test ends.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(test: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("eunomia-store-{}-{test}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Self(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 async fn open(dir: &TempDir) -> Store {
     Store::open(
-        &dir.0.join("eunomia.db"),
+        &dir.join("eunomia.db"),
         StoreOptions::default(),
         Metrics::new(),
     )
@@ -111,7 +94,7 @@ fn workload() -> Vec<Event> {
 
 /// A store holding `workload()` in session "w", and its directory.
 async fn workload_store(test: &str) -> (TempDir, Store) {
-    let dir = TempDir::new(test);
+    let dir = TempDir::new(&format!("store-{test}"));
     let store = open(&dir).await;
     store_events(
         &store,
@@ -173,7 +156,7 @@ async fn page_ids(
 
 #[tokio::test]
 async fn sessions_insert_update_get_list_and_delete() {
-    let dir = TempDir::new("sessions");
+    let dir = TempDir::new("store-sessions");
     let store = open(&dir).await;
     // Five sessions; "b" and "c" started at the same time, so the id breaks the tie.
     let records = [
@@ -258,7 +241,7 @@ async fn sessions_insert_update_get_list_and_delete() {
 
 #[tokio::test]
 async fn running_sessions_become_interrupted() {
-    let dir = TempDir::new("interrupted");
+    let dir = TempDir::new("store-interrupted");
     let store = open(&dir).await;
     for r in [
         session("r1", T0, SessionStatus::Running),
@@ -521,7 +504,7 @@ async fn value_ops_on_duration() {
 
 #[tokio::test]
 async fn percentiles_are_exact_nearest_rank() {
-    let dir = TempDir::new("percentiles");
+    let dir = TempDir::new("store-percentiles");
     let store = open(&dir).await;
     // 1..=100 ns in one group: P50 = 50, P95 = 95, P99 = 99.
     let hundred: Vec<Event> = (1..=100u64)
@@ -704,7 +687,7 @@ fn audit_entry(at_ns: u64, action: &str, outcome: &str) -> AuditEntry {
 
 #[tokio::test]
 async fn audit_log_newest_first() {
-    let dir = TempDir::new("audit");
+    let dir = TempDir::new("store-audit");
     let store = open(&dir).await;
     let entries = [
         audit_entry(T0, "startSession", "ok"),
@@ -740,7 +723,7 @@ fn burst(n: u32, ts: u64) -> Vec<Event> {
 
 #[tokio::test]
 async fn retention_by_age_and_by_event_cap() {
-    let dir = TempDir::new("retention");
+    let dir = TempDir::new("store-retention");
     let store = open(&dir).await;
     let now = T0 + 10_000 * SEC;
     let ended = |id: &str, started: u64, ended: u64| SessionRecord {
@@ -828,7 +811,7 @@ async fn retention_by_age_and_by_event_cap() {
 
 #[tokio::test]
 async fn reopening_keeps_everything() {
-    let dir = TempDir::new("reopen");
+    let dir = TempDir::new("store-reopen");
     let store = open(&dir).await;
     let record = session("keep", T0, SessionStatus::Running);
     store_events(&store, &record, &workload()).await;
@@ -872,13 +855,13 @@ async fn reopening_keeps_everything() {
 
 #[tokio::test]
 async fn a_full_queue_counts_every_loss() {
-    let dir = TempDir::new("loss");
+    let dir = TempDir::new("store-loss");
     let metrics = Metrics::new();
     let options = StoreOptions {
         queue_capacity: 8,
         batch_size: 4,
     };
-    let store = Store::open(&dir.0.join("eunomia.db"), options, metrics.clone())
+    let store = Store::open(&dir.join("eunomia.db"), options, metrics.clone())
         .await
         .unwrap();
     store

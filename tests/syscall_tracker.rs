@@ -31,7 +31,8 @@ fn run_load(path: &std::path::Path) -> Duration {
 
 /// Per syscall name: (calls, errors), from `strace -f -c` of one run of `path args`.
 fn strace_counts(path: &std::path::Path, args: &[u64]) -> BTreeMap<String, (u64, u64)> {
-    let out = std::env::temp_dir().join(format!("eunomia-strace-{}", std::process::id()));
+    let dir = common::TempDir::new("strace");
+    let out = dir.join("counts");
     let status = Command::new("strace")
         .args(["-f", "-c", "-o"])
         .arg(&out)

@@ -8,19 +8,39 @@ use std::time::{Duration, Instant};
 use eunomia::event::Event;
 use eunomia::handler::{Flow, Handler};
 
-/// True when the test may go on as root. Outside CI a non-root run skips with a note;
-/// in CI (`CI=true`) a root test that cannot run fails.
+/// True when the test may go on as root. Outside CI a non-root run skips, says so and
+/// logs the skip for `make test` to count; in CI (`CI=true`) a root test that cannot run
+/// fails.
 pub fn root_or_skip(test: &str) -> bool {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } == 0 {
         return true;
     }
+    skip(test, "needs root");
+    false
+}
+
+/// Where skipped tests are listed, one per line; `make test` counts them and fails
+/// unless EUNOMIA_ALLOW_SKIP=1.
+pub const SKIP_LOG: &str = concat!(env!("CARGO_TARGET_TMPDIR"), "/skipped-tests");
+
+/// Skips `test` loudly: never in CI, and never silently elsewhere.
+pub fn skip(test: &str, why: &str) {
     assert!(
         std::env::var("CI").as_deref() != Ok("true"),
-        "{test} needs root, and CI=true: root tests must run in CI"
+        "{test} {why}, and CI=true: every test must run in CI"
     );
-    eprintln!("skipping {test}: needs root");
-    false
+    eprintln!("SKIPPED {test}: {why}");
+    let logged = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(SKIP_LOG)
+        .and_then(|mut log| {
+            std::io::Write::write_all(&mut log, format!("{test}: {why}\n").as_bytes())
+        });
+    if let Err(err) = logged {
+        eprintln!("(could not list it in {SKIP_LOG}: {err})");
+    }
 }
 
 /// A chain end that keeps every event, readable from the test.
@@ -59,16 +79,74 @@ impl Handler<Event> for Collector {
     }
 }
 
+/// Where `program` is on PATH (machines differ: /usr/bin, /usr/local/bin, ...).
+pub fn in_path(program: &str) -> PathBuf {
+    std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+        .map(|dir| dir.join(program))
+        .find(|path| path.is_file())
+        .unwrap_or_else(|| panic!("{program} is not on PATH"))
+}
+
+/// A fresh directory under the temp dir (`eunomia-<tag>-<pid>`), removed with all it
+/// holds when dropped, so runs leave nothing behind.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        TempDir::new_in(&std::env::temp_dir(), tag)
+    }
+
+    /// In `base` (another file system, say); canonical, as trackers report paths.
+    pub fn new_in(base: &std::path::Path, tag: &str) -> TempDir {
+        let dir = base.join(format!("eunomia-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(std::fs::canonicalize(dir).unwrap())
+    }
+
+    pub fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+
+    pub fn join(&self, name: impl AsRef<std::path::Path>) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A program copied to a path of its own; the copy goes when this is dropped.
+pub struct TestBinary {
+    path: PathBuf,
+    _dir: TempDir,
+}
+
+impl std::ops::Deref for TestBinary {
+    type Target = std::path::Path;
+    fn deref(&self) -> &std::path::Path {
+        &self.path
+    }
+}
+
+impl AsRef<std::ffi::OsStr> for TestBinary {
+    fn as_ref(&self) -> &std::ffi::OsStr {
+        self.path.as_os_str()
+    }
+}
+
 /// A copy of /bin/true under a name no other process on the machine has, so its comm
-/// identifies exactly the processes a test started. Returns (path, comm).
-pub fn unique_binary(tag: &str) -> (PathBuf, String) {
+/// identifies exactly the processes a test started. Returns (binary, comm).
+pub fn unique_binary(tag: &str) -> (TestBinary, String) {
     let comm = format!("eu{}{}", tag, std::process::id() % 100_000);
     assert!(comm.len() <= 15, "comm {comm} would be truncated");
-    let dir = std::env::temp_dir().join(format!("eunomia-test-{}-{tag}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = TempDir::new(&format!("test-{tag}"));
     let path = dir.join(&comm);
     std::fs::copy("/bin/true", &path).unwrap();
-    (path, comm)
+    (TestBinary { path, _dir: dir }, comm)
 }
 
 /// Kernel ids of every BPF program loaded right now.
@@ -203,13 +281,13 @@ pub mod synthetic {
 }
 
 /// `tests/programs/syscall_load.c`, built statically under a unique name (its comm).
-/// Returns (path, comm).
-pub fn syscall_load(tag: &str) -> (PathBuf, String) {
+/// Returns (binary, comm).
+pub fn syscall_load(tag: &str) -> (TestBinary, String) {
     let (path, comm) = unique_binary(tag);
     let source = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/programs/syscall_load.c");
     let built = std::process::Command::new("clang")
         .args(["-static", "-O2", "-o"])
-        .arg(&path)
+        .arg(&*path)
         .arg(source)
         .status()
         .expect("clang runs (make deps installs it)");

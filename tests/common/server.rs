@@ -13,15 +13,17 @@ pub struct Server {
     pub db: PathBuf,
     pub dir: PathBuf,
     client: reqwest::blocking::Client,
+    /// The directory [`Server::start`] made, removed with this server.
+    owned: Option<super::TempDir>,
 }
 
 impl Server {
     /// Starts a server on a fresh database in a fresh directory.
     pub fn start(tag: &str, config: Option<&str>) -> Server {
-        let dir = std::env::temp_dir().join(format!("eunomia-server-{}-{tag}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Server::start_in(&dir, config)
+        let dir = super::TempDir::new(&format!("server-{tag}"));
+        let mut server = Server::start_in(dir.path(), config);
+        server.owned = Some(dir);
+        server
     }
 
     /// Starts a server on the database in `dir` (kept from an earlier server).
@@ -68,6 +70,7 @@ impl Server {
             db,
             dir: dir.to_path_buf(),
             client: reqwest::blocking::Client::new(),
+            owned: None,
         }
     }
 
