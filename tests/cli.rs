@@ -18,23 +18,33 @@ fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
-/// Runs `eunomia args` and, once it says it is tracing, executes `binary` `times` times;
-/// returns its output and how long the executions took from the first fork to the last
-/// reap.
-fn run_while_executing(
-    args: &[&str],
-    binary: &std::path::Path,
-    times: usize,
-) -> (Output, Duration) {
+/// What `eunomia` printed while `binary` ran: its output, the binary's pids, and how long
+/// the executions took from the first fork to the last reap.
+struct Executed {
+    out: Output,
+    pids: Vec<u64>,
+    executing: Duration,
+}
+
+/// Runs `eunomia args` and, once it says it is tracing, executes `binary` `times` times.
+fn run_while_executing(args: &[&str], binary: &std::path::Path, times: usize) -> Executed {
     let run = common::CliRun::start(args);
     let started = Instant::now();
-    for _ in 0..times {
-        assert!(Command::new(binary).status().unwrap().success());
-    }
+    let pids = (0..times)
+        .map(|_| {
+            let mut child = Command::new(binary).spawn().unwrap();
+            assert!(child.wait().unwrap().success());
+            u64::from(child.id())
+        })
+        .collect();
     let executing = started.elapsed();
     let out = run.finish();
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    (out, executing)
+    Executed {
+        out,
+        pids,
+        executing,
+    }
 }
 
 #[test]
@@ -140,7 +150,11 @@ fn run_prints_json_lines_and_a_summary() {
         return;
     }
     let (binary, comm) = unique_binary("cli");
-    let (out, executing) = run_while_executing(
+    let Executed {
+        out,
+        pids,
+        executing,
+    } = run_while_executing(
         &[
             "run",
             "process",
@@ -162,6 +176,11 @@ fn run_prints_json_lines_and_a_summary() {
     let execs: Vec<&serde_json::Value> = lines.iter().filter(|l| l["kind"] == "exec").collect();
     let exits: Vec<&serde_json::Value> = lines.iter().filter(|l| l["kind"] == "exit").collect();
     assert_eq!((execs.len(), exits.len()), (5, 5));
+    // One exec and one exit per run, in order.
+    let of = |events: &[&serde_json::Value]| -> Vec<u64> {
+        events.iter().map(|e| e["pid"].as_u64().unwrap()).collect()
+    };
+    assert_eq!((of(&execs), of(&exits)), (pids.clone(), pids.clone()));
     for line in &lines {
         assert_eq!(line["tracker"], "process");
         assert_eq!(line["comm"], comm.as_str());
@@ -179,7 +198,7 @@ fn run_prints_json_lines_and_a_summary() {
             Some(common::own_cgroup_id()),
             "{line}"
         );
-        assert!(line["pid"].as_u64().unwrap() > 0, "{line}");
+        assert!(pids.contains(&line["pid"].as_u64().unwrap()), "{line}");
         assert!(line["ts"].as_str().unwrap().ends_with('Z'));
     }
     assert!(execs
@@ -208,7 +227,7 @@ fn run_aggregates_and_prints_csv() {
     }
     let (binary, comm) = unique_binary("agg");
     let filter = format!("comm == {comm}");
-    let (out, _) = run_while_executing(
+    let Executed { out, .. } = run_while_executing(
         &[
             "run",
             "process",

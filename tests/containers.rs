@@ -352,13 +352,11 @@ fn runc_container_is_recognised_by_id() {
     if !common::root_or_skip("runc_container_is_recognised_by_id") {
         return;
     }
-    let has_runc = Command::new("runc").arg("--version").output().is_ok();
-    assert!(
-        has_runc || std::env::var("CI").as_deref() != Ok("true"),
-        "runc is missing, and CI=true (make deps installs it)"
-    );
-    if !has_runc {
-        eprintln!("skipping runc_container_is_recognised_by_id: no runc");
+    if Command::new("runc").arg("--version").output().is_err() {
+        common::skip(
+            "runc_container_is_recognised_by_id",
+            "needs runc (make deps installs it)",
+        );
         return;
     }
     let runc = RuncContainer::start();

@@ -642,7 +642,11 @@ fn a_bad_snapshot_is_an_error_not_a_panic() {
     let store = fed(&small_workload());
     let good = store.snapshot();
     let restore = |s: &serde_json::Value| MemoryStore::restore(info(), MemoryLimits::default(), s);
-    assert!(restore(&good).is_ok());
+    assert_eq!(
+        restore(&good).unwrap().event_count(),
+        store.event_count(),
+        "the good snapshot restores"
+    );
     let mut bad = Vec::new();
     bad.push(serde_json::json!({"x": 1}));
     bad.push(serde_json::Value::Null);

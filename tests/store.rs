@@ -805,7 +805,14 @@ async fn retention_by_age_and_by_event_cap() {
         }
     );
     assert_eq!(store.event_total().await.unwrap(), 4);
-    assert!(store.get_session("run").await.unwrap().is_some());
+    let run = store
+        .get_session("run")
+        .await
+        .unwrap()
+        .expect("the running session stays");
+    assert_eq!(run.status, SessionStatus::Running);
+    let (events, _) = store.events("run", 10, None, &[], info()).await.unwrap();
+    assert_eq!(events.len(), 4, "with its events");
     store.close().await.unwrap();
 }
 
