@@ -1,6 +1,6 @@
 # Set-up and everyday commands. Run as root on Debian/Ubuntu; each target installs what
 # it needs first.
-.PHONY: deps build run test bench vmlinux schema console
+.PHONY: deps build run test bench mutants vmlinux schema console
 
 CARGO ?= cargo
 # Build and test tools from Debian: the BPF toolchain, bpftool (vmlinux.h), and the
@@ -44,6 +44,22 @@ test: deps
 
 bench: deps
 	$(CARGO) bench --locked
+
+# Mutation testing with cargo-mutants, not part of CI (hours for every group): each group
+# of modules where a silent error costs most runs against the tests that cover it.
+# Narrow it with e.g. `make mutants MUTANTS_ARGS="-f server/query.rs"`.
+MUTANTS_QUERY := server/query.rs server/handler/filter.rs server/memory.rs server/store.rs
+MUTANTS_PROBES := server/probes/syscall.rs server/probes/files.rs server/probes/process.rs \
+	server/probes/tcp.rs server/probes/ipc.rs server/tracker_manager.rs
+MUTANTS_ARGS ?=
+
+mutants: deps
+	@command -v cargo-mutants >/dev/null || $(CARGO) install --locked cargo-mutants
+	$(CARGO) mutants --output target/mutants-query $(addprefix -f ,$(MUTANTS_QUERY)) $(MUTANTS_ARGS) \
+		-- --lib --test memory --test store --test handler_chain
+	$(CARGO) mutants --output target/mutants-probes $(addprefix -f ,$(MUTANTS_PROBES)) $(MUTANTS_ARGS) \
+		-- --lib --test syscall_tracker --test files_tracker --test process_tracker \
+		--test tcp_tracker --test ipc_tracker
 
 # Regenerates probes/vmlinux.h from the running kernel's BTF, by hand only: CO-RE lets one
 # header serve every kernel, so it is never compared with the kernel a test runs on.
