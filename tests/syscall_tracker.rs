@@ -8,7 +8,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::server::Server;
-use common::{root_or_skip, start_tracker, syscall_load, Collector};
+use common::{root_or_skip, start_tracker, strace_counts, syscall_load, Collector};
 use eunomia::event::{Record, Value};
 use eunomia::tracker_manager::{Mode, TrackerConfig};
 use serde_json::json;
@@ -27,35 +27,6 @@ fn run_load(path: &std::path::Path) -> Duration {
         .unwrap();
     assert!(status.success());
     started.elapsed()
-}
-
-/// Per syscall name: (calls, errors), from `strace -f -c` of one run of `path args`.
-fn strace_counts(path: &std::path::Path, args: &[u64]) -> BTreeMap<String, (u64, u64)> {
-    let dir = common::TempDir::new("strace");
-    let out = dir.join("counts");
-    let status = Command::new("strace")
-        .args(["-f", "-c", "-o"])
-        .arg(&out)
-        .arg(path)
-        .args(args.iter().map(|n| n.to_string()))
-        .status()
-        .expect("strace runs (make deps installs it)");
-    assert!(status.success());
-    let text = std::fs::read_to_string(&out).unwrap();
-    // Rows: % time, seconds, usecs/call, calls, [errors], syscall.
-    text.lines()
-        .filter_map(|line| {
-            let cols: Vec<&str> = line.split_whitespace().collect();
-            let name = *cols.last()?;
-            let calls = cols.get(3)?.parse().ok()?;
-            let errors = if cols.len() == 6 {
-                cols[4].parse().ok()?
-            } else {
-                0
-            };
-            (name != "total").then(|| (name.to_string(), (calls, errors)))
-        })
-        .collect()
 }
 
 /// Per syscall name: (calls, errors, total latency) the tracker reported for `comm`, and

@@ -62,27 +62,14 @@ fn time_loop(path: &Path) -> Timing {
     }
 }
 
-/// Every call the loop program makes (strace -c; its execve starts under another comm).
+/// Every call the loop program makes: what strace -c counts, and the exit_group its
+/// table leaves out.
 fn calls_made(path: &Path) -> u64 {
-    let out = std::env::temp_dir().join(format!("eunomia-bench-strace-{}", std::process::id()));
-    let status = Command::new("strace")
-        .args(["-f", "-c", "-o"])
-        .arg(&out)
-        .arg(path)
-        .arg(CALLS.to_string())
-        .status()
-        .expect("strace runs");
-    assert!(status.success());
-    std::fs::read_to_string(&out)
-        .unwrap()
-        .lines()
-        .filter_map(|line| {
-            let cols: Vec<&str> = line.split_whitespace().collect();
-            let name = *cols.last()?;
-            let calls: u64 = cols.get(3)?.parse().ok()?;
-            (name != "total" && name != "execve").then_some(calls)
-        })
-        .sum()
+    common::strace_counts(path, &[CALLS])
+        .values()
+        .map(|&(calls, _)| calls)
+        .sum::<u64>()
+        + 1
 }
 
 fn with_bpftrace(path: &Path) -> Timing {
@@ -176,9 +163,6 @@ fn main() {
 /// Stream-mode rounds: every call of the loop through the ring buffer into an aggregator.
 /// Returns events per second, from the loop's start until every call is seen or lost.
 fn stream_rates(path: &Path, comm: &str, made: u64, latency: bool) -> Vec<f64> {
-    // Without latency the filter runs at sys_exit, when execve has already given the
-    // process its comm: its execve is seen too.
-    let made = made + u64::from(!latency);
     let mut rates = Vec::new();
     for round in 1..=ROUNDS {
         let config = TrackerConfig {

@@ -295,6 +295,39 @@ pub fn syscall_load(tag: &str) -> (TestBinary, String) {
     (path, comm)
 }
 
+/// Per syscall name: (calls, errors), from `strace -f -c` of one run of `path args`.
+/// Its table leaves out exit_group, which never returns (the syscall tracker counts it).
+pub fn strace_counts(
+    path: &std::path::Path,
+    args: &[u64],
+) -> std::collections::BTreeMap<String, (u64, u64)> {
+    let dir = TempDir::new("strace");
+    let out = dir.join("counts");
+    let status = std::process::Command::new("strace")
+        .args(["-f", "-c", "-o"])
+        .arg(&out)
+        .arg(path)
+        .args(args.iter().map(|n| n.to_string()))
+        .status()
+        .expect("strace runs (make deps installs it)");
+    assert!(status.success());
+    let text = std::fs::read_to_string(&out).unwrap();
+    // Rows: % time, seconds, usecs/call, calls, [errors], syscall.
+    text.lines()
+        .filter_map(|line| {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            let name = *cols.last()?;
+            let calls = cols.get(3)?.parse().ok()?;
+            let errors = if cols.len() == 6 {
+                cols[4].parse().ok()?
+            } else {
+                0
+            };
+            (name != "total").then(|| (name.to_string(), (calls, errors)))
+        })
+        .collect()
+}
+
 /// A chain end for benchmarks: a real aggregation (by `group_by`), and a count of what
 /// reached it that other threads can read.
 pub struct Counted {
