@@ -295,4 +295,105 @@ mod tests {
         assert_eq!(nearest_rank(99.0, 100), 98);
         assert_eq!(nearest_rank(50.0, 1), 0);
     }
+
+    /// Every query is checked against the tracker's catalog before any store sees it.
+    #[test]
+    fn queries_are_validated_against_the_catalog() {
+        let info = crate::tracker_manager::find_tracker("process")
+            .unwrap()
+            .info();
+        let condition = |field: &str, op: Op, value: &str| Condition {
+            field: field.into(),
+            op,
+            value: value.into(),
+        };
+        let aggregate = |group_by: &[&str], op: AggOp, field: Option<&str>, conditions| {
+            AggregateQuery {
+                group_by: group_by.iter().map(|g| g.to_string()).collect(),
+                op,
+                field: field.map(str::to_string),
+                top: None,
+                conditions,
+            }
+            .validate(info)
+            .map_err(|e| e.to_string())
+        };
+        let error = |result: Result<(), String>| result.unwrap_err();
+        assert_eq!(aggregate(&["comm"], AggOp::Count, None, vec![]), Ok(()));
+        assert_eq!(
+            aggregate(
+                &["comm"],
+                AggOp::P99,
+                Some("duration_ns"),
+                vec![
+                    condition("exit_code", Op::Ne, " 0 "),
+                    condition("comm", Op::Contains, "sh")
+                ]
+            ),
+            Ok(())
+        );
+        assert!(
+            error(aggregate(&["bogus"], AggOp::Count, None, vec![])).starts_with(
+                "unknown field `bogus` for tracker `process`; known fields: tracker, kind"
+            )
+        );
+        assert!(error(aggregate(
+            &[],
+            AggOp::Count,
+            None,
+            vec![condition("nope", Op::Eq, "1")]
+        ))
+        .starts_with("unknown field `nope` for tracker `process`"));
+        assert_eq!(
+            error(aggregate(
+                &[],
+                AggOp::Count,
+                None,
+                vec![condition("pid", Op::Eq, "one")]
+            )),
+            "field `pid` is numeric but `one` is not a number"
+        );
+        assert_eq!(
+            error(aggregate(
+                &[],
+                AggOp::Count,
+                None,
+                vec![condition("pid", Op::Contains, "1")]
+            )),
+            "operator CONTAINS needs a text field, and `pid` is numeric"
+        );
+        assert_eq!(
+            error(aggregate(&[], AggOp::Sum, None, vec![])),
+            "Sum needs a numeric `field`"
+        );
+        assert_eq!(
+            error(aggregate(&[], AggOp::Sum, Some("comm"), vec![])),
+            "field `comm` is not numeric"
+        );
+        let nine = ["comm"; MAX_GROUP_BY + 1];
+        assert_eq!(
+            error(aggregate(&nine, AggOp::Count, None, vec![])),
+            format!("groupBy takes at most {MAX_GROUP_BY} fields")
+        );
+        let timeseries = |bucket_secs, conditions| {
+            TimeseriesQuery {
+                bucket_secs,
+                group_by: vec![],
+                op: AggOp::Count,
+                field: None,
+                conditions,
+            }
+            .validate(info)
+            .map_err(|e| e.to_string())
+        };
+        assert_eq!(timeseries(1, vec![]), Ok(()));
+        assert_eq!(
+            error(timeseries(0, vec![])),
+            "bucketSecs must be at least 1"
+        );
+        assert_eq!(
+            error(timeseries(1, vec![condition("pid", Op::Gt, "x")])),
+            "field `pid` is numeric but `x` is not a number"
+        );
+    }
 }
