@@ -1,32 +1,29 @@
 //! Eunomia: an on-demand eBPF tracing server for Linux hosts and containers.
 //!
-//! The seed's components, one module each:
-//! - `tracker_manager`: start and stop trackers, each on its own thread;
-//! - `probes`: the trackers (BPF programs in `probes/`, decoding and catalog here);
+//! The seed's components, one module each, from the ground up (imports point down only;
+//! `server/README.md` has the map and the path of one event):
+//! - `model`: the record vocabulary (events, fields, catalog entries, `Record`);
 //! - `handler`: the handler chain (filter, convert, fan-out, fan-in, aggregate, print);
-//! - `system`: start-up checks (root, BTF, tracefs) and libbpf logging;
+//! - `engine`: running tracker instances, each on its own thread (the seed's
+//!   tracker_manager), with start-up checks (root, BTF, tracefs) and libbpf logging;
+//! - `trackers`: the trackers (the seed's probes: BPF programs in `probes/`, decoding and
+//!   catalog here) and their registry;
 //! - `container`: the container manager (cgroups, runc, Docker; enrichment);
-//! - `cli`: the command line (`cmd`);
-//! - `config`: the TOML config loader;
+//! - `results`: where session results live, SQLite or in-memory aggregators, and the
+//!   query semantics both answer alike;
+//! - `metrics`: the Prometheus exporter; `config`: the TOML config loader;
 //! - `session`: timed tracing sessions (tracker + filter + chain + window);
-//! - `store` (SQLite) and `memory` (in-memory aggregators): where session results live;
-//! - `query`: what users ask of results, answered alike by both stores;
-//! - `graphql`, `http`, `server`: the GraphQL server, its HTTP routes, and `serve`;
-//! - `metrics`: the Prometheus exporter.
+//! - `api`: the GraphQL API and its HTTP routes;
+//! - `app`: the command line (the seed's cmd) and `serve`.
 
-pub mod cli;
+pub mod api;
+pub mod app;
 pub mod config;
 pub mod container;
-pub mod event;
-pub mod graphql;
+pub mod engine;
 pub mod handler;
-pub mod http;
-pub mod memory;
 pub mod metrics;
-pub mod probes;
-pub mod query;
-pub mod server;
+pub mod model;
+pub mod results;
 pub mod session;
-pub mod store;
-pub mod system;
-pub mod tracker_manager;
+pub mod trackers;

@@ -9,5 +9,5 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    eunomia::cli::main()
+    eunomia::app::cli::main()
 }

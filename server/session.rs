@@ -10,15 +10,14 @@ use tokio::sync::{broadcast, Notify};
 
 use crate::config::Config;
 use crate::container::{ContainerManager, Enrich, ResolveError};
-use crate::event::Event;
+use crate::engine::{Counters, Stats, TrackerConfig, TrackerError, TrackerHandle};
 use crate::handler::{FanOut, Flow, Handler};
-use crate::memory::{MemoryLimits, MemoryStore};
 use crate::metrics::{stage, Metrics};
-use crate::query::StoredEvent;
-use crate::store::{SessionRecord, SessionStatus, Store, StoreError, StoreKind};
-use crate::tracker_manager::{
-    find_tracker, Counters, Stats, Tracker, TrackerConfig, TrackerError, TrackerHandle, TrackerInfo,
-};
+use crate::model::TrackerInfo;
+use crate::results::memory::{MemoryLimits, MemoryStore};
+use crate::results::query::StoredEvent;
+use crate::results::sqlite::{SessionRecord, SessionStatus, Store, StoreError, StoreKind};
+use crate::trackers::{self, find_tracker, Event, Tracker};
 
 /// Live events a slow subscriber may fall behind by before it loses some (counted).
 const LIVE_CAPACITY: usize = 4096;
@@ -238,14 +237,16 @@ impl SessionManager {
                 Some(container.id)
             }
         };
-        config.validate_for(tracker).map_err(|e| match e {
-            TrackerError::Config(msg)
-                if msg.starts_with("comm") || msg.starts_with("target_pid") =>
-            {
-                SessionError::BadFilter(msg)
-            }
-            other => SessionError::BadConfig(other.to_string()),
-        })?;
+        config
+            .validate_for(tracker.info().name, tracker.options())
+            .map_err(|e| match e {
+                TrackerError::Config(msg)
+                    if msg.starts_with("comm") || msg.starts_with("target_pid") =>
+                {
+                    SessionError::BadFilter(msg)
+                }
+                other => SessionError::BadConfig(other.to_string()),
+            })?;
         Ok((config, container))
     }
 
@@ -253,7 +254,7 @@ impl SessionManager {
     pub async fn start(self: &Arc<Self>, req: StartRequest) -> Result<SessionRecord, SessionError> {
         let tracker = find_tracker(&req.tracker).map_err(|_| SessionError::UnknownTracker {
             name: req.tracker.clone(),
-            known: crate::probes::TRACKERS
+            known: crate::trackers::TRACKERS
                 .iter()
                 .map(|t| t.info().name)
                 .collect::<Vec<_>>()
@@ -335,7 +336,7 @@ impl SessionManager {
         };
         let spawn_counters = counters.clone();
         let spawned = tokio::task::spawn_blocking(move || {
-            TrackerHandle::spawn(tracker, tracker_config, Box::new(chain), spawn_counters)
+            trackers::start(tracker, tracker_config, Box::new(chain), spawn_counters)
         })
         .await
         .map_err(|e| SessionError::TrackerFailed(e.to_string()))?;
@@ -605,7 +606,7 @@ pub fn status_label(status: SessionStatus) -> &'static str {
 /// Retention runs at start-up and then every interval.
 pub fn spawn_retention(manager: Arc<SessionManager>, every: Duration) {
     tokio::spawn(async move {
-        let policy = crate::store::RetentionPolicy {
+        let policy = crate::results::sqlite::RetentionPolicy {
             max_age_secs: manager.config.retention.max_age_secs,
             max_events: manager.config.retention.max_events,
         };

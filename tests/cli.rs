@@ -117,13 +117,13 @@ fn trackers_and_fields_list_the_whole_registry() {
             (name.to_string(), description.trim().to_string())
         })
         .collect();
-    let registry: Vec<(String, String)> = eunomia::probes::TRACKERS
+    let registry: Vec<(String, String)> = eunomia::trackers::TRACKERS
         .iter()
         .map(|t| (t.info().name.to_string(), t.info().description.to_string()))
         .collect();
     assert_eq!(listed, registry);
 
-    for tracker in eunomia::probes::TRACKERS {
+    for tracker in eunomia::trackers::TRACKERS {
         let info = tracker.info();
         let out = eunomia(&["fields", info.name]);
         assert!(out.status.success());

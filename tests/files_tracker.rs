@@ -10,8 +10,9 @@ use std::time::Duration;
 
 use common::server::Server;
 use common::{root_or_skip, start_tracker, Collector, TempDir};
-use eunomia::event::{Event, Record, Value};
-use eunomia::tracker_manager::{FileType, Stats, TrackerConfig};
+use eunomia::engine::{FileType, Stats, TrackerConfig};
+use eunomia::model::{Record, Value};
+use eunomia::trackers::Event;
 use serde_json::json;
 
 /// The child: starts up, says "ready", waits for "go" on stdin (the tracker is attached by

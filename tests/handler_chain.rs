@@ -8,12 +8,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::Collector;
-use eunomia::event::{Event, Record, Value};
 use eunomia::handler::{
     self, AggRow, Convert, CountAggregator, CsvPrinter, Discard, FanIn, FanOut, Filter, Flow,
-    Format, Handler, JsonPrinter, KeyValue, Predicate, Stage, TextPrinter,
+    Format, Handler, JsonPrinter, KeyValue, Predicate, Schema, Stage, TextPrinter,
 };
-use eunomia::tracker_manager::find_tracker;
+use eunomia::model::{Record, Value};
+use eunomia::trackers::find_tracker;
+use eunomia::trackers::Event;
 
 const TS: u64 = 1_795_879_201_000_000_042;
 
@@ -26,7 +27,7 @@ fn exit(pid: u32, comm: &str, code: u32, duration_ns: u64) -> Event {
 }
 
 fn predicate(expr: &str) -> Predicate {
-    let schema = find_tracker("process").unwrap().info().schema();
+    let schema = Schema::of(find_tracker("process").unwrap().info());
     Predicate::parse(expr, |f| schema.field_type(f), &[]).unwrap()
 }
 
@@ -80,7 +81,7 @@ fn pass_through_filter_passes_or_catches() {
 
 #[test]
 fn predicates_check_fields_and_types() {
-    let schema = find_tracker("process").unwrap().info().schema();
+    let schema = Schema::of(find_tracker("process").unwrap().info());
     let parse = |expr: &str| Predicate::parse(expr, |f| schema.field_type(f), &["pid", "comm"]);
     assert_eq!(
         parse("nope == 1").unwrap_err().to_string(),
@@ -329,7 +330,7 @@ fn chains_are_assembled_at_run_time_from_specs() {
     let (json, csv) = (SharedBuf::default(), SharedBuf::default());
     let outputs = Mutex::new(vec![csv.clone(), json.clone()]);
     let output = || Box::new(outputs.lock().unwrap().pop().unwrap()) as Box<dyn Write + Send>;
-    let schema = find_tracker("process").unwrap().info().schema();
+    let schema = Schema::of(find_tracker("process").unwrap().info());
     let mut chain = handler::build::<Event>(&stages, &schema, &output).unwrap();
     for (pid, comm) in [(1, "a"), (2, "a"), (3, "b")] {
         chain.handle(&exec(pid, comm, "/x"));
@@ -343,7 +344,7 @@ fn chains_are_assembled_at_run_time_from_specs() {
 
 #[test]
 fn chain_specs_are_checked_before_anything_runs() {
-    let schema = find_tracker("process").unwrap().info().schema();
+    let schema = Schema::of(find_tracker("process").unwrap().info());
     let output = || Box::new(std::io::sink()) as Box<dyn Write + Send>;
     let build = |stages: &[Stage]| {
         handler::build::<Event>(stages, &schema, &output)

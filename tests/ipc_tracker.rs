@@ -9,8 +9,9 @@ use std::time::Duration;
 
 use common::server::Server;
 use common::{root_or_skip, start_tracker, Collector, TempDir};
-use eunomia::event::{Event, Record, Value};
-use eunomia::tracker_manager::{TrackerConfig, TrackerHandle};
+use eunomia::engine::{TrackerConfig, TrackerHandle};
+use eunomia::model::{Record, Value};
+use eunomia::trackers::Event;
 use serde_json::json;
 
 const SETTLE: Duration = Duration::from_secs(5);
@@ -117,6 +118,16 @@ fn ipcmk_and_ipcrm_show_get_and_rmid_with_key_and_id() {
 }
 
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/programs/ipc_calls.py");
+
+/// The real python3 binary (PATH may hold a wrapper such as a pyenv shim, which would not
+/// run under another name).
+fn python_interpreter() -> String {
+    let (_, out) = run(
+        "python3",
+        &["-c", "import os, sys; print(os.path.realpath(sys.executable))"],
+    );
+    out.trim().to_string()
+}
 
 /// Runs tests/programs/ipc_calls.py with `python` on POSIX queue `/queue`; returns the
 /// script's pid and its `name=value` results.
@@ -269,7 +280,7 @@ fn sessions_count_calls_per_op_and_sum_sizes() {
     let comm = format!("euipc{}", std::process::id() % 100_000);
     let dir = TempDir::new("ipc");
     let python = dir.join(&comm);
-    std::os::unix::fs::symlink(common::in_path("python3"), &python).unwrap();
+    std::os::unix::fs::symlink(python_interpreter(), &python).unwrap();
 
     let server = Server::start("ipc", None);
     for store in ["SQLITE", "MEMORY"] {

@@ -10,15 +10,17 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use common::synthetic::{exec, exit};
-use eunomia::event::{Event, FieldType, Record, Value};
 use eunomia::handler::{Handler, Op, Predicate};
-use eunomia::memory::{is_measure, MemoryError, MemoryLimits, MemorySink, MemoryStore};
 use eunomia::metrics::{stage, Metrics};
-use eunomia::query::{
+use eunomia::model::TrackerInfo;
+use eunomia::model::{FieldType, Record, Value};
+use eunomia::results::memory::{is_measure, MemoryError, MemoryLimits, MemorySink, MemoryStore};
+use eunomia::results::query::{
     apply_op, order_and_truncate, order_buckets, AggOp, AggResult, AggregateQuery, Condition,
     QueryError, TimeBucketResult, TimeseriesQuery,
 };
-use eunomia::tracker_manager::{find_tracker, TrackerInfo};
+use eunomia::trackers::find_tracker;
+use eunomia::trackers::Event;
 
 /// A whole second, 2026-11-28T09:20:00Z.
 const T0: u64 = 1_795_857_600_000_000_000;
@@ -502,8 +504,9 @@ fn recent_events_paginate_by_cursor_in_a_bounded_ring() {
             .handle(&exit(ts + 1, 500 + i, "sh", i % 2, u64::from(i) * 10));
     }
     assert_eq!(f.store.event_count(), 120);
-    let ids =
-        |events: &[eunomia::query::StoredEvent]| events.iter().map(|e| e.id).collect::<Vec<_>>();
+    let ids = |events: &[eunomia::results::query::StoredEvent]| {
+        events.iter().map(|e| e.id).collect::<Vec<_>>()
+    };
 
     // Only the last 50 are kept: ids 71..=120.
     let (page, more) = f.store.events(20, None, &[]).unwrap();

@@ -11,11 +11,11 @@ use std::time::{Duration, Instant};
 use common::{
     assert_unloaded, loaded_prog_ids, root_or_skip, start_tracker, unique_binary, Collector,
 };
-use eunomia::event::{Event, Record, Value};
+use eunomia::engine::{Counters, TrackerConfig, TrackerHandle};
 use eunomia::handler::{FanIn, Flow, Handler};
-use eunomia::tracker_manager::{
-    find_tracker, Counters, TrackerConfig, TrackerHandle, TrackerManager,
-};
+use eunomia::model::{Record, Value};
+use eunomia::trackers::find_tracker;
+use eunomia::trackers::Event;
 
 const SETTLE: Duration = Duration::from_secs(5);
 
@@ -178,7 +178,6 @@ fn two_instances_with_pid_filters_see_only_their_own() {
     let (mut a, mut b) = (spawn(3), spawn(4));
     let merged = Collector::default();
     let fan_in = FanIn::spawn("merged", 1024, merged.clone()).unwrap();
-    let manager = TrackerManager::new();
     let mut instances = Vec::new();
     for child in [&a, &b] {
         let own = Collector::default();
@@ -189,12 +188,10 @@ fn two_instances_with_pid_filters_see_only_their_own() {
             target_pid: Some(child.id()),
             ..TrackerConfig::default()
         };
-        let id = manager
-            .start("process", config, Box::new(chain), counters)
-            .unwrap();
-        instances.push((id, own, child.id()));
+        let tracker = find_tracker("process").unwrap();
+        let handle = eunomia::trackers::start(tracker, config, Box::new(chain), counters).unwrap();
+        instances.push((handle, own, child.id()));
     }
-    assert_eq!(manager.list().len(), 2);
     assert_eq!(a.wait().unwrap().code(), Some(3));
     assert_eq!(b.wait().unwrap().code(), Some(4));
     for (_, own, pid) in &instances {
@@ -202,20 +199,19 @@ fn two_instances_with_pid_filters_see_only_their_own() {
         assert!(own.events().iter().all(|e| e.header.pid == *pid));
     }
     std::thread::sleep(Duration::from_millis(200));
-    for ((id, own, pid), code) in instances.iter().zip([3u64, 4]) {
-        let stats = manager.stop(*id).unwrap().unwrap();
+    for ((handle, own, pid), code) in instances.into_iter().zip([3u64, 4]) {
+        let stats = handle.stop().unwrap();
         let events = own.events();
         assert_eq!(
             kinds(&events),
             ["exec", "exit"],
             "instance for pid {pid}: {events:?}"
         );
-        assert!(events.iter().all(|e| e.header.pid == *pid));
+        assert!(events.iter().all(|e| e.header.pid == pid));
         assert_eq!(events[0].get("filename"), Some(Value::Str("/bin/sh")));
         assert_eq!(events[1].get("exit_code"), Some(Value::U64(code)));
         assert_eq!((stats.seen, stats.lost()), (2, 0));
     }
-    assert!(manager.list().is_empty());
     fan_in.join().unwrap();
     let mut merged_pids: Vec<u32> = merged.events().iter().map(|e| e.header.pid).collect();
     merged_pids.sort();
@@ -338,7 +334,7 @@ fn ring_buffer_overflow_is_counted_exactly() {
         ringbuf_bytes: 4096,
         ..TrackerConfig::default()
     };
-    let handle = TrackerHandle::spawn(
+    let handle = eunomia::trackers::start(
         find_tracker("process").unwrap(),
         config,
         Box::new(Slow(collector.clone())),

@@ -83,9 +83,9 @@ fn every_tracker_loads_and_attaches_on_this_kernel() {
     if !root_or_skip("every_tracker_loads_and_attaches_on_this_kernel") {
         return;
     }
-    use eunomia::tracker_manager::{Mode, TrackerConfig, OPTION_LATENCY, OPTION_MODE};
+    use eunomia::engine::{Mode, TrackerConfig, OPTION_LATENCY, OPTION_MODE};
     let mut covered = Vec::new();
-    for tracker in eunomia::probes::TRACKERS {
+    for tracker in eunomia::trackers::TRACKERS {
         let name = tracker.info().name;
         let takes = |option| tracker.options().contains(&option);
         let modes: &[Option<Mode>] = if takes(OPTION_MODE) {
@@ -127,5 +127,5 @@ fn every_tracker_loads_and_attaches_on_this_kernel() {
         }
     }
     eprintln!("loaded and attached: {}", covered.join(", "));
-    assert!(covered.len() >= eunomia::probes::TRACKERS.len());
+    assert!(covered.len() >= eunomia::trackers::TRACKERS.len());
 }

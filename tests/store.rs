@@ -9,18 +9,20 @@ use std::sync::Arc;
 
 use common::synthetic::{exec, exit};
 use common::TempDir;
-use eunomia::event::{rfc3339_nanos, Event};
 use eunomia::handler::{Handler, Op};
 use eunomia::metrics::{stage, Metrics};
-use eunomia::query::{
+use eunomia::model::rfc3339_nanos;
+use eunomia::model::TrackerInfo;
+use eunomia::results::query::{
     apply_op, AggOp, AggResult, AggregateQuery, Condition, QueryError, StoredEvent,
     TimeBucketResult, TimeseriesQuery,
 };
-use eunomia::store::{
+use eunomia::results::sqlite::{
     AuditEntry, RetentionPolicy, RetentionReport, SessionRecord, SessionStatus, Store, StoreError,
     StoreKind, StoreOptions,
 };
-use eunomia::tracker_manager::{find_tracker, TrackerInfo};
+use eunomia::trackers::find_tracker;
+use eunomia::trackers::Event;
 
 /// A whole second, 2026-11-28T09:20:00Z.
 const T0: u64 = 1_795_857_600_000_000_000;

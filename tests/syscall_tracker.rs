@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use common::server::Server;
 use common::{root_or_skip, start_tracker, strace_counts, syscall_load, Collector};
-use eunomia::event::{Record, Value};
-use eunomia::tracker_manager::{Mode, TrackerConfig};
+use eunomia::engine::{Mode, TrackerConfig};
+use eunomia::model::{Record, Value};
 use serde_json::json;
 
 const GETPPIDS: u64 = 20_000;
@@ -334,7 +334,7 @@ fn run_pinned(path: &std::path::Path, args: &[u64], cpu: usize) -> u32 {
 }
 
 /// Per pid, per syscall name: the calls in `events`.
-fn calls_per_pid(events: &[eunomia::event::Event]) -> BTreeMap<u32, BTreeMap<String, u64>> {
+fn calls_per_pid(events: &[eunomia::trackers::Event]) -> BTreeMap<u32, BTreeMap<String, u64>> {
     let mut calls: BTreeMap<u32, BTreeMap<String, u64>> = BTreeMap::new();
     for event in events {
         let (Some(Value::Str(name)), Some(Value::U64(n))) =

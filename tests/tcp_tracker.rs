@@ -11,8 +11,9 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use common::{root_or_skip, start_tracker, Collector};
-use eunomia::event::{Event, Record, Value};
-use eunomia::tracker_manager::{TrackerConfig, TrackerHandle};
+use eunomia::engine::{TrackerConfig, TrackerHandle};
+use eunomia::model::{Record, Value};
+use eunomia::trackers::Event;
 
 const SETTLE: Duration = Duration::from_secs(5);
 /// Bytes each client sends, then bytes the server replies before closing.

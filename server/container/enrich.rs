@@ -2,9 +2,10 @@
 
 use std::sync::Arc;
 
-use super::{ContainerManager, ContainerTag};
-use crate::event::Event;
+use super::ContainerManager;
 use crate::handler::{Flow, Handler};
+use crate::model::ContainerTag;
+use crate::trackers::Event;
 
 /// Sets `header.container` and passes the event on. Runs of events from one cgroup (the
 /// common case) cost one comparison: the last answer is kept until the tables change.

@@ -30,9 +30,11 @@ pub use docker::{DockerClient, DockerError, DEFAULT_SOCKET};
 pub use enrich::Enrich;
 pub use registry::{Container, ResolveError, DEAD_KEEP};
 
-use crate::event::{Event, FixedStr};
+use crate::engine::{Counters, TrackerConfig, TrackerError, TrackerHandle};
 use crate::handler::{Flow, Handler};
-use crate::tracker_manager::{find_tracker, Counters, TrackerConfig, TrackerError, TrackerHandle};
+use crate::model::ContainerTag;
+use crate::trackers::Event;
+use crate::trackers::{self, find_tracker};
 use registry::{Found, Registry};
 
 /// How often the cgroup tree is walked for containers no event announced, and for ones
@@ -59,35 +61,6 @@ pub enum ContainerState {
     Running,
     Paused,
     Exited,
-}
-
-/// The container an event came from, inline so that events stay `Copy` and enrichment
-/// allocates nothing. Empty `image` means unknown.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct ContainerTag {
-    pub id: FixedStr<64>,
-    /// The container's name, or its short id when the runtime gives none.
-    pub name: FixedStr<64>,
-    pub image: FixedStr<128>,
-}
-
-impl ContainerTag {
-    pub fn new(id: &str, name: Option<&str>, image: Option<&str>) -> Self {
-        Self {
-            id: FixedStr::from(id),
-            name: FixedStr::from(name.unwrap_or_else(|| short_id(id))),
-            image: FixedStr::from(image.unwrap_or("")),
-        }
-    }
-}
-
-/// The 12-character id Docker shows for a 64-hex id; other ids (runc's) stay whole.
-pub fn short_id(id: &str) -> &str {
-    if id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit()) {
-        &id[..12]
-    } else {
-        id
-    }
 }
 
 fn now_ns() -> u64 {
@@ -349,7 +322,7 @@ impl ContainerManager {
     /// never see its events or counts.
     pub fn watch_processes(self: &Arc<Self>) -> Result<(), TrackerError> {
         let tracker = find_tracker("process")?;
-        let handle = TrackerHandle::spawn(
+        let handle = trackers::start(
             tracker,
             TrackerConfig::default(),
             Box::new(ProcessWatch {

@@ -9,7 +9,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use dashmap::DashMap;
 
 use super::cgroup::Namespaces;
-use super::{ContainerState, ContainerTag, Runtime};
+use super::{ContainerState, Runtime};
+use crate::model::ContainerTag;
 
 /// Dead containers kept so that late events and queries still find them.
 pub const DEAD_KEEP: usize = 256;

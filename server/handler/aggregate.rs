@@ -8,7 +8,7 @@ use std::sync::Arc;
 use hashbrown::{Equivalent, HashMap};
 
 use super::{Flow, Handler};
-use crate::event::{Record, Value};
+use crate::model::{Record, Value};
 
 /// Group keys are looked up without allocating; this bounds the key's width.
 pub const MAX_GROUP_BY: usize = 8;

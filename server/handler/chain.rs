@@ -7,7 +7,7 @@ use super::{
     AggRow, CountAggregator, CsvPrinter, Discard, FanOut, Filter, FilterError, Format, Handler,
     JsonPrinter, Predicate, TextPrinter, MAX_GROUP_BY,
 };
-use crate::event::{FieldType, Record};
+use crate::model::{FieldType, Record, TrackerInfo};
 
 /// One stage of a chain. Stages after an `aggregate` see its rows (the group-by fields
 /// and `count`), so `filter` there reads e.g. `count > 10`.
@@ -47,6 +47,15 @@ pub enum ChainError {
 pub struct Schema(pub Vec<(String, FieldType)>);
 
 impl Schema {
+    /// The fields of a tracker's events, common ones first.
+    pub fn of(info: &TrackerInfo) -> Schema {
+        Schema(
+            info.all_fields()
+                .map(|f| (f.name.to_string(), f.ty))
+                .collect(),
+        )
+    }
+
     pub fn field_type(&self, name: &str) -> Option<FieldType> {
         self.0.iter().find(|(n, _)| n == name).map(|&(_, ty)| ty)
     }

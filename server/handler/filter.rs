@@ -5,7 +5,7 @@ use std::fmt;
 use std::io;
 
 use super::{Flow, Handler};
-use crate::event::{FieldType, Record, Value};
+use crate::model::{FieldType, Record, Value};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum FilterError {

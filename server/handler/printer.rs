@@ -6,7 +6,7 @@
 use std::io::{self, Write};
 
 use super::{Flow, Handler};
-use crate::event::{rfc3339_nanos, Record, Value};
+use crate::model::{rfc3339_nanos, Record, Value};
 
 /// Output format, as the CLI and chain specs name it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, clap::ValueEnum)]

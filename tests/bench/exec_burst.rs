@@ -13,7 +13,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::Counted;
-use eunomia::tracker_manager::{find_tracker, Counters, TrackerConfig, TrackerHandle};
+use eunomia::engine::{Counters, TrackerConfig};
+use eunomia::trackers::find_tracker;
 
 const PROCESSES: u64 = 10_000;
 const SPAWNERS: u64 = 2;
@@ -62,7 +63,7 @@ fn main() {
             ..TrackerConfig::default()
         };
         let counters = Arc::new(Counters::default());
-        let handle = TrackerHandle::spawn(
+        let handle = eunomia::trackers::start(
             find_tracker("process").unwrap(),
             config,
             Box::new(chain),

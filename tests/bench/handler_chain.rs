@@ -5,10 +5,10 @@
 
 use std::time::Instant;
 
-use eunomia::event::Event;
-use eunomia::handler::{AggRow, CountAggregator, Discard, Filter, Handler, Predicate};
-use eunomia::probes::process::{decode, skel::types::process_event};
-use eunomia::tracker_manager::find_tracker;
+use eunomia::handler::{AggRow, CountAggregator, Discard, Filter, Handler, Predicate, Schema};
+use eunomia::trackers::find_tracker;
+use eunomia::trackers::process::{decode, skel::types::process_event};
+use eunomia::trackers::Event;
 
 const EVENTS: usize = 2_000_000;
 const RUNS: usize = 7;
@@ -54,7 +54,7 @@ fn pin_to_cpu0() {
 
 fn main() {
     pin_to_cpu0();
-    let schema = find_tracker("process").unwrap().info().schema();
+    let schema = Schema::of(find_tracker("process").unwrap().info());
     let filter = Predicate::parse("comm != worker7", |f| schema.field_type(f), &[]).unwrap();
     let records = records();
     let mut rates = Vec::new();

@@ -18,13 +18,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use eunomia::event::{Comm, Event, FixedStr, Header};
 use eunomia::handler::{Handler, Op};
 use eunomia::metrics::Metrics;
-use eunomia::probes::process::{ProcessEvent, WaitStatus};
-use eunomia::query::{nearest_rank, AggOp, AggregateQuery, Condition};
-use eunomia::store::{SessionRecord, SessionStatus, Store, StoreKind, StoreOptions};
-use eunomia::tracker_manager::find_tracker;
+use eunomia::model::{Comm, FixedStr, Header};
+use eunomia::results::query::{nearest_rank, AggOp, AggregateQuery, Condition};
+use eunomia::results::sqlite::{SessionRecord, SessionStatus, Store, StoreKind, StoreOptions};
+use eunomia::trackers::find_tracker;
+use eunomia::trackers::process::{ProcessEvent, WaitStatus};
+use eunomia::trackers::Event;
 
 const EVENTS: u64 = 1_000_000;
 const RUNS: usize = 3;

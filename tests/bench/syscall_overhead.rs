@@ -18,7 +18,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::Counted;
-use eunomia::tracker_manager::{find_tracker, Counters, Mode, TrackerConfig, TrackerHandle};
+use eunomia::engine::{Counters, Mode, TrackerConfig, TrackerHandle};
+use eunomia::trackers::find_tracker;
 
 const CALLS: u64 = 5_000_000;
 const ROUNDS: usize = 5;
@@ -27,7 +28,7 @@ const BPFTRACE: &str = "tracepoint:raw_syscalls:sys_enter { @[comm] = count(); }
 fn start(config: TrackerConfig) -> (TrackerHandle, Arc<AtomicU64>) {
     let chain = Counted::new(&["syscall"]);
     let seen = chain.seen.clone();
-    let handle = TrackerHandle::spawn(
+    let handle = eunomia::trackers::start(
         find_tracker("syscall").unwrap(),
         config,
         Box::new(chain),

@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use eunomia::event::Event;
 use eunomia::handler::{Flow, Handler};
+use eunomia::trackers::Event;
 
 /// True when the test may go on as root. Outside CI a non-root run skips, says so and
 /// logs the skip for `make test` to count; in CI (`CI=true`) a root test that cannot run
@@ -77,14 +77,6 @@ impl Handler<Event> for Collector {
         self.0.lock().unwrap().push(*event);
         Flow::Caught
     }
-}
-
-/// Where `program` is on PATH (machines differ: /usr/bin, /usr/local/bin, ...).
-pub fn in_path(program: &str) -> PathBuf {
-    std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
-        .map(|dir| dir.join(program))
-        .find(|path| path.is_file())
-        .unwrap_or_else(|| panic!("{program} is not on PATH"))
 }
 
 /// A fresh directory under the temp dir (`eunomia-<tag>-<pid>`), removed with all it
@@ -210,7 +202,7 @@ impl CliRun {
         use std::io::BufRead;
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_eunomia"))
             .args(args)
-            .env("RUST_LOG", "eunomia::cli=info")
+            .env("RUST_LOG", "eunomia::app::cli=info")
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .spawn()
@@ -240,8 +232,9 @@ impl CliRun {
 
 /// Process events made up in user space, for tests that need no kernel.
 pub mod synthetic {
-    use eunomia::event::{Comm, Event, FixedStr, Header};
-    use eunomia::probes::process::{ProcessEvent, WaitStatus};
+    use eunomia::model::{Comm, FixedStr, Header};
+    use eunomia::trackers::process::{ProcessEvent, WaitStatus};
+    use eunomia::trackers::Event;
 
     pub fn header(ts_ns: u64, pid: u32, comm: &str) -> Header {
         Header {
@@ -357,14 +350,14 @@ impl Handler<Event> for Counted {
 /// Starts tracker `name` with `config`, feeding `chain`; panics when it cannot start.
 pub fn start_tracker(
     name: &str,
-    config: eunomia::tracker_manager::TrackerConfig,
+    config: eunomia::engine::TrackerConfig,
     chain: impl Handler<Event> + 'static,
-) -> eunomia::tracker_manager::TrackerHandle {
-    eunomia::tracker_manager::TrackerHandle::spawn(
-        eunomia::tracker_manager::find_tracker(name).unwrap(),
+) -> eunomia::engine::TrackerHandle {
+    eunomia::trackers::start(
+        eunomia::trackers::find_tracker(name).unwrap(),
         config,
         Box::new(chain),
-        Arc::new(eunomia::tracker_manager::Counters::default()),
+        Arc::new(eunomia::engine::Counters::default()),
     )
     .unwrap_or_else(|e| panic!("the {name} tracker starts: {e}"))
 }

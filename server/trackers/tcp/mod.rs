@@ -8,8 +8,9 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use crate::event::{Event, EventBody, FieldInfo, FieldType, FixedStr, Value};
-use crate::tracker_manager::{with_record, Run, Tracker, TrackerError, TrackerInfo};
+use super::{Event, Tracker};
+use crate::engine::{with_record, Run, TrackerError};
+use crate::model::{EventBody, FieldInfo, FieldType, FixedStr, TrackerInfo, Value};
 use crate::{decode_header, run_ring_buffer_probe};
 
 /// The generated skeleton; its `types` give the raw record layout (for tests and benchmarks).
@@ -173,7 +174,7 @@ impl Tracker for TcpTracker {
         &INFO
     }
 
-    fn run(&self, run: Run<'_>) -> Result<(), TrackerError> {
+    fn run(&self, run: Run<'_, Event>) -> Result<(), TrackerError> {
         run_ring_buffer_probe!(run, TcpSkelBuilder, decode)
     }
 }
@@ -181,7 +182,7 @@ impl Tracker for TcpTracker {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::Record;
+    use crate::model::Record;
 
     fn raw_event(kind: u32, family: u16, saddr: &[u8], daddr: &[u8]) -> types::tcp_event {
         let mut raw = types::tcp_event::default();

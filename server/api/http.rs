@@ -16,8 +16,8 @@ use subtle::ConstantTimeEq;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 
+use crate::api::graphql::{coded, Caller, EunomiaSchema};
 use crate::config::{Config, Role, Token};
-use crate::graphql::{coded, Caller, EunomiaSchema};
 use crate::session::SessionManager;
 
 #[derive(Clone)]
@@ -156,20 +156,20 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
 }
 
 async fn console() -> Html<&'static [u8]> {
-    Html(include_bytes!("../web/dist/index.html"))
+    Html(include_bytes!("../../web/dist/index.html"))
 }
 
 async fn console_js() -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
-        include_bytes!("../web/dist/console.js").as_slice(),
+        include_bytes!("../../web/dist/console.js").as_slice(),
     )
 }
 
 async fn console_css() -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
-        include_bytes!("../web/dist/console.css").as_slice(),
+        include_bytes!("../../web/dist/console.css").as_slice(),
     )
 }
 

@@ -5,12 +5,12 @@ use async_graphql::{Context, InputObject, Json, Object, SimpleObject, ID};
 
 use super::{api, coded, manager, memory_error, page_size, query_error, EVENTS_PAGE};
 use crate::container::{Container, ContainerState, Runtime};
-use crate::event::rfc3339_nanos;
 use crate::handler::Op;
-use crate::query::{AggOp, AggregateQuery, Condition, StoredEvent, TimeseriesQuery};
+use crate::model::rfc3339_nanos;
+use crate::model::TrackerInfo;
+use crate::results::query::{AggOp, AggregateQuery, Condition, StoredEvent, TimeseriesQuery};
+use crate::results::sqlite::{AuditEntry, SessionRecord, SessionStatus, StoreKind};
 use crate::session::{tracker_info, StartRequest};
-use crate::store::{AuditEntry, SessionRecord, SessionStatus, StoreKind};
-use crate::tracker_manager::TrackerInfo;
 
 pub type SessionConnection = Connection<String, SessionObject, EmptyFields, EmptyFields>;
 pub type EventConnection = Connection<String, EventObject, EmptyFields, EmptyFields>;
@@ -258,7 +258,8 @@ impl SessionObject {
                 .map_err(memory_error)?,
             None => {
                 let info = tracker_info(&self.0.tracker).map_err(api)?;
-                crate::query::validate_conditions(info, &conditions).map_err(query_error)?;
+                crate::results::query::validate_conditions(info, &conditions)
+                    .map_err(query_error)?;
                 manager
                     .store()
                     .events(&self.0.id, first, after, &conditions, info)

@@ -1,23 +1,23 @@
-//! The tracker engine (the seed's tracker_manager): start and stop trackers at any time,
-//! several kinds and several instances of one kind at once. Each running tracker owns its
-//! BPF skeleton on its own thread, polls its ring buffer, decodes records into [`Event`]s
-//! and feeds them to its handler chain.
+//! The tracker engine (the seed's tracker_manager): runs tracker instances, several kinds
+//! and several instances of one kind at once. Each running instance owns its BPF skeleton
+//! on its own thread, polls its ring buffer, decodes records into events and feeds them to
+//! its handler chain; probes that aggregate in BPF maps are drained on a timer. The engine
+//! knows no tracker: it is generic over the event type, and `trackers` plugs them in.
+
+pub mod system;
 
 use std::cell::RefCell;
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, SyncSender};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use libbpf_rs::skel::OpenSkel;
 use libbpf_rs::{Link, MapCore, MapFlags, Object, OpenObject, ProgramHandle, RingBufferBuilder};
 
-use crate::event::{Event, FieldInfo, COMMON_FIELDS};
-use crate::handler::{Handler, Schema};
-use crate::probes::TRACKERS;
-use crate::system::{self, StartupError};
+use crate::handler::Handler;
+use system::StartupError;
 
 /// How often the ring buffer poll wakes to notice a stop request.
 const POLL_INTERVAL: Duration = Duration::from_millis(50);
@@ -27,41 +27,6 @@ pub const MAX_CGROUP_FILTER: usize = 1024;
 const DEFAULT_INTERVAL_MS: u64 = 1000;
 const MIN_INTERVAL_MS: u64 = 10;
 const MAX_INTERVAL_MS: u64 = 3_600_000;
-
-/// A tracker's catalog entry.
-#[derive(Debug)]
-pub struct TrackerInfo {
-    pub name: &'static str,
-    pub description: &'static str,
-    /// The tracker's own fields; every event also has [`COMMON_FIELDS`] first.
-    pub fields: &'static [FieldInfo],
-}
-
-impl TrackerInfo {
-    /// Every field of this tracker's events, common ones first.
-    pub fn all_fields(&self) -> impl Iterator<Item = &'static FieldInfo> {
-        COMMON_FIELDS.iter().chain(self.fields)
-    }
-
-    pub fn schema(&self) -> Schema {
-        Schema(
-            self.all_fields()
-                .map(|f| (f.name.to_string(), f.ty))
-                .collect(),
-        )
-    }
-}
-
-/// What a tracker needs to be: a catalog entry and a body that runs it to the end.
-pub trait Tracker: Sync {
-    fn info(&self) -> &'static TrackerInfo;
-    /// Opens, configures, loads and attaches the probe, then hands over to [`Run::serve`].
-    fn run(&self, run: Run<'_>) -> Result<(), TrackerError>;
-    /// The tracker-specific [`TrackerConfig`] options this tracker takes (`OPTION_*`).
-    fn options(&self) -> &'static [&'static str] {
-        &[]
-    }
-}
 
 /// Configuration that reaches the BPF side before load (the seed's `env`).
 #[derive(Clone, Debug, PartialEq, serde::Deserialize)]
@@ -90,7 +55,7 @@ pub struct TrackerConfig {
 }
 
 /// Tracker-specific options, by their key in [`TrackerConfig`]; a tracker lists the ones it
-/// takes in [`Tracker::options`], and any other is an error rather than silently ignored.
+/// takes in `trackers::Tracker::options`, and any other is an error rather than silently ignored.
 pub const OPTION_MODE: &str = "mode";
 pub const OPTION_INTERVAL_MS: &str = "interval_ms";
 pub const OPTION_LATENCY: &str = "latency";
@@ -190,8 +155,8 @@ impl TrackerConfig {
     }
 
     /// [`validate`](Self::validate), and that every tracker-specific option set is one
-    /// `tracker` takes.
-    pub fn validate_for(&self, tracker: &dyn Tracker) -> Result<(), TrackerError> {
+    /// tracker `name` takes (`takes`).
+    pub fn validate_for(&self, name: &str, takes: &[&str]) -> Result<(), TrackerError> {
         self.validate()?;
         let set = [
             (OPTION_MODE, self.mode.is_some()),
@@ -199,12 +164,13 @@ impl TrackerConfig {
             (OPTION_LATENCY, self.latency.is_some()),
             (OPTION_FILE_TYPES, self.file_types.is_some()),
         ];
-        let takes = tracker.options();
-        match set.iter().find(|(name, on)| *on && !takes.contains(name)) {
+        match set
+            .iter()
+            .find(|(option, on)| *on && !takes.contains(option))
+        {
             None => Ok(()),
-            Some((name, _)) => Err(TrackerError::Config(format!(
-                "option `{name}` does not apply to the {} tracker (it takes: {})",
-                tracker.info().name,
+            Some((option, _)) => Err(TrackerError::Config(format!(
+                "option `{option}` does not apply to the {name} tracker (it takes: {})",
                 if takes.is_empty() {
                     "none".to_string()
                 } else {
@@ -242,7 +208,7 @@ impl TrackerConfig {
 macro_rules! apply_common_config {
     ($rodata:expr, $config:expr) => {{
         let rodata = $rodata;
-        let config: &$crate::tracker_manager::TrackerConfig = $config;
+        let config: &$crate::engine::TrackerConfig = $config;
         rodata.target_pid = config.target_pid.unwrap_or(0);
         rodata.exclude_current_ppid = config.exclude_current_ppid.unwrap_or(0);
         rodata.min_duration_ns = config.min_duration_ns;
@@ -257,9 +223,9 @@ macro_rules! apply_common_config {
 #[macro_export]
 macro_rules! open_probe {
     ($run:expr, $builder:ty, $storage:expr) => {{
-        let config: &$crate::tracker_manager::TrackerConfig = $run.config();
+        let config: &$crate::engine::TrackerConfig = $run.config();
         libbpf_rs::skel::SkelBuilder::open(<$builder>::default(), $storage)
-            .map_err($crate::tracker_manager::TrackerError::Open)
+            .map_err($crate::engine::TrackerError::Open)
             .and_then(|mut open| {
                 let rodata = open
                     .maps
@@ -270,7 +236,7 @@ macro_rules! open_probe {
                 open.maps
                     .events
                     .set_max_entries(config.ringbuf_bytes)
-                    .map_err($crate::tracker_manager::TrackerError::Map)?;
+                    .map_err($crate::engine::TrackerError::Map)?;
                 Ok(open)
             })
     }};
@@ -305,11 +271,11 @@ macro_rules! run_ring_buffer_probe {
 macro_rules! decode_header {
     ($raw:expr, $clock_offset:expr) => {{
         let raw = &$raw;
-        $crate::event::Header {
+        $crate::model::Header {
             ts_ns: raw.ts_ns.wrapping_add($clock_offset),
             pid: raw.pid,
             ppid: raw.ppid,
-            comm: $crate::event::Comm::from_c_chars(&raw.comm),
+            comm: $crate::model::Comm::from_c_chars(&raw.comm),
             cgroup_id: raw.cgroup_id,
             user_ns: raw.user_ns,
             pid_ns: raw.pid_ns,
@@ -391,9 +357,9 @@ impl Stats {
 }
 
 /// What a tracker's `run` gets: its configuration and the engine's side of the bargain.
-pub struct Run<'a> {
+pub struct Run<'a, E> {
     config: &'a TrackerConfig,
-    chain: &'a mut dyn Handler<Event>,
+    chain: &'a mut dyn Handler<E>,
     counters: &'a Counters,
     stop: &'a AtomicBool,
     ready: Option<SyncSender<Vec<u32>>>,
@@ -401,7 +367,7 @@ pub struct Run<'a> {
     clock_offset: u64,
 }
 
-impl<'a> Run<'a> {
+impl<'a, E> Run<'a, E> {
     pub fn config(&self) -> &TrackerConfig {
         self.config
     }
@@ -436,7 +402,7 @@ impl<'a> Run<'a> {
         decode: D,
     ) -> Result<(), TrackerError>
     where
-        D: FnMut(&[u8], u64) -> Option<Event>,
+        D: FnMut(&[u8], u64) -> Option<E>,
     {
         self.serve_draining(object, ring, dropped, decode, None)
     }
@@ -450,10 +416,10 @@ impl<'a> Run<'a> {
         ring: &dyn MapCore,
         dropped: &u64,
         mut decode: D,
-        mut drain: Option<Drain<'_>>,
+        mut drain: Option<Drain<'_, E>>,
     ) -> Result<(), TrackerError>
     where
-        D: FnMut(&[u8], u64) -> Option<Event>,
+        D: FnMut(&[u8], u64) -> Option<E>,
     {
         let mut links: Vec<Link> = Vec::new();
         let mut prog_ids = Vec::new();
@@ -497,13 +463,13 @@ impl<'a> Run<'a> {
             // volatile read sees the kernel's writes.
             unsafe { std::ptr::read_volatile(dropped) }
         };
-        let pull = |drain: &mut Drain<'_>, last: bool| {
+        let pull = |drain: &mut Drain<'_, E>, last: bool| {
             let context = DrainContext {
                 clock_offset,
                 now_ns: wall_clock_ns(),
                 last,
             };
-            (drain.pull)(&context, &mut |event: Event| {
+            (drain.pull)(&context, &mut |event: E| {
                 counters.seen.fetch_add(1, Ordering::Relaxed);
                 chain.borrow_mut().handle(&event);
             })
@@ -567,11 +533,11 @@ fn detach(links: Vec<Link>) {
 }
 
 /// How a probe that aggregates in BPF maps hands its aggregates over.
-pub struct Drain<'a> {
+pub struct Drain<'a, E> {
     pub every: Duration,
     /// Emits one event per aggregate and resets them.
     #[allow(clippy::type_complexity)]
-    pub pull: Box<dyn FnMut(&DrainContext, &mut dyn FnMut(Event)) -> Result<(), TrackerError> + 'a>,
+    pub pull: Box<dyn FnMut(&DrainContext, &mut dyn FnMut(E)) -> Result<(), TrackerError> + 'a>,
 }
 
 /// How long a program that read the old generation may still be adding to it after a
@@ -686,22 +652,6 @@ fn boot_to_wall_offset() -> u64 {
     wall_clock_ns().wrapping_sub(clock_ns(libc::CLOCK_BOOTTIME))
 }
 
-/// Finds a registered tracker by name.
-pub fn find_tracker(name: &str) -> Result<&'static dyn Tracker, TrackerError> {
-    TRACKERS
-        .iter()
-        .copied()
-        .find(|t| t.info().name == name)
-        .ok_or_else(|| TrackerError::Unknown {
-            name: name.to_string(),
-            known: TRACKERS
-                .iter()
-                .map(|t| t.info().name)
-                .collect::<Vec<_>>()
-                .join(", "),
-        })
-}
-
 /// One running tracker instance on its own thread.
 pub struct TrackerHandle {
     tracker: &'static str,
@@ -712,23 +662,25 @@ pub struct TrackerHandle {
 }
 
 impl TrackerHandle {
-    /// Starts `tracker`; returns once its programs are attached, or with why they are not.
-    pub fn spawn(
-        tracker: &'static dyn Tracker,
+    /// Starts tracker `name` on its own thread, where `run` opens, loads and attaches its
+    /// probe and serves it (`Run::serve`); returns once the programs are attached, or with
+    /// why they are not. The configuration is checked by the caller.
+    pub fn spawn<E: 'static>(
+        name: &'static str,
         config: TrackerConfig,
-        mut chain: Box<dyn Handler<Event>>,
+        mut chain: Box<dyn Handler<E>>,
         counters: Arc<Counters>,
+        run: impl FnOnce(Run<'_, E>) -> Result<(), TrackerError> + Send + 'static,
     ) -> Result<Self, TrackerError> {
-        config.validate_for(tracker)?;
         system::check_ready()?;
         let stop = Arc::new(AtomicBool::new(false));
         let (ready_tx, ready_rx) = mpsc::sync_channel(1);
         let thread = {
             let (stop, counters) = (stop.clone(), counters.clone());
             thread::Builder::new()
-                .name(format!("tracker-{}", tracker.info().name))
+                .name(format!("tracker-{name}"))
                 .spawn(move || {
-                    let run = Run {
+                    let context = Run {
                         config: &config,
                         chain: &mut *chain,
                         counters: &counters,
@@ -736,12 +688,12 @@ impl TrackerHandle {
                         ready: Some(ready_tx),
                         clock_offset: boot_to_wall_offset(),
                     };
-                    tracker.run(run)
+                    run(context)
                 })
                 .map_err(TrackerError::Thread)?
         };
         let mut handle = Self {
-            tracker: tracker.info().name,
+            tracker: name,
             prog_ids: Vec::new(),
             stop,
             counters,
@@ -796,64 +748,5 @@ impl Drop for TrackerHandle {
         if let Err(err) = self.join() {
             tracing::warn!(tracker = self.tracker, "tracker ended with an error: {err}");
         }
-    }
-}
-
-/// Identifies a running instance within one [`TrackerManager`].
-pub type InstanceId = u64;
-
-/// Keeps the running instances, so any of them can be stopped at any time.
-#[derive(Default)]
-pub struct TrackerManager {
-    next_id: AtomicU64,
-    running: Mutex<BTreeMap<InstanceId, TrackerHandle>>,
-}
-
-impl TrackerManager {
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    pub fn start(
-        &self,
-        tracker: &str,
-        config: TrackerConfig,
-        chain: Box<dyn Handler<Event>>,
-        counters: Arc<Counters>,
-    ) -> Result<InstanceId, TrackerError> {
-        let handle = TrackerHandle::spawn(find_tracker(tracker)?, config, chain, counters)?;
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
-        self.lock().insert(id, handle);
-        Ok(id)
-    }
-
-    /// Stops one instance; `None` when no such instance runs.
-    pub fn stop(&self, id: InstanceId) -> Option<Result<Stats, TrackerError>> {
-        let handle = self.lock().remove(&id)?;
-        Some(handle.stop())
-    }
-
-    pub fn stats(&self, id: InstanceId) -> Option<Stats> {
-        self.lock().get(&id).map(TrackerHandle::stats)
-    }
-
-    /// Running instances: id, tracker name, program ids.
-    pub fn list(&self) -> Vec<(InstanceId, &'static str, Vec<u32>)> {
-        self.lock()
-            .iter()
-            .map(|(&id, h)| (id, h.tracker, h.prog_ids.clone()))
-            .collect()
-    }
-
-    /// Stops every instance (server shutdown).
-    pub fn stop_all(&self) -> Vec<(InstanceId, Result<Stats, TrackerError>)> {
-        let handles = std::mem::take(&mut *self.lock());
-        handles.into_iter().map(|(id, h)| (id, h.stop())).collect()
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<InstanceId, TrackerHandle>> {
-        self.running
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }

@@ -9,14 +9,17 @@ use std::mem::MaybeUninit;
 use libbpf_rs::skel::Skel;
 use libbpf_rs::{MapCore, MapFlags};
 
-use crate::event::{Comm, Event, EventBody, FieldInfo, FieldType, Header, Value};
-use crate::tracker_manager::{
-    with_record, Drain, DrainContext, Generations, Mode, Run, Tracker, TrackerError, TrackerInfo,
-    OPTION_INTERVAL_MS, OPTION_LATENCY, OPTION_MODE,
+use super::{Event, Tracker};
+use crate::engine::{
+    with_record, Drain, DrainContext, Generations, Mode, Run, TrackerError, OPTION_INTERVAL_MS,
+    OPTION_LATENCY, OPTION_MODE,
 };
+use crate::model::{Comm, EventBody, FieldInfo, FieldType, Header, TrackerInfo, Value};
 use crate::{decode_header, open_probe};
 
-use super::syscall_names::NAMES;
+mod names;
+
+use names::NAMES;
 
 pub mod skel {
     include!(concat!(env!("OUT_DIR"), "/syscall.skel.rs"));
@@ -258,7 +261,7 @@ impl Tracker for SyscallTracker {
         &[OPTION_MODE, OPTION_INTERVAL_MS, OPTION_LATENCY]
     }
 
-    fn run(&self, run: Run<'_>) -> Result<(), TrackerError> {
+    fn run(&self, run: Run<'_, Event>) -> Result<(), TrackerError> {
         let config = run.config().clone();
         let stream = config.mode.unwrap_or_default() == Mode::Stream;
         let mut storage = MaybeUninit::uninit();
@@ -318,7 +321,7 @@ impl Tracker for SyscallTracker {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::Record;
+    use crate::model::Record;
 
     #[test]
     fn names_follow_the_x86_64_table() {

@@ -1,8 +1,9 @@
 //! The process tracker: exec and whole-process exit with exit status and lifetime,
 //! on `sched:sched_process_exec` and `sched:sched_process_exit`.
 
-use crate::event::{Event, EventBody, FieldInfo, FieldType, FixedStr, Value};
-use crate::tracker_manager::{with_record, Run, Tracker, TrackerError, TrackerInfo};
+use super::{Event, Tracker};
+use crate::engine::{with_record, Run, TrackerError};
+use crate::model::{EventBody, FieldInfo, FieldType, FixedStr, TrackerInfo, Value};
 use crate::{decode_header, run_ring_buffer_probe};
 
 /// The generated skeleton; its `types` give the raw record layout (for tests and benchmarks).
@@ -176,7 +177,7 @@ impl Tracker for ProcessTracker {
         &INFO
     }
 
-    fn run(&self, run: Run<'_>) -> Result<(), TrackerError> {
+    fn run(&self, run: Run<'_, Event>) -> Result<(), TrackerError> {
         run_ring_buffer_probe!(run, ProcessSkelBuilder, decode)
     }
 }
@@ -184,7 +185,7 @@ impl Tracker for ProcessTracker {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::Record;
+    use crate::model::Record;
 
     fn raw_event(kind: u32) -> types::process_event {
         let mut raw = types::process_event::default();

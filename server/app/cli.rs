@@ -13,12 +13,10 @@ use clap::builder::PossibleValuesParser;
 use clap::{Parser, Subcommand};
 
 use crate::container::{ContainerManager, ContainerOptions, Enrich};
-use crate::event::Event;
-use crate::handler::{self, FanIn, Filter, Format, Predicate, Stage};
-use crate::probes::TRACKERS;
-use crate::tracker_manager::{
-    find_tracker, Counters, FileType, Mode, TrackerConfig, TrackerHandle, TrackerInfo,
-};
+use crate::engine::{Counters, FileType, Mode, TrackerConfig};
+use crate::handler::{self, FanIn, Filter, Format, Predicate, Schema, Stage};
+use crate::model::TrackerInfo;
+use crate::trackers::{self, find_tracker, Event, TRACKERS};
 
 /// Events the output thread may fall behind by before they are counted as lost.
 const OUTPUT_QUEUE: usize = 1 << 16;
@@ -146,10 +144,10 @@ pub fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Schema => {
-            print!("{}", crate::graphql::sdl());
+            print!("{}", crate::api::graphql::sdl());
             ExitCode::SUCCESS
         }
-        Command::Serve(args) => exit_code(crate::server::serve(&args)),
+        Command::Serve(args) => exit_code(crate::app::serve::serve(&args)),
         Command::Run(args) => exit_code(run(&args)),
     }
 }
@@ -216,7 +214,7 @@ fn output_stages(args: &RunArgs, info: &TrackerInfo) -> Vec<Stage> {
 fn run(args: &RunArgs) -> Result<(), RunError> {
     let tracker = find_tracker(&args.tracker).map_err(|e| RunError::Usage(e.to_string()))?;
     let info = tracker.info();
-    let schema = info.schema();
+    let schema = Schema::of(info);
     let known: Vec<&str> = info.all_fields().map(|f| f.name).collect();
     let predicates = args
         .filters
@@ -229,7 +227,7 @@ fn run(args: &RunArgs) -> Result<(), RunError> {
     let output = handler::build::<Event>(&output_stages(args, info), &schema, &stdout)
         .map_err(|e| RunError::Usage(e.to_string()))?;
     // Before the container manager asks Docker anything: without root, that one error.
-    crate::system::check_ready()?;
+    crate::engine::system::check_ready()?;
     // The container manager's Docker client and rescans run on this runtime meanwhile.
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -262,7 +260,7 @@ fn run(args: &RunArgs) -> Result<(), RunError> {
         ..TrackerConfig::default()
     };
     config
-        .validate_for(tracker)
+        .validate_for(info.name, tracker.options())
         .map_err(|e| RunError::Usage(e.to_string()))?;
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -279,7 +277,7 @@ fn run(args: &RunArgs) -> Result<(), RunError> {
         Filter::new(predicates, fan_in.sender(counters.lost_channel.clone())),
     ));
     let started = Instant::now();
-    let handle = TrackerHandle::spawn(tracker, config, chain, counters)?;
+    let handle = trackers::start(tracker, config, chain, counters)?;
     tracing::info!(tracker = info.name, programs = ?handle.prog_ids(), "tracing");
 
     let deadline = args

@@ -1,14 +1,12 @@
-//! Typed events, their fields, and the `Record` view that handlers work on.
+//! The record vocabulary, the ground floor every other module stands on: typed events,
+//! their fields and catalog entries, and the `Record` view that handlers work on.
 //!
 //! Every tracker's event is an [`Event`]: a common header (who, where, when) plus a
-//! tracker-specific [`Body`]. Handlers never match on tracker types: they read fields by
-//! name through [`Record`], so one filter or aggregator works for every tracker.
+//! tracker-specific body (the registry's `trackers::Body`). Handlers never match on
+//! tracker types: they read fields by name through [`Record`], so one filter or
+//! aggregator works for every tracker. Nothing here imports another module of the crate.
 
 use std::fmt;
-
-use crate::container::ContainerTag;
-use crate::probes::Body;
-use crate::tracker_manager::TrackerInfo;
 
 /// The type of a field, as the catalog reports it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -239,16 +237,62 @@ pub struct Header {
     pub user_ns: u32,
     pub pid_ns: u32,
     pub mnt_ns: u32,
-    /// The container the task runs in, set by [`crate::container::Enrich`]; `None` on
+    /// The container the task runs in, set by the container manager's enrichment; `None` on
     /// the host (or before enrichment).
     pub container: Option<ContainerTag>,
 }
 
-/// One decoded kernel event.
+/// A tracker's catalog entry.
+#[derive(Debug)]
+pub struct TrackerInfo {
+    pub name: &'static str,
+    pub description: &'static str,
+    /// The tracker's own fields; every event also has [`COMMON_FIELDS`] first.
+    pub fields: &'static [FieldInfo],
+}
+
+impl TrackerInfo {
+    /// Every field of this tracker's events, common ones first.
+    pub fn all_fields(&self) -> impl Iterator<Item = &'static FieldInfo> {
+        COMMON_FIELDS.iter().chain(self.fields)
+    }
+}
+
+/// The container an event came from, inline so that events stay `Copy` and enrichment
+/// allocates nothing. Empty `image` means unknown.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Event {
+pub struct ContainerTag {
+    pub id: FixedStr<64>,
+    /// The container's name, or its short id when the runtime gives none.
+    pub name: FixedStr<64>,
+    pub image: FixedStr<128>,
+}
+
+impl ContainerTag {
+    pub fn new(id: &str, name: Option<&str>, image: Option<&str>) -> Self {
+        Self {
+            id: FixedStr::from(id),
+            name: FixedStr::from(name.unwrap_or_else(|| short_id(id))),
+            image: FixedStr::from(image.unwrap_or("")),
+        }
+    }
+}
+
+/// The 12-character id Docker shows for a 64-hex id; other ids (runc's) stay whole.
+pub fn short_id(id: &str) -> &str {
+    if id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        &id[..12]
+    } else {
+        id
+    }
+}
+
+/// One decoded kernel event: the header and a tracker's body (`trackers::Event` names
+/// it with the registry's body type).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Event<B> {
     pub header: Header,
-    pub body: Body,
+    pub body: B,
 }
 
 /// What a tracker's own part of an event must provide.
@@ -271,7 +315,7 @@ pub trait EventBody {
     }
 }
 
-impl Event {
+impl<B: EventBody> Event<B> {
     pub fn tracker(&self) -> &'static str {
         self.body.tracker()
     }
@@ -310,7 +354,7 @@ impl Event {
     }
 }
 
-impl Record for Event {
+impl<B: EventBody> Record for Event<B> {
     fn visit(&self, visit: &mut dyn FnMut(&str, Value<'_>)) {
         for field in COMMON_FIELDS {
             if let Some(value) = self.common(field.name) {

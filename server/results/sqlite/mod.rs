@@ -27,15 +27,16 @@ use sqlx::{
 };
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
-use crate::event::{rfc3339_nanos, Comm, Event, FieldInfo, FieldType};
 use crate::handler::{push_json_record, Flow, Handler, Op};
 use crate::metrics::{stage, Metrics};
-use crate::query::catalog_field;
-use crate::query::{
+use crate::model::TrackerInfo;
+use crate::model::{rfc3339_nanos, Comm, FieldInfo, FieldType};
+use crate::results::query::catalog_field;
+use crate::results::query::{
     order_and_truncate, order_buckets, AggOp, AggResult, AggregateQuery, Condition, QueryError,
     StoredEvent, TimeBucketResult, TimeseriesQuery,
 };
-use crate::tracker_manager::TrackerInfo;
+use crate::trackers::Event;
 
 /// Rows a sink hands over at once: amortises the queue without holding events back long
 /// (the engine flushes the sink after every ring-buffer poll anyway).
@@ -479,7 +480,7 @@ impl Store {
         conditions: &[Condition],
         info: &TrackerInfo,
     ) -> Result<(Vec<StoredEvent>, bool), StoreError> {
-        crate::query::validate_conditions(info, conditions)?;
+        crate::results::query::validate_conditions(info, conditions)?;
         let mut sql = Statement::new(
             "SELECT id, ts, tracker, kind, pid, ppid, comm, cgroup_id, data FROM events \
              WHERE session_id = ",

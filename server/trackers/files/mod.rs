@@ -8,11 +8,12 @@ use std::mem::MaybeUninit;
 use libbpf_rs::skel::Skel;
 use libbpf_rs::{MapCore, MapFlags};
 
-use crate::event::{Event, EventBody, FieldInfo, FieldType, FixedStr, Value};
-use crate::tracker_manager::{
-    with_record, Drain, DrainContext, FileType, Generations, Run, Tracker, TrackerError,
-    TrackerInfo, OPTION_FILE_TYPES, OPTION_INTERVAL_MS,
+use super::{Event, Tracker};
+use crate::engine::{
+    with_record, Drain, DrainContext, FileType, Generations, Run, TrackerError, OPTION_FILE_TYPES,
+    OPTION_INTERVAL_MS,
 };
+use crate::model::{EventBody, FieldInfo, FieldType, FixedStr, TrackerInfo, Value};
 use crate::{decode_header, open_probe};
 
 /// The generated skeleton; its `types` give the raw record layouts (for tests).
@@ -223,7 +224,7 @@ impl Tracker for FilesTracker {
         &[OPTION_INTERVAL_MS, OPTION_FILE_TYPES]
     }
 
-    fn run(&self, run: Run<'_>) -> Result<(), TrackerError> {
+    fn run(&self, run: Run<'_, Event>) -> Result<(), TrackerError> {
         let config = run.config().clone();
         let mut storage = MaybeUninit::uninit();
         let mut open = open_probe!(run, FilesSkelBuilder, &mut storage)?;
@@ -265,7 +266,7 @@ impl Tracker for FilesTracker {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::Record;
+    use crate::model::Record;
 
     fn set_path(file: &mut types::files_path, path: &str, start: usize) {
         for (dst, src) in file.path[start..].iter_mut().zip(path.bytes().chain([0])) {

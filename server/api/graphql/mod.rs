@@ -19,10 +19,10 @@ pub use types::*;
 
 use crate::config::Role;
 use crate::container::ResolveError;
-use crate::memory::MemoryError;
-use crate::query::QueryError;
+use crate::results::memory::MemoryError;
+use crate::results::query::QueryError;
+use crate::results::sqlite::{AuditEntry, SessionStatus};
 use crate::session::{SessionError, SessionManager};
-use crate::store::{AuditEntry, SessionStatus};
 
 pub type EunomiaSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
 
@@ -69,7 +69,9 @@ pub fn api(err: SessionError) -> async_graphql::Error {
             SessionError::StillRunning(_) => "SESSION_RUNNING",
             SessionError::TooManySessions { .. } => "TOO_MANY_SESSIONS",
             SessionError::TrackerFailed(_) => "TRACKER_FAILED",
-            SessionError::Store(crate::store::StoreError::BadCursor(_)) => "BAD_USER_INPUT",
+            SessionError::Store(crate::results::sqlite::StoreError::BadCursor(_)) => {
+                "BAD_USER_INPUT"
+            }
             SessionError::Store(_) | SessionError::Snapshot(_) => "INTERNAL",
         };
         coded(code, err.to_string())
@@ -134,7 +136,7 @@ pub struct QueryRoot;
 impl QueryRoot {
     /// The trackers this server can run, with the fields their events carry.
     async fn trackers(&self) -> Vec<TrackerDesc> {
-        crate::probes::TRACKERS
+        crate::trackers::TRACKERS
             .iter()
             .map(|t| TrackerDesc(t.info()))
             .collect()

@@ -28,14 +28,15 @@ use hashbrown::hash_map::Entry;
 use hashbrown::{DefaultHashBuilder, Equivalent, HashMap};
 use serde::{Deserialize, Serialize};
 
-use crate::event::{Event, FieldInfo, FieldType, Record, Value};
 use crate::handler::{FilterError, Flow, Handler, Predicate};
 use crate::metrics::{stage, Metrics};
-use crate::query::{
+use crate::model::TrackerInfo;
+use crate::model::{FieldInfo, FieldType, Record, Value};
+use crate::results::query::{
     nearest_rank, order_and_truncate, order_buckets, validate_conditions, AggOp, AggResult,
     AggregateQuery, Condition, QueryError, StoredEvent, TimeBucketResult, TimeseriesQuery,
 };
-use crate::tracker_manager::TrackerInfo;
+use crate::trackers::Event;
 
 const NS_PER_SEC: u64 = 1_000_000_000;
 /// 32 shards of base groups.

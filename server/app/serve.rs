@@ -7,13 +7,14 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 
-use crate::cli::{RunError, ServeArgs};
+use crate::api::{graphql, http};
+use crate::app::cli::{RunError, ServeArgs};
 use crate::config::Config;
 use crate::container::{ContainerManager, ContainerOptions};
+use crate::engine::system;
 use crate::metrics::Metrics;
+use crate::results::sqlite::{Store, StoreOptions};
 use crate::session::{spawn_retention, SessionManager};
-use crate::store::{Store, StoreOptions};
-use crate::{graphql, http, system};
 
 /// How long open connections (subscriptions) get to close after shutdown begins.
 const DRAIN: Duration = Duration::from_secs(3);

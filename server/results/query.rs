@@ -10,9 +10,10 @@
 //! - Percentiles use the nearest-rank method: the value at rank ceil(p/100 * n).
 //! - Rows are ordered by value descending, then keys ascending; `top` keeps the first N.
 
-use crate::event::{Event, FieldInfo, FieldType};
 use crate::handler::{push_json_record, Op};
-use crate::tracker_manager::TrackerInfo;
+use crate::model::TrackerInfo;
+use crate::model::{FieldInfo, FieldType};
+use crate::trackers::Event;
 
 /// The aggregation operator.
 #[derive(
@@ -299,9 +300,7 @@ mod tests {
     /// Every query is checked against the tracker's catalog before any store sees it.
     #[test]
     fn queries_are_validated_against_the_catalog() {
-        let info = crate::tracker_manager::find_tracker("process")
-            .unwrap()
-            .info();
+        let info = crate::trackers::find_tracker("process").unwrap().info();
         let condition = |field: &str, op: Op, value: &str| Condition {
             field: field.into(),
             op,

@@ -2,8 +2,9 @@
 //! queues, on the `syscalls:sys_enter_*`/`sys_exit_*` tracepoints. The probe reports each
 //! call's raw arguments and result; [`Op`] says which argument is which field.
 
-use crate::event::{Event, EventBody, FieldInfo, FieldType, FixedStr, Value};
-use crate::tracker_manager::{with_record, Run, Tracker, TrackerError, TrackerInfo};
+use super::{Event, Tracker};
+use crate::engine::{with_record, Run, TrackerError};
+use crate::model::{EventBody, FieldInfo, FieldType, FixedStr, TrackerInfo, Value};
 use crate::{decode_header, run_ring_buffer_probe};
 
 /// The generated skeleton; its `types` give the raw record layout (for tests and benchmarks).
@@ -338,7 +339,7 @@ impl Tracker for IpcTracker {
         &INFO
     }
 
-    fn run(&self, run: Run<'_>) -> Result<(), TrackerError> {
+    fn run(&self, run: Run<'_, Event>) -> Result<(), TrackerError> {
         run_ring_buffer_probe!(run, IpcSkelBuilder, decode)
     }
 }
@@ -346,7 +347,7 @@ impl Tracker for IpcTracker {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::Record;
+    use crate::model::Record;
 
     fn raw_event(op: u32, args: [u64; 5], ret: i64) -> types::ipc_event {
         let mut raw = types::ipc_event::default();
