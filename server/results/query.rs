@@ -369,6 +369,8 @@ mod tests {
             error(aggregate(&[], AggOp::Sum, Some("comm"), vec![])),
             "field `comm` is not numeric"
         );
+        let most = ["comm"; MAX_GROUP_BY];
+        assert_eq!(aggregate(&most, AggOp::Count, None, vec![]), Ok(()));
         let nine = ["comm"; MAX_GROUP_BY + 1];
         assert_eq!(
             error(aggregate(&nine, AggOp::Count, None, vec![])),
