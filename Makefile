@@ -47,10 +47,10 @@ bench: deps
 
 # Mutation testing with cargo-mutants, not part of CI (hours for every group): each group
 # of modules where a silent error costs most runs against the tests that cover it.
-# Narrow it with e.g. `make mutants MUTANTS_ARGS="-f server/query.rs"`.
-MUTANTS_QUERY := server/query.rs server/handler/filter.rs server/memory.rs server/store.rs
-MUTANTS_PROBES := server/probes/syscall.rs server/probes/files.rs server/probes/process.rs \
-	server/probes/tcp.rs server/probes/ipc.rs server/tracker_manager.rs
+# Narrow it with e.g. `make mutants MUTANTS_ARGS="-f server/results/query.rs"`.
+MUTANTS_QUERY := server/results/query.rs server/handler/filter.rs server/results/memory/mod.rs \
+	server/results/sqlite/mod.rs
+MUTANTS_PROBES := server/trackers/*/mod.rs server/engine/mod.rs
 MUTANTS_ARGS ?=
 
 mutants: deps

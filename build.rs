@@ -1,4 +1,5 @@
-//! Compiles every `probes/*.bpf.c` into a libbpf skeleton in OUT_DIR.
+//! Compiles every `probes/*.bpf.c` into a libbpf skeleton in OUT_DIR, and turns the
+//! integer `#define`s of `probes/common.h` into Rust constants (OUT_DIR/common_h.rs).
 use std::env;
 use std::ffi::OsStr;
 use std::fs;
@@ -19,6 +20,8 @@ fn main() {
         .collect();
     sources.sort();
 
+    write_common_constants(&probes.join("common.h"), &out_dir.join("common_h.rs"));
+
     for source in sources {
         println!("cargo:rerun-if-changed={}", source.display());
         let file_name = source
@@ -33,4 +36,23 @@ fn main() {
             .build_and_generate(&skel)
             .unwrap_or_else(|err| panic!("compiling {}: {err:#}", source.display()));
     }
+}
+
+/// `#define NAME 123` lines become `pub const NAME: usize = 123;`.
+fn write_common_constants(header: &std::path::Path, out: &std::path::Path) {
+    println!("cargo:rerun-if-changed={}", header.display());
+    let text = fs::read_to_string(header).expect("probes/common.h is readable");
+    let constants: String = text
+        .lines()
+        .filter_map(|line| {
+            let mut words = line.split_whitespace();
+            match (words.next(), words.next(), words.next()) {
+                (Some("#define"), Some(name), Some(value)) if value.parse::<usize>().is_ok() => {
+                    Some(format!("pub const {name}: usize = {value};\n"))
+                }
+                _ => None,
+            }
+        })
+        .collect();
+    fs::write(out, constants).expect("OUT_DIR is writable");
 }

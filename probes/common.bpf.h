@@ -25,7 +25,7 @@ const volatile char target_comm[TASK_COMM_LEN] = {};
 /* Cgroup ids (v2) whose tasks are traced when filter_cgroup is set. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 1024);
+	__uint(max_entries, CGROUP_FILTER_MAX);
 	__type(key, u64);
 	__type(value, u8);
 } cgroup_filter SEC(".maps");

@@ -378,7 +378,7 @@ int exit_openat(struct trace_event_raw_sys_exit *ctx)
 	struct scratch *s;
 	struct file *file = NULL;
 	long ret = ctx->ret;
-	u32 type = 0;
+	u32 type = FILES_TYPE_UNKNOWN;
 
 	if (!state)
 		return 0;

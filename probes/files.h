@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
-/* The files tracker's records; decoded in server/probes/files.rs. */
+/* The files tracker's records; decoded in server/trackers/files/. */
 #ifndef EUNOMIA_FILES_H
 #define EUNOMIA_FILES_H
 
@@ -10,6 +10,7 @@
 
 /* Bits of `file_type_mask`, by (1 << type). */
 enum files_file_type {
+	FILES_TYPE_UNKNOWN = 0, /* no file: a failed open */
 	FILES_TYPE_REGULAR = 1,
 	FILES_TYPE_SOCKET = 2,
 	FILES_TYPE_PIPE = 3,
@@ -30,7 +31,7 @@ struct files_key {
  * NUL, absolute when the walk reached the root.
  */
 struct files_path {
-	unsigned int file_type; /* enum files_file_type; 0 when unknown */
+	enum files_file_type file_type;
 	unsigned short path_start;
 	/* 1 for files without a path (pipes, sockets, anonymous inodes): `path` is their name. */
 	unsigned short pseudo;

@@ -8,7 +8,7 @@
 /* The most arguments any traced call has that the tracker reports (msgrcv's msgflg is the 5th). */
 #define IPC_ARGS 5
 
-/* One per traced syscall; server/probes/ipc.rs keeps the same order. */
+/* One per traced syscall; server/trackers/ipc/ maps each by the generated constants. */
 enum ipc_op {
 	IPC_OP_MSGGET = 1,
 	IPC_OP_MSGSND,
@@ -26,12 +26,13 @@ enum ipc_op {
 	IPC_OP_MQ_TIMEDSEND,
 	IPC_OP_MQ_TIMEDRECEIVE,
 	IPC_OP_MQ_UNLINK,
+	IPC_OP_END, /* not an op: one past the last, so user space can check it maps them all */
 };
 
 /* One finished call: its raw arguments, which user space maps to fields per op. */
 struct ipc_event {
 	struct event_header header;
-	unsigned int op; /* enum ipc_op */
+	enum ipc_op op;
 	unsigned int uid; /* effective */
 	unsigned int gid; /* effective */
 	unsigned int pad;

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
-/* The syscall tracker's records; decoded in server/probes/syscall.rs. */
+/* The syscall tracker's records; decoded in server/trackers/syscall/. */
 #ifndef EUNOMIA_SYSCALL_H
 #define EUNOMIA_SYSCALL_H
 

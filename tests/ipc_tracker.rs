@@ -124,7 +124,10 @@ const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/programs/ipc_ca
 fn python_interpreter() -> String {
     let (_, out) = run(
         "python3",
-        &["-c", "import os, sys; print(os.path.realpath(sys.executable))"],
+        &[
+            "-c",
+            "import os, sys; print(os.path.realpath(sys.executable))",
+        ],
     );
     out.trim().to_string()
 }

@@ -22,8 +22,8 @@ use system::StartupError;
 /// How often the ring buffer poll wakes to notice a stop request.
 const POLL_INTERVAL: Duration = Duration::from_millis(50);
 const DEFAULT_RINGBUF_BYTES: u32 = 4 << 20;
-/// The cgroup filter map's capacity in the probes (common.bpf.h).
-pub const MAX_CGROUP_FILTER: usize = 1024;
+/// The cgroup filter map's capacity in the probes.
+pub const MAX_CGROUP_FILTER: usize = crate::model::common_h::CGROUP_FILTER_MAX;
 const DEFAULT_INTERVAL_MS: u64 = 1000;
 const MIN_INTERVAL_MS: u64 = 10;
 const MAX_INTERVAL_MS: u64 = 3_600_000;

@@ -8,6 +8,11 @@
 
 use std::fmt;
 
+/// Constants shared with the probes, generated from probes/common.h by build.rs.
+pub mod common_h {
+    include!(concat!(env!("OUT_DIR"), "/common_h.rs"));
+}
+
 /// The type of a field, as the catalog reports it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -223,7 +228,7 @@ impl<const N: usize> PartialEq for FixedStr<N> {
     }
 }
 
-pub type Comm = FixedStr<16>;
+pub type Comm = FixedStr<{ common_h::TASK_COMM_LEN }>;
 
 /// What every event carries, whatever the tracker.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]

@@ -132,23 +132,24 @@ impl EventBody for FilesEvent {
     }
 }
 
-/// `enum files_file_type` of probes/files.h.
-fn raw_type(t: FileType) -> u32 {
+/// A file type's enumerator, as the skeleton generates it from probes/files.h (so the
+/// numbers have one source).
+fn raw_type(t: FileType) -> types::files_file_type {
     match t {
-        FileType::Regular => 1,
-        FileType::Socket => 2,
-        FileType::Pipe => 3,
-        FileType::Other => 4,
+        FileType::Regular => types::files_file_type::FILES_TYPE_REGULAR,
+        FileType::Socket => types::files_file_type::FILES_TYPE_SOCKET,
+        FileType::Pipe => types::files_file_type::FILES_TYPE_PIPE,
+        FileType::Other => types::files_file_type::FILES_TYPE_OTHER,
     }
 }
 
-fn file_type(raw: u32) -> Option<FileType> {
+fn file_type(raw: types::files_file_type) -> Option<FileType> {
     FileType::ALL.into_iter().find(|&t| raw_type(t) == raw)
 }
 
 /// The `file_type_mask` the probe filters with: bit (1 << raw type) per type reported.
 pub fn file_type_mask(types: &[FileType]) -> u32 {
-    types.iter().fold(0, |mask, &t| mask | 1 << raw_type(t))
+    types.iter().fold(0, |mask, &t| mask | 1 << raw_type(t).0)
 }
 
 /// The path of `struct files_path`; pipes and sockets, which have none, are named as
@@ -301,7 +302,7 @@ mod tests {
         raw.read_bytes = 300;
         raw.write_bytes = 20;
         raw.ino = 9;
-        raw.file.file_type = 1;
+        raw.file.file_type = raw_type(FileType::Regular);
         set_path(&mut raw.file, "/tmp/x/data", 200);
         let bytes = bytes_of(&raw);
         let event = decode_io(&bytes, &context()).expect("decodes");
@@ -326,13 +327,16 @@ mod tests {
         raw.ino = 1234;
         raw.file.pseudo = 1;
         set_path(&mut raw.file, "", 255);
-        for (raw_type, path) in [(3, "pipe:[1234]"), (2, "socket:[1234]")] {
-            raw.file.file_type = raw_type;
+        for (t, path) in [
+            (FileType::Pipe, "pipe:[1234]"),
+            (FileType::Socket, "socket:[1234]"),
+        ] {
+            raw.file.file_type = raw_type(t);
             let event = decode_io(&bytes_of(&raw), &context()).expect("decodes");
             assert_eq!(event.get("path"), Some(Value::Str(path)));
         }
         // Other files without a path keep their own name, e.g. an eventfd.
-        raw.file.file_type = 4;
+        raw.file.file_type = raw_type(FileType::Other);
         set_path(&mut raw.file, "[eventfd]", 246);
         let event = decode_io(&bytes_of(&raw), &context()).expect("decodes");
         assert_eq!(event.get("path"), Some(Value::Str("[eventfd]")));
@@ -383,6 +387,6 @@ mod tests {
         for t in FileType::ALL {
             assert_eq!(file_type(raw_type(t)), Some(t));
         }
-        assert_eq!(file_type(0), None);
+        assert_eq!(file_type(types::files_file_type(0)), None);
     }
 }

@@ -76,7 +76,7 @@ static INFO: TrackerInfo = TrackerInfo {
     ],
 };
 
-/// The traced system calls, in the order of `enum ipc_op` in probes/ipc.h.
+/// The traced system calls (`enum ipc_op` in probes/ipc.h).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Op {
     Msgget,
@@ -106,52 +106,52 @@ enum Family {
     Mq,
 }
 
-impl Op {
-    const ALL: [Op; 16] = [
-        Op::Msgget,
-        Op::Msgsnd,
-        Op::Msgrcv,
-        Op::Msgctl,
-        Op::Semget,
-        Op::Semop,
+/// Each op with its enumerator, as the skeleton generates it from probes/ipc.h (so the
+/// numbers have one source), and its name.
+const OPS: [(types::ipc_op, Op, &str); 16] = [
+    (types::ipc_op::IPC_OP_MSGGET, Op::Msgget, "msgget"),
+    (types::ipc_op::IPC_OP_MSGSND, Op::Msgsnd, "msgsnd"),
+    (types::ipc_op::IPC_OP_MSGRCV, Op::Msgrcv, "msgrcv"),
+    (types::ipc_op::IPC_OP_MSGCTL, Op::Msgctl, "msgctl"),
+    (types::ipc_op::IPC_OP_SEMGET, Op::Semget, "semget"),
+    (types::ipc_op::IPC_OP_SEMOP, Op::Semop, "semop"),
+    (
+        types::ipc_op::IPC_OP_SEMTIMEDOP,
         Op::Semtimedop,
-        Op::Semctl,
-        Op::Shmget,
-        Op::Shmat,
-        Op::Shmdt,
-        Op::Shmctl,
-        Op::MqOpen,
+        "semtimedop",
+    ),
+    (types::ipc_op::IPC_OP_SEMCTL, Op::Semctl, "semctl"),
+    (types::ipc_op::IPC_OP_SHMGET, Op::Shmget, "shmget"),
+    (types::ipc_op::IPC_OP_SHMAT, Op::Shmat, "shmat"),
+    (types::ipc_op::IPC_OP_SHMDT, Op::Shmdt, "shmdt"),
+    (types::ipc_op::IPC_OP_SHMCTL, Op::Shmctl, "shmctl"),
+    (types::ipc_op::IPC_OP_MQ_OPEN, Op::MqOpen, "mq_open"),
+    (
+        types::ipc_op::IPC_OP_MQ_TIMEDSEND,
         Op::MqTimedsend,
+        "mq_timedsend",
+    ),
+    (
+        types::ipc_op::IPC_OP_MQ_TIMEDRECEIVE,
         Op::MqTimedreceive,
-        Op::MqUnlink,
-    ];
+        "mq_timedreceive",
+    ),
+    (types::ipc_op::IPC_OP_MQ_UNLINK, Op::MqUnlink, "mq_unlink"),
+];
 
-    /// From `enum ipc_op`, which counts from 1.
-    fn from_raw(raw: u32) -> Option<Op> {
-        Self::ALL
-            .get(usize::try_from(raw).ok()?.checked_sub(1)?)
-            .copied()
+impl Op {
+    fn from_raw(raw: types::ipc_op) -> Option<Op> {
+        OPS.iter().find(|(r, ..)| *r == raw).map(|&(_, op, _)| op)
+    }
+
+    fn entry(self) -> &'static (types::ipc_op, Op, &'static str) {
+        OPS.iter()
+            .find(|(_, op, _)| *op == self)
+            .expect("OPS lists every op")
     }
 
     pub fn name(self) -> &'static str {
-        match self {
-            Op::Msgget => "msgget",
-            Op::Msgsnd => "msgsnd",
-            Op::Msgrcv => "msgrcv",
-            Op::Msgctl => "msgctl",
-            Op::Semget => "semget",
-            Op::Semop => "semop",
-            Op::Semtimedop => "semtimedop",
-            Op::Semctl => "semctl",
-            Op::Shmget => "shmget",
-            Op::Shmat => "shmat",
-            Op::Shmdt => "shmdt",
-            Op::Shmctl => "shmctl",
-            Op::MqOpen => "mq_open",
-            Op::MqTimedsend => "mq_timedsend",
-            Op::MqTimedreceive => "mq_timedreceive",
-            Op::MqUnlink => "mq_unlink",
-        }
+        self.entry().2
     }
 
     fn family(self) -> Family {
@@ -349,7 +349,7 @@ mod tests {
     use super::*;
     use crate::model::Record;
 
-    fn raw_event(op: u32, args: [u64; 5], ret: i64) -> types::ipc_event {
+    fn raw_event(op: types::ipc_op, args: [u64; 5], ret: i64) -> types::ipc_event {
         let mut raw = types::ipc_event::default();
         raw.header.ts_ns = 5;
         raw.header.pid = 42;
@@ -379,8 +379,7 @@ mod tests {
     }
 
     fn decoded(op: Op, args: [u64; 5], ret: i64) -> Event {
-        let raw_op = Op::ALL.iter().position(|o| *o == op).unwrap() as u32 + 1;
-        decode(&bytes_of(&raw_event(raw_op, args, ret)), 1_000).expect("decodes")
+        decode(&bytes_of(&raw_event(op.entry().0, args, ret)), 1_000).expect("decodes")
     }
 
     /// The fields of an event that are not null, in catalog order.
@@ -531,10 +530,22 @@ mod tests {
 
     #[test]
     fn rejects_short_and_unknown_records() {
-        let bytes = bytes_of(&raw_event(1, [0; 5], 0));
+        let bytes = bytes_of(&raw_event(types::ipc_op::IPC_OP_MSGGET, [0; 5], 0));
         assert!(decode(&bytes[..bytes.len() - 1], 0).is_none());
-        assert!(decode(&bytes_of(&raw_event(0, [0; 5], 0)), 0).is_none());
-        assert!(decode(&bytes_of(&raw_event(17, [0; 5], 0)), 0).is_none());
-        assert_eq!(Op::from_raw(16), Some(Op::MqUnlink));
+        let unknown = |raw| decode(&bytes_of(&raw_event(types::ipc_op(raw), [0; 5], 0)), 0);
+        assert!(unknown(0).is_none());
+        assert!(unknown(types::ipc_op::IPC_OP_END.0).is_none());
+    }
+
+    /// Every op the C enum has maps to one op here, under its own name: a new op in
+    /// probes/ipc.h fails this test until it is added to OPS.
+    #[test]
+    fn every_op_of_the_c_enum_is_known() {
+        let end = types::ipc_op::IPC_OP_END.0;
+        let names: std::collections::BTreeSet<&str> = (1..end)
+            .map(|raw| Op::from_raw(types::ipc_op(raw)).expect("mapped").name())
+            .collect();
+        assert_eq!(names.len(), OPS.len());
+        assert_eq!(end as usize - 1, OPS.len());
     }
 }
