@@ -179,3 +179,72 @@ impl<R: Record + ?Sized, N: Handler<R>> Handler<R> for Filter<N> {
         self.next.finish()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A record with one numeric field `n` and one text field `s`.
+    struct One(u64, &'static str);
+
+    impl Record for One {
+        fn visit(&self, visit: &mut dyn FnMut(&str, Value<'_>)) {
+            visit("n", Value::U64(self.0));
+            visit("s", Value::Str(self.1));
+        }
+
+        fn get(&self, name: &str) -> Option<Value<'_>> {
+            match name {
+                "n" => Some(Value::U64(self.0)),
+                "s" => Some(Value::Str(self.1)),
+                _ => None,
+            }
+        }
+    }
+
+    /// Every operator below, at and above its bound, on numbers and on text; and each
+    /// prints as it is spelled.
+    #[test]
+    fn every_operator_holds_exactly_where_it_should() {
+        let ty = |f: &str| {
+            Some(if f == "n" {
+                FieldType::U64
+            } else {
+                FieldType::Str
+            })
+        };
+        let holds = |expr: &str| -> [bool; 3] {
+            let number = Predicate::parse(expr, ty, &["n", "s"]).unwrap();
+            [One(4, ""), One(5, ""), One(6, "")].map(|r| number.matches(&r))
+        };
+        assert_eq!(holds("n == 5"), [false, true, false]);
+        assert_eq!(holds("n = 5"), [false, true, false]);
+        assert_eq!(holds("n != 5"), [true, false, true]);
+        assert_eq!(holds("n > 5"), [false, false, true]);
+        assert_eq!(holds("n >= 5"), [false, true, true]);
+        assert_eq!(holds("n < 5"), [true, false, false]);
+        assert_eq!(holds("n <= 5"), [true, true, false]);
+        let text = |expr: &str| -> [bool; 3] {
+            let p = Predicate::parse(expr, ty, &["n", "s"]).unwrap();
+            [One(0, "a"), One(0, "b"), One(0, "c")].map(|r| p.matches(&r))
+        };
+        assert_eq!(text("s <= b"), [true, true, false]);
+        assert_eq!(text("s > b"), [false, false, true]);
+        assert_eq!(text("s ~ b"), [false, true, false]);
+        for (spelling, op) in Op::SPELLINGS {
+            let shown = op.to_string();
+            assert_eq!(
+                Op::SPELLINGS
+                    .iter()
+                    .find(|(s, _)| *s == shown)
+                    .map(|&(_, o)| o),
+                Some(op),
+                "{spelling}"
+            );
+        }
+        assert_eq!(
+            Predicate::parse("n>=5", ty, &[]).unwrap().to_string(),
+            "n >= 5"
+        );
+    }
+}
