@@ -353,14 +353,8 @@ fn a_pid_filter_reports_only_that_process() {
     if !root_or_skip("a_pid_filter_reports_only_that_process") {
         return;
     }
-    // The chosen process waits for a line, then becomes ipcmk (same pid).
-    let mut chosen = Command::new("sh")
-        .args(["-c", "read go; exec ipcmk -Q"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let pid = chosen.id();
+    let chosen = common::Gated::spawn("ipcmk -Q");
+    let pid = chosen.pid();
     let collector = Collector::default();
     let config = TrackerConfig {
         target_pid: Some(pid),
@@ -368,12 +362,10 @@ fn a_pid_filter_reports_only_that_process() {
     };
     let handle = start_tracker("ipc", config, collector.clone());
     let (_, other) = run("ipcmk", &["-Q"]);
-    std::io::Write::write_all(&mut chosen.stdin.take().unwrap(), b"go\n").unwrap();
-    let output = chosen.wait_with_output().unwrap();
-    assert!(output.status.success());
+    let output = chosen.go();
     let stats = handle.stop().unwrap();
     assert_eq!(stats.lost(), 0);
-    let ids: Vec<i64> = [String::from_utf8(output.stdout).unwrap(), other]
+    let ids: Vec<i64> = [output, other]
         .iter()
         .map(|out| out.trim().rsplit(' ').next().unwrap().parse().unwrap())
         .collect();

@@ -419,14 +419,8 @@ fn a_pid_filter_reports_only_that_process() {
     }
     let (path, _) = syscall_load("sp");
     for mode in [Mode::Aggregate, Mode::Stream] {
-        // The chosen process waits for a line, then becomes the load (same pid).
-        let mut chosen = Command::new("sh")
-            .arg("-c")
-            .arg(format!("read go; exec {} 3000", path.display()))
-            .stdin(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let pid = chosen.id();
+        let chosen = common::Gated::spawn(&format!("{} 3000", path.display()));
+        let pid = chosen.pid();
         let collector = Collector::default();
         let config = TrackerConfig {
             target_pid: Some(pid),
@@ -436,8 +430,7 @@ fn a_pid_filter_reports_only_that_process() {
         };
         let handle = start_tracker("syscall", config, collector.clone());
         let other = Command::new(&path).arg("5000").spawn().unwrap();
-        std::io::Write::write_all(&mut chosen.stdin.take().unwrap(), b"go\n").unwrap();
-        assert!(chosen.wait().unwrap().success());
+        chosen.go();
         assert!(other.wait_with_output().unwrap().status.success());
         let stats = handle.stop().unwrap();
         assert_eq!(stats.lost(), 0, "{stats:?}");
@@ -457,11 +450,7 @@ fn a_session_counts_what_its_ring_buffer_lost() {
     }
     let server = Server::start("syscall-lost", None);
     let (path, comm) = syscall_load("sl");
-    let made: u64 = strace_counts(&path, &[GETPPIDS, OPENS, FAILED_OPENS])
-        .values()
-        .map(|&(calls, _)| calls)
-        .sum::<u64>()
-        + 1; // the exit_group that strace's table leaves out
+    let made = common::calls_made(&path, &[GETPPIDS, OPENS, FAILED_OPENS]);
     for store in ["SQLITE", "MEMORY"] {
         let id = server.start_session(json!({
             "tracker": "syscall",

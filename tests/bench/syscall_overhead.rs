@@ -63,16 +63,6 @@ fn time_loop(path: &Path) -> Timing {
     }
 }
 
-/// Every call the loop program makes: what strace -c counts, and the exit_group its
-/// table leaves out.
-fn calls_made(path: &Path) -> u64 {
-    common::strace_counts(path, &[CALLS])
-        .values()
-        .map(|&(calls, _)| calls)
-        .sum::<u64>()
-        + 1
-}
-
 fn with_bpftrace(path: &Path) -> Timing {
     let mut child = Command::new("bpftrace")
         .args(["-e", BPFTRACE])
@@ -151,7 +141,7 @@ fn main() {
         );
     }
 
-    let made = calls_made(&path);
+    let made = common::calls_made(&path, &[CALLS]);
     for latency in [true, false] {
         let rates = stream_rates(&path, &comm, made, latency);
         println!(

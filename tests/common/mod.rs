@@ -79,6 +79,45 @@ impl Handler<Event> for Collector {
     }
 }
 
+/// A process that waits for a word, then becomes `command` (a shell command line) under
+/// the same pid: a tracker can be started on its pid before it does anything.
+pub struct Gated(std::process::Child);
+
+impl Gated {
+    pub fn spawn(command: &str) -> Gated {
+        let child = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!("read go; exec {command}"))
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        Gated(child)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.0.id()
+    }
+
+    /// Lets it run; returns its standard output once it succeeded.
+    pub fn go(mut self) -> String {
+        std::io::Write::write_all(&mut self.0.stdin.take().unwrap(), b"go\n").unwrap();
+        let out = self.0.wait_with_output().unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    }
+}
+
+/// Every call `path args` makes: what strace counts, and the exit_group its table leaves
+/// out.
+pub fn calls_made(path: &std::path::Path, args: &[u64]) -> u64 {
+    strace_counts(path, args)
+        .values()
+        .map(|&(calls, _)| calls)
+        .sum::<u64>()
+        + 1
+}
+
 /// A fresh directory under the temp dir (`eunomia-<tag>-<pid>`), removed with all it
 /// holds when dropped, so runs leave nothing behind.
 pub struct TempDir(PathBuf);
