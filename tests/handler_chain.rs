@@ -406,3 +406,25 @@ fn records_expose_fields_in_catalog_order() {
         Some(Value::Time(1_795_879_201_000_000_042))
     );
 }
+
+/// A filter passes flushes on: the write error of a printer behind it surfaces at flush.
+#[test]
+fn flush_goes_through_a_filter() {
+    struct Broken;
+    impl Write for Broken {
+        fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+            Err(std::io::ErrorKind::BrokenPipe.into())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let schema = Schema::of(find_tracker("process").unwrap().info());
+    let pid_1 = Predicate::parse("pid == 1", |f| schema.field_type(f), &[]).unwrap();
+    let mut chain = Filter::new(vec![pid_1], JsonPrinter::new(Broken));
+    assert_eq!(chain.handle(&exit(1, "a", 0, 1)), Flow::Caught);
+    assert_eq!(
+        Handler::<Event>::flush(&mut chain).unwrap_err().kind(),
+        std::io::ErrorKind::BrokenPipe
+    );
+}
