@@ -2,7 +2,9 @@
 //! window. A session always ends (deadline, stopSession, server shutdown), and then no BPF
 //! program of it remains, its status and counts are final, and its results stay queryable.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use dashmap::DashMap;
@@ -387,7 +389,7 @@ impl SessionManager {
                     _ = tokio::time::sleep_until(deadline) => break SessionStatus::Completed,
                     _ = running.stop.notified() => break SessionStatus::Stopped,
                     _ = tick.tick() => {
-                        if running.tracker.lock().expect("not poisoned").as_ref().is_some_and(TrackerHandle::is_finished) {
+                        if running.tracker.lock().as_ref().is_some_and(TrackerHandle::is_finished) {
                             break SessionStatus::Failed;
                         }
                         let _ = manager.updates.send(manager.live_record(&running));
@@ -402,7 +404,7 @@ impl SessionManager {
 
     /// The record with live counts.
     fn live_record(&self, running: &Running) -> SessionRecord {
-        let mut record = running.record.lock().expect("not poisoned").clone();
+        let mut record = running.record.lock().clone();
         apply_counts(&mut record, &running.counters.snapshot());
         record
     }
@@ -430,7 +432,7 @@ impl SessionManager {
                 .ok_or_else(|| SessionError::NotFound(id.to_string()));
         };
         running.stop.notify_one();
-        let handle = running.tracker.lock().expect("not poisoned").take();
+        let handle = running.tracker.lock().take();
         let outcome = match handle {
             Some(handle) => tokio::task::spawn_blocking(move || handle.stop())
                 .await
@@ -438,7 +440,7 @@ impl SessionManager {
                 .and_then(|r| r.map_err(|e| e.to_string())),
             None => Ok(running.counters.snapshot()),
         };
-        let mut record = running.record.lock().expect("not poisoned").clone();
+        let mut record = running.record.lock().clone();
         let stats = running.counters.snapshot();
         record.status = status;
         if let Err(err) = &outcome {
@@ -544,13 +546,7 @@ impl SessionManager {
     pub fn program_ids(&self, id: &str) -> Vec<u32> {
         self.running
             .get(id)
-            .and_then(|r| {
-                r.tracker
-                    .lock()
-                    .expect("not poisoned")
-                    .as_ref()
-                    .map(|h| h.prog_ids().to_vec())
-            })
+            .and_then(|r| r.tracker.lock().as_ref().map(|h| h.prog_ids().to_vec()))
             .unwrap_or_default()
     }
 

@@ -20,7 +20,9 @@ mod runc;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub use cgroup::{
@@ -330,19 +332,14 @@ impl ContainerManager {
             }),
             Arc::new(Counters::default()),
         )?;
-        *self.watch.lock().unwrap_or_else(|p| p.into_inner()) = Some(handle);
+        *self.watch.lock() = Some(handle);
         Ok(())
     }
 
     /// Logs what the internal process tracker lost since the last report; the next scan
     /// repairs the tables from the cgroup tree.
     fn report_watch_loss(&self) {
-        let lost = self
-            .watch
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_ref()
-            .map_or(0, |h| h.stats().lost());
+        let lost = self.watch.lock().as_ref().map_or(0, |h| h.stats().lost());
         let reported = self.watch_lost_reported.swap(lost, Ordering::Relaxed);
         if lost > reported {
             tracing::warn!(

@@ -118,7 +118,7 @@ pub fn calls_made(path: &std::path::Path, args: &[u64]) -> u64 {
         + 1
 }
 
-/// A fresh directory under the temp dir (`eunomia-<tag>-<pid>`), removed with all it
+/// A fresh directory under the temp dir (`eunomia-<tag>-<pid>-<n>`), removed with all it
 /// holds when dropped, so runs leave nothing behind.
 pub struct TempDir(PathBuf);
 
@@ -127,10 +127,12 @@ impl TempDir {
         TempDir::new_in(&std::env::temp_dir(), tag)
     }
 
-    /// In `base` (another file system, say); canonical, as trackers report paths.
+    /// In `base` (another file system, say); canonical, as trackers report paths. Each
+    /// is new, even for one tag used by tests running at once.
     pub fn new_in(base: &std::path::Path, tag: &str) -> TempDir {
-        let dir = base.join(format!("eunomia-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = base.join(format!("eunomia-{tag}-{}-{n}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         TempDir(std::fs::canonicalize(dir).unwrap())
     }

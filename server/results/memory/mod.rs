@@ -22,7 +22,9 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::hash::{BuildHasher, Hash, Hasher};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, RwLock};
 
 use hashbrown::hash_map::Entry;
 use hashbrown::{DefaultHashBuilder, Equivalent, HashMap};
@@ -470,7 +472,7 @@ impl MemoryStore {
         let mut page = Vec::new();
         let mut has_next = false;
         {
-            let ring = lock(&self.recent);
+            let ring = self.recent.lock();
             let start = after.map_or(0, |after| ring.partition_point(|(id, _)| *id <= after));
             for (id, event) in ring.range(start..) {
                 if predicates.iter().all(|p| p.matches(event)) {
@@ -496,7 +498,7 @@ impl MemoryStore {
     pub fn snapshot(&self) -> serde_json::Value {
         let mut groups = Vec::with_capacity(self.group_count.load(Ordering::Relaxed));
         for shard in self.shards.iter() {
-            for (key, group) in read(shard).iter() {
+            for (key, group) in shard.read().iter() {
                 let mut slots = Vec::with_capacity(self.dimensions.len());
                 decode_slots(&key.dims, self.dimensions.len(), &mut slots);
                 let measures = group
@@ -509,7 +511,9 @@ impl MemoryStore {
         }
         // Strings after groups: a sink still running may add both, and every string a
         // group read above refers to is in the table by now.
-        let strings = read(&self.interner)
+        let strings = self
+            .interner
+            .read()
             .strings
             .iter()
             .map(|s| s.to_string())
@@ -555,7 +559,7 @@ impl MemoryStore {
             )));
         }
         let ids: Vec<usize> = {
-            let mut interner = write(&store.interner);
+            let mut interner = store.interner.write();
             snapshot
                 .strings
                 .iter()
@@ -589,7 +593,7 @@ impl MemoryStore {
                 .map(|m| measure_from_snapshot(m, count).map_err(bad))
                 .collect::<Result<_, _>>()?;
             let key = store.key(second, &dims);
-            let mut shard = write(store.shard(key.hash));
+            let mut shard = store.shard(key.hash).write();
             if shard.contains_key(&key) {
                 return Err(bad("a group appears twice".to_string()));
             }
@@ -676,7 +680,7 @@ impl MemoryStore {
         let mut probe = (0, Vec::with_capacity(plan.group_slots.len()));
         let mut slots = Vec::with_capacity(self.dimensions.len());
         for shard in self.shards.iter() {
-            for (key, group) in read(shard).iter() {
+            for (key, group) in shard.read().iter() {
                 decode_slots(&key.dims, self.dimensions.len(), &mut slots);
                 let matches = plan.conditions.iter().all(|(slot, predicate)| {
                     self.with_value(slots[*slot], |value| {
@@ -725,7 +729,7 @@ impl MemoryStore {
             Slot::I64(v) => f(Value::I64(v)),
             Slot::Time(v) => f(Value::Time(v)),
             Slot::Str(id) => {
-                let interner = read(&self.interner);
+                let interner = self.interner.read();
                 f(interner
                     .strings
                     .get(id)
@@ -770,7 +774,7 @@ impl MemoryStore {
             return;
         }
         // The id is taken under the ring's lock so the ring stays in id order.
-        let mut ring = lock(&self.recent);
+        let mut ring = self.recent.lock();
         let id = self.recorded.fetch_add(1, Ordering::Relaxed) + 1;
         if ring.len() >= self.limits.recent_events {
             ring.pop_front();
@@ -966,7 +970,7 @@ impl MemorySink {
     /// `max_groups` places is free or was `reserved` already; false when there was none.
     fn add_to_group(&self, reserved: bool) -> bool {
         let key = self.store.key(self.second, &self.dims);
-        let mut shard = write(self.store.shard(key.hash));
+        let mut shard = self.store.shard(key.hash).write();
         if let Some(group) = shard.get_mut(&key) {
             if reserved {
                 // Another sink of this store made the group meanwhile.
@@ -1026,11 +1030,11 @@ fn string_id(
         return Some(id);
     }
     let (id, shared) = if intern {
-        let mut interner = write(interner);
+        let mut interner = interner.write();
         let id = interner.intern(text);
         (id, interner.strings[id].clone())
     } else {
-        let interner = read(interner);
+        let interner = interner.read();
         let id = *interner.ids.get(text)?;
         (id, interner.strings[id].clone())
     };
@@ -1090,20 +1094,6 @@ fn measure_from_snapshot(m: SnapshotMeasure, count: u64) -> Result<MeasureStats,
         max,
         hist,
     })
-}
-
-// A poisoned lock only means another thread panicked while holding it; every update
-// here completes before unlocking, so the data is consistent and still usable.
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
-    lock.read().unwrap_or_else(PoisonError::into_inner)
-}
-
-fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
-    lock.write().unwrap_or_else(PoisonError::into_inner)
 }
 
 #[cfg(test)]
