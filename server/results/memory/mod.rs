@@ -1,5 +1,5 @@
 //! The store of `store: MEMORY` sessions: no event table, only aggregates that answer
-//! [`crate::query`]'s aggregate and timeseries questions at any time, plus a bounded ring
+//! [`crate::results::query`]'s aggregate and timeseries questions at any time, plus a bounded ring
 //! of the most recent events.
 //!
 //! How it stays exact without keeping events: every event is folded into a *base group*

@@ -7,7 +7,7 @@
 //! comm) in the same transaction, which answer the common COUNTs without reading events.
 //! A second task checkpoints the write-ahead log beside the writer.
 //!
-//! Queries follow the semantics of [`crate::query`]; a `ts` condition compares as
+//! Queries follow the semantics of [`crate::results::query`]; a `ts` condition compares as
 //! nanoseconds when its value is a number, else as RFC 3339 text.
 
 use std::collections::HashMap;
@@ -848,7 +848,7 @@ impl Statement {
     }
 
     /// Appends ` AND <condition>` for each condition, with the semantics of
-    /// [`crate::query`]: numbers compare as numbers, text as text, CONTAINS is a
+    /// [`crate::results::query`]: numbers compare as numbers, text as text, CONTAINS is a
     /// substring test, and a null matches nothing (SQL's NULL comparisons are never true).
     fn conditions(
         &mut self,
