@@ -86,6 +86,10 @@ fn bad_input_exits_2_with_a_clear_message() {
             "option `mode` does not apply to the process tracker",
         ),
         (
+            &["run", "syscall", "--min-duration-ms", "5"],
+            "option `min_duration_ns` does not apply to the syscall tracker (it takes: mode, interval_ms, latency)",
+        ),
+        (
             &["run", "process", "--file-types", "tape"],
             "invalid value 'tape'",
         ),

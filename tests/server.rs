@@ -522,7 +522,12 @@ fn bad_input_gets_coded_errors_and_loses_nothing() {
         (
             json!({ "tracker": "process", "durationSecs": 1, "config": { "mode": "stream" } }),
             "BAD_CONFIG",
-            "option `mode` does not apply to the process tracker (it takes: none)",
+            "option `mode` does not apply to the process tracker (it takes: min_duration_ns)",
+        ),
+        (
+            json!({ "tracker": "tcp", "durationSecs": 1, "config": { "min_duration_ns": 1000 } }),
+            "BAD_CONFIG",
+            "option `min_duration_ns` does not apply to the tcp tracker (it takes: none)",
         ),
         (
             json!({ "tracker": "process", "durationSecs": 1, "config": { "interval_ms": 1 } }),

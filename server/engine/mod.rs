@@ -60,6 +60,7 @@ pub const OPTION_MODE: &str = "mode";
 pub const OPTION_INTERVAL_MS: &str = "interval_ms";
 pub const OPTION_LATENCY: &str = "latency";
 pub const OPTION_FILE_TYPES: &str = "file_types";
+pub const OPTION_MIN_DURATION_NS: &str = "min_duration_ns";
 
 /// Whether a tracker reports per-interval aggregates counted in the kernel, or every event.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize, clap::ValueEnum)]
@@ -163,6 +164,7 @@ impl TrackerConfig {
             (OPTION_INTERVAL_MS, self.interval_ms.is_some()),
             (OPTION_LATENCY, self.latency.is_some()),
             (OPTION_FILE_TYPES, self.file_types.is_some()),
+            (OPTION_MIN_DURATION_NS, self.min_duration_ns != 0),
         ];
         match set
             .iter()

@@ -2,7 +2,7 @@
 //! on `sched:sched_process_exec` and `sched:sched_process_exit`.
 
 use super::{Event, Tracker};
-use crate::engine::{with_record, Run, TrackerError};
+use crate::engine::{with_record, Run, TrackerError, OPTION_MIN_DURATION_NS};
 use crate::model::{EventBody, FieldInfo, FieldType, FixedStr, TrackerInfo, Value};
 use crate::{decode_header, run_ring_buffer_probe};
 
@@ -179,6 +179,10 @@ impl Tracker for ProcessTracker {
 
     fn run(&self, run: Run<'_, Event>) -> Result<(), TrackerError> {
         run_ring_buffer_probe!(run, ProcessSkelBuilder, decode)
+    }
+
+    fn options(&self) -> &'static [&'static str] {
+        &[OPTION_MIN_DURATION_NS]
     }
 }
 
