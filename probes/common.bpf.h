@@ -17,7 +17,6 @@
 /* Set by user space before load; 0 / false means "no filter". */
 const volatile u32 target_pid = 0;
 const volatile u32 exclude_current_ppid = 0;
-const volatile u64 min_duration_ns = 0;
 const volatile bool filter_cgroup = false;
 const volatile bool filter_comm = false;
 const volatile char target_comm[TASK_COMM_LEN] = {};

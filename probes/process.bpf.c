@@ -8,6 +8,9 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 /* Gives user space the event layout through the skeleton's generated types. */
 struct process_event process_event_layout = {};
 
+/* The tracker's option: report only processes that lived at least this long. */
+const volatile u64 min_duration_ns = 0;
+
 /* Exec time per process, for exec-to-exit duration. LRU: a lost exit cannot leak. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);

@@ -19,7 +19,7 @@ use crate::model::TrackerInfo;
 use crate::results::memory::{MemoryLimits, MemoryStore};
 use crate::results::query::StoredEvent;
 use crate::results::sqlite::{SessionRecord, SessionStatus, Store, StoreError, StoreKind};
-use crate::trackers::{self, find_tracker, Event, Tracker};
+use crate::trackers::{find_tracker, AnyTracker, Event};
 
 /// Live events a slow subscriber may fall behind by before it loses some (counted).
 const LIVE_CAPACITY: usize = 4096;
@@ -203,7 +203,7 @@ impl SessionManager {
     /// The tracker configuration of a request, and the id of the container it filters on.
     fn tracker_config(
         &self,
-        tracker: &dyn Tracker,
+        tracker: &dyn AnyTracker,
         req: &StartRequest,
     ) -> Result<(TrackerConfig, Option<String>), SessionError> {
         let mut config: TrackerConfig = match &req.config {
@@ -239,16 +239,14 @@ impl SessionManager {
                 Some(container.id)
             }
         };
-        config
-            .validate_for(tracker.info().name, tracker.options())
-            .map_err(|e| match e {
-                TrackerError::Config(msg)
-                    if msg.starts_with("comm") || msg.starts_with("target_pid") =>
-                {
-                    SessionError::BadFilter(msg)
-                }
-                other => SessionError::BadConfig(other.to_string()),
-            })?;
+        tracker.check(&config).map_err(|e| match e {
+            TrackerError::Config(msg)
+                if msg.starts_with("comm") || msg.starts_with("target_pid") =>
+            {
+                SessionError::BadFilter(msg)
+            }
+            other => SessionError::BadConfig(other.to_string()),
+        })?;
         Ok((config, container))
     }
 
@@ -338,7 +336,7 @@ impl SessionManager {
         };
         let spawn_counters = counters.clone();
         let spawned = tokio::task::spawn_blocking(move || {
-            trackers::start(tracker, tracker_config, Box::new(chain), spawn_counters)
+            tracker.start(tracker_config, Box::new(chain), spawn_counters)
         })
         .await
         .map_err(|e| SessionError::TrackerFailed(e.to_string()))?;

@@ -94,6 +94,28 @@ fn bad_input_exits_2_with_a_clear_message() {
             "invalid value 'tape'",
         ),
         (&["fields", "nosuch"], "invalid value 'nosuch'"),
+        (&["run", "syscall", "--opt", "mode"], "--opt takes KEY=VALUE, got `mode`"),
+        (
+            &["run", "syscall", "--opt", "mode=firehose"],
+            "unknown variant `firehose`, expected `aggregate` or `stream`",
+        ),
+        (
+            &["run", "syscall", "--mode", "stream", "--opt", "mode=aggregate"],
+            "option `mode` is given twice",
+        ),
+        (
+            &["run", "files", "--opt", "file_types=regular,tape"],
+            "unknown variant `tape`",
+        ),
+        (
+            &["run", "tcp", "--opt", "bogus=1"],
+            "option `bogus` does not apply to the tcp tracker (it takes: none)",
+        ),
+        (
+            &["run", "syscall", "--opt", "interval_ms=5"],
+            "interval_ms must be between 10 and 3600000, got 5",
+        ),
+        (&["options", "nosuch"], "invalid value 'nosuch'"),
     ];
     for (args, message) in cases {
         let out = eunomia(args);
@@ -146,6 +168,102 @@ fn trackers_and_fields_list_the_whole_registry() {
             .collect();
         assert_eq!(fields, expected, "{}", info.name);
     }
+}
+
+/// `options` lists each tracker's declared options in order, with type, default and
+/// description, as the registry describes them.
+#[test]
+fn options_lists_each_trackers_own_options() {
+    for tracker in eunomia::trackers::TRACKERS {
+        let name = tracker.info().name;
+        let out = eunomia(&["options", name]);
+        assert!(out.status.success(), "{name}: {}", stderr(&out));
+        let listed: Vec<String> = String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(|line| line.split_whitespace().next().unwrap().to_string())
+            .collect();
+        let declared: Vec<String> = tracker.options().into_iter().map(|o| o.name).collect();
+        assert_eq!(listed, declared, "{name}");
+    }
+    let lines = |tracker| -> Vec<Vec<String>> {
+        String::from_utf8(eunomia(&["options", tracker]).stdout)
+            .unwrap()
+            .lines()
+            .map(|l| l.split_whitespace().take(4).map(String::from).collect())
+            .collect()
+    };
+    assert_eq!(
+        lines("syscall"),
+        [
+            ["mode", "aggregate|stream", "default", "\"aggregate\""],
+            ["interval_ms", "integer", "default", "1000"],
+            ["latency", "boolean", "default", "null"],
+        ]
+    );
+    assert_eq!(
+        lines("files"),
+        [
+            ["interval_ms", "integer", "default", "1000"],
+            [
+                "file_types",
+                "[regular|socket|pipe|other]",
+                "default",
+                "[\"regular\"]"
+            ],
+        ]
+    );
+    assert_eq!(
+        lines("process"),
+        [["min_duration_ns", "integer", "default", "0"]]
+    );
+    assert!(lines("tcp").is_empty());
+}
+
+/// `--opt` reaches the tracker: stream mode without latency reports each call, untimed,
+/// exactly one exit_group per run of the program.
+#[test]
+fn run_takes_tracker_options_generically() {
+    if !root_or_skip("run_takes_tracker_options_generically") {
+        return;
+    }
+    let (binary, comm) = unique_binary("opt");
+    let Executed { out, .. } = run_while_executing(
+        &[
+            "run",
+            "syscall",
+            "--duration",
+            "3",
+            "--format",
+            "json",
+            "--comm",
+            &comm,
+            "--opt",
+            "mode=stream",
+            "--opt",
+            "latency=false",
+        ],
+        &binary,
+        3,
+    );
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(
+        lines.len() > 3 * 10,
+        "a run of true makes dozens of calls: {lines:?}"
+    );
+    for line in &lines {
+        assert_eq!(line["kind"], "call", "{line}");
+        assert_eq!(line["count"], 1, "{line}");
+        assert!(line["latency_ns"].is_null(), "{line}");
+    }
+    let exits = lines
+        .iter()
+        .filter(|l| l["syscall"] == "exit_group")
+        .count();
+    assert_eq!(exits, 3);
 }
 
 #[test]

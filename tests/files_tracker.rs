@@ -10,8 +10,9 @@ use std::time::Duration;
 
 use common::server::Server;
 use common::{root_or_skip, start_tracker, Collector, TempDir};
-use eunomia::engine::{FileType, Stats, TrackerConfig};
+use eunomia::engine::{Stats, TrackerConfig};
 use eunomia::model::{Record, Value};
+use eunomia::trackers::files::{FileType, FilesOptions};
 use eunomia::trackers::Event;
 use serde_json::json;
 
@@ -169,16 +170,18 @@ impl Child {
 }
 
 /// Runs the child in `mode` on `target` with the tracker on its pid only, from "go" on.
-fn trace(mode: &str, target: &Path, config: TrackerConfig) -> Traced {
+fn trace(mode: &str, target: &Path, mut config: TrackerConfig) -> Traced {
     let child = Child::ready(mode, target);
     let pid = child.pid();
     let collector = Collector::default();
     let handle = start_tracker(
         "files",
-        TrackerConfig {
-            target_pid: Some(pid),
-            interval_ms: config.interval_ms.or(Some(100)),
-            ..config
+        {
+            config.options.entry("interval_ms").or_insert(100.into());
+            TrackerConfig {
+                target_pid: Some(pid),
+                ..config
+            }
         },
         collector.clone(),
     );
@@ -290,9 +293,11 @@ fn file_types_choose_what_is_reported() {
     let dir = test_dir(&std::env::temp_dir(), "types");
     let file = dir.join("regular");
     let path = file.to_str().unwrap();
-    let only = |types: Vec<FileType>| TrackerConfig {
-        file_types: Some(types),
-        ..TrackerConfig::default()
+    let only = |file_types: Vec<FileType>| {
+        TrackerConfig::default().with_options(FilesOptions {
+            file_types,
+            ..FilesOptions::default()
+        })
     };
 
     let regular = trace("pipe", &file, only(vec![FileType::Regular]));
@@ -358,12 +363,15 @@ fn a_full_map_counts_what_it_cannot_hold() {
     let traced = trace(
         "many",
         &dir.join(FILES.to_string()),
+        // One interval for the whole run, and room for every open event.
         TrackerConfig {
-            // One interval for the whole run, and room for every open event.
-            interval_ms: Some(60_000),
             ringbuf_bytes: 16 << 20,
             ..TrackerConfig::default()
-        },
+        }
+        .with_options(FilesOptions {
+            interval_ms: 60_000.try_into().unwrap(),
+            ..FilesOptions::default()
+        }),
     );
     assert_eq!(traced.report("files"), FILES);
     let rows: Vec<&Event> = traced.of_kind("io").collect();

@@ -15,6 +15,7 @@ use eunomia::engine::{Counters, TrackerConfig, TrackerHandle};
 use eunomia::handler::{FanIn, Flow, Handler};
 use eunomia::model::{Record, Value};
 use eunomia::trackers::find_tracker;
+use eunomia::trackers::process::ProcessOptions;
 use eunomia::trackers::Event;
 
 const SETTLE: Duration = Duration::from_secs(5);
@@ -189,7 +190,7 @@ fn two_instances_with_pid_filters_see_only_their_own() {
             ..TrackerConfig::default()
         };
         let tracker = find_tracker("process").unwrap();
-        let handle = eunomia::trackers::start(tracker, config, Box::new(chain), counters).unwrap();
+        let handle = tracker.start(config, Box::new(chain), counters).unwrap();
         instances.push((handle, own, child.id()));
     }
     assert_eq!(a.wait().unwrap().code(), Some(3));
@@ -229,9 +230,11 @@ fn comm_filter_and_min_duration_in_the_kernel() {
     let collector = Collector::default();
     let config = TrackerConfig {
         comm: Some("sleep".into()),
-        min_duration_ns: 300_000_000,
         ..TrackerConfig::default()
-    };
+    }
+    .with_options(ProcessOptions {
+        min_duration_ns: 300_000_000,
+    });
     let handle = start(config, collector.clone());
     let short = Command::new("sleep").arg("0.05").status().unwrap();
     let long = Command::new("sleep").arg("0.4").spawn().unwrap();
@@ -334,13 +337,10 @@ fn ring_buffer_overflow_is_counted_exactly() {
         ringbuf_bytes: 4096,
         ..TrackerConfig::default()
     };
-    let handle = eunomia::trackers::start(
-        find_tracker("process").unwrap(),
-        config,
-        Box::new(Slow(collector.clone())),
-        counters.clone(),
-    )
-    .unwrap();
+    let handle = find_tracker("process")
+        .unwrap()
+        .start(config, Box::new(Slow(collector.clone())), counters.clone())
+        .unwrap();
     for _ in 0..RUNS {
         assert!(Command::new(&binary).status().unwrap().success());
     }

@@ -519,7 +519,7 @@ fn bad_input_gets_coded_errors_and_loses_nothing() {
         (
             json!({ "tracker": "process", "durationSecs": 1, "config": { "nonsense": 1 } }),
             "BAD_CONFIG",
-            "unknown field `nonsense`",
+            "option `nonsense` does not apply to the process tracker (it takes: min_duration_ns)",
         ),
         (
             json!({ "tracker": "process", "durationSecs": 1, "config": { "mode": "stream" } }),
@@ -532,9 +532,19 @@ fn bad_input_gets_coded_errors_and_loses_nothing() {
             "option `min_duration_ns` does not apply to the tcp tracker (it takes: none)",
         ),
         (
-            json!({ "tracker": "process", "durationSecs": 1, "config": { "interval_ms": 1 } }),
+            json!({ "tracker": "syscall", "durationSecs": 1, "config": { "interval_ms": 1 } }),
             "BAD_CONFIG",
             "interval_ms must be between 10 and 3600000, got 1",
+        ),
+        (
+            json!({ "tracker": "files", "durationSecs": 1, "config": { "file_types": [] } }),
+            "BAD_CONFIG",
+            "file_types must name at least one type",
+        ),
+        (
+            json!({ "tracker": "syscall", "durationSecs": 1, "config": { "latency": "yes" } }),
+            "BAD_CONFIG",
+            "syscall tracker options: invalid type: string \"yes\", expected a boolean",
         ),
         (
             json!({ "tracker": "process", "durationSecs": 1, "filter": { "comm": "much-too-long-a-name" } }),
@@ -673,6 +683,99 @@ fn console_works_offline_in_a_real_browser() {
         )),
         "{stdout}"
     );
+}
+
+/// `trackers { options }` lists each tracker's own options as the console's session form
+/// needs them: name, type, allowed values, default and description.
+#[test]
+fn trackers_list_their_options() {
+    if !root_or_skip("trackers_list_their_options") {
+        return;
+    }
+    let server = Server::start("options", None);
+    let data = server.query(
+        "{ trackers { name options { name type values default description } } }",
+        json!({}),
+    );
+    let trackers = data["trackers"].as_array().unwrap();
+    let names: Vec<&str> = trackers
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    let registry: Vec<&str> = eunomia::trackers::TRACKERS
+        .iter()
+        .map(|t| t.info().name)
+        .collect();
+    assert_eq!(names, registry);
+    let of = |name: &str| {
+        trackers.iter().find(|t| t["name"] == name).unwrap()["options"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| {
+                (
+                    o["name"].clone(),
+                    o["type"].clone(),
+                    o["values"].clone(),
+                    o["default"].clone(),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        of("syscall"),
+        [
+            (
+                json!("mode"),
+                json!("enum"),
+                json!(["aggregate", "stream"]),
+                json!("aggregate")
+            ),
+            (
+                json!("interval_ms"),
+                json!("integer"),
+                json!([]),
+                json!(1000)
+            ),
+            (json!("latency"), json!("boolean"), json!([]), json!(null)),
+        ]
+    );
+    assert_eq!(
+        of("files"),
+        [
+            (
+                json!("interval_ms"),
+                json!("integer"),
+                json!([]),
+                json!(1000)
+            ),
+            (
+                json!("file_types"),
+                json!("[enum]"),
+                json!(["regular", "socket", "pipe", "other"]),
+                json!(["regular"])
+            ),
+        ]
+    );
+    assert_eq!(
+        of("process"),
+        [(
+            json!("min_duration_ns"),
+            json!("integer"),
+            json!([]),
+            json!(0)
+        )]
+    );
+    assert!(of("tcp").is_empty() && of("ipc").is_empty());
+    for tracker in trackers {
+        for option in tracker["options"].as_array().unwrap() {
+            assert!(
+                option["description"].as_str().unwrap().len() > 20,
+                "{} {option} explains itself",
+                tracker["name"]
+            );
+        }
+    }
 }
 
 #[test]

@@ -75,55 +75,63 @@ fn missing_btf_is_a_one_line_error() {
     );
 }
 
-/// Every registered tracker, in every mode and latency setting it takes, loads and
+/// Every registered tracker, in every setting of its enum and boolean options, loads and
 /// attaches on the running kernel, and leaves nothing behind when stopped. The list comes
-/// from the registry, so a new tracker is covered without editing this test.
+/// from the registry and each tracker's declared options, so a new tracker or option is
+/// covered without editing this test.
 #[test]
 fn every_tracker_loads_and_attaches_on_this_kernel() {
     if !root_or_skip("every_tracker_loads_and_attaches_on_this_kernel") {
         return;
     }
-    use eunomia::engine::{Mode, TrackerConfig, OPTION_LATENCY, OPTION_MODE};
+    use eunomia::engine::TrackerConfig;
+    use serde_json::{json, Map, Value};
     let mut covered = Vec::new();
     for tracker in eunomia::trackers::TRACKERS {
         let name = tracker.info().name;
-        let takes = |option| tracker.options().contains(&option);
-        let modes: &[Option<Mode>] = if takes(OPTION_MODE) {
-            &[Some(Mode::Aggregate), Some(Mode::Stream)]
-        } else {
-            &[None]
-        };
-        let latencies: &[Option<bool>] = if takes(OPTION_LATENCY) {
-            &[Some(false), Some(true)]
-        } else {
-            &[None]
-        };
-        for &mode in modes {
-            for &latency in latencies {
-                let config = TrackerConfig {
-                    mode,
-                    latency,
-                    ..TrackerConfig::default()
-                };
-                let what = format!("{name} (mode {mode:?}, latency {latency:?})");
-                let handle = common::start_tracker(name, config, common::Collector::default());
-                let progs = handle.prog_ids().to_vec();
-                assert!(!progs.is_empty(), "{what} loaded no program");
-                let linked: Vec<u32> = libbpf_rs::query::LinkInfoIter::default()
-                    .map(|link| link.prog_id)
-                    .collect();
-                for prog in &progs {
-                    assert!(
-                        linked.contains(prog),
-                        "{what}: program {prog} is loaded but not attached"
-                    );
-                }
-                handle
-                    .stop()
-                    .unwrap_or_else(|e| panic!("{what} stops: {e}"));
-                common::assert_unloaded(&progs, &what);
-                covered.push(what);
+        // Every combination of the options that switch programs on and off.
+        let mut settings = vec![Map::new()];
+        for option in tracker.options() {
+            let values: Vec<Value> = match option.type_name.as_str() {
+                "boolean" => vec![json!(false), json!(true)],
+                "enum" => option.values.iter().map(|v| json!(v)).collect(),
+                _ => continue,
+            };
+            settings = settings
+                .into_iter()
+                .flat_map(|base| {
+                    let name = &option.name;
+                    values.iter().map(move |value| {
+                        let mut with = base.clone();
+                        with.insert(name.clone(), value.clone());
+                        with
+                    })
+                })
+                .collect();
+        }
+        for options in settings {
+            let what = format!("{name} ({})", Value::Object(options.clone()));
+            let config = TrackerConfig {
+                options,
+                ..TrackerConfig::default()
+            };
+            let handle = common::start_tracker(name, config, common::Collector::default());
+            let progs = handle.prog_ids().to_vec();
+            assert!(!progs.is_empty(), "{what} loaded no program");
+            let linked: Vec<u32> = libbpf_rs::query::LinkInfoIter::default()
+                .map(|link| link.prog_id)
+                .collect();
+            for prog in &progs {
+                assert!(
+                    linked.contains(prog),
+                    "{what}: program {prog} is loaded but not attached"
+                );
             }
+            handle
+                .stop()
+                .unwrap_or_else(|e| panic!("{what} stops: {e}"));
+            common::assert_unloaded(&progs, &what);
+            covered.push(what);
         }
     }
     eprintln!("loaded and attached: {}", covered.join(", "));

@@ -9,8 +9,9 @@ use std::time::{Duration, Instant};
 
 use common::server::Server;
 use common::{root_or_skip, start_tracker, strace_counts, syscall_load, Collector};
-use eunomia::engine::{Mode, TrackerConfig};
+use eunomia::engine::TrackerConfig;
 use eunomia::model::{Record, Value};
+use eunomia::trackers::syscall::{Mode, SyscallOptions};
 use serde_json::json;
 
 const GETPPIDS: u64 = 20_000;
@@ -40,12 +41,14 @@ fn traced_counts(
     let collector = Collector::default();
     let config = TrackerConfig {
         comm: Some(comm.to_string()),
-        mode: Some(mode),
-        latency,
-        interval_ms: (mode == Mode::Aggregate).then_some(100),
         ringbuf_bytes: 16 << 20,
         ..TrackerConfig::default()
-    };
+    }
+    .with_options(SyscallOptions {
+        mode,
+        latency,
+        interval_ms: 100.try_into().unwrap(),
+    });
     let handle = start_tracker("syscall", config, collector.clone());
     let wall = run_load(path);
     if mode == Mode::Stream {
@@ -379,9 +382,12 @@ fn aggregate_drains_mid_run_lose_nothing_on_any_cpu() {
     let collector = Collector::default();
     let config = TrackerConfig {
         comm: Some(comm),
-        interval_ms: Some(10),
         ..TrackerConfig::default()
-    };
+    }
+    .with_options(SyscallOptions {
+        interval_ms: 10.try_into().unwrap(),
+        ..SyscallOptions::default()
+    });
     let handle = start_tracker("syscall", config, collector.clone());
     let cpus = allowed_cpus();
     let pids: Vec<u32> = cpus
@@ -424,10 +430,13 @@ fn a_pid_filter_reports_only_that_process() {
         let collector = Collector::default();
         let config = TrackerConfig {
             target_pid: Some(pid),
-            mode: Some(mode),
             ringbuf_bytes: 16 << 20,
             ..TrackerConfig::default()
-        };
+        }
+        .with_options(SyscallOptions {
+            mode,
+            ..SyscallOptions::default()
+        });
         let handle = start_tracker("syscall", config, collector.clone());
         let other = Command::new(&path).arg("5000").spawn().unwrap();
         chosen.go();

@@ -13,10 +13,12 @@ use clap::builder::PossibleValuesParser;
 use clap::{Parser, Subcommand};
 
 use crate::container::{ContainerManager, ContainerOptions, Enrich};
-use crate::engine::{Counters, FileType, Mode, TrackerConfig};
+use crate::engine::{Counters, TrackerConfig};
 use crate::handler::{self, FanIn, Filter, Format, Predicate, Schema, Stage};
 use crate::model::TrackerInfo;
-use crate::trackers::{self, find_tracker, Event, TRACKERS};
+use crate::trackers::files::FileType;
+use crate::trackers::syscall::Mode;
+use crate::trackers::{find_tracker, AnyTracker, Event, TRACKERS};
 
 /// Events the output thread may fall behind by before they are counted as lost.
 const OUTPUT_QUEUE: usize = 1 << 16;
@@ -40,6 +42,11 @@ pub enum Command {
     Trackers,
     /// List the fields of a tracker's events (what --where, --group-by and --columns take).
     Fields {
+        #[arg(value_parser = tracker_names())]
+        tracker: String,
+    },
+    /// List a tracker's options (what --opt takes): name, type, default, description.
+    Options {
         #[arg(value_parser = tracker_names())]
         tracker: String,
     },
@@ -83,22 +90,26 @@ pub struct RunArgs {
     /// in the kernel by its cgroups).
     #[arg(long, value_name = "NAME|ID", conflicts_with = "cgroup_ids")]
     pub container: Option<String>,
-    /// Report only processes that lived at least this long (process tracker).
-    #[arg(long, value_name = "MS", default_value_t = 0)]
-    pub min_duration_ms: u64,
-    /// Syscall tracker: count in the kernel and report per interval, or stream every call.
-    #[arg(long, value_enum)]
-    pub mode: Option<Mode>,
-    /// How often in-kernel aggregates are reported (syscall aggregate mode, files).
-    #[arg(long, value_name = "MS")]
-    pub interval_ms: Option<u64>,
     /// Ring buffer size in bytes (a power of two); larger absorbs longer bursts.
     #[arg(long, value_name = "BYTES")]
     pub ringbuf_bytes: Option<u32>,
-    /// Syscall tracker: time every call (default in stream mode; costs a second probe).
+    /// Set one of the tracker's options (see `eunomia options <tracker>`); repeatable. The
+    /// value is JSON, or else a string; a list may be given comma-separated.
+    #[arg(long = "opt", value_name = "KEY=VALUE")]
+    pub options: Vec<String>,
+    /// Shorthand for `--opt min_duration_ns=` in milliseconds (process tracker).
+    #[arg(long, value_name = "MS")]
+    pub min_duration_ms: Option<u64>,
+    /// Shorthand for `--opt mode=` (syscall tracker).
+    #[arg(long, value_enum)]
+    pub mode: Option<Mode>,
+    /// Shorthand for `--opt interval_ms=` (syscall aggregate mode, files).
+    #[arg(long, value_name = "MS")]
+    pub interval_ms: Option<u64>,
+    /// Shorthand for `--opt latency=` (syscall tracker).
     #[arg(long)]
     pub latency: Option<bool>,
-    /// Files tracker: which kinds of files to report (comma-separated; default regular).
+    /// Shorthand for `--opt file_types=` (files tracker; comma-separated).
     #[arg(long, value_enum, value_delimiter = ',')]
     pub file_types: Option<Vec<FileType>>,
     /// Keep only events for which `FIELD OP VALUE` holds (== != > >= < <= ~); repeatable.
@@ -139,6 +150,20 @@ pub fn main() -> ExitCode {
                     field.name,
                     format!("{:?}", field.ty).to_lowercase(),
                     field.description
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Command::Options { tracker } => {
+            let tracker = find_tracker(&tracker).expect("clap only accepts known trackers");
+            for option in tracker.options() {
+                let ty = match option.values.as_slice() {
+                    [] => option.type_name.clone(),
+                    values => option.type_name.replace("enum", &values.join("|")),
+                };
+                println!(
+                    "{:<16} {:<32} default {:<10} {}",
+                    option.name, ty, option.default, option.description
                 );
             }
             ExitCode::SUCCESS
@@ -211,6 +236,60 @@ fn output_stages(args: &RunArgs, info: &TrackerInfo) -> Vec<Stage> {
     stages
 }
 
+/// The tracker's options from `--opt` and the shorthand flags; each option once.
+fn tracker_options(
+    args: &RunArgs,
+    tracker: &dyn AnyTracker,
+) -> Result<serde_json::Map<String, serde_json::Value>, String> {
+    use serde_json::json;
+    let shorthands = [
+        (
+            "min_duration_ns",
+            args.min_duration_ms
+                .map(|ms| json!(ms.saturating_mul(1_000_000))),
+        ),
+        ("mode", args.mode.map(|m| json!(m))),
+        ("interval_ms", args.interval_ms.map(|ms| json!(ms))),
+        ("latency", args.latency.map(|on| json!(on))),
+        ("file_types", args.file_types.as_ref().map(|t| json!(t))),
+    ];
+    let declared = tracker.options();
+    let given = args.options.iter().map(|pair| {
+        let (key, text) = pair
+            .split_once('=')
+            .ok_or_else(|| format!("--opt takes KEY=VALUE, got `{pair}`"))?;
+        let list = declared
+            .iter()
+            .any(|o| o.name == key && o.type_name.starts_with('['));
+        Ok::<_, String>((key.to_string(), option_value(text, list)))
+    });
+    let mut options = serde_json::Map::new();
+    for entry in shorthands
+        .into_iter()
+        .filter_map(|(key, value)| value.map(|v| Ok((key.to_string(), v))))
+        .chain(given)
+    {
+        let (key, value) = entry?;
+        if options.insert(key.clone(), value).is_some() {
+            return Err(format!("option `{key}` is given twice"));
+        }
+    }
+    Ok(options)
+}
+
+/// An `--opt` value: JSON if it parses as JSON, else the text itself; for a list option,
+/// comma-separated text is a list of such values.
+fn option_value(text: &str, list: bool) -> serde_json::Value {
+    let one = |text: &str| {
+        serde_json::from_str(text).unwrap_or_else(|_| serde_json::Value::String(text.to_string()))
+    };
+    match one(text) {
+        serde_json::Value::Array(values) => serde_json::Value::Array(values),
+        _ if list => text.split(',').map(one).collect(),
+        value => value,
+    }
+}
+
 fn run(args: &RunArgs) -> Result<(), RunError> {
     let tracker = find_tracker(&args.tracker).map_err(|e| RunError::Usage(e.to_string()))?;
     let info = tracker.info();
@@ -226,6 +305,19 @@ fn run(args: &RunArgs) -> Result<(), RunError> {
         || Box::new(BufWriter::with_capacity(1 << 16, io::stdout())) as Box<dyn Write + Send>;
     let output = handler::build::<Event>(&output_stages(args, info), &schema, &stdout)
         .map_err(|e| RunError::Usage(e.to_string()))?;
+    let mut config = TrackerConfig {
+        target_pid: args.pid,
+        comm: args.comm.clone(),
+        cgroup_ids: args.cgroup_ids.clone(),
+        ringbuf_bytes: args
+            .ringbuf_bytes
+            .unwrap_or(TrackerConfig::default().ringbuf_bytes),
+        options: tracker_options(args, tracker).map_err(RunError::Usage)?,
+        ..TrackerConfig::default()
+    };
+    tracker
+        .check(&config)
+        .map_err(|e| RunError::Usage(e.to_string()))?;
     // Before the container manager asks Docker anything: without root, that one error.
     crate::engine::system::check_ready()?;
     // The container manager's Docker client and rescans run on this runtime meanwhile.
@@ -236,32 +328,12 @@ fn run(args: &RunArgs) -> Result<(), RunError> {
     let containers = ContainerManager::new(ContainerOptions::default());
     runtime.block_on(containers.sync());
     runtime.block_on(async { containers.spawn_background() });
-    let cgroup_ids = match &args.container {
-        Some(query) => {
-            containers
-                .resolve_running(query)
-                .map_err(|e| RunError::Usage(e.to_string()))?
-                .cgroup_ids
-        }
-        None => args.cgroup_ids.clone(),
-    };
-    let config = TrackerConfig {
-        target_pid: args.pid,
-        comm: args.comm.clone(),
-        cgroup_ids,
-        min_duration_ns: args.min_duration_ms.saturating_mul(1_000_000),
-        mode: args.mode,
-        interval_ms: args.interval_ms,
-        latency: args.latency,
-        ringbuf_bytes: args
-            .ringbuf_bytes
-            .unwrap_or(TrackerConfig::default().ringbuf_bytes),
-        file_types: args.file_types.clone(),
-        ..TrackerConfig::default()
-    };
-    config
-        .validate_for(info.name, tracker.options())
-        .map_err(|e| RunError::Usage(e.to_string()))?;
+    if let Some(query) = &args.container {
+        config.cgroup_ids = containers
+            .resolve_running(query)
+            .map_err(|e| RunError::Usage(e.to_string()))?
+            .cgroup_ids;
+    }
 
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
@@ -277,7 +349,7 @@ fn run(args: &RunArgs) -> Result<(), RunError> {
         Filter::new(predicates, fan_in.sender(counters.lost_channel.clone())),
     ));
     let started = Instant::now();
-    let handle = trackers::start(tracker, config, chain, counters)?;
+    let handle = tracker.start(config, chain, counters)?;
     tracing::info!(tracker = info.name, programs = ?handle.prog_ids(), "tracing");
 
     let deadline = args

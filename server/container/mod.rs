@@ -35,8 +35,8 @@ pub use registry::{Container, ResolveError, DEAD_KEEP};
 use crate::engine::{Counters, TrackerConfig, TrackerError, TrackerHandle};
 use crate::handler::{Flow, Handler};
 use crate::model::ContainerTag;
+use crate::trackers::find_tracker;
 use crate::trackers::Event;
-use crate::trackers::{self, find_tracker};
 use registry::{Found, Registry};
 
 /// How often the cgroup tree is walked for containers no event announced, and for ones
@@ -324,8 +324,7 @@ impl ContainerManager {
     /// never see its events or counts.
     pub fn watch_processes(self: &Arc<Self>) -> Result<(), TrackerError> {
         let tracker = find_tracker("process")?;
-        let handle = trackers::start(
-            tracker,
+        let handle = tracker.start(
             TrackerConfig::default(),
             Box::new(ProcessWatch {
                 manager: self.clone(),

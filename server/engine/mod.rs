@@ -4,7 +4,12 @@
 //! its handler chain; probes that aggregate in BPF maps are drained on a timer. The engine
 //! knows no tracker: it is generic over the event type, and `trackers` plugs them in.
 
+pub mod config;
+pub mod options;
 pub mod system;
+
+pub use config::{IntervalMs, TrackerConfig, MAX_CGROUP_FILTER};
+pub use options::{NoOptions, OptionInfo, TrackerOptions};
 
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -21,188 +26,6 @@ use system::StartupError;
 
 /// How often the ring buffer poll wakes to notice a stop request.
 const POLL_INTERVAL: Duration = Duration::from_millis(50);
-const DEFAULT_RINGBUF_BYTES: u32 = 4 << 20;
-/// The cgroup filter map's capacity in the probes.
-pub const MAX_CGROUP_FILTER: usize = crate::model::common_h::CGROUP_FILTER_MAX;
-const DEFAULT_INTERVAL_MS: u64 = 1000;
-const MIN_INTERVAL_MS: u64 = 10;
-const MAX_INTERVAL_MS: u64 = 3_600_000;
-
-/// Configuration that reaches the BPF side before load (the seed's `env`).
-#[derive(Clone, Debug, PartialEq, serde::Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct TrackerConfig {
-    /// Trace only this process (thread group id).
-    pub target_pid: Option<u32>,
-    /// Ignore processes whose parent is this pid (e.g. the tracer's own shell).
-    pub exclude_current_ppid: Option<u32>,
-    /// Report only processes that lived at least this long (process tracker).
-    pub min_duration_ns: u64,
-    /// Trace only tasks in these cgroup v2 ids; empty means every cgroup.
-    pub cgroup_ids: Vec<u64>,
-    /// Trace only tasks with this command name.
-    pub comm: Option<String>,
-    /// Ring buffer size: a power of two, at least one page.
-    pub ringbuf_bytes: u32,
-    /// How a tracker that can aggregate in the kernel reports (syscall tracker).
-    pub mode: Option<Mode>,
-    /// How often in-kernel aggregates are drained into the chain, in milliseconds.
-    pub interval_ms: Option<u64>,
-    /// Whether to time each call (syscall tracker); costs a second probe per call.
-    pub latency: Option<bool>,
-    /// Which kinds of files to report (files tracker); regular files only by default.
-    pub file_types: Option<Vec<FileType>>,
-}
-
-/// Tracker-specific options, by their key in [`TrackerConfig`]; a tracker lists the ones it
-/// takes in `trackers::Tracker::options`, and any other is an error rather than silently ignored.
-pub const OPTION_MODE: &str = "mode";
-pub const OPTION_INTERVAL_MS: &str = "interval_ms";
-pub const OPTION_LATENCY: &str = "latency";
-pub const OPTION_FILE_TYPES: &str = "file_types";
-pub const OPTION_MIN_DURATION_NS: &str = "min_duration_ns";
-
-/// Whether a tracker reports per-interval aggregates counted in the kernel, or every event.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum Mode {
-    #[default]
-    Aggregate,
-    Stream,
-}
-
-/// The kind of file behind a file descriptor, as the files tracker reports it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum FileType {
-    Regular,
-    Socket,
-    Pipe,
-    Other,
-}
-
-impl FileType {
-    pub const ALL: [FileType; 4] = [
-        FileType::Regular,
-        FileType::Socket,
-        FileType::Pipe,
-        FileType::Other,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            FileType::Regular => "regular",
-            FileType::Socket => "socket",
-            FileType::Pipe => "pipe",
-            FileType::Other => "other",
-        }
-    }
-}
-
-impl Default for TrackerConfig {
-    fn default() -> Self {
-        Self {
-            target_pid: None,
-            exclude_current_ppid: None,
-            min_duration_ns: 0,
-            cgroup_ids: Vec::new(),
-            comm: None,
-            ringbuf_bytes: DEFAULT_RINGBUF_BYTES,
-            mode: None,
-            interval_ms: None,
-            latency: None,
-            file_types: None,
-        }
-    }
-}
-
-impl TrackerConfig {
-    pub fn validate(&self) -> Result<(), TrackerError> {
-        let bad = |msg: String| Err(TrackerError::Config(msg));
-        if !self.ringbuf_bytes.is_power_of_two() || self.ringbuf_bytes < 4096 {
-            return bad(format!(
-                "ringbuf_bytes must be a power of two of at least 4096, got {}",
-                self.ringbuf_bytes
-            ));
-        }
-        if let Some(comm) = &self.comm {
-            if comm.is_empty() || comm.len() > 15 {
-                return bad(format!(
-                    "comm must be 1 to 15 bytes (the kernel's TASK_COMM_LEN), got {:?}",
-                    comm
-                ));
-            }
-        }
-        if self.cgroup_ids.len() > MAX_CGROUP_FILTER {
-            return bad(format!(
-                "at most {MAX_CGROUP_FILTER} cgroup ids, got {}",
-                self.cgroup_ids.len()
-            ));
-        }
-        if self.target_pid == Some(0) {
-            return bad("target_pid 0 is not a process".to_string());
-        }
-        if let Some(ms) = self.interval_ms {
-            if !(MIN_INTERVAL_MS..=MAX_INTERVAL_MS).contains(&ms) {
-                return bad(format!(
-                    "interval_ms must be between {MIN_INTERVAL_MS} and {MAX_INTERVAL_MS}, got {ms}"
-                ));
-            }
-        }
-        if self.file_types.as_ref().is_some_and(Vec::is_empty) {
-            return bad("file_types must name at least one type".to_string());
-        }
-        Ok(())
-    }
-
-    /// [`validate`](Self::validate), and that every tracker-specific option set is one
-    /// tracker `name` takes (`takes`).
-    pub fn validate_for(&self, name: &str, takes: &[&str]) -> Result<(), TrackerError> {
-        self.validate()?;
-        let set = [
-            (OPTION_MODE, self.mode.is_some()),
-            (OPTION_INTERVAL_MS, self.interval_ms.is_some()),
-            (OPTION_LATENCY, self.latency.is_some()),
-            (OPTION_FILE_TYPES, self.file_types.is_some()),
-            (OPTION_MIN_DURATION_NS, self.min_duration_ns != 0),
-        ];
-        match set
-            .iter()
-            .find(|(option, on)| *on && !takes.contains(option))
-        {
-            None => Ok(()),
-            Some((option, _)) => Err(TrackerError::Config(format!(
-                "option `{option}` does not apply to the {name} tracker (it takes: {})",
-                if takes.is_empty() {
-                    "none".to_string()
-                } else {
-                    takes.join(", ")
-                }
-            ))),
-        }
-    }
-
-    /// The drain interval of in-kernel aggregates.
-    pub fn interval(&self) -> Duration {
-        Duration::from_millis(self.interval_ms.unwrap_or(DEFAULT_INTERVAL_MS))
-    }
-
-    /// `target_comm` as the BPF side stores it: NUL-padded bytes.
-    pub fn comm_bytes(&self) -> [i8; 16] {
-        let mut out = [0i8; 16];
-        for (dst, &src) in out.iter_mut().zip(
-            self.comm
-                .as_deref()
-                .unwrap_or("")
-                .as_bytes()
-                .iter()
-                .take(15),
-        ) {
-            *dst = src as i8;
-        }
-        out
-    }
-}
 
 /// Writes the common filter configuration into a skeleton's read-only globals. A macro
 /// because each skeleton has its own `rodata` type with the same field names.
@@ -213,7 +36,6 @@ macro_rules! apply_common_config {
         let config: &$crate::engine::TrackerConfig = $config;
         rodata.target_pid = config.target_pid.unwrap_or(0);
         rodata.exclude_current_ppid = config.exclude_current_ppid.unwrap_or(0);
-        rodata.min_duration_ns = config.min_duration_ns;
         rodata.filter_cgroup = !config.cgroup_ids.is_empty();
         rodata.filter_comm = config.comm.is_some();
         rodata.target_comm = config.comm_bytes();
@@ -244,13 +66,23 @@ macro_rules! open_probe {
     }};
 }
 
-/// The whole `Tracker::run` of a probe that reports only through its ring buffer.
+/// The whole `Tracker::run` of a probe that reports only through its ring buffer; the
+/// optional last argument sets the probe's own read-only globals before load.
 #[macro_export]
 macro_rules! run_ring_buffer_probe {
-    ($run:expr, $builder:ty, $decode:expr) => {{
+    ($run:expr, $builder:ty, $decode:expr) => {
+        $crate::run_ring_buffer_probe!($run, $builder, $decode, |_rodata| {})
+    };
+    ($run:expr, $builder:ty, $decode:expr, |$rodata:ident| $configure:expr) => {{
         let run = $run;
         let mut storage = std::mem::MaybeUninit::uninit();
-        let open = $crate::open_probe!(run, $builder, &mut storage)?;
+        let mut open = $crate::open_probe!(run, $builder, &mut storage)?;
+        let $rodata = open
+            .maps
+            .rodata_data
+            .as_deref_mut()
+            .expect("every probe includes common.bpf.h's read-only globals");
+        $configure;
         let skel = run.load(open)?;
         run.fill_cgroup_filter(&skel.maps.cgroup_filter)?;
         let dropped = &skel

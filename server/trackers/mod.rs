@@ -1,6 +1,7 @@
 //! The trackers (the seed's probes) and their registry. Adding one: write
 //! `probes/<name>.bpf.c`, add a folder `server/trackers/<name>/` whose module implements
-//! [`Tracker`] and [`EventBody`], and add one line to `register_trackers!` below.
+//! [`Tracker`] (with its typed options) and [`EventBody`], and add one line to
+//! `register_trackers!` below.
 
 pub mod files;
 pub mod ipc;
@@ -10,26 +11,82 @@ pub mod tcp;
 
 use std::sync::Arc;
 
-use crate::engine::{Counters, Run, TrackerConfig, TrackerError, TrackerHandle};
+use crate::engine::{
+    options, Counters, OptionInfo, Run, TrackerConfig, TrackerError, TrackerHandle, TrackerOptions,
+};
 use crate::handler::Handler;
 use crate::model::{EventBody, TrackerInfo, Value};
 
 /// One decoded kernel event of any registered tracker.
 pub type Event = crate::model::Event<Body>;
 
-/// What a tracker needs to be: a catalog entry and a body that runs it to the end.
-pub trait Tracker: Sync {
+/// What a tracker needs to be: a catalog entry, its options, and a body that runs it.
+pub trait Tracker: Sync + 'static {
+    /// Its own options ([`NoOptions`](crate::engine::NoOptions) if it takes none).
+    type Options: TrackerOptions;
     fn info(&self) -> &'static TrackerInfo;
     /// Opens, configures, loads and attaches the probe, then hands over to [`Run::serve`].
-    fn run(&self, run: Run<'_, Event>) -> Result<(), TrackerError>;
-    /// The tracker-specific [`TrackerConfig`] options this tracker takes (`OPTION_*`).
-    fn options(&self) -> &'static [&'static str] {
-        &[]
+    fn run(&self, run: Run<'_, Event>, options: &Self::Options) -> Result<(), TrackerError>;
+}
+
+/// A [`Tracker`] as the registry holds it, whatever its options' type.
+pub trait AnyTracker: Sync {
+    fn info(&self) -> &'static TrackerInfo;
+    /// The options it takes, for help texts and forms.
+    fn options(&self) -> Vec<OptionInfo>;
+    /// Whether `config` is one it can start with; [`start`](Self::start) checks it too.
+    fn check(&self, config: &TrackerConfig) -> Result<(), TrackerError>;
+    /// Checks `config` and starts an instance feeding `chain`; returns once its programs
+    /// are attached, or with why they are not.
+    fn start(
+        &'static self,
+        config: TrackerConfig,
+        chain: Box<dyn Handler<Event>>,
+        counters: Arc<Counters>,
+    ) -> Result<TrackerHandle, TrackerError>;
+}
+
+impl<T: Tracker> AnyTracker for T {
+    fn info(&self) -> &'static TrackerInfo {
+        Tracker::info(self)
+    }
+
+    fn options(&self) -> Vec<OptionInfo> {
+        options::describe::<T::Options>()
+    }
+
+    fn check(&self, config: &TrackerConfig) -> Result<(), TrackerError> {
+        parse_options(self, config).map(drop)
+    }
+
+    fn start(
+        &'static self,
+        config: TrackerConfig,
+        chain: Box<dyn Handler<Event>>,
+        counters: Arc<Counters>,
+    ) -> Result<TrackerHandle, TrackerError> {
+        let options = parse_options(self, &config)?;
+        TrackerHandle::spawn(
+            Tracker::info(self).name,
+            config,
+            chain,
+            counters,
+            move |run| self.run(run, &options),
+        )
     }
 }
 
+/// Checks the shared settings of `config`, then parses its options as `T`'s.
+fn parse_options<T: Tracker>(
+    tracker: &T,
+    config: &TrackerConfig,
+) -> Result<T::Options, TrackerError> {
+    config.validate()?;
+    options::parse::<T::Options>(Tracker::info(tracker).name, &config.options)
+}
+
 /// Finds a registered tracker by name.
-pub fn find_tracker(name: &str) -> Result<&'static dyn Tracker, TrackerError> {
+pub fn find_tracker(name: &str) -> Result<&'static dyn AnyTracker, TrackerError> {
     TRACKERS
         .iter()
         .copied()
@@ -42,20 +99,6 @@ pub fn find_tracker(name: &str) -> Result<&'static dyn Tracker, TrackerError> {
                 .collect::<Vec<_>>()
                 .join(", "),
         })
-}
-
-/// Checks `config` against `tracker` and starts an instance of it feeding `chain`;
-/// returns once its programs are attached, or with why they are not.
-pub fn start(
-    tracker: &'static dyn Tracker,
-    config: TrackerConfig,
-    chain: Box<dyn Handler<Event>>,
-    counters: Arc<Counters>,
-) -> Result<TrackerHandle, TrackerError> {
-    config.validate_for(tracker.info().name, tracker.options())?;
-    TrackerHandle::spawn(tracker.info().name, config, chain, counters, move |run| {
-        tracker.run(run)
-    })
 }
 
 /// Declares the event body enum and the tracker registry from one list.
@@ -86,7 +129,7 @@ macro_rules! register_trackers {
         }
 
         /// Every tracker this build knows, in catalog order.
-        pub static TRACKERS: &[&dyn Tracker] = &[$(&$tracker,)+];
+        pub static TRACKERS: &[&dyn AnyTracker] = &[$(&$tracker,)+];
     };
 }
 

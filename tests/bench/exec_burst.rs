@@ -63,13 +63,10 @@ fn main() {
             ..TrackerConfig::default()
         };
         let counters = Arc::new(Counters::default());
-        let handle = eunomia::trackers::start(
-            find_tracker("process").unwrap(),
-            config,
-            Box::new(chain),
-            counters,
-        )
-        .unwrap();
+        let handle = find_tracker("process")
+            .unwrap()
+            .start(config, Box::new(chain), counters)
+            .unwrap();
         let prog_ids = handle.prog_ids().to_vec();
         let cpu_before = thread_cpu_secs("tracker-process");
         let start = Instant::now();

@@ -18,8 +18,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::Counted;
-use eunomia::engine::{Counters, Mode, TrackerConfig, TrackerHandle};
+use eunomia::engine::{Counters, TrackerConfig, TrackerHandle};
 use eunomia::trackers::find_tracker;
+use eunomia::trackers::syscall::{Mode, SyscallOptions};
 
 const CALLS: u64 = 5_000_000;
 const ROUNDS: usize = 5;
@@ -28,13 +29,10 @@ const BPFTRACE: &str = "tracepoint:raw_syscalls:sys_enter { @[comm] = count(); }
 fn start(config: TrackerConfig) -> (TrackerHandle, Arc<AtomicU64>) {
     let chain = Counted::new(&["syscall"]);
     let seen = chain.seen.clone();
-    let handle = eunomia::trackers::start(
-        find_tracker("syscall").unwrap(),
-        config,
-        Box::new(chain),
-        Arc::new(Counters::default()),
-    )
-    .expect("syscall tracker starts");
+    let handle = find_tracker("syscall")
+        .unwrap()
+        .start(config, Box::new(chain), Arc::new(Counters::default()))
+        .expect("syscall tracker starts");
     (handle, seen)
 }
 
@@ -107,10 +105,10 @@ fn main() {
     for round in 1..=ROUNDS {
         runs[0].push(time_loop(&path));
         for (column, latency) in [(1, None), (2, Some(true))] {
-            let (handle, _) = start(TrackerConfig {
+            let (handle, _) = start(TrackerConfig::default().with_options(SyscallOptions {
                 latency,
-                ..TrackerConfig::default()
-            });
+                ..SyscallOptions::default()
+            }));
             runs[column].push(time_loop(&path));
             let stats = handle.stop().unwrap();
             assert_eq!(stats.lost(), 0, "aggregate mode lost calls: {stats:?}");
@@ -157,12 +155,15 @@ fn stream_rates(path: &Path, comm: &str, made: u64, latency: bool) -> Vec<f64> {
     let mut rates = Vec::new();
     for round in 1..=ROUNDS {
         let config = TrackerConfig {
-            mode: Some(Mode::Stream),
-            latency: Some(latency),
             comm: Some(comm.to_string()),
             ringbuf_bytes: 64 << 20,
             ..TrackerConfig::default()
-        };
+        }
+        .with_options(SyscallOptions {
+            mode: Mode::Stream,
+            latency: Some(latency),
+            ..SyscallOptions::default()
+        });
         let (handle, seen) = start(config);
         let started = Instant::now();
         let loop_secs = time_loop(path).wall;

@@ -261,12 +261,17 @@ impl CliRun {
         }
     }
 
-    /// Waits for it to end; its whole stderr is in the output.
-    pub fn finish(mut self) -> std::process::Output {
+    /// Waits for it to end; its whole stderr is in the output. Both pipes are read at
+    /// once: output larger than a pipe would otherwise block it forever.
+    pub fn finish(self) -> std::process::Output {
         use std::io::Read;
-        self.stderr.read_to_string(&mut self.logged).unwrap();
+        let (mut stderr, mut logged) = (self.stderr, self.logged);
+        let rest = std::thread::spawn(move || {
+            stderr.read_to_string(&mut logged).unwrap();
+            logged
+        });
         let mut out = self.child.wait_with_output().unwrap();
-        out.stderr = self.logged.into_bytes();
+        out.stderr = rest.join().unwrap().into_bytes();
         out
     }
 }
@@ -394,11 +399,12 @@ pub fn start_tracker(
     config: eunomia::engine::TrackerConfig,
     chain: impl Handler<Event> + 'static,
 ) -> eunomia::engine::TrackerHandle {
-    eunomia::trackers::start(
-        eunomia::trackers::find_tracker(name).unwrap(),
-        config,
-        Box::new(chain),
-        Arc::new(eunomia::engine::Counters::default()),
-    )
-    .unwrap_or_else(|e| panic!("the {name} tracker starts: {e}"))
+    eunomia::trackers::find_tracker(name)
+        .unwrap()
+        .start(
+            config,
+            Box::new(chain),
+            Arc::new(eunomia::engine::Counters::default()),
+        )
+        .unwrap_or_else(|e| panic!("the {name} tracker starts: {e}"))
 }

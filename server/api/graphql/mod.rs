@@ -138,7 +138,7 @@ impl QueryRoot {
     async fn trackers(&self) -> Vec<TrackerDesc> {
         crate::trackers::TRACKERS
             .iter()
-            .map(|t| TrackerDesc(t.info()))
+            .map(|&t| TrackerDesc(t))
             .collect()
     }
 

@@ -7,30 +7,31 @@ use super::{api, coded, manager, memory_error, page_size, query_error, EVENTS_PA
 use crate::container::{Container, ContainerState, Runtime};
 use crate::handler::Op;
 use crate::model::rfc3339_nanos;
-use crate::model::TrackerInfo;
 use crate::results::query::{AggOp, AggregateQuery, Condition, StoredEvent, TimeseriesQuery};
 use crate::results::sqlite::{AuditEntry, SessionRecord, SessionStatus, StoreKind};
 use crate::session::{tracker_info, StartRequest};
+use crate::trackers::AnyTracker;
 
 pub type SessionConnection = Connection<String, SessionObject, EmptyFields, EmptyFields>;
 pub type EventConnection = Connection<String, EventObject, EmptyFields, EmptyFields>;
 
 /// A tracker of the catalog.
-pub struct TrackerDesc(pub &'static TrackerInfo);
+pub struct TrackerDesc(pub &'static dyn AnyTracker);
 
 #[Object(name = "Tracker")]
 impl TrackerDesc {
     async fn name(&self) -> &str {
-        self.0.name
+        self.0.info().name
     }
 
     async fn description(&self) -> &str {
-        self.0.description
+        self.0.info().description
     }
 
     /// What each event carries, common fields first; all can be filtered and grouped by.
     async fn fields(&self) -> Vec<FieldDesc> {
         self.0
+            .info()
             .all_fields()
             .map(|f| FieldDesc {
                 name: f.name.to_string(),
@@ -40,6 +41,35 @@ impl TrackerDesc {
             })
             .collect()
     }
+
+    /// The tracker's own options, set as keys of `startSession`'s `config`.
+    async fn options(&self) -> Vec<OptionDesc> {
+        self.0
+            .options()
+            .into_iter()
+            .map(|o| OptionDesc {
+                name: o.name,
+                r#type: o.type_name,
+                values: o.values,
+                default: Json(o.default),
+                description: o.description,
+            })
+            .collect()
+    }
+}
+
+/// One option of a tracker.
+#[derive(SimpleObject)]
+#[graphql(name = "TrackerOption")]
+pub struct OptionDesc {
+    pub name: String,
+    /// boolean, integer, string, enum, or [T] for a list of T.
+    pub r#type: String,
+    /// The values an enum (or a list of them) takes; empty otherwise.
+    pub values: Vec<String>,
+    /// The value without the option; null when the tracker decides, as the description says.
+    pub default: Json<serde_json::Value>,
+    pub description: String,
 }
 
 #[derive(SimpleObject)]

@@ -9,12 +9,13 @@ use libbpf_rs::skel::Skel;
 use libbpf_rs::{MapCore, MapFlags};
 
 use super::{Event, Tracker};
-use crate::engine::{
-    with_record, Drain, DrainContext, FileType, Generations, Run, TrackerError, OPTION_FILE_TYPES,
-    OPTION_INTERVAL_MS,
-};
+use crate::engine::{with_record, Drain, DrainContext, Generations, Run, TrackerError};
 use crate::model::{EventBody, FieldInfo, FieldType, FixedStr, TrackerInfo, Value};
 use crate::{decode_header, open_probe};
+
+mod options;
+
+pub use options::{FileType, FilesOptions};
 
 /// The generated skeleton; its `types` give the raw record layouts (for tests).
 pub mod skel {
@@ -217,24 +218,20 @@ fn take(
 }
 
 impl Tracker for FilesTracker {
+    type Options = FilesOptions;
+
     fn info(&self) -> &'static TrackerInfo {
         &INFO
     }
 
-    fn options(&self) -> &'static [&'static str] {
-        &[OPTION_INTERVAL_MS, OPTION_FILE_TYPES]
-    }
-
-    fn run(&self, run: Run<'_, Event>) -> Result<(), TrackerError> {
-        let config = run.config().clone();
+    fn run(&self, run: Run<'_, Event>, options: &FilesOptions) -> Result<(), TrackerError> {
         let mut storage = MaybeUninit::uninit();
         let mut open = open_probe!(run, FilesSkelBuilder, &mut storage)?;
         open.maps
             .rodata_data
             .as_deref_mut()
             .expect("files.bpf.c declares read-only globals")
-            .file_type_mask =
-            file_type_mask(config.file_types.as_deref().unwrap_or(&[FileType::Regular]));
+            .file_type_mask = file_type_mask(&options.file_types);
         let mut skel = run.load(open)?;
         run.fill_cgroup_filter(&skel.maps.cgroup_filter)?;
         // The kernel writes `ringbuf_dropped` and this thread writes `generation` through
@@ -252,7 +249,7 @@ impl Tracker for FilesTracker {
         // SAFETY: `generation` is in the .bss mapping, which outlives the drain (see above).
         let mut switch = unsafe { Generations::new(generation) };
         let drain = Drain {
-            every: config.interval(),
+            every: options.interval_ms.duration(),
             pull: Box::new(move |context: &DrainContext, emit| {
                 switch
                     .quiet(context)

@@ -3,7 +3,7 @@
 //! call's raw arguments and result; [`Op`] says which argument is which field.
 
 use super::{Event, Tracker};
-use crate::engine::{with_record, Run, TrackerError};
+use crate::engine::{with_record, NoOptions, Run, TrackerError};
 use crate::model::{EventBody, FieldInfo, FieldType, FixedStr, TrackerInfo, Value};
 use crate::{decode_header, run_ring_buffer_probe};
 
@@ -335,11 +335,13 @@ pub fn decode(bytes: &[u8], clock_offset: u64) -> Option<Event> {
 }
 
 impl Tracker for IpcTracker {
+    type Options = NoOptions;
+
     fn info(&self) -> &'static TrackerInfo {
         &INFO
     }
 
-    fn run(&self, run: Run<'_, Event>) -> Result<(), TrackerError> {
+    fn run(&self, run: Run<'_, Event>, _: &NoOptions) -> Result<(), TrackerError> {
         run_ring_buffer_probe!(run, IpcSkelBuilder, decode)
     }
 }

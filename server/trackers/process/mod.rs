@@ -2,7 +2,7 @@
 //! on `sched:sched_process_exec` and `sched:sched_process_exit`.
 
 use super::{Event, Tracker};
-use crate::engine::{with_record, Run, TrackerError, OPTION_MIN_DURATION_NS};
+use crate::engine::{with_record, Run, TrackerError, TrackerOptions};
 use crate::model::{EventBody, FieldInfo, FieldType, FixedStr, TrackerInfo, Value};
 use crate::{decode_header, run_ring_buffer_probe};
 
@@ -172,17 +172,30 @@ pub fn decode(bytes: &[u8], clock_offset: u64) -> Option<Event> {
     .flatten()
 }
 
+/// The process tracker's options.
+#[derive(
+    Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProcessOptions {
+    /// Report only processes that lived at least this many nanoseconds; exec events are
+    /// then left out, as an exec cannot know how long its process will live.
+    pub min_duration_ns: u64,
+}
+
+impl TrackerOptions for ProcessOptions {}
+
 impl Tracker for ProcessTracker {
+    type Options = ProcessOptions;
+
     fn info(&self) -> &'static TrackerInfo {
         &INFO
     }
 
-    fn run(&self, run: Run<'_, Event>) -> Result<(), TrackerError> {
-        run_ring_buffer_probe!(run, ProcessSkelBuilder, decode)
-    }
-
-    fn options(&self) -> &'static [&'static str] {
-        &[OPTION_MIN_DURATION_NS]
+    fn run(&self, run: Run<'_, Event>, options: &ProcessOptions) -> Result<(), TrackerError> {
+        run_ring_buffer_probe!(run, ProcessSkelBuilder, decode, |rodata| {
+            rodata.min_duration_ns = options.min_duration_ns
+        })
     }
 }
 

@@ -10,16 +10,15 @@ use libbpf_rs::skel::Skel;
 use libbpf_rs::{MapCore, MapFlags};
 
 use super::{Event, Tracker};
-use crate::engine::{
-    with_record, Drain, DrainContext, Generations, Mode, Run, TrackerError, OPTION_INTERVAL_MS,
-    OPTION_LATENCY, OPTION_MODE,
-};
+use crate::engine::{with_record, Drain, DrainContext, Generations, Run, TrackerError};
 use crate::model::{Comm, EventBody, FieldInfo, FieldType, Header, TrackerInfo, Value};
 use crate::{decode_header, open_probe};
 
 mod names;
+mod options;
 
 use names::NAMES;
+pub use options::{Mode, SyscallOptions};
 
 pub mod skel {
     include!(concat!(env!("OUT_DIR"), "/syscall.skel.rs"));
@@ -253,17 +252,14 @@ fn emit_totals(
 }
 
 impl Tracker for SyscallTracker {
+    type Options = SyscallOptions;
+
     fn info(&self) -> &'static TrackerInfo {
         &INFO
     }
 
-    fn options(&self) -> &'static [&'static str] {
-        &[OPTION_MODE, OPTION_INTERVAL_MS, OPTION_LATENCY]
-    }
-
-    fn run(&self, run: Run<'_, Event>) -> Result<(), TrackerError> {
-        let config = run.config().clone();
-        let stream = config.mode.unwrap_or_default() == Mode::Stream;
+    fn run(&self, run: Run<'_, Event>, options: &SyscallOptions) -> Result<(), TrackerError> {
+        let stream = options.stream();
         let mut storage = MaybeUninit::uninit();
         let mut open = open_probe!(run, SyscallSkelBuilder, &mut storage)?;
         let rodata = open
@@ -272,10 +268,10 @@ impl Tracker for SyscallTracker {
             .as_deref_mut()
             .expect("syscall.bpf.c declares read-only globals");
         rodata.stream_mode = stream;
-        // As syscount: counting alone is cheapest; timing calls needs sys_enter as well.
-        let latency = config.latency.unwrap_or(stream);
+        // Timing calls needs sys_enter as well.
+        let latency = options.latency();
         rodata.measure_latency = latency;
-        rodata.wakeup_bytes = u64::from(config.ringbuf_bytes / 8);
+        rodata.wakeup_bytes = u64::from(run.config().ringbuf_bytes / 8);
         open.progs.handle_sys_enter.set_autoload(latency);
         // Only the per-CPU runs of aggregate mode can outlive a rename.
         open.progs.handle_task_rename.set_autoload(!stream);
@@ -305,7 +301,7 @@ impl Tracker for SyscallTracker {
         // SAFETY: `generation` is in the .bss mapping, which outlives the drain (see above).
         let mut switch = unsafe { Generations::new(generation) };
         let drain = (!stream).then(|| Drain {
-            every: config.interval(),
+            every: options.interval_ms.duration(),
             pull: Box::new(move |context: &DrainContext, emit| {
                 let mut totals = Totals::new();
                 for &quiet in switch.quiet(context) {

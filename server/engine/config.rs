@@ -1,0 +1,155 @@
+//! What a tracker instance is started with: the filter and ring buffer settings every
+//! probe shares (written into its read-only globals before load), and the tracker's own
+//! options, kept as JSON until the tracker parses them into its typed
+//! [`TrackerOptions`](super::TrackerOptions).
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::TrackerError;
+use crate::model::common_h;
+
+const DEFAULT_RINGBUF_BYTES: u32 = 4 << 20;
+/// The cgroup filter map's capacity in the probes.
+pub const MAX_CGROUP_FILTER: usize = common_h::CGROUP_FILTER_MAX;
+
+/// Configuration that reaches the BPF side before load (the seed's `env`). As JSON it is
+/// one flat object: the keys below, and any other key is an option of the tracker.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct TrackerConfig {
+    /// Trace only this process (thread group id).
+    pub target_pid: Option<u32>,
+    /// Ignore processes whose parent is this pid (e.g. the tracer's own shell).
+    pub exclude_current_ppid: Option<u32>,
+    /// Trace only tasks in these cgroup v2 ids; empty means every cgroup.
+    pub cgroup_ids: Vec<u64>,
+    /// Trace only tasks with this command name.
+    pub comm: Option<String>,
+    /// Ring buffer size: a power of two, at least one page.
+    pub ringbuf_bytes: u32,
+    /// The tracker's own options by name, checked when it starts.
+    #[serde(flatten)]
+    pub options: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Default for TrackerConfig {
+    fn default() -> Self {
+        Self {
+            target_pid: None,
+            exclude_current_ppid: None,
+            cgroup_ids: Vec::new(),
+            comm: None,
+            ringbuf_bytes: DEFAULT_RINGBUF_BYTES,
+            options: serde_json::Map::new(),
+        }
+    }
+}
+
+impl TrackerConfig {
+    /// This configuration with a tracker's typed options, e.g. in tests and benchmarks.
+    pub fn with_options(mut self, options: impl Serialize) -> Self {
+        match serde_json::to_value(options) {
+            Ok(serde_json::Value::Object(map)) => self.options = map,
+            other => panic!("tracker options serialize to a JSON object, not {other:?}"),
+        }
+        self
+    }
+
+    /// Checks the settings every tracker shares; each tracker checks its own options.
+    pub fn validate(&self) -> Result<(), TrackerError> {
+        let bad = |msg: String| Err(TrackerError::Config(msg));
+        if !self.ringbuf_bytes.is_power_of_two() || self.ringbuf_bytes < 4096 {
+            return bad(format!(
+                "ringbuf_bytes must be a power of two of at least 4096, got {}",
+                self.ringbuf_bytes
+            ));
+        }
+        if let Some(comm) = &self.comm {
+            if comm.is_empty() || comm.len() >= common_h::TASK_COMM_LEN {
+                return bad(format!(
+                    "comm must be 1 to {} bytes (the kernel's TASK_COMM_LEN), got {comm:?}",
+                    common_h::TASK_COMM_LEN - 1
+                ));
+            }
+        }
+        if self.cgroup_ids.len() > MAX_CGROUP_FILTER {
+            return bad(format!(
+                "at most {MAX_CGROUP_FILTER} cgroup ids, got {}",
+                self.cgroup_ids.len()
+            ));
+        }
+        if self.target_pid == Some(0) {
+            return bad("target_pid 0 is not a process".to_string());
+        }
+        Ok(())
+    }
+
+    /// `comm` as the BPF side stores it: NUL-padded bytes.
+    pub fn comm_bytes(&self) -> [i8; common_h::TASK_COMM_LEN] {
+        let mut out = [0i8; common_h::TASK_COMM_LEN];
+        let comm = self.comm.as_deref().unwrap_or("").as_bytes();
+        for (dst, &src) in out.iter_mut().zip(comm).take(common_h::TASK_COMM_LEN - 1) {
+            *dst = src as i8;
+        }
+        out
+    }
+}
+
+/// How often a tracker drains its in-kernel aggregates, in milliseconds: an option of
+/// every tracker that aggregates in the kernel, checked for range as it is parsed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "u64", into = "u64")]
+pub struct IntervalMs(u64);
+
+impl IntervalMs {
+    const MIN: u64 = 10;
+    const MAX: u64 = 3_600_000;
+
+    pub fn duration(self) -> Duration {
+        Duration::from_millis(self.0)
+    }
+}
+
+impl schemars::JsonSchema for IntervalMs {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "IntervalMs".into()
+    }
+
+    fn inline_schema() -> bool {
+        true
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({ "type": "integer", "minimum": Self::MIN, "maximum": Self::MAX })
+    }
+}
+
+impl Default for IntervalMs {
+    fn default() -> Self {
+        IntervalMs(1000)
+    }
+}
+
+impl TryFrom<u64> for IntervalMs {
+    type Error = String;
+
+    fn try_from(ms: u64) -> Result<Self, String> {
+        if (Self::MIN..=Self::MAX).contains(&ms) {
+            Ok(IntervalMs(ms))
+        } else {
+            Err(format!(
+                "interval_ms must be between {} and {}, got {ms}",
+                Self::MIN,
+                Self::MAX
+            ))
+        }
+    }
+}
+
+impl From<IntervalMs> for u64 {
+    fn from(interval: IntervalMs) -> u64 {
+        interval.0
+    }
+}

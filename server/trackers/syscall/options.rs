@@ -1,0 +1,51 @@
+//! The syscall tracker's options.
+
+use serde::{Deserialize, Serialize};
+
+use crate::engine::{IntervalMs, TrackerOptions};
+
+/// Whether calls are counted in the kernel and reported per interval, or each reported.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+    clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    #[default]
+    Aggregate,
+    Stream,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct SyscallOptions {
+    /// `aggregate` counts calls per process and syscall in the kernel and reports totals
+    /// every interval (cheapest); `stream` reports every call.
+    pub mode: Mode,
+    /// How often aggregate mode reports, in milliseconds.
+    pub interval_ms: IntervalMs,
+    /// Time every call, at the cost of a second probe per call; on by default in stream
+    /// mode, off in aggregate mode.
+    pub latency: Option<bool>,
+}
+
+impl SyscallOptions {
+    pub fn stream(&self) -> bool {
+        self.mode == Mode::Stream
+    }
+
+    /// Whether calls are timed: as syscount, counting alone is the cheap default.
+    pub fn latency(&self) -> bool {
+        self.latency.unwrap_or(self.stream())
+    }
+}
+
+impl TrackerOptions for SyscallOptions {}
