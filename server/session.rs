@@ -19,6 +19,7 @@ use crate::model::TrackerInfo;
 use crate::results::memory::{MemoryLimits, MemoryStore};
 use crate::results::query::StoredEvent;
 use crate::results::sqlite::{SessionRecord, SessionStatus, Store, StoreError, StoreKind};
+use crate::results::SessionResults;
 use crate::trackers::{self, find_tracker, Event, Tracker};
 
 /// Live events a slow subscriber may fall behind by before it loses some (counted).
@@ -87,7 +88,8 @@ struct Running {
 }
 
 pub struct SessionManager {
-    store: Store,
+    /// Shared with the results of its SQLITE sessions.
+    store: Arc<Store>,
     metrics: Metrics,
     config: Arc<Config>,
     containers: Arc<ContainerManager>,
@@ -165,7 +167,7 @@ impl SessionManager {
         }
         let (updates, _) = broadcast::channel(256);
         Ok(Arc::new(Self {
-            store,
+            store: Arc::new(store),
             metrics,
             config,
             containers,
@@ -304,13 +306,8 @@ impl SessionManager {
 
         let counters = Arc::new(Counters::default());
         let (live, _) = broadcast::channel(LIVE_CAPACITY);
-        let memory = (req.store == StoreKind::Memory).then(|| {
-            let limits = MemoryLimits {
-                max_groups: self.config.memory.max_groups,
-                recent_events: self.config.memory.recent_events,
-            };
-            Arc::new(MemoryStore::new(info, limits))
-        });
+        let memory = (req.store == StoreKind::Memory)
+            .then(|| Arc::new(MemoryStore::new(info, self.memory_limits())));
         let sink: Box<dyn Handler<Event>> = match &memory {
             Some(memory) => {
                 Box::new(memory.sink(counters.lost_channel.clone(), self.metrics.clone()))
@@ -411,13 +408,10 @@ impl SessionManager {
 
     /// Asks a running session to stop and waits until it has ended.
     pub async fn stop(&self, id: &str) -> Result<SessionRecord, SessionError> {
-        match self.running.get(id).map(|r| r.clone()) {
-            Some(_) => self.finish(id, SessionStatus::Stopped).await,
-            None => self
-                .store
-                .get_session(id)
-                .await?
-                .ok_or_else(|| SessionError::NotFound(id.to_string())),
+        if self.running.contains_key(id) {
+            self.finish(id, SessionStatus::Stopped).await
+        } else {
+            self.find(id).await
         }
     }
 
@@ -425,11 +419,7 @@ impl SessionManager {
     async fn finish(&self, id: &str, status: SessionStatus) -> Result<SessionRecord, SessionError> {
         let Some((_, running)) = self.running.remove(id) else {
             // Someone else ended it first; theirs is the final word.
-            return self
-                .store
-                .get_session(id)
-                .await?
-                .ok_or_else(|| SessionError::NotFound(id.to_string()));
+            return self.find(id).await;
         };
         running.stop.notify_one();
         let handle = running.tracker.lock().take();
@@ -497,6 +487,13 @@ impl SessionManager {
         Ok(self.store.get_session(id).await?)
     }
 
+    /// Like [`Self::get`], but an unknown id is [`SessionError::NotFound`].
+    pub async fn find(&self, id: &str) -> Result<SessionRecord, SessionError> {
+        self.get(id)
+            .await?
+            .ok_or_else(|| SessionError::NotFound(id.to_string()))
+    }
+
     /// Overlays live counts on records read from the database.
     pub fn with_live_counts(&self, mut record: SessionRecord) -> SessionRecord {
         if let Some(running) = self.running.get(&record.id) {
@@ -513,33 +510,42 @@ impl SessionManager {
         Ok(self.store.delete_session(id).await?)
     }
 
+    /// A session's results, from whichever store keeps them.
+    pub fn results(&self, record: &SessionRecord) -> Result<Arc<dyn SessionResults>, SessionError> {
+        let info = tracker_info(&record.tracker)?;
+        Ok(match record.store {
+            StoreKind::Sqlite => Arc::new(self.store.session_results(record.id.clone(), info)),
+            StoreKind::Memory => self.memory_store(record, info)?,
+        })
+    }
+
     /// The memory store of a MEMORY session, live or restored from its snapshot.
-    pub fn memory_store(
+    fn memory_store(
         &self,
         record: &SessionRecord,
-    ) -> Result<Option<Arc<MemoryStore>>, SessionError> {
-        if record.store != StoreKind::Memory {
-            return Ok(None);
-        }
+        info: &'static TrackerInfo,
+    ) -> Result<Arc<MemoryStore>, SessionError> {
         if let Some(memory) = self.running.get(&record.id).and_then(|r| r.memory.clone()) {
-            return Ok(Some(memory));
+            return Ok(memory);
         }
         if let Some(memory) = self.ended_memory.get(&record.id) {
-            return Ok(Some(memory.clone()));
+            return Ok(memory.clone());
         }
-        let info = tracker_info(&record.tracker)?;
-        let limits = MemoryLimits {
-            max_groups: self.config.memory.max_groups,
-            recent_events: self.config.memory.recent_events,
-        };
         let memory = match &record.memory_snapshot {
-            Some(snapshot) => MemoryStore::restore(info, limits, snapshot)
+            Some(snapshot) => MemoryStore::restore(info, self.memory_limits(), snapshot)
                 .map_err(|e| SessionError::Snapshot(e.to_string()))?,
-            None => MemoryStore::new(info, limits),
+            None => MemoryStore::new(info, self.memory_limits()),
         };
         let memory = Arc::new(memory);
         self.ended_memory.insert(record.id.clone(), memory.clone());
-        Ok(Some(memory))
+        Ok(memory)
+    }
+
+    fn memory_limits(&self) -> MemoryLimits {
+        MemoryLimits {
+            max_groups: self.config.memory.max_groups,
+            recent_events: self.config.memory.recent_events,
+        }
     }
 
     /// Kernel ids of a running session's BPF programs; empty once it has ended.

@@ -50,6 +50,15 @@ pub struct Condition {
     pub value: String,
 }
 
+/// A page of a session's events: those with ids above `after` (in arrival order) that
+/// meet every condition, `first` at most.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EventsQuery {
+    pub first: usize,
+    pub after: Option<i64>,
+    pub conditions: Vec<Condition>,
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct AggregateQuery {
     pub group_by: Vec<String>,

@@ -1,16 +1,22 @@
 //! GraphQL object and input types.
 
+use std::sync::Arc;
+
 use async_graphql::connection::{Connection, Edge, EmptyFields};
 use async_graphql::{Context, InputObject, Json, Object, SimpleObject, ID};
 
-use super::{api, coded, manager, memory_error, page_size, query_error, EVENTS_PAGE};
+use super::{api, coded, manager, page_size, results_error, EVENTS_PAGE};
 use crate::container::{Container, ContainerState, Runtime};
 use crate::handler::Op;
 use crate::model::rfc3339_nanos;
 use crate::model::TrackerInfo;
-use crate::results::query::{AggOp, AggregateQuery, Condition, StoredEvent, TimeseriesQuery};
+use crate::results::query::{
+    AggOp, AggResult, AggregateQuery, Condition, EventsQuery, StoredEvent, TimeBucketResult,
+    TimeseriesQuery,
+};
 use crate::results::sqlite::{AuditEntry, SessionRecord, SessionStatus, StoreKind};
-use crate::session::{tracker_info, StartRequest};
+use crate::results::SessionResults;
+use crate::session::StartRequest;
 
 pub type SessionConnection = Connection<String, SessionObject, EmptyFields, EmptyFields>;
 pub type EventConnection = Connection<String, EventObject, EmptyFields, EmptyFields>;
@@ -243,31 +249,20 @@ impl SessionObject {
         after: Option<String>,
         r#where: Option<Vec<ConditionInput>>,
     ) -> async_graphql::Result<EventConnection> {
-        let first = page_size(first, EVENTS_PAGE)?;
-        let after = after
-            .map(|a| {
-                a.parse::<i64>()
-                    .map_err(|_| coded("BAD_USER_INPUT", format!("`{a}` is not an events cursor")))
-            })
-            .transpose()?;
-        let conditions = conditions(r#where);
-        let manager = manager(ctx);
-        let (events, has_next) = match manager.memory_store(&self.0).map_err(api)? {
-            Some(memory) => memory
-                .events(first, after, &conditions)
-                .map_err(memory_error)?,
-            None => {
-                let info = tracker_info(&self.0.tracker).map_err(api)?;
-                crate::results::query::validate_conditions(info, &conditions)
-                    .map_err(query_error)?;
-                manager
-                    .store()
-                    .events(&self.0.id, first, after, &conditions, info)
-                    .await
-                    .map_err(|e| api(e.into()))?
-            }
+        let query = EventsQuery {
+            first: page_size(first, EVENTS_PAGE)?,
+            after: after
+                .map(|a| {
+                    a.parse::<i64>().map_err(|_| {
+                        coded("BAD_USER_INPUT", format!("`{a}` is not an events cursor"))
+                    })
+                })
+                .transpose()?,
+            conditions: conditions(r#where),
         };
-        let mut connection = EventConnection::new(after.is_some(), has_next);
+        let results = self.results(ctx)?;
+        let (events, has_next) = results.events(&query).await.map_err(results_error)?;
+        let mut connection = EventConnection::new(query.after.is_some(), has_next);
         connection.edges.extend(
             events
                 .into_iter()
@@ -298,25 +293,9 @@ impl SessionObject {
             top,
             conditions: conditions(r#where),
         };
-        let info = tracker_info(&self.0.tracker).map_err(api)?;
-        query.validate(info).map_err(query_error)?;
-        let manager = manager(ctx);
-        let rows = match manager.memory_store(&self.0).map_err(api)? {
-            Some(memory) => memory.aggregate(&query).map_err(memory_error)?,
-            None => manager
-                .store()
-                .aggregate(&self.0.id, info, &query)
-                .await
-                .map_err(|e| api(e.into()))?,
-        };
-        Ok(rows
-            .into_iter()
-            .map(|r| AggRow {
-                keys: r.keys,
-                value: r.value,
-                count: r.count,
-            })
-            .collect())
+        let results = self.results(ctx)?;
+        let rows = results.aggregate(&query).await.map_err(results_error)?;
+        Ok(rows.into_iter().map(AggRow::from).collect())
     }
 
     /// Like aggregate, per time bucket of `bucketSecs`.
@@ -338,26 +317,16 @@ impl SessionObject {
             field,
             conditions: conditions(r#where),
         };
-        let info = tracker_info(&self.0.tracker).map_err(api)?;
-        query.validate(info).map_err(query_error)?;
-        let manager = manager(ctx);
-        let rows = match manager.memory_store(&self.0).map_err(api)? {
-            Some(memory) => memory.timeseries(&query).map_err(memory_error)?,
-            None => manager
-                .store()
-                .timeseries(&self.0.id, info, &query)
-                .await
-                .map_err(|e| api(e.into()))?,
-        };
-        Ok(rows
-            .into_iter()
-            .map(|r| TimeBucket {
-                start: rfc3339_nanos(r.start_ns),
-                keys: r.keys,
-                value: r.value,
-                count: r.count,
-            })
-            .collect())
+        let results = self.results(ctx)?;
+        let rows = results.timeseries(&query).await.map_err(results_error)?;
+        Ok(rows.into_iter().map(TimeBucket::from).collect())
+    }
+}
+
+/// Outside the `#[Object]` block, which would make it a field.
+impl SessionObject {
+    fn results(&self, ctx: &Context<'_>) -> async_graphql::Result<Arc<dyn SessionResults>> {
+        manager(ctx).results(&self.0).map_err(api)
     }
 }
 
@@ -368,6 +337,16 @@ pub struct AggRow {
     pub count: u64,
 }
 
+impl From<AggResult> for AggRow {
+    fn from(r: AggResult) -> Self {
+        Self {
+            keys: r.keys,
+            value: r.value,
+            count: r.count,
+        }
+    }
+}
+
 #[derive(SimpleObject)]
 pub struct TimeBucket {
     /// The bucket's start, RFC 3339.
@@ -375,6 +354,17 @@ pub struct TimeBucket {
     pub keys: Vec<String>,
     pub value: f64,
     pub count: u64,
+}
+
+impl From<TimeBucketResult> for TimeBucket {
+    fn from(r: TimeBucketResult) -> Self {
+        Self {
+            start: rfc3339_nanos(r.start_ns),
+            keys: r.keys,
+            value: r.value,
+            count: r.count,
+        }
+    }
 }
 
 /// One event: the common fields, and every field in `data`.

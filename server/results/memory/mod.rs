@@ -41,8 +41,9 @@ pub use sink::MemorySink;
 use crate::model::{FieldInfo, TrackerInfo, Value};
 use crate::results::query::{
     order_and_truncate, order_buckets, validate_conditions, AggResult, AggregateQuery, Condition,
-    QueryError, StoredEvent, TimeBucketResult, TimeseriesQuery,
+    EventsQuery, QueryError, StoredEvent, TimeBucketResult, TimeseriesQuery,
 };
+use crate::results::{ResultsError, SessionResults};
 use crate::trackers::Event;
 use histogram::MeasureStats;
 use keys::{BaseKey, Interner, KeyRef, Slot};
@@ -264,5 +265,20 @@ impl MemoryStore {
     /// The shard of a key, by the top bits of its hash.
     fn shard(&self, hash: u64) -> &RwLock<HashMap<BaseKey, BaseGroup>> {
         &self.shards[(hash >> (64 - SHARD_BITS)) as usize]
+    }
+}
+
+#[async_trait::async_trait]
+impl SessionResults for MemoryStore {
+    async fn events(&self, q: &EventsQuery) -> Result<(Vec<StoredEvent>, bool), ResultsError> {
+        Ok(MemoryStore::events(self, q.first, q.after, &q.conditions)?)
+    }
+
+    async fn aggregate(&self, q: &AggregateQuery) -> Result<Vec<AggResult>, ResultsError> {
+        Ok(MemoryStore::aggregate(self, q)?)
+    }
+
+    async fn timeseries(&self, q: &TimeseriesQuery) -> Result<Vec<TimeBucketResult>, ResultsError> {
+        Ok(MemoryStore::timeseries(self, q)?)
     }
 }

@@ -2,6 +2,7 @@
 //! the COUNTs it can answer, from `event_counts`).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
@@ -11,13 +12,35 @@ use super::{Store, StoreError};
 use crate::model::TrackerInfo;
 use crate::results::query::{
     catalog_field, order_and_truncate, order_buckets, validate_conditions, AggOp, AggResult,
-    AggregateQuery, Condition, Selection, StoredEvent, TimeBucketResult, TimeseriesQuery,
+    AggregateQuery, Condition, EventsQuery, Selection, StoredEvent, TimeBucketResult,
+    TimeseriesQuery,
 };
+use crate::results::{ResultsError, SessionResults};
 
 /// The fields `event_counts` counts events by, columns of the same names there.
 const COUNTED: [&str; 3] = ["tracker", "kind", "comm"];
 
+/// One SQLITE session's results: its rows in the store.
+pub struct SqliteResults {
+    store: Arc<Store>,
+    session_id: String,
+    info: &'static TrackerInfo,
+}
+
 impl Store {
+    /// The results of session `session_id`, a session of tracker `info`.
+    pub fn session_results(
+        self: &Arc<Self>,
+        session_id: String,
+        info: &'static TrackerInfo,
+    ) -> SqliteResults {
+        SqliteResults {
+            store: Arc::clone(self),
+            session_id,
+            info,
+        }
+    }
+
     /// A session's events in arrival order with ids above `after`, matching every
     /// condition; and whether more follow.
     pub async fn events(
@@ -200,6 +223,27 @@ impl Store {
             .into_iter()
             .map(|(key, row)| (key.bucket, row))
             .collect())
+    }
+}
+
+#[async_trait::async_trait]
+impl SessionResults for SqliteResults {
+    async fn events(&self, q: &EventsQuery) -> Result<(Vec<StoredEvent>, bool), ResultsError> {
+        Ok(self
+            .store
+            .events(&self.session_id, q.first, q.after, &q.conditions, self.info)
+            .await?)
+    }
+
+    async fn aggregate(&self, q: &AggregateQuery) -> Result<Vec<AggResult>, ResultsError> {
+        Ok(self.store.aggregate(&self.session_id, self.info, q).await?)
+    }
+
+    async fn timeseries(&self, q: &TimeseriesQuery) -> Result<Vec<TimeBucketResult>, ResultsError> {
+        Ok(self
+            .store
+            .timeseries(&self.session_id, self.info, q)
+            .await?)
     }
 }
 
