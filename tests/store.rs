@@ -7,31 +7,22 @@ mod common;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use common::queries::{cond, info, query, row, SEC, T0};
 use common::synthetic::{exec, exit};
 use common::TempDir;
 use eunomia::handler::{Handler, Op};
 use eunomia::metrics::{stage, Metrics};
 use eunomia::model::rfc3339_nanos;
-use eunomia::model::TrackerInfo;
 use eunomia::results::query::{
-    apply_op, AggOp, AggResult, AggregateQuery, Condition, QueryError, StoredEvent,
-    TimeBucketResult, TimeseriesQuery,
+    apply_op, AggOp, Condition, QueryError, StoredEvent, TimeBucketResult, TimeseriesQuery,
 };
 use eunomia::results::sqlite::{
     AuditEntry, RetentionPolicy, RetentionReport, SessionRecord, SessionStatus, Store, StoreError,
     StoreKind, StoreOptions,
 };
-use eunomia::trackers::find_tracker;
 use eunomia::trackers::Event;
 
-/// A whole second, 2026-11-28T09:20:00Z.
-const T0: u64 = 1_795_857_600_000_000_000;
-const SEC: u64 = 1_000_000_000;
 const MS: u64 = 1_000_000;
-
-fn info() -> &'static TrackerInfo {
-    find_tracker("process").unwrap().info()
-}
 
 /// A fresh directory for one test's database, removed when the test ends.
 async fn open(dir: &TempDir) -> Store {
@@ -105,32 +96,6 @@ async fn workload_store(test: &str) -> (TempDir, Store) {
     )
     .await;
     (dir, store)
-}
-
-fn cond(field: &str, op: Op, value: &str) -> Condition {
-    Condition {
-        field: field.to_string(),
-        op,
-        value: value.to_string(),
-    }
-}
-
-fn query(group_by: &[&str], op: AggOp, field: Option<&str>) -> AggregateQuery {
-    AggregateQuery {
-        group_by: group_by.iter().map(|g| g.to_string()).collect(),
-        op,
-        field: field.map(str::to_string),
-        top: None,
-        conditions: Vec::new(),
-    }
-}
-
-fn row(keys: &[&str], value: f64, count: u64) -> AggResult {
-    AggResult {
-        keys: keys.iter().map(|k| k.to_string()).collect(),
-        value,
-        count,
-    }
 }
 
 fn bucket(start_ns: u64, keys: &[&str], value: f64, count: u64) -> TimeBucketResult {
