@@ -15,7 +15,7 @@ use crate::container::{ContainerManager, Enrich, ResolveError};
 use crate::engine::{Counters, Stats, TrackerConfig, TrackerError, TrackerHandle};
 use crate::handler::{FanOut, Flow, Handler};
 use crate::metrics::{stage, Metrics};
-use crate::model::TrackerInfo;
+use crate::model::{SessionId, TrackerInfo};
 use crate::results::memory::{MemoryLimits, MemoryStore};
 use crate::results::query::StoredEvent;
 use crate::results::sqlite::{SessionRecord, SessionStatus, Store, StoreError, StoreKind};
@@ -42,9 +42,9 @@ pub enum SessionError {
     #[error(transparent)]
     Container(#[from] ResolveError),
     #[error("no session with id `{0}`")]
-    NotFound(String),
+    NotFound(SessionId),
     #[error("session `{0}` is still running; stop it first")]
-    StillRunning(String),
+    StillRunning(SessionId),
     #[error("{running} sessions are running, the configured maximum")]
     TooManySessions { running: usize },
     #[error("the tracker could not start: {0}")]
@@ -93,9 +93,9 @@ pub struct SessionManager {
     metrics: Metrics,
     config: Arc<Config>,
     containers: Arc<ContainerManager>,
-    running: DashMap<String, Arc<Running>>,
+    running: DashMap<SessionId, Arc<Running>>,
     /// Memory stores of ended sessions, restored from their snapshot on first use.
-    ended_memory: DashMap<String, Arc<MemoryStore>>,
+    ended_memory: DashMap<SessionId, Arc<MemoryStore>>,
     updates: broadcast::Sender<SessionRecord>,
     started: Instant,
 }
@@ -287,7 +287,7 @@ impl SessionManager {
             "containerId": container_id,
         });
         let mut record = SessionRecord {
-            id: uuid::Uuid::new_v4().simple().to_string(),
+            id: SessionId::from(uuid::Uuid::new_v4().simple().to_string()),
             tracker: info.name.to_string(),
             label: req.label.clone(),
             status: SessionStatus::Running,
@@ -375,7 +375,7 @@ impl SessionManager {
     }
 
     /// Ends the session at its deadline or when asked, publishing counts meanwhile.
-    fn spawn_watch(self: &Arc<Self>, id: String, running: Arc<Running>, window: Duration) {
+    fn spawn_watch(self: &Arc<Self>, id: SessionId, running: Arc<Running>, window: Duration) {
         let manager = self.clone();
         tokio::spawn(async move {
             let deadline = tokio::time::Instant::now() + window;
@@ -407,7 +407,7 @@ impl SessionManager {
     }
 
     /// Asks a running session to stop and waits until it has ended.
-    pub async fn stop(&self, id: &str) -> Result<SessionRecord, SessionError> {
+    pub async fn stop(&self, id: &SessionId) -> Result<SessionRecord, SessionError> {
         if self.running.contains_key(id) {
             self.finish(id, SessionStatus::Stopped).await
         } else {
@@ -416,7 +416,11 @@ impl SessionManager {
     }
 
     /// Ends a session once: detach, drain, final counts, persisted, published.
-    async fn finish(&self, id: &str, status: SessionStatus) -> Result<SessionRecord, SessionError> {
+    async fn finish(
+        &self,
+        id: &SessionId,
+        status: SessionStatus,
+    ) -> Result<SessionRecord, SessionError> {
         let Some((_, running)) = self.running.remove(id) else {
             // Someone else ended it first; theirs is the final word.
             return self.find(id).await;
@@ -471,7 +475,7 @@ impl SessionManager {
 
     /// Ends every running session (server shutdown): they are INTERRUPTED, with final counts.
     pub async fn shutdown(&self) {
-        let ids: Vec<String> = self.running.iter().map(|r| r.key().clone()).collect();
+        let ids: Vec<SessionId> = self.running.iter().map(|r| r.key().clone()).collect();
         for id in ids {
             if let Err(err) = self.finish(&id, SessionStatus::Interrupted).await {
                 tracing::error!(session = %id, "ending the session at shutdown failed: {err}");
@@ -480,7 +484,7 @@ impl SessionManager {
     }
 
     /// The session as stored, with live counts while it runs.
-    pub async fn get(&self, id: &str) -> Result<Option<SessionRecord>, SessionError> {
+    pub async fn get(&self, id: &SessionId) -> Result<Option<SessionRecord>, SessionError> {
         if let Some(running) = self.running.get(id).map(|r| r.clone()) {
             return Ok(Some(self.live_record(&running)));
         }
@@ -488,10 +492,10 @@ impl SessionManager {
     }
 
     /// Like [`Self::get`], but an unknown id is [`SessionError::NotFound`].
-    pub async fn find(&self, id: &str) -> Result<SessionRecord, SessionError> {
+    pub async fn find(&self, id: &SessionId) -> Result<SessionRecord, SessionError> {
         self.get(id)
             .await?
-            .ok_or_else(|| SessionError::NotFound(id.to_string()))
+            .ok_or_else(|| SessionError::NotFound(id.clone()))
     }
 
     /// Overlays live counts on records read from the database.
@@ -502,9 +506,9 @@ impl SessionManager {
         record
     }
 
-    pub async fn delete(&self, id: &str) -> Result<bool, SessionError> {
+    pub async fn delete(&self, id: &SessionId) -> Result<bool, SessionError> {
         if self.running.contains_key(id) {
-            return Err(SessionError::StillRunning(id.to_string()));
+            return Err(SessionError::StillRunning(id.clone()));
         }
         self.ended_memory.remove(id);
         Ok(self.store.delete_session(id).await?)
@@ -549,7 +553,7 @@ impl SessionManager {
     }
 
     /// Kernel ids of a running session's BPF programs; empty once it has ended.
-    pub fn program_ids(&self, id: &str) -> Vec<u32> {
+    pub fn program_ids(&self, id: &SessionId) -> Vec<u32> {
         self.running
             .get(id)
             .and_then(|r| r.tracker.lock().as_ref().map(|h| h.prog_ids().to_vec()))
@@ -557,12 +561,15 @@ impl SessionManager {
     }
 
     /// Live events of a running session; `None` when it is not running.
-    pub fn subscribe_events(&self, id: &str) -> Option<broadcast::Receiver<Arc<StoredEvent>>> {
+    pub fn subscribe_events(
+        &self,
+        id: &SessionId,
+    ) -> Option<broadcast::Receiver<Arc<StoredEvent>>> {
         self.running.get(id).map(|r| r.live.subscribe())
     }
 
     /// How many `sessionEvents` subscriptions watch a running session (0 once it ended).
-    pub fn event_subscribers(&self, id: &str) -> usize {
+    pub fn event_subscribers(&self, id: &SessionId) -> usize {
         self.running.get(id).map_or(0, |r| r.live.receiver_count())
     }
 

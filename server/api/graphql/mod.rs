@@ -19,6 +19,7 @@ pub use types::*;
 
 use crate::config::Role;
 use crate::container::ResolveError;
+use crate::model::SessionId;
 use crate::results::sqlite::{AuditEntry, SessionRecord, SessionStatus};
 use crate::results::ResultsError;
 use crate::session::{SessionError, SessionManager};
@@ -169,7 +170,10 @@ impl QueryRoot {
 
     /// One session; an unknown id is a NOT_FOUND error.
     async fn session(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<SessionObject> {
-        let record = manager(ctx).find(&id).await.map_err(api)?;
+        let record = manager(ctx)
+            .find(&SessionId::from(id.0))
+            .await
+            .map_err(api)?;
         Ok(SessionObject(record))
     }
 
@@ -270,7 +274,7 @@ async fn audited<T>(
     ctx: &Context<'_>,
     action: &str,
     args: serde_json::Value,
-    session: impl FnOnce(Option<&T>) -> Option<String>,
+    session: impl FnOnce(Option<&T>) -> Option<SessionId>,
     run: impl std::future::Future<Output = async_graphql::Result<T>>,
 ) -> async_graphql::Result<T> {
     let caller = caller(ctx)?.clone();
@@ -320,11 +324,12 @@ impl MutationRoot {
         ctx: &Context<'_>,
         id: ID,
     ) -> async_graphql::Result<SessionObject> {
+        let id = SessionId::from(id.0);
         audited(
             ctx,
             "stopSession",
             serde_json::json!({ "id": id.as_str() }),
-            |_| Some(id.to_string()),
+            |_| Some(id.clone()),
             async { Ok(SessionObject(manager(ctx).stop(&id).await.map_err(api)?)) },
         )
         .await
@@ -332,11 +337,12 @@ impl MutationRoot {
 
     /// Deletes an ended session and its results; false when there was no such session.
     async fn delete_session(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<bool> {
+        let id = SessionId::from(id.0);
         audited(
             ctx,
             "deleteSession",
             serde_json::json!({ "id": id.as_str() }),
-            |_| Some(id.to_string()),
+            |_| Some(id.clone()),
             async { manager(ctx).delete(&id).await.map_err(api) },
         )
         .await
@@ -350,11 +356,11 @@ pub struct SubscriptionRoot;
 /// session must exist.
 async fn subscribed_session(
     ctx: &Context<'_>,
-    id: &str,
+    id: ID,
 ) -> async_graphql::Result<(Arc<SessionManager>, SessionRecord)> {
     caller(ctx)?;
     let manager = manager(ctx).clone();
-    let record = manager.find(id).await.map_err(api)?;
+    let record = manager.find(&SessionId::from(id.0)).await.map_err(api)?;
     Ok((manager, record))
 }
 
@@ -366,7 +372,7 @@ impl SubscriptionRoot {
         ctx: &Context<'_>,
         id: ID,
     ) -> async_graphql::Result<impl Stream<Item = EventObject>> {
-        let (manager, record) = subscribed_session(ctx, &id).await?;
+        let (manager, record) = subscribed_session(ctx, id).await?;
         let receiver = manager.subscribe_events(&record.id).ok_or_else(|| {
             coded(
                 "SESSION_ENDED",
@@ -394,7 +400,7 @@ impl SubscriptionRoot {
     ) -> async_graphql::Result<impl Stream<Item = SessionObject>> {
         // Subscribed before the session is read, so that no update falls in between.
         let receiver = manager(ctx).subscribe_updates();
-        let (_, current) = subscribed_session(ctx, &id).await?;
+        let (_, current) = subscribed_session(ctx, id).await?;
         let ended = current.status != SessionStatus::Running;
         let id = current.id.clone();
         let updates = BroadcastStream::new(receiver).filter_map(move |item| {

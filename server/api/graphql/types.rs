@@ -9,7 +9,7 @@ use super::{api, coded, manager, page_size, results_error, EVENTS_PAGE};
 use crate::container::{Container, ContainerState, Runtime};
 use crate::handler::Op;
 use crate::model::rfc3339_nanos;
-use crate::model::TrackerInfo;
+use crate::model::{SessionId, TrackerInfo};
 use crate::results::query::{
     AggOp, AggResult, AggregateQuery, Condition, EventsQuery, StoredEvent, TimeBucketResult,
     TimeseriesQuery,
@@ -165,7 +165,7 @@ pub struct SessionObject(pub SessionRecord);
 #[Object(name = "Session")]
 impl SessionObject {
     async fn id(&self) -> ID {
-        ID(self.0.id.clone())
+        ID(self.0.id.to_string())
     }
 
     async fn tracker(&self) -> &str {
@@ -549,6 +549,6 @@ impl AuditRow {
 
     /// The session the mutation created or acted on.
     async fn session_id(&self) -> Option<&str> {
-        self.0.session_id.as_deref()
+        self.0.session_id.as_ref().map(SessionId::as_str)
     }
 }

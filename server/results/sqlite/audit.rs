@@ -5,6 +5,7 @@ use sqlx::Row;
 
 use super::sql::{json_column, limit_plus_one, page};
 use super::{Store, StoreError};
+use crate::model::SessionId;
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct AuditEntry {
@@ -19,7 +20,7 @@ pub struct AuditEntry {
     pub outcome: String,
     pub error: Option<String>,
     /// The session the mutation created or acted on, when there is one.
-    pub session_id: Option<String>,
+    pub session_id: Option<SessionId>,
 }
 
 impl Store {

@@ -35,6 +35,7 @@ pub use sessions::{SessionRecord, SessionStatus, StoreKind};
 pub use writer::SqliteSink;
 
 use crate::metrics::{stage, Metrics};
+use crate::model::SessionId;
 use crate::results::query::QueryError;
 use writer::Writer;
 
@@ -50,7 +51,7 @@ pub enum StoreError {
     #[error("`{0}` is not a valid cursor")]
     BadCursor(String),
     #[error("no session `{0}`")]
-    UnknownSession(String),
+    UnknownSession(SessionId),
     #[error("corrupt row in the database: {0}")]
     Corrupt(String),
     #[error("the database writer has stopped")]
@@ -131,7 +132,7 @@ impl Store {
     /// to `lost` and to the `sqlite` loss metric of `tracker`.
     pub fn event_sink(
         &self,
-        session_id: &str,
+        session_id: &SessionId,
         tracker: &'static str,
         lost: Arc<AtomicU64>,
     ) -> SqliteSink {

@@ -9,7 +9,7 @@ use sqlx::Row;
 
 use super::sql::{expr, json_column, limit_plus_one, page, Grouping, Statement};
 use super::{Store, StoreError};
-use crate::model::TrackerInfo;
+use crate::model::{SessionId, TrackerInfo};
 use crate::results::query::{
     catalog_field, order_and_truncate, order_buckets, validate_conditions, AggOp, AggResult,
     AggregateQuery, Condition, EventsQuery, Selection, StoredEvent, TimeBucketResult,
@@ -23,7 +23,7 @@ const COUNTED: [&str; 3] = ["tracker", "kind", "comm"];
 /// One SQLITE session's results: its rows in the store.
 pub struct SqliteResults {
     store: Arc<Store>,
-    session_id: String,
+    session_id: SessionId,
     info: &'static TrackerInfo,
 }
 
@@ -31,7 +31,7 @@ impl Store {
     /// The results of session `session_id`, a session of tracker `info`.
     pub fn session_results(
         self: &Arc<Self>,
-        session_id: String,
+        session_id: SessionId,
         info: &'static TrackerInfo,
     ) -> SqliteResults {
         SqliteResults {
@@ -45,7 +45,7 @@ impl Store {
     /// condition; and whether more follow.
     pub async fn events(
         &self,
-        session_id: &str,
+        session_id: &SessionId,
         first: usize,
         after: Option<i64>,
         conditions: &[Condition],
@@ -56,7 +56,7 @@ impl Store {
             "SELECT id, ts, tracker, kind, pid, ppid, comm, cgroup_id, data FROM events \
              WHERE session_id = ",
         );
-        sql.bind(session_id.to_string())?;
+        sql.bind(session_id.clone())?;
         sql.push(" AND id > ");
         sql.bind(after.unwrap_or(0))?;
         sql.conditions(info, conditions)?;
@@ -70,7 +70,7 @@ impl Store {
 
     pub async fn aggregate(
         &self,
-        session_id: &str,
+        session_id: &SessionId,
         info: &TrackerInfo,
         q: &AggregateQuery,
     ) -> Result<Vec<AggResult>, StoreError> {
@@ -83,7 +83,7 @@ impl Store {
 
     pub async fn timeseries(
         &self,
-        session_id: &str,
+        session_id: &SessionId,
         info: &TrackerInfo,
         q: &TimeseriesQuery,
     ) -> Result<Vec<TimeBucketResult>, StoreError> {
@@ -112,7 +112,7 @@ impl Store {
     /// their groups agree.
     async fn grouped(
         &self,
-        session_id: &str,
+        session_id: &SessionId,
         info: &TrackerInfo,
         bucket_ns: Option<i64>,
         selection: Selection<'_>,
@@ -153,7 +153,7 @@ impl Store {
         sql.push(&format!(
             "{count}, {value} FROM {table} WHERE session_id = "
         ));
-        sql.bind(session_id.to_string())?;
+        sql.bind(session_id.clone())?;
         sql.conditions(info, conditions)?;
         if !dims.is_empty() {
             sql.push(&format!(" GROUP BY {}", dims.join(", ")));
@@ -205,7 +205,7 @@ impl Store {
                  COUNT(*) OVER ({partition}) AS n FROM events WHERE session_id = ",
                 f = expr(f),
             ));
-            sql.bind(session_id.to_string())?;
+            sql.bind(session_id.clone())?;
             sql.push(&format!(" AND {} IS NOT NULL", expr(f)));
             sql.conditions(info, conditions)?;
             sql.push(")) WHERE rn = MAX(1, MIN(n, CAST(x AS INTEGER) + (x > CAST(x AS INTEGER))))");

@@ -1,6 +1,7 @@
 //! Retention: ended sessions deleted by age, then oldest first down to an event cap.
 
 use super::{Store, StoreError};
+use crate::model::SessionId;
 
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct RetentionPolicy {
@@ -27,7 +28,7 @@ impl Store {
         let mut report = RetentionReport::default();
         if let Some(age) = policy.max_age_secs {
             let cutoff = now_ns.saturating_sub(age.saturating_mul(1_000_000_000)) as i64;
-            let old: Vec<String> = sqlx::query_scalar(
+            let old: Vec<SessionId> = sqlx::query_scalar(
                 "SELECT id FROM sessions WHERE status != 'RUNNING' AND ended_at < ? \
                  ORDER BY started_at, id",
             )
@@ -42,7 +43,7 @@ impl Store {
             let mut total = self.event_total().await?;
             if total > cap {
                 // Sessions without events would free nothing, so they stay.
-                let oldest: Vec<String> = sqlx::query_scalar(
+                let oldest: Vec<SessionId> = sqlx::query_scalar(
                     "SELECT id FROM sessions WHERE status != 'RUNNING' \
                      AND EXISTS (SELECT 1 FROM event_counts WHERE session_id = sessions.id) \
                      ORDER BY started_at, id",
@@ -71,7 +72,7 @@ impl Store {
     /// Deletes one session for retention, adding to the report; returns its event count.
     async fn delete_for_retention(
         &self,
-        id: &str,
+        id: &SessionId,
         report: &mut RetentionReport,
     ) -> Result<u64, StoreError> {
         let events = self.delete_with_events(id).await?;

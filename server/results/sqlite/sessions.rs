@@ -2,11 +2,36 @@
 
 use std::str::FromStr;
 
-use sqlx::sqlite::{SqliteArguments, SqliteRow};
-use sqlx::Row;
+use sqlx::encode::IsNull;
+use sqlx::error::BoxDynError;
+use sqlx::sqlite::{
+    SqliteArgumentValue, SqliteArguments, SqliteRow, SqliteTypeInfo, SqliteValueRef,
+};
+use sqlx::{Decode, Encode, Row, Sqlite, Type};
 
 use super::sql::{json_column, limit_plus_one, page};
 use super::{Store, StoreError};
+use crate::model::SessionId;
+
+// Session ids are stored as TEXT. Here rather than beside the type: the model knows no
+// database.
+impl Type<Sqlite> for SessionId {
+    fn type_info() -> SqliteTypeInfo {
+        <String as Type<Sqlite>>::type_info()
+    }
+}
+
+impl<'q> Encode<'q, Sqlite> for SessionId {
+    fn encode_by_ref(&self, buf: &mut Vec<SqliteArgumentValue<'q>>) -> Result<IsNull, BoxDynError> {
+        Encode::<Sqlite>::encode(self.as_str().to_string(), buf)
+    }
+}
+
+impl<'r> Decode<'r, Sqlite> for SessionId {
+    fn decode(value: SqliteValueRef<'r>) -> Result<Self, BoxDynError> {
+        Ok(Self::from(<String as Decode<Sqlite>>::decode(value)?))
+    }
+}
 
 #[derive(
     Clone, Copy, Debug, PartialEq, Eq, async_graphql::Enum, serde::Serialize, serde::Deserialize,
@@ -66,7 +91,7 @@ stored_as_text!(StoreKind {
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct SessionRecord {
-    pub id: String,
+    pub id: SessionId,
     pub tracker: String,
     pub label: Option<String>,
     pub status: SessionStatus,
@@ -113,7 +138,7 @@ impl Store {
         Ok(())
     }
 
-    pub async fn get_session(&self, id: &str) -> Result<Option<SessionRecord>, StoreError> {
+    pub async fn get_session(&self, id: &SessionId) -> Result<Option<SessionRecord>, StoreError> {
         let row = sqlx::query("SELECT * FROM sessions WHERE id = ?")
             .bind(id)
             .fetch_optional(&self.pool)
@@ -137,7 +162,7 @@ impl Store {
         )
         .bind(status.map(SessionStatus::as_str))
         .bind(after.as_ref().map(|(started, _)| *started))
-        .bind(after.as_ref().map(|(_, id)| id.as_str()))
+        .bind(after.as_ref().map(|(_, id)| id))
         .bind(limit_plus_one(first))
         .fetch_all(&self.pool)
         .await?;
@@ -148,13 +173,16 @@ impl Store {
     }
 
     /// Deletes a session and its events; false when there was no such session.
-    pub async fn delete_session(&self, id: &str) -> Result<bool, StoreError> {
+    pub async fn delete_session(&self, id: &SessionId) -> Result<bool, StoreError> {
         Ok(self.delete_with_events(id).await?.is_some())
     }
 
     /// Deletes a session and its events in one transaction; how many events it had, or
     /// `None` when there was no such session.
-    pub(super) async fn delete_with_events(&self, id: &str) -> Result<Option<u64>, StoreError> {
+    pub(super) async fn delete_with_events(
+        &self,
+        id: &SessionId,
+    ) -> Result<Option<u64>, StoreError> {
         let mut tx = self.pool.begin().await?;
         let events = sqlx::query("DELETE FROM events WHERE session_id = ?")
             .bind(id)
@@ -191,10 +219,10 @@ fn session_cursor(s: &SessionRecord) -> String {
     format!("{}:{}", s.started_at_ns, s.id)
 }
 
-fn parse_session_cursor(cursor: &str) -> Result<(i64, String), StoreError> {
+fn parse_session_cursor(cursor: &str) -> Result<(i64, SessionId), StoreError> {
     cursor
         .split_once(':')
-        .and_then(|(started, id)| Some((started.parse().ok()?, id.to_string())))
+        .and_then(|(started, id)| Some((started.parse().ok()?, SessionId::from(id))))
         .ok_or_else(|| StoreError::BadCursor(cursor.to_string()))
 }
 

@@ -12,7 +12,7 @@ use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use super::{StoreError, StoreOptions};
 use crate::handler::{push_json_record, Flow, Handler};
-use crate::model::Comm;
+use crate::model::{Comm, SessionId};
 use crate::trackers::Event;
 
 /// Rows a sink hands over at once: amortises the queue without holding events back long
@@ -39,6 +39,7 @@ struct EventRow {
 
 /// Rows of one session as a sink hands them over, with whom to tell if they are lost.
 struct Chunk {
+    /// Plain text, shared by every chunk of the sink: each row binds it without a copy.
     session_id: Arc<str>,
     rows: Vec<EventRow>,
     /// Every row's JSON back to back: one allocation per chunk instead of one per event.
@@ -125,13 +126,13 @@ impl Writer {
     /// `lost` and `lost_metric`.
     pub(super) fn sink(
         &self,
-        session_id: &str,
+        session_id: &SessionId,
         lost: Arc<AtomicU64>,
         lost_metric: prometheus::IntCounter,
     ) -> SqliteSink {
         SqliteSink {
             queue: self.queue.clone(),
-            session_id: Arc::from(session_id),
+            session_id: Arc::from(session_id.as_str()),
             chunk_size: self.chunk_size,
             rows: Vec::with_capacity(self.chunk_size),
             data: String::new(),
