@@ -299,6 +299,17 @@ async fn audited<T>(
     result
 }
 
+/// Runs a mutation on the session `id` names, audited with that id as its arguments.
+async fn audited_on_session<T>(
+    ctx: &Context<'_>,
+    action: &str,
+    id: &SessionId,
+    run: impl std::future::Future<Output = async_graphql::Result<T>>,
+) -> async_graphql::Result<T> {
+    let args = serde_json::json!({ "id": id.as_str() });
+    audited(ctx, action, args, |_| Some(id.clone()), run).await
+}
+
 #[Object]
 impl MutationRoot {
     /// Injects a tracker for `durationSecs`; returns at once with status RUNNING.
@@ -325,27 +336,15 @@ impl MutationRoot {
         id: ID,
     ) -> async_graphql::Result<SessionObject> {
         let id = SessionId::from(id.0);
-        audited(
-            ctx,
-            "stopSession",
-            serde_json::json!({ "id": id.as_str() }),
-            |_| Some(id.clone()),
-            async { Ok(SessionObject(manager(ctx).stop(&id).await.map_err(api)?)) },
-        )
-        .await
+        let stop = async { Ok(SessionObject(manager(ctx).stop(&id).await.map_err(api)?)) };
+        audited_on_session(ctx, "stopSession", &id, stop).await
     }
 
     /// Deletes an ended session and its results; false when there was no such session.
     async fn delete_session(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<bool> {
         let id = SessionId::from(id.0);
-        audited(
-            ctx,
-            "deleteSession",
-            serde_json::json!({ "id": id.as_str() }),
-            |_| Some(id.clone()),
-            async { manager(ctx).delete(&id).await.map_err(api) },
-        )
-        .await
+        let delete = async { manager(ctx).delete(&id).await.map_err(api) };
+        audited_on_session(ctx, "deleteSession", &id, delete).await
     }
 }
 
