@@ -15,10 +15,11 @@ use crate::container::{ContainerManager, Enrich, ResolveError};
 use crate::engine::{Counters, Stats, TrackerConfig, TrackerError, TrackerHandle};
 use crate::handler::{FanOut, Flow, Handler};
 use crate::metrics::{stage, Metrics};
-use crate::model::TrackerInfo;
+use crate::model::{SessionId, TrackerInfo};
 use crate::results::memory::{MemoryLimits, MemoryStore};
 use crate::results::query::StoredEvent;
 use crate::results::sqlite::{SessionRecord, SessionStatus, Store, StoreError, StoreKind};
+use crate::results::SessionResults;
 use crate::trackers::{find_tracker, AnyTracker, Event};
 
 /// Live events a slow subscriber may fall behind by before it loses some (counted).
@@ -41,9 +42,9 @@ pub enum SessionError {
     #[error(transparent)]
     Container(#[from] ResolveError),
     #[error("no session with id `{0}`")]
-    NotFound(String),
+    NotFound(SessionId),
     #[error("session `{0}` is still running; stop it first")]
-    StillRunning(String),
+    StillRunning(SessionId),
     #[error("{running} sessions are running, the configured maximum")]
     TooManySessions { running: usize },
     #[error("the tracker could not start: {0}")]
@@ -87,13 +88,14 @@ struct Running {
 }
 
 pub struct SessionManager {
-    store: Store,
+    /// Shared with the results of its SQLITE sessions.
+    store: Arc<Store>,
     metrics: Metrics,
     config: Arc<Config>,
     containers: Arc<ContainerManager>,
-    running: DashMap<String, Arc<Running>>,
+    running: DashMap<SessionId, Arc<Running>>,
     /// Memory stores of ended sessions, restored from their snapshot on first use.
-    ended_memory: DashMap<String, Arc<MemoryStore>>,
+    ended_memory: DashMap<SessionId, Arc<MemoryStore>>,
     updates: broadcast::Sender<SessionRecord>,
     started: Instant,
 }
@@ -165,7 +167,7 @@ impl SessionManager {
         }
         let (updates, _) = broadcast::channel(256);
         Ok(Arc::new(Self {
-            store,
+            store: Arc::new(store),
             metrics,
             config,
             containers,
@@ -283,7 +285,7 @@ impl SessionManager {
             "containerId": container_id,
         });
         let mut record = SessionRecord {
-            id: uuid::Uuid::new_v4().simple().to_string(),
+            id: SessionId::from(uuid::Uuid::new_v4().simple().to_string()),
             tracker: info.name.to_string(),
             label: req.label.clone(),
             status: SessionStatus::Running,
@@ -302,13 +304,8 @@ impl SessionManager {
 
         let counters = Arc::new(Counters::default());
         let (live, _) = broadcast::channel(LIVE_CAPACITY);
-        let memory = (req.store == StoreKind::Memory).then(|| {
-            let limits = MemoryLimits {
-                max_groups: self.config.memory.max_groups,
-                recent_events: self.config.memory.recent_events,
-            };
-            Arc::new(MemoryStore::new(info, limits))
-        });
+        let memory = (req.store == StoreKind::Memory)
+            .then(|| Arc::new(MemoryStore::new(info, self.memory_limits())));
         let sink: Box<dyn Handler<Event>> = match &memory {
             Some(memory) => {
                 Box::new(memory.sink(counters.lost_channel.clone(), self.metrics.clone()))
@@ -376,7 +373,7 @@ impl SessionManager {
     }
 
     /// Ends the session at its deadline or when asked, publishing counts meanwhile.
-    fn spawn_watch(self: &Arc<Self>, id: String, running: Arc<Running>, window: Duration) {
+    fn spawn_watch(self: &Arc<Self>, id: SessionId, running: Arc<Running>, window: Duration) {
         let manager = self.clone();
         tokio::spawn(async move {
             let deadline = tokio::time::Instant::now() + window;
@@ -408,26 +405,23 @@ impl SessionManager {
     }
 
     /// Asks a running session to stop and waits until it has ended.
-    pub async fn stop(&self, id: &str) -> Result<SessionRecord, SessionError> {
-        match self.running.get(id).map(|r| r.clone()) {
-            Some(_) => self.finish(id, SessionStatus::Stopped).await,
-            None => self
-                .store
-                .get_session(id)
-                .await?
-                .ok_or_else(|| SessionError::NotFound(id.to_string())),
+    pub async fn stop(&self, id: &SessionId) -> Result<SessionRecord, SessionError> {
+        if self.running.contains_key(id) {
+            self.finish(id, SessionStatus::Stopped).await
+        } else {
+            self.find(id).await
         }
     }
 
     /// Ends a session once: detach, drain, final counts, persisted, published.
-    async fn finish(&self, id: &str, status: SessionStatus) -> Result<SessionRecord, SessionError> {
+    async fn finish(
+        &self,
+        id: &SessionId,
+        status: SessionStatus,
+    ) -> Result<SessionRecord, SessionError> {
         let Some((_, running)) = self.running.remove(id) else {
             // Someone else ended it first; theirs is the final word.
-            return self
-                .store
-                .get_session(id)
-                .await?
-                .ok_or_else(|| SessionError::NotFound(id.to_string()));
+            return self.find(id).await;
         };
         running.stop.notify_one();
         let handle = running.tracker.lock().take();
@@ -479,7 +473,7 @@ impl SessionManager {
 
     /// Ends every running session (server shutdown): they are INTERRUPTED, with final counts.
     pub async fn shutdown(&self) {
-        let ids: Vec<String> = self.running.iter().map(|r| r.key().clone()).collect();
+        let ids: Vec<SessionId> = self.running.iter().map(|r| r.key().clone()).collect();
         for id in ids {
             if let Err(err) = self.finish(&id, SessionStatus::Interrupted).await {
                 tracing::error!(session = %id, "ending the session at shutdown failed: {err}");
@@ -488,11 +482,18 @@ impl SessionManager {
     }
 
     /// The session as stored, with live counts while it runs.
-    pub async fn get(&self, id: &str) -> Result<Option<SessionRecord>, SessionError> {
+    pub async fn get(&self, id: &SessionId) -> Result<Option<SessionRecord>, SessionError> {
         if let Some(running) = self.running.get(id).map(|r| r.clone()) {
             return Ok(Some(self.live_record(&running)));
         }
         Ok(self.store.get_session(id).await?)
+    }
+
+    /// Like [`Self::get`], but an unknown id is [`SessionError::NotFound`].
+    pub async fn find(&self, id: &SessionId) -> Result<SessionRecord, SessionError> {
+        self.get(id)
+            .await?
+            .ok_or_else(|| SessionError::NotFound(id.clone()))
     }
 
     /// Overlays live counts on records read from the database.
@@ -503,45 +504,54 @@ impl SessionManager {
         record
     }
 
-    pub async fn delete(&self, id: &str) -> Result<bool, SessionError> {
+    pub async fn delete(&self, id: &SessionId) -> Result<bool, SessionError> {
         if self.running.contains_key(id) {
-            return Err(SessionError::StillRunning(id.to_string()));
+            return Err(SessionError::StillRunning(id.clone()));
         }
         self.ended_memory.remove(id);
         Ok(self.store.delete_session(id).await?)
     }
 
+    /// A session's results, from whichever store keeps them.
+    pub fn results(&self, record: &SessionRecord) -> Result<Arc<dyn SessionResults>, SessionError> {
+        let info = tracker_info(&record.tracker)?;
+        Ok(match record.store {
+            StoreKind::Sqlite => Arc::new(self.store.session_results(record.id.clone(), info)),
+            StoreKind::Memory => self.memory_store(record, info)?,
+        })
+    }
+
     /// The memory store of a MEMORY session, live or restored from its snapshot.
-    pub fn memory_store(
+    fn memory_store(
         &self,
         record: &SessionRecord,
-    ) -> Result<Option<Arc<MemoryStore>>, SessionError> {
-        if record.store != StoreKind::Memory {
-            return Ok(None);
-        }
+        info: &'static TrackerInfo,
+    ) -> Result<Arc<MemoryStore>, SessionError> {
         if let Some(memory) = self.running.get(&record.id).and_then(|r| r.memory.clone()) {
-            return Ok(Some(memory));
+            return Ok(memory);
         }
         if let Some(memory) = self.ended_memory.get(&record.id) {
-            return Ok(Some(memory.clone()));
+            return Ok(memory.clone());
         }
-        let info = tracker_info(&record.tracker)?;
-        let limits = MemoryLimits {
-            max_groups: self.config.memory.max_groups,
-            recent_events: self.config.memory.recent_events,
-        };
         let memory = match &record.memory_snapshot {
-            Some(snapshot) => MemoryStore::restore(info, limits, snapshot)
+            Some(snapshot) => MemoryStore::restore(info, self.memory_limits(), snapshot)
                 .map_err(|e| SessionError::Snapshot(e.to_string()))?,
-            None => MemoryStore::new(info, limits),
+            None => MemoryStore::new(info, self.memory_limits()),
         };
         let memory = Arc::new(memory);
         self.ended_memory.insert(record.id.clone(), memory.clone());
-        Ok(Some(memory))
+        Ok(memory)
+    }
+
+    fn memory_limits(&self) -> MemoryLimits {
+        MemoryLimits {
+            max_groups: self.config.memory.max_groups,
+            recent_events: self.config.memory.recent_events,
+        }
     }
 
     /// Kernel ids of a running session's BPF programs; empty once it has ended.
-    pub fn program_ids(&self, id: &str) -> Vec<u32> {
+    pub fn program_ids(&self, id: &SessionId) -> Vec<u32> {
         self.running
             .get(id)
             .and_then(|r| r.tracker.lock().as_ref().map(|h| h.prog_ids().to_vec()))
@@ -549,12 +559,15 @@ impl SessionManager {
     }
 
     /// Live events of a running session; `None` when it is not running.
-    pub fn subscribe_events(&self, id: &str) -> Option<broadcast::Receiver<Arc<StoredEvent>>> {
+    pub fn subscribe_events(
+        &self,
+        id: &SessionId,
+    ) -> Option<broadcast::Receiver<Arc<StoredEvent>>> {
         self.running.get(id).map(|r| r.live.subscribe())
     }
 
     /// How many `sessionEvents` subscriptions watch a running session (0 once it ended).
-    pub fn event_subscribers(&self, id: &str) -> usize {
+    pub fn event_subscribers(&self, id: &SessionId) -> usize {
         self.running.get(id).map_or(0, |r| r.live.receiver_count())
     }
 

@@ -9,26 +9,17 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
+use common::queries::{cond, info, query, row, SEC, T0};
 use common::synthetic::{exec, exit};
 use eunomia::handler::{Handler, Op, Predicate};
 use eunomia::metrics::{stage, Metrics};
-use eunomia::model::TrackerInfo;
 use eunomia::model::{FieldType, Record, Value};
 use eunomia::results::memory::{is_measure, MemoryError, MemoryLimits, MemorySink, MemoryStore};
 use eunomia::results::query::{
     apply_op, order_and_truncate, order_buckets, AggOp, AggResult, AggregateQuery, Condition,
     QueryError, TimeBucketResult, TimeseriesQuery,
 };
-use eunomia::trackers::find_tracker;
 use eunomia::trackers::Event;
-
-/// A whole second, 2026-11-28T09:20:00Z.
-const T0: u64 = 1_795_857_600_000_000_000;
-const SEC: u64 = 1_000_000_000;
-
-fn info() -> &'static TrackerInfo {
-    find_tracker("process").unwrap().info()
-}
 
 struct Fixture {
     store: Arc<MemoryStore>,
@@ -56,32 +47,6 @@ fn fed(events: &[Event]) -> Arc<MemoryStore> {
         f.sink.handle(event);
     }
     f.store
-}
-
-fn query(group_by: &[&str], op: AggOp, field: Option<&str>) -> AggregateQuery {
-    AggregateQuery {
-        group_by: group_by.iter().map(|g| g.to_string()).collect(),
-        op,
-        field: field.map(str::to_string),
-        top: None,
-        conditions: Vec::new(),
-    }
-}
-
-fn cond(field: &str, op: Op, value: &str) -> Condition {
-    Condition {
-        field: field.to_string(),
-        op,
-        value: value.to_string(),
-    }
-}
-
-fn row(keys: &[&str], value: f64, count: u64) -> AggResult {
-    AggResult {
-        keys: keys.iter().map(|k| k.to_string()).collect(),
-        value,
-        count,
-    }
 }
 
 /// 20 `sh` processes and 5 `grep` ones, exec and exit each, over four seconds.

@@ -7,31 +7,22 @@ mod common;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use common::queries::{cond, info, query, row, SEC, T0};
 use common::synthetic::{exec, exit};
 use common::TempDir;
 use eunomia::handler::{Handler, Op};
 use eunomia::metrics::{stage, Metrics};
 use eunomia::model::rfc3339_nanos;
-use eunomia::model::TrackerInfo;
 use eunomia::results::query::{
-    apply_op, AggOp, AggResult, AggregateQuery, Condition, QueryError, StoredEvent,
-    TimeBucketResult, TimeseriesQuery,
+    apply_op, AggOp, Condition, QueryError, StoredEvent, TimeBucketResult, TimeseriesQuery,
 };
 use eunomia::results::sqlite::{
     AuditEntry, RetentionPolicy, RetentionReport, SessionRecord, SessionStatus, Store, StoreError,
     StoreKind, StoreOptions,
 };
-use eunomia::trackers::find_tracker;
 use eunomia::trackers::Event;
 
-/// A whole second, 2026-11-28T09:20:00Z.
-const T0: u64 = 1_795_857_600_000_000_000;
-const SEC: u64 = 1_000_000_000;
 const MS: u64 = 1_000_000;
-
-fn info() -> &'static TrackerInfo {
-    find_tracker("process").unwrap().info()
-}
 
 /// A fresh directory for one test's database, removed when the test ends.
 async fn open(dir: &TempDir) -> Store {
@@ -47,7 +38,7 @@ async fn open(dir: &TempDir) -> Store {
 fn session(id: &str, started_at_ns: u64, status: SessionStatus) -> SessionRecord {
     let running = status == SessionStatus::Running;
     SessionRecord {
-        id: id.to_string(),
+        id: id.into(),
         tracker: "process".to_string(),
         label: Some(format!("label of {id}")),
         status,
@@ -107,32 +98,6 @@ async fn workload_store(test: &str) -> (TempDir, Store) {
     (dir, store)
 }
 
-fn cond(field: &str, op: Op, value: &str) -> Condition {
-    Condition {
-        field: field.to_string(),
-        op,
-        value: value.to_string(),
-    }
-}
-
-fn query(group_by: &[&str], op: AggOp, field: Option<&str>) -> AggregateQuery {
-    AggregateQuery {
-        group_by: group_by.iter().map(|g| g.to_string()).collect(),
-        op,
-        field: field.map(str::to_string),
-        top: None,
-        conditions: Vec::new(),
-    }
-}
-
-fn row(keys: &[&str], value: f64, count: u64) -> AggResult {
-    AggResult {
-        keys: keys.iter().map(|k| k.to_string()).collect(),
-        value,
-        count,
-    }
-}
-
 fn bucket(start_ns: u64, keys: &[&str], value: f64, count: u64) -> TimeBucketResult {
     TimeBucketResult {
         start_ns,
@@ -149,7 +114,7 @@ async fn page_ids(
     conditions: &[Condition],
 ) -> (Vec<u32>, bool, Option<i64>) {
     let (events, has_next) = store
-        .events("w", first, after, conditions, info())
+        .events(&"w".into(), first, after, conditions, info())
         .await
         .unwrap();
     let last = events.last().map(|e| e.id);
@@ -172,10 +137,10 @@ async fn sessions_insert_update_get_list_and_delete() {
         store.insert_session(r).await.unwrap();
     }
     assert_eq!(
-        store.get_session("c").await.unwrap().as_ref(),
+        store.get_session(&"c".into()).await.unwrap().as_ref(),
         Some(&records[2])
     );
-    assert_eq!(store.get_session("nope").await.unwrap(), None);
+    assert_eq!(store.get_session(&"nope".into()).await.unwrap(), None);
 
     // Newest first, two per page: e d | c b | a.
     let mut seen = Vec::new();
@@ -188,7 +153,7 @@ async fn sessions_insert_update_get_list_and_delete() {
             .unwrap();
         pages.push((rows.len(), has_next));
         after = rows.last().map(|(cursor, _)| cursor.clone());
-        seen.extend(rows.into_iter().map(|(_, r)| r.id));
+        seen.extend(rows.into_iter().map(|(_, r)| r.id.to_string()));
         if !has_next {
             break;
         }
@@ -208,7 +173,7 @@ async fn sessions_insert_update_get_list_and_delete() {
         .await
         .unwrap();
     assert_eq!(after_d.len(), 1);
-    assert_eq!(after_d[0].1.id, "b");
+    assert_eq!(after_d[0].1.id, "b".into());
     assert!(!has_next);
     assert!(matches!(
         store.list_sessions(None, 2, Some("garbage")).await,
@@ -224,17 +189,17 @@ async fn sessions_insert_update_get_list_and_delete() {
     ended.label = None;
     ended.memory_snapshot = Some(serde_json::json!({"groups": [["sh", 3]]}));
     store.update_session(&ended).await.unwrap();
-    assert_eq!(store.get_session("d").await.unwrap(), Some(ended));
+    assert_eq!(store.get_session(&"d".into()).await.unwrap(), Some(ended));
     let mut ghost = records[0].clone();
-    ghost.id = "ghost".to_string();
+    ghost.id = "ghost".into();
     assert!(matches!(
         store.update_session(&ghost).await,
-        Err(StoreError::UnknownSession(id)) if id == "ghost"
+        Err(StoreError::UnknownSession(id)) if id.as_str() == "ghost"
     ));
 
-    assert!(store.delete_session("c").await.unwrap());
-    assert!(!store.delete_session("c").await.unwrap());
-    assert_eq!(store.get_session("c").await.unwrap(), None);
+    assert!(store.delete_session(&"c".into()).await.unwrap());
+    assert!(!store.delete_session(&"c".into()).await.unwrap());
+    assert_eq!(store.get_session(&"c".into()).await.unwrap(), None);
     let (rows, _) = store.list_sessions(None, 10, None).await.unwrap();
     let ids: Vec<&str> = rows.iter().map(|(_, r)| r.id.as_str()).collect();
     assert_eq!(ids, ["e", "d", "b", "a"]);
@@ -255,11 +220,11 @@ async fn running_sessions_become_interrupted() {
     let now = T0 + 100 * SEC;
     assert_eq!(store.mark_running_interrupted(now).await.unwrap(), 2);
     for id in ["r1", "r2"] {
-        let r = store.get_session(id).await.unwrap().unwrap();
+        let r = store.get_session(&id.into()).await.unwrap().unwrap();
         assert_eq!(r.status, SessionStatus::Interrupted);
         assert_eq!(r.ended_at_ns, Some(now));
     }
-    let done = store.get_session("done").await.unwrap().unwrap();
+    let done = store.get_session(&"done".into()).await.unwrap().unwrap();
     assert_eq!(done, session("done", T0, SessionStatus::Completed));
     assert_eq!(store.mark_running_interrupted(now).await.unwrap(), 0);
     store.close().await.unwrap();
@@ -270,7 +235,10 @@ async fn events_come_back_whole_in_pages_and_filtered() {
     let (_dir, store) = workload_store("events").await;
     let events = workload();
 
-    let (all, has_next) = store.events("w", 100, None, &[], info()).await.unwrap();
+    let (all, has_next) = store
+        .events(&"w".into(), 100, None, &[], info())
+        .await
+        .unwrap();
     assert!(!has_next);
     assert_eq!(all.len(), events.len());
     for (stored, event) in all.iter().zip(&events) {
@@ -334,17 +302,20 @@ async fn events_come_back_whole_in_pages_and_filtered() {
 
     assert!(matches!(
         store
-            .events("w", 10, None, &[cond("nope", Op::Eq, "1")], info())
+            .events(&"w".into(), 10, None, &[cond("nope", Op::Eq, "1")], info())
             .await,
         Err(StoreError::Query(QueryError::UnknownField { .. }))
     ));
     assert!(matches!(
         store
-            .events("w", 10, None, &[cond("pid", Op::Eq, "one")], info())
+            .events(&"w".into(), 10, None, &[cond("pid", Op::Eq, "one")], info())
             .await,
         Err(StoreError::Query(QueryError::NotANumber { .. }))
     ));
-    let (none, next) = store.events("other", 10, None, &[], info()).await.unwrap();
+    let (none, next) = store
+        .events(&"other".into(), 10, None, &[], info())
+        .await
+        .unwrap();
     assert!(none.is_empty() && !next);
     store.close().await.unwrap();
 }
@@ -353,7 +324,11 @@ async fn events_come_back_whole_in_pages_and_filtered() {
 async fn count_by_kind_and_comm() {
     let (_dir, store) = workload_store("count").await;
     let rows = store
-        .aggregate("w", info(), &query(&["kind", "comm"], AggOp::Count, None))
+        .aggregate(
+            &"w".into(),
+            info(),
+            &query(&["kind", "comm"], AggOp::Count, None),
+        )
         .await
         .unwrap();
     // Value descending, then keys ascending.
@@ -372,33 +347,39 @@ async fn count_by_kind_and_comm() {
     // The same through the general path (a condition on a field the counts do not keep).
     let mut q = query(&["kind", "comm"], AggOp::Count, None);
     q.conditions = vec![cond("pid", Op::Gt, "0")];
-    assert_eq!(store.aggregate("w", info(), &q).await.unwrap(), rows);
+    assert_eq!(
+        store.aggregate(&"w".into(), info(), &q).await.unwrap(),
+        rows
+    );
 
     // Conditions on counted fields, top, and no grouping at all.
     let mut q = query(&["comm"], AggOp::Count, None);
     q.conditions = vec![cond("kind", Op::Eq, "exit")];
     q.top = Some(2);
     assert_eq!(
-        store.aggregate("w", info(), &q).await.unwrap(),
+        store.aggregate(&"w".into(), info(), &q).await.unwrap(),
         [row(&["grep"], 2.0, 2), row(&["sh"], 2.0, 2)]
     );
     assert_eq!(
         store
-            .aggregate("w", info(), &query(&[], AggOp::Count, None))
+            .aggregate(&"w".into(), info(), &query(&[], AggOp::Count, None))
             .await
             .unwrap(),
         [row(&[], 9.0, 9)]
     );
     assert_eq!(
         store
-            .aggregate("empty", info(), &query(&[], AggOp::Count, None))
+            .aggregate(&"empty".into(), info(), &query(&[], AggOp::Count, None))
             .await
             .unwrap(),
         []
     );
     let mut none = query(&["kind"], AggOp::Count, None);
     none.conditions = vec![cond("comm", Op::Eq, "nobody")];
-    assert_eq!(store.aggregate("w", info(), &none).await.unwrap(), []);
+    assert_eq!(
+        store.aggregate(&"w".into(), info(), &none).await.unwrap(),
+        []
+    );
     store.close().await.unwrap();
 }
 
@@ -466,7 +447,10 @@ async fn value_ops_on_duration() {
     ];
     for (op, rows) in expect {
         assert_eq!(
-            store.aggregate("w", info(), &ops(op)).await.unwrap(),
+            store
+                .aggregate(&"w".into(), info(), &ops(op))
+                .await
+                .unwrap(),
             rows,
             "{op:?}"
         );
@@ -484,20 +468,23 @@ async fn value_ops_on_duration() {
         (AggOp::P99, 50.0),
     ] {
         assert_eq!(
-            store.aggregate("w", info(), &whole(op)).await.unwrap(),
+            store
+                .aggregate(&"w".into(), info(), &whole(op))
+                .await
+                .unwrap(),
             [row(&[], value, 9)],
             "{op:?}"
         );
     }
     assert!(matches!(
         store
-            .aggregate("w", info(), &query(&[], AggOp::Sum, Some("comm")))
+            .aggregate(&"w".into(), info(), &query(&[], AggOp::Sum, Some("comm")))
             .await,
         Err(StoreError::Query(QueryError::NotNumeric(_)))
     ));
     assert!(matches!(
         store
-            .aggregate("w", info(), &query(&[], AggOp::P50, None))
+            .aggregate(&"w".into(), info(), &query(&[], AggOp::P50, None))
             .await,
         Err(StoreError::Query(QueryError::FieldRequired { .. }))
     ));
@@ -515,7 +502,11 @@ async fn percentiles_are_exact_nearest_rank() {
     store_events(&store, &session("h", T0, SessionStatus::Running), &hundred).await;
     for (op, value) in [(AggOp::P50, 50.0), (AggOp::P95, 95.0), (AggOp::P99, 99.0)] {
         let rows = store
-            .aggregate("h", info(), &query(&["comm"], op, Some("duration_ns")))
+            .aggregate(
+                &"h".into(),
+                info(),
+                &query(&["comm"], op, Some("duration_ns")),
+            )
             .await
             .unwrap();
         assert_eq!(rows, [row(&["hundred"], value, 100)], "{op:?}");
@@ -535,7 +526,11 @@ async fn percentiles_are_exact_nearest_rank() {
     store_events(&store, &session("g", T0, SessionStatus::Running), &events).await;
     for op in [AggOp::P50, AggOp::P95, AggOp::P99] {
         let rows = store
-            .aggregate("g", info(), &query(&["comm"], op, Some("duration_ns")))
+            .aggregate(
+                &"g".into(),
+                info(),
+                &query(&["comm"], op, Some("duration_ns")),
+            )
             .await
             .unwrap();
         assert_eq!(rows.len(), 60);
@@ -554,7 +549,11 @@ async fn percentiles_are_exact_nearest_rank() {
 async fn null_and_time_group_keys() {
     let (_dir, store) = workload_store("nulls").await;
     let rows = store
-        .aggregate("w", info(), &query(&["exit_code"], AggOp::Count, None))
+        .aggregate(
+            &"w".into(),
+            info(),
+            &query(&["exit_code"], AggOp::Count, None),
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -567,7 +566,11 @@ async fn null_and_time_group_keys() {
         ]
     );
     let rows = store
-        .aggregate("w", info(), &query(&["kind", "signal"], AggOp::Count, None))
+        .aggregate(
+            &"w".into(),
+            info(),
+            &query(&["kind", "signal"], AggOp::Count, None),
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -589,7 +592,11 @@ async fn null_and_time_group_keys() {
     )
     .await;
     let rows = store
-        .aggregate("n", info(), &query(&["filename"], AggOp::Count, None))
+        .aggregate(
+            &"n".into(),
+            info(),
+            &query(&["filename"], AggOp::Count, None),
+        )
         .await
         .unwrap();
     assert_eq!(rows, [row(&["null"], 2.0, 2), row(&["null"], 1.0, 1)]);
@@ -597,7 +604,7 @@ async fn null_and_time_group_keys() {
     let mut q = query(&["ts", "pid"], AggOp::Count, None);
     q.conditions = vec![cond("comm", Op::Eq, "cat")];
     assert_eq!(
-        store.aggregate("w", info(), &q).await.unwrap(),
+        store.aggregate(&"w".into(), info(), &q).await.unwrap(),
         [row(&["2026-11-28T09:20:05.000000000Z", "104"], 1.0, 1)]
     );
     store.close().await.unwrap();
@@ -614,7 +621,7 @@ async fn timeseries_buckets() {
         conditions: Vec::new(),
     };
     assert_eq!(
-        store.timeseries("w", info(), &q).await.unwrap(),
+        store.timeseries(&"w".into(), info(), &q).await.unwrap(),
         [
             bucket(T0, &["exec"], 1.0, 1),
             bucket(T0, &["exit"], 1.0, 1),
@@ -634,7 +641,7 @@ async fn timeseries_buckets() {
         conditions: vec![cond("comm", Op::Ne, "vi")],
     };
     assert_eq!(
-        store.timeseries("w", info(), &q).await.unwrap(),
+        store.timeseries(&"w".into(), info(), &q).await.unwrap(),
         [
             bucket(T0, &[], 40.0, 4),
             bucket(T0 + 2 * SEC, &[], 60.0, 3),
@@ -651,7 +658,7 @@ async fn timeseries_buckets() {
     // T0 is 09:20:00, so the hour bucket starts at 09:00:00.
     let hour = T0 - 20 * 60 * SEC;
     assert_eq!(
-        store.timeseries("w", info(), &q).await.unwrap(),
+        store.timeseries(&"w".into(), info(), &q).await.unwrap(),
         [
             bucket(hour, &["cat"], 50.0, 1),
             bucket(hour, &["grep"], 20.0, 3),
@@ -667,7 +674,7 @@ async fn timeseries_buckets() {
         conditions: Vec::new(),
     };
     assert!(matches!(
-        store.timeseries("w", info(), &bad).await,
+        store.timeseries(&"w".into(), info(), &bad).await,
         Err(StoreError::Query(QueryError::BadBucket))
     ));
     store.close().await.unwrap();
@@ -683,7 +690,7 @@ fn audit_entry(at_ns: u64, action: &str, outcome: &str) -> AuditEntry {
         args: serde_json::json!({"tracker": "process", "durationSecs": 5}),
         outcome: outcome.to_string(),
         error: (outcome == "error").then(|| "BAD_DURATION".to_string()),
-        session_id: (outcome == "ok").then(|| format!("session-{at_ns}")),
+        session_id: (outcome == "ok").then(|| format!("session-{at_ns}").into()),
     }
 }
 
@@ -766,7 +773,7 @@ async fn retention_by_age_and_by_event_cap() {
             events_deleted: 3
         }
     );
-    assert_eq!(store.get_session("old").await.unwrap(), None);
+    assert_eq!(store.get_session(&"old".into()).await.unwrap(), None);
     assert_eq!(store.event_total().await.unwrap(), 11);
     assert_eq!(
         store.enforce_retention(&by_age, now).await.unwrap(),
@@ -790,7 +797,10 @@ async fn retention_by_age_and_by_event_cap() {
     let (left, _) = store.list_sessions(None, 10, None).await.unwrap();
     let ids: Vec<&str> = left.iter().map(|(_, r)| r.id.as_str()).collect();
     assert_eq!(ids, ["empty", "run"]);
-    let (events, _) = store.events("run", 10, None, &[], info()).await.unwrap();
+    let (events, _) = store
+        .events(&"run".into(), 10, None, &[], info())
+        .await
+        .unwrap();
     assert_eq!(events.len(), 4);
 
     // Nothing but the running session holds events: a cap of 0 cannot touch it.
@@ -808,12 +818,15 @@ async fn retention_by_age_and_by_event_cap() {
     );
     assert_eq!(store.event_total().await.unwrap(), 4);
     let run = store
-        .get_session("run")
+        .get_session(&"run".into())
         .await
         .unwrap()
         .expect("the running session stays");
     assert_eq!(run.status, SessionStatus::Running);
-    let (events, _) = store.events("run", 10, None, &[], info()).await.unwrap();
+    let (events, _) = store
+        .events(&"run".into(), 10, None, &[], info())
+        .await
+        .unwrap();
     assert_eq!(events.len(), 4, "with its events");
     store.close().await.unwrap();
 }
@@ -828,10 +841,13 @@ async fn reopening_keeps_everything() {
         .audit(&audit_entry(T0, "startSession", "ok"))
         .await
         .unwrap();
-    let (events, _) = store.events("keep", 100, None, &[], info()).await.unwrap();
+    let (events, _) = store
+        .events(&"keep".into(), 100, None, &[], info())
+        .await
+        .unwrap();
     let counts = store
         .aggregate(
-            "keep",
+            &"keep".into(),
             info(),
             &query(&["kind", "comm"], AggOp::Count, None),
         )
@@ -841,15 +857,21 @@ async fn reopening_keeps_everything() {
     store.close().await.unwrap();
 
     let store = open(&dir).await;
-    assert_eq!(store.get_session("keep").await.unwrap(), Some(record));
     assert_eq!(
-        store.events("keep", 100, None, &[], info()).await.unwrap(),
+        store.get_session(&"keep".into()).await.unwrap(),
+        Some(record)
+    );
+    assert_eq!(
+        store
+            .events(&"keep".into(), 100, None, &[], info())
+            .await
+            .unwrap(),
         (events, false)
     );
     assert_eq!(
         store
             .aggregate(
-                "keep",
+                &"keep".into(),
                 info(),
                 &query(&["kind", "comm"], AggOp::Count, None)
             )
@@ -878,7 +900,7 @@ async fn a_full_queue_counts_every_loss() {
         .await
         .unwrap();
     let lost = Arc::new(AtomicU64::new(0));
-    let mut sink = store.event_sink("l", "process", lost.clone());
+    let mut sink = store.event_sink(&"l".into(), "process", lost.clone());
     // This test's runtime has one thread, so the writer cannot take anything off the
     // queue before the loop ends: 8 events fit, the other 92 are lost.
     for k in 0..100 {
@@ -902,7 +924,10 @@ async fn a_full_queue_counts_every_loss() {
     sink.finish().unwrap();
     store.flush().await.unwrap();
     let stored = store.event_total().await.unwrap();
-    let (events, _) = store.events("l", 1000, None, &[], info()).await.unwrap();
+    let (events, _) = store
+        .events(&"l".into(), 1000, None, &[], info())
+        .await
+        .unwrap();
     assert_eq!(events.len() as u64, stored);
     assert_eq!(stored, 208);
     assert_eq!(stored + lost.load(Ordering::Relaxed), 300);

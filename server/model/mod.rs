@@ -1,5 +1,6 @@
 //! The record vocabulary, the ground floor every other module stands on: typed events,
-//! their fields and catalog entries, and the `Record` view that handlers work on.
+//! their fields and catalog entries, and the `Record` view that handlers work on; and
+//! [`SessionId`], the name of a session wherever its events and results go.
 //!
 //! Every tracker's event is an [`Event`]: a common header (who, where, when) plus a
 //! tracker-specific body (the registry's `trackers::Body`). Handlers never match on
@@ -260,6 +261,35 @@ impl TrackerInfo {
     /// Every field of this tracker's events, common ones first.
     pub fn all_fields(&self) -> impl Iterator<Item = &'static FieldInfo> {
         COMMON_FIELDS.iter().chain(self.fields)
+    }
+}
+
+/// A session's id: its key in the database, and the `ID` API clients name it by. Its own
+/// type, so that no other string passes for one.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct SessionId(String);
+
+impl SessionId {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<String> for SessionId {
+    fn from(id: String) -> Self {
+        Self(id)
+    }
+}
+
+impl From<&str> for SessionId {
+    fn from(id: &str) -> Self {
+        Self(id.to_string())
+    }
+}
+
+impl fmt::Display for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
     }
 }
 

@@ -1,6 +1,58 @@
 //! Where session results live and how they are asked: SQLite (`sqlite`) or in-memory
-//! aggregators (`memory`), both answering the same `query` semantics.
+//! aggregators (`memory`), both answering the same `query` semantics, and both behind
+//! [`SessionResults`], so that whoever asks need not know which store a session uses.
 
 pub mod memory;
 pub mod query;
 pub mod sqlite;
+
+use memory::MemoryError;
+use query::{
+    AggResult, AggregateQuery, EventsQuery, QueryError, StoredEvent, TimeBucketResult,
+    TimeseriesQuery,
+};
+use sqlite::StoreError;
+
+/// One session's results, whichever store keeps them.
+#[async_trait::async_trait]
+pub trait SessionResults: Send + Sync {
+    /// A page of stored events (for a MEMORY session, of the most recent ones it keeps),
+    /// and whether more follow.
+    async fn events(&self, q: &EventsQuery) -> Result<(Vec<StoredEvent>, bool), ResultsError>;
+
+    async fn aggregate(&self, q: &AggregateQuery) -> Result<Vec<AggResult>, ResultsError>;
+
+    async fn timeseries(&self, q: &TimeseriesQuery) -> Result<Vec<TimeBucketResult>, ResultsError>;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ResultsError {
+    /// The question does not fit the session's tracker: the asker's to fix.
+    #[error(transparent)]
+    Query(QueryError),
+    /// The question asks more than a MEMORY session keeps: the asker's to fix too.
+    #[error(transparent)]
+    Memory(MemoryError),
+    /// The database failed to answer.
+    #[error("storage: {0}")]
+    Store(StoreError),
+}
+
+/// Both stores check queries with [`QueryError`]; it is one kind of error whichever did.
+impl From<MemoryError> for ResultsError {
+    fn from(err: MemoryError) -> Self {
+        match err {
+            MemoryError::Query(err) => Self::Query(err),
+            other => Self::Memory(other),
+        }
+    }
+}
+
+impl From<StoreError> for ResultsError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::Query(err) => Self::Query(err),
+            other => Self::Store(other),
+        }
+    }
+}

@@ -50,6 +50,15 @@ pub struct Condition {
     pub value: String,
 }
 
+/// A page of a session's events: those with ids above `after` (in arrival order) that
+/// meet every condition, `first` at most.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EventsQuery {
+    pub first: usize,
+    pub after: Option<i64>,
+    pub conditions: Vec<Condition>,
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct AggregateQuery {
     pub group_by: Vec<String>,
@@ -188,35 +197,66 @@ pub fn validate_conditions(info: &TrackerInfo, conditions: &[Condition]) -> Resu
     Ok(())
 }
 
-fn validate_grouping(
-    info: &TrackerInfo,
-    group_by: &[String],
-    op: AggOp,
-    field: Option<&str>,
-) -> Result<(), QueryError> {
-    if group_by.len() > MAX_GROUP_BY {
-        return Err(QueryError::TooManyGroupFields { max: MAX_GROUP_BY });
-    }
-    for g in group_by {
-        field_type(info, g)?;
-    }
-    match (op, field) {
-        (AggOp::Count, None) => Ok(()),
-        (_, Some(f)) => {
-            if is_numeric(field_type(info, f)?) {
-                Ok(())
-            } else {
-                Err(QueryError::NotNumeric(f.to_string()))
-            }
+/// What aggregate and timeseries queries share: which events (`conditions`), grouped by
+/// which fields, and which op over which field.
+#[derive(Clone, Copy, Debug)]
+pub struct Selection<'a> {
+    pub group_by: &'a [String],
+    pub op: AggOp,
+    pub field: Option<&'a str>,
+    pub conditions: &'a [Condition],
+}
+
+impl<'a> Selection<'a> {
+    fn new(
+        group_by: &'a [String],
+        op: AggOp,
+        field: Option<&'a str>,
+        conditions: &'a [Condition],
+    ) -> Self {
+        Self {
+            group_by,
+            op,
+            field,
+            conditions,
         }
-        (op, None) => Err(QueryError::FieldRequired { op }),
+    }
+
+    fn validate(&self, info: &TrackerInfo) -> Result<(), QueryError> {
+        if self.group_by.len() > MAX_GROUP_BY {
+            return Err(QueryError::TooManyGroupFields { max: MAX_GROUP_BY });
+        }
+        for g in self.group_by {
+            field_type(info, g)?;
+        }
+        match (self.op, self.field) {
+            (AggOp::Count, None) => {}
+            (_, Some(f)) => {
+                if !is_numeric(field_type(info, f)?) {
+                    return Err(QueryError::NotNumeric(f.to_string()));
+                }
+            }
+            (op, None) => return Err(QueryError::FieldRequired { op }),
+        }
+        validate_conditions(info, self.conditions)
+    }
+}
+
+impl<'a> From<&'a AggregateQuery> for Selection<'a> {
+    fn from(q: &'a AggregateQuery) -> Self {
+        Selection::new(&q.group_by, q.op, q.field.as_deref(), &q.conditions)
+    }
+}
+
+impl<'a> From<&'a TimeseriesQuery> for Selection<'a> {
+    fn from(q: &'a TimeseriesQuery) -> Self {
+        Selection::new(&q.group_by, q.op, q.field.as_deref(), &q.conditions)
     }
 }
 
 impl AggregateQuery {
     pub fn validate(&self, info: &TrackerInfo) -> Result<(), QueryError> {
-        validate_grouping(info, &self.group_by, self.op, self.field.as_deref())?;
-        validate_conditions(info, &self.conditions)
+        Selection::from(self).validate(info)
     }
 }
 
@@ -225,8 +265,7 @@ impl TimeseriesQuery {
         if self.bucket_secs == 0 {
             return Err(QueryError::BadBucket);
         }
-        validate_grouping(info, &self.group_by, self.op, self.field.as_deref())?;
-        validate_conditions(info, &self.conditions)
+        Selection::from(self).validate(info)
     }
 }
 

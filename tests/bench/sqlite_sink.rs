@@ -39,7 +39,7 @@ const T0: u64 = 1_795_857_600_000_000_000;
 
 fn session(id: &str) -> SessionRecord {
     SessionRecord {
-        id: id.to_string(),
+        id: id.into(),
         tracker: "process".to_string(),
         label: None,
         status: SessionStatus::Running,
@@ -98,7 +98,7 @@ struct Run {
 async fn feed(store: &Store, session_id: &str, pace: Option<f64>) -> Run {
     store.insert_session(&session(session_id)).await.unwrap();
     let lost = Arc::new(AtomicU64::new(0));
-    let mut sink = store.event_sink(session_id, "process", lost.clone());
+    let mut sink = store.event_sink(&session_id.into(), "process", lost.clone());
     let started = Instant::now();
     let tracker = std::thread::spawn(move || {
         let comms: Vec<Comm> = (0..COMMS)
@@ -166,7 +166,7 @@ async fn latency(store: &Store, query: &AggregateQuery) -> (Duration, Duration, 
     let mut groups = 0;
     for _ in 0..QUERIES {
         let started = Instant::now();
-        let rows = store.aggregate("bench", info, query).await.unwrap();
+        let rows = store.aggregate(&"bench".into(), info, query).await.unwrap();
         times.push(started.elapsed());
         groups = rows.len();
         assert_eq!(rows.iter().map(|r| r.count).sum::<u64>(), EVENTS);

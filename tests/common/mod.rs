@@ -211,6 +211,7 @@ pub fn assert_unloaded(ids: &[u32], what: &str) {
     }
 }
 pub mod docker;
+pub mod queries;
 pub mod server;
 
 /// The inode of this test process's `kind` namespace (`/proc/self/ns/<kind>`), which is

@@ -19,9 +19,9 @@ pub use types::*;
 
 use crate::config::Role;
 use crate::container::ResolveError;
-use crate::results::memory::MemoryError;
-use crate::results::query::QueryError;
-use crate::results::sqlite::{AuditEntry, SessionStatus};
+use crate::model::SessionId;
+use crate::results::sqlite::{AuditEntry, SessionRecord, SessionStatus};
+use crate::results::ResultsError;
 use crate::session::{SessionError, SessionManager};
 
 pub type EunomiaSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
@@ -90,15 +90,14 @@ fn container_error(err: ResolveError) -> async_graphql::Error {
     coded(container_code(&err), err.to_string())
 }
 
-fn query_error(err: QueryError) -> async_graphql::Error {
-    coded("BAD_QUERY", err.to_string())
-}
-
-fn memory_error(err: MemoryError) -> async_graphql::Error {
-    match err {
-        MemoryError::Query(err) => query_error(err),
-        other => coded("BAD_QUERY", other.to_string()),
-    }
+/// A results error as a GraphQL error: a question that does not fit the session is the
+/// asker's to fix (BAD_QUERY); a store that fails is ours.
+fn results_error(err: ResultsError) -> async_graphql::Error {
+    let code = match &err {
+        ResultsError::Query(_) | ResultsError::Memory(_) => "BAD_QUERY",
+        ResultsError::Store(_) => "INTERNAL",
+    };
+    coded(code, err.to_string())
 }
 
 fn manager<'a>(ctx: &Context<'a>) -> &'a Arc<SessionManager> {
@@ -172,10 +171,9 @@ impl QueryRoot {
     /// One session; an unknown id is a NOT_FOUND error.
     async fn session(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<SessionObject> {
         let record = manager(ctx)
-            .get(&id)
+            .find(&SessionId::from(id.0))
             .await
-            .map_err(api)?
-            .ok_or_else(|| api(SessionError::NotFound(id.to_string())))?;
+            .map_err(api)?;
         Ok(SessionObject(record))
     }
 
@@ -276,7 +274,7 @@ async fn audited<T>(
     ctx: &Context<'_>,
     action: &str,
     args: serde_json::Value,
-    session: impl FnOnce(Option<&T>) -> Option<String>,
+    session: impl FnOnce(Option<&T>) -> Option<SessionId>,
     run: impl std::future::Future<Output = async_graphql::Result<T>>,
 ) -> async_graphql::Result<T> {
     let caller = caller(ctx)?.clone();
@@ -299,6 +297,17 @@ async fn audited<T>(
         tracing::error!("writing the audit record failed: {err}");
     }
     result
+}
+
+/// Runs a mutation on the session `id` names, audited with that id as its arguments.
+async fn audited_on_session<T>(
+    ctx: &Context<'_>,
+    action: &str,
+    id: &SessionId,
+    run: impl std::future::Future<Output = async_graphql::Result<T>>,
+) -> async_graphql::Result<T> {
+    let args = serde_json::json!({ "id": id.as_str() });
+    audited(ctx, action, args, |_| Some(id.clone()), run).await
 }
 
 #[Object]
@@ -326,30 +335,33 @@ impl MutationRoot {
         ctx: &Context<'_>,
         id: ID,
     ) -> async_graphql::Result<SessionObject> {
-        audited(
-            ctx,
-            "stopSession",
-            serde_json::json!({ "id": id.as_str() }),
-            |_| Some(id.to_string()),
-            async { Ok(SessionObject(manager(ctx).stop(&id).await.map_err(api)?)) },
-        )
-        .await
+        let id = SessionId::from(id.0);
+        let stop = async { Ok(SessionObject(manager(ctx).stop(&id).await.map_err(api)?)) };
+        audited_on_session(ctx, "stopSession", &id, stop).await
     }
 
     /// Deletes an ended session and its results; false when there was no such session.
     async fn delete_session(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<bool> {
-        audited(
-            ctx,
-            "deleteSession",
-            serde_json::json!({ "id": id.as_str() }),
-            |_| Some(id.to_string()),
-            async { Ok(manager(ctx).delete(&id).await.map_err(api)?) },
-        )
-        .await
+        let id = SessionId::from(id.0);
+        let delete = async { manager(ctx).delete(&id).await.map_err(api) };
+        audited_on_session(ctx, "deleteSession", &id, delete).await
     }
 }
 
 pub struct SubscriptionRoot;
+
+/// The session a subscription watches, and the manager to watch it through: the caller
+/// must have authenticated (a websocket does so once, in `connection_init`), and the
+/// session must exist.
+async fn subscribed_session(
+    ctx: &Context<'_>,
+    id: ID,
+) -> async_graphql::Result<(Arc<SessionManager>, SessionRecord)> {
+    caller(ctx)?;
+    let manager = manager(ctx).clone();
+    let record = manager.find(&SessionId::from(id.0)).await.map_err(api)?;
+    Ok((manager, record))
+}
 
 #[Subscription]
 impl SubscriptionRoot {
@@ -359,17 +371,11 @@ impl SubscriptionRoot {
         ctx: &Context<'_>,
         id: ID,
     ) -> async_graphql::Result<impl Stream<Item = EventObject>> {
-        caller(ctx)?;
-        let manager = manager(ctx).clone();
-        let record = manager
-            .get(&id)
-            .await
-            .map_err(api)?
-            .ok_or_else(|| api(SessionError::NotFound(id.to_string())))?;
-        let receiver = manager.subscribe_events(&id).ok_or_else(|| {
+        let (manager, record) = subscribed_session(ctx, id).await?;
+        let receiver = manager.subscribe_events(&record.id).ok_or_else(|| {
             coded(
                 "SESSION_ENDED",
-                format!("session `{}` is not running", id.as_str()),
+                format!("session `{}` is not running", record.id),
             )
         })?;
         let tracker = record.tracker;
@@ -391,16 +397,11 @@ impl SubscriptionRoot {
         ctx: &Context<'_>,
         id: ID,
     ) -> async_graphql::Result<impl Stream<Item = SessionObject>> {
-        caller(ctx)?;
-        let manager = manager(ctx).clone();
-        let receiver = manager.subscribe_updates();
-        let current = manager
-            .get(&id)
-            .await
-            .map_err(api)?
-            .ok_or_else(|| api(SessionError::NotFound(id.to_string())))?;
+        // Subscribed before the session is read, so that no update falls in between.
+        let receiver = manager(ctx).subscribe_updates();
+        let (_, current) = subscribed_session(ctx, id).await?;
         let ended = current.status != SessionStatus::Running;
-        let id = id.to_string();
+        let id = current.id.clone();
         let updates = BroadcastStream::new(receiver).filter_map(move |item| {
             let record = item.ok().filter(|r| r.id == id);
             async move { record }

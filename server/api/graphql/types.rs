@@ -1,15 +1,22 @@
 //! GraphQL object and input types.
 
+use std::sync::Arc;
+
 use async_graphql::connection::{Connection, Edge, EmptyFields};
 use async_graphql::{Context, InputObject, Json, Object, SimpleObject, ID};
 
-use super::{api, coded, manager, memory_error, page_size, query_error, EVENTS_PAGE};
+use super::{api, coded, manager, page_size, results_error, EVENTS_PAGE};
 use crate::container::{Container, ContainerState, Runtime};
 use crate::handler::Op;
 use crate::model::rfc3339_nanos;
-use crate::results::query::{AggOp, AggregateQuery, Condition, StoredEvent, TimeseriesQuery};
+use crate::model::SessionId;
+use crate::results::query::{
+    AggOp, AggResult, AggregateQuery, Condition, EventsQuery, StoredEvent, TimeBucketResult,
+    TimeseriesQuery,
+};
 use crate::results::sqlite::{AuditEntry, SessionRecord, SessionStatus, StoreKind};
-use crate::session::{tracker_info, StartRequest};
+use crate::results::SessionResults;
+use crate::session::StartRequest;
 use crate::trackers::AnyTracker;
 
 pub type SessionConnection = Connection<String, SessionObject, EmptyFields, EmptyFields>;
@@ -189,7 +196,7 @@ pub struct SessionObject(pub SessionRecord);
 #[Object(name = "Session")]
 impl SessionObject {
     async fn id(&self) -> ID {
-        ID(self.0.id.clone())
+        ID(self.0.id.to_string())
     }
 
     async fn tracker(&self) -> &str {
@@ -273,31 +280,20 @@ impl SessionObject {
         after: Option<String>,
         r#where: Option<Vec<ConditionInput>>,
     ) -> async_graphql::Result<EventConnection> {
-        let first = page_size(first, EVENTS_PAGE)?;
-        let after = after
-            .map(|a| {
-                a.parse::<i64>()
-                    .map_err(|_| coded("BAD_USER_INPUT", format!("`{a}` is not an events cursor")))
-            })
-            .transpose()?;
-        let conditions = conditions(r#where);
-        let manager = manager(ctx);
-        let (events, has_next) = match manager.memory_store(&self.0).map_err(api)? {
-            Some(memory) => memory
-                .events(first, after, &conditions)
-                .map_err(memory_error)?,
-            None => {
-                let info = tracker_info(&self.0.tracker).map_err(api)?;
-                crate::results::query::validate_conditions(info, &conditions)
-                    .map_err(query_error)?;
-                manager
-                    .store()
-                    .events(&self.0.id, first, after, &conditions, info)
-                    .await
-                    .map_err(|e| api(e.into()))?
-            }
+        let query = EventsQuery {
+            first: page_size(first, EVENTS_PAGE)?,
+            after: after
+                .map(|a| {
+                    a.parse::<i64>().map_err(|_| {
+                        coded("BAD_USER_INPUT", format!("`{a}` is not an events cursor"))
+                    })
+                })
+                .transpose()?,
+            conditions: conditions(r#where),
         };
-        let mut connection = EventConnection::new(after.is_some(), has_next);
+        let results = self.results(ctx)?;
+        let (events, has_next) = results.events(&query).await.map_err(results_error)?;
+        let mut connection = EventConnection::new(query.after.is_some(), has_next);
         connection.edges.extend(
             events
                 .into_iter()
@@ -328,25 +324,9 @@ impl SessionObject {
             top,
             conditions: conditions(r#where),
         };
-        let info = tracker_info(&self.0.tracker).map_err(api)?;
-        query.validate(info).map_err(query_error)?;
-        let manager = manager(ctx);
-        let rows = match manager.memory_store(&self.0).map_err(api)? {
-            Some(memory) => memory.aggregate(&query).map_err(memory_error)?,
-            None => manager
-                .store()
-                .aggregate(&self.0.id, info, &query)
-                .await
-                .map_err(|e| api(e.into()))?,
-        };
-        Ok(rows
-            .into_iter()
-            .map(|r| AggRow {
-                keys: r.keys,
-                value: r.value,
-                count: r.count,
-            })
-            .collect())
+        let results = self.results(ctx)?;
+        let rows = results.aggregate(&query).await.map_err(results_error)?;
+        Ok(rows.into_iter().map(AggRow::from).collect())
     }
 
     /// Like aggregate, per time bucket of `bucketSecs`.
@@ -368,26 +348,16 @@ impl SessionObject {
             field,
             conditions: conditions(r#where),
         };
-        let info = tracker_info(&self.0.tracker).map_err(api)?;
-        query.validate(info).map_err(query_error)?;
-        let manager = manager(ctx);
-        let rows = match manager.memory_store(&self.0).map_err(api)? {
-            Some(memory) => memory.timeseries(&query).map_err(memory_error)?,
-            None => manager
-                .store()
-                .timeseries(&self.0.id, info, &query)
-                .await
-                .map_err(|e| api(e.into()))?,
-        };
-        Ok(rows
-            .into_iter()
-            .map(|r| TimeBucket {
-                start: rfc3339_nanos(r.start_ns),
-                keys: r.keys,
-                value: r.value,
-                count: r.count,
-            })
-            .collect())
+        let results = self.results(ctx)?;
+        let rows = results.timeseries(&query).await.map_err(results_error)?;
+        Ok(rows.into_iter().map(TimeBucket::from).collect())
+    }
+}
+
+/// Outside the `#[Object]` block, which would make it a field.
+impl SessionObject {
+    fn results(&self, ctx: &Context<'_>) -> async_graphql::Result<Arc<dyn SessionResults>> {
+        manager(ctx).results(&self.0).map_err(api)
     }
 }
 
@@ -398,6 +368,16 @@ pub struct AggRow {
     pub count: u64,
 }
 
+impl From<AggResult> for AggRow {
+    fn from(r: AggResult) -> Self {
+        Self {
+            keys: r.keys,
+            value: r.value,
+            count: r.count,
+        }
+    }
+}
+
 #[derive(SimpleObject)]
 pub struct TimeBucket {
     /// The bucket's start, RFC 3339.
@@ -405,6 +385,17 @@ pub struct TimeBucket {
     pub keys: Vec<String>,
     pub value: f64,
     pub count: u64,
+}
+
+impl From<TimeBucketResult> for TimeBucket {
+    fn from(r: TimeBucketResult) -> Self {
+        Self {
+            start: rfc3339_nanos(r.start_ns),
+            keys: r.keys,
+            value: r.value,
+            count: r.count,
+        }
+    }
 }
 
 /// One event: the common fields, and every field in `data`.
@@ -589,6 +580,6 @@ impl AuditRow {
 
     /// The session the mutation created or acted on.
     async fn session_id(&self) -> Option<&str> {
-        self.0.session_id.as_deref()
+        self.0.session_id.as_ref().map(SessionId::as_str)
     }
 }

@@ -1,0 +1,270 @@
+//! Session records: their status and store kind, and reading and writing them.
+
+use std::str::FromStr;
+
+use sqlx::encode::IsNull;
+use sqlx::error::BoxDynError;
+use sqlx::sqlite::{
+    SqliteArgumentValue, SqliteArguments, SqliteRow, SqliteTypeInfo, SqliteValueRef,
+};
+use sqlx::{Decode, Encode, Row, Sqlite, Type};
+
+use super::sql::{json_column, limit_plus_one, page};
+use super::{Store, StoreError};
+use crate::model::SessionId;
+
+// Session ids are stored as TEXT. Here rather than beside the type: the model knows no
+// database.
+impl Type<Sqlite> for SessionId {
+    fn type_info() -> SqliteTypeInfo {
+        <String as Type<Sqlite>>::type_info()
+    }
+}
+
+impl<'q> Encode<'q, Sqlite> for SessionId {
+    fn encode_by_ref(&self, buf: &mut Vec<SqliteArgumentValue<'q>>) -> Result<IsNull, BoxDynError> {
+        Encode::<Sqlite>::encode(self.as_str().to_string(), buf)
+    }
+}
+
+impl<'r> Decode<'r, Sqlite> for SessionId {
+    fn decode(value: SqliteValueRef<'r>) -> Result<Self, BoxDynError> {
+        Ok(Self::from(<String as Decode<Sqlite>>::decode(value)?))
+    }
+}
+
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, async_graphql::Enum, serde::Serialize, serde::Deserialize,
+)]
+pub enum SessionStatus {
+    Running,
+    Completed,
+    Stopped,
+    Failed,
+    Interrupted,
+}
+
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, async_graphql::Enum, serde::Serialize, serde::Deserialize,
+)]
+pub enum StoreKind {
+    Sqlite,
+    Memory,
+}
+
+/// The text both enums are stored as: their GraphQL names.
+macro_rules! stored_as_text {
+    ($ty:ty { $($variant:ident => $text:literal),+ }) => {
+        impl $ty {
+            pub fn as_str(self) -> &'static str {
+                match self { $(Self::$variant => $text),+ }
+            }
+        }
+
+        impl FromStr for $ty {
+            type Err = StoreError;
+
+            fn from_str(s: &str) -> Result<Self, StoreError> {
+                match s {
+                    $($text => Ok(Self::$variant),)+
+                    other => Err(StoreError::Corrupt(format!(
+                        "unknown {} `{other}`",
+                        stringify!($ty)
+                    ))),
+                }
+            }
+        }
+    };
+}
+
+stored_as_text!(SessionStatus {
+    Running => "RUNNING",
+    Completed => "COMPLETED",
+    Stopped => "STOPPED",
+    Failed => "FAILED",
+    Interrupted => "INTERRUPTED"
+});
+stored_as_text!(StoreKind {
+    Sqlite => "SQLITE",
+    Memory => "MEMORY"
+});
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct SessionRecord {
+    pub id: SessionId,
+    pub tracker: String,
+    pub label: Option<String>,
+    pub status: SessionStatus,
+    pub store: StoreKind,
+    pub filter: serde_json::Value,
+    pub config: serde_json::Value,
+    pub started_at_ns: u64,
+    pub ends_at_ns: u64,
+    pub ended_at_ns: Option<u64>,
+    pub event_count: u64,
+    pub lost_count: u64,
+    pub error: Option<String>,
+    /// JSON snapshot of a MEMORY session's aggregates, written when it ends (so results
+    /// survive restarts).
+    pub memory_snapshot: Option<serde_json::Value>,
+}
+
+impl Store {
+    pub async fn insert_session(&self, s: &SessionRecord) -> Result<(), StoreError> {
+        let query = sqlx::query(
+            "INSERT INTO sessions (id, tracker, label, status, store, filter, config, started_at, \
+             ends_at, ended_at, event_count, lost_count, error, memory_snapshot) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&s.id);
+        bind_session_columns(query, s).execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Writes every column of the session but its id; an unknown id is an error.
+    pub async fn update_session(&self, s: &SessionRecord) -> Result<(), StoreError> {
+        let query = sqlx::query(
+            "UPDATE sessions SET tracker = ?, label = ?, status = ?, store = ?, filter = ?, \
+             config = ?, started_at = ?, ends_at = ?, ended_at = ?, event_count = ?, \
+             lost_count = ?, error = ?, memory_snapshot = ? WHERE id = ?",
+        );
+        let done = bind_session_columns(query, s)
+            .bind(&s.id)
+            .execute(&self.pool)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::UnknownSession(s.id.clone()));
+        }
+        Ok(())
+    }
+
+    pub async fn get_session(&self, id: &SessionId) -> Result<Option<SessionRecord>, StoreError> {
+        let row = sqlx::query("SELECT * FROM sessions WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| session_from_row(&r)).transpose()
+    }
+
+    /// Newest first (started_at desc, id desc). `after` is a cursor this returned; the
+    /// result pairs each record with its cursor, and says whether more follow.
+    pub async fn list_sessions(
+        &self,
+        status: Option<SessionStatus>,
+        first: usize,
+        after: Option<&str>,
+    ) -> Result<(Vec<(String, SessionRecord)>, bool), StoreError> {
+        let after = after.map(parse_session_cursor).transpose()?;
+        let rows = sqlx::query(
+            "SELECT * FROM sessions WHERE (?1 IS NULL OR status = ?1) \
+             AND (?2 IS NULL OR started_at < ?2 OR (started_at = ?2 AND id < ?3)) \
+             ORDER BY started_at DESC, id DESC LIMIT ?4",
+        )
+        .bind(status.map(SessionStatus::as_str))
+        .bind(after.as_ref().map(|(started, _)| *started))
+        .bind(after.as_ref().map(|(_, id)| id))
+        .bind(limit_plus_one(first))
+        .fetch_all(&self.pool)
+        .await?;
+        page(&rows, first, |row| {
+            let record = session_from_row(row)?;
+            Ok((session_cursor(&record), record))
+        })
+    }
+
+    /// Deletes a session and its events; false when there was no such session.
+    pub async fn delete_session(&self, id: &SessionId) -> Result<bool, StoreError> {
+        Ok(self.delete_with_events(id).await?.is_some())
+    }
+
+    /// Deletes a session and its events in one transaction; how many events it had, or
+    /// `None` when there was no such session.
+    pub(super) async fn delete_with_events(
+        &self,
+        id: &SessionId,
+    ) -> Result<Option<u64>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let events = sqlx::query("DELETE FROM events WHERE session_id = ?")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        sqlx::query("DELETE FROM event_counts WHERE session_id = ?")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        let sessions = sqlx::query("DELETE FROM sessions WHERE id = ?")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        tx.commit().await?;
+        Ok((sessions > 0).then_some(events))
+    }
+
+    /// Sessions a previous server left RUNNING become INTERRUPTED, ended now.
+    pub async fn mark_running_interrupted(&self, now_ns: u64) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "UPDATE sessions SET status = 'INTERRUPTED', ended_at = ? WHERE status = 'RUNNING'",
+        )
+        .bind(now_ns as i64)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+}
+
+/// A sessions cursor: where the record sorts, as `<started_at>:<id>`.
+fn session_cursor(s: &SessionRecord) -> String {
+    format!("{}:{}", s.started_at_ns, s.id)
+}
+
+fn parse_session_cursor(cursor: &str) -> Result<(i64, SessionId), StoreError> {
+    cursor
+        .split_once(':')
+        .and_then(|(started, id)| Some((started.parse().ok()?, SessionId::from(id))))
+        .ok_or_else(|| StoreError::BadCursor(cursor.to_string()))
+}
+
+type SqliteQuery<'q> = sqlx::query::Query<'q, sqlx::Sqlite, SqliteArguments<'q>>;
+
+/// Binds every session column but the id, in the order insert and update name them.
+fn bind_session_columns<'q>(query: SqliteQuery<'q>, s: &'q SessionRecord) -> SqliteQuery<'q> {
+    query
+        .bind(&s.tracker)
+        .bind(&s.label)
+        .bind(s.status.as_str())
+        .bind(s.store.as_str())
+        .bind(s.filter.to_string())
+        .bind(s.config.to_string())
+        .bind(s.started_at_ns as i64)
+        .bind(s.ends_at_ns as i64)
+        .bind(s.ended_at_ns.map(|v| v as i64))
+        .bind(s.event_count as i64)
+        .bind(s.lost_count as i64)
+        .bind(&s.error)
+        .bind(s.memory_snapshot.as_ref().map(|v| v.to_string()))
+}
+
+fn session_from_row(r: &SqliteRow) -> Result<SessionRecord, StoreError> {
+    let snapshot: Option<String> = r.try_get("memory_snapshot")?;
+    Ok(SessionRecord {
+        id: r.try_get("id")?,
+        tracker: r.try_get("tracker")?,
+        label: r.try_get("label")?,
+        status: r.try_get::<String, _>("status")?.parse()?,
+        store: r.try_get::<String, _>("store")?.parse()?,
+        filter: json_column(r, "filter")?,
+        config: json_column(r, "config")?,
+        started_at_ns: r.try_get::<i64, _>("started_at")? as u64,
+        ends_at_ns: r.try_get::<i64, _>("ends_at")? as u64,
+        ended_at_ns: r.try_get::<Option<i64>, _>("ended_at")?.map(|v| v as u64),
+        event_count: r.try_get::<i64, _>("event_count")? as u64,
+        lost_count: r.try_get::<i64, _>("lost_count")? as u64,
+        error: r.try_get("error")?,
+        memory_snapshot: snapshot
+            .map(|s| serde_json::from_str(&s))
+            .transpose()
+            .map_err(|e| StoreError::Corrupt(format!("memory_snapshot: {e}")))?,
+    })
+}

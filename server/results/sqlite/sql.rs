@@ -1,0 +1,256 @@
+//! Building and reading SQL: statements with bound values, the expression of a catalog
+//! field, and the group keys of aggregate queries.
+
+use sqlx::sqlite::{SqliteArguments, SqliteRow};
+use sqlx::{Arguments, Encode, Row, Sqlite, Type, TypeInfo, ValueRef};
+
+use super::StoreError;
+use crate::handler::Op;
+use crate::model::{rfc3339_nanos, FieldInfo, FieldType, TrackerInfo};
+use crate::results::query::{catalog_field, Condition, QueryError};
+
+/// Common fields stored as columns; every other field is read from the JSON in `data`.
+const COLUMNS: [&str; 7] = ["tracker", "kind", "ts", "pid", "ppid", "comm", "cgroup_id"];
+
+/// `LIMIT first + 1`: the extra row says whether another page follows.
+pub(super) fn limit_plus_one(first: usize) -> i64 {
+    i64::try_from(first).unwrap_or(i64::MAX).saturating_add(1)
+}
+
+/// The first `first` of `rows` (fetched with [`limit_plus_one`]) read by `read`, and
+/// whether another page follows.
+pub(super) fn page<T>(
+    rows: &[SqliteRow],
+    first: usize,
+    read: impl FnMut(&SqliteRow) -> Result<T, StoreError>,
+) -> Result<(Vec<T>, bool), StoreError> {
+    let items = rows
+        .iter()
+        .take(first)
+        .map(read)
+        .collect::<Result<_, _>>()?;
+    Ok((items, rows.len() > first))
+}
+
+pub(super) fn json_column(row: &SqliteRow, name: &str) -> Result<serde_json::Value, StoreError> {
+    let text: String = row.try_get(name)?;
+    serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(format!("{name}: {e}")))
+}
+
+/// SQL text with its bound values, in order. Values are always bound, never spliced in.
+pub(super) struct Statement {
+    pub(super) text: String,
+    pub(super) args: SqliteArguments<'static>,
+}
+
+impl Statement {
+    pub(super) fn new(text: &str) -> Self {
+        Self {
+            text: text.to_string(),
+            args: SqliteArguments::default(),
+        }
+    }
+
+    pub(super) fn push(&mut self, text: &str) {
+        self.text.push_str(text);
+    }
+
+    /// Appends a placeholder bound to `value`.
+    pub(super) fn bind<T>(&mut self, value: T) -> Result<(), StoreError>
+    where
+        T: Encode<'static, Sqlite> + Type<Sqlite> + 'static,
+    {
+        self.text.push('?');
+        self.args.add(value).map_err(sqlx::Error::Encode)?;
+        Ok(())
+    }
+
+    /// Appends ` AND <condition>` for each condition, with the semantics of
+    /// [`crate::results::query`]: numbers compare as numbers, text as text, CONTAINS is a
+    /// substring test, and a null matches nothing (SQL's NULL comparisons are never true).
+    pub(super) fn conditions(
+        &mut self,
+        info: &TrackerInfo,
+        conditions: &[Condition],
+    ) -> Result<(), StoreError> {
+        for c in conditions {
+            let field = catalog_field(info, &c.field)?;
+            let column = expr(field);
+            // Time columns hold nanoseconds; as text they read as RFC 3339.
+            let text = match field.ty {
+                FieldType::Time => rfc3339_sql(&column),
+                _ => column.clone(),
+            };
+            self.push(" AND ");
+            let Some(cmp) = comparison(c.op) else {
+                // CONTAINS: a substring of the text (validation kept it off numbers).
+                self.push(&format!("instr({text}, "));
+                self.bind(c.value.clone())?;
+                self.push(") > 0");
+                continue;
+            };
+            match field.ty {
+                FieldType::U64 | FieldType::I64 => {
+                    self.push(&format!("{column} {cmp} "));
+                    self.bind_number(c)?;
+                }
+                // A time compares as nanoseconds when given a number, else as text.
+                FieldType::Time => match c.value.trim().parse::<i64>() {
+                    Ok(ns) => {
+                        self.push(&format!("{column} {cmp} "));
+                        self.bind(ns)?;
+                    }
+                    Err(_) => {
+                        self.push(&format!("{text} {cmp} "));
+                        self.bind(c.value.clone())?;
+                    }
+                },
+                FieldType::Str => {
+                    self.push(&format!("{column} {cmp} "));
+                    self.bind(c.value.clone())?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Binds a numeric condition's value: an integer when it fits SQLite's, else a real,
+    /// which SQLite still compares with integers by value.
+    fn bind_number(&mut self, c: &Condition) -> Result<(), StoreError> {
+        let number: i128 = c.value.trim().parse().map_err(|_| QueryError::NotANumber {
+            field: c.field.clone(),
+            value: c.value.clone(),
+        })?;
+        match i64::try_from(number) {
+            Ok(n) => self.bind(n),
+            Err(_) => self.bind(number as f64),
+        }
+    }
+}
+
+/// The SQL operator of a comparison; `None` for CONTAINS, which is no comparison.
+fn comparison(op: Op) -> Option<&'static str> {
+    Some(match op {
+        Op::Eq => "=",
+        Op::Ne => "!=",
+        Op::Gt => ">",
+        Op::Ge => ">=",
+        Op::Lt => "<",
+        Op::Le => "<=",
+        Op::Contains => return None,
+    })
+}
+
+/// An integer nanoseconds expression as the RFC 3339 text of [`rfc3339_nanos`].
+fn rfc3339_sql(ns: &str) -> String {
+    format!(
+        "(strftime('%Y-%m-%dT%H:%M:%S', {ns} / 1000000000, 'unixepoch') \
+         || printf('.%09dZ', {ns} % 1000000000))"
+    )
+}
+
+/// The SQL expression for a field. Names come from the catalog (identifiers), never
+/// from the user, so they can be part of the text.
+pub(super) fn expr(field: &FieldInfo) -> String {
+    if COLUMNS.contains(&field.name) {
+        field.name.to_string()
+    } else {
+        format!("json_extract(data, '$.{}')", field.name)
+    }
+}
+
+/// How a query groups: an optional time bucket, then fields.
+pub(super) struct Grouping {
+    pub(super) bucket_ns: Option<i64>,
+    pub(super) fields: Vec<&'static FieldInfo>,
+}
+
+impl Grouping {
+    pub(super) fn new(
+        info: &TrackerInfo,
+        bucket_ns: Option<i64>,
+        group_by: &[String],
+    ) -> Result<Self, QueryError> {
+        let fields = group_by
+            .iter()
+            .map(|name| catalog_field(info, name))
+            .collect::<Result<_, _>>()?;
+        Ok(Self { bucket_ns, fields })
+    }
+
+    /// The grouping expressions, bucket first. Raw values, so that key types survive.
+    pub(super) fn dims(&self) -> Vec<String> {
+        // The bucket width is an integer the server computed: safe to write into the text.
+        let bucket = self.bucket_ns.map(|ns| format!("(ts / {ns}) * {ns}"));
+        bucket
+            .into_iter()
+            .chain(self.fields.iter().map(|f| expr(f)))
+            .collect()
+    }
+
+    /// Reads a group's key from the first columns of a row laid out like [`Self::dims`].
+    pub(super) fn key(&self, row: &SqliteRow) -> Result<GroupKey, StoreError> {
+        let offset = usize::from(self.bucket_ns.is_some());
+        let bucket = if offset == 1 { row.try_get(0)? } else { 0 };
+        let parts = self
+            .fields
+            .iter()
+            .enumerate()
+            .map(|(i, f)| KeyPart::read(row, i + offset, f.ty == FieldType::Time))
+            .collect::<Result<_, _>>()?;
+        Ok(GroupKey { bucket, parts })
+    }
+}
+
+/// One value of a group key as SQLite returned it. Kept typed so that a null and the
+/// text "null" stay different groups even though both print as `null`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum KeyPart {
+    Null,
+    Int(i64),
+    Time(i64),
+    /// The bits of an f64: a JSON number too large for an integer.
+    Real(u64),
+    Text(String),
+}
+
+impl KeyPart {
+    fn read(row: &SqliteRow, i: usize, is_time: bool) -> Result<Self, StoreError> {
+        let raw = row.try_get_raw(i)?;
+        if raw.is_null() {
+            return Ok(KeyPart::Null);
+        }
+        let ty = raw.type_info().name().to_string();
+        Ok(match ty.as_str() {
+            "INTEGER" if is_time => KeyPart::Time(row.try_get(i)?),
+            "INTEGER" => KeyPart::Int(row.try_get(i)?),
+            "REAL" => KeyPart::Real(row.try_get::<f64, _>(i)?.to_bits()),
+            "TEXT" => KeyPart::Text(row.try_get(i)?),
+            other => return Err(StoreError::Corrupt(format!("a group key of type {other}"))),
+        })
+    }
+
+    /// The key's text as query.rs says: decimal numbers, RFC 3339 times, "null".
+    fn text(&self) -> String {
+        match self {
+            KeyPart::Null => "null".to_string(),
+            KeyPart::Int(v) => v.to_string(),
+            KeyPart::Time(ns) => rfc3339_nanos(*ns as u64),
+            KeyPart::Real(bits) => f64::from_bits(*bits).to_string(),
+            KeyPart::Text(s) => s.clone(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(super) struct GroupKey {
+    /// Start of the time bucket (ns); 0 when the query has none.
+    pub(super) bucket: i64,
+    parts: Vec<KeyPart>,
+}
+
+impl GroupKey {
+    pub(super) fn texts(&self) -> Vec<String> {
+        self.parts.iter().map(KeyPart::text).collect()
+    }
+}
