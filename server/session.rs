@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use parking_lot::Mutex;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
 use tokio::sync::{broadcast, Notify};
@@ -15,7 +15,7 @@ use crate::container::{ContainerManager, Enrich, ResolveError};
 use crate::engine::{Counters, Stats, TrackerConfig, TrackerError, TrackerHandle};
 use crate::handler::{FanOut, Flow, Handler};
 use crate::metrics::{stage, Metrics};
-use crate::model::{SessionId, TrackerInfo};
+use crate::model::{wall_clock_ns, SessionId, TrackerInfo};
 use crate::results::memory::{MemoryLimits, MemoryStore};
 use crate::results::query::StoredEvent;
 use crate::results::sqlite::{SessionRecord, SessionStatus, Store, StoreError, StoreKind};
@@ -69,12 +69,6 @@ pub struct StartRequest {
     pub config: Option<serde_json::Value>,
     pub store: StoreKind,
     pub label: Option<String>,
-}
-
-fn now_ns() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64)
 }
 
 /// A running session's live parts.
@@ -158,7 +152,7 @@ impl SessionManager {
         config: Arc<Config>,
         containers: Arc<ContainerManager>,
     ) -> Result<Arc<Self>, SessionError> {
-        let interrupted = store.mark_running_interrupted(now_ns()).await?;
+        let interrupted = store.mark_running_interrupted(wall_clock_ns()).await?;
         if interrupted > 0 {
             tracing::warn!(
                 interrupted,
@@ -276,7 +270,7 @@ impl SessionManager {
             });
         }
         let info = tracker.info();
-        let started_at_ns = now_ns();
+        let started_at_ns = wall_clock_ns();
         let filter = serde_json::json!({
             "pid": req.pid,
             "comm": req.comm,
@@ -341,7 +335,7 @@ impl SessionManager {
             Ok(handle) => handle,
             Err(err) => {
                 record.status = SessionStatus::Failed;
-                record.ended_at_ns = Some(now_ns());
+                record.ended_at_ns = Some(wall_clock_ns());
                 record.error = Some(err.to_string());
                 self.store.update_session(&record).await?;
                 self.metrics
@@ -442,7 +436,7 @@ impl SessionManager {
         if status == SessionStatus::Failed && record.error.is_none() {
             record.error = Some("the tracker ended before the session did".into());
         }
-        record.ended_at_ns = Some(now_ns());
+        record.ended_at_ns = Some(wall_clock_ns());
         if let Some(memory) = &running.memory {
             record.memory_snapshot = Some(memory.snapshot());
             self.ended_memory.insert(record.id.clone(), memory.clone());
@@ -623,7 +617,11 @@ pub fn spawn_retention(manager: Arc<SessionManager>, every: Duration) {
         let mut tick = tokio::time::interval(every);
         loop {
             tick.tick().await;
-            match manager.store.enforce_retention(&policy, now_ns()).await {
+            match manager
+                .store
+                .enforce_retention(&policy, wall_clock_ns())
+                .await
+            {
                 Ok(report) if report.sessions_deleted > 0 => {
                     tracing::info!(
                         sessions = report.sessions_deleted,

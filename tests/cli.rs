@@ -116,6 +116,22 @@ fn bad_input_exits_2_with_a_clear_message() {
             "interval_ms must be between 10 and 3600000, got 5",
         ),
         (&["options", "nosuch"], "invalid value 'nosuch'"),
+        (
+            &["run", "process", "--pipeline", r#"[{"type": "print", "format": "xml"}]"#],
+            "--pipeline: unknown variant `xml`",
+        ),
+        (
+            &["run", "process", "--pipeline", r#"[{"type": "aggregate", "group_by": ["nope"]}]"#],
+            "cannot group by `nope`",
+        ),
+        (
+            &["run", "process", "--pipeline", "@/nonexistent/eunomia-pipeline.json"],
+            "--pipeline @/nonexistent/eunomia-pipeline.json: No such file or directory",
+        ),
+        (
+            &["run", "process", "--pipeline", "[]", "--group-by", "comm"],
+            "cannot be used with",
+        ),
     ];
     for (args, message) in cases {
         let out = eunomia(args);
@@ -370,6 +386,39 @@ fn run_aggregates_and_prints_csv() {
     assert_eq!(lines.remove(0), "kind,comm,count");
     lines.sort();
     assert_eq!(lines, [format!("exec,{comm},4"), format!("exit,{comm},4")]);
+}
+
+/// A `--pipeline` assembles the seed's handler chain at run time: one branch prints every
+/// exec as JSON, the other counts events per kind as CSV, both from one run.
+#[test]
+fn run_assembles_a_pipeline_from_stages() {
+    if !root_or_skip("run_assembles_a_pipeline_from_stages") {
+        return;
+    }
+    let (binary, comm) = unique_binary("pipe");
+    let pipeline = format!(
+        r#"[{{"type": "filter", "where": ["comm == {comm}"]}},
+            {{"type": "tee", "branches": [
+              [{{"type": "filter", "where": ["kind == exec"]}}, {{"type": "print", "format": "json"}}],
+              [{{"type": "aggregate", "group_by": ["kind"]}}, {{"type": "print", "format": "csv"}}]]}}]"#
+    );
+    let Executed { out, pids, .. } = run_while_executing(
+        &["run", "process", "--duration", "3", "--pipeline", &pipeline],
+        &binary,
+        3,
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let (json, csv): (Vec<&str>, Vec<&str>) = text.lines().partition(|l| l.starts_with('{'));
+    let exec_pids: Vec<u64> = json
+        .iter()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .inspect(|e| assert_eq!(e["kind"], "exec", "{e}"))
+        .map(|e| e["pid"].as_u64().unwrap())
+        .collect();
+    assert_eq!(exec_pids, pids);
+    let mut csv = csv;
+    csv.sort();
+    assert_eq!(csv, ["exec,3", "exit,3", "kind,count"]);
 }
 
 #[test]

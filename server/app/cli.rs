@@ -124,6 +124,10 @@ pub struct RunArgs {
     /// Columns of the text table (comma-separated); defaults to the main fields.
     #[arg(long, value_delimiter = ',')]
     pub columns: Vec<String>,
+    /// The output chain as a JSON list of stages (filter, aggregate, tee, print), or
+    /// `@FILE` holding one; replaces --group-by, --format and --columns.
+    #[arg(long, value_name = "JSON|@FILE", conflicts_with_all = ["group_by", "format", "columns"])]
+    pub pipeline: Option<String>,
 }
 
 fn tracker_names() -> PossibleValuesParser {
@@ -214,8 +218,18 @@ fn default_columns(info: &TrackerInfo) -> Vec<String> {
         .collect()
 }
 
-/// What runs on the output thread: optional aggregation, then printing.
-fn output_stages(args: &RunArgs, info: &TrackerInfo) -> Vec<Stage> {
+/// What runs on the output thread: the `--pipeline`, or else optional aggregation, then
+/// printing.
+fn output_stages(args: &RunArgs, info: &TrackerInfo) -> Result<Vec<Stage>, String> {
+    if let Some(spec) = &args.pipeline {
+        let text = match spec.strip_prefix('@') {
+            Some(path) => {
+                std::fs::read_to_string(path).map_err(|e| format!("--pipeline {spec}: {e}"))?
+            }
+            None => spec.clone(),
+        };
+        return serde_json::from_str(&text).map_err(|e| format!("--pipeline: {e}"));
+    }
     let mut stages = Vec::new();
     let columns = if !args.columns.is_empty() {
         Some(args.columns.clone())
@@ -233,7 +247,7 @@ fn output_stages(args: &RunArgs, info: &TrackerInfo) -> Vec<Stage> {
         format: args.format,
         columns,
     });
-    stages
+    Ok(stages)
 }
 
 /// The tracker's options from `--opt` and the shorthand flags; each option once.
@@ -303,7 +317,8 @@ fn run(args: &RunArgs) -> Result<(), RunError> {
         .map_err(|e| RunError::Usage(e.to_string()))?;
     let stdout =
         || Box::new(BufWriter::with_capacity(1 << 16, io::stdout())) as Box<dyn Write + Send>;
-    let output = handler::build::<Event>(&output_stages(args, info), &schema, &stdout)
+    let stages = output_stages(args, info).map_err(RunError::Usage)?;
+    let output = handler::build::<Event>(&stages, &schema, &stdout)
         .map_err(|e| RunError::Usage(e.to_string()))?;
     let mut config = TrackerConfig {
         target_pid: args.pid,

@@ -323,10 +323,7 @@ mod tests {
         let ns = Namespaces::of_pid(pid).expect("own namespaces");
         assert!(ns.pid.is_some() && ns.mnt.is_some() && ns.net.is_some());
         let start = process_start_ns(pid).expect("own start time");
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos() as u64;
+        let now = crate::model::wall_clock_ns();
         assert!(
             start <= now && now - start < 600_000_000_000,
             "{start} vs {now}"

@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 pub use cgroup::{
     cgroup_id, of_pid as cgroup_of_pid, parse_path, v2_root, ContainerPath, Namespaces,
@@ -34,7 +34,7 @@ pub use registry::{Container, ResolveError, DEAD_KEEP};
 
 use crate::engine::{Counters, TrackerConfig, TrackerError, TrackerHandle};
 use crate::handler::{Flow, Handler};
-use crate::model::ContainerTag;
+use crate::model::{wall_clock_ns, ContainerTag};
 use crate::trackers::find_tracker;
 use crate::trackers::Event;
 use registry::{Found, Registry};
@@ -63,12 +63,6 @@ pub enum ContainerState {
     Running,
     Paused,
     Exited,
-}
-
-fn now_ns() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64)
 }
 
 #[derive(Clone, Debug)]
@@ -224,7 +218,7 @@ impl ContainerManager {
         for c in found.values() {
             self.observe(c);
         }
-        self.registry.retain_live(now_ns(), |c| {
+        self.registry.retain_live(wall_clock_ns(), |c| {
             let dirs = cgroup::walk(root, &c.cgroup_path);
             dirs.first().map(|d| d.id) == c.cgroup_ids.first().copied()
                 && dirs
@@ -237,7 +231,7 @@ impl ContainerManager {
     /// Asks Docker about one container and records what it says.
     async fn sync_docker(&self, id: &str) -> Result<(), DockerError> {
         let Some(details) = self.docker.inspect(id).await? else {
-            self.registry.mark_dead(id, now_ns());
+            self.registry.mark_dead(id, wall_clock_ns());
             return Ok(());
         };
         if details.pid != 0 {
@@ -251,7 +245,7 @@ impl ContainerManager {
                 });
             }
         }
-        self.registry.apply_engine(details.info, now_ns());
+        self.registry.apply_engine(details.info, wall_clock_ns());
         Ok(())
     }
 
@@ -264,7 +258,7 @@ impl ContainerManager {
         }
         while let Some(event) = events.next().await? {
             match event.action.as_str() {
-                "die" | "destroy" => self.registry.mark_dead(&event.id, now_ns()),
+                "die" | "destroy" => self.registry.mark_dead(&event.id, wall_clock_ns()),
                 _ => self.sync_docker(&event.id).await?,
             }
         }

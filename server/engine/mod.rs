@@ -378,6 +378,30 @@ pub struct Drain<'a, E> {
 /// switch (programs run for microseconds).
 const SWITCH_GRACE: Duration = Duration::from_millis(5);
 
+/// A loaded skeleton's loss counter and [`Generations`], from its `.bss`
+/// (`ringbuf_dropped` and `generation`); evaluates to `(&u64, Generations)`. A macro
+/// because each skeleton has its own `.bss` type with the same field names.
+#[macro_export]
+macro_rules! bss_generations {
+    ($skel:expr) => {{
+        // The kernel writes `ringbuf_dropped` and this thread writes `generation` through
+        // the same mmapped .bss, so both are reached by raw pointer, never a reference.
+        let bss: *mut _ = $skel
+            .maps
+            .bss_data
+            .as_deref_mut()
+            .expect("a probe with generations declares .bss");
+        // SAFETY: the .bss mapping lives as long as the skeleton, which outlives the
+        // tracker's serve loop and so every use of both.
+        unsafe {
+            (
+                &(*bss).ringbuf_dropped,
+                $crate::engine::Generations::new(&raw mut (*bss).generation),
+            )
+        }
+    }};
+}
+
 /// User space's side of a probe that keeps its aggregates in two generations of maps:
 /// programs add to the one the low bit of the probe's `generation` global names, and the
 /// other can be read and emptied without racing an update.

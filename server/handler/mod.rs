@@ -49,34 +49,27 @@ pub trait Handler<E: ?Sized>: Send {
     }
 }
 
-impl<E: ?Sized, H: Handler<E> + ?Sized> Handler<E> for Box<H> {
-    fn handle(&mut self, event: &E) -> Flow {
-        (**self).handle(event)
-    }
+/// A boxed handler, and a borrowed one (which lets a caller keep the end of a chain to
+/// read it), are handlers.
+macro_rules! forward_handler {
+    ($($pointer:ty),+) => {$(
+        impl<E: ?Sized, H: Handler<E> + ?Sized> Handler<E> for $pointer {
+            fn handle(&mut self, event: &E) -> Flow {
+                (**self).handle(event)
+            }
 
-    fn flush(&mut self) -> io::Result<()> {
-        (**self).flush()
-    }
+            fn flush(&mut self) -> io::Result<()> {
+                (**self).flush()
+            }
 
-    fn finish(&mut self) -> io::Result<()> {
-        (**self).finish()
-    }
+            fn finish(&mut self) -> io::Result<()> {
+                (**self).finish()
+            }
+        }
+    )+};
 }
 
-/// A borrowed handler is a handler: lets a caller keep the end of a chain to read it.
-impl<E: ?Sized, H: Handler<E> + ?Sized> Handler<E> for &mut H {
-    fn handle(&mut self, event: &E) -> Flow {
-        (**self).handle(event)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        (**self).flush()
-    }
-
-    fn finish(&mut self) -> io::Result<()> {
-        (**self).finish()
-    }
-}
+forward_handler!(Box<H>, &mut H);
 
 /// The end of a chain that keeps nothing: every event passes out of it.
 #[derive(Clone, Copy, Debug, Default)]

@@ -404,6 +404,13 @@ impl<B: EventBody> Record for Event<B> {
     }
 }
 
+/// Nanoseconds since the Unix epoch, now; the time base of every timestamp users see.
+pub fn wall_clock_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
 /// Formats nanoseconds since the Unix epoch as `YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ`.
 pub fn rfc3339_nanos(ns: u64) -> String {
     let secs = ns / 1_000_000_000;

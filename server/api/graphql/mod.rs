@@ -19,7 +19,7 @@ pub use types::*;
 
 use crate::config::Role;
 use crate::container::ResolveError;
-use crate::model::SessionId;
+use crate::model::{wall_clock_ns, SessionId};
 use crate::results::sqlite::{AuditEntry, SessionRecord, SessionStatus};
 use crate::results::ResultsError;
 use crate::session::{SessionError, SessionManager};
@@ -121,12 +121,6 @@ fn require_operator(ctx: &Context<'_>) -> async_graphql::Result<()> {
             "this token is a viewer's: mutations need an operator token",
         )),
     }
-}
-
-fn now_ns() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64)
 }
 
 pub struct QueryRoot;
@@ -284,7 +278,7 @@ async fn audited<T>(
     };
     let entry = AuditEntry {
         id: 0,
-        at_ns: now_ns(),
+        at_ns: wall_clock_ns(),
         actor: caller.name,
         role: format!("{:?}", caller.role).to_lowercase(),
         action: action.to_string(),

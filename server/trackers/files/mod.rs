@@ -9,9 +9,9 @@ use libbpf_rs::skel::Skel;
 use libbpf_rs::{MapCore, MapFlags};
 
 use super::{Event, Tracker};
-use crate::engine::{with_record, Drain, DrainContext, Generations, Run, TrackerError};
+use crate::engine::{with_record, Drain, DrainContext, Run, TrackerError};
 use crate::model::{EventBody, FieldInfo, FieldType, FixedStr, TrackerInfo, Value};
-use crate::{decode_header, open_probe};
+use crate::{bss_generations, decode_header, open_probe};
 
 mod options;
 
@@ -234,20 +234,9 @@ impl Tracker for FilesTracker {
             .file_type_mask = file_type_mask(&options.file_types);
         let mut skel = run.load(open)?;
         run.fill_cgroup_filter(&skel.maps.cgroup_filter)?;
-        // The kernel writes `ringbuf_dropped` and this thread writes `generation` through
-        // the same mmapped .bss, so both are reached by raw pointer, never a reference.
-        let bss: *mut types::bss = skel
-            .maps
-            .bss_data
-            .as_deref_mut()
-            .expect("files.bpf.c declares .bss");
-        // SAFETY: the .bss mapping lives as long as `skel`, which outlives every use below.
-        let (dropped, generation) =
-            unsafe { (&(*bss).ringbuf_dropped, &raw mut (*bss).generation) };
+        let (dropped, mut switch) = bss_generations!(skel);
         let maps = &skel.maps;
         let generations: [&dyn MapCore; 2] = [&maps.io_0, &maps.io_1];
-        // SAFETY: `generation` is in the .bss mapping, which outlives the drain (see above).
-        let mut switch = unsafe { Generations::new(generation) };
         let drain = Drain {
             every: options.interval_ms.duration(),
             pull: Box::new(move |context: &DrainContext, emit| {
