@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 use clap::builder::PossibleValuesParser;
 use clap::{Parser, Subcommand};
 
+use super::serve::{self, ServeArgs};
+use super::RunError;
 use crate::container::{ContainerManager, ContainerOptions, Enrich};
 use crate::engine::{Counters, TrackerConfig};
 use crate::handler::{self, FanIn, Filter, Format, Predicate, Schema, Stage};
@@ -54,19 +56,6 @@ pub enum Command {
     Serve(ServeArgs),
     /// Print the GraphQL schema (SDL), as checked in at schema/schema.graphql.
     Schema,
-}
-
-#[derive(Debug, clap::Args)]
-pub struct ServeArgs {
-    /// Address to listen on (default 127.0.0.1:8527; port 0 picks a free one).
-    #[arg(long)]
-    pub listen: Option<std::net::SocketAddr>,
-    /// SQLite database file (default ./eunomia.db), created and migrated on start.
-    #[arg(long)]
-    pub db: Option<std::path::PathBuf>,
-    /// TOML configuration file.
-    #[arg(long)]
-    pub config: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -176,7 +165,7 @@ pub fn main() -> ExitCode {
             print!("{}", crate::api::graphql::sdl());
             ExitCode::SUCCESS
         }
-        Command::Serve(args) => exit_code(crate::app::serve::serve(&args)),
+        Command::Serve(args) => exit_code(serve::serve(&args)),
         Command::Run(args) => exit_code(run(&args)),
     }
 }
@@ -192,19 +181,6 @@ fn exit_code(result: Result<(), RunError>) -> ExitCode {
             eprintln!("error: {err:#}");
             ExitCode::FAILURE
         }
-    }
-}
-
-pub enum RunError {
-    /// The request itself is wrong: exit code 2.
-    Usage(String),
-    /// Tracing failed: exit code 1.
-    Failed(anyhow::Error),
-}
-
-impl<E: Into<anyhow::Error>> From<E> for RunError {
-    fn from(err: E) -> Self {
-        RunError::Failed(err.into())
     }
 }
 

@@ -2,3 +2,17 @@
 
 pub mod cli;
 pub mod serve;
+
+/// How a command fails: the exit code tells the two apart.
+pub enum RunError {
+    /// The request itself is wrong: exit code 2.
+    Usage(String),
+    /// Tracing failed: exit code 1.
+    Failed(anyhow::Error),
+}
+
+impl<E: Into<anyhow::Error>> From<E> for RunError {
+    fn from(err: E) -> Self {
+        RunError::Failed(err.into())
+    }
+}

@@ -7,14 +7,27 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 
+use super::RunError;
 use crate::api::{graphql, http};
-use crate::app::cli::{RunError, ServeArgs};
 use crate::config::Config;
 use crate::container::{ContainerManager, ContainerOptions};
 use crate::engine::system;
 use crate::metrics::Metrics;
 use crate::results::sqlite::{Store, StoreOptions};
 use crate::session::{spawn_retention, SessionManager};
+
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Address to listen on (default 127.0.0.1:8527; port 0 picks a free one).
+    #[arg(long)]
+    pub listen: Option<std::net::SocketAddr>,
+    /// SQLite database file (default ./eunomia.db), created and migrated on start.
+    #[arg(long)]
+    pub db: Option<std::path::PathBuf>,
+    /// TOML configuration file.
+    #[arg(long)]
+    pub config: Option<std::path::PathBuf>,
+}
 
 /// How long open connections (subscriptions) get to close after shutdown begins.
 const DRAIN: Duration = Duration::from_secs(3);
