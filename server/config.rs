@@ -7,6 +7,7 @@
 //! [sessions]
 //! max_duration_secs = 3600
 //! max_concurrent = 16
+//! ringbuf_budget_bytes = 1073741824
 //! [retention]
 //! max_age_secs = 604800
 //! max_events = 50000000
@@ -26,6 +27,9 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+
+/// The longest session or CLI run anyone may ask for: a year.
+pub const MAX_DURATION_SECS: u64 = 365 * 24 * 3600;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -60,6 +64,8 @@ pub struct Config {
 pub struct SessionLimits {
     pub max_duration_secs: u64,
     pub max_concurrent: usize,
+    /// Ring buffer bytes all running sessions may lock in the kernel together.
+    pub ringbuf_budget_bytes: u64,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, serde::Deserialize)]
@@ -134,6 +140,7 @@ impl Default for SessionLimits {
         Self {
             max_duration_secs: 3600,
             max_concurrent: 16,
+            ringbuf_budget_bytes: 1 << 30,
         }
     }
 }
@@ -174,8 +181,10 @@ impl Config {
     /// Checks what the types cannot: ranges, and no open port without tokens.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |msg: String| Err(ConfigError::Invalid(msg));
-        if self.sessions.max_duration_secs == 0 {
-            return invalid("sessions.max_duration_secs must be at least 1".into());
+        if !(1..=MAX_DURATION_SECS).contains(&self.sessions.max_duration_secs) {
+            return invalid(format!(
+                "sessions.max_duration_secs must be between 1 and {MAX_DURATION_SECS} (a year)"
+            ));
         }
         if self.sessions.max_concurrent == 0 {
             return invalid("sessions.max_concurrent must be at least 1".into());
@@ -185,6 +194,14 @@ impl Config {
                 "token `{}` is shorter than 16 characters",
                 short.name
             ));
+        }
+        for (i, token) in self.tokens.iter().enumerate() {
+            if let Some(other) = self.tokens[..i].iter().find(|t| t.token == token.token) {
+                return invalid(format!(
+                    "tokens `{}` and `{}` have the same secret; each needs its own",
+                    other.name, token.name
+                ));
+            }
         }
         if !self.listen.ip().is_loopback() && self.tokens.is_empty() {
             return invalid(format!(
@@ -233,5 +250,32 @@ mod tests {
             .to_string()
             .starts_with("refusing to listen on 0.0.0.0:9000"));
         assert!(toml::from_str::<Config>("nonsense = 1").is_err());
+    }
+
+    #[test]
+    fn refuses_shared_token_secrets_and_endless_sessions() {
+        let config: Config = toml::from_str(
+            r#"
+            [[tokens]]
+            name = "ops"
+            role = "operator"
+            token = "0123456789abcdef0123"
+            [[tokens]]
+            name = "viewer"
+            role = "viewer"
+            token = "0123456789abcdef0123"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(
+            config.validate().unwrap_err().to_string(),
+            "tokens `ops` and `viewer` have the same secret; each needs its own"
+        );
+        let mut endless = Config::default();
+        endless.sessions.max_duration_secs = u64::MAX;
+        assert_eq!(
+            endless.validate().unwrap_err().to_string(),
+            "sessions.max_duration_secs must be between 1 and 31536000 (a year)"
+        );
     }
 }

@@ -2,13 +2,14 @@
 //! window. A session always ends (deadline, stopSession, server shutdown), and then no BPF
 //! program of it remains, its status and counts are final, and its results stay queryable.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
 use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
-use tokio::sync::{broadcast, Notify};
+use tokio::sync::{broadcast, Notify, OnceCell, OwnedSemaphorePermit, Semaphore};
 
 use crate::config::Config;
 use crate::container::{ContainerManager, Enrich, ResolveError};
@@ -26,6 +27,8 @@ use crate::trackers::{find_tracker, AnyTracker, Event};
 const LIVE_CAPACITY: usize = 4096;
 /// How often running sessions publish their counts.
 const UPDATE_INTERVAL: Duration = Duration::from_secs(1);
+/// How often final records the store refused are offered to it again.
+const UNSAVED_RETRY: Duration = Duration::from_secs(1);
 /// One event in this many is timed for the handler-duration histogram.
 const TIMING_SAMPLE: u64 = 64;
 
@@ -79,6 +82,29 @@ struct Running {
     memory: Option<Arc<MemoryStore>>,
     live: broadcast::Sender<Arc<StoredEvent>>,
     stop: Arc<Notify>,
+    /// Why storing its events failed, set by the store's writer: the session then ends
+    /// FAILED with this text.
+    store_failure: Arc<Mutex<Option<String>>>,
+    /// The final record: every caller that ends the session gets this one, and only the
+    /// first does the work.
+    ended: OnceCell<SessionRecord>,
+    /// Its place among `max_concurrent` and its ring buffer budget, given back when it
+    /// has ended.
+    reservation: Mutex<Option<Reservation>>,
+}
+
+/// What a session holds of the server's limits while it runs; dropping it gives it back.
+struct Reservation {
+    _slot: OwnedSemaphorePermit,
+    ringbuf_bytes: u64,
+    ringbuf_in_use: Arc<AtomicU64>,
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        self.ringbuf_in_use
+            .fetch_sub(self.ringbuf_bytes, Ordering::Relaxed);
+    }
 }
 
 pub struct SessionManager {
@@ -88,6 +114,14 @@ pub struct SessionManager {
     config: Arc<Config>,
     containers: Arc<ContainerManager>,
     running: DashMap<SessionId, Arc<Running>>,
+    /// Places for running sessions: taken before a session starts, so that parallel starts
+    /// cannot exceed `max_concurrent`.
+    slots: Arc<Semaphore>,
+    /// Ring buffer bytes the running sessions hold, within `ringbuf_budget_bytes`.
+    ringbuf_in_use: Arc<AtomicU64>,
+    /// Final records the store could not save yet (a full disk): they are what readers see,
+    /// and are saved again until the store takes them.
+    unsaved: DashMap<SessionId, SessionRecord>,
     /// Memory stores of ended sessions, restored from their snapshot on first use.
     ended_memory: DashMap<SessionId, Arc<MemoryStore>>,
     updates: broadcast::Sender<SessionRecord>,
@@ -160,16 +194,45 @@ impl SessionManager {
             );
         }
         let (updates, _) = broadcast::channel(256);
-        Ok(Arc::new(Self {
+        let slots = Arc::new(Semaphore::new(config.sessions.max_concurrent));
+        let manager = Arc::new(Self {
             store: Arc::new(store),
             metrics,
             config,
             containers,
             running: DashMap::new(),
+            slots,
+            ringbuf_in_use: Arc::new(AtomicU64::new(0)),
+            unsaved: DashMap::new(),
             ended_memory: DashMap::new(),
             updates,
             started: Instant::now(),
-        }))
+        });
+        manager.spawn_saver();
+        Ok(manager)
+    }
+
+    /// Saves the final records the store refused (a full disk) again every second, until
+    /// it takes them.
+    fn spawn_saver(self: &Arc<Self>) {
+        let manager = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(UNSAVED_RETRY);
+            loop {
+                tick.tick().await;
+                let Some(manager) = manager.upgrade() else {
+                    return;
+                };
+                let pending: Vec<SessionRecord> =
+                    manager.unsaved.iter().map(|r| r.value().clone()).collect();
+                for record in pending {
+                    if manager.store.update_session(&record).await.is_ok() {
+                        tracing::info!(session = %record.id, "the session's final record is saved");
+                        manager.unsaved.remove(&record.id);
+                    }
+                }
+            }
+        });
     }
 
     pub fn store(&self) -> &Store {
@@ -237,7 +300,9 @@ impl SessionManager {
         };
         tracker.check(&config).map_err(|e| match e {
             TrackerError::Config(msg)
-                if msg.starts_with("comm") || msg.starts_with("target_pid") =>
+                if ["comm", "target_pid", "cgroup"]
+                    .iter()
+                    .any(|f| msg.starts_with(f)) =>
             {
                 SessionError::BadFilter(msg)
             }
@@ -247,7 +312,16 @@ impl SessionManager {
     }
 
     /// Starts a session; returns once its programs are attached (status RUNNING).
+    /// Starts a session; returns once its programs are attached (status RUNNING). It runs
+    /// to the end even if the caller goes away, so no session is left half started.
     pub async fn start(self: &Arc<Self>, req: StartRequest) -> Result<SessionRecord, SessionError> {
+        let manager = self.clone();
+        tokio::spawn(async move { manager.start_now(req).await })
+            .await
+            .map_err(|e| SessionError::TrackerFailed(e.to_string()))?
+    }
+
+    async fn start_now(self: &Arc<Self>, req: StartRequest) -> Result<SessionRecord, SessionError> {
         let tracker = find_tracker(&req.tracker).map_err(|_| SessionError::UnknownTracker {
             name: req.tracker.clone(),
             known: crate::trackers::TRACKERS
@@ -264,11 +338,7 @@ impl SessionManager {
             });
         }
         let (tracker_config, container_id) = self.tracker_config(tracker, &req)?;
-        if self.running.len() >= self.config.sessions.max_concurrent {
-            return Err(SessionError::TooManySessions {
-                running: self.running.len(),
-            });
-        }
+        let reservation = self.reserve(u64::from(tracker_config.ringbuf_bytes))?;
         let info = tracker.info();
         let started_at_ns = wall_clock_ns();
         let filter = serde_json::json!({
@@ -297,6 +367,7 @@ impl SessionManager {
         self.store.insert_session(&record).await?;
 
         let counters = Arc::new(Counters::default());
+        let store_failure = Arc::new(Mutex::new(None));
         let (live, _) = broadcast::channel(LIVE_CAPACITY);
         let memory = (req.store == StoreKind::Memory)
             .then(|| Arc::new(MemoryStore::new(info, self.memory_limits())));
@@ -308,6 +379,7 @@ impl SessionManager {
                 &record.id,
                 info.name,
                 counters.lost_channel.clone(),
+                store_failure.clone(),
             )),
         };
         let chain = Instrumented {
@@ -354,6 +426,9 @@ impl SessionManager {
             memory,
             live,
             stop: Arc::new(Notify::new()),
+            store_failure,
+            ended: OnceCell::new(),
+            reservation: Mutex::new(Some(reservation)),
         });
         self.running.insert(record.id.clone(), running.clone());
         self.metrics.sessions_active.inc();
@@ -364,6 +439,35 @@ impl SessionManager {
             Duration::from_secs(req.duration_secs as u64),
         );
         Ok(record)
+    }
+
+    /// Takes a place for a session and its ring buffer, before anything awaits: the check
+    /// and the taking are one step, however many start at once.
+    fn reserve(&self, ringbuf_bytes: u64) -> Result<Reservation, SessionError> {
+        let slot =
+            self.slots
+                .clone()
+                .try_acquire_owned()
+                .map_err(|_| SessionError::TooManySessions {
+                    running: self.config.sessions.max_concurrent,
+                })?;
+        let budget = self.config.sessions.ringbuf_budget_bytes;
+        self.ringbuf_in_use
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |used| {
+                used.checked_add(ringbuf_bytes)
+                    .filter(|&total| total <= budget)
+            })
+            .map_err(|used| {
+                SessionError::BadConfig(format!(
+                    "ringbuf_bytes {ringbuf_bytes} does not fit: running sessions hold \
+                     {used} of the server's {budget} (sessions.ringbuf_budget_bytes)"
+                ))
+            })?;
+        Ok(Reservation {
+            _slot: slot,
+            ringbuf_bytes,
+            ringbuf_in_use: self.ringbuf_in_use.clone(),
+        })
     }
 
     /// Ends the session at its deadline or when asked, publishing counts meanwhile.
@@ -378,45 +482,68 @@ impl SessionManager {
                     _ = tokio::time::sleep_until(deadline) => break SessionStatus::Completed,
                     _ = running.stop.notified() => break SessionStatus::Stopped,
                     _ = tick.tick() => {
-                        if running.tracker.lock().as_ref().is_some_and(TrackerHandle::is_finished) {
+                        let tracker_ended = running
+                            .tracker
+                            .lock()
+                            .as_ref()
+                            .is_some_and(TrackerHandle::is_finished);
+                        if tracker_ended || running.store_failure.lock().is_some() {
                             break SessionStatus::Failed;
                         }
                         let _ = manager.updates.send(manager.live_record(&running));
                     }
                 }
             };
-            if let Err(err) = manager.finish(&id, status).await {
-                tracing::error!(session = %id, "ending the session failed: {err}");
-            }
+            manager.finish(&id, status).await;
         });
     }
 
-    /// The record with live counts.
+    /// The record with live counts, or the final one once it has ended.
     fn live_record(&self, running: &Running) -> SessionRecord {
+        if let Some(ended) = running.ended.get() {
+            return ended.clone();
+        }
         let mut record = running.record.lock().clone();
         apply_counts(&mut record, &running.counters.snapshot());
         record
     }
 
-    /// Asks a running session to stop and waits until it has ended.
-    pub async fn stop(&self, id: &SessionId) -> Result<SessionRecord, SessionError> {
-        if self.running.contains_key(id) {
-            self.finish(id, SessionStatus::Stopped).await
-        } else {
-            self.find(id).await
-        }
+    /// Asks a running session to stop and waits until it has ended; every caller gets the
+    /// final record. It runs to the end even if the caller goes away.
+    pub async fn stop(self: &Arc<Self>, id: &SessionId) -> Result<SessionRecord, SessionError> {
+        let manager = self.clone();
+        let id = id.clone();
+        tokio::spawn(async move {
+            match manager.finish(&id, SessionStatus::Stopped).await {
+                Some(record) => Ok(record),
+                None => manager.find(&id).await,
+            }
+        })
+        .await
+        .map_err(|e| SessionError::TrackerFailed(e.to_string()))?
     }
 
-    /// Ends a session once: detach, drain, final counts, persisted, published.
-    async fn finish(
-        &self,
-        id: &SessionId,
-        status: SessionStatus,
-    ) -> Result<SessionRecord, SessionError> {
-        let Some((_, running)) = self.running.remove(id) else {
-            // Someone else ended it first; theirs is the final word.
-            return self.find(id).await;
-        };
+    /// Ends a running session once, however many ask: the first caller does the work, the
+    /// others wait for it, and all get the final record. `None` when it is not running.
+    async fn finish(&self, id: &SessionId, status: SessionStatus) -> Option<SessionRecord> {
+        let running = self.running.get(id).map(|r| r.clone())?;
+        let record = running
+            .ended
+            .get_or_init(|| self.end(&running, status))
+            .await
+            .clone();
+        // Only now: until the final record exists, the session is running to every reader,
+        // and a delete waits for it.
+        self.running.remove(id);
+        if let Some(reservation) = running.reservation.lock().take() {
+            drop(reservation);
+            self.metrics.sessions_active.dec();
+        }
+        Some(record)
+    }
+
+    /// Detaches, drains, and makes, saves and publishes the final record.
+    async fn end(&self, running: &Running, status: SessionStatus) -> SessionRecord {
         running.stop.notify_one();
         let handle = running.tracker.lock().take();
         let outcome = match handle {
@@ -427,24 +554,33 @@ impl SessionManager {
             None => Ok(running.counters.snapshot()),
         };
         let mut record = running.record.lock().clone();
-        let stats = running.counters.snapshot();
         record.status = status;
         if let Err(err) = &outcome {
             record.status = SessionStatus::Failed;
             record.error = Some(err.clone());
         }
-        if status == SessionStatus::Failed && record.error.is_none() {
-            record.error = Some("the tracker ended before the session did".into());
-        }
         record.ended_at_ns = Some(wall_clock_ns());
         if let Some(memory) = &running.memory {
             record.memory_snapshot = Some(memory.snapshot());
             self.ended_memory.insert(record.id.clone(), memory.clone());
-        } else {
-            self.store.flush().await?;
+        } else if let Err(err) = self.store.flush().await {
+            record.status = SessionStatus::Failed;
+            record.error = Some(format!("storing events failed: {err}"));
+        }
+        // After the flush: every event is now stored or counted lost.
+        let stats = running.counters.snapshot();
+        if let Some(failure) = running.store_failure.lock().clone() {
+            record.status = SessionStatus::Failed;
+            record.error = Some(format!("storing events failed: {failure}"));
+        }
+        if record.status == SessionStatus::Failed && record.error.is_none() {
+            record.error = Some("the tracker ended before the session did".into());
         }
         apply_counts(&mut record, &stats);
-        self.store.update_session(&record).await?;
+        if let Err(err) = self.store.update_session(&record).await {
+            tracing::error!(session = %record.id, "saving the final record failed, retrying: {err}");
+            self.unsaved.insert(record.id.clone(), record.clone());
+        }
 
         let tracker = record.tracker.as_str();
         self.metrics
@@ -459,19 +595,16 @@ impl SessionManager {
             .sessions
             .with_label_values(&[tracker, status_label(record.status)])
             .inc();
-        self.metrics.sessions_active.dec();
         tracing::info!(session = %record.id, status = ?record.status, events = record.event_count, lost = record.lost_count, "session ended");
         let _ = self.updates.send(record.clone());
-        Ok(record)
+        record
     }
 
     /// Ends every running session (server shutdown): they are INTERRUPTED, with final counts.
     pub async fn shutdown(&self) {
         let ids: Vec<SessionId> = self.running.iter().map(|r| r.key().clone()).collect();
         for id in ids {
-            if let Err(err) = self.finish(&id, SessionStatus::Interrupted).await {
-                tracing::error!(session = %id, "ending the session at shutdown failed: {err}");
-            }
+            self.finish(&id, SessionStatus::Interrupted).await;
         }
     }
 
@@ -479,6 +612,9 @@ impl SessionManager {
     pub async fn get(&self, id: &SessionId) -> Result<Option<SessionRecord>, SessionError> {
         if let Some(running) = self.running.get(id).map(|r| r.clone()) {
             return Ok(Some(self.live_record(&running)));
+        }
+        if let Some(unsaved) = self.unsaved.get(id) {
+            return Ok(Some(unsaved.clone()));
         }
         Ok(self.store.get_session(id).await?)
     }
@@ -491,19 +627,31 @@ impl SessionManager {
     }
 
     /// Overlays live counts on records read from the database.
-    pub fn with_live_counts(&self, mut record: SessionRecord) -> SessionRecord {
+    /// Overlays live counts, or a final record not saved yet, on a record from the store.
+    pub fn with_live_counts(&self, record: SessionRecord) -> SessionRecord {
         if let Some(running) = self.running.get(&record.id) {
-            apply_counts(&mut record, &running.counters.snapshot());
+            return self.live_record(&running);
         }
-        record
+        match self.unsaved.get(&record.id) {
+            Some(unsaved) => unsaved.clone(),
+            None => record,
+        }
     }
 
-    pub async fn delete(&self, id: &SessionId) -> Result<bool, SessionError> {
-        if self.running.contains_key(id) {
+    /// Deletes an ended session and its results; a running one, or one still ending, is
+    /// refused. It runs to the end even if the caller goes away.
+    pub async fn delete(self: &Arc<Self>, id: &SessionId) -> Result<bool, SessionError> {
+        if self.running.contains_key(id) || self.unsaved.contains_key(id) {
             return Err(SessionError::StillRunning(id.clone()));
         }
-        self.ended_memory.remove(id);
-        Ok(self.store.delete_session(id).await?)
+        let manager = self.clone();
+        let id = id.clone();
+        tokio::spawn(async move {
+            manager.ended_memory.remove(&id);
+            Ok(manager.store.delete_session(&id).await?)
+        })
+        .await
+        .map_err(|e| SessionError::TrackerFailed(e.to_string()))?
     }
 
     /// A session's results, from whichever store keeps them.

@@ -117,6 +117,14 @@ fn bad_input_exits_2_with_a_clear_message() {
         ),
         (&["options", "nosuch"], "invalid value 'nosuch'"),
         (
+            &["run", "process", "--duration", "9223372036854775000"],
+            "invalid value '9223372036854775000' for '--duration <SECS>': 9223372036854775000 is not in 1..=31536000",
+        ),
+        (
+            &["run", "process", "--where", "comm === sh"],
+            "filter `comm === sh` has more than one operator",
+        ),
+        (
             &["run", "process", "--pipeline", r#"[{"type": "print", "format": "xml"}]"#],
             "--pipeline: unknown variant `xml`",
         ),

@@ -101,6 +101,14 @@ fn predicates_check_fields_and_types() {
             "filter `pid 1` has no operator; use one of == != > >= < <= ~ (contains)",
         ),
         ("== 1", "filter `== 1` names no field"),
+        (
+            "comm === sh",
+            "filter `comm === sh` has more than one operator; use one of == != > >= < <= ~ (contains)",
+        ),
+        (
+            "comm =~ sh",
+            "filter `comm =~ sh` has more than one operator; use one of == != > >= < <= ~ (contains)",
+        ),
     ] {
         assert_eq!(parse(bad).unwrap_err().to_string(), message, "{bad}");
     }
@@ -109,6 +117,13 @@ fn predicates_check_fields_and_types() {
     assert!(!ge.matches(&exit(1, "a", 0, 99)));
     assert!(parse("comm != sh").unwrap().matches(&exit(1, "bash", 0, 1)));
     assert!(parse("pid < 10").unwrap().matches(&exit(9, "x", 0, 1)));
+    // Quotes around a value are the shell user's, not part of it.
+    for quoted in [r#"comm == "sh""#, "comm == 'sh'"] {
+        assert!(
+            parse(quoted).unwrap().matches(&exit(1, "sh", 0, 1)),
+            "{quoted}"
+        );
+    }
 }
 
 #[test]

@@ -551,6 +551,21 @@ fn bad_input_gets_coded_errors_and_loses_nothing() {
             "BAD_FILTER",
             "comm must be 1 to 15 bytes",
         ),
+        (
+            json!({ "tracker": "process", "durationSecs": 1, "filter": { "comm": "sh\u{0}x" } }),
+            "BAD_FILTER",
+            "comm must not contain NUL",
+        ),
+        (
+            json!({ "tracker": "process", "durationSecs": 1, "filter": { "cgroupId": 0 } }),
+            "BAD_FILTER",
+            "cgroup id 0 is no cgroup",
+        ),
+        (
+            json!({ "tracker": "process", "durationSecs": 1, "config": { "ringbuf_bytes": 2147483648u64 } }),
+            "BAD_CONFIG",
+            "ringbuf_bytes must be at most 268435456 (256 MiB), got 2147483648",
+        ),
     ];
     for (input, code, message) in cases {
         let (got_code, got_message) = server.error(start, json!({ "input": input }), None);

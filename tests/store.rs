@@ -59,7 +59,7 @@ fn session(id: &str, started_at_ns: u64, status: SessionStatus) -> SessionRecord
 async fn store_events(store: &Store, record: &SessionRecord, events: &[Event]) {
     store.insert_session(record).await.unwrap();
     let lost = Arc::new(AtomicU64::new(0));
-    let mut sink = store.event_sink(&record.id, "process", lost.clone());
+    let mut sink = store.event_sink(&record.id, "process", lost.clone(), Default::default());
     for event in events {
         sink.handle(event);
     }
@@ -900,7 +900,7 @@ async fn a_full_queue_counts_every_loss() {
         .await
         .unwrap();
     let lost = Arc::new(AtomicU64::new(0));
-    let mut sink = store.event_sink(&"l".into(), "process", lost.clone());
+    let mut sink = store.event_sink(&"l".into(), "process", lost.clone(), Default::default());
     // This test's runtime has one thread, so the writer cannot take anything off the
     // queue before the loop ends: 8 events fit, the other 92 are lost.
     for k in 0..100 {

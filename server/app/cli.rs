@@ -64,7 +64,7 @@ pub struct RunArgs {
     #[arg(value_parser = tracker_names())]
     pub tracker: String,
     /// Stop after this many seconds; without it, run until Ctrl-C.
-    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=crate::config::MAX_DURATION_SECS))]
     pub duration: Option<u64>,
     /// Trace only this process id (filtered in the kernel).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]

@@ -11,6 +11,9 @@ use super::TrackerError;
 use crate::model::common_h;
 
 const DEFAULT_RINGBUF_BYTES: u32 = 4 << 20;
+/// The largest ring buffer one instance may have: it is locked kernel memory, and a
+/// larger one takes seconds to map.
+pub const MAX_RINGBUF_BYTES: u32 = 256 << 20;
 /// The cgroup filter map's capacity in the probes.
 pub const MAX_CGROUP_FILTER: usize = common_h::CGROUP_FILTER_MAX;
 
@@ -67,6 +70,9 @@ impl TrackerConfig {
             ));
         }
         if let Some(comm) = &self.comm {
+            if comm.contains('\0') {
+                return bad(format!("comm must not contain NUL, got {comm:?}"));
+            }
             if comm.is_empty() || comm.len() >= common_h::TASK_COMM_LEN {
                 return bad(format!(
                     "comm must be 1 to {} bytes (the kernel's TASK_COMM_LEN), got {comm:?}",
@@ -78,6 +84,16 @@ impl TrackerConfig {
             return bad(format!(
                 "at most {MAX_CGROUP_FILTER} cgroup ids, got {}",
                 self.cgroup_ids.len()
+            ));
+        }
+        if self.cgroup_ids.contains(&0) {
+            return bad("cgroup id 0 is no cgroup".to_string());
+        }
+        if self.ringbuf_bytes > MAX_RINGBUF_BYTES {
+            return bad(format!(
+                "ringbuf_bytes must be at most {MAX_RINGBUF_BYTES} ({} MiB), got {}",
+                MAX_RINGBUF_BYTES >> 20,
+                self.ringbuf_bytes
             ));
         }
         if self.target_pid == Some(0) {

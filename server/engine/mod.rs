@@ -11,7 +11,7 @@ pub mod system;
 pub use config::{IntervalMs, TrackerConfig, MAX_CGROUP_FILTER};
 pub use options::{NoOptions, OptionInfo, TrackerOptions};
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, SyncSender};
 use std::sync::Arc;
@@ -26,6 +26,9 @@ use system::StartupError;
 
 /// How often the ring buffer poll wakes to notice a stop request.
 const POLL_INTERVAL: Duration = Duration::from_millis(50);
+/// Records one poll takes at most before the loop looks at stop requests, drains and
+/// flushes again: tens of milliseconds at the fastest streams.
+const POLL_BUDGET: u32 = 1 << 16;
 
 /// Writes the common filter configuration into a skeleton's read-only globals. A macro
 /// because each skeleton has its own `rodata` type with the same field names.
@@ -276,6 +279,9 @@ impl<'a, E> Run<'a, E> {
         let (counters, clock_offset) = (self.counters, self.clock_offset);
         // Shared by the ring buffer callback (events) and this loop (drain, flush, finish).
         let chain = RefCell::new(&mut *self.chain);
+        // Records one poll may still take: libbpf reads for as long as records keep coming,
+        // so under a steady stream a poll would never return to notice a stop request.
+        let budget = Cell::new(u32::MAX);
         let mut builder = RingBufferBuilder::new();
         builder
             .add(ring, |bytes: &[u8]| {
@@ -288,7 +294,13 @@ impl<'a, E> Run<'a, E> {
                         counters.malformed.fetch_add(1, Ordering::Relaxed);
                     }
                 }
-                0
+                // Handled first: libbpf has consumed the record whatever this returns.
+                budget.set(budget.get().saturating_sub(1));
+                if budget.get() == 0 {
+                    -libc::EINTR
+                } else {
+                    0
+                }
             })
             .map_err(TrackerError::Map)?;
         let ringbuf = builder.build().map_err(TrackerError::Map)?;
@@ -316,17 +328,16 @@ impl<'a, E> Run<'a, E> {
                 Some(d) => POLL_INTERVAL.min(d.every.saturating_sub(last_drain.elapsed())),
                 None => POLL_INTERVAL,
             };
-            if let Err(err) = ringbuf.poll(timeout) {
+            budget.set(POLL_BUDGET);
+            // Probes may submit without waking the reader (high-rate streams): poll's
+            // timer is then what brings their records in, through consume.
+            let read = ringbuf.poll(timeout).and_then(|()| ringbuf.consume());
+            // A spent budget ends a read early with EINTR, as a signal does: not an error.
+            if let Err(err) = read {
                 if err.kind() != libbpf_rs::ErrorKind::Interrupted {
                     result = Err(TrackerError::Poll(err));
                     break;
                 }
-            }
-            // Probes may submit without waking the reader (high-rate streams): poll's
-            // timer is then what brings their records in.
-            if let Err(err) = ringbuf.consume() {
-                result = Err(TrackerError::Poll(err));
-                break;
             }
             if let Some(d) = drain.as_mut().filter(|d| last_drain.elapsed() >= d.every) {
                 last_drain = Instant::now();
@@ -345,6 +356,7 @@ impl<'a, E> Run<'a, E> {
         }
         // Detach first, then drain: nothing can arrive after the last read.
         detach(links);
+        budget.set(u32::MAX);
         let drained = ringbuf.consume().map_err(TrackerError::Poll);
         let pulled = drain.as_mut().map_or(Ok(()), |d| pull(d, true));
         counters

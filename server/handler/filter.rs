@@ -13,6 +13,8 @@ pub enum FilterError {
     NoOperator(String),
     #[error("filter `{0}` names no field")]
     NoField(String),
+    #[error("filter `{0}` has more than one operator; use one of == != > >= < <= ~ (contains)")]
+    ExtraOperator(String),
     #[error("unknown field `{field}`; known fields: {known}")]
     UnknownField { field: String, known: String },
     #[error("field `{field}` is numeric but `{value}` is not a number")]
@@ -96,6 +98,15 @@ impl Predicate {
         if field.is_empty() {
             return Err(FilterError::NoField(expr.to_string()));
         }
+        // `===`, `=~`, `<>`: an operator that is not one would otherwise match nothing.
+        if text.starts_with(['=', '~', '<', '>', '!']) {
+            return Err(FilterError::ExtraOperator(expr.to_string()));
+        }
+        // A quoted value is the text between the quotes, as a shell user expects.
+        let text = ['"', '\'']
+            .iter()
+            .find_map(|&q| text.strip_prefix(q)?.strip_suffix(q))
+            .unwrap_or(text);
         let ty = field_type(field).ok_or_else(|| FilterError::UnknownField {
             field: field.to_string(),
             known: known.join(", "),

@@ -98,7 +98,12 @@ struct Run {
 async fn feed(store: &Store, session_id: &str, pace: Option<f64>) -> Run {
     store.insert_session(&session(session_id)).await.unwrap();
     let lost = Arc::new(AtomicU64::new(0));
-    let mut sink = store.event_sink(&session_id.into(), "process", lost.clone());
+    let mut sink = store.event_sink(
+        &session_id.into(),
+        "process",
+        lost.clone(),
+        Default::default(),
+    );
     let started = Instant::now();
     let tracker = std::thread::spawn(move || {
         let comms: Vec<Comm> = (0..COMMS)

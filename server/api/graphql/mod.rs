@@ -19,7 +19,7 @@ pub use types::*;
 
 use crate::config::Role;
 use crate::container::ResolveError;
-use crate::model::{wall_clock_ns, SessionId};
+use crate::model::{rfc3339_nanos, wall_clock_ns, SessionId};
 use crate::results::sqlite::{AuditEntry, SessionRecord, SessionStatus};
 use crate::results::ResultsError;
 use crate::session::{SessionError, SessionManager};
@@ -179,6 +179,15 @@ impl QueryRoot {
             btf: std::path::Path::new("/sys/kernel/btf/vmlinux").exists(),
             uptime_secs: manager.uptime().as_secs(),
             active_sessions: manager.active_sessions(),
+            store: {
+                let health = manager.store().health();
+                StoreHealth {
+                    ok: health.failing.is_none(),
+                    failing_since: health.failing.as_ref().map(|(at, _)| rfc3339_nanos(*at)),
+                    error: health.failing.map(|(_, error)| error),
+                    failed_batches: health.failed_batches,
+                }
+            },
         }
     }
 
@@ -263,45 +272,66 @@ fn kernel_release() -> String {
 pub struct MutationRoot;
 
 /// Runs a mutation and records it in the audit table, whatever the outcome; `session`
-/// names the session it created or acted on, from its result when it has one.
-async fn audited<T>(
+/// names the session it created or acted on, from its result when it has one. It runs on
+/// its own task: a client that goes away mid-mutation neither cuts it short nor loses its
+/// record. Auditing fails closed: a mutation whose record cannot be written is refused.
+async fn audited<T: Send + 'static>(
     ctx: &Context<'_>,
     action: &str,
     args: serde_json::Value,
-    session: impl FnOnce(Option<&T>) -> Option<SessionId>,
-    run: impl std::future::Future<Output = async_graphql::Result<T>>,
+    session: impl FnOnce(Option<&T>) -> Option<SessionId> + Send + 'static,
+    run: impl std::future::Future<Output = async_graphql::Result<T>> + Send + 'static,
 ) -> async_graphql::Result<T> {
     let caller = caller(ctx)?.clone();
-    let result = match require_operator(ctx) {
-        Ok(()) => run.await,
-        Err(err) => Err(err),
-    };
-    let entry = AuditEntry {
+    let allowed = require_operator(ctx);
+    let manager = manager(ctx).clone();
+    let mut entry = AuditEntry {
         id: 0,
         at_ns: wall_clock_ns(),
         actor: caller.name,
         role: format!("{:?}", caller.role).to_lowercase(),
         action: action.to_string(),
         args,
-        outcome: if result.is_ok() { "ok" } else { "error" }.to_string(),
-        error: result.as_ref().err().map(|e| e.message.clone()),
-        session_id: session(result.as_ref().ok()),
+        outcome: "pending".to_string(),
+        error: None,
+        session_id: None,
     };
-    if let Err(err) = manager(ctx).store().audit(&entry).await {
-        tracing::error!("writing the audit record failed: {err}");
-    }
-    result
+    tokio::spawn(async move {
+        entry.id = manager.store().audit(&entry).await.map_err(|err| {
+            coded(
+                "AUDIT_FAILED",
+                format!("the audit record cannot be written, so nothing was done: {err}"),
+            )
+        })?;
+        let result = match allowed {
+            Ok(()) => run.await,
+            Err(err) => Err(err),
+        };
+        entry.outcome = if result.is_ok() { "ok" } else { "error" }.to_string();
+        entry.error = result.as_ref().err().map(|e| e.message.clone());
+        entry.session_id = session(result.as_ref().ok());
+        if let Err(err) = manager.store().audit_outcome(&entry).await {
+            tracing::error!(
+                audit = entry.id,
+                "recording the mutation's outcome failed: {err}"
+            );
+        }
+        result
+    })
+    .await
+    .map_err(|err| coded("INTERNAL", format!("the mutation failed: {err}")))?
 }
 
 /// Runs a mutation on the session `id` names, audited with that id as its arguments.
-async fn audited_on_session<T>(
+async fn audited_on_session<T: Send + 'static>(
     ctx: &Context<'_>,
     action: &str,
     id: &SessionId,
-    run: impl std::future::Future<Output = async_graphql::Result<T>>,
+    run: impl std::future::Future<Output = async_graphql::Result<T>> + Send + 'static,
 ) -> async_graphql::Result<T> {
     let args = serde_json::json!({ "id": id.as_str() });
-    audited(ctx, action, args, |_| Some(id.clone()), run).await
+    let id = id.clone();
+    audited(ctx, action, args, move |_| Some(id), run).await
 }
 
 #[Object]
@@ -314,11 +344,10 @@ impl MutationRoot {
     ) -> async_graphql::Result<SessionObject> {
         let args = input.audit_args();
         let created = |s: Option<&SessionObject>| s.map(|s| s.0.id.clone());
-        audited(ctx, "startSession", args, created, async {
+        let manager = manager(ctx).clone();
+        audited(ctx, "startSession", args, created, async move {
             let request = input.into_request()?;
-            Ok(SessionObject(
-                manager(ctx).start(request).await.map_err(api)?,
-            ))
+            Ok(SessionObject(manager.start(request).await.map_err(api)?))
         })
         .await
     }
@@ -330,14 +359,16 @@ impl MutationRoot {
         id: ID,
     ) -> async_graphql::Result<SessionObject> {
         let id = SessionId::from(id.0);
-        let stop = async { Ok(SessionObject(manager(ctx).stop(&id).await.map_err(api)?)) };
+        let (manager, target) = (manager(ctx).clone(), id.clone());
+        let stop = async move { Ok(SessionObject(manager.stop(&target).await.map_err(api)?)) };
         audited_on_session(ctx, "stopSession", &id, stop).await
     }
 
     /// Deletes an ended session and its results; false when there was no such session.
     async fn delete_session(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<bool> {
         let id = SessionId::from(id.0);
-        let delete = async { manager(ctx).delete(&id).await.map_err(api) };
+        let (manager, target) = (manager(ctx).clone(), id.clone());
+        let delete = async move { manager.delete(&target).await.map_err(api) };
         audited_on_session(ctx, "deleteSession", &id, delete).await
     }
 }

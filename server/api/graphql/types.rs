@@ -97,6 +97,21 @@ pub struct Health {
     pub btf: bool,
     pub uptime_secs: u64,
     pub active_sessions: usize,
+    pub store: StoreHealth,
+}
+
+/// How the SQLite store fares.
+#[derive(SimpleObject)]
+pub struct StoreHealth {
+    /// False while event batches fail to commit (a full disk, say); true again once one
+    /// commits.
+    pub ok: bool,
+    /// The last failure's error, while failing.
+    pub error: Option<String>,
+    /// When it began failing, RFC 3339.
+    pub failing_since: Option<String>,
+    /// Event batches that failed since the server started (their events are counted lost).
+    pub failed_batches: u64,
 }
 
 /// `field op value`; the value is read as a number for numeric fields.

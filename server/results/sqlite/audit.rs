@@ -16,7 +16,7 @@ pub struct AuditEntry {
     pub role: String,
     pub action: String,
     pub args: serde_json::Value,
-    /// "ok" or "error".
+    /// "pending" while the mutation runs, then "ok" or "error".
     pub outcome: String,
     pub error: Option<String>,
     /// The session the mutation created or acted on, when there is one.
@@ -24,8 +24,10 @@ pub struct AuditEntry {
 }
 
 impl Store {
-    pub async fn audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {
-        sqlx::query(
+    /// Records an entry and returns its id. Written before the mutation runs (outcome
+    /// "pending"), so that a mutation whose record cannot be written is not done at all.
+    pub async fn audit(&self, entry: &AuditEntry) -> Result<i64, StoreError> {
+        let id = sqlx::query(
             "INSERT INTO audit (at, actor, role, action, args, outcome, error, session_id) \
              VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         )
@@ -38,7 +40,20 @@ impl Store {
         .bind(&entry.error)
         .bind(&entry.session_id)
         .execute(&self.pool)
-        .await?;
+        .await?
+        .last_insert_rowid();
+        Ok(id)
+    }
+
+    /// Sets how the audited mutation `id` ended.
+    pub async fn audit_outcome(&self, entry: &AuditEntry) -> Result<(), StoreError> {
+        sqlx::query("UPDATE audit SET outcome = ?, error = ?, session_id = ? WHERE id = ?")
+            .bind(&entry.outcome)
+            .bind(&entry.error)
+            .bind(&entry.session_id)
+            .bind(entry.id)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 

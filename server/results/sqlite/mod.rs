@@ -32,7 +32,7 @@ use sqlx::{Connection, SqliteConnection, SqlitePool};
 pub use audit::AuditEntry;
 pub use retention::{RetentionPolicy, RetentionReport};
 pub use sessions::{SessionRecord, SessionStatus, StoreKind};
-pub use writer::SqliteSink;
+pub use writer::{Failure, SqliteSink, WriterHealth};
 
 use crate::metrics::{stage, Metrics};
 use crate::model::SessionId;
@@ -56,6 +56,13 @@ pub enum StoreError {
     Corrupt(String),
     #[error("the database writer has stopped")]
     WriterGone,
+    #[error("{path} is in use by another eunomia server{holder}; stop it or give another --db")]
+    InUse { path: String, holder: String },
+    #[error("locking {path}: {source}")]
+    Lock {
+        path: String,
+        source: std::io::Error,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -79,6 +86,52 @@ pub struct Store {
     pool: SqlitePool,
     writer: Writer,
     metrics: Metrics,
+    /// Held while the store is open: see [`lock_database`].
+    _lock: std::fs::File,
+}
+
+/// Takes an exclusive lock on `<db>.lock` (recording this process's pid in it): a second
+/// server on the same database would mark the first one's running sessions INTERRUPTED
+/// and write beside it. The kernel drops the lock when the holder exits, however it ends.
+fn lock_database(db: &Path) -> Result<std::fs::File, StoreError> {
+    use std::io::{Read, Seek, Write};
+    use std::os::fd::AsRawFd;
+    let mut path = db.as_os_str().to_owned();
+    path.push(".lock");
+    let path = std::path::PathBuf::from(path);
+    let shown = path.display().to_string();
+    let failed = |source| StoreError::Lock {
+        path: shown.clone(),
+        source,
+    };
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(failed)?;
+    // SAFETY: flock on a file descriptor this function owns.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let err = std::io::Error::last_os_error();
+        if err.raw_os_error() != Some(libc::EWOULDBLOCK) {
+            return Err(failed(err));
+        }
+        let mut pid = String::new();
+        let _ = file.read_to_string(&mut pid);
+        let holder = match pid.trim() {
+            "" => String::new(),
+            pid => format!(" (pid {pid})"),
+        };
+        return Err(StoreError::InUse {
+            path: db.display().to_string(),
+            holder,
+        });
+    }
+    file.set_len(0).map_err(failed)?;
+    file.rewind().map_err(failed)?;
+    write!(file, "{}", std::process::id()).map_err(failed)?;
+    Ok(file)
 }
 
 impl Store {
@@ -88,6 +141,7 @@ impl Store {
         options: StoreOptions,
         metrics: Metrics,
     ) -> Result<Store, StoreError> {
+        let lock = lock_database(path)?;
         let connect = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
@@ -116,6 +170,7 @@ impl Store {
         let writer_conn = SqliteConnection::connect_with(&connect).await?;
         let writer = Writer::start(
             writer_conn,
+            connect,
             pool.clone(),
             &options,
             metrics.sqlite_write_duration.clone(),
@@ -125,6 +180,7 @@ impl Store {
             pool,
             writer,
             metrics,
+            _lock: lock,
         })
     }
 
@@ -135,12 +191,18 @@ impl Store {
         session_id: &SessionId,
         tracker: &'static str,
         lost: Arc<AtomicU64>,
+        failure: Failure,
     ) -> SqliteSink {
         let lost_metric = self
             .metrics
             .lost
             .with_label_values(&[tracker, stage::SQLITE]);
-        self.writer.sink(session_id, lost, lost_metric)
+        self.writer.sink(session_id, lost, lost_metric, failure)
+    }
+
+    /// How the event writer fares: a failing store (a full disk) says why and since when.
+    pub fn health(&self) -> WriterHealth {
+        self.writer.health()
     }
 
     /// Returns once every event enqueued before the call is committed (or counted lost,

@@ -204,15 +204,29 @@ impl Store {
 
     /// Sessions a previous server left RUNNING become INTERRUPTED, ended now.
     pub async fn mark_running_interrupted(&self, now_ns: u64) -> Result<u64, StoreError> {
+        // The counts were never saved: what is stored is counted again from event_counts
+        // (kept in the same transactions as the events), and what was lost is unknown.
         let done = sqlx::query(
-            "UPDATE sessions SET status = 'INTERRUPTED', ended_at = ? WHERE status = 'RUNNING'",
+            "UPDATE sessions SET status = 'INTERRUPTED', ended_at = ?1, \
+             event_count = COALESCE( \
+               (SELECT SUM(n) FROM event_counts c WHERE c.session_id = sessions.id), 0), \
+             error = CASE store WHEN 'MEMORY' THEN ?2 ELSE ?3 END \
+             WHERE status = 'RUNNING'",
         )
         .bind(now_ns as i64)
+        .bind(INTERRUPTED_IN_MEMORY)
+        .bind(INTERRUPTED_STORED)
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected())
     }
 }
+
+/// What a session interrupted by a server that did not shut down cleanly says.
+pub const INTERRUPTED_STORED: &str = "the server stopped without ending this session: \
+     eventCount counts the events stored until then; how many were lost is unknown";
+pub const INTERRUPTED_IN_MEMORY: &str = "the server stopped without ending this session: \
+     its results were in memory and are gone; how many events it saw is unknown";
 
 /// A sessions cursor: where the record sorts, as `<started_at>:<id>`.
 fn session_cursor(s: &SessionRecord) -> String {

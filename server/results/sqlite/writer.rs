@@ -6,7 +6,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sqlx::sqlite::SqliteArguments;
+use parking_lot::Mutex;
+use sqlx::sqlite::{SqliteArguments, SqliteConnectOptions};
 use sqlx::{Arguments, Connection, SqliteConnection, SqlitePool};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
@@ -46,13 +47,24 @@ struct Chunk {
     data: String,
     lost: Arc<AtomicU64>,
     lost_metric: prometheus::IntCounter,
+    /// The session's first storage error, which ends it FAILED.
+    failure: Failure,
 }
+
+/// Where the writer tells a session why its events could not be stored.
+pub type Failure = Arc<Mutex<Option<String>>>;
 
 impl Chunk {
     fn count_lost(&self) {
         let n = self.rows.len() as u64;
         self.lost.fetch_add(n, Ordering::Relaxed);
         self.lost_metric.inc_by(n);
+    }
+
+    /// Its rows could not be written: they are lost, and the session learns why.
+    fn fail(&self, error: &str) {
+        self.count_lost();
+        self.failure.lock().get_or_insert_with(|| error.to_string());
     }
 
     /// The rows with their JSON text.
@@ -88,29 +100,43 @@ pub(super) struct Writer {
     chunk_size: usize,
     writer: tokio::task::JoinHandle<()>,
     checkpointer: tokio::task::JoinHandle<()>,
+    health: Arc<Mutex<WriterHealth>>,
+}
+
+/// How the last batch went, for `health`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct WriterHealth {
+    /// The last failed batch's error and when it failed (ns since the epoch), until a
+    /// batch commits again.
+    pub failing: Option<(u64, String)>,
+    /// Batches that failed since the store opened.
+    pub failed_batches: u64,
 }
 
 impl Writer {
     /// Starts the writer on its own connection, and the checkpointer on the pool.
     pub(super) fn start(
         conn: SqliteConnection,
+        connect: SqliteConnectOptions,
         pool: SqlitePool,
         options: &StoreOptions,
         duration: prometheus::Histogram,
     ) -> Self {
+        let health = Arc::new(Mutex::new(WriterHealth::default()));
         let (tx, rx) = mpsc::unbounded_channel();
         let room = Arc::new(Semaphore::new(
             options.queue_capacity.min(Semaphore::MAX_PERMITS),
         ));
         let (wrote, written) = mpsc::channel(1);
         let writer = tokio::spawn(write_loop(
-            conn,
+            WriterConnection { conn, connect },
             rx,
             room.clone(),
             Batching {
                 batch_size: options.batch_size.max(1),
                 duration,
                 wrote,
+                health: health.clone(),
             },
         ));
         let checkpointer = tokio::spawn(checkpoint_loop(pool, written));
@@ -119,7 +145,12 @@ impl Writer {
             chunk_size: CHUNK.min(options.queue_capacity).max(1),
             writer,
             checkpointer,
+            health,
         }
+    }
+
+    pub(super) fn health(&self) -> WriterHealth {
+        self.health.lock().clone()
     }
 
     /// A sink that queues `session_id`'s rows; what the queue cannot take is added to
@@ -129,6 +160,7 @@ impl Writer {
         session_id: &SessionId,
         lost: Arc<AtomicU64>,
         lost_metric: prometheus::IntCounter,
+        failure: Failure,
     ) -> SqliteSink {
         SqliteSink {
             queue: self.queue.clone(),
@@ -139,6 +171,7 @@ impl Writer {
             json: Vec::with_capacity(512),
             lost,
             lost_metric,
+            failure,
         }
     }
 
@@ -170,12 +203,19 @@ struct Batching {
     duration: prometheus::Histogram,
     /// Wakes the checkpointer; a full channel means it is already due to run.
     wrote: mpsc::Sender<()>,
+    health: Arc<Mutex<WriterHealth>>,
+}
+
+/// The writer's connection, and how to open it again when it is left unusable.
+struct WriterConnection {
+    conn: SqliteConnection,
+    connect: SqliteConnectOptions,
 }
 
 /// The single writer: gathers what the sinks send into batches of about `batch_size`
 /// rows, one transaction each, and answers flushes once what preceded them is committed.
 async fn write_loop(
-    mut conn: SqliteConnection,
+    mut conn: WriterConnection,
     mut rx: mpsc::UnboundedReceiver<WriterMsg>,
     room: Arc<Semaphore>,
     batching: Batching,
@@ -208,10 +248,18 @@ async fn write_loop(
         }
         if !batch.is_empty() {
             let started = Instant::now();
-            if let Err(err) = write_batch(&mut conn, &inserts, &batch).await {
-                // Nothing to retry into: the rows are lost, and counted where users see it.
-                tracing::error!(rows, "writing events to SQLite failed: {err}");
-                batch.iter().for_each(Chunk::count_lost);
+            match conn.write(&inserts, &batch).await {
+                Ok(()) => batching.health.lock().failing = None,
+                Err(err) => {
+                    // Nothing to retry into (a full disk stays full for a while): the rows
+                    // are lost, counted where users see it, and their sessions fail.
+                    let error = err.to_string();
+                    tracing::error!(rows, "writing events to SQLite failed: {error}");
+                    batch.iter().for_each(|chunk| chunk.fail(&error));
+                    let mut health = batching.health.lock();
+                    health.failing = Some((crate::model::wall_clock_ns(), error));
+                    health.failed_batches += 1;
+                }
             }
             batching.duration.observe(started.elapsed().as_secs_f64());
             let _ = batching.wrote.try_send(());
@@ -221,8 +269,52 @@ async fn write_loop(
             let _ = done.send(());
         }
     }
-    if let Err(err) = conn.close().await {
+    if let Err(err) = conn.conn.close().await {
         tracing::warn!("closing the SQLite writer's connection: {err}");
+    }
+}
+
+impl WriterConnection {
+    /// Writes a batch in one transaction. A failed batch is rolled back at once, not when
+    /// the connection is next used: an open write transaction would hold the database's
+    /// write lock, and every other writer would wait for it and fail "database is locked".
+    async fn write(&mut self, inserts: &Inserts, batch: &[Chunk]) -> Result<(), sqlx::Error> {
+        sqlx::query("BEGIN IMMEDIATE")
+            .execute(&mut self.conn)
+            .await?;
+        let written = write_batch(&mut self.conn, inserts, batch).await;
+        let ended = match written {
+            Ok(()) => sqlx::query("COMMIT")
+                .execute(&mut self.conn)
+                .await
+                .map(drop),
+            Err(err) => Err(err),
+        };
+        if let Err(err) = ended {
+            // SQLite rolls some failures back itself (a full disk, usually), not all: a
+            // failed COMMIT can leave the transaction open.
+            if let Err(rollback) = sqlx::query("ROLLBACK").execute(&mut self.conn).await {
+                let rolled_back = rollback.to_string().contains("no transaction is active");
+                if !rolled_back {
+                    tracing::warn!("rolling back a failed batch: {rollback}; reconnecting");
+                    self.reconnect().await;
+                }
+            }
+            return Err(err);
+        }
+        Ok(())
+    }
+
+    /// Replaces a connection left in an unknown state; keeps the old one if the database
+    /// cannot be opened now (the next batch tries again).
+    async fn reconnect(&mut self) {
+        match SqliteConnection::connect_with(&self.connect).await {
+            Ok(fresh) => {
+                let old = std::mem::replace(&mut self.conn, fresh);
+                let _ = old.close().await;
+            }
+            Err(err) => tracing::error!("reopening the SQLite writer's connection: {err}"),
+        }
     }
 }
 
@@ -243,13 +335,12 @@ async fn checkpoint_loop(pool: SqlitePool, mut written: mpsc::Receiver<()>) {
     }
 }
 
-/// Inserts a batch and adds it to `event_counts`, in one transaction.
+/// Inserts a batch and adds it to `event_counts`, inside the caller's transaction.
 async fn write_batch(
     conn: &mut SqliteConnection,
     inserts: &Inserts,
     batch: &[Chunk],
 ) -> Result<(), sqlx::Error> {
-    let mut tx = conn.begin().await?;
     // Gathered before any await: an iterator of closures held across one would make the
     // future's lifetimes too general for tokio::spawn.
     let rows: Vec<(&str, &EventRow, &str)> = batch
@@ -273,7 +364,7 @@ async fn write_batch(
             args.add(row.cgroup_id).map_err(sqlx::Error::Encode)?;
             args.add(data).map_err(sqlx::Error::Encode)?;
         }
-        sqlx::query_with(sql, args).execute(&mut *tx).await?;
+        sqlx::query_with(sql, args).execute(&mut *conn).await?;
     }
     let mut counts: HashMap<(&str, &str, &str, &str), i64> = HashMap::new();
     for &(session_id, row, _) in &rows {
@@ -296,9 +387,9 @@ async fn write_batch(
          ON CONFLICT (session_id, tracker, kind, comm) DO UPDATE SET n = n + excluded.n",
     )
     .bind(counts)
-    .execute(&mut *tx)
+    .execute(&mut *conn)
     .await?;
-    tx.commit().await
+    Ok(())
 }
 
 /// The INSERT statements the writer uses, for 1, 2, 4, ... ROWS_PER_INSERT rows: a batch
@@ -340,6 +431,7 @@ pub struct SqliteSink {
     json: Vec<u8>,
     lost: Arc<AtomicU64>,
     lost_metric: prometheus::IntCounter,
+    failure: Failure,
 }
 
 impl SqliteSink {
@@ -354,6 +446,7 @@ impl SqliteSink {
             data: std::mem::take(&mut self.data),
             lost: self.lost.clone(),
             lost_metric: self.lost_metric.clone(),
+            failure: self.failure.clone(),
         };
         // A chunk holds at most CHUNK rows, so the count fits.
         let n = u32::try_from(chunk.rows.len()).unwrap_or(u32::MAX);

@@ -1,0 +1,395 @@
+//! Failure behaviour of the server (root): a full disk, clients that hang up, parallel
+//! and racing mutations, a second server on one database, a crash and restart.
+
+mod common;
+
+use std::io::Write;
+use std::net::TcpStream;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::server::Server;
+use common::{root_or_skip, syscall_load, unique_binary, TempDir};
+use serde_json::{json, Value};
+
+/// A tmpfs of `size` mounted on a fresh directory, unmounted on drop.
+struct Tmpfs {
+    dir: TempDir,
+}
+
+impl Tmpfs {
+    fn mount(tag: &str, size: &str) -> Tmpfs {
+        let dir = TempDir::new(tag);
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .unwrap();
+        assert!(status.success(), "mounting a tmpfs on {:?}", dir.path());
+        Tmpfs { dir }
+    }
+
+    fn resize(&self, size: &str) {
+        let status = Command::new("mount")
+            .args(["-o", &format!("remount,size={size}")])
+            .arg(self.dir.path())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.dir.path()).status();
+    }
+}
+
+fn stored_events(server: &Server, id: &str) -> u64 {
+    let rows = server.session(id, r#"aggregate(groupBy: ["kind"]) { count }"#);
+    rows["aggregate"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["count"].as_u64().unwrap())
+        .sum()
+}
+
+fn metric(server: &Server, name: &str, labels: &str) -> f64 {
+    let (_, text) = server.get("/metrics");
+    text.lines()
+        .find(|l| l.starts_with(name) && l.contains(labels))
+        .and_then(|l| l.rsplit(' ').next())
+        .map_or(0.0, |v| v.parse().unwrap())
+}
+
+/// The database on a 2 MiB tmpfs, a syscall stream session fills it: the batch that
+/// does not fit is rolled back, its events are counted lost at stage `sqlite`, the
+/// session ends FAILED with the error, health says so, and once there is room again
+/// every write works at once (no "database is locked").
+#[test]
+fn a_full_disk_fails_the_session_and_writes_resume_with_room() {
+    if !root_or_skip("a_full_disk_fails_the_session_and_writes_resume_with_room") {
+        return;
+    }
+    let disk = Tmpfs::mount("full-disk", "2m");
+    let server = Server::start_in(disk.dir.path(), None);
+    let (load, comm) = syscall_load("fd");
+    let id = server.start_session(json!({
+        "tracker": "syscall", "durationSecs": 30, "filter": { "comm": comm },
+        "config": { "mode": "stream", "latency": false },
+    }));
+    let mut child = Command::new(&*load).arg("20000000").spawn().unwrap();
+    let status = server.wait_ended(&id, Duration::from_secs(25));
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(status, "FAILED");
+    let session = server.session(&id, "error eventCount lostCount");
+    let error = session["error"].as_str().unwrap();
+    assert!(
+        error.starts_with("storing events failed: ") && error.contains("full"),
+        "{error}"
+    );
+    // What the session says it stored is what it stored.
+    let stored = session["eventCount"].as_u64().unwrap();
+    assert_eq!(stored_events(&server, &id), stored);
+    assert!(session["lostCount"].as_u64().unwrap() > 0, "{session}");
+    assert!(metric(&server, "eunomia_events_lost_total", "stage=\"sqlite\"") > 0.0);
+    let health = server.query(
+        "{ health { store { ok error failingSince failedBatches } } }",
+        json!({}),
+    );
+    let store = &health["health"]["store"];
+    assert_eq!(store["ok"], false, "{health}");
+    assert!(
+        store["error"].as_str().unwrap().contains("full"),
+        "{health}"
+    );
+    assert!(store["failedBatches"].as_u64().unwrap() >= 1);
+
+    // Room again: writes go through at once, and the next committed batch clears health.
+    disk.resize("64m");
+    let started = Instant::now();
+    let (binary, comm) = unique_binary("fdok");
+    let next = server.start_session(json!({
+        "tracker": "process", "durationSecs": 30, "filter": { "comm": comm },
+    }));
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "startSession took {:?}",
+        started.elapsed()
+    );
+    for _ in 0..3 {
+        assert!(Command::new(&*binary).status().unwrap().success());
+    }
+    assert_eq!(server.stop_session(&next), "STOPPED");
+    assert_eq!(server.session(&next, "eventCount")["eventCount"], 6);
+    assert_eq!(stored_events(&server, &next), 6);
+    let health = server.query("{ health { store { ok error } } }", json!({}));
+    assert_eq!(
+        health["health"]["store"],
+        json!({ "ok": true, "error": null })
+    );
+    let deleted = server.query(
+        "mutation($id: ID!) { deleteSession(id: $id) }",
+        json!({ "id": id }),
+    );
+    assert_eq!(deleted["deleteSession"], true);
+}
+
+/// Sends a startSession and hangs up at once: the mutation still runs to its end, the
+/// session ends at its deadline and the audit trail has it.
+#[test]
+fn a_client_that_hangs_up_mid_mutation_leaves_nothing_running() {
+    if !root_or_skip("a_client_that_hangs_up_mid_mutation_leaves_nothing_running") {
+        return;
+    }
+    let server = Server::start("hangup", None);
+    let host = server.url.trim_start_matches("http://").to_string();
+    let body = json!({
+        "query": "mutation { startSession(input: {tracker: \"process\", durationSecs: 1}) { id } }"
+    })
+    .to_string();
+    // Hanging up 0 to 25 ms after sending: a request the server did not read in time is
+    // not a mutation at all; every one it read must run to its end.
+    for hang_up_after in 0..6 {
+        let mut stream = TcpStream::connect(&host).unwrap();
+        write!(
+            stream,
+            "POST /graphql HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        std::thread::sleep(Duration::from_millis(hang_up_after * 5));
+        drop(stream);
+    }
+    // Every start is recorded and every session ends on time.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let (statuses, audited) = loop {
+        let data = server.query(
+            "{ sessions(first: 20) { edges { node { status } } } auditLog(first: 20) { action outcome } }",
+            json!({}),
+        );
+        let statuses: Vec<Value> = data["sessions"]["edges"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["node"]["status"].clone())
+            .collect();
+        let audited: Vec<Value> = data["auditLog"].as_array().unwrap().clone();
+        let done = !statuses.is_empty() && statuses.iter().all(|s| s == "COMPLETED");
+        if done || Instant::now() > deadline {
+            break (statuses, audited);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(!statuses.is_empty(), "no start got through");
+    assert_eq!(statuses, vec![json!("COMPLETED"); statuses.len()]);
+    assert_eq!(
+        audited,
+        vec![json!({ "action": "startSession", "outcome": "ok" }); statuses.len()]
+    );
+    let health = server.query("{ health { activeSessions } }", json!({}));
+    assert_eq!(health["health"]["activeSessions"], 0);
+    assert_eq!(metric(&server, "eunomia_sessions_active", ""), 0.0);
+}
+
+/// Twelve parallel starts with `max_concurrent = 2`: exactly two run.
+#[test]
+fn parallel_starts_cannot_exceed_max_concurrent() {
+    if !root_or_skip("parallel_starts_cannot_exceed_max_concurrent") {
+        return;
+    }
+    let server = Server::start("concurrent", Some("[sessions]\nmax_concurrent = 2\n"));
+    let outcomes: Vec<Result<String, String>> = std::thread::scope(|scope| {
+        let starts: Vec<_> = (0..12)
+            .map(|_| {
+                scope.spawn(|| {
+                    let (_, body) = server.post(
+                        "mutation { startSession(input: {tracker: \"tcp\", durationSecs: 30}) { id } }",
+                        json!({}),
+                        None,
+                    );
+                    match body["data"]["startSession"]["id"].as_str() {
+                        Some(id) => Ok(id.to_string()),
+                        None => Err(body["errors"][0]["extensions"]["code"]
+                            .as_str()
+                            .unwrap_or("")
+                            .to_string()),
+                    }
+                })
+            })
+            .collect();
+        starts.into_iter().map(|s| s.join().unwrap()).collect()
+    });
+    let started: Vec<&String> = outcomes.iter().filter_map(|o| o.as_ref().ok()).collect();
+    let refused: Vec<&String> = outcomes.iter().filter_map(|o| o.as_ref().err()).collect();
+    assert_eq!(started.len(), 2, "{outcomes:?}");
+    assert_eq!(refused, vec!["TOO_MANY_SESSIONS"; 10]);
+    for id in started {
+        assert_eq!(server.stop_session(id), "STOPPED");
+    }
+    // The places are given back.
+    let again = server.start_session(json!({ "tracker": "tcp", "durationSecs": 30 }));
+    assert_eq!(server.stop_session(&again), "STOPPED");
+}
+
+/// Fifty parallel stops all answer the final state; a delete racing a stop is refused
+/// until the stop has ended, and never leaves events behind.
+#[test]
+fn racing_stops_and_deletes_agree_on_one_end() {
+    if !root_or_skip("racing_stops_and_deletes_agree_on_one_end") {
+        return;
+    }
+    let server = Server::start("races", None);
+    let (binary, comm) = unique_binary("race");
+    let id = server.start_session(json!({
+        "tracker": "process", "durationSecs": 30, "filter": { "comm": comm },
+    }));
+    for _ in 0..5 {
+        assert!(Command::new(&*binary).status().unwrap().success());
+    }
+    let stop = "mutation($id: ID!) { stopSession(id: $id) { status eventCount } }";
+    let delete = "mutation($id: ID!) { deleteSession(id: $id) }";
+    let answers: Vec<Value> = std::thread::scope(|scope| {
+        let stops: Vec<_> = (0..50)
+            .map(|_| scope.spawn(|| server.query(stop, json!({ "id": id }))["stopSession"].clone()))
+            .collect();
+        stops.into_iter().map(|s| s.join().unwrap()).collect()
+    });
+    assert_eq!(
+        answers,
+        vec![json!({ "status": "STOPPED", "eventCount": 10 }); 50]
+    );
+
+    let id = server.start_session(json!({
+        "tracker": "process", "durationSecs": 30, "filter": { "comm": comm },
+    }));
+    for _ in 0..5 {
+        assert!(Command::new(&*binary).status().unwrap().success());
+    }
+    let (stopped, deleted) = std::thread::scope(|scope| {
+        let stopping = scope.spawn(|| server.query(stop, json!({ "id": id })));
+        let deleting = scope.spawn(|| {
+            std::thread::sleep(Duration::from_millis(20));
+            server.post(delete, json!({ "id": id }), None).1
+        });
+        (stopping.join().unwrap(), deleting.join().unwrap())
+    });
+    assert_eq!(
+        stopped["stopSession"],
+        json!({ "status": "STOPPED", "eventCount": 10 })
+    );
+    match deleted["data"]["deleteSession"].as_bool() {
+        Some(true) => {}
+        _ => assert_eq!(
+            deleted["errors"][0]["extensions"]["code"], "SESSION_RUNNING",
+            "{deleted}"
+        ),
+    }
+    // Whichever way the race went, a delete now removes the session and all its events.
+    let _ = server.post(delete, json!({ "id": id }), None);
+    let (code, _) = server.error(
+        "query($id: ID!) { session(id: $id) { id } }",
+        json!({ "id": id }),
+        None,
+    );
+    assert_eq!(code, "NOT_FOUND");
+    assert_eq!(metric(&server, "eunomia_sessions_active", ""), 0.0);
+}
+
+/// A second server on a database in use exits at once, naming the first; the first is
+/// untouched.
+#[test]
+fn a_second_server_on_one_database_is_refused() {
+    if !root_or_skip("a_second_server_on_one_database_is_refused") {
+        return;
+    }
+    let first = Server::start("twice", None);
+    let id = first.start_session(json!({ "tracker": "tcp", "durationSecs": 30 }));
+    let second = Command::new(env!("CARGO_BIN_EXE_eunomia"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--db"])
+        .arg(&first.db)
+        .output()
+        .unwrap();
+    assert_eq!(second.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "{} is in use by another eunomia server (pid {})",
+            first.db.display(),
+            first.pid()
+        )),
+        "{stderr}"
+    );
+    assert_eq!(first.session(&id, "status")["status"], "RUNNING");
+    assert_eq!(first.stop_session(&id), "STOPPED");
+}
+
+/// After SIGKILL and a restart, a session reads INTERRUPTED with the count of what is
+/// stored, and says that its losses are unknown.
+#[test]
+fn a_killed_servers_sessions_keep_their_stored_counts() {
+    if !root_or_skip("a_killed_servers_sessions_keep_their_stored_counts") {
+        return;
+    }
+    let dir = TempDir::new("killed");
+    let mut server = Server::start_in(dir.path(), None);
+    let (binary, comm) = unique_binary("kill");
+    let id = server.start_session(json!({
+        "tracker": "process", "durationSecs": 60, "filter": { "comm": comm },
+    }));
+    for _ in 0..7 {
+        assert!(Command::new(&*binary).status().unwrap().success());
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while stored_events(&server, &id) < 14 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    server.kill();
+    let restarted = Server::start_in(dir.path(), None);
+    let session = restarted.session(&id, "status eventCount error");
+    assert_eq!(session["status"], "INTERRUPTED");
+    assert_eq!(session["eventCount"], 14);
+    assert!(
+        session["error"]
+            .as_str()
+            .unwrap()
+            .contains("how many were lost is unknown"),
+        "{session}"
+    );
+}
+
+/// Ring buffers are locked kernel memory: running sessions share a budget, and one that
+/// does not fit is refused until another ends.
+#[test]
+fn running_sessions_share_a_ring_buffer_budget() {
+    if !root_or_skip("running_sessions_share_a_ring_buffer_budget") {
+        return;
+    }
+    let server = Server::start(
+        "budget",
+        Some("[sessions]\nringbuf_budget_bytes = 12582912\n"),
+    );
+    let input = json!({
+        "tracker": "tcp", "durationSecs": 30, "config": { "ringbuf_bytes": 8388608 },
+    });
+    let first = server.start_session(input.clone());
+    let (code, message) = server.error(
+        "mutation($input: StartSessionInput!) { startSession(input: $input) { id } }",
+        json!({ "input": input }),
+        None,
+    );
+    assert_eq!(code, "BAD_CONFIG");
+    assert!(
+        message.contains("ringbuf_bytes 8388608 does not fit: running sessions hold 8388608 of the server's 12582912"),
+        "{message}"
+    );
+    let small = server.start_session(json!({ "tracker": "tcp", "durationSecs": 30 }));
+    assert_eq!(server.stop_session(&first), "STOPPED");
+    let again = server.start_session(input);
+    for id in [small, again] {
+        assert_eq!(server.stop_session(&id), "STOPPED");
+    }
+}
