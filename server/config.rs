@@ -19,6 +19,9 @@
 //! query_complexity = 10000
 //! body_bytes = 1048576
 //! request_timeout_secs = 30
+//! websockets = 256
+//! websockets_per_client = 32
+//! websocket_init_timeout_secs = 10
 //! [[tokens]]
 //! name = "ci"
 //! role = "operator"   # or "viewer"
@@ -90,7 +93,13 @@ pub struct Limits {
     pub query_depth: usize,
     pub query_complexity: usize,
     pub body_bytes: usize,
+    /// Bounds queries and mutations, over HTTP and websockets.
     pub request_timeout_secs: u64,
+    /// Open websockets, in all and per client address.
+    pub websockets: usize,
+    pub websockets_per_client: usize,
+    /// A websocket that has not sent `connection_init` by then is closed (4408).
+    pub websocket_init_timeout_secs: u64,
 }
 
 #[derive(
@@ -161,6 +170,9 @@ impl Default for Limits {
             query_complexity: 10_000,
             body_bytes: 1 << 20,
             request_timeout_secs: 30,
+            websockets: 256,
+            websockets_per_client: 32,
+            websocket_init_timeout_secs: 10,
         }
     }
 }

@@ -2,7 +2,8 @@
 //! loss stages and session statuses only, never pids or session ids.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
 };
 
 /// Where an event can be lost, as the `stage` label says.
@@ -30,6 +31,9 @@ pub struct Metrics {
     pub sessions: IntCounterVec,
     pub handler_duration: Histogram,
     pub sqlite_write_duration: Histogram,
+    /// Requests refused for missing or wrong credentials (each audited, at most one per
+    /// client address a second).
+    pub auth_refused: IntCounter,
 }
 
 impl Metrics {
@@ -81,6 +85,11 @@ impl Metrics {
             ]),
         )
         .expect("valid metric");
+        let auth_refused = IntCounter::new(
+            "eunomia_auth_refused_total",
+            "Requests and websockets refused for missing or wrong credentials",
+        )
+        .expect("valid metric");
         for collector in [
             Box::new(events.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(lost.clone()),
@@ -88,6 +97,7 @@ impl Metrics {
             Box::new(sessions.clone()),
             Box::new(handler_duration.clone()),
             Box::new(sqlite_write_duration.clone()),
+            Box::new(auth_refused.clone()),
             Box::new(prometheus::process_collector::ProcessCollector::for_self()),
         ] {
             registry
@@ -102,6 +112,7 @@ impl Metrics {
             sessions,
             handler_duration,
             sqlite_write_duration,
+            auth_refused,
         }
     }
 

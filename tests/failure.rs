@@ -95,16 +95,18 @@ fn a_full_disk_fails_the_session_and_writes_resume_with_room() {
     assert_eq!(stored_events(&server, &id), stored);
     assert!(session["lostCount"].as_u64().unwrap() > 0, "{session}");
     assert!(metric(&server, "eunomia_events_lost_total", "stage=\"sqlite\"") > 0.0);
+    // The store says what failed, and when; it may already be ok again if a small batch
+    // fitted after the session ended.
     let health = server.query(
-        "{ health { store { ok error failingSince failedBatches } } }",
+        "{ health { store { lastError lastErrorAt failedBatches } } }",
         json!({}),
     );
     let store = &health["health"]["store"];
-    assert_eq!(store["ok"], false, "{health}");
     assert!(
-        store["error"].as_str().unwrap().contains("full"),
+        store["lastError"].as_str().unwrap().contains("full"),
         "{health}"
     );
+    assert!(store["lastErrorAt"].as_str().unwrap().ends_with('Z'));
     assert!(store["failedBatches"].as_u64().unwrap() >= 1);
 
     // Room again: writes go through at once, and the next committed batch clears health.
@@ -125,11 +127,12 @@ fn a_full_disk_fails_the_session_and_writes_resume_with_room() {
     assert_eq!(server.stop_session(&next), "STOPPED");
     assert_eq!(server.session(&next, "eventCount")["eventCount"], 6);
     assert_eq!(stored_events(&server, &next), 6);
-    let health = server.query("{ health { store { ok error } } }", json!({}));
-    assert_eq!(
-        health["health"]["store"],
-        json!({ "ok": true, "error": null })
-    );
+    let health = server.query("{ health { store { ok lastError } } }", json!({}));
+    assert_eq!(health["health"]["store"]["ok"], true, "{health}");
+    assert!(health["health"]["store"]["lastError"]
+        .as_str()
+        .unwrap()
+        .contains("full"));
     let deleted = server.query(
         "mutation($id: ID!) { deleteSession(id: $id) }",
         json!({ "id": id }),
@@ -392,4 +395,67 @@ fn running_sessions_share_a_ring_buffer_budget() {
     for id in [small, again] {
         assert_eq!(server.stop_session(&id), "STOPPED");
     }
+}
+
+/// Websockets that never send `connection_init` are closed with 4408 once the init
+/// timeout passes, and a client cannot hold more than its share open: the next upgrade
+/// is refused (503) until one closes.
+#[test]
+fn idle_and_excess_websockets_are_closed() {
+    if !root_or_skip("idle_and_excess_websockets_are_closed") {
+        return;
+    }
+    use tungstenite::client::IntoClientRequest;
+    let server = Server::start(
+        "websockets",
+        Some("[limits]\nwebsockets_per_client = 3\nwebsocket_init_timeout_secs = 1\n"),
+    );
+    let open = || {
+        let mut request = format!("{}/graphql/ws", server.url.replace("http://", "ws://"))
+            .into_client_request()
+            .unwrap();
+        request.headers_mut().insert(
+            "Sec-WebSocket-Protocol",
+            "graphql-transport-ws".parse().unwrap(),
+        );
+        tungstenite::connect(request)
+    };
+    let mut idle: Vec<_> = (0..3).map(|_| open().expect("within the cap").0).collect();
+    for ws in &mut idle {
+        if let tungstenite::stream::MaybeTlsStream::Plain(stream) = ws.get_mut() {
+            stream
+                .set_read_timeout(Some(Duration::from_secs(10)))
+                .unwrap();
+        }
+    }
+    match open() {
+        Err(tungstenite::Error::Http(response)) => assert_eq!(response.status(), 503),
+        other => panic!(
+            "a fourth websocket from one address: {:?}",
+            other.map(|_| ())
+        ),
+    }
+    for ws in &mut idle {
+        match ws.read() {
+            Ok(tungstenite::Message::Close(Some(frame))) => {
+                assert_eq!(u16::from(frame.code), 4408);
+                assert_eq!(frame.reason, "Connection initialisation timeout");
+            }
+            other => panic!("expected a 4408 close, got {other:?}"),
+        }
+    }
+    drop(idle);
+    // Their places are given back once the server has closed them.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let admitted = loop {
+        match open() {
+            Ok(_) => break true,
+            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(100)),
+            Err(_) => break false,
+        }
+    };
+    assert!(
+        admitted,
+        "the closed websockets' places were not given back"
+    );
 }

@@ -303,9 +303,36 @@ fn tokens_roles_and_audit() {
     );
     assert_eq!(audit[0]["sessionId"], id.as_str(), "{audit}");
     assert_eq!(audit[1]["sessionId"], Value::Null, "{audit}");
+    // The refused requests are audited too: the first of them (at most one a second per
+    // client address is written; the metric counts them all).
+    assert_eq!(
+        (
+            &audit[2]["actor"],
+            &audit[2]["role"],
+            &audit[2]["action"],
+            &audit[2]["outcome"]
+        ),
+        (
+            &json!("127.0.0.1"),
+            &json!("none"),
+            &json!("graphql"),
+            &json!("refused")
+        ),
+        "{audit}"
+    );
+    assert_eq!(audit.as_array().unwrap().len(), 3, "{audit}");
+    // /metrics wants a token too; a viewer's will do.
+    let (status, _) = server.get("/metrics");
+    assert_eq!(status, 401);
+    let metrics = server.get_as("/metrics", Some(VIEWER)).1;
+    let refused = metrics
+        .lines()
+        .find(|l| l.starts_with("eunomia_auth_refused_total "))
+        .unwrap();
+    assert_eq!(refused, "eunomia_auth_refused_total 3");
 
     // Subscriptions authenticate in connection_init: without a valid token the server
-    // closes the connection (async-graphql's code for a refused init) and says why.
+    // closes the connection with the protocol's 4403 and says why.
     let refused = |token| match ws_connect(&server, token) {
         Ok(_) => panic!("a websocket with token {token:?} was accepted"),
         Err(refusal) => refusal,
@@ -314,12 +341,12 @@ fn tokens_roles_and_audit() {
     assert_eq!(
         refusal,
         (
-            1002,
-            "no credentials: send `Authorization: Bearer <token>`".to_string()
+            4403,
+            "Forbidden: no credentials: send `Authorization: Bearer <token>`".to_string()
         )
     );
     let refusal = refused(Some("not-the-token-at-all"));
-    assert_eq!(refusal.0, 1002);
+    assert_eq!(refusal.0, 4403);
     assert!(refusal.1.contains("token"), "{refusal:?}");
     assert!(ws_connect(&server, Some(VIEWER)).is_ok());
 }

@@ -1,13 +1,19 @@
 //! The server: axum + async-graphql on one port. `POST /graphql`, `GET /graphql` (the
 //! console), `/graphql/ws` (subscriptions, graphql-transport-ws), `/metrics`, `/healthz`.
 
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use dashmap::DashMap;
+use futures_util::{SinkExt, StreamExt};
 
 use async_graphql::http::ALL_WEBSOCKET_PROTOCOLS;
 use async_graphql::Data;
 use async_graphql_axum::{GraphQLProtocol, GraphQLRequest, GraphQLResponse, GraphQLWebSocket};
-use axum::extract::{State, WebSocketUpgrade};
+use axum::extract::ws::{CloseFrame, Message, WebSocket};
+use axum::extract::{ConnectInfo, State, WebSocketUpgrade};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
@@ -18,6 +24,8 @@ use tower_http::timeout::TimeoutLayer;
 
 use crate::api::graphql::{coded, Caller, EunomiaSchema};
 use crate::config::{Config, Role, Token};
+use crate::model::wall_clock_ns;
+use crate::results::sqlite::AuditEntry;
 use crate::session::SessionManager;
 
 #[derive(Clone)]
@@ -25,6 +33,56 @@ struct AppState {
     schema: EunomiaSchema,
     manager: Arc<SessionManager>,
     tokens: Arc<Vec<Token>>,
+    sockets: Arc<Sockets>,
+    /// When each client address last had a refusal audited.
+    refusals: Arc<DashMap<IpAddr, Instant>>,
+}
+
+/// At most one audited refusal per client address in this time: a client sending bad
+/// tokens in a loop must not fill the disk with audit rows (the metric counts them all).
+const REFUSAL_AUDIT_EVERY: Duration = Duration::from_secs(1);
+
+/// Open websockets, counted in all and per client address, within the configured caps: an
+/// idle socket costs memory, and a client must not be able to open them without end.
+struct Sockets {
+    open: DashMap<IpAddr, usize>,
+    total: AtomicUsize,
+    max: usize,
+    max_per_client: usize,
+    init_timeout: Duration,
+}
+
+/// A websocket's place among the open ones; given back when it closes.
+struct SocketSlot {
+    sockets: Arc<Sockets>,
+    client: IpAddr,
+}
+
+impl Sockets {
+    fn admit(self: &Arc<Self>, client: IpAddr) -> Option<SocketSlot> {
+        let total = self.total.fetch_add(1, Ordering::AcqRel);
+        let per_client = {
+            let mut count = self.open.entry(client).or_insert(0);
+            *count += 1;
+            *count
+        };
+        let slot = SocketSlot {
+            sockets: self.clone(),
+            client,
+        };
+        // Over a cap: dropping the slot gives both counts back.
+        (total < self.max && per_client <= self.max_per_client).then_some(slot)
+    }
+}
+
+impl Drop for SocketSlot {
+    fn drop(&mut self) {
+        self.sockets.total.fetch_sub(1, Ordering::AcqRel);
+        self.sockets.open.remove_if_mut(&self.client, |_, n| {
+            *n -= 1;
+            *n == 0
+        });
+    }
 }
 
 /// Why a request carries no usable identity.
@@ -77,6 +135,14 @@ pub fn router(schema: EunomiaSchema, manager: Arc<SessionManager>, config: &Conf
         schema,
         manager,
         tokens: Arc::new(config.tokens.clone()),
+        sockets: Arc::new(Sockets {
+            open: DashMap::new(),
+            total: AtomicUsize::new(0),
+            max: config.limits.websockets,
+            max_per_client: config.limits.websockets_per_client,
+            init_timeout: Duration::from_secs(config.limits.websocket_init_timeout_secs),
+        }),
+        refusals: Arc::new(DashMap::new()),
     };
     let http_only = Router::new()
         .route("/graphql", get(console).post(graphql))
@@ -95,16 +161,61 @@ pub fn router(schema: EunomiaSchema, manager: Arc<SessionManager>, config: &Conf
         .with_state(state)
 }
 
+/// The bearer token of a request's `Authorization` header.
+fn presented(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(bearer)
+}
+
+impl AppState {
+    /// Counts a refused request and audits it, at most once a second per client address.
+    async fn refused(&self, client: IpAddr, what: &str, err: &AuthError) {
+        self.manager.metrics().auth_refused.inc();
+        let now = Instant::now();
+        let due = match self.refusals.entry(client) {
+            dashmap::Entry::Occupied(last)
+                if now.duration_since(*last.get()) < REFUSAL_AUDIT_EVERY =>
+            {
+                false
+            }
+            dashmap::Entry::Occupied(mut last) => {
+                last.insert(now);
+                true
+            }
+            dashmap::Entry::Vacant(slot) => {
+                slot.insert(now);
+                true
+            }
+        };
+        if !due {
+            return;
+        }
+        let entry = AuditEntry {
+            id: 0,
+            at_ns: wall_clock_ns(),
+            actor: client.to_string(),
+            role: "none".into(),
+            action: what.into(),
+            args: serde_json::json!({ "client": client.to_string() }),
+            outcome: "refused".into(),
+            error: Some(err.message().into()),
+            session_id: None,
+        };
+        if let Err(err) = self.manager.store().audit(&entry).await {
+            tracing::error!("auditing a refused request failed: {err}");
+        }
+    }
+}
+
 async fn graphql(
     State(state): State<AppState>,
+    ConnectInfo(client): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     request: GraphQLRequest,
 ) -> Response {
-    let presented = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(bearer);
-    match authenticate(&state.tokens, presented) {
+    match authenticate(&state.tokens, presented(&headers)) {
         Ok(caller) => GraphQLResponse::from(
             state
                 .schema
@@ -113,6 +224,7 @@ async fn graphql(
         )
         .into_response(),
         Err(err) => {
+            state.refused(client.ip(), "graphql", &err).await;
             let response =
                 async_graphql::Response::from_errors(vec![
                     coded("UNAUTHENTICATED", err.message()).into_server_error(Default::default())
@@ -122,37 +234,139 @@ async fn graphql(
     }
 }
 
+/// The graphql-transport-ws close codes the protocol gives for a refused
+/// `connection_init` and for none in time.
+const CLOSE_FORBIDDEN: u16 = 4403;
+const CLOSE_INIT_TIMEOUT: u16 = 4408;
+/// Prefix of our refusals of `connection_init`, so that their close frame can be told
+/// from other 1002s (async-graphql closes every refused init with 1002).
+const REFUSED: &str = "Forbidden: ";
+
 /// Subscriptions authenticate in the `connection_init` payload: `{"Authorization": "Bearer <token>"}`.
 async fn subscriptions(
     State(state): State<AppState>,
+    ConnectInfo(client): ConnectInfo<SocketAddr>,
     protocol: GraphQLProtocol,
     upgrade: WebSocketUpgrade,
 ) -> Response {
-    let tokens = state.tokens.clone();
+    let Some(slot) = state.sockets.admit(client.ip()) else {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many open websockets, from this address or in all\n",
+        )
+            .into_response();
+    };
     upgrade
         .protocols(ALL_WEBSOCKET_PROTOCOLS)
-        .on_upgrade(move |socket| {
-            GraphQLWebSocket::new(socket, state.schema.clone(), protocol)
-                .on_connection_init(move |payload| async move {
-                    let presented = ["Authorization", "authorization"]
-                        .iter()
-                        .find_map(|key| payload.get(key).and_then(|v| v.as_str()))
-                        .and_then(bearer);
-                    let caller = authenticate(&tokens, presented)
-                        .map_err(|e| async_graphql::Error::new(e.message()))?;
-                    let mut data = Data::default();
-                    data.insert(caller);
-                    Ok(data)
-                })
-                .serve()
-        })
+        .on_upgrade(move |socket| serve_socket(socket, state, protocol, slot))
 }
 
-async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+/// Serves one websocket: closes it with 4408 when `connection_init` does not come in
+/// time, and with 4403 when its credentials are refused.
+async fn serve_socket(
+    socket: WebSocket,
+    state: AppState,
+    protocol: GraphQLProtocol,
+    slot: SocketSlot,
+) {
+    let (mut to_client, from_client) = socket.split();
+    // async-graphql writes into a channel, so that the timeout below can still close the
+    // socket properly after dropping it.
+    let (frames, mut outgoing) = tokio::sync::mpsc::channel::<Message>(16);
+    let closer = frames.clone();
+    let sink = futures_util::sink::unfold(frames, |frames, frame: Message| async move {
+        frames
+            .send(forbidden_code(frame))
+            .await
+            .map_err(|_| axum::Error::new("the websocket is closed"))?;
+        Ok::<_, axum::Error>(frames)
+    });
+    let initialized = Arc::new(AtomicBool::new(false));
+    let tokens = state.tokens.clone();
+    let refusing = state.clone();
+    let client = slot.client;
+    let init = initialized.clone();
+    let graphql =
+        GraphQLWebSocket::new_with_pair(sink, from_client, state.schema.clone(), protocol)
+            .on_connection_init(move |payload| async move {
+                init.store(true, Ordering::Release);
+                let presented = ["Authorization", "authorization"]
+                    .iter()
+                    .find_map(|key| payload.get(key).and_then(|v| v.as_str()))
+                    .and_then(bearer);
+                let caller = match authenticate(&tokens, presented) {
+                    Ok(caller) => caller,
+                    Err(err) => {
+                        refusing.refused(client, "websocket", &err).await;
+                        return Err(async_graphql::Error::new(format!(
+                            "{REFUSED}{}",
+                            err.message()
+                        )));
+                    }
+                };
+                let mut data = Data::default();
+                data.insert(caller);
+                Ok(data)
+            })
+            .serve();
+    let init_timeout = state.sockets.init_timeout;
+    let protocol_side = async move {
+        tokio::select! {
+            _ = graphql => {}
+            _ = async {
+                tokio::time::sleep(init_timeout).await;
+                if initialized.load(Ordering::Acquire) {
+                    std::future::pending::<()>().await;
+                }
+            } => {
+                let frame = CloseFrame {
+                    code: CLOSE_INIT_TIMEOUT,
+                    reason: "Connection initialisation timeout".into(),
+                };
+                let _ = closer.send(Message::Close(Some(frame))).await;
+            }
+        }
+    };
+    let socket_side = async move {
+        while let Some(frame) = outgoing.recv().await {
+            if to_client.send(frame).await.is_err() {
+                break;
+            }
+        }
+    };
+    futures_util::join!(protocol_side, socket_side);
+    drop(slot);
+}
+
+/// Our refusal of `connection_init` closes with the protocol's 4403, not 1002.
+fn forbidden_code(frame: Message) -> Message {
+    match frame {
+        Message::Close(Some(CloseFrame { code: 1002, reason })) if reason.starts_with(REFUSED) => {
+            Message::Close(Some(CloseFrame {
+                code: CLOSE_FORBIDDEN,
+                reason,
+            }))
+        }
+        other => other,
+    }
+}
+
+/// With tokens configured, `/metrics` wants one of them too (a viewer's will do; Prometheus
+/// sends it with `authorization: {credentials: ...}` in its scrape config).
+async fn metrics(
+    State(state): State<AppState>,
+    ConnectInfo(client): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(err) = authenticate(&state.tokens, presented(&headers)) {
+        state.refused(client.ip(), "metrics", &err).await;
+        return (StatusCode::UNAUTHORIZED, err.message()).into_response();
+    }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.manager.metrics().render(),
     )
+        .into_response()
 }
 
 async fn console() -> Html<&'static [u8]> {

@@ -78,11 +78,14 @@ async fn serve_async(config: Config) -> Result<(), RunError> {
 
     let (drain_tx, drain_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = drain_rx.await;
-            })
-            .into_future(),
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            let _ = drain_rx.await;
+        })
+        .into_future(),
     );
     shutdown_signal().await?;
     eprintln!(

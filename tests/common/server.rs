@@ -123,11 +123,16 @@ impl Server {
     }
 
     pub fn get(&self, path: &str) -> (u16, String) {
-        let response = self
-            .client
-            .get(format!("{}{path}", self.url))
-            .send()
-            .unwrap();
+        self.get_as(path, None)
+    }
+
+    /// A GET with a bearer token.
+    pub fn get_as(&self, path: &str, token: Option<&str>) -> (u16, String) {
+        let mut request = self.client.get(format!("{}{path}", self.url));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().unwrap();
         (response.status().as_u16(), response.text().unwrap())
     }
 

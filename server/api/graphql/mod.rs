@@ -8,8 +8,11 @@
 mod types;
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextRequest};
+use async_graphql::extensions::{
+    Extension, ExtensionContext, ExtensionFactory, NextExecute, NextRequest,
+};
 use async_graphql::{Context, ErrorExtensions, Object, Schema, Subscription, ID};
 use futures_util::stream::{Stream, StreamExt};
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
@@ -41,6 +44,9 @@ pub fn schema(manager: Arc<SessionManager>) -> EunomiaSchema {
         .limit_depth(limits.query_depth)
         .limit_complexity(limits.query_complexity)
         .extension(ErrorCodes)
+        .extension(OperationTimeout(Duration::from_secs(
+            limits.request_timeout_secs,
+        )))
         .finish()
 }
 
@@ -182,9 +188,9 @@ impl QueryRoot {
             store: {
                 let health = manager.store().health();
                 StoreHealth {
-                    ok: health.failing.is_none(),
-                    failing_since: health.failing.as_ref().map(|(at, _)| rfc3339_nanos(*at)),
-                    error: health.failing.map(|(_, error)| error),
+                    ok: !health.failing,
+                    last_error_at: health.last_error.as_ref().map(|(at, _)| rfc3339_nanos(*at)),
+                    last_error: health.last_error.map(|(_, error)| error),
                     failed_batches: health.failed_batches,
                 }
             },
@@ -452,6 +458,42 @@ impl SubscriptionRoot {
 
 /// Gives every error without a code one: parse and validation errors from async-graphql.
 pub struct ErrorCodes;
+
+/// Bounds how long a query or mutation may take, over HTTP and websockets alike (the HTTP
+/// layer's timeout does not reach operations sent over a websocket). Subscriptions last
+/// as long as their session and are not bounded; a mutation cut off here still runs to its
+/// end on its own task.
+struct OperationTimeout(Duration);
+
+impl ExtensionFactory for OperationTimeout {
+    fn create(&self) -> Arc<dyn Extension> {
+        Arc::new(OperationTimeoutExtension(self.0))
+    }
+}
+
+struct OperationTimeoutExtension(Duration);
+
+#[async_trait::async_trait]
+impl Extension for OperationTimeoutExtension {
+    async fn execute(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        operation_name: Option<&str>,
+        next: NextExecute<'_>,
+    ) -> async_graphql::Response {
+        match tokio::time::timeout(self.0, next.run(ctx, operation_name)).await {
+            Ok(response) => response,
+            Err(_) => async_graphql::Response::from_errors(vec![coded(
+                "TIMEOUT",
+                format!(
+                    "the operation took longer than {} s and was cancelled",
+                    self.0.as_secs()
+                ),
+            )
+            .into_server_error(Default::default())]),
+        }
+    }
+}
 
 impl ExtensionFactory for ErrorCodes {
     fn create(&self) -> Arc<dyn Extension> {

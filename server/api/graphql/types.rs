@@ -106,10 +106,10 @@ pub struct StoreHealth {
     /// False while event batches fail to commit (a full disk, say); true again once one
     /// commits.
     pub ok: bool,
-    /// The last failure's error, while failing.
-    pub error: Option<String>,
-    /// When it began failing, RFC 3339.
-    pub failing_since: Option<String>,
+    /// The last failure's error, kept after the store recovers.
+    pub last_error: Option<String>,
+    /// When the last failure happened, RFC 3339.
+    pub last_error_at: Option<String>,
     /// Event batches that failed since the server started (their events are counted lost).
     pub failed_batches: u64,
 }

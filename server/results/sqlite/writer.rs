@@ -103,12 +103,13 @@ pub(super) struct Writer {
     health: Arc<Mutex<WriterHealth>>,
 }
 
-/// How the last batch went, for `health`.
+/// How the writer fares, for `health`.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct WriterHealth {
-    /// The last failed batch's error and when it failed (ns since the epoch), until a
-    /// batch commits again.
-    pub failing: Option<(u64, String)>,
+    /// Whether the last batch failed: true until a batch commits again.
+    pub failing: bool,
+    /// The last failed batch's error and when it failed (ns since the epoch).
+    pub last_error: Option<(u64, String)>,
     /// Batches that failed since the store opened.
     pub failed_batches: u64,
 }
@@ -249,7 +250,7 @@ async fn write_loop(
         if !batch.is_empty() {
             let started = Instant::now();
             match conn.write(&inserts, &batch).await {
-                Ok(()) => batching.health.lock().failing = None,
+                Ok(()) => batching.health.lock().failing = false,
                 Err(err) => {
                     // Nothing to retry into (a full disk stays full for a while): the rows
                     // are lost, counted where users see it, and their sessions fail.
@@ -257,7 +258,8 @@ async fn write_loop(
                     tracing::error!(rows, "writing events to SQLite failed: {error}");
                     batch.iter().for_each(|chunk| chunk.fail(&error));
                     let mut health = batching.health.lock();
-                    health.failing = Some((crate::model::wall_clock_ns(), error));
+                    health.failing = true;
+                    health.last_error = Some((crate::model::wall_clock_ns(), error));
                     health.failed_batches += 1;
                 }
             }
