@@ -9,7 +9,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::server::Server;
-use common::{root_or_skip, syscall_load, unique_binary, TempDir};
+use common::{root_or_skip, run_copies, syscall_load, unique_binary, TempDir};
 use serde_json::{json, Value};
 
 /// A tmpfs of `size` mounted on a fresh directory, unmounted on drop.
@@ -121,9 +121,7 @@ fn a_full_disk_fails_the_session_and_writes_resume_with_room() {
         "startSession took {:?}",
         started.elapsed()
     );
-    for _ in 0..3 {
-        assert!(Command::new(&*binary).status().unwrap().success());
-    }
+    run_copies(&binary, 3);
     assert_eq!(server.stop_session(&next), "STOPPED");
     assert_eq!(server.session(&next, "eventCount")["eventCount"], 6);
     assert_eq!(stored_events(&server, &next), 6);
@@ -250,9 +248,7 @@ fn racing_stops_and_deletes_agree_on_one_end() {
     let id = server.start_session(json!({
         "tracker": "process", "durationSecs": 30, "filter": { "comm": comm },
     }));
-    for _ in 0..5 {
-        assert!(Command::new(&*binary).status().unwrap().success());
-    }
+    run_copies(&binary, 5);
     let stop = "mutation($id: ID!) { stopSession(id: $id) { status eventCount } }";
     let delete = "mutation($id: ID!) { deleteSession(id: $id) }";
     let answers: Vec<Value> = std::thread::scope(|scope| {
@@ -269,9 +265,7 @@ fn racing_stops_and_deletes_agree_on_one_end() {
     let id = server.start_session(json!({
         "tracker": "process", "durationSecs": 30, "filter": { "comm": comm },
     }));
-    for _ in 0..5 {
-        assert!(Command::new(&*binary).status().unwrap().success());
-    }
+    run_copies(&binary, 5);
     let (stopped, deleted) = std::thread::scope(|scope| {
         let stopping = scope.spawn(|| server.query(stop, json!({ "id": id })));
         let deleting = scope.spawn(|| {
@@ -343,9 +337,7 @@ fn a_killed_servers_sessions_keep_their_stored_counts() {
     let id = server.start_session(json!({
         "tracker": "process", "durationSecs": 60, "filter": { "comm": comm },
     }));
-    for _ in 0..7 {
-        assert!(Command::new(&*binary).status().unwrap().success());
-    }
+    run_copies(&binary, 7);
     let deadline = Instant::now() + Duration::from_secs(10);
     while stored_events(&server, &id) < 14 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(100));

@@ -7,7 +7,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::server::Server;
-use common::{assert_unloaded, loaded_prog_ids, root_or_skip, unique_binary};
+use common::{assert_unloaded, loaded_prog_ids, root_or_skip, run_copies, unique_binary};
 use serde_json::{json, Value};
 
 const WINDOW: Duration = Duration::from_secs(10);
@@ -19,12 +19,6 @@ fn auth_config() -> String {
         "[[tokens]]\nname = \"alice\"\nrole = \"operator\"\ntoken = \"{OPERATOR}\"\n\n\
          [[tokens]]\nname = \"bob\"\nrole = \"viewer\"\ntoken = \"{VIEWER}\"\n"
     )
-}
-
-fn run_copies(binary: &std::path::Path, n: usize) {
-    for _ in 0..n {
-        assert!(Command::new(binary).status().unwrap().success());
-    }
 }
 
 fn agg_count(rows: &Value, keys: &[&str]) -> Option<(f64, u64)> {

@@ -182,6 +182,16 @@ pub fn unique_binary(tag: &str) -> (TestBinary, String) {
     (TestBinary { path, _dir: dir }, comm)
 }
 
+/// Runs `binary` `n` times, one after the other, each successfully.
+pub fn run_copies(binary: &std::path::Path, n: usize) {
+    for _ in 0..n {
+        assert!(std::process::Command::new(binary)
+            .status()
+            .unwrap()
+            .success());
+    }
+}
+
 /// Kernel ids of every BPF program loaded right now.
 pub fn loaded_prog_ids() -> Vec<u32> {
     libbpf_rs::query::ProgInfoIter::default()
