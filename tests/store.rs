@@ -831,6 +831,49 @@ async fn retention_by_age_and_by_event_cap() {
     store.close().await.unwrap();
 }
 
+/// Viewers' questions run on connections of their own: while eight heavy queries keep the
+/// store busy (a count grouped by a field kept only in each event's JSON reads every
+/// event), a session's final record is saved before any of them is answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heavy_queries_never_hold_up_session_control() {
+    let dir = TempDir::new("store-reads");
+    let store = Arc::new(open(&dir).await);
+    let record = session("heavy", T0, SessionStatus::Running);
+    store_events(&store, &record, &burst(100_000, T0)).await;
+    let answered = Arc::new(AtomicU64::new(0));
+    let heavy = query(&["filename"], AggOp::Count, None);
+    let reads: Vec<_> = (0..8)
+        .map(|_| {
+            let (store, answered, heavy, id) = (
+                store.clone(),
+                answered.clone(),
+                heavy.clone(),
+                record.id.clone(),
+            );
+            tokio::spawn(async move {
+                store.aggregate(&id, info(), &heavy).await.unwrap();
+                answered.fetch_add(1, Ordering::SeqCst);
+            })
+        })
+        .collect();
+    // Long enough for the queries to take every connection they can.
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let ended = SessionRecord {
+        status: SessionStatus::Stopped,
+        ..record.clone()
+    };
+    store.update_session(&ended).await.unwrap();
+    let answered_before = answered.load(Ordering::SeqCst);
+    for read in reads {
+        read.await.unwrap();
+    }
+    assert_eq!(answered_before, 0, "saving waited for viewers' queries");
+    assert_eq!(
+        store.get_session(&record.id).await.unwrap().unwrap().status,
+        SessionStatus::Stopped
+    );
+}
+
 #[tokio::test]
 async fn reopening_keeps_everything() {
     let dir = TempDir::new("store-reopen");

@@ -65,6 +65,9 @@ pub enum StoreError {
     },
 }
 
+/// Connections for viewers' queries: on two cores, more would only share them.
+const READ_CONNECTIONS: u32 = 2;
+
 #[derive(Clone, Debug)]
 pub struct StoreOptions {
     /// Events the writer's queue holds before sinks count losses.
@@ -83,7 +86,11 @@ impl Default for StoreOptions {
 }
 
 pub struct Store {
+    /// Sessions, audit, retention: the server's own reads and writes.
     pool: SqlitePool,
+    /// Viewers' questions over stored events, on connections of their own: however heavy
+    /// they are, session control and auditing never wait behind them.
+    reads: SqlitePool,
     writer: Writer,
     metrics: Metrics,
     /// Held while the store is open: see [`lock_database`].
@@ -167,6 +174,10 @@ impl Store {
             .connect_with(connect.clone())
             .await?;
         sqlx::migrate!("./migrations").run(&pool).await?;
+        let reads = SqlitePoolOptions::new()
+            .max_connections(READ_CONNECTIONS)
+            .connect_with(connect.clone())
+            .await?;
         let writer_conn = SqliteConnection::connect_with(&connect).await?;
         let writer = Writer::start(
             writer_conn,
@@ -178,6 +189,7 @@ impl Store {
         tracing::info!(path = %path.display(), "SQLite store open");
         Ok(Store {
             pool,
+            reads,
             writer,
             metrics,
             _lock: lock,
@@ -216,6 +228,7 @@ impl Store {
     pub async fn close(self) -> Result<(), StoreError> {
         let stopped = self.writer.stop().await;
         self.pool.close().await;
+        self.reads.close().await;
         stopped
     }
 }

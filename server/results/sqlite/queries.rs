@@ -63,7 +63,7 @@ impl Store {
         sql.push(" ORDER BY id LIMIT ");
         sql.bind(limit_plus_one(first))?;
         let rows = sqlx::query_with(&sql.text, sql.args)
-            .fetch_all(&self.pool)
+            .fetch_all(&self.reads)
             .await?;
         page(&rows, first, event_from_row)
     }
@@ -159,7 +159,7 @@ impl Store {
             sql.push(&format!(" GROUP BY {}", dims.join(", ")));
         }
 
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.reads.begin().await?;
         let rows = sqlx::query_with(&sql.text, sql.args)
             .fetch_all(&mut *tx)
             .await?;
