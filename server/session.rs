@@ -3,7 +3,7 @@
 //! program of it remains, its status and counts are final, and its results stay queryable.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use parking_lot::Mutex;
 use std::time::{Duration, Instant};
@@ -25,6 +25,11 @@ use crate::trackers::{find_tracker, AnyTracker, Event};
 
 /// Live events a slow subscriber may fall behind by before it loses some (counted).
 const LIVE_CAPACITY: usize = 4096;
+/// Most events a second a session's live subscribers get together (see [`LiveSink`]): a
+/// person reads far fewer, and the console stays responsive at this rate.
+const LIVE_RATE: u64 = 10_000;
+const LIVE_WINDOWS_PER_SEC: u64 = 10;
+const LIVE_WINDOW: Duration = Duration::from_millis(1000 / LIVE_WINDOWS_PER_SEC);
 /// How often running sessions publish their counts.
 const UPDATE_INTERVAL: Duration = Duration::from_secs(1);
 /// How often final records the store refused are offered to it again.
@@ -80,7 +85,7 @@ struct Running {
     counters: Arc<Counters>,
     tracker: Mutex<Option<TrackerHandle>>,
     memory: Option<Arc<MemoryStore>>,
-    live: broadcast::Sender<Arc<StoredEvent>>,
+    live: broadcast::Sender<Arc<LiveEvent>>,
     stop: Arc<Notify>,
     /// Why storing its events failed, set by the store's writer: the session then ends
     /// FAILED with this text.
@@ -128,19 +133,79 @@ pub struct SessionManager {
     started: Instant,
 }
 
-/// The chain end for live subscribers: builds the JSON view only when someone listens.
+/// An event as live subscribers get it: numbered in the session, not yet turned into JSON.
+pub struct LiveEvent {
+    pub id: i64,
+    pub event: Event,
+    rendered: OnceLock<StoredEvent>,
+}
+
+impl LiveEvent {
+    /// The view subscribers send: built by the first subscriber's task that needs it, once
+    /// for all of them, and never on the tracker thread.
+    pub fn stored(&self) -> StoredEvent {
+        self.rendered
+            .get_or_init(|| StoredEvent::from_event(self.id, &self.event))
+            .clone()
+    }
+}
+
+/// The chain end for live subscribers: only when someone listens, it hands each event over
+/// as it is (one copy, no JSON); each subscriber's task renders it.
+///
+/// Live views are sampled: at most LIVE_RATE deliveries a second in all (events times
+/// subscribers), so that watching a session at a million events a second costs the traced
+/// host little however many watch.
+/// What subscribers miss is counted (`eunomia_events_lost_total{stage="subscription"}`,
+/// once per subscriber).
 struct LiveSink {
-    live: broadcast::Sender<Arc<StoredEvent>>,
+    live: broadcast::Sender<Arc<LiveEvent>>,
     next_id: i64,
+    window_start: Instant,
+    sent_in_window: u64,
+    missed: prometheus::IntCounter,
+}
+
+impl LiveSink {
+    fn new(live: broadcast::Sender<Arc<LiveEvent>>, missed: prometheus::IntCounter) -> Self {
+        Self {
+            live,
+            next_id: 0,
+            window_start: Instant::now(),
+            sent_in_window: 0,
+            missed,
+        }
+    }
+
+    /// Whether the sample has room for one more event to `subscribers` now.
+    fn room(&mut self, subscribers: u64) -> bool {
+        if self.sent_in_window * subscribers >= LIVE_RATE / LIVE_WINDOWS_PER_SEC {
+            let now = Instant::now();
+            if now.duration_since(self.window_start) < LIVE_WINDOW {
+                return false;
+            }
+            self.window_start = now;
+            self.sent_in_window = 0;
+        }
+        self.sent_in_window += 1;
+        true
+    }
 }
 
 impl Handler<Event> for LiveSink {
     fn handle(&mut self, event: &Event) -> Flow {
         self.next_id += 1;
-        if self.live.receiver_count() > 0 {
-            let _ = self
-                .live
-                .send(Arc::new(StoredEvent::from_event(self.next_id, event)));
+        let subscribers = self.live.receiver_count();
+        if subscribers > 0 {
+            if self.room(subscribers as u64) {
+                let _ = self.live.send(Arc::new(LiveEvent {
+                    id: self.next_id,
+                    event: *event,
+                    rendered: OnceLock::new(),
+                }));
+            } else {
+                self.missed.inc_by(subscribers as u64);
+            }
         }
         Flow::Caught
     }
@@ -390,10 +455,12 @@ impl SessionManager {
                 self.containers.clone(),
                 FanOut::new(vec![
                     sink,
-                    Box::new(LiveSink {
-                        live: live.clone(),
-                        next_id: 0,
-                    }),
+                    Box::new(LiveSink::new(
+                        live.clone(),
+                        self.metrics
+                            .lost
+                            .with_label_values(&[info.name, stage::SUBSCRIPTION]),
+                    )),
                 ]),
             ),
         };
@@ -626,7 +693,6 @@ impl SessionManager {
             .ok_or_else(|| SessionError::NotFound(id.clone()))
     }
 
-    /// Overlays live counts on records read from the database.
     /// Overlays live counts, or a final record not saved yet, on a record from the store.
     pub fn with_live_counts(&self, record: SessionRecord) -> SessionRecord {
         if let Some(running) = self.running.get(&record.id) {
@@ -701,10 +767,7 @@ impl SessionManager {
     }
 
     /// Live events of a running session; `None` when it is not running.
-    pub fn subscribe_events(
-        &self,
-        id: &SessionId,
-    ) -> Option<broadcast::Receiver<Arc<StoredEvent>>> {
+    pub fn subscribe_events(&self, id: &SessionId) -> Option<broadcast::Receiver<Arc<LiveEvent>>> {
         self.running.get(id).map(|r| r.live.subscribe())
     }
 

@@ -498,6 +498,74 @@ fn subscriptions_receive_live_events_and_updates() {
     );
 }
 
+/// A subscriber to a session of a million events a second gets a sample, at most 10,000
+/// events a second, and every event it does not get is counted: delivered + counted
+/// missed = the session's events, exactly.
+#[test]
+fn live_views_are_sampled_and_what_they_miss_is_counted() {
+    if !root_or_skip("live_views_are_sampled_and_what_they_miss_is_counted") {
+        return;
+    }
+    let server = Server::start("sampled", None);
+    let (load, comm) = common::syscall_load("samp");
+    let id = server.start_session(json!({
+        "tracker": "syscall", "durationSecs": 60, "store": "MEMORY",
+        "filter": { "comm": comm }, "config": { "mode": "stream", "latency": false },
+    }));
+    let mut ws = ws_connect(&server, None).unwrap();
+    ws.send(tungstenite::Message::text(
+        json!({ "id": "1", "type": "subscribe", "payload": {
+            "query": "subscription($id: ID!) { sessionEvents(id: $id) { kind } }",
+            "variables": { "id": id } } })
+        .to_string(),
+    ))
+    .unwrap();
+    let deadline = Instant::now() + WINDOW;
+    while server.session(&id, "subscribers")["subscribers"] != 1 {
+        assert!(Instant::now() < deadline, "the subscription never started");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let started = Instant::now();
+    assert!(Command::new(&*load)
+        .arg("1000000")
+        .status()
+        .unwrap()
+        .success());
+    server.stop_session(&id);
+    let elapsed = started.elapsed().as_secs_f64();
+    let mut delivered = 0u64;
+    loop {
+        let message = ws_next(&mut ws);
+        match message["type"].as_str() {
+            Some("next") => delivered += 1,
+            _ => break,
+        }
+    }
+    let seen = server.session(&id, "eventCount lostCount");
+    assert_eq!(seen["lostCount"], 0, "{seen}");
+    let seen = seen["eventCount"].as_u64().unwrap();
+    assert!(seen >= 1_000_000, "{seen}");
+    // The sample's windows are 100 ms: one more window's worth at most.
+    assert!(
+        (delivered as f64) <= 10_000.0 * elapsed + 1_000.0,
+        "{delivered} events in {elapsed:.2} s"
+    );
+    assert!(delivered >= 1_000, "{delivered}");
+    let (_, metrics) = server.get("/metrics");
+    let missed: u64 = metrics
+        .lines()
+        .find(|l| {
+            l.starts_with("eunomia_events_lost_total")
+                && l.contains("stage=\"subscription\"")
+                && l.contains("tracker=\"syscall\"")
+        })
+        .and_then(|l| l.rsplit(' ').next())
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(delivered + missed, seen);
+}
+
 #[test]
 fn bad_input_gets_coded_errors_and_loses_nothing() {
     if !root_or_skip("bad_input_gets_coded_errors_and_loses_nothing") {

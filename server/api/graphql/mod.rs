@@ -412,7 +412,7 @@ impl SubscriptionRoot {
         let tracker = record.tracker;
         Ok(BroadcastStream::new(receiver).filter_map(move |item| {
             let event = match item {
-                Ok(event) => Some(EventObject((*event).clone())),
+                Ok(live) => Some(EventObject(live.stored())),
                 Err(BroadcastStreamRecvError::Lagged(lost)) => {
                     manager.count_subscriber_loss(&tracker, lost);
                     None
