@@ -397,22 +397,12 @@ fn idle_and_excess_websockets_are_closed() {
     if !root_or_skip("idle_and_excess_websockets_are_closed") {
         return;
     }
-    use tungstenite::client::IntoClientRequest;
     let server = Server::start(
         "websockets",
         Some("[limits]\nwebsockets_per_client = 3\nwebsocket_init_timeout_secs = 1\n"),
     );
-    let open = || {
-        let mut request = format!("{}/graphql/ws", server.url.replace("http://", "ws://"))
-            .into_client_request()
-            .unwrap();
-        request.headers_mut().insert(
-            "Sec-WebSocket-Protocol",
-            "graphql-transport-ws".parse().unwrap(),
-        );
-        tungstenite::connect(request)
-    };
-    let mut idle: Vec<_> = (0..3).map(|_| open().expect("within the cap").0).collect();
+    let open = || server.ws_open();
+    let mut idle: Vec<_> = (0..3).map(|_| open().expect("within the cap")).collect();
     for ws in &mut idle {
         if let tungstenite::stream::MaybeTlsStream::Plain(stream) = ws.get_mut() {
             stream

@@ -370,15 +370,7 @@ type Ws = tungstenite::WebSocket<tungstenite::stream::MaybeTlsStream<TcpStream>>
 /// Opens a graphql-transport-ws connection; when the server refuses the init, Err with
 /// its close code and reason.
 fn ws_connect(server: &Server, token: Option<&str>) -> Result<Ws, (u16, String)> {
-    use tungstenite::client::IntoClientRequest;
-    let mut request = format!("{}/graphql/ws", server.url.replace("http://", "ws://"))
-        .into_client_request()
-        .unwrap();
-    request.headers_mut().insert(
-        "Sec-WebSocket-Protocol",
-        "graphql-transport-ws".parse().unwrap(),
-    );
-    let (mut ws, _) = tungstenite::connect(request).expect("the websocket route answers");
+    let mut ws = server.ws_open().expect("the websocket route answers");
     if let tungstenite::stream::MaybeTlsStream::Plain(stream) = ws.get_mut() {
         stream
             .set_read_timeout(Some(Duration::from_secs(10)))

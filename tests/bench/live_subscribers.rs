@@ -16,7 +16,6 @@ use std::time::{Duration, Instant};
 
 use common::server::Server;
 use serde_json::{json, Value};
-use tungstenite::client::IntoClientRequest;
 
 const CALLS: u64 = 2_000_000;
 const ROUNDS: usize = 3;
@@ -26,14 +25,7 @@ type Ws = tungstenite::WebSocket<tungstenite::stream::MaybeTlsStream<TcpStream>>
 
 /// A graphql-transport-ws client subscribed to the session's live events.
 fn subscribe(server: &Server, id: &str) -> Ws {
-    let mut request = format!("{}/graphql/ws", server.url.replace("http://", "ws://"))
-        .into_client_request()
-        .unwrap();
-    request.headers_mut().insert(
-        "Sec-WebSocket-Protocol",
-        "graphql-transport-ws".parse().unwrap(),
-    );
-    let (mut ws, _) = tungstenite::connect(request).unwrap();
+    let mut ws = server.ws_open().unwrap();
     let send = |ws: &mut Ws, message: Value| {
         ws.send(tungstenite::Message::text(message.to_string()))
             .unwrap()

@@ -126,6 +126,24 @@ impl Server {
         self.get_as(path, None)
     }
 
+    /// Opens a websocket to `/graphql/ws` speaking graphql-transport-ws (nothing sent yet).
+    pub fn ws_open(
+        &self,
+    ) -> tungstenite::Result<
+        tungstenite::WebSocket<tungstenite::stream::MaybeTlsStream<std::net::TcpStream>>,
+    > {
+        use tungstenite::client::IntoClientRequest;
+        let mut request =
+            format!("{}/graphql/ws", self.url.replace("http://", "ws://")).into_client_request()?;
+        request.headers_mut().insert(
+            "Sec-WebSocket-Protocol",
+            "graphql-transport-ws"
+                .parse()
+                .expect("a valid header value"),
+        );
+        tungstenite::connect(request).map(|(ws, _)| ws)
+    }
+
     /// A GET with a bearer token.
     pub fn get_as(&self, path: &str, token: Option<&str>) -> (u16, String) {
         let mut request = self.client.get(format!("{}{path}", self.url));
