@@ -874,6 +874,36 @@ async fn heavy_queries_never_hold_up_session_control() {
     );
 }
 
+/// A viewer's question that runs past the query budget is stopped inside SQLite with a
+/// clear error, and the connection answers the next question.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_query_past_its_budget_is_stopped() {
+    let dir = TempDir::new("store-budget");
+    let options = StoreOptions {
+        query_budget: std::time::Duration::from_millis(20),
+        ..StoreOptions::default()
+    };
+    let store = Store::open(&dir.join("eunomia.db"), options, Metrics::new())
+        .await
+        .unwrap();
+    let record = session("costly", T0, SessionStatus::Stopped);
+    store_events(&store, &record, &burst(60_000, T0)).await;
+    let heavy = query(&["filename"], AggOp::Count, None);
+    let started = std::time::Instant::now();
+    let err = store
+        .aggregate(&record.id, info(), &heavy)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::QueryBudget(_)), "{err}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(2));
+    // event_counts answers this one at once, on the same pool.
+    let light = query(&["kind"], AggOp::Count, None);
+    assert_eq!(
+        store.aggregate(&record.id, info(), &light).await.unwrap(),
+        vec![row(&["exec"], 60_000.0, 60_000)]
+    );
+}
+
 #[tokio::test]
 async fn reopening_keeps_everything() {
     let dir = TempDir::new("store-reopen");
@@ -934,6 +964,7 @@ async fn a_full_queue_counts_every_loss() {
     let options = StoreOptions {
         queue_capacity: 8,
         batch_size: 4,
+        ..StoreOptions::default()
     };
     let store = Store::open(&dir.join("eunomia.db"), options, metrics.clone())
         .await

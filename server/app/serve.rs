@@ -56,7 +56,11 @@ pub fn serve(args: &ServeArgs) -> Result<(), RunError> {
 
 async fn serve_async(config: Config) -> Result<(), RunError> {
     let metrics = Metrics::new();
-    let store = Store::open(&config.db, StoreOptions::default(), metrics.clone()).await?;
+    let options = StoreOptions {
+        query_budget: Duration::from_secs(config.limits.request_timeout_secs),
+        ..StoreOptions::default()
+    };
+    let store = Store::open(&config.db, options, metrics.clone()).await?;
     let config = Arc::new(config);
     let containers = ContainerManager::new(ContainerOptions::default());
     containers.sync().await;

@@ -56,6 +56,8 @@ pub enum StoreError {
     Corrupt(String),
     #[error("the database writer has stopped")]
     WriterGone,
+    #[error("the query ran longer than its budget of {0:?} and was stopped; narrow it with conditions or fewer groups")]
+    QueryBudget(Duration),
     #[error("{path} is in use by another eunomia server{holder}; stop it or give another --db")]
     InUse { path: String, holder: String },
     #[error("locking {path}: {source}")]
@@ -74,6 +76,8 @@ pub struct StoreOptions {
     pub queue_capacity: usize,
     /// Rows the writer gathers into one transaction (it may exceed this by part of a chunk).
     pub batch_size: usize,
+    /// How long one viewer's question may run in SQLite before it is interrupted.
+    pub query_budget: Duration,
 }
 
 impl Default for StoreOptions {
@@ -81,6 +85,7 @@ impl Default for StoreOptions {
         Self {
             queue_capacity: 65_536,
             batch_size: 4096,
+            query_budget: Duration::from_secs(30),
         }
     }
 }
@@ -91,6 +96,7 @@ pub struct Store {
     /// Viewers' questions over stored events, on connections of their own: however heavy
     /// they are, session control and auditing never wait behind them.
     reads: SqlitePool,
+    query_budget: Duration,
     writer: Writer,
     metrics: Metrics,
     /// Held while the store is open: see [`lock_database`].
@@ -190,6 +196,7 @@ impl Store {
         Ok(Store {
             pool,
             reads,
+            query_budget: options.query_budget,
             writer,
             metrics,
             _lock: lock,

@@ -3,9 +3,11 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Instant;
 
+use sqlx::pool::PoolConnection;
 use sqlx::sqlite::SqliteRow;
-use sqlx::Row;
+use sqlx::{Connection, Row, Sqlite};
 
 use super::sql::{expr, json_column, limit_plus_one, page, Grouping, Statement};
 use super::{Store, StoreError};
@@ -19,6 +21,11 @@ use crate::results::{ResultsError, SessionResults};
 
 /// The fields `event_counts` counts events by, columns of the same names there.
 const COUNTED: [&str; 3] = ["tracker", "kind", "comm"];
+/// SQLite virtual machine steps between two looks at a query's budget: a clock read per
+/// tens of microseconds of work.
+const PROGRESS_STEPS: i32 = 10_000;
+/// SQLite's result code for an interrupted statement.
+const SQLITE_INTERRUPT: &str = "9";
 
 /// One SQLITE session's results: its rows in the store.
 pub struct SqliteResults {
@@ -28,6 +35,27 @@ pub struct SqliteResults {
 }
 
 impl Store {
+    /// A read connection whose statements SQLite interrupts once the query budget is
+    /// spent: one viewer's question cannot hold a connection, or a core, for longer.
+    async fn bounded_read(&self) -> Result<PoolConnection<Sqlite>, StoreError> {
+        let mut conn = self.reads.acquire().await?;
+        let deadline = Instant::now() + self.query_budget;
+        conn.lock_handle()
+            .await?
+            .set_progress_handler(PROGRESS_STEPS, move || Instant::now() < deadline);
+        Ok(conn)
+    }
+
+    /// An interrupted statement ran out of budget; any other error is the database's.
+    fn budget_error(&self, err: sqlx::Error) -> StoreError {
+        match &err {
+            sqlx::Error::Database(db) if db.code().as_deref() == Some(SQLITE_INTERRUPT) => {
+                StoreError::QueryBudget(self.query_budget)
+            }
+            _ => StoreError::Sqlx(err),
+        }
+    }
+
     /// The results of session `session_id`, a session of tracker `info`.
     pub fn session_results(
         self: &Arc<Self>,
@@ -62,9 +90,11 @@ impl Store {
         sql.conditions(info, conditions)?;
         sql.push(" ORDER BY id LIMIT ");
         sql.bind(limit_plus_one(first))?;
+        let mut conn = self.bounded_read().await?;
         let rows = sqlx::query_with(&sql.text, sql.args)
-            .fetch_all(&self.reads)
-            .await?;
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(|e| self.budget_error(e))?;
         page(&rows, first, event_from_row)
     }
 
@@ -159,10 +189,12 @@ impl Store {
             sql.push(&format!(" GROUP BY {}", dims.join(", ")));
         }
 
-        let mut tx = self.reads.begin().await?;
+        let mut conn = self.bounded_read().await?;
+        let mut tx = conn.begin().await?;
         let rows = sqlx::query_with(&sql.text, sql.args)
             .fetch_all(&mut *tx)
-            .await?;
+            .await
+            .map_err(|e| self.budget_error(e))?;
         let n = dims.len();
         let mut groups = HashMap::with_capacity(rows.len());
         for row in &rows {
@@ -211,7 +243,8 @@ impl Store {
             sql.push(")) WHERE rn = MAX(1, MIN(n, CAST(x AS INTEGER) + (x > CAST(x AS INTEGER))))");
             let rows = sqlx::query_with(&sql.text, sql.args)
                 .fetch_all(&mut *tx)
-                .await?;
+                .await
+                .map_err(|e| self.budget_error(e))?;
             for row in &rows {
                 if let Some(group) = groups.get_mut(&grouping.key(row)?) {
                     group.value = row.try_get(n)?;
