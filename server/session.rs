@@ -53,6 +53,10 @@ pub enum SessionError {
     NotFound(SessionId),
     #[error("session `{0}` is still running; stop it first")]
     StillRunning(SessionId),
+    #[error(
+        "session `{0}` has ended, but the store has not taken its final record yet; try again"
+    )]
+    NotSaved(SessionId),
     #[error("{running} sessions are running, the configured maximum")]
     TooManySessions { running: usize },
     #[error("the tracker could not start: {0}")]
@@ -707,8 +711,11 @@ impl SessionManager {
     /// Deletes an ended session and its results; a running one, or one still ending, is
     /// refused. It runs to the end even if the caller goes away.
     pub async fn delete(self: &Arc<Self>, id: &SessionId) -> Result<bool, SessionError> {
-        if self.running.contains_key(id) || self.unsaved.contains_key(id) {
+        if self.running.contains_key(id) {
             return Err(SessionError::StillRunning(id.clone()));
+        }
+        if self.unsaved.contains_key(id) {
+            return Err(SessionError::NotSaved(id.clone()));
         }
         let manager = self.clone();
         let id = id.clone();

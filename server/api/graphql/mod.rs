@@ -72,7 +72,7 @@ pub fn api(err: SessionError) -> async_graphql::Error {
             SessionError::BadFilter(_) => "BAD_FILTER",
             SessionError::Container(e) => container_code(e),
             SessionError::NotFound(_) => "NOT_FOUND",
-            SessionError::StillRunning(_) => "SESSION_RUNNING",
+            SessionError::StillRunning(_) | SessionError::NotSaved(_) => "SESSION_RUNNING",
             SessionError::TooManySessions { .. } => "TOO_MANY_SESSIONS",
             SessionError::TrackerFailed(_) => "TRACKER_FAILED",
             SessionError::Store(crate::results::sqlite::StoreError::BadCursor(_)) => {
