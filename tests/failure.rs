@@ -79,6 +79,7 @@ fn a_full_disk_fails_the_session_and_writes_resume_with_room() {
         "tracker": "syscall", "durationSecs": 30, "filter": { "comm": comm },
         "config": { "mode": "stream", "latency": false },
     }));
+    // Calls enough to fill 2 MiB many times over; killed once the session has failed.
     let mut child = Command::new(&*load).arg("20000000").spawn().unwrap();
     let status = server.wait_ended(&id, Duration::from_secs(25));
     let _ = child.kill();

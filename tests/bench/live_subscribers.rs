@@ -8,6 +8,8 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+use common::median;
+
 use std::net::TcpStream;
 use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -97,11 +99,6 @@ fn round(server: &Server, load: &std::path::Path, comm: &str, subscribers: usize
         lost: ended["lostCount"].as_u64().unwrap(),
         received: received.load(Ordering::Relaxed),
     }
-}
-
-fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
 }
 
 fn main() {

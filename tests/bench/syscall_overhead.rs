@@ -10,6 +10,8 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+use common::median;
+
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -80,11 +82,6 @@ fn with_bpftrace(path: &Path) -> Timing {
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     child.wait().unwrap();
     timing
-}
-
-fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
 }
 
 fn main() {

@@ -182,6 +182,12 @@ pub fn unique_binary(tag: &str) -> (TestBinary, String) {
     (TestBinary { path, _dir: dir }, comm)
 }
 
+/// The middle value (the upper one of an even count), for benchmark rounds.
+pub fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
 /// Runs `binary` `n` times, one after the other, each successfully.
 pub fn run_copies(binary: &std::path::Path, n: usize) {
     for _ in 0..n {
