@@ -4,6 +4,10 @@
 //! ```toml
 //! listen = "127.0.0.1:8527"
 //! db = "./eunomia.db"
+//! insecure_http = false   # true allows a non-loopback address without [tls]
+//! [tls]
+//! cert = "/etc/eunomia/cert.pem"   # PEM chain, leaf first; reloaded on SIGHUP
+//! key = "/etc/eunomia/key.pem"
 //! [sessions]
 //! max_duration_secs = 3600
 //! max_concurrent = 16
@@ -60,6 +64,17 @@ pub struct Config {
     pub memory: Memory,
     pub limits: Limits,
     pub tokens: Vec<Token>,
+    pub tls: Option<Tls>,
+    /// Serve plain HTTP on a non-loopback address (behind a TLS-terminating proxy).
+    pub insecure_http: bool,
+}
+
+/// HTTPS: without it the server speaks plain HTTP, which only loopback may carry.
+#[derive(Clone, Debug, PartialEq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 #[derive(Clone, Debug, PartialEq, serde::Deserialize)]
@@ -140,6 +155,8 @@ impl Default for Config {
             memory: Memory::default(),
             limits: Limits::default(),
             tokens: Vec::new(),
+            tls: None,
+            insecure_http: false,
         }
     }
 }
@@ -190,7 +207,7 @@ impl Config {
         Ok(config)
     }
 
-    /// Checks what the types cannot: ranges, and no open port without tokens.
+    /// Checks what the types cannot: ranges, and no open port without tokens and TLS.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |msg: String| Err(ConfigError::Invalid(msg));
         if !(1..=MAX_DURATION_SECS).contains(&self.sessions.max_duration_secs) {
@@ -221,6 +238,14 @@ impl Config {
                 self.listen
             ));
         }
+        if !self.listen.ip().is_loopback() && self.tls.is_none() && !self.insecure_http {
+            return invalid(format!(
+                "refusing to serve {} (not loopback) over plain HTTP, where tokens cross the \
+                 network in clear text: give --tls-cert and --tls-key, or --insecure-http \
+                 behind a TLS-terminating proxy",
+                self.listen
+            ));
+        }
         Ok(())
     }
 }
@@ -234,6 +259,9 @@ mod tests {
         let config: Config = toml::from_str(
             r#"
             listen = "0.0.0.0:9000"
+            [tls]
+            cert = "cert.pem"
+            key = "key.pem"
             [sessions]
             max_duration_secs = 60
             [[tokens]]
@@ -252,6 +280,21 @@ mod tests {
             "tokens never reach logs"
         );
 
+        let clear_text = Config {
+            tls: None,
+            ..config.clone()
+        };
+        assert!(clear_text
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .starts_with("refusing to serve 0.0.0.0:9000 (not loopback) over plain HTTP"));
+        Config {
+            insecure_http: true,
+            ..clear_text
+        }
+        .validate()
+        .unwrap();
         let open = Config {
             tokens: vec![],
             ..config

@@ -2,11 +2,10 @@
 
 mod common;
 
-use std::net::TcpStream;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::server::Server;
+use common::server::{ws_next, ws_subscribe, Server, Ws};
 use common::{assert_unloaded, loaded_prog_ids, root_or_skip, run_copies, unique_binary};
 use serde_json::{json, Value};
 
@@ -327,7 +326,7 @@ fn tokens_roles_and_audit() {
 
     // Subscriptions authenticate in connection_init: without a valid token the server
     // closes the connection with the protocol's 4403 and says why.
-    let refused = |token| match ws_connect(&server, token) {
+    let refused = |token| match server.ws_connect(token) {
         Ok(_) => panic!("a websocket with token {token:?} was accepted"),
         Err(refusal) => refusal,
     };
@@ -342,7 +341,7 @@ fn tokens_roles_and_audit() {
     let refusal = refused(Some("not-the-token-at-all"));
     assert_eq!(refusal.0, 4403);
     assert!(refusal.1.contains("token"), "{refusal:?}");
-    assert!(ws_connect(&server, Some(VIEWER)).is_ok());
+    assert!(server.ws_connect(Some(VIEWER)).is_ok());
 }
 
 #[test]
@@ -365,53 +364,6 @@ fn non_loopback_without_tokens_is_refused() {
     );
 }
 
-type Ws = tungstenite::WebSocket<tungstenite::stream::MaybeTlsStream<TcpStream>>;
-
-/// Opens a graphql-transport-ws connection; when the server refuses the init, Err with
-/// its close code and reason.
-fn ws_connect(server: &Server, token: Option<&str>) -> Result<Ws, (u16, String)> {
-    let mut ws = server.ws_open().expect("the websocket route answers");
-    if let tungstenite::stream::MaybeTlsStream::Plain(stream) = ws.get_mut() {
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
-    }
-    let payload = token.map_or(
-        json!({}),
-        |t| json!({ "Authorization": format!("Bearer {t}") }),
-    );
-    ws.send(tungstenite::Message::text(
-        json!({ "type": "connection_init", "payload": payload }).to_string(),
-    ))
-    .unwrap();
-    match ws.read() {
-        Ok(tungstenite::Message::Text(text))
-            if serde_json::from_str::<Value>(&text).unwrap()["type"] == "connection_ack" =>
-        {
-            Ok(ws)
-        }
-        Ok(tungstenite::Message::Close(Some(frame))) => {
-            Err((frame.code.into(), frame.reason.to_string()))
-        }
-        other => panic!("neither an ack nor a close: {other:?}"),
-    }
-}
-
-fn ws_next(ws: &mut Ws) -> Value {
-    loop {
-        match ws.read().unwrap() {
-            tungstenite::Message::Text(text) => {
-                let message: Value = serde_json::from_str(&text).unwrap();
-                if message["type"] != "ping" && message["type"] != "pong" {
-                    return message;
-                }
-            }
-            tungstenite::Message::Close(frame) => panic!("closed: {frame:?}"),
-            _ => {}
-        }
-    }
-}
-
 #[test]
 fn subscriptions_receive_live_events_and_updates() {
     if !root_or_skip("subscriptions_receive_live_events_and_updates") {
@@ -422,9 +374,9 @@ fn subscriptions_receive_live_events_and_updates() {
     let id = server.start_session(
         json!({ "tracker": "process", "durationSecs": 30, "filter": { "comm": comm } }),
     );
-    let mut ws = ws_connect(&server, None).unwrap();
+    let mut ws = server.ws_connect(None).unwrap();
     let subscribe = |ws: &mut Ws, sub_id: &str, query: &str| {
-        ws.send(tungstenite::Message::text(json!({ "id": sub_id, "type": "subscribe", "payload": { "query": query, "variables": { "id": id } } }).to_string())).unwrap();
+        ws_subscribe(ws, sub_id, query, json!({ "id": id }))
     };
     subscribe(
         &mut ws,
@@ -504,14 +456,13 @@ fn live_views_are_sampled_and_what_they_miss_is_counted() {
         "tracker": "syscall", "durationSecs": 60, "store": "MEMORY",
         "filter": { "comm": comm }, "config": { "mode": "stream", "latency": false },
     }));
-    let mut ws = ws_connect(&server, None).unwrap();
-    ws.send(tungstenite::Message::text(
-        json!({ "id": "1", "type": "subscribe", "payload": {
-            "query": "subscription($id: ID!) { sessionEvents(id: $id) { kind } }",
-            "variables": { "id": id } } })
-        .to_string(),
-    ))
-    .unwrap();
+    let mut ws = server.ws_connect(None).unwrap();
+    ws_subscribe(
+        &mut ws,
+        "1",
+        "subscription($id: ID!) { sessionEvents(id: $id) { kind } }",
+        json!({ "id": id }),
+    );
     let deadline = Instant::now() + WINDOW;
     while server.session(&id, "subscribers")["subscribers"] != 1 {
         assert!(Instant::now() < deadline, "the subscription never started");

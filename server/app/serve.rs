@@ -1,15 +1,16 @@
 //! `eunomia serve`: the seed's `core` for the server: load the config, open the store,
 //! start the session manager, serve HTTP until SIGINT/SIGTERM, then end every session.
 
-use std::future::IntoFuture;
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::TcpListener;
+use axum_server::tls_rustls::{RustlsAcceptor, RustlsConfig};
 
 use super::RunError;
 use crate::api::{graphql, http};
-use crate::config::Config;
+use crate::config::{Config, Tls};
 use crate::container::{ContainerManager, ContainerOptions};
 use crate::engine::system;
 use crate::metrics::Metrics;
@@ -20,13 +21,22 @@ use crate::session::{spawn_retention, SessionManager};
 pub struct ServeArgs {
     /// Address to listen on (default 127.0.0.1:8527; port 0 picks a free one).
     #[arg(long)]
-    pub listen: Option<std::net::SocketAddr>,
+    pub listen: Option<SocketAddr>,
     /// SQLite database file (default ./eunomia.db), created and migrated on start.
     #[arg(long)]
     pub db: Option<std::path::PathBuf>,
     /// TOML configuration file.
     #[arg(long)]
     pub config: Option<std::path::PathBuf>,
+    /// Serve HTTPS with this PEM certificate chain (leaf first); SIGHUP reloads it.
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The certificate's PEM private key (PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Allow plain HTTP on a non-loopback address, for a TLS-terminating proxy in front.
+    #[arg(long)]
+    pub insecure_http: bool,
 }
 
 /// How long open connections (subscriptions) get to close after shutdown begins.
@@ -44,6 +54,13 @@ pub fn serve(args: &ServeArgs) -> Result<(), RunError> {
     if let Some(db) = &args.db {
         config.db = db.clone();
     }
+    if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
+        config.tls = Some(Tls {
+            cert: cert.clone(),
+            key: key.clone(),
+        });
+    }
+    config.insecure_http |= args.insecure_http;
     config
         .validate()
         .map_err(|e| RunError::Usage(e.to_string()))?;
@@ -55,6 +72,11 @@ pub fn serve(args: &ServeArgs) -> Result<(), RunError> {
 }
 
 async fn serve_async(config: Config) -> Result<(), RunError> {
+    // Before the store is opened: a bad certificate is the operator's input to fix (exit 2).
+    let tls = match &config.tls {
+        Some(tls) => Some(load_certificate(tls).await.map_err(RunError::Usage)?),
+        None => None,
+    };
     let metrics = Metrics::new();
     let options = StoreOptions {
         query_budget: Duration::from_secs(config.limits.request_timeout_secs),
@@ -71,47 +93,77 @@ async fn serve_async(config: Config) -> Result<(), RunError> {
     let manager = SessionManager::new(store, metrics, config.clone(), containers).await?;
     spawn_retention(manager.clone(), RETENTION_INTERVAL);
     let app = http::router(graphql::schema(manager.clone()), manager.clone(), &config);
-    let listener = TcpListener::bind(config.listen)
-        .await
+    let listener = std::net::TcpListener::bind(config.listen)
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
     let addr = listener.local_addr()?;
     eprintln!(
-        "eunomia: listening on http://{addr}/graphql (database {})",
+        "eunomia: listening on {}://{addr}/graphql (database {})",
+        if tls.is_some() { "https" } else { "http" },
         config.db.display()
     );
 
-    let (drain_tx, drain_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move {
-            let _ = drain_rx.await;
-        })
-        .into_future(),
-    );
-    shutdown_signal().await?;
+    let handle = axum_server::Handle::new();
+    let server = axum_server::from_tcp(listener)?
+        .handle(handle.clone())
+        // A caller that connects and never asks holds a socket; the TLS handshake has its own bound.
+        .first_request_timeout(Duration::from_secs(config.limits.request_timeout_secs));
+    let service = app.into_make_service_with_connect_info::<SocketAddr>();
+    let server = match &tls {
+        Some(rustls) => tokio::spawn(
+            server
+                .acceptor(RustlsAcceptor::new(rustls.clone()))
+                .serve(service),
+        ),
+        None => tokio::spawn(server.serve(service)),
+    };
+    wait_for_shutdown(tls.as_ref().zip(config.tls.as_ref())).await?;
     eprintln!(
         "eunomia: shutting down; ending {} running sessions",
         manager.active_sessions()
     );
     manager.shutdown().await;
-    let _ = drain_tx.send(());
-    if tokio::time::timeout(DRAIN, server).await.is_err() {
-        tracing::warn!("connections still open after {DRAIN:?}; closing them");
+    // Subscriptions get DRAIN to close on their own; whatever is still open then is cut.
+    handle.graceful_shutdown(Some(DRAIN));
+    if let Ok(Ok(Err(err))) = tokio::time::timeout(DRAIN * 2, server).await {
+        tracing::warn!("the HTTP server ended with an error: {err}");
     }
     manager.store().flush().await?;
     Ok(())
 }
 
-async fn shutdown_signal() -> std::io::Result<()> {
+async fn load_certificate(tls: &Tls) -> Result<RustlsConfig, String> {
+    RustlsConfig::from_pem_file(&tls.cert, &tls.key)
+        .await
+        .map_err(|e| {
+            format!(
+                "cannot use TLS certificate {} with key {}: {e}",
+                tls.cert.display(),
+                tls.key.display()
+            )
+        })
+}
+
+/// Returns on SIGINT or SIGTERM. SIGHUP reloads the certificate, so a renewed one is
+/// served without a restart; a bad one is reported and the old one kept.
+async fn wait_for_shutdown(tls: Option<(&RustlsConfig, &Tls)>) -> std::io::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+    let mut hangup = signal(SignalKind::hangup())?;
+    loop {
+        tokio::select! {
+            _ = term.recv() => return Ok(()),
+            _ = int.recv() => return Ok(()),
+            _ = hangup.recv() => {
+                let Some((rustls, files)) = tls else { continue };
+                match rustls.reload_from_pem_file(&files.cert, &files.key).await {
+                    Ok(()) => eprintln!("eunomia: reloaded TLS certificate {}", files.cert.display()),
+                    Err(e) => eprintln!(
+                        "eunomia: keeping the current TLS certificate; cannot reload {}: {e}",
+                        files.cert.display()
+                    ),
+                }
+            }
+        }
     }
-    Ok(())
 }

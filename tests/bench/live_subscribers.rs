@@ -10,36 +10,26 @@ mod common;
 
 use common::median;
 
-use std::net::TcpStream;
 use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::server::Server;
+use common::server::{ws_subscribe, Server, Ws};
 use serde_json::{json, Value};
 
 const CALLS: u64 = 2_000_000;
 const ROUNDS: usize = 3;
 const SUBSCRIBERS: [usize; 3] = [0, 1, 10];
 
-type Ws = tungstenite::WebSocket<tungstenite::stream::MaybeTlsStream<TcpStream>>;
-
 /// A graphql-transport-ws client subscribed to the session's live events.
 fn subscribe(server: &Server, id: &str) -> Ws {
-    let mut ws = server.ws_open().unwrap();
-    let send = |ws: &mut Ws, message: Value| {
-        ws.send(tungstenite::Message::text(message.to_string()))
-            .unwrap()
-    };
-    send(&mut ws, json!({ "type": "connection_init", "payload": {} }));
-    ws.read().unwrap();
-    send(
+    let mut ws = server.ws_connect(None).unwrap();
+    ws_subscribe(
         &mut ws,
-        json!({ "id": "1", "type": "subscribe", "payload": {
-            "query": "subscription($id: ID!) { sessionEvents(id: $id) { ts kind pid comm data } }",
-            "variables": { "id": id },
-        }}),
+        "1",
+        "subscription($id: ID!) { sessionEvents(id: $id) { ts kind pid comm data } }",
+        json!({ "id": id }),
     );
     ws
 }

@@ -1,11 +1,17 @@
 //! A real `eunomia serve` on a free loopback port, driven over real HTTP.
 
+use std::ffi::OsString;
 use std::io::{BufRead, BufReader};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
+
+/// A graphql-transport-ws connection, over TCP or TLS.
+pub type Ws = tungstenite::WebSocket<tungstenite::stream::MaybeTlsStream<TcpStream>>;
 
 pub struct Server {
     child: Option<Child>,
@@ -13,6 +19,10 @@ pub struct Server {
     pub db: PathBuf,
     pub dir: PathBuf,
     client: reqwest::blocking::Client,
+    /// Set when the server speaks HTTPS: websockets trust the same authority.
+    tls: Option<Arc<rustls::ClientConfig>>,
+    /// What the server has written to stderr since it listened.
+    log: Arc<std::sync::Mutex<String>>,
     /// The directory [`Server::start`] made, removed with this server.
     owned: Option<super::TempDir>,
 }
@@ -28,11 +38,23 @@ impl Server {
 
     /// Starts a server on the database in `dir` (kept from an earlier server).
     pub fn start_in(dir: &Path, config: Option<&str>) -> Server {
+        Server::launch(dir, config, Vec::new(), None)
+    }
+
+    /// Starts a server with more `serve` arguments. With `trusted_ca` (PEM), the clients
+    /// speak HTTPS and trust that authority alone.
+    pub fn launch(
+        dir: &Path,
+        config: Option<&str>,
+        args: Vec<OsString>,
+        trusted_ca: Option<&str>,
+    ) -> Server {
         let db = dir.join("eunomia.db");
         let mut command = Command::new(env!("CARGO_BIN_EXE_eunomia"));
         command
             .args(["serve", "--listen", "127.0.0.1:0", "--db"])
-            .arg(&db);
+            .arg(&db)
+            .args(args);
         if let Some(config) = config {
             let path = dir.join("eunomia.toml");
             std::fs::write(&path, config).unwrap();
@@ -57,11 +79,14 @@ impl Server {
             }
         };
         // Keep draining stderr so the server never blocks on a full pipe.
+        let log = Arc::new(std::sync::Mutex::new(String::new()));
+        let kept = log.clone();
         std::thread::spawn(move || {
-            let mut sink = String::new();
-            while stderr.read_line(&mut sink).map(|n| n > 0).unwrap_or(false) {
-                eprint!("[server] {sink}");
-                sink.clear();
+            let mut line = String::new();
+            while stderr.read_line(&mut line).map(|n| n > 0).unwrap_or(false) {
+                eprint!("[server] {line}");
+                kept.lock().unwrap().push_str(&line);
+                line.clear();
             }
         });
         Server {
@@ -69,8 +94,25 @@ impl Server {
             url,
             db,
             dir: dir.to_path_buf(),
-            client: reqwest::blocking::Client::new(),
+            client: http_client(trusted_ca),
+            tls: trusted_ca.map(tls_client_config),
+            log,
             owned: None,
+        }
+    }
+
+    /// Waits until the server has written a line containing `text` to stderr; returns the line.
+    pub fn wait_for_log(&self, text: &str, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(line) = self.log.lock().unwrap().lines().find(|l| l.contains(text)) {
+                return line.to_string();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the server did not say {text:?} within {timeout:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 
@@ -90,7 +132,12 @@ impl Server {
         }
         let response = request.send().unwrap();
         let status = response.status().as_u16();
-        (status, response.json().unwrap())
+        // A body that is not JSON (a 408 from the HTTP layer, say) comes back as a string.
+        let text = response.text().unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
     }
 
     /// A query that must succeed; returns `data`.
@@ -126,22 +173,60 @@ impl Server {
         self.get_as(path, None)
     }
 
-    /// Opens a websocket to `/graphql/ws` speaking graphql-transport-ws (nothing sent yet).
-    pub fn ws_open(
-        &self,
-    ) -> tungstenite::Result<
-        tungstenite::WebSocket<tungstenite::stream::MaybeTlsStream<std::net::TcpStream>>,
-    > {
+    /// Opens a websocket to `/graphql/ws` speaking graphql-transport-ws (nothing sent yet),
+    /// over TLS when the server speaks HTTPS. Reads time out after 10 s.
+    pub fn ws_open(&self) -> tungstenite::Result<Ws> {
         use tungstenite::client::IntoClientRequest;
-        let mut request =
-            format!("{}/graphql/ws", self.url.replace("http://", "ws://")).into_client_request()?;
+        let ws_url = self
+            .url
+            .replacen("https://", "wss://", 1)
+            .replacen("http://", "ws://", 1);
+        let mut request = format!("{ws_url}/graphql/ws").into_client_request()?;
         request.headers_mut().insert(
             "Sec-WebSocket-Protocol",
             "graphql-transport-ws"
                 .parse()
                 .expect("a valid header value"),
         );
-        tungstenite::connect(request).map(|(ws, _)| ws)
+        let host = request.uri().authority().expect("a host").as_str();
+        let stream = TcpStream::connect(host)?;
+        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+        let connector = match &self.tls {
+            Some(config) => tungstenite::Connector::Rustls(config.clone()),
+            None => tungstenite::Connector::Plain,
+        };
+        match tungstenite::client_tls_with_config(request, stream, None, Some(connector)) {
+            Ok((ws, _)) => Ok(ws),
+            Err(tungstenite::HandshakeError::Failure(err)) => Err(err),
+            Err(tungstenite::HandshakeError::Interrupted(_)) => {
+                unreachable!("a blocking socket does not interrupt its handshake")
+            }
+        }
+    }
+
+    /// Opens a graphql-transport-ws connection and sends `connection_init` with `token`;
+    /// when the server refuses it, Err with its close code and reason.
+    pub fn ws_connect(&self, token: Option<&str>) -> Result<Ws, (u16, String)> {
+        let mut ws = self.ws_open().expect("the websocket route answers");
+        let payload = token.map_or(
+            json!({}),
+            |t| json!({ "Authorization": format!("Bearer {t}") }),
+        );
+        ws.send(tungstenite::Message::text(
+            json!({ "type": "connection_init", "payload": payload }).to_string(),
+        ))
+        .unwrap();
+        match ws.read() {
+            Ok(tungstenite::Message::Text(text))
+                if serde_json::from_str::<Value>(&text).unwrap()["type"] == "connection_ack" =>
+            {
+                Ok(ws)
+            }
+            Ok(tungstenite::Message::Close(Some(frame))) => {
+                Err((frame.code.into(), frame.reason.to_string()))
+            }
+            other => panic!("neither an ack nor a close: {other:?}"),
+        }
     }
 
     /// A GET with a bearer token.
@@ -220,4 +305,54 @@ impl Drop for Server {
             self.stop();
         }
     }
+}
+
+/// The next graphql-transport-ws message that is not a ping or pong.
+pub fn ws_next(ws: &mut Ws) -> Value {
+    loop {
+        match ws.read().unwrap() {
+            tungstenite::Message::Text(text) => {
+                let message: Value = serde_json::from_str(&text).unwrap();
+                if message["type"] != "ping" && message["type"] != "pong" {
+                    return message;
+                }
+            }
+            tungstenite::Message::Close(frame) => panic!("closed: {frame:?}"),
+            _ => {}
+        }
+    }
+}
+
+/// Subscribes (or runs an operation) over a connection: `id` names it in the answers.
+pub fn ws_subscribe(ws: &mut Ws, id: &str, query: &str, variables: Value) {
+    ws.send(tungstenite::Message::text(
+        json!({ "id": id, "type": "subscribe", "payload": { "query": query, "variables": variables } })
+            .to_string(),
+    ))
+    .unwrap();
+}
+
+/// A blocking HTTP client; with a CA (PEM), HTTPS trusting that authority alone.
+pub fn http_client(trusted_ca: Option<&str>) -> reqwest::blocking::Client {
+    let mut builder = reqwest::blocking::Client::builder();
+    if let Some(ca) = trusted_ca {
+        builder = builder
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(reqwest::Certificate::from_pem(ca.as_bytes()).unwrap());
+    }
+    builder.build().unwrap()
+}
+
+/// A TLS client configuration trusting the CA (PEM) alone.
+pub fn tls_client_config(trusted_ca: &str) -> Arc<rustls::ClientConfig> {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls::pki_types::CertificateDer::pem_slice_iter(trusted_ca.as_bytes()) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    Arc::new(
+        rustls::ClientConfig::builder()
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    )
 }
