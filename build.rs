@@ -1,5 +1,7 @@
 //! Compiles every `probes/*.bpf.c` into a libbpf skeleton in OUT_DIR, and turns the
 //! integer `#define`s of `probes/common.h` into Rust constants (OUT_DIR/common_h.rs).
+//! It also watches `migrations/`: `sqlx::migrate!` embeds them, and a new file must
+//! rebuild the server.
 use std::env;
 use std::ffi::OsStr;
 use std::fs;
@@ -12,6 +14,7 @@ fn main() {
     let probes =
         PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("set by cargo")).join("probes");
     println!("cargo:rerun-if-changed={}", probes.display());
+    println!("cargo:rerun-if-changed=migrations");
 
     let mut sources: Vec<PathBuf> = fs::read_dir(&probes)
         .expect("probes/ exists")

@@ -8,7 +8,7 @@ use std::net::TcpStream;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::server::Server;
+use common::server::{ws_next, ws_subscribe, Server};
 use common::{root_or_skip, run_copies, syscall_load, unique_binary, TempDir};
 use serde_json::{json, Value};
 
@@ -418,13 +418,6 @@ fn idle_and_excess_websockets_are_closed() {
     );
     let open = || server.ws_open();
     let mut idle: Vec<_> = (0..3).map(|_| open().expect("within the cap")).collect();
-    for ws in &mut idle {
-        if let tungstenite::stream::MaybeTlsStream::Plain(stream) = ws.get_mut() {
-            stream
-                .set_read_timeout(Some(Duration::from_secs(10)))
-                .unwrap();
-        }
-    }
     match open() {
         Err(tungstenite::Error::Http(response)) => assert_eq!(response.status(), 503),
         other => panic!(
@@ -455,4 +448,95 @@ fn idle_and_excess_websockets_are_closed() {
         admitted,
         "the closed websockets' places were not given back"
     );
+}
+
+/// Over a websocket, a query is bounded by `request_timeout_secs` as over HTTP: a
+/// viewer's question of many percentiles is answered TIMEOUT on time, and the same
+/// connection answers the next question.
+#[test]
+fn websocket_operations_time_out() {
+    if !root_or_skip("websocket_operations_time_out") {
+        return;
+    }
+    let server = Server::start("ws-timeout", Some("[limits]\nrequest_timeout_secs = 1\n"));
+    let (load, comm) = syscall_load("wsto");
+    let id = server.start_session(json!({
+        "tracker": "syscall", "durationSecs": 60, "filter": { "comm": comm },
+        "config": { "mode": "stream" },
+    }));
+    assert!(Command::new(&*load)
+        .arg("20000")
+        .status()
+        .unwrap()
+        .success());
+    assert_eq!(server.stop_session(&id), "STOPPED");
+    let percentile = |alias: usize| {
+        format!(
+            "a{alias}: aggregate(groupBy: [\"pid\"], op: P99, field: \"latency_ns\") {{ value }}"
+        )
+    };
+    // How long one percentile takes here sets how many make the question last 10 s at
+    // least, even with every read connection at work.
+    let started = Instant::now();
+    let (status, body) = server.post(
+        &format!(
+            "query($id: ID!) {{ session(id: $id) {{ {} }} }}",
+            percentile(0)
+        ),
+        json!({ "id": id }),
+        None,
+    );
+    assert_eq!(status, 200, "{body}");
+    let one = started.elapsed().as_secs_f64();
+    let aliases = (10.0 * 2.0 / one).ceil() as usize;
+    let question = format!(
+        "query($id: ID!) {{ session(id: $id) {{ {} }} }}",
+        (0..aliases).map(percentile).collect::<Vec<_>>().join(" ")
+    );
+
+    let mut ws = server.ws_connect(None).unwrap();
+    let started = Instant::now();
+    ws_subscribe(&mut ws, "heavy", &question, json!({ "id": id }));
+    let answer = ws_next(&mut ws);
+    let waited = started.elapsed();
+    assert_eq!(answer["type"], "next", "{answer}");
+    assert_eq!(
+        answer["payload"]["errors"][0]["extensions"]["code"], "TIMEOUT",
+        "{answer}"
+    );
+    assert!(
+        waited < Duration::from_secs(4),
+        "{aliases} percentiles of {one:.3} s each were answered after {waited:?}"
+    );
+    assert_eq!(ws_next(&mut ws)["type"], "complete");
+    ws_subscribe(&mut ws, "light", "{ health { store { ok } } }", json!({}));
+    assert_eq!(
+        ws_next(&mut ws)["payload"]["data"]["health"]["store"]["ok"],
+        true
+    );
+}
+
+/// A client that connects and never sends a request holds a socket only as long as a
+/// request may last (`request_timeout_secs`).
+#[test]
+fn a_connection_that_never_asks_is_closed() {
+    if !root_or_skip("a_connection_that_never_asks_is_closed") {
+        return;
+    }
+    let server = Server::start("silent", Some("[limits]\nrequest_timeout_secs = 1\n"));
+    let mut silent = TcpStream::connect(server.url.trim_start_matches("http://")).unwrap();
+    silent
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let started = Instant::now();
+    let mut byte = [0u8; 1];
+    let read = std::io::Read::read(&mut silent, &mut byte);
+    assert!(matches!(read, Ok(0)), "{read:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "closed after {:?}",
+        started.elapsed()
+    );
+    // Everyone else is still served.
+    assert_eq!(server.get("/healthz").0, 200);
 }

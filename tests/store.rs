@@ -1014,3 +1014,114 @@ async fn a_full_queue_counts_every_loss() {
     assert_eq!(lost.load(Ordering::Relaxed), 93);
     assert_eq!(metric.get(), 93);
 }
+
+async fn scalar(conn: &mut sqlx::SqliteConnection, sql: &str) -> i64 {
+    sqlx::query_scalar(sql).fetch_one(conn).await.unwrap()
+}
+
+/// Events belong to a session in the schema itself: upgrading a database from before
+/// that rule drops rows of sessions it does not hold and keeps the rest, and from then on
+/// the database refuses such rows and removes a session's events with it.
+#[tokio::test]
+async fn events_cannot_outlive_their_session() {
+    use sqlx::Connection;
+    let dir = TempDir::new("store-owned");
+    let db = dir.join("eunomia.db");
+    // The schema as it was before migration 0003: the first two migrations only.
+    let old = dir.join("migrations");
+    std::fs::create_dir(&old).unwrap();
+    for name in ["0001_init.sql", "0002_audit_session.sql"] {
+        let from = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("migrations")
+            .join(name);
+        std::fs::copy(from, old.join(name)).unwrap();
+    }
+    let url = format!("sqlite://{}?mode=rwc", db.display());
+    let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    sqlx::migrate::Migrator::new(old.as_path())
+        .await
+        .unwrap()
+        .run(&mut conn)
+        .await
+        .unwrap();
+    let insert = |session: &str| {
+        format!(
+            "INSERT INTO events (session_id, ts, tracker, kind, pid, ppid, comm, cgroup_id, data) \
+             VALUES ('{session}', 1, 'process', 'exec', 1, 0, 'sh', 0, '{{}}')"
+        )
+    };
+    sqlx::raw_sql(&format!(
+        "INSERT INTO sessions VALUES ('kept', 'process', NULL, 'STOPPED', 'SQLITE', '{{}}', '{{}}', 1, 2, 2, 2, 0, NULL, NULL);
+         {}; {}; {};
+         INSERT INTO event_counts VALUES ('kept', 'process', 'exec', 'sh', 2), ('gone', 'process', 'exec', 'sh', 1);",
+        insert("kept"),
+        insert("kept"),
+        insert("gone")
+    ))
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    conn.close().await.unwrap();
+
+    let store = open(&dir).await;
+    let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    assert_eq!(
+        scalar(
+            &mut conn,
+            "SELECT count(*) FROM events WHERE session_id = 'kept'"
+        )
+        .await,
+        2
+    );
+    assert_eq!(
+        scalar(
+            &mut conn,
+            "SELECT count(*) FROM events WHERE session_id = 'gone'"
+        )
+        .await,
+        0
+    );
+    assert_eq!(
+        scalar(&mut conn, "SELECT count(*) FROM event_counts").await,
+        1
+    );
+    // Every connection the server opens enforces the rule; this one asks for it too.
+    sqlx::raw_sql("PRAGMA foreign_keys = ON")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let refused = sqlx::raw_sql(&insert("never-started"))
+        .execute(&mut conn)
+        .await
+        .unwrap_err();
+    assert!(
+        refused
+            .to_string()
+            .contains("FOREIGN KEY constraint failed"),
+        "{refused}"
+    );
+    // The server's own path: a sink for a session the store does not hold loses its
+    // events, counted, and stores none.
+    let lost = Arc::new(AtomicU64::new(0));
+    let mut sink = store.event_sink(
+        &"never-started".into(),
+        "process",
+        lost.clone(),
+        Default::default(),
+    );
+    for event in &workload() {
+        sink.handle(event);
+    }
+    sink.finish().unwrap();
+    let _ = store.flush().await;
+    assert_eq!(lost.load(Ordering::Relaxed), workload().len() as u64);
+    sqlx::raw_sql("DELETE FROM sessions WHERE id = 'kept'")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(scalar(&mut conn, "SELECT count(*) FROM events").await, 0);
+    assert_eq!(
+        scalar(&mut conn, "SELECT count(*) FROM event_counts").await,
+        0
+    );
+}
