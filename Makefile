@@ -42,7 +42,10 @@ test: deps
 		[ "$$EUNOMIA_ALLOW_SKIP" = 1 ] || { echo "run as root, or set EUNOMIA_ALLOW_SKIP=1"; exit 1; }; \
 	fi
 
+# app_overhead loads a real nginx with wrk; any nginx flavour will do.
 bench: deps
+	@command -v nginx >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light
+	@command -v wrk >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk
 	$(CARGO) bench --locked
 
 # Mutation testing with cargo-mutants, not part of CI (hours for every group): each group

@@ -38,6 +38,12 @@ struct {
 /* Events lost because the ring buffer was full; read by user space through mmap. */
 u64 ringbuf_dropped = 0;
 
+/*
+ * Records waiting in the ring buffer past which submit_batched wakes the reader; below
+ * it the reader finds them at its next poll (at most 50 ms later). Set by user space.
+ */
+const volatile u64 wakeup_bytes = 1 << 20;
+
 static __always_inline bool comm_matches(void)
 {
 	char comm[TASK_COMM_LEN];
@@ -81,6 +87,14 @@ static __always_inline void *reserve_event(u64 size)
 	if (!e)
 		__sync_fetch_and_add(&ringbuf_dropped, 1);
 	return e;
+}
+
+/* Submits a record without a wake-up per record, which can cost more than the event. */
+static __always_inline void submit_batched(void *e)
+{
+	bpf_ringbuf_submit(e, bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wakeup_bytes ?
+				      BPF_RB_FORCE_WAKEUP :
+				      BPF_RB_NO_WAKEUP);
 }
 
 static __always_inline void fill_header(struct event_header *h, struct task_struct *task, u32 pid)

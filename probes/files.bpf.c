@@ -3,6 +3,10 @@
  * The files tracker. Reads and writes (read, write, pread64, pwrite64, readv, writev) are
  * counted in the kernel per (process, file), with the bytes the call returned, in hash
  * maps that user space drains every interval; openat calls are events in the ring buffer.
+ *
+ * One program on sys_exit does it all: the arguments are still in the task's saved
+ * registers when the call returns, so no program runs at sys_enter and nothing is kept
+ * per thread between the two (each would cost about as much as the counting itself).
  */
 #include "common.bpf.h"
 #include "files.h"
@@ -48,26 +52,18 @@ struct io_map io_0 SEC(".maps");
 struct io_map io_1 SEC(".maps");
 
 enum call {
-	CALL_NONE,
 	CALL_READ,
 	CALL_WRITE,
-	CALL_OPEN,
 };
 
-/* Per thread: the call in flight, seen at sys_enter, finished at sys_exit. */
-struct task_state {
-	u32 call; /* enum call */
-	u32 flags; /* openat */
-	s64 fd; /* read and write family */
-	const char *filename; /* openat, user memory */
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, int);
-	__type(value, struct task_state);
-} tasks SEC(".maps");
+/* x86_64 system call numbers. */
+#define NR_READ 0
+#define NR_WRITE 1
+#define NR_PREAD64 17
+#define NR_PWRITE64 18
+#define NR_READV 19
+#define NR_WRITEV 20
+#define NR_OPENAT 257
 
 enum walk_state {
 	WALK_ON,
@@ -84,10 +80,38 @@ struct walk {
 	u32 pseudo;
 };
 
-/* Too big for the 512-byte stack: a new row, and the path built backwards. */
+/*
+ * Paths already walked, by (dentry, mount): a file opened on every request is walked
+ * once, not each time. An entry holds while the file keeps its name and directory
+ * (checked on every use); a rename of a directory above it shows within PATH_CACHE_NS.
+ */
+#define PATH_CACHE_ENTRIES 4096
+#define PATH_CACHE_NS 1000000000ULL
+
+struct path_key {
+	u64 dentry;
+	u64 mnt;
+};
+
+struct cached_path {
+	u64 at_ns;
+	u64 parent; /* the dentry's d_parent, and its name's hash and length, when walked */
+	u64 name_hash_len;
+	struct files_path file;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, PATH_CACHE_ENTRIES);
+	__type(key, struct path_key);
+	__type(value, struct cached_path);
+} paths SEC(".maps");
+
+/* Too big for the 512-byte stack: a new row, the path built backwards, a cache entry. */
 struct scratch {
 	struct files_io io;
 	struct walk walk;
+	struct cached_path cached;
 	char path[FILES_PATH_MAX + NAME_MASK + 1];
 };
 
@@ -208,13 +232,12 @@ static long walk_step(u32 index, void *ctx)
  * through the mount point into the parent mount, until the root of the mount namespace.
  * Paths longer than the buffer or deeper than MAX_WALK keep their end behind "...".
  */
-static __always_inline void build_path(struct scratch *s, struct file *file,
-				       struct files_path *out)
+static __always_inline void walk_path(struct scratch *s, struct dentry *dentry,
+				      struct vfsmount *vfsmnt, struct files_path *out)
 {
-	struct vfsmount *vfsmnt = BPF_CORE_READ(file, f_path.mnt);
 	u32 pos;
 
-	s->walk.dentry = BPF_CORE_READ(file, f_path.dentry);
+	s->walk.dentry = dentry;
 	s->walk.vfsmnt = vfsmnt;
 	s->walk.mnt = container_of(vfsmnt, struct mount, mnt);
 	s->walk.pos = FILES_PATH_MAX - 1;
@@ -238,34 +261,31 @@ static __always_inline void build_path(struct scratch *s, struct file *file,
 	bpf_probe_read_kernel(out->path, sizeof(out->path), s->path);
 }
 
-static __always_inline void remember(u32 call, s64 fd, const char *filename, u32 flags)
+/* The file's path into `out` (file_type is the caller's): from the cache, or walked. */
+static __always_inline void build_path(struct scratch *s, struct file *file,
+				       struct files_path *out)
 {
-	struct task_struct *task = bpf_get_current_task_btf();
-	u32 pid = bpf_get_current_pid_tgid() >> 32;
-	struct task_state *state;
+	struct dentry *dentry = BPF_CORE_READ(file, f_path.dentry);
+	struct vfsmount *vfsmnt = BPF_CORE_READ(file, f_path.mnt);
+	struct path_key key = { .dentry = (u64)dentry, .mnt = (u64)vfsmnt };
+	u64 parent = (u64)BPF_CORE_READ(dentry, d_parent);
+	u64 name_hash_len = BPF_CORE_READ(dentry, d_name.hash_len);
+	u64 now = bpf_ktime_get_boot_ns();
+	struct cached_path *hit = bpf_map_lookup_elem(&paths, &key);
+	u32 file_type = out->file_type;
 
-	if (!task_selected(task, pid))
-		return;
-	state = bpf_task_storage_get(&tasks, task, NULL, BPF_LOCAL_STORAGE_GET_F_CREATE);
-	if (!state) {
-		__sync_fetch_and_add(&ringbuf_dropped, 1);
+	if (hit && hit->parent == parent && hit->name_hash_len == name_hash_len &&
+	    now - hit->at_ns < PATH_CACHE_NS) {
+		__builtin_memcpy(out, &hit->file, sizeof(*out));
+		out->file_type = file_type;
 		return;
 	}
-	state->call = call;
-	state->fd = fd;
-	state->filename = filename;
-	state->flags = flags;
-}
-
-/* The call in flight on this thread, if it is `call`; it ends here either way. */
-static __always_inline struct task_state *finish(struct task_struct *task, u32 call)
-{
-	struct task_state *state = bpf_task_storage_get(&tasks, task, NULL, 0);
-
-	if (!state || state->call != call)
-		return NULL;
-	state->call = CALL_NONE;
-	return state;
+	walk_path(s, dentry, vfsmnt, out);
+	s->cached.at_ns = now;
+	s->cached.parent = parent;
+	s->cached.name_hash_len = name_hash_len;
+	__builtin_memcpy(&s->cached.file, out, sizeof(*out));
+	bpf_map_update_elem(&paths, &key, &s->cached, BPF_ANY);
 }
 
 /* A new row for (pid, file), or NULL when the map is full (counted as a drop). */
@@ -294,22 +314,21 @@ static __always_inline struct files_io *new_row(void *rows, struct files_key *ke
 	return row;
 }
 
-static __always_inline void count_io(struct trace_event_raw_sys_exit *ctx, u32 call)
+/* A read or write of `fd` that returned `ret` bytes, by the selected `task`. */
+static __always_inline void count_io(struct task_struct *task, u32 pid, s64 fd, long ret,
+				     u32 call)
 {
-	struct task_struct *task = bpf_get_current_task_btf();
-	struct task_state *state = finish(task, call);
 	struct files_key key = {};
 	struct files_io *row;
 	struct inode *inode;
 	struct file *file;
-	long ret = ctx->ret;
 	void *rows;
 	u32 type;
 
-	/* Failed calls moved no data; the state was only set for selected tasks. */
-	if (!state || ret < 0)
+	/* Failed calls moved no data. */
+	if (ret < 0)
 		return;
-	file = fd_file(task, state->fd);
+	file = fd_file(task, fd);
 	if (!file) {
 		/* Another thread closed the fd meanwhile: the call cannot be placed. */
 		__sync_fetch_and_add(&ringbuf_dropped, 1);
@@ -319,7 +338,7 @@ static __always_inline void count_io(struct trace_event_raw_sys_exit *ctx, u32 c
 	type = file_type(inode);
 	if (!type_selected(type))
 		return;
-	key.pid = bpf_get_current_pid_tgid() >> 32;
+	key.pid = pid;
 	key.dev = BPF_CORE_READ(inode, i_sb, s_dev);
 	key.ino = BPF_CORE_READ(inode, i_ino);
 	bpf_get_current_comm(key.comm, sizeof(key.comm));
@@ -339,66 +358,32 @@ static __always_inline void count_io(struct trace_event_raw_sys_exit *ctx, u32 c
 	}
 }
 
-/* The fd is the first argument of every call of the read and write families. */
-#define IO_PROBES(syscall, call)                                                    \
-	SEC("tp/syscalls/sys_enter_" #syscall)                                      \
-	int enter_##syscall(struct trace_event_raw_sys_enter *ctx)                  \
-	{                                                                           \
-		remember(call, (int)ctx->args[0], NULL, 0);                         \
-		return 0;                                                           \
-	}                                                                           \
-	SEC("tp/syscalls/sys_exit_" #syscall)                                       \
-	int exit_##syscall(struct trace_event_raw_sys_exit *ctx)                    \
-	{                                                                           \
-		count_io(ctx, call);                                                \
-		return 0;                                                           \
-	}
-
-IO_PROBES(read, CALL_READ)
-IO_PROBES(pread64, CALL_READ)
-IO_PROBES(readv, CALL_READ)
-IO_PROBES(write, CALL_WRITE)
-IO_PROBES(pwrite64, CALL_WRITE)
-IO_PROBES(writev, CALL_WRITE)
-
-SEC("tp/syscalls/sys_enter_openat")
-int enter_openat(struct trace_event_raw_sys_enter *ctx)
+/* An openat(dfd, filename, flags, mode) that returned `ret`, by the selected `task`. */
+static __always_inline void report_open(struct task_struct *task, u32 pid,
+					const char *filename, u32 flags, long ret)
 {
-	/* openat(dfd, filename, flags, mode) */
-	remember(CALL_OPEN, 0, (const char *)ctx->args[1], ctx->args[2]);
-	return 0;
-}
-
-SEC("tp/syscalls/sys_exit_openat")
-int exit_openat(struct trace_event_raw_sys_exit *ctx)
-{
-	struct task_struct *task = bpf_get_current_task_btf();
-	struct task_state *state = finish(task, CALL_OPEN);
 	struct files_open_event *e;
 	struct scratch *s;
 	struct file *file = NULL;
-	long ret = ctx->ret;
 	u32 type = FILES_TYPE_UNKNOWN;
 
-	if (!state)
-		return 0;
 	/* Another thread may close the new fd first: then it is reported by name only. */
 	if (ret >= 0)
 		file = fd_file(task, ret);
 	if (file) {
 		type = file_type(BPF_CORE_READ(file, f_inode));
 		if (!type_selected(type))
-			return 0;
+			return;
 	}
 	s = get_scratch();
 	if (!s)
-		return 0;
+		return;
 	e = reserve_event(sizeof(*e));
 	if (!e)
-		return 0;
-	fill_header(&e->header, task, bpf_get_current_pid_tgid() >> 32);
+		return;
+	fill_header(&e->header, task, pid);
 	e->ret = ret;
-	e->flags = state->flags;
+	e->flags = flags;
 	e->pad = 0;
 	e->file.file_type = type;
 	if (file) {
@@ -409,8 +394,39 @@ int exit_openat(struct trace_event_raw_sys_exit *ctx)
 		e->ino = 0;
 		e->file.pseudo = 0;
 		e->file.path_start = 0;
-		bpf_probe_read_user_str(e->file.path, sizeof(e->file.path), state->filename);
+		bpf_probe_read_user_str(e->file.path, sizeof(e->file.path), filename);
 	}
-	bpf_ringbuf_submit(e, 0);
+	submit_batched(e);
+}
+
+SEC("tp_btf/sys_exit")
+int BPF_PROG(files_sys_exit, struct pt_regs *regs, long ret)
+{
+	struct task_struct *task;
+	long nr = regs->orig_ax;
+	u32 pid;
+
+	if (nr != NR_READ && nr != NR_WRITE && nr != NR_PREAD64 && nr != NR_PWRITE64 &&
+	    nr != NR_READV && nr != NR_WRITEV && nr != NR_OPENAT)
+		return 0;
+	task = bpf_get_current_task_btf();
+	pid = bpf_get_current_pid_tgid() >> 32;
+	if (!task_selected(task, pid))
+		return 0;
+	/* The fd is the first argument of every call of the read and write families. */
+	switch (nr) {
+	case NR_READ:
+	case NR_PREAD64:
+	case NR_READV:
+		count_io(task, pid, (int)regs->di, ret, CALL_READ);
+		break;
+	case NR_WRITE:
+	case NR_PWRITE64:
+	case NR_WRITEV:
+		count_io(task, pid, (int)regs->di, ret, CALL_WRITE);
+		break;
+	default:
+		report_open(task, pid, (const char *)regs->si, regs->dx, ret);
+	}
 	return 0;
 }

@@ -18,8 +18,6 @@ struct syscall_identity syscall_identity_layout = {};
 const volatile bool stream_mode = false;
 /* Latency needs sys_enter too; without it only sys_exit runs (user space skips loading). */
 const volatile bool measure_latency = true;
-/* Stream mode wakes the reader only once this much is pending (it also polls on a timer). */
-const volatile u64 wakeup_bytes = 1 << 20;
 
 #define MAX_KEYS 65536
 
@@ -128,10 +126,7 @@ static __always_inline void stream_call(struct task_struct *task, struct task_st
 	e->latency_ns = latency;
 	e->syscall_id = id;
 	e->timed = measure_latency;
-	/* A wake-up per call would cost more than the call itself. */
-	bpf_ringbuf_submit(e, bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wakeup_bytes ?
-				      BPF_RB_FORCE_WAKEUP :
-				      BPF_RB_NO_WAKEUP);
+	submit_batched(e);
 }
 
 /* A failed call returns -errno (-4095..-1); anything else, an address included, is a result. */

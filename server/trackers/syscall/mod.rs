@@ -271,7 +271,6 @@ impl Tracker for SyscallTracker {
         // Timing calls needs sys_enter as well.
         let latency = options.latency();
         rodata.measure_latency = latency;
-        rodata.wakeup_bytes = u64::from(run.config().ringbuf_bytes / 8);
         open.progs.handle_sys_enter.set_autoload(latency);
         // Only the per-CPU runs of aggregate mode can outlive a rename.
         open.progs.handle_task_rename.set_autoload(!stream);

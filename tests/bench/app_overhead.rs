@@ -1,0 +1,210 @@
+//! Benchmark (root): what tracing costs a real application. Debian's nginx, one worker,
+//! serves a 4 KiB static file and `wrk -t1 -c32` loads it, with no tracing, with each
+//! core tracker alone (`eunomia run <tracker>`, output to /dev/null), and with all five
+//! at once; with `sendfile` off and on. Rounds interleave every setting; the table gives
+//! the median requests/s and the change against no tracing, and the CPU time the
+//! hypervisor took (steal), which makes runs on a shared machine noisy.
+//!
+//! `cargo bench --bench app_overhead` (EUNOMIA_BENCH_ROUNDS, EUNOMIA_BENCH_SECS to change
+//! the 3 rounds of 4 s)
+
+#[path = "../common/mod.rs"]
+mod common;
+
+use std::io::BufRead;
+use std::process::{Child, Command, Stdio};
+
+use common::{median, TempDir};
+
+const TRACKERS: [&str; 5] = ["process", "syscall", "tcp", "files", "ipc"];
+
+fn setting_name(trackers: &[&str]) -> String {
+    match trackers {
+        [] => "none".to_string(),
+        [one] => (*one).to_string(),
+        _ => "all five".to_string(),
+    }
+}
+
+fn env_or(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// nginx on a free loopback port, serving `file` from its own directory.
+struct Nginx {
+    child: Child,
+    url: String,
+}
+
+impl Nginx {
+    fn start(dir: &TempDir, sendfile: bool) -> Nginx {
+        let html = dir.join("html");
+        std::fs::create_dir_all(&html).unwrap();
+        let body: Vec<u8> = (0..4096u32).map(|i| b'a' + (i % 26) as u8).collect();
+        std::fs::write(html.join("file"), body).unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let conf = dir.join("nginx.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "worker_processes 1;\ndaemon off;\npid {pid};\nerror_log {err};\n\
+                 events {{ worker_connections 1024; }}\n\
+                 http {{\n  access_log off;\n  sendfile {sendfile};\n  \
+                 server {{ listen 127.0.0.1:{port}; root {root}; }}\n}}\n",
+                pid = dir.join("nginx.pid").display(),
+                err = dir.join("error.log").display(),
+                sendfile = if sendfile { "on" } else { "off" },
+                root = html.display(),
+            ),
+        )
+        .unwrap();
+        let child = Command::new("nginx")
+            .arg("-c")
+            .arg(&conf)
+            .arg("-p")
+            .arg(dir.path())
+            .spawn()
+            .expect("nginx runs (make bench installs it)");
+        let url = format!("http://127.0.0.1:{port}/file");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(std::time::Instant::now() < deadline, "nginx did not listen");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        Nginx { child, url }
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        // SAFETY: kill on our own child's pid; SIGQUIT is nginx's graceful stop.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGQUIT) };
+        let _ = self.child.wait();
+    }
+}
+
+/// `eunomia run <tracker>` until dropped, its events printed to /dev/null.
+struct Tracing(Child);
+
+impl Tracing {
+    fn start(tracker: &str) -> Tracing {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_eunomia"))
+            .args(["run", tracker, "--duration", "3600"])
+            .env("RUST_LOG", "eunomia::app::cli=info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+        let mut logged = String::new();
+        while !logged.contains("tracing") {
+            let read = stderr.read_line(&mut logged).unwrap();
+            assert!(read > 0, "eunomia run {tracker} ended: {logged}");
+        }
+        // Drain what else it says, so that it never blocks on a full pipe.
+        std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+        Tracing(child)
+    }
+}
+
+impl Drop for Tracing {
+    fn drop(&mut self) {
+        // SAFETY: kill on our own child's pid.
+        unsafe { libc::kill(self.0.id() as i32, libc::SIGINT) };
+        let _ = self.0.wait();
+    }
+}
+
+/// (busy, steal) jiffies of all CPUs so far, from /proc/stat.
+fn cpu_jiffies() -> (u64, u64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap();
+    let fields: Vec<u64> = stat
+        .lines()
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .skip(1)
+        .map(|v| v.parse().unwrap())
+        .collect();
+    (fields.iter().sum(), fields[7])
+}
+
+/// One wrk run: (requests/s, the share of CPU time stolen by the hypervisor meanwhile).
+fn load(url: &str, secs: u64) -> (f64, f64) {
+    let before = cpu_jiffies();
+    let out = Command::new("wrk")
+        .args(["-t1", "-c32", &format!("-d{secs}s"), url])
+        .output()
+        .expect("wrk runs (make bench installs it)");
+    let after = cpu_jiffies();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let rate = text
+        .lines()
+        .find_map(|l| l.strip_prefix("Requests/sec:"))
+        .unwrap_or_else(|| panic!("no rate from wrk: {text}"))
+        .trim()
+        .parse()
+        .unwrap();
+    let steal = (after.1 - before.1) as f64 / (after.0 - before.0).max(1) as f64;
+    (rate, steal)
+}
+
+fn main() {
+    assert_eq!(
+        unsafe { libc::geteuid() },
+        0,
+        "app_overhead loads BPF programs: run it as root"
+    );
+    let rounds = env_or("EUNOMIA_BENCH_ROUNDS", 3) as usize;
+    let secs = env_or("EUNOMIA_BENCH_SECS", 4);
+    let mut settings: Vec<Vec<&str>> = vec![vec![]];
+    settings.extend(TRACKERS.iter().map(|t| vec![*t]));
+    settings.push(TRACKERS.to_vec());
+    println!(
+        "app_overhead: nginx (1 worker, 4 KiB file) under wrk -t1 -c32, {rounds} interleaved rounds of {secs} s"
+    );
+    println!("| tracing on | sendfile off: req/s | vs none | sendfile on: req/s | vs none |");
+    println!("|---|---|---|---|---|");
+    let mut table: Vec<Vec<f64>> = vec![Vec::new(); settings.len() * 2];
+    let mut steals = Vec::new();
+    for (column, sendfile) in [false, true].into_iter().enumerate() {
+        let dir = TempDir::new(&format!("nginx-{column}"));
+        let nginx = Nginx::start(&dir, sendfile);
+        load(&nginx.url, 1); // warm-up
+        for _ in 0..rounds {
+            for (i, trackers) in settings.iter().enumerate() {
+                let tracing: Vec<Tracing> = trackers.iter().map(|t| Tracing::start(t)).collect();
+                let (rate, steal) = load(&nginx.url, secs);
+                drop(tracing);
+                table[i * 2 + column].push(rate);
+                steals.push(steal);
+            }
+        }
+    }
+    let medians: Vec<f64> = table.iter_mut().map(|runs| median(runs)).collect();
+    for (i, trackers) in settings.iter().enumerate() {
+        let cell = |column: usize| {
+            let m = medians[i * 2 + column];
+            let change = (m / medians[column] - 1.0) * 100.0;
+            (format!("{m:.0}"), format!("{change:+.1}%"))
+        };
+        let (off, off_change) = cell(0);
+        let (on, on_change) = cell(1);
+        println!(
+            "| {} | {off} | {off_change} | {on} | {on_change} |",
+            setting_name(trackers)
+        );
+    }
+    println!(
+        "steal: median {:.1}% of CPU time, max {:.1}%",
+        median(&mut steals.clone()) * 100.0,
+        steals.iter().cloned().fold(0.0, f64::max) * 100.0
+    );
+}
