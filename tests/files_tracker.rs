@@ -47,6 +47,20 @@ elif mode == "open":
     except FileNotFoundError:
         pass
     out = {"fd": fd}
+elif mode == "rename":
+    # Opens target, renames it to target.moved and opens it again, then moves its
+    # directory and opens it once more: three opens of one file under three paths.
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    os.close(fd)
+    os.rename(target, target + ".moved")
+    fd = os.open(target + ".moved", os.O_RDONLY | os.O_CLOEXEC)
+    os.close(fd)
+    moved_dir = os.path.dirname(target) + ".dir"
+    os.rename(os.path.dirname(target), moved_dir)
+    time.sleep(1.1)
+    fd = os.open(moved_dir + "/" + os.path.basename(target) + ".moved", os.O_RDONLY | os.O_CLOEXEC)
+    os.close(fd)
+    os.rename(moved_dir, os.path.dirname(target))
 elif mode == "pipe":
     # 3 writes of 100 bytes into a pipe, 2 reads of 150 out of it; 1 write to a file.
     r, w = os.pipe()
@@ -283,6 +297,32 @@ fn openat_reports_flags_and_the_fd_or_errno() {
     );
     assert_eq!(missing.get("reads"), Some(Value::Null));
     assert!(created.header.ts_ns <= missing.header.ts_ns);
+}
+
+/// Paths are cached per file in the kernel, but never outlive a rename: a file renamed is
+/// reported under its new name at once, and one whose directory was renamed within the
+/// cache's second.
+#[test]
+fn a_renamed_file_is_reported_under_its_new_path() {
+    if !root_or_skip("a_renamed_file_is_reported_under_its_new_path") {
+        return;
+    }
+    let dir = test_dir(&std::env::temp_dir(), "rename");
+    let sub = dir.join("sub");
+    std::fs::create_dir(&sub).unwrap();
+    let file = sub.join("f");
+    let traced = trace("rename", &file, TrackerConfig::default());
+    let paths: Vec<Option<Value>> = traced.of_kind("open").map(|e| e.get("path")).collect();
+    let moved = format!("{}.moved", file.display());
+    let moved_dir = format!("{}.dir/f.moved", sub.display());
+    assert_eq!(
+        paths,
+        [
+            Some(Value::Str(file.to_str().unwrap())),
+            Some(Value::Str(&moved)),
+            Some(Value::Str(&moved_dir)),
+        ]
+    );
 }
 
 #[test]
