@@ -56,12 +56,19 @@ fn session(id: &str, started_at_ns: u64, status: SessionStatus) -> SessionRecord
 }
 
 /// Stores `events` for session `id` (inserted first) and waits until they are committed.
+/// Hands them over in parts the writer's queue always has room for, so that a machine
+/// busy with other work slows this down rather than losing events.
 async fn store_events(store: &Store, record: &SessionRecord, events: &[Event]) {
     store.insert_session(record).await.unwrap();
     let lost = Arc::new(AtomicU64::new(0));
     let mut sink = store.event_sink(&record.id, "process", lost.clone(), Default::default());
-    for event in events {
-        sink.handle(event);
+    let part = StoreOptions::default().queue_capacity / 2;
+    for events in events.chunks(part) {
+        for event in events {
+            sink.handle(event);
+        }
+        sink.flush().unwrap();
+        store.flush().await.unwrap();
     }
     sink.finish().unwrap();
     store.flush().await.unwrap();
