@@ -540,3 +540,70 @@ fn a_connection_that_never_asks_is_closed() {
     // Everyone else is still served.
     assert_eq!(server.get("/healthz").0, 200);
 }
+
+/// The server's resident memory (kB), from /proc.
+fn rss_kb(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS in /proc/<pid>/status")
+}
+
+/// Waits up to `within` for the server's RSS to come back to `limit_kb`; returns it.
+fn rss_settles(server: &Server, limit_kb: u64, within: Duration) -> u64 {
+    let deadline = Instant::now() + within;
+    loop {
+        let rss = rss_kb(server.pid());
+        if rss <= limit_kb || Instant::now() > deadline {
+            return rss;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// Memory comes back: after a stream session stores hundreds of thousands of events, and
+/// after a question that reads them all, the server returns to within twice its idle RSS
+/// within 30 s (the writer gives its cache and heap back when idle; idle pooled
+/// connections, which hold the mapped database and a page cache, are closed).
+#[test]
+fn memory_comes_back_after_a_session_and_a_heavy_question() {
+    if !root_or_skip("memory_comes_back_after_a_session_and_a_heavy_question") {
+        return;
+    }
+    let server = Server::start("rss", None);
+    let (load, comm) = syscall_load("rss");
+    // Idle: what start-up made, with the first session's programs loaded once.
+    let warm = server.start_session(json!({ "tracker": "process", "durationSecs": 30 }));
+    assert_eq!(server.stop_session(&warm), "STOPPED");
+    std::thread::sleep(Duration::from_secs(3));
+    let idle = rss_kb(server.pid());
+    let id = server.start_session(json!({
+        "tracker": "syscall", "durationSecs": 60, "filter": { "comm": comm },
+        "config": { "mode": "stream", "latency": false },
+    }));
+    assert!(Command::new(&*load)
+        .arg("400000")
+        .status()
+        .unwrap()
+        .success());
+    assert_eq!(server.stop_session(&id), "STOPPED");
+    let stored = stored_events(&server, &id);
+    assert!(stored >= 100_000, "{stored} events stored");
+    let after_session = rss_settles(&server, 2 * idle, Duration::from_secs(30));
+    assert!(
+        after_session <= 2 * idle,
+        "{after_session} kB 30 s after the session; idle {idle} kB"
+    );
+    let grouped = server.query(
+        "query($id: ID!) { session(id: $id) { aggregate(groupBy: [\"pid\"]) { count } } }",
+        json!({ "id": id }),
+    );
+    assert_eq!(grouped["session"]["aggregate"][0]["count"], stored);
+    let after_question = rss_settles(&server, 2 * idle, Duration::from_secs(30));
+    assert!(
+        after_question <= 2 * idle,
+        "{after_question} kB 30 s after the question; idle {idle} kB"
+    );
+}

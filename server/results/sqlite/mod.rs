@@ -69,6 +69,12 @@ pub enum StoreError {
 
 /// Connections for viewers' queries: on two cores, more would only share them.
 const READ_CONNECTIONS: u32 = 2;
+/// A pooled connection idle this long is closed: a question over a million events leaves
+/// its connection holding the mapped database and a page cache, and a checkpoint after a
+/// burst of events a page cache too; hundreds of MB of RSS an idle server does not need.
+const IDLE_CONNECTION: Duration = Duration::from_secs(10);
+/// How often the heap is looked at for memory closed connections left behind.
+const TRIM_EVERY: Duration = Duration::from_secs(5);
 
 #[derive(Clone, Debug)]
 pub struct StoreOptions {
@@ -147,6 +153,27 @@ fn lock_database(db: &Path) -> Result<std::fs::File, StoreError> {
     Ok(file)
 }
 
+/// Gives the heap back once a pool has closed connections: SQLite frees their caches,
+/// but glibc keeps freed memory for reuse unless asked. Ends with the pools.
+async fn trim_after_closing(pools: [SqlitePool; 2]) {
+    let open = |pools: &[SqlitePool; 2]| pools.iter().map(SqlitePool::size).sum::<u32>();
+    let mut before = open(&pools);
+    while !pools.iter().all(SqlitePool::is_closed) {
+        tokio::time::sleep(TRIM_EVERY).await;
+        let now = open(&pools);
+        if now < before {
+            release_heap();
+        }
+        before = now;
+    }
+}
+
+/// Returns free heap pages to the system.
+pub(super) fn release_heap() {
+    // SAFETY: malloc_trim has no preconditions; it only returns free heap pages.
+    unsafe { libc::malloc_trim(0) };
+}
+
 impl Store {
     /// Opens (creating and migrating) the database and starts the writer.
     pub async fn open(
@@ -177,13 +204,18 @@ impl Store {
             .pragma("wal_autocheckpoint", "4096");
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
+            .min_connections(0)
+            .idle_timeout(IDLE_CONNECTION)
             .connect_with(connect.clone())
             .await?;
         sqlx::migrate!("./migrations").run(&pool).await?;
         let reads = SqlitePoolOptions::new()
             .max_connections(READ_CONNECTIONS)
+            .min_connections(0)
+            .idle_timeout(IDLE_CONNECTION)
             .connect_with(connect.clone())
             .await?;
+        tokio::spawn(trim_after_closing([pool.clone(), reads.clone()]));
         let writer_conn = SqliteConnection::connect_with(&connect).await?;
         let writer = Writer::start(
             writer_conn,

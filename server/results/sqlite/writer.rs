@@ -24,6 +24,9 @@ const CHUNK: usize = 256;
 const ROWS_PER_INSERT: usize = 256;
 /// Least time between two background checkpoints.
 const CHECKPOINT_PAUSE: Duration = Duration::from_millis(100);
+/// A writer that has had nothing to write for this long gives memory back (see
+/// `WriterConnection::release_memory`).
+const IDLE: Duration = Duration::from_secs(2);
 
 /// One event's columns; its JSON is a range of its chunk's `data`.
 struct EventRow {
@@ -226,8 +229,22 @@ async fn write_loop(
     let mut batch: Vec<Chunk> = Vec::new();
     let mut waiting: Vec<oneshot::Sender<()>> = Vec::new();
     let mut stop = false;
+    // Whether memory has been taken since it was last given back.
+    let mut holding = false;
     while !stop {
-        let Some(first) = rx.recv().await else { break };
+        let received = if holding {
+            match tokio::time::timeout(IDLE, rx.recv()).await {
+                Ok(received) => received,
+                Err(_) => {
+                    conn.release_memory().await;
+                    holding = false;
+                    continue;
+                }
+            }
+        } else {
+            rx.recv().await
+        };
+        let Some(first) = received else { break };
         let mut rows = 0;
         let mut next = Some(first);
         while let Some(msg) = next.take() {
@@ -266,6 +283,7 @@ async fn write_loop(
             batching.duration.observe(started.elapsed().as_secs_f64());
             let _ = batching.wrote.try_send(());
             batch.clear();
+            holding = true;
         }
         for done in waiting.drain(..) {
             let _ = done.send(());
@@ -305,6 +323,20 @@ impl WriterConnection {
             return Err(err);
         }
         Ok(())
+    }
+
+    /// After a burst of events the page cache of this connection (up to `cache_size`) and
+    /// the heap the event chunks used stay with the process: tens of MB that an idle
+    /// server does not need. SQLite frees its cache; glibc keeps freed heap for reuse
+    /// unless asked to return it.
+    async fn release_memory(&mut self) {
+        if let Err(err) = sqlx::query("PRAGMA shrink_memory")
+            .execute(&mut self.conn)
+            .await
+        {
+            tracing::warn!("shrinking the SQLite writer's cache: {err}");
+        }
+        super::release_heap();
     }
 
     /// Replaces a connection left in an unknown state; keeps the old one if the database
