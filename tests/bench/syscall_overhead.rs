@@ -1,7 +1,9 @@
 //! Benchmark (root): what tracing every system call costs the traced program, side by side
-//! in one run. A static C loop of 5,000,000 getppid calls runs with no tracing, under the
-//! syscall tracker in aggregate mode (no filter: every process's calls are counted), and
-//! under `bpftrace -e 'tracepoint:raw_syscalls:sys_enter { @[comm] = count(); }'`; then
+//! in one run. A static C loop of 5,000,000 getppid calls runs with no tracing, with an
+//! empty program attached to every call's exit (the floor: what attaching at all costs),
+//! under the syscall tracker in aggregate mode (no filter: every process's calls are
+//! counted), and under `bpftrace -e 'tracepoint:raw_syscalls:sys_enter { @[comm] =
+//! count(); }'`; then
 //! stream mode sends each of the loop's calls through the ring buffer into an in-memory
 //! aggregator, and its rate and loss are reported (seen + lost must equal calls made).
 //!
@@ -84,6 +86,46 @@ fn with_bpftrace(path: &Path) -> Timing {
     timing
 }
 
+/// `tests/programs/bare_sys_exit.bpf.c`, built with clang and attached until dropped.
+struct Bare {
+    _object: libbpf_rs::Object,
+    _link: libbpf_rs::Link,
+}
+
+impl Bare {
+    fn attach(object_file: &Path) -> Bare {
+        let object = libbpf_rs::ObjectBuilder::default()
+            .open_file(object_file)
+            .and_then(|open| open.load())
+            .expect("the bare program loads");
+        let link = object
+            .progs_mut()
+            .next()
+            .expect("one program")
+            .attach()
+            .expect("the bare program attaches");
+        Bare {
+            _object: object,
+            _link: link,
+        }
+    }
+}
+
+fn build_bare(dir: &common::TempDir) -> std::path::PathBuf {
+    let source = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/programs/bare_sys_exit.bpf.c"
+    );
+    let object = dir.join("bare_sys_exit.bpf.o");
+    let built = Command::new("clang")
+        .args(["-O2", "-g", "-target", "bpf", "-c", source, "-o"])
+        .arg(&object)
+        .status()
+        .expect("clang runs (make deps installs it)");
+    assert!(built.success(), "building {source} failed");
+    object
+}
+
 fn main() {
     // SAFETY: geteuid has no preconditions.
     assert_eq!(
@@ -92,8 +134,11 @@ fn main() {
         "the syscall benchmark loads BPF programs: run it as root"
     );
     let (path, comm) = common::syscall_load("bench");
+    let objects = common::TempDir::new("bare");
+    let bare = build_bare(&objects);
     let names = [
         "no tracing",
+        "empty program on sys_exit (floor)",
         "eunomia syscall, aggregate",
         "eunomia syscall, aggregate + latency",
         "bpftrace count by comm",
@@ -101,7 +146,10 @@ fn main() {
     let mut runs: Vec<Vec<Timing>> = vec![Vec::new(); names.len()];
     for round in 1..=ROUNDS {
         runs[0].push(time_loop(&path));
-        for (column, latency) in [(1, None), (2, Some(true))] {
+        let attached = Bare::attach(&bare);
+        runs[1].push(time_loop(&path));
+        drop(attached);
+        for (column, latency) in [(2, None), (3, Some(true))] {
             let (handle, _) = start(TrackerConfig::default().with_options(SyscallOptions {
                 latency,
                 ..SyscallOptions::default()
@@ -110,7 +158,7 @@ fn main() {
             let stats = handle.stop().unwrap();
             assert_eq!(stats.lost(), 0, "aggregate mode lost calls: {stats:?}");
         }
-        runs[3].push(with_bpftrace(&path));
+        runs[4].push(with_bpftrace(&path));
         let line: Vec<String> = runs
             .iter()
             .map(|r| format!("{:.3}", r[round - 1].wall))
@@ -126,12 +174,13 @@ fn main() {
         })
         .collect();
     println!(
-        "{CALLS} getppid calls, median of {ROUNDS} rounds (wall s, ratio; loop CPU s, ratio):"
+        "{CALLS} getppid calls, median of {ROUNDS} rounds (wall s, ratio to none, ratio to the floor; loop CPU s, ratio to none):"
     );
     for (name, (wall, cpu)) in names.iter().zip(&medians) {
         println!(
-            "  {name:<38} {wall:.3}  {:.2}   {cpu:.3}  {:.2}",
+            "  {name:<38} {wall:.3}  {:.2}  {:.2}   {cpu:.3}  {:.2}",
             wall / medians[0].0,
+            wall / medians[1].0,
             cpu / medians[0].1
         );
     }
