@@ -39,8 +39,8 @@ struct {
 u64 ringbuf_dropped = 0;
 
 /*
- * Records waiting in the ring buffer past which submit_batched wakes the reader; below
- * it the reader finds them at its next poll (at most 50 ms later). Set by user space.
+ * Records waiting in the ring buffer past which submit_event wakes the reader; below it
+ * the reader finds them at its next poll (at most 50 ms later). Set by user space.
  */
 const volatile u64 wakeup_bytes = 1 << 20;
 
@@ -89,8 +89,11 @@ static __always_inline void *reserve_event(u64 size)
 	return e;
 }
 
-/* Submits a record without a wake-up per record, which can cost more than the event. */
-static __always_inline void submit_batched(void *e)
+/*
+ * Submits a record without a wake-up per record: a wake-up (waking the reader's thread,
+ * which then reads one record) costs more than the event itself.
+ */
+static __always_inline void submit_event(void *e)
 {
 	bpf_ringbuf_submit(e, bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wakeup_bytes ?
 				      BPF_RB_FORCE_WAKEUP :

@@ -396,7 +396,7 @@ static __always_inline void report_open(struct task_struct *task, u32 pid,
 		e->file.path_start = 0;
 		bpf_probe_read_user_str(e->file.path, sizeof(e->file.path), filename);
 	}
-	submit_batched(e);
+	submit_event(e);
 }
 
 SEC("tp_btf/sys_exit")

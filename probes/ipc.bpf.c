@@ -80,7 +80,7 @@ static __always_inline int ipc_exit(struct trace_event_raw_sys_exit *ctx)
 	    bpf_probe_read_user_str(e->name, sizeof(e->name), (void *)call->args[0]) < 0)
 		e->name[0] = '\0';
 	call->op = 0;
-	bpf_ringbuf_submit(e, 0);
+	submit_event(e);
 	return 0;
 }
 

@@ -48,7 +48,7 @@ int handle_exec(struct trace_event_raw_sched_process_exec *ctx)
 	e->duration_ns = 0;
 	fname_off = ctx->__data_loc_filename & 0xFFFF;
 	bpf_probe_read_kernel_str(e->filename, sizeof(e->filename), (void *)ctx + fname_off);
-	bpf_ringbuf_submit(e, 0);
+	submit_event(e);
 	return 0;
 }
 
@@ -96,6 +96,6 @@ int handle_exit(struct trace_event_raw_sched_process_exit *ctx)
 	e->exit_code = BPF_CORE_READ(task, exit_code);
 	e->duration_ns = now - start;
 	e->filename[0] = '\0';
-	bpf_ringbuf_submit(e, 0);
+	submit_event(e);
 	return 0;
 }

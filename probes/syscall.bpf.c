@@ -126,7 +126,7 @@ static __always_inline void stream_call(struct task_struct *task, struct task_st
 	e->latency_ns = latency;
 	e->syscall_id = id;
 	e->timed = measure_latency;
-	submit_batched(e);
+	submit_event(e);
 }
 
 /* A failed call returns -errno (-4095..-1); anything else, an address included, is a result. */

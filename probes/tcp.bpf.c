@@ -125,7 +125,7 @@ static __always_inline void connected(struct sock *sk)
 	if (!e)
 		return;
 	e->latency_ns = now - owner->open_ns;
-	bpf_ringbuf_submit(e, 0);
+	submit_event(e);
 }
 
 /* LISTEN -> SYN_RECV creates the passive socket in softirq: its owner is whoever accepts it. */
@@ -170,7 +170,7 @@ static __always_inline void closed(struct sock *sk)
 			e->lifetime_ns = now - owner->open_ns;
 			e->bytes_sent = payload_sent((struct tcp_sock *)sk);
 			e->bytes_received = payload_received(sk);
-			bpf_ringbuf_submit(e, 0);
+			submit_event(e);
 		}
 	}
 	untrack(sk);
@@ -244,7 +244,7 @@ static __always_inline int accepted(long fd)
 	owner->known = true;
 	e = new_event(sk, owner, TCP_EVENT_ACCEPT, owner->header.ts_ns);
 	if (e)
-		bpf_ringbuf_submit(e, 0);
+		submit_event(e);
 	return 0;
 }
 
