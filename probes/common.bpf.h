@@ -100,6 +100,7 @@ static __always_inline void submit_event(void *e)
 				      BPF_RB_NO_WAKEUP);
 }
 
+/* `task` must be a BTF pointer: bpf_get_current_task_btf(). */
 static __always_inline void fill_header(struct event_header *h, struct task_struct *task, u32 pid)
 {
 	struct pid *tpid;
@@ -107,13 +108,15 @@ static __always_inline void fill_header(struct event_header *h, struct task_stru
 
 	h->ts_ns = bpf_ktime_get_boot_ns();
 	h->pid = pid;
-	h->ppid = BPF_CORE_READ(task, real_parent, tgid);
+	/* Direct loads through BTF pointers: cheaper than a helper call per field. */
+	h->ppid = task->real_parent->tgid;
 	h->cgroup_id = bpf_get_current_cgroup_id();
-	h->user_ns = BPF_CORE_READ(task, cred, user_ns, ns.inum);
-	tpid = BPF_CORE_READ(task, thread_pid);
-	level = BPF_CORE_READ(tpid, level);
+	h->user_ns = task->cred->user_ns->ns.inum;
+	tpid = task->thread_pid;
+	level = tpid->level;
+	/* A variable index into an array is the one read the verifier wants through a helper. */
 	h->pid_ns = BPF_CORE_READ(tpid, numbers[level].ns, ns.inum);
-	h->mnt_ns = BPF_CORE_READ(task, nsproxy, mnt_ns, ns.inum);
+	h->mnt_ns = task->nsproxy->mnt_ns->ns.inum;
 	bpf_get_current_comm(h->comm, sizeof(h->comm));
 }
 

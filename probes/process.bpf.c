@@ -22,7 +22,7 @@ struct {
 SEC("tp/sched/sched_process_exec")
 int handle_exec(struct trace_event_raw_sched_process_exec *ctx)
 {
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct task_struct *task = bpf_get_current_task_btf();
 	u32 pid = bpf_get_current_pid_tgid() >> 32;
 	struct process_event *e;
 	unsigned int fname_off;
@@ -64,7 +64,7 @@ static __always_inline bool whole_process_dead(struct trace_event_raw_sched_proc
 SEC("tp/sched/sched_process_exit")
 int handle_exit(struct trace_event_raw_sched_process_exit *ctx)
 {
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct task_struct *task = bpf_get_current_task_btf();
 	u64 id = bpf_get_current_pid_tgid();
 	u32 pid = id >> 32;
 	struct process_event *e;

@@ -100,7 +100,7 @@ static __always_inline struct tcp_event *new_event(struct sock *sk, const struct
 /* CLOSE -> SYN_SENT runs in connect(): the current task is the one connecting. */
 static __always_inline void connecting(struct sock *sk)
 {
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct task_struct *task = bpf_get_current_task_btf();
 	u32 pid = bpf_get_current_pid_tgid() >> 32;
 	struct sock_owner owner = {};
 
@@ -224,7 +224,7 @@ static __always_inline struct sock *sock_of_fd(struct task_struct *task, long fd
  */
 static __always_inline int accepted(long fd)
 {
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct task_struct *task = bpf_get_current_task_btf();
 	u32 pid = bpf_get_current_pid_tgid() >> 32;
 	struct sock_owner *owner;
 	struct tcp_event *e;
