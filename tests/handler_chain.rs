@@ -443,3 +443,26 @@ fn flush_goes_through_a_filter() {
         std::io::ErrorKind::BrokenPipe
     );
 }
+
+/// Without chosen columns every field is shown; widths come from the first record, and a
+/// later record with other fields or longer values widens its own line only.
+#[test]
+fn text_table_shows_every_field_of_mixed_records() {
+    let buf = SharedBuf::default();
+    let mut printer = TextPrinter::new(buf.clone(), None);
+    printer.handle(&exec(1, "a", "/bin/true"));
+    printer.handle(&exit(123456789, "a-rather-long-command", 7, 1));
+    printer.handle(&exec(
+        2,
+        "b",
+        "/usr/local/bin/a-path-longer-than-its-column",
+    ));
+    Handler::<Event>::finish(&mut printer).unwrap();
+    let expected = concat!(
+        "TRACKER          KIND             TS                  PID    PPID COMM             CGROUP_ID USER_NS  PID_NS  MNT_NS CONTAINER CONTAINER_ID CONTAINER_IMAGE FILENAME         EXIT_CODE SIGNAL  CORE_DUMPED DURATION_NS\n",
+        "process          exec             15:20:01.000000       1       1 a                        9      11      12      13                                        /bin/true                                      \n",
+        "process          exit             15:20:01.000000 123456789       1 a-rather-long-co         9      11      12      13                                                                 7                   0           1\n",
+        "process          exec             15:20:01.000000       2       1 b                        9      11      12      13                                        /usr/local/bin/a-path-longer-than-its-column                               \n",
+    );
+    assert_eq!(buf.text(), expected);
+}

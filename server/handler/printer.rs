@@ -188,11 +188,14 @@ impl<R: Record + ?Sized, W: Write + Send> Handler<R> for CsvPrinter<W> {
 ///
 /// `columns` picks and orders the fields shown; `None` shows every field. Column widths
 /// come from the header and the value type; longer values widen their line, not the table.
+/// Lines are built in one reused buffer: a busy tracker prints tens of thousands a second.
 pub struct TextPrinter<W: Write> {
     sink: Sink<W>,
     columns: Option<Vec<String>>,
     widths: Vec<usize>,
     line: String,
+    /// One cell's text, before it is padded into `line`.
+    cell: String,
 }
 
 impl<W: Write> TextPrinter<W> {
@@ -202,6 +205,23 @@ impl<W: Write> TextPrinter<W> {
             columns,
             widths: Vec::new(),
             line: String::with_capacity(256),
+            cell: String::with_capacity(64),
+        }
+    }
+
+    /// Calls `f` with each shown field of `record`, in order.
+    fn each_cell<R: Record + ?Sized>(
+        columns: &Option<Vec<String>>,
+        record: &R,
+        f: &mut dyn FnMut(&str, Value<'_>),
+    ) {
+        match columns {
+            Some(columns) => {
+                for name in columns {
+                    f(name, record.get(name).unwrap_or(Value::Null));
+                }
+            }
+            None => record.visit(&mut |name, value| f(name, value)),
         }
     }
 }
@@ -214,61 +234,89 @@ fn default_width(value: Value<'_>) -> usize {
     }
 }
 
-fn text_cell(value: Value<'_>) -> String {
+/// Writes the cell's text into `out`.
+fn write_text_cell(out: &mut String, value: Value<'_>) {
+    use std::fmt::Write as _;
     match value {
         // Time of day is what a reader of a live table wants; JSON and CSV keep the date.
-        Value::Time(ns) => rfc3339_nanos(ns)[11..26].to_string(),
-        other => other.to_string(),
-    }
-}
-
-impl<W: Write> TextPrinter<W> {
-    fn cells<R: Record + ?Sized>(&self, record: &R) -> Vec<(String, Value<'static>, String)> {
-        let mut cells = Vec::new();
-        match &self.columns {
-            Some(columns) => {
-                for name in columns {
-                    let value = record.get(name).unwrap_or(Value::Null);
-                    cells.push((name.clone(), kind_of(value), text_cell(value)));
-                }
-            }
-            None => record.visit(&mut |name, value| {
-                cells.push((name.to_string(), kind_of(value), text_cell(value)))
-            }),
+        Value::Time(ns) => out.push_str(&rfc3339_nanos(ns)[11..26]),
+        other => {
+            let _ = write!(out, "{other}");
         }
-        cells
     }
 }
 
-/// The value's type without its borrow, for width decisions.
-fn kind_of(value: Value<'_>) -> Value<'static> {
-    match value {
-        Value::Str(_) => Value::Str(""),
-        Value::Null => Value::Null,
-        Value::U64(v) => Value::U64(v),
-        Value::I64(v) => Value::I64(v),
-        Value::Time(v) => Value::Time(v),
+/// Lays out one line cell by cell: numbers right-aligned, text left-aligned, cells one
+/// space apart, and nothing after the last cell's text.
+struct Row<'a> {
+    line: &'a mut String,
+    widths: &'a [usize],
+    column: usize,
+    /// Where the line's content ends: the last cell's text, without its padding.
+    end: usize,
+}
+
+impl Row<'_> {
+    fn push(&mut self, text: &str, numeric: bool) {
+        if self.column > 0 {
+            self.line.push(' ');
+        }
+        let width = self.widths.get(self.column).copied().unwrap_or(0);
+        let pad = width.saturating_sub(text.chars().count());
+        if numeric {
+            self.line.extend(std::iter::repeat_n(' ', pad));
+            self.line.push_str(text);
+            self.end = self.line.len();
+        } else {
+            self.line.push_str(text);
+            self.end = self.line.len();
+            self.line.extend(std::iter::repeat_n(' ', pad));
+        }
+        self.column += 1;
+    }
+
+    fn finish(self) {
+        self.line.truncate(self.end);
+        self.line.push('\n');
     }
 }
 
 impl<R: Record + ?Sized, W: Write + Send> Handler<R> for TextPrinter<W> {
     fn handle(&mut self, record: &R) -> Flow {
-        let cells = self.cells(record);
         self.line.clear();
         if self.widths.is_empty() {
-            self.widths = cells
-                .iter()
-                .map(|(name, kind, _)| name.len().max(default_width(*kind)))
-                .collect();
-            let header: Vec<String> = cells
-                .iter()
-                .map(|(name, _, _)| name.to_uppercase())
-                .collect();
-            let header: Vec<&str> = header.iter().map(String::as_str).collect();
-            push_row(&mut self.line, &header, &self.widths, &cells);
+            let widths = &mut self.widths;
+            let mut numeric = Vec::new();
+            let mut header = Vec::new();
+            Self::each_cell(&self.columns, record, &mut |name, value| {
+                widths.push(name.len().max(default_width(value)));
+                numeric.push(matches!(value, Value::U64(_) | Value::I64(_)));
+                header.push(name.to_uppercase());
+            });
+            let mut row = Row {
+                line: &mut self.line,
+                widths: &self.widths,
+                column: 0,
+                end: 0,
+            };
+            for (name, numeric) in header.iter().zip(numeric) {
+                row.push(name, numeric);
+            }
+            row.finish();
         }
-        let texts: Vec<&str> = cells.iter().map(|(_, _, text)| text.as_str()).collect();
-        push_row(&mut self.line, &texts, &self.widths, &cells);
+        let cell = &mut self.cell;
+        let mut row = Row {
+            line: &mut self.line,
+            widths: &self.widths,
+            column: 0,
+            end: 0,
+        };
+        Self::each_cell(&self.columns, record, &mut |_, value| {
+            cell.clear();
+            write_text_cell(cell, value);
+            row.push(cell, matches!(value, Value::U64(_) | Value::I64(_)));
+        });
+        row.finish();
         let line = &self.line;
         self.sink.write(|out| out.write_all(line.as_bytes()));
         Flow::Caught
@@ -277,29 +325,4 @@ impl<R: Record + ?Sized, W: Write + Send> Handler<R> for TextPrinter<W> {
     fn flush(&mut self) -> io::Result<()> {
         self.sink.flush()
     }
-}
-
-/// Numbers right-aligned, text left-aligned, the last column unpadded.
-fn push_row(
-    line: &mut String,
-    texts: &[&str],
-    widths: &[usize],
-    cells: &[(String, Value<'static>, String)],
-) {
-    let last = texts.len().saturating_sub(1);
-    for (i, text) in texts.iter().enumerate() {
-        let width = widths.get(i).copied().unwrap_or(0);
-        let numeric = matches!(cells[i].1, Value::U64(_) | Value::I64(_));
-        if i == last && !numeric {
-            line.push_str(text);
-        } else if numeric {
-            line.push_str(&format!("{text:>width$}"));
-        } else {
-            line.push_str(&format!("{text:<width$}"));
-        }
-        if i != last {
-            line.push(' ');
-        }
-    }
-    line.push('\n');
 }
