@@ -469,11 +469,7 @@ fn live_views_are_sampled_and_what_they_miss_is_counted() {
         std::thread::sleep(Duration::from_millis(10));
     }
     let started = Instant::now();
-    assert!(Command::new(&*load)
-        .arg("1000000")
-        .status()
-        .unwrap()
-        .success());
+    common::run_load(&load, 1_000_000);
     server.stop_session(&id);
     let elapsed = started.elapsed().as_secs_f64();
     let mut delivered = 0u64;

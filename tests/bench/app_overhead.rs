@@ -11,10 +11,9 @@
 #[path = "../common/mod.rs"]
 mod common;
 
-use std::io::BufRead;
 use std::process::{Child, Command, Stdio};
 
-use common::{median, TempDir};
+use common::{median, start_cli, TempDir};
 
 const TRACKERS: [&str; 5] = ["process", "syscall", "tcp", "files", "ipc"];
 
@@ -95,19 +94,8 @@ struct Tracing(Child);
 
 impl Tracing {
     fn start(tracker: &str) -> Tracing {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_eunomia"))
-            .args(["run", tracker, "--duration", "3600"])
-            .env("RUST_LOG", "eunomia::app::cli=info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
-        let mut logged = String::new();
-        while !logged.contains("tracing") {
-            let read = stderr.read_line(&mut logged).unwrap();
-            assert!(read > 0, "eunomia run {tracker} ended: {logged}");
-        }
+        let (child, mut stderr, _) =
+            start_cli(&["run", tracker, "--duration", "3600"], Stdio::null());
         // Drain what else it says, so that it never blocks on a full pipe.
         std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
         Tracing(child)

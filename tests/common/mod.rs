@@ -247,6 +247,33 @@ pub fn own_cgroup_id() -> u64 {
 }
 
 /// `eunomia args` started and tracing: its probes are attached.
+/// Starts `eunomia args` with `stdout` and returns once it logs `tracing` (its probes are
+/// attached): the child, its stderr, and what it wrote there so far.
+pub fn start_cli(
+    args: &[&str],
+    stdout: std::process::Stdio,
+) -> (
+    std::process::Child,
+    std::io::BufReader<std::process::ChildStderr>,
+    String,
+) {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_eunomia"))
+        .args(args)
+        .env("RUST_LOG", "eunomia::app::cli=info")
+        .stdout(stdout)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut logged = String::new();
+    while !logged.contains("tracing") {
+        let read = stderr.read_line(&mut logged).unwrap();
+        assert!(read > 0, "eunomia {args:?} ended before tracing: {logged}");
+    }
+    (child, stderr, logged)
+}
+
 pub struct CliRun {
     child: std::process::Child,
     stderr: std::io::BufReader<std::process::ChildStderr>,
@@ -257,20 +284,7 @@ pub struct CliRun {
 impl CliRun {
     /// Starts `eunomia args` and returns once it logs `tracing` (its probes are attached).
     pub fn start(args: &[&str]) -> CliRun {
-        use std::io::BufRead;
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_eunomia"))
-            .args(args)
-            .env("RUST_LOG", "eunomia::app::cli=info")
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
-        let mut logged = String::new();
-        while !logged.contains("tracing") {
-            let read = stderr.read_line(&mut logged).unwrap();
-            assert!(read > 0, "eunomia {args:?} ended before tracing: {logged}");
-        }
+        let (child, stderr, logged) = start_cli(args, std::process::Stdio::piped());
         CliRun {
             child,
             stderr,
@@ -349,6 +363,15 @@ pub fn syscall_load(tag: &str) -> (TestBinary, String) {
         .expect("clang runs (make deps installs it)");
     assert!(built.success(), "building {source} failed");
     (path, comm)
+}
+
+/// Runs the `syscall_load` binary at `path` to make `calls` getppid calls, to its end.
+pub fn run_load(path: &std::path::Path, calls: u64) {
+    let status = std::process::Command::new(path)
+        .arg(calls.to_string())
+        .status()
+        .unwrap();
+    assert!(status.success(), "{path:?} {calls}: {status}");
 }
 
 /// Per syscall name: (calls, errors), from `strace -f -c` of one run of `path args`.
