@@ -17,6 +17,7 @@
 /* Set by user space before load; 0 / false means "no filter". */
 const volatile u32 target_pid = 0;
 const volatile u32 exclude_current_ppid = 0;
+const volatile u32 exclude_pid = 0;
 const volatile bool filter_cgroup = false;
 const volatile bool filter_comm = false;
 const volatile char target_comm[TASK_COMM_LEN] = {};
@@ -74,6 +75,8 @@ static __always_inline bool cgroup_matches(void)
 static __always_inline bool task_selected(struct task_struct *task, u32 pid)
 {
 	if (target_pid && pid != target_pid)
+		return false;
+	if (exclude_pid && pid == exclude_pid)
 		return false;
 	if (exclude_current_ppid && BPF_CORE_READ(task, real_parent, tgid) == exclude_current_ppid)
 		return false;

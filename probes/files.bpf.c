@@ -2,7 +2,8 @@
 /*
  * The files tracker. Reads and writes (read, write, pread64, pwrite64, readv, writev) are
  * counted in the kernel per (process, file), with the bytes the call returned, in hash
- * maps that user space drains every interval; openat calls are events in the ring buffer.
+ * maps that user space drains every interval. openat calls are events in the ring buffer,
+ * or, with `aggregate_opens`, counted the same way per (process, file, flags, result).
  *
  * One program on sys_exit does it all: the arguments are still in the task's saved
  * registers when the call returns, so no program runs at sys_enter and nothing is kept
@@ -16,9 +17,12 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 struct files_io files_io_layout = {};
 struct files_key files_key_layout = {};
 struct files_open_event files_open_event_layout = {};
+struct files_open_key files_open_key_layout = {};
 
 /* Which file types to report, bit (1 << enum files_file_type); set by user space. */
 const volatile u32 file_type_mask = 1 << FILES_TYPE_REGULAR;
+/* Count opens in maps drained every interval instead of an event per call. */
+const volatile bool aggregate_opens = false;
 
 #define S_IFMT 00170000
 #define S_IFSOCK 0140000
@@ -50,6 +54,16 @@ struct io_map {
 };
 struct io_map io_0 SEC(".maps");
 struct io_map io_1 SEC(".maps");
+
+struct open_map {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, MAX_FILES);
+	__type(key, struct files_open_key);
+	__type(value, struct files_open_event);
+};
+struct open_map opens_0 SEC(".maps");
+struct open_map opens_1 SEC(".maps");
 
 enum call {
 	CALL_READ,
@@ -107,9 +121,10 @@ struct {
 	__type(value, struct cached_path);
 } paths SEC(".maps");
 
-/* Too big for the 512-byte stack: a new row, the path built backwards, a cache entry. */
+/* Too big for the 512-byte stack: new rows, the path built backwards, a cache entry. */
 struct scratch {
 	struct files_io io;
+	struct files_open_event open;
 	struct walk walk;
 	struct cached_path cached;
 	char path[FILES_PATH_MAX + NAME_MASK + 1];
@@ -362,31 +377,17 @@ static __always_inline void count_io(struct task_struct *task, u32 pid, s64 fd, 
 	}
 }
 
-/* An openat(dfd, filename, flags, mode) that returned `ret`, by the selected `task`. */
-static __always_inline void report_open(struct task_struct *task, u32 pid,
-					const char *filename, u32 flags, long ret)
+/*
+ * The open of `file` (NULL when there is none: a failed open, or another thread closed
+ * the new fd first, which is then reported by name only) into `e`, for one call.
+ */
+static __always_inline void fill_open(struct files_open_event *e, struct scratch *s,
+				      struct task_struct *task, u32 pid, struct file *file,
+				      u32 type, const char *filename, u32 flags, long ret)
 {
-	struct files_open_event *e;
-	struct scratch *s;
-	struct file *file = NULL;
-	u32 type = FILES_TYPE_UNKNOWN;
-
-	/* Another thread may close the new fd first: then it is reported by name only. */
-	if (ret >= 0)
-		file = fd_file(task, ret);
-	if (file) {
-		type = file_type(file->f_inode);
-		if (!type_selected(type))
-			return;
-	}
-	s = get_scratch();
-	if (!s)
-		return;
-	e = reserve_event(sizeof(*e));
-	if (!e)
-		return;
 	fill_header(&e->header, task, pid);
 	e->ret = ret;
+	e->opens = 1;
 	e->flags = flags;
 	e->pad = 0;
 	e->file.file_type = type;
@@ -400,6 +401,84 @@ static __always_inline void report_open(struct task_struct *task, u32 pid,
 		e->file.path_start = 0;
 		bpf_probe_read_user_str(e->file.path, sizeof(e->file.path), filename);
 	}
+}
+
+/* FNV-1a of the name the caller passed, which keys opens that have no file. */
+static __always_inline u64 name_hash(struct scratch *s, const char *filename)
+{
+	long len = bpf_probe_read_user_str(s->path, FILES_PATH_MAX, filename);
+	u64 hash = 14695981039346656037ULL;
+
+	for (u32 i = 0; i < FILES_PATH_MAX; i++) {
+		if (i >= len)
+			break;
+		hash = (hash ^ (u8)s->path[i]) * 1099511628211ULL;
+	}
+	return hash;
+}
+
+/* One openat counted in the current generation's row for its (process, file, flags, result). */
+static __always_inline void count_open(struct scratch *s, struct task_struct *task, u32 pid,
+				       struct file *file, u32 type, const char *filename,
+				       u32 flags, long ret)
+{
+	struct files_open_key key = {};
+	struct files_open_event *row;
+	void *rows = (generation & 1) ? (void *)&opens_1 : (void *)&opens_0;
+
+	key.pid = pid;
+	key.flags = flags;
+	key.ret = ret < 0 ? ret : 0;
+	if (file) {
+		key.dev = file->f_inode->i_sb->s_dev;
+		key.file = file->f_inode->i_ino;
+	} else {
+		key.file = name_hash(s, filename);
+	}
+	bpf_get_current_comm(key.comm, sizeof(key.comm));
+	row = bpf_map_lookup_elem(rows, &key);
+	if (row) {
+		__sync_fetch_and_add(&row->opens, 1);
+		return;
+	}
+	fill_open(&s->open, s, task, pid, file, type, filename, flags, key.ret);
+	/* Another CPU may have added the row meanwhile: then this call is added to it. */
+	if (bpf_map_update_elem(rows, &key, &s->open, BPF_NOEXIST) == 0)
+		return;
+	row = bpf_map_lookup_elem(rows, &key);
+	if (row)
+		__sync_fetch_and_add(&row->opens, 1);
+	else
+		__sync_fetch_and_add(&ringbuf_dropped, 1);
+}
+
+/* An openat(dfd, filename, flags, mode) that returned `ret`, by the selected `task`. */
+static __always_inline void report_open(struct task_struct *task, u32 pid,
+					const char *filename, u32 flags, long ret)
+{
+	struct files_open_event *e;
+	struct scratch *s;
+	struct file *file = NULL;
+	u32 type = FILES_TYPE_UNKNOWN;
+
+	if (ret >= 0)
+		file = fd_file(task, ret);
+	if (file) {
+		type = file_type(file->f_inode);
+		if (!type_selected(type))
+			return;
+	}
+	s = get_scratch();
+	if (!s)
+		return;
+	if (aggregate_opens) {
+		count_open(s, task, pid, file, type, filename, flags, ret);
+		return;
+	}
+	e = reserve_event(sizeof(*e));
+	if (!e)
+		return;
+	fill_open(e, s, task, pid, file, type, filename, flags, ret);
 	submit_event(e);
 }
 

@@ -26,6 +26,17 @@ struct files_key {
 	char comm[TASK_COMM_LEN];
 };
 
+/* The aggregation key of opens (see struct files_open_event). */
+struct files_open_key {
+	unsigned int pid;
+	unsigned int flags;
+	long long ret; /* -errno, or 0 for success whatever the fd */
+	unsigned long long file; /* the inode, or for a name without a file a hash of it */
+	unsigned int dev; /* the inode's device; 0 for a name without a file */
+	unsigned int pad;
+	char comm[TASK_COMM_LEN];
+};
+
 /*
  * A path is written backwards from the end of `path`: it is path[path_start..] up to the
  * NUL, absolute when the walk reached the root.
@@ -49,11 +60,15 @@ struct files_io {
 	struct files_path file;
 };
 
-/* One openat, sent through the ring buffer. */
+/*
+ * One openat, sent through the ring buffer; or, when opens are aggregated, one interval's
+ * opens of one file by one process with the same flags and result.
+ */
 struct files_open_event {
-	struct event_header header;
-	long long ret; /* fd, or -errno */
+	struct event_header header; /* who, as of the (interval's first) call */
+	long long ret; /* fd, or -errno; aggregated: 0 for any fd, or -errno */
 	unsigned long long ino; /* 0 when the open failed */
+	unsigned long long opens; /* the calls this record stands for: 1 unless aggregated */
 	unsigned int flags;
 	unsigned int pad;
 	/* The opened file's full path, or on failure the name as passed (file_type 0). */

@@ -56,10 +56,7 @@ struct rows_map {
 struct rows_map rows_0 SEC(".maps");
 struct rows_map rows_1 SEC(".maps");
 
-/*
- * Each CPU's current run: calls repeating the previous call's key only bump this slot
- * (as cheap as a bare counter); a hash update happens when the key changes.
- */
+/* Each CPU's current run (struct syscall_run). */
 struct run_map {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
@@ -135,23 +132,24 @@ static __always_inline u64 is_error(long ret)
 	return ret < 0 && ret >= -4095;
 }
 
-static __always_inline void add_to_row(void *rows, struct syscall_run *run)
+static __always_inline void add_to_row(void *rows, struct syscall_key *key,
+				       struct syscall_totals *add)
 {
-	struct syscall_totals *totals = bpf_map_lookup_elem(rows, &run->key);
+	struct syscall_totals *totals = bpf_map_lookup_elem(rows, key);
 
 	if (!totals) {
-		if (!bpf_map_update_elem(rows, &run->key, &run->totals, BPF_NOEXIST))
+		if (!bpf_map_update_elem(rows, key, add, BPF_NOEXIST))
 			return;
 		/* Full, or another CPU created the row meanwhile: add to it if it exists. */
-		totals = bpf_map_lookup_elem(rows, &run->key);
+		totals = bpf_map_lookup_elem(rows, key);
 		if (!totals) {
-			__sync_fetch_and_add(&ringbuf_dropped, run->totals.count);
+			__sync_fetch_and_add(&ringbuf_dropped, add->count);
 			return;
 		}
 	}
-	totals->count += run->totals.count;
-	totals->errors += run->totals.errors;
-	totals->latency_ns += run->totals.latency_ns;
+	totals->count += add->count;
+	totals->errors += add->errors;
+	totals->latency_ns += add->latency_ns;
 }
 
 static __always_inline void note_identity(struct task_struct *task, u32 pid, u32 gen)
@@ -165,34 +163,82 @@ static __always_inline void note_identity(struct task_struct *task, u32 pid, u32
 	bpf_map_update_elem(&identities, &pid, &who, BPF_ANY);
 }
 
+static __always_inline struct syscall_run *current_run(u32 odd)
+{
+	u32 zero = 0;
+
+	return bpf_map_lookup_elem(odd ? (void *)&run_1 : (void *)&run_0, &zero);
+}
+
+static __always_inline void *current_rows(u32 odd)
+{
+	return odd ? (void *)&rows_1 : (void *)&rows_0;
+}
+
+/* The key of the run's calls of `id`. */
+static __always_inline void run_key(struct syscall_key *key, struct syscall_run *run, u32 id)
+{
+	key->pid = run->pid;
+	key->syscall_id = id;
+	__builtin_memcpy(key->comm, run->comm, sizeof(key->comm));
+}
+
+/* One of the run's ids into the rows (a bpf_loop step; `odd` names the generation). */
+static long flush_step(u32 index, u32 *odd)
+{
+	struct syscall_run *run = current_run(*odd);
+	struct syscall_key key;
+	u32 id;
+
+	if (!run)
+		return 1;
+	id = run->ids[index & (SYSCALL_RUN_SLOTS - 1)] & (SYSCALL_RUN_SLOTS - 1);
+	run_key(&key, run, id);
+	add_to_row(current_rows(*odd), &key, &run->totals[id]);
+	run->totals[id].count = 0;
+	run->totals[id].errors = 0;
+	run->totals[id].latency_ns = 0;
+	return 0;
+}
+
 static __always_inline void count_call(struct task_struct *task, u32 pid, u32 tid, long id,
 				       long ret, u64 latency)
 {
-	u32 gen = generation, zero = 0, renamed = renames;
-	bool odd = gen & 1;
-	struct syscall_run *run = bpf_map_lookup_elem(odd ? (void *)&run_1 : (void *)&run_0, &zero);
+	u32 gen = generation, renamed = renames, odd = gen & 1;
+	struct syscall_run *run = current_run(odd);
+	struct syscall_totals *slot;
 
 	if (!run)
 		return;
-	if (run->totals.count && run->tid == tid && run->key.syscall_id == id &&
-	    run->renames == renamed) {
-		run->totals.count++;
-		run->totals.errors += is_error(ret);
-		run->totals.latency_ns += latency;
+	if (!run->touched || run->tid != tid || run->renames != renamed) {
+		bool same_process = run->touched && run->pid == pid;
+
+		if (run->touched)
+			bpf_loop(run->touched, flush_step, &odd, 0);
+		if (!same_process)
+			note_identity(task, pid, gen);
+		run->touched = 0;
+		run->pid = pid;
+		run->tid = tid;
+		run->renames = renamed;
+		bpf_get_current_comm(run->comm, sizeof(run->comm));
+	}
+	if ((unsigned long)id >= SYSCALL_RUN_SLOTS) {
+		struct syscall_totals one = { 1, is_error(ret), latency };
+		struct syscall_key key;
+
+		run_key(&key, run, id);
+		add_to_row(current_rows(odd), &key, &one);
 		return;
 	}
-	if (run->totals.count)
-		add_to_row(odd ? (void *)&rows_1 : (void *)&rows_0, run);
-	if (!run->totals.count || run->key.pid != pid)
-		note_identity(task, pid, gen);
-	run->key.pid = pid;
-	run->key.syscall_id = id;
-	bpf_get_current_comm(run->key.comm, sizeof(run->key.comm));
-	run->tid = tid;
-	run->renames = renamed;
-	run->totals.count = 1;
-	run->totals.errors = is_error(ret);
-	run->totals.latency_ns = latency;
+	slot = &run->totals[id];
+	if (!slot->count) {
+		run->ids[run->touched & (SYSCALL_RUN_SLOTS - 1)] = id;
+		run->touched++;
+	}
+	slot->count++;
+	slot->errors += is_error(ret);
+	slot->latency_ns += latency;
 }
 
 /*

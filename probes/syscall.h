@@ -20,12 +20,24 @@ struct syscall_key {
 	char comm[TASK_COMM_LEN];
 };
 
-/* One CPU's current run of calls with the same key, not yet added to the rows. */
+/* x86_64 system call numbers are below this; a call with another number (a bad one) is
+ * added to the rows at once. */
+#define SYSCALL_RUN_SLOTS 512
+
+/*
+ * One CPU's current run: the calls of one thread under one command name since it last
+ * began, totalled per syscall id and not yet added to the rows. A call only adds to its
+ * slot here (an array index, as cheap as a bare counter); the hash rows are updated when
+ * another thread runs on the CPU or a task is renamed.
+ */
 struct syscall_run {
-	struct syscall_key key;
-	struct syscall_totals totals;
+	unsigned int pid;
 	unsigned int tid; /* the run continues only for this thread */
 	unsigned int renames; /* `renames` when the run began */
+	unsigned int touched; /* entries of `ids` in use; 0 for no run */
+	char comm[TASK_COMM_LEN];
+	unsigned short ids[SYSCALL_RUN_SLOTS]; /* the ids with calls, in first-call order */
+	struct syscall_totals totals[SYSCALL_RUN_SLOTS]; /* by syscall id */
 };
 
 /* Who a process is, as of which generation (see syscall.bpf.c). */

@@ -81,6 +81,9 @@ pub struct StartRequest {
     pub config: Option<serde_json::Value>,
     pub store: StoreKind,
     pub label: Option<String>,
+    /// Trace the server's own process too; left out by default, where its threads would
+    /// report their own work (polling, storing) among the results.
+    pub include_self: bool,
 }
 
 /// A running session's live parts.
@@ -353,6 +356,7 @@ impl SessionManager {
         }
         config.target_pid = req.pid;
         config.comm = req.comm.clone();
+        config.exclude_pid = (!req.include_self).then(std::process::id);
         config.cgroup_ids = req.cgroup_id.into_iter().collect();
         let container = match &req.container {
             None => None,

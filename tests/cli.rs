@@ -235,6 +235,7 @@ fn options_lists_each_trackers_own_options() {
                 "default",
                 "[\"regular\"]"
             ],
+            ["opens", "aggregate|stream", "default", "\"aggregate\""],
         ]
     );
     assert_eq!(
@@ -449,4 +450,49 @@ fn not_root_is_a_one_line_error() {
         stderr(&out).trim(),
         "error: eunomia must run as root: it loads eBPF programs (effective uid is 65534)"
     );
+}
+
+/// `run` leaves its own process out of what it traces (its threads would report their own
+/// polling and printing) unless `--include-self` asks for it.
+#[test]
+fn run_leaves_its_own_process_out_unless_asked() {
+    if !root_or_skip("run_leaves_its_own_process_out_unless_asked") {
+        return;
+    }
+    for include_self in [false, true] {
+        let mut args = vec![
+            "run",
+            "syscall",
+            "--duration",
+            "1",
+            "--interval-ms",
+            "100",
+            "--format",
+            "json",
+        ];
+        if include_self {
+            args.push("--include-self");
+        }
+        let child = Command::new(env!("CARGO_BIN_EXE_eunomia"))
+            .args(&args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let pid = u64::from(child.id());
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        let own: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap())
+            .filter(|event| event["pid"].as_u64() == Some(pid))
+            .map(|event| event["syscall"].as_str().unwrap().to_string())
+            .collect();
+        if include_self {
+            // Each drain reads the kernel's maps with bpf(2).
+            assert!(own.iter().any(|s| s == "bpf"), "{own:?}");
+        } else {
+            assert!(own.is_empty(), "its own calls: {own:?}");
+        }
+    }
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use common::server::Server;
 use common::{root_or_skip, start_tracker, Collector, TempDir};
-use eunomia::engine::{Stats, TrackerConfig};
+use eunomia::engine::{Mode, Stats, TrackerConfig};
 use eunomia::model::{Record, Value};
 use eunomia::trackers::files::{FileType, FilesOptions};
 use eunomia::trackers::Event;
@@ -47,6 +47,21 @@ elif mode == "open":
     except FileNotFoundError:
         pass
     out = {"fd": fd}
+elif mode == "opens":
+    # 30 read-only and 20 write-only opens of target, two open at a time (so that the fds
+    # differ), then 12 opens of a missing name and 5 of another.
+    for flags, pairs in ((os.O_RDONLY, 15), (os.O_WRONLY, 10)):
+        for _ in range(pairs):
+            a = os.open(target, flags | os.O_CLOEXEC)
+            b = os.open(target, flags | os.O_CLOEXEC)
+            os.close(a)
+            os.close(b)
+    for name, times in ((".missing", 12), (".gone", 5)):
+        for _ in range(times):
+            try:
+                os.open(target + name, os.O_RDONLY | os.O_CLOEXEC)
+            except FileNotFoundError:
+                pass
 elif mode == "rename":
     # Opens target, renames it to target.moved and opens it again, then moves its
     # directory and opens it once more: three opens of one file under three paths.
@@ -183,7 +198,8 @@ impl Child {
     }
 }
 
-/// Runs the child in `mode` on `target` with the tracker on its pid only, from "go" on.
+/// Runs the child in `mode` on `target` with the tracker on its pid only, from "go" on;
+/// opens are reported each (`opens: stream`) unless `config` says otherwise.
 fn trace(mode: &str, target: &Path, mut config: TrackerConfig) -> Traced {
     let child = Child::ready(mode, target);
     let pid = child.pid();
@@ -192,6 +208,8 @@ fn trace(mode: &str, target: &Path, mut config: TrackerConfig) -> Traced {
         "files",
         {
             config.options.entry("interval_ms").or_insert(100.into());
+            // Each call, unless the test asks for counts.
+            config.options.entry("opens").or_insert("stream".into());
             TrackerConfig {
                 target_pid: Some(pid),
                 ..config
@@ -299,6 +317,51 @@ fn openat_reports_flags_and_the_fd_or_errno() {
     assert!(created.header.ts_ns <= missing.header.ts_ns);
 }
 
+/// With `opens: aggregate`, opens are counted in the kernel per (process, file, flags,
+/// result) and drained every interval: exact counts, whatever fd each call got.
+#[test]
+fn aggregated_opens_count_each_file_flags_and_result() {
+    if !root_or_skip("aggregated_opens_count_each_file_flags_and_result") {
+        return;
+    }
+    let dir = test_dir(&std::env::temp_dir(), "opens");
+    let file = dir.join("f");
+    std::fs::write(&file, b"").unwrap();
+    let mut config = TrackerConfig::default();
+    config.options.insert("opens".into(), "aggregate".into());
+    let traced = trace("opens", &file, config);
+    assert_eq!(traced.stats.lost(), 0, "{:?}", traced.stats);
+    let mut counts = std::collections::BTreeMap::new();
+    let mut rows = std::collections::HashSet::new();
+    for row in traced.of_kind("open") {
+        let (Some(Value::Str(path)), Some(Value::U64(flags)), Some(Value::I64(ret))) =
+            (row.get("path"), row.get("flags"), row.get("ret"))
+        else {
+            panic!("{row:?}")
+        };
+        let Some(Value::U64(opens)) = row.get("opens") else {
+            panic!("{row:?}")
+        };
+        let key = (path.to_string(), flags, ret);
+        // One row per key in each drain.
+        assert!(rows.insert((row.header.ts_ns, key.clone())), "{row:?}");
+        *counts.entry(key).or_insert(0) += opens;
+    }
+    let path = |suffix: &str| format!("{}{suffix}", file.display());
+    let read = (libc::O_RDONLY | libc::O_CLOEXEC) as u64;
+    let write = (libc::O_WRONLY | libc::O_CLOEXEC) as u64;
+    let enoent = -i64::from(libc::ENOENT);
+    assert_eq!(
+        counts.into_iter().collect::<Vec<_>>(),
+        [
+            ((path(""), read, 0), 30),
+            ((path(""), write, 0), 20),
+            ((path(".gone"), read, enoent), 5),
+            ((path(".missing"), read, enoent), 12),
+        ]
+    );
+}
+
 /// Paths are cached per file in the kernel, but never outlive a rename: a file renamed is
 /// reported under its new name at once, and one whose directory was renamed within the
 /// cache's second.
@@ -403,13 +466,15 @@ fn a_full_map_counts_what_it_cannot_hold() {
     let traced = trace(
         "many",
         &dir.join(FILES.to_string()),
-        // One interval for the whole run, and room for every open event.
+        // One interval for the whole run, and room for every open event (each reported,
+        // so that only the io map fills).
         TrackerConfig {
             ringbuf_bytes: 16 << 20,
             ..TrackerConfig::default()
         }
         .with_options(FilesOptions {
             interval_ms: 60_000.try_into().unwrap(),
+            opens: Mode::Stream,
             ..FilesOptions::default()
         }),
     );

@@ -730,6 +730,44 @@ fn console_works_offline_in_a_real_browser() {
 
 /// `trackers { options }` lists each tracker's own options as the console's session form
 /// needs them: name, type, allowed values, default and description.
+/// A session leaves the server's own process out (its threads would report their own
+/// polling and storing) unless the filter's `includeSelf` asks for it.
+#[test]
+fn the_servers_own_process_is_left_out_unless_asked() {
+    if !root_or_skip("the_servers_own_process_is_left_out_unless_asked") {
+        return;
+    }
+    let server = Server::start("self", None);
+    let pid = server.pid().to_string();
+    for include_self in [false, true] {
+        let id = server.start_session(json!({
+            "tracker": "syscall",
+            "durationSecs": 1,
+            "store": "MEMORY",
+            "filter": { "includeSelf": include_self },
+            "config": { "interval_ms": 100 },
+        }));
+        assert_eq!(server.wait_ended(&id, Duration::from_secs(15)), "COMPLETED");
+        let data = server.query(
+            "query($id: ID!, $pid: String!) { session(id: $id) {
+               aggregate(groupBy: [\"syscall\"], where: [{field: \"pid\", value: $pid}]) { keys } } }",
+            json!({ "id": id, "pid": pid }),
+        );
+        let own: Vec<&str> = data["session"]["aggregate"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|row| row["keys"][0].as_str().unwrap())
+            .collect();
+        if include_self {
+            // Each drain reads the kernel's maps with bpf(2).
+            assert!(own.contains(&"bpf"), "{own:?}");
+        } else {
+            assert!(own.is_empty(), "the server's own calls: {own:?}");
+        }
+    }
+}
+
 #[test]
 fn trackers_list_their_options() {
     if !root_or_skip("trackers_list_their_options") {
@@ -797,6 +835,12 @@ fn trackers_list_their_options() {
                 json!("[enum]"),
                 json!(["regular", "socket", "pipe", "other"]),
                 json!(["regular"])
+            ),
+            (
+                json!("opens"),
+                json!("enum"),
+                json!(["aggregate", "stream"]),
+                json!("aggregate")
             ),
         ]
     );

@@ -15,11 +15,11 @@ use clap::{Parser, Subcommand};
 use super::serve::{self, ServeArgs};
 use super::RunError;
 use crate::container::{ContainerManager, ContainerOptions, Enrich};
+use crate::engine::Mode;
 use crate::engine::{Counters, TrackerConfig};
 use crate::handler::{self, FanIn, Filter, Format, Predicate, Schema, Stage};
 use crate::model::TrackerInfo;
 use crate::trackers::files::FileType;
-use crate::trackers::syscall::Mode;
 use crate::trackers::{find_tracker, AnyTracker, Event, TRACKERS};
 
 /// Events the output thread may fall behind by before they are counted as lost.
@@ -75,6 +75,10 @@ pub struct RunArgs {
     /// Trace only tasks in this cgroup v2 id (filtered in the kernel); repeatable.
     #[arg(long = "cgroup-id", value_name = "ID")]
     pub cgroup_ids: Vec<u64>,
+    /// Trace this command's own process too (left out by default: its threads would
+    /// report their own polling and printing).
+    #[arg(long)]
+    pub include_self: bool,
     /// Trace only this running container: a name, an id or a unique id prefix (filtered
     /// in the kernel by its cgroups).
     #[arg(long, value_name = "NAME|ID", conflicts_with = "cgroup_ids")]
@@ -298,6 +302,7 @@ fn run(args: &RunArgs) -> Result<(), RunError> {
         .map_err(|e| RunError::Usage(e.to_string()))?;
     let mut config = TrackerConfig {
         target_pid: args.pid,
+        exclude_pid: (!args.include_self).then(std::process::id),
         comm: args.comm.clone(),
         cgroup_ids: args.cgroup_ids.clone(),
         ringbuf_bytes: args

@@ -26,6 +26,10 @@ pub struct TrackerConfig {
     pub target_pid: Option<u32>,
     /// Ignore processes whose parent is this pid (e.g. the tracer's own shell).
     pub exclude_current_ppid: Option<u32>,
+    /// Ignore this process: the server's or the CLI's own, unless the user asks to see
+    /// it (set by them, never from a request's JSON).
+    #[serde(skip)]
+    pub exclude_pid: Option<u32>,
     /// Trace only tasks in these cgroup v2 ids; empty means every cgroup.
     pub cgroup_ids: Vec<u64>,
     /// Trace only tasks with this command name.
@@ -42,6 +46,7 @@ impl Default for TrackerConfig {
         Self {
             target_pid: None,
             exclude_current_ppid: None,
+            exclude_pid: None,
             cgroup_ids: Vec::new(),
             comm: None,
             ringbuf_bytes: DEFAULT_RINGBUF_BYTES,
@@ -111,6 +116,27 @@ impl TrackerConfig {
         }
         out
     }
+}
+
+/// Whether a tracker counts calls in the kernel and reports totals per interval, or reports
+/// each call: an option of the trackers that can do both.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+    clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    #[default]
+    Aggregate,
+    Stream,
 }
 
 /// How often a tracker drains its in-kernel aggregates, in milliseconds: an option of

@@ -8,7 +8,7 @@ pub mod config;
 pub mod options;
 pub mod system;
 
-pub use config::{IntervalMs, TrackerConfig, MAX_CGROUP_FILTER};
+pub use config::{IntervalMs, Mode, TrackerConfig, MAX_CGROUP_FILTER};
 pub use options::{NoOptions, OptionInfo, TrackerOptions};
 
 use std::cell::{Cell, RefCell};
@@ -39,6 +39,7 @@ macro_rules! apply_common_config {
         let config: &$crate::engine::TrackerConfig = $config;
         rodata.target_pid = config.target_pid.unwrap_or(0);
         rodata.exclude_current_ppid = config.exclude_current_ppid.unwrap_or(0);
+        rodata.exclude_pid = config.exclude_pid.unwrap_or(0);
         rodata.filter_cgroup = !config.cgroup_ids.is_empty();
         rodata.filter_comm = config.comm.is_some();
         rodata.target_comm = config.comm_bytes();

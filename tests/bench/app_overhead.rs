@@ -1,28 +1,62 @@
 //! Benchmark (root): what tracing costs a real application. Debian's nginx, one worker,
 //! serves a 4 KiB static file and `wrk -t1 -c32` loads it, with no tracing, with each
 //! core tracker alone (`eunomia run <tracker>`, output to /dev/null), and with all five
-//! at once; with `sendfile` off and on. Rounds interleave every setting; the table gives
+//! at once; with `sendfile` off and on. One more setting attaches only an empty program
+//! to every system call's exit: the floor that any tracker on system calls pays here. Rounds interleave every setting; the table gives
 //! the median requests/s and the change against no tracing, and the CPU time the
 //! hypervisor took (steal), which makes runs on a shared machine noisy.
 //!
 //! `cargo bench --bench app_overhead` (EUNOMIA_BENCH_ROUNDS, EUNOMIA_BENCH_SECS to change
-//! the 3 rounds of 4 s)
+//! the 3 rounds of 4 s; EUNOMIA_BENCH_ONLY=files,syscall to run only some settings)
 
 #[path = "../common/mod.rs"]
 mod common;
+#[path = "floor.rs"]
+mod floor;
 
 use std::process::{Child, Command, Stdio};
 
 use common::{median, start_cli, TempDir};
+use floor::{build_bare, Bare};
 
 const TRACKERS: [&str; 5] = ["process", "syscall", "tcp", "files", "ipc"];
 
-fn setting_name(trackers: &[&str]) -> String {
-    match trackers {
-        [] => "none".to_string(),
-        [one] => (*one).to_string(),
-        _ => "all five".to_string(),
+/// What runs beside nginx: the empty program or not, and `eunomia run` with these
+/// arguments, one process each.
+struct Setting {
+    name: String,
+    floor: bool,
+    runs: Vec<Vec<&'static str>>,
+}
+
+/// Every setting, or those EUNOMIA_BENCH_ONLY names (comma-separated), with "none" always
+/// first: the reference.
+fn settings() -> Vec<Setting> {
+    let setting = |name: &str, floor, runs: Vec<Vec<&'static str>>| Setting {
+        name: name.to_string(),
+        floor,
+        runs,
+    };
+    let mut all = vec![
+        setting("none", false, vec![]),
+        setting("empty program on sys_exit (floor)", true, vec![]),
+    ];
+    all.extend(TRACKERS.iter().map(|t| setting(t, false, vec![vec![*t]])));
+    all.push(setting(
+        "files opens=stream",
+        false,
+        vec![vec!["files", "--opt", "opens=stream"]],
+    ));
+    all.push(setting(
+        "all five",
+        false,
+        TRACKERS.iter().map(|t| vec![*t]).collect(),
+    ));
+    if let Ok(only) = std::env::var("EUNOMIA_BENCH_ONLY") {
+        let wanted: Vec<&str> = only.split(',').map(str::trim).collect();
+        all.retain(|s| s.name == "none" || wanted.contains(&s.name.as_str()));
     }
+    all
 }
 
 fn env_or(name: &str, default: u64) -> u64 {
@@ -93,9 +127,10 @@ impl Drop for Nginx {
 struct Tracing(Child);
 
 impl Tracing {
-    fn start(tracker: &str) -> Tracing {
-        let (child, mut stderr, _) =
-            start_cli(&["run", tracker, "--duration", "3600"], Stdio::null());
+    fn start(args: &[&str]) -> Tracing {
+        let mut all = vec!["run", "--duration", "3600"];
+        all.extend(args);
+        let (child, mut stderr, _) = start_cli(&all, Stdio::null());
         // Drain what else it says, so that it never blocks on a full pipe.
         std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
         Tracing(child)
@@ -152,9 +187,9 @@ fn main() {
     );
     let rounds = env_or("EUNOMIA_BENCH_ROUNDS", 3) as usize;
     let secs = env_or("EUNOMIA_BENCH_SECS", 4);
-    let mut settings: Vec<Vec<&str>> = vec![vec![]];
-    settings.extend(TRACKERS.iter().map(|t| vec![*t]));
-    settings.push(TRACKERS.to_vec());
+    let settings = settings();
+    let objects = TempDir::new("bare");
+    let bare = build_bare(objects.path());
     println!(
         "app_overhead: nginx (1 worker, 4 KiB file) under wrk -t1 -c32, {rounds} interleaved rounds of {secs} s"
     );
@@ -167,17 +202,22 @@ fn main() {
         let nginx = Nginx::start(&dir, sendfile);
         load(&nginx.url, 1); // warm-up
         for _ in 0..rounds {
-            for (i, trackers) in settings.iter().enumerate() {
-                let tracing: Vec<Tracing> = trackers.iter().map(|t| Tracing::start(t)).collect();
+            for (i, setting) in settings.iter().enumerate() {
+                let floor = setting.floor.then(|| Bare::attach(&bare));
+                let tracing: Vec<Tracing> = setting
+                    .runs
+                    .iter()
+                    .map(|args| Tracing::start(args))
+                    .collect();
                 let (rate, steal) = load(&nginx.url, secs);
-                drop(tracing);
+                drop((tracing, floor));
                 table[i * 2 + column].push(rate);
                 steals.push(steal);
             }
         }
     }
     let medians: Vec<f64> = table.iter_mut().map(|runs| median(runs)).collect();
-    for (i, trackers) in settings.iter().enumerate() {
+    for (i, setting) in settings.iter().enumerate() {
         let cell = |column: usize| {
             let m = medians[i * 2 + column];
             let change = (m / medians[column] - 1.0) * 100.0;
@@ -187,7 +227,7 @@ fn main() {
         let (on, on_change) = cell(1);
         println!(
             "| {} | {off} | {off_change} | {on} | {on_change} |",
-            setting_name(trackers)
+            setting.name
         );
     }
     println!(

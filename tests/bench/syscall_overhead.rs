@@ -11,8 +11,11 @@
 
 #[path = "../common/mod.rs"]
 mod common;
+#[path = "floor.rs"]
+mod floor;
 
 use common::median;
+use floor::{build_bare, Bare};
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -86,46 +89,6 @@ fn with_bpftrace(path: &Path) -> Timing {
     timing
 }
 
-/// `tests/programs/bare_sys_exit.bpf.c`, built with clang and attached until dropped.
-struct Bare {
-    _object: libbpf_rs::Object,
-    _link: libbpf_rs::Link,
-}
-
-impl Bare {
-    fn attach(object_file: &Path) -> Bare {
-        let object = libbpf_rs::ObjectBuilder::default()
-            .open_file(object_file)
-            .and_then(|open| open.load())
-            .expect("the bare program loads");
-        let link = object
-            .progs_mut()
-            .next()
-            .expect("one program")
-            .attach()
-            .expect("the bare program attaches");
-        Bare {
-            _object: object,
-            _link: link,
-        }
-    }
-}
-
-fn build_bare(dir: &common::TempDir) -> std::path::PathBuf {
-    let source = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/programs/bare_sys_exit.bpf.c"
-    );
-    let object = dir.join("bare_sys_exit.bpf.o");
-    let built = Command::new("clang")
-        .args(["-O2", "-g", "-target", "bpf", "-c", source, "-o"])
-        .arg(&object)
-        .status()
-        .expect("clang runs (make deps installs it)");
-    assert!(built.success(), "building {source} failed");
-    object
-}
-
 fn main() {
     // SAFETY: geteuid has no preconditions.
     assert_eq!(
@@ -135,7 +98,7 @@ fn main() {
     );
     let (path, comm) = common::syscall_load("bench");
     let objects = common::TempDir::new("bare");
-    let bare = build_bare(&objects);
+    let bare = build_bare(objects.path());
     let names = [
         "no tracing",
         "empty program on sys_exit (floor)",

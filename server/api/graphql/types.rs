@@ -145,6 +145,10 @@ pub struct SessionFilterInput {
     pub cgroup_id: Option<u64>,
     /// A running container's name, id or unique id prefix: only its processes are traced.
     pub container: Option<String>,
+    /// Trace the server's own process too (left out by default: its threads would report
+    /// their own polling and storing among the results).
+    #[graphql(default = false)]
+    pub include_self: bool,
 }
 
 #[derive(Clone, Debug, InputObject)]
@@ -174,6 +178,7 @@ impl StartSessionInput {
                 "comm": filter.comm,
                 "cgroupId": filter.cgroup_id,
                 "container": filter.container,
+                "includeSelf": filter.include_self,
             },
             "config": self.config.as_ref().map(|c| c.0.clone()),
             "store": format!("{:?}", self.store()).to_uppercase(),
@@ -198,6 +203,7 @@ impl StartSessionInput {
             comm: filter.comm,
             cgroup_id: filter.cgroup_id,
             container: filter.container,
+            include_self: filter.include_self,
             config,
             store,
             label: self.label,

@@ -1,7 +1,9 @@
 //! The files tracker: reads and writes per (process, file) with counts and bytes per
 //! interval, as filetop reports them, on the `syscalls` read and write family
-//! tracepoints; and every `openat` with its flags and result. The kernel resolves each fd
-//! to its file, type and full path, and aggregates in maps drained every interval.
+//! tracepoints; and every `openat` with its flags and result, as opensnoop reports them,
+//! or (option `opens: aggregate`) their counts per (process, file, flags, result) per
+//! interval. The kernel resolves each fd to its file, type and full path, and aggregates
+//! in maps drained every interval.
 
 use std::mem::MaybeUninit;
 
@@ -9,7 +11,7 @@ use libbpf_rs::skel::Skel;
 use libbpf_rs::{MapCore, MapFlags};
 
 use super::{Event, Tracker};
-use crate::engine::{with_record, Drain, DrainContext, Run, TrackerError};
+use crate::engine::{with_record, Drain, DrainContext, Mode, Run, TrackerError};
 use crate::model::{EventBody, FieldInfo, FieldType, FixedStr, TrackerInfo, Value};
 use crate::{bss_generations, decode_header, open_probe};
 
@@ -29,8 +31,9 @@ pub const PATH_MAX: usize = 256;
 static INFO: TrackerInfo = TrackerInfo {
     name: "files",
     description: "file reads and writes per process and file, counts and bytes per interval \
-                  (kind io), and openat calls with flags and result (kind open); config \
-                  file_types (default regular) and interval_ms",
+                  (kind io), and openat calls with flags and result (kind open), each or \
+                  counted per interval (option opens); options file_types (default \
+                  regular), opens and interval_ms",
     fields: &[
         FieldInfo::new(
             "path",
@@ -71,7 +74,14 @@ static INFO: TrackerInfo = TrackerInfo {
         FieldInfo::measure(
             "ret",
             FieldType::I64,
-            "openat result: the new fd, or -errno (open)",
+            "openat result: the new fd, or -errno; with opens aggregated, 0 for success \
+             (open)",
+        ),
+        FieldInfo::measure(
+            "opens",
+            FieldType::U64,
+            "openat calls the record stands for: 1, or with opens aggregated the \
+             interval's count (open)",
         ),
     ],
 };
@@ -96,8 +106,13 @@ pub enum FilesEvent {
         read_bytes: u64,
         write_bytes: u64,
     },
-    /// One openat call.
-    Open { file: FileRef, flags: u32, ret: i64 },
+    /// One openat call, or with opens aggregated one interval's `opens` calls.
+    Open {
+        file: FileRef,
+        flags: u32,
+        ret: i64,
+        opens: u64,
+    },
 }
 
 impl EventBody for FilesEvent {
@@ -127,7 +142,10 @@ impl EventBody for FilesEvent {
             (FilesEvent::Io { write_bytes, .. }, "write_bytes") => Value::U64(*write_bytes),
             (FilesEvent::Open { flags, .. }, "flags") => Value::U64((*flags).into()),
             (FilesEvent::Open { ret, .. }, "ret") => Value::I64(*ret),
-            (_, "reads" | "writes" | "read_bytes" | "write_bytes" | "flags" | "ret") => Value::Null,
+            (FilesEvent::Open { opens, .. }, "opens") => Value::U64(*opens),
+            (_, "reads" | "writes" | "read_bytes" | "write_bytes" | "flags" | "ret" | "opens") => {
+                Value::Null
+            }
             _ => return None,
         })
     }
@@ -167,26 +185,39 @@ fn file_ref(raw: &types::files_path, ino: u64) -> FileRef {
     FileRef { path, file_type }
 }
 
+fn open_body(raw: &types::files_open_event) -> FilesEvent {
+    FilesEvent::Open {
+        file: file_ref(&raw.file, raw.ino),
+        flags: raw.flags,
+        ret: raw.ret,
+        opens: raw.opens,
+    }
+}
+
 /// Decodes one ring buffer record: `probes/files.h`'s `struct files_open_event`.
 pub fn decode(bytes: &[u8], clock_offset: u64) -> Option<Event> {
     with_record(bytes, |raw: &types::files_open_event| Event {
         header: decode_header!(raw.header, clock_offset),
-        body: FilesEvent::Open {
-            file: file_ref(&raw.file, raw.ino),
-            flags: raw.flags,
-            ret: raw.ret,
-        }
-        .into(),
+        body: open_body(raw).into(),
     })
 }
 
-/// Decodes one drained row, `struct files_io`, stamped with the drain's time.
+/// A drained row's event carries the drain's time: it covers the interval up to it.
+fn at_drain(mut event: Event, context: &DrainContext) -> Event {
+    event.header.ts_ns = context.now_ns;
+    event
+}
+
+/// Decodes one drained row of aggregated opens (`struct files_open_event`).
+pub fn decode_opens(bytes: &[u8], context: &DrainContext) -> Option<Event> {
+    decode(bytes, context.clock_offset).map(|event| at_drain(event, context))
+}
+
+/// Decodes one drained row, `struct files_io`.
 pub fn decode_io(bytes: &[u8], context: &DrainContext) -> Option<Event> {
     with_record(bytes, |raw: &types::files_io| {
-        let mut header = decode_header!(raw.header, context.clock_offset);
-        header.ts_ns = context.now_ns;
-        Event {
-            header,
+        let event = Event {
+            header: decode_header!(raw.header, context.clock_offset),
             body: FilesEvent::Io {
                 file: file_ref(&raw.file, raw.ino),
                 reads: raw.reads,
@@ -195,14 +226,19 @@ pub fn decode_io(bytes: &[u8], context: &DrainContext) -> Option<Event> {
                 write_bytes: raw.write_bytes,
             }
             .into(),
-        }
+        };
+        at_drain(event, context)
     })
 }
+
+/// A drained row's decoder.
+type DecodeRow = fn(&[u8], &DrainContext) -> Option<Event>;
 
 /// Reads and empties one generation of rows. It must be inactive: no program adds to it
 /// while this runs.
 fn take(
     rows: &dyn MapCore,
+    decode_row: DecodeRow,
     context: &DrainContext,
     emit: &mut dyn FnMut(Event),
 ) -> Result<(), TrackerError> {
@@ -210,7 +246,7 @@ fn take(
     for key in &keys {
         let row = rows.lookup(key, MapFlags::ANY).map_err(TrackerError::Map)?;
         rows.delete(key).map_err(TrackerError::Map)?;
-        if let Some(event) = row.and_then(|row| decode_io(&row, context)) {
+        if let Some(event) = row.and_then(|row| decode_row(&row, context)) {
             emit(event);
         }
     }
@@ -227,23 +263,29 @@ impl Tracker for FilesTracker {
     fn run(&self, run: Run<'_, Event>, options: &FilesOptions) -> Result<(), TrackerError> {
         let mut storage = MaybeUninit::uninit();
         let mut open = open_probe!(run, FilesSkelBuilder, &mut storage)?;
-        open.maps
+        let rodata = open
+            .maps
             .rodata_data
             .as_deref_mut()
-            .expect("files.bpf.c declares read-only globals")
-            .file_type_mask = file_type_mask(&options.file_types);
+            .expect("files.bpf.c declares read-only globals");
+        rodata.file_type_mask = file_type_mask(&options.file_types);
+        rodata.aggregate_opens = options.opens == Mode::Aggregate;
         let mut skel = run.load(open)?;
         run.fill_cgroup_filter(&skel.maps.cgroup_filter)?;
         let (dropped, mut switch) = bss_generations!(skel);
         let maps = &skel.maps;
-        let generations: [&dyn MapCore; 2] = [&maps.io_0, &maps.io_1];
+        let generations: [[(&dyn MapCore, DecodeRow); 2]; 2] = [
+            [(&maps.io_0, decode_io), (&maps.opens_0, decode_opens)],
+            [(&maps.io_1, decode_io), (&maps.opens_1, decode_opens)],
+        ];
         let drain = Drain {
             every: options.interval_ms.duration(),
             pull: Box::new(move |context: &DrainContext, emit| {
-                switch
-                    .quiet(context)
-                    .iter()
-                    .try_for_each(|&quiet| take(generations[quiet], context, emit))
+                switch.quiet(context).iter().try_for_each(|&quiet| {
+                    generations[quiet]
+                        .iter()
+                        .try_for_each(|&(rows, decode_row)| take(rows, decode_row, context, emit))
+                })
             }),
         };
         run.serve_draining(skel.object(), &maps.events, dropped, decode, Some(drain))
@@ -335,6 +377,7 @@ mod tests {
         raw.header.ts_ns = 5;
         raw.header.pid = 7;
         raw.ret = -2;
+        raw.opens = 1;
         raw.flags = 0o101;
         set_path(&mut raw.file, "missing.txt", 0);
         let bytes = bytes_of(&raw);
@@ -345,6 +388,7 @@ mod tests {
         assert_eq!(event.get("file_type"), Some(Value::Null));
         assert_eq!(event.get("flags"), Some(Value::U64(0o101)));
         assert_eq!(event.get("ret"), Some(Value::I64(-2)));
+        assert_eq!(event.get("opens"), Some(Value::U64(1)));
         assert_eq!(event.get("reads"), Some(Value::Null));
         assert!(decode(&bytes[..bytes.len() - 1], 0).is_none());
     }
@@ -358,6 +402,7 @@ mod tests {
             },
             flags: 0,
             ret: 3,
+            opens: 1,
         };
         let mut names = Vec::new();
         event.visit(&mut |name, _| names.push(name.to_string()));

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::engine::{IntervalMs, TrackerOptions};
+use crate::engine::{IntervalMs, Mode, TrackerOptions};
 
 /// The kind of file behind a file descriptor, as the files tracker reports it.
 #[derive(
@@ -50,6 +50,11 @@ pub struct FilesOptions {
     pub interval_ms: IntervalMs,
     /// Which kinds of files to report.
     pub file_types: Vec<FileType>,
+    /// `aggregate` (default) counts opens in the kernel per process, file, flags and
+    /// result and reports the counts every interval, as reads and writes are: a server that
+    /// opens a file per request is not slowed by an event per request. `stream` reports
+    /// every call with the fd it returned.
+    pub opens: Mode,
 }
 
 impl Default for FilesOptions {
@@ -57,6 +62,7 @@ impl Default for FilesOptions {
         Self {
             interval_ms: IntervalMs::default(),
             file_types: vec![FileType::Regular],
+            opens: Mode::Aggregate,
         }
     }
 }

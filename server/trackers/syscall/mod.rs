@@ -17,8 +17,9 @@ use crate::{bss_generations, decode_header, open_probe};
 mod names;
 mod options;
 
+pub use crate::engine::Mode;
 use names::NAMES;
-pub use options::{Mode, SyscallOptions};
+pub use options::SyscallOptions;
 
 pub mod skel {
     include!(concat!(env!("OUT_DIR"), "/syscall.skel.rs"));
@@ -159,7 +160,7 @@ fn accumulate(into: &mut types::syscall_totals, from: &types::syscall_totals) {
 struct Generation<'a> {
     /// Totals per (process, syscall), per CPU.
     rows: &'a dyn MapCore,
-    /// Each CPU's current run of same-key calls, not yet in `rows`.
+    /// Each CPU's current run of one thread's calls, not yet in `rows`.
     runs: &'a dyn MapCore,
 }
 
@@ -196,8 +197,11 @@ impl Generation<'_> {
         {
             for slot in &per_cpu {
                 with_record(slot, |run: &types::syscall_run| {
-                    if run.totals.count > 0 {
-                        accumulate(totals.entry(totals_key(&run.key)).or_default(), &run.totals);
+                    for &id in run.ids.iter().take(run.touched as usize) {
+                        let key = (run.pid, run.comm, u32::from(id));
+                        if let Some(sum) = run.totals.get(usize::from(id)) {
+                            accumulate(totals.entry(key).or_default(), sum);
+                        }
                     }
                 });
             }

@@ -2,27 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::engine::{IntervalMs, TrackerOptions};
-
-/// Whether calls are counted in the kernel and reported per interval, or each reported.
-#[derive(
-    Clone,
-    Copy,
-    Debug,
-    Default,
-    PartialEq,
-    Eq,
-    Serialize,
-    Deserialize,
-    schemars::JsonSchema,
-    clap::ValueEnum,
-)]
-#[serde(rename_all = "lowercase")]
-pub enum Mode {
-    #[default]
-    Aggregate,
-    Stream,
-}
+use crate::engine::{IntervalMs, Mode, TrackerOptions};
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
