@@ -151,7 +151,7 @@ static __always_inline struct scratch *get_scratch(void)
  */
 static __always_inline struct file *fd_file(struct task_struct *task, s64 fd)
 {
-	struct fdtable *fdt = task->files->fdt;
+	struct fdtable *fdt = walkable(task)->files->fdt;
 	struct file *file = NULL;
 
 	if (!fdt || fd < 0 || fd >= fdt->max_fds)

@@ -46,9 +46,14 @@ u32 renames = 0;
  */
 u32 generation = 0;
 
-/* Totals per (process, syscall). */
+/*
+ * Totals per (process, syscall). Allocated on insert: preallocating 65,536 per-CPU
+ * entries took 50 ms per map at every session start, and inserts are rare (a run's ids
+ * are added when another thread runs on the CPU).
+ */
 struct rows_map {
 	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(max_entries, MAX_KEYS);
 	__type(key, struct syscall_key);
 	__type(value, struct syscall_totals);
