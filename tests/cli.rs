@@ -496,3 +496,36 @@ fn run_leaves_its_own_process_out_unless_asked() {
         }
     }
 }
+
+/// `--group-by` on syscall totals counts calls, not the per-interval rows they come in:
+/// a program's 20,000 getppid calls read 20,000, as `strace -c` counts them.
+#[test]
+fn group_by_counts_calls_not_rows() {
+    if !root_or_skip("group_by_counts_calls_not_rows") {
+        return;
+    }
+    const CALLS: u64 = 20_000;
+    let (binary, comm) = common::syscall_load("grp");
+    let expected = common::strace_counts(&binary, &[CALLS])["getppid"].0;
+    assert_eq!(expected, CALLS);
+    let run = common::CliRun::start(&[
+        "run",
+        "syscall",
+        "--duration",
+        "3",
+        "--interval-ms",
+        "100",
+        "--comm",
+        &comm,
+        "--format",
+        "csv",
+        "--group-by",
+        "syscall",
+    ]);
+    common::run_load(&binary, CALLS);
+    let out = run.finish();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let getppid: Vec<&str> = text.lines().filter(|l| l.starts_with("getppid,")).collect();
+    assert_eq!(getppid, [format!("getppid,{expected}")], "{text}");
+}

@@ -585,3 +585,49 @@ fn a_session_sums_a_files_bytes_per_path() {
         "{session}"
     );
 }
+
+/// Opens counted in the kernel are counted as calls by a session's bare COUNT, in both
+/// stores: 50 opens of the file and 12 and 5 of two missing names, not their rows.
+#[test]
+fn a_session_counts_aggregated_opens_as_calls() {
+    if !root_or_skip("a_session_counts_aggregated_opens_as_calls") {
+        return;
+    }
+    let server = Server::start("files-opens", None);
+    for store in ["SQLITE", "MEMORY"] {
+        let dir = test_dir(&std::env::temp_dir(), "session-opens");
+        let file = dir.join("f");
+        std::fs::write(&file, b"").unwrap();
+        let child = Child::ready("opens", &file);
+        let id = server.start_session(json!({
+            "tracker": "files",
+            "durationSecs": 60,
+            "store": store,
+            "filter": { "pid": child.pid() },
+            "config": { "interval_ms": 100 },
+        }));
+        child.go();
+        server.query(
+            "mutation($id: ID!) { stopSession(id: $id) { status } }",
+            json!({ "id": id }),
+        );
+        assert_eq!(server.wait_ended(&id, Duration::from_secs(10)), "STOPPED");
+        let session = server.session(
+            &id,
+            r#"lostCount
+               opens: aggregate(groupBy: ["path"], where: [{field: "kind", value: "open"}])
+                      { keys value count }"#,
+        );
+        assert_eq!(session["lostCount"], 0, "{store}: {session}");
+        let path = |suffix: &str| format!("{}{suffix}", file.display());
+        assert_eq!(
+            session["opens"],
+            json!([
+                { "keys": [path("")], "value": 50.0, "count": 50 },
+                { "keys": [path(".missing")], "value": 12.0, "count": 12 },
+                { "keys": [path(".gone")], "value": 5.0, "count": 5 },
+            ]),
+            "{store}: {session}"
+        );
+    }
+}

@@ -158,7 +158,7 @@ impl Handler<AggRow> for Rows {
 #[test]
 fn counting_aggregator_groups_by_any_fields() {
     let rows = Rows::default();
-    let mut agg = CountAggregator::new(vec!["kind".into(), "comm".into()], rows.clone());
+    let mut agg = CountAggregator::new(vec!["kind".into(), "comm".into()], None, rows.clone());
     for pid in 0..20 {
         agg.handle(&exec(pid, "worker", "/w"));
         agg.handle(&exit(pid, "worker", 0, 5));
@@ -190,7 +190,7 @@ fn counting_aggregator_groups_by_any_fields() {
 
     // A field that is null for some events groups them under null.
     let rows2 = Rows::default();
-    let mut by_code = CountAggregator::new(vec!["exit_code".into()], rows2.clone());
+    let mut by_code = CountAggregator::new(vec!["exit_code".into()], None, rows2.clone());
     by_code.handle(&exec(1, "a", "/a"));
     by_code.handle(&exit(1, "a", 3, 1));
     by_code.handle(&exit(2, "a", 3, 1));
@@ -212,7 +212,11 @@ fn fan_out_gives_every_event_to_each_branch() {
     let mut tee: FanOut<Event> = FanOut::new(vec![
         Box::new(Filter::new(vec![predicate("kind == exec")], a.clone())),
         Box::new(b.clone()),
-        Box::new(CountAggregator::new(vec!["comm".into()], rows.clone())),
+        Box::new(CountAggregator::new(
+            vec!["comm".into()],
+            None,
+            rows.clone(),
+        )),
     ]);
     tee.handle(&exec(1, "x", "/x"));
     tee.handle(&exit(1, "x", 0, 1));

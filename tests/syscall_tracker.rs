@@ -154,7 +154,9 @@ fn stream_mode_counts_exactly_and_agrees_with_strace() {
 }
 
 /// In both modes and both stores, `aggregate(groupBy: ["syscall"], op: SUM, field: "count")`
-/// is the number of calls.
+/// is the number of calls, and so is a bare COUNT (calls, not records: an aggregate-mode
+/// record stands for an interval's calls), per syscall and per comm as strace counts them.
+/// Per-call statistics of interval sums are refused in aggregate mode, not in stream mode.
 #[test]
 fn sessions_sum_counts_per_syscall() {
     if !root_or_skip("sessions_sum_counts_per_syscall") {
@@ -168,6 +170,7 @@ fn sessions_sum_counts_per_syscall() {
         ("stream", "MEMORY", "ms"),
     ] {
         let (path, comm) = syscall_load(tag);
+        let all_calls = common::calls_made(&path, &[GETPPIDS, OPENS, FAILED_OPENS]);
         let id = server.start_session(json!({
             "tracker": "syscall",
             "durationSecs": 2,
@@ -183,7 +186,10 @@ fn sessions_sum_counts_per_syscall() {
                calls: aggregate(groupBy: ["syscall"], op: SUM, field: "count",
                                 where: [{field: "syscall", value: "getppid"}]) { keys value }
                errors: aggregate(groupBy: ["syscall"], op: SUM, field: "errors",
-                                 where: [{field: "syscall", value: "openat"}]) { keys value }"#,
+                                 where: [{field: "syscall", value: "openat"}]) { keys value }
+               counted: aggregate(groupBy: ["syscall"],
+                                  where: [{field: "syscall", value: "getppid"}]) { keys value count }
+               byComm: aggregate(groupBy: ["comm"]) { keys value count }"#,
         );
         let what = format!("{mode} {store}: {session}");
         assert_eq!(session["lostCount"], 0, "{what}");
@@ -197,6 +203,36 @@ fn sessions_sum_counts_per_syscall() {
             json!([{ "keys": ["openat"], "value": FAILED_OPENS as f64 }]),
             "{what}"
         );
+        assert_eq!(
+            session["counted"],
+            json!([{ "keys": ["getppid"], "value": GETPPIDS as f64, "count": GETPPIDS }]),
+            "{what}"
+        );
+        // SQLite answers this one from its per-comm counts, not the events.
+        assert_eq!(
+            session["byComm"],
+            json!([{ "keys": [comm], "value": all_calls as f64, "count": all_calls }]),
+            "{what}"
+        );
+        let p99 = format!(
+            "{{ session(id: \"{id}\") {{ aggregate(groupBy: [\"syscall\"], op: P99, \
+             field: \"latency_ns\") {{ keys value }} }} }}"
+        );
+        if mode == "aggregate" {
+            let (code, message) = server.error(&p99, json!({}), None);
+            assert_eq!(code, "BAD_QUERY", "{what}");
+            assert!(message.contains("interval sums, not of calls"), "{message}");
+        } else {
+            let rows = server.query(&p99, json!({}));
+            let getppid = rows["session"]["aggregate"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|row| row["keys"][0] == "getppid")
+                .map(|row| row["value"].as_f64().unwrap());
+            // A getppid takes well under a millisecond; an interval's sum would not.
+            assert!(getppid.is_some_and(|ns| ns > 0.0 && ns < 1e6), "{rows}");
+        }
     }
 }
 

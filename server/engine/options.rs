@@ -19,6 +19,12 @@ pub trait TrackerOptions:
     fn check(&self) -> Result<(), String> {
         Ok(())
     }
+
+    /// Whether records are counted in the kernel, each standing for an interval's calls
+    /// and holding their sums in its total fields (see `FieldInfo::total`).
+    fn reports_totals(&self) -> bool {
+        false
+    }
 }
 
 /// The options of a tracker that takes none.

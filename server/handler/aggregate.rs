@@ -8,7 +8,7 @@ use std::sync::Arc;
 use hashbrown::{Equivalent, HashMap};
 
 use super::{Flow, Handler};
-use crate::model::{Record, Value};
+use crate::model::{calls_in, Record, Value};
 
 /// Group keys are looked up without allocating; this bounds the key's width.
 pub const MAX_GROUP_BY: usize = 8;
@@ -135,10 +135,13 @@ impl Record for AggRow {
     }
 }
 
-/// Counts records per group of `group_by` values. A record lacking a field counts under
-/// a null in that position. Rows go to `next` at `finish`, largest count first.
+/// Counts calls per group of `group_by` values: each record counts as many as its
+/// `weight` field says (one when it has none, or it is null). A record lacking a field
+/// counts under a null in that position. Rows go to `next` at `finish`, largest count
+/// first.
 pub struct CountAggregator<N> {
     names: Arc<[String]>,
+    weight: Option<String>,
     groups: HashMap<GroupKey, u64>,
     next: N,
 }
@@ -146,13 +149,14 @@ pub struct CountAggregator<N> {
 impl<N> CountAggregator<N> {
     /// Panics when `group_by` has more than [`MAX_GROUP_BY`] fields; the chain builder
     /// checks that first and says so.
-    pub fn new(group_by: Vec<String>, next: N) -> Self {
+    pub fn new(group_by: Vec<String>, weight: Option<String>, next: N) -> Self {
         assert!(
             group_by.len() <= MAX_GROUP_BY,
             "at most {MAX_GROUP_BY} group-by fields"
         );
         Self {
             names: group_by.into(),
+            weight,
             groups: HashMap::new(),
             next,
         }
@@ -180,12 +184,13 @@ impl<R: Record + ?Sized, N: Handler<AggRow>> Handler<R> for CountAggregator<N> {
         for (slot, name) in values.iter_mut().zip(self.names.iter()) {
             *slot = record.get(name).unwrap_or(Value::Null);
         }
+        let calls = calls_in(self.weight.as_deref().and_then(|w| record.get(w)));
         let probe = KeyRef(&values[..self.names.len()]);
         match self.groups.get_mut(&probe) {
-            Some(count) => *count += 1,
+            Some(count) => *count = count.saturating_add(calls),
             None => {
                 let key = GroupKey(probe.0.iter().map(|v| KeyValue::from_value(*v)).collect());
-                self.groups.insert(key, 1);
+                self.groups.insert(key, calls);
             }
         }
         Flow::Caught

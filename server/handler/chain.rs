@@ -44,24 +44,34 @@ pub enum ChainError {
 
 /// The fields a record at some point of the chain has, with their types.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Schema(pub Vec<(String, FieldType)>);
+pub struct Schema {
+    pub fields: Vec<(String, FieldType)>,
+    /// The field saying how many calls a record stands for, which counting sums (see
+    /// [`TrackerInfo::weight`]).
+    pub weight: Option<String>,
+}
 
 impl Schema {
     /// The fields of a tracker's events, common ones first.
     pub fn of(info: &TrackerInfo) -> Schema {
-        Schema(
-            info.all_fields()
+        Schema {
+            fields: info
+                .all_fields()
                 .map(|f| (f.name.to_string(), f.ty))
                 .collect(),
-        )
+            weight: info.weight.map(str::to_string),
+        }
     }
 
     pub fn field_type(&self, name: &str) -> Option<FieldType> {
-        self.0.iter().find(|(n, _)| n == name).map(|&(_, ty)| ty)
+        self.fields
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|&(_, ty)| ty)
     }
 
     fn names(&self) -> Vec<&str> {
-        self.0.iter().map(|(n, _)| n.as_str()).collect()
+        self.fields.iter().map(|(n, _)| n.as_str()).collect()
     }
 
     fn known(&self) -> String {
@@ -112,8 +122,16 @@ pub fn build<R: Record + ?Sized + 'static>(
                 rows.push((field.clone(), ty));
             }
             rows.push(("count".to_string(), FieldType::U64));
-            let next = build::<AggRow>(rest, &Schema(rows), output)?;
-            Box::new(CountAggregator::new(group_by.clone(), next))
+            let rows = Schema {
+                fields: rows,
+                weight: None,
+            };
+            let next = build::<AggRow>(rest, &rows, output)?;
+            Box::new(CountAggregator::new(
+                group_by.clone(),
+                schema.weight.clone(),
+                next,
+            ))
         }
         Stage::Print { format, columns } => {
             last_only("print")?;

@@ -35,6 +35,10 @@ pub struct FieldInfo {
     /// A quantity (count, size, duration, return value) rather than an identity: in-memory
     /// sessions sum it instead of keeping one group per distinct value.
     pub measure: bool,
+    /// A measure that, in records standing for many calls (see
+    /// [`TrackerInfo::weight`]), is their sum: an average or percentile over such records
+    /// would be one of interval sums, not of calls.
+    pub total: bool,
 }
 
 impl FieldInfo {
@@ -45,6 +49,7 @@ impl FieldInfo {
             ty,
             description,
             measure: false,
+            total: false,
         }
     }
 
@@ -53,6 +58,15 @@ impl FieldInfo {
         Self {
             measure: true,
             ..Self::new(name, ty, description)
+        }
+    }
+
+    /// A numeric quantity summed over the calls a record stands for; see
+    /// [`FieldInfo::total`].
+    pub const fn total(name: &'static str, ty: FieldType, description: &'static str) -> Self {
+        Self {
+            total: true,
+            ..Self::measure(name, ty, description)
         }
     }
 }
@@ -248,6 +262,15 @@ pub struct Header {
     pub container: Option<ContainerTag>,
 }
 
+/// The calls a record stands for, from its weight field's value: one unless it holds a
+/// count.
+pub fn calls_in(weight: Option<Value<'_>>) -> u64 {
+    match weight {
+        Some(Value::U64(n)) => n,
+        _ => 1,
+    }
+}
+
 /// A tracker's catalog entry.
 #[derive(Debug)]
 pub struct TrackerInfo {
@@ -255,12 +278,21 @@ pub struct TrackerInfo {
     pub description: &'static str,
     /// The tracker's own fields; every event also has [`COMMON_FIELDS`] first.
     pub fields: &'static [FieldInfo],
+    /// For trackers that count calls in the kernel: the field saying how many calls a
+    /// record stands for (syscall `count`, files `opens`). COUNT sums it, so that it counts
+    /// calls, not records; a record where it is null stands for one.
+    pub weight: Option<&'static str>,
 }
 
 impl TrackerInfo {
     /// Every field of this tracker's events, common ones first.
     pub fn all_fields(&self) -> impl Iterator<Item = &'static FieldInfo> {
         COMMON_FIELDS.iter().chain(self.fields)
+    }
+
+    /// How many calls `record` (one of this tracker's) stands for.
+    pub fn weight_of<R: Record + ?Sized>(&self, record: &R) -> u64 {
+        calls_in(self.weight.and_then(|w| record.get(w)))
     }
 }
 
@@ -353,6 +385,11 @@ pub trait EventBody {
 impl<B: EventBody> Event<B> {
     pub fn tracker(&self) -> &'static str {
         self.body.tracker()
+    }
+
+    /// How many calls the event stands for (see [`TrackerInfo::weight`]).
+    pub fn weight(&self) -> u64 {
+        self.body.info().weight_of(self)
     }
 
     pub fn kind(&self) -> &'static str {

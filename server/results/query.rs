@@ -150,6 +150,17 @@ pub enum QueryError {
     TooManyGroupFields { max: usize },
     #[error("bucketSecs must be at least 1")]
     BadBucket,
+    #[error(
+        "{op:?} of `{field}` is refused: each record of this {tracker} session sums `{field}` \
+         over an interval's calls (counted in the kernel), so {op:?} would be one of interval \
+         sums, not of calls. Ask for SUM (COUNT counts the calls); for per-call values, \
+         record each call (syscall: mode stream)"
+    )]
+    PerCallOfTotals {
+        op: AggOp,
+        field: String,
+        tracker: String,
+    },
 }
 
 /// The largest `group_by` list accepted.
@@ -266,6 +277,26 @@ impl TimeseriesQuery {
             return Err(QueryError::BadBucket);
         }
         Selection::from(self).validate(info)
+    }
+}
+
+/// Refuses AVG, MIN, MAX and percentiles of a total field (`FieldInfo::total`) in a
+/// session whose records are interval totals (`totals`): they would describe sums, not
+/// calls. COUNT and SUM are exact either way.
+pub fn check_per_call(
+    info: &TrackerInfo,
+    op: AggOp,
+    field: Option<&str>,
+    totals: bool,
+) -> Result<(), QueryError> {
+    let per_call = matches!(op, AggOp::Avg | AggOp::Min | AggOp::Max) || op.percentile().is_some();
+    match field.map(|f| catalog_field(info, f)).transpose()? {
+        Some(f) if totals && per_call && f.total => Err(QueryError::PerCallOfTotals {
+            op,
+            field: f.name.to_string(),
+            tracker: info.name.to_string(),
+        }),
+        _ => Ok(()),
     }
 }
 

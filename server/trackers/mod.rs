@@ -36,6 +36,9 @@ pub trait AnyTracker: Sync {
     fn options(&self) -> Vec<OptionInfo>;
     /// Whether `config` is one it can start with; [`start`](Self::start) checks it too.
     fn check(&self, config: &TrackerConfig) -> Result<(), TrackerError>;
+    /// Whether a session with `config` stores interval totals (see
+    /// [`TrackerOptions::reports_totals`](crate::engine::TrackerOptions::reports_totals)).
+    fn reports_totals(&self, config: &TrackerConfig) -> bool;
     /// Checks `config` and starts an instance feeding `chain`; returns once its programs
     /// are attached, or with why they are not.
     fn start(
@@ -57,6 +60,10 @@ impl<T: Tracker> AnyTracker for T {
 
     fn check(&self, config: &TrackerConfig) -> Result<(), TrackerError> {
         parse_options(self, config).map(drop)
+    }
+
+    fn reports_totals(&self, config: &TrackerConfig) -> bool {
+        parse_options(self, config).is_ok_and(|options| options.reports_totals())
     }
 
     fn start(

@@ -419,6 +419,7 @@ impl Counted {
         Self {
             aggregate: eunomia::handler::CountAggregator::new(
                 group_by.iter().map(|f| f.to_string()).collect(),
+                None,
                 eunomia::handler::Discard,
             ),
             seen: Arc::default(),

@@ -7,17 +7,18 @@ use async_graphql::{Context, InputObject, Json, Object, SimpleObject, ID};
 
 use super::{api, coded, manager, page_size, results_error, EVENTS_PAGE};
 use crate::container::{Container, ContainerState, Runtime};
+use crate::engine::TrackerConfig;
 use crate::handler::Op;
 use crate::model::rfc3339_nanos;
 use crate::model::SessionId;
 use crate::results::query::{
-    AggOp, AggResult, AggregateQuery, Condition, EventsQuery, StoredEvent, TimeBucketResult,
-    TimeseriesQuery,
+    check_per_call, AggOp, AggResult, AggregateQuery, Condition, EventsQuery, StoredEvent,
+    TimeBucketResult, TimeseriesQuery,
 };
 use crate::results::sqlite::{AuditEntry, SessionRecord, SessionStatus, StoreKind};
-use crate::results::SessionResults;
+use crate::results::{ResultsError, SessionResults};
 use crate::session::StartRequest;
-use crate::trackers::AnyTracker;
+use crate::trackers::{find_tracker, AnyTracker};
 
 pub type SessionConnection = Connection<String, SessionObject, EmptyFields, EmptyFields>;
 pub type EventConnection = Connection<String, EventObject, EmptyFields, EmptyFields>;
@@ -35,6 +36,12 @@ impl TrackerDesc {
         self.0.info().description
     }
 
+    /// The field saying how many calls a record stands for, where the kernel counts calls
+    /// (COUNT sums it); null where every record is one event.
+    async fn weight(&self) -> Option<&str> {
+        self.0.info().weight
+    }
+
     /// What each event carries, common fields first; all can be filtered and grouped by.
     async fn fields(&self) -> Vec<FieldDesc> {
         self.0
@@ -45,6 +52,7 @@ impl TrackerDesc {
                 r#type: format!("{:?}", f.ty).to_lowercase(),
                 description: f.description.to_string(),
                 measure: f.measure,
+                total: f.total,
             })
             .collect()
     }
@@ -88,6 +96,9 @@ pub struct FieldDesc {
     pub description: String,
     /// A quantity (count, size, duration): MEMORY sessions sum it and cannot group by it.
     pub measure: bool,
+    /// A quantity that a record standing for many calls holds the sum of: AVG, MIN, MAX
+    /// and percentiles of it are refused in sessions of such records.
+    pub total: bool,
 }
 
 #[derive(SimpleObject)]
@@ -345,6 +356,7 @@ impl SessionObject {
             top,
             conditions: conditions(r#where),
         };
+        self.check_per_call(query.op, query.field.as_deref())?;
         let results = self.results(ctx)?;
         let rows = results.aggregate(&query).await.map_err(results_error)?;
         Ok(rows.into_iter().map(AggRow::from).collect())
@@ -369,6 +381,7 @@ impl SessionObject {
             field,
             conditions: conditions(r#where),
         };
+        self.check_per_call(query.op, query.field.as_deref())?;
         let results = self.results(ctx)?;
         let rows = results.timeseries(&query).await.map_err(results_error)?;
         Ok(rows.into_iter().map(TimeBucket::from).collect())
@@ -379,6 +392,22 @@ impl SessionObject {
 impl SessionObject {
     fn results(&self, ctx: &Context<'_>) -> async_graphql::Result<Arc<dyn SessionResults>> {
         manager(ctx).results(&self.0).map_err(api)
+    }
+
+    /// See [`check_per_call`]: whether this session's records are interval totals comes
+    /// from its tracker and configuration.
+    fn check_per_call(&self, op: AggOp, field: Option<&str>) -> async_graphql::Result<()> {
+        let Ok(tracker) = find_tracker(&self.0.tracker) else {
+            return Ok(());
+        };
+        // A session started without a config is stored with null: the defaults.
+        let config = match &self.0.config {
+            serde_json::Value::Null => Ok(TrackerConfig::default()),
+            given => serde_json::from_value::<TrackerConfig>(given.clone()),
+        };
+        let totals = config.is_ok_and(|config| tracker.reports_totals(&config));
+        check_per_call(tracker.info(), op, field, totals)
+            .map_err(|e| results_error(ResultsError::Query(e)))
     }
 }
 

@@ -70,10 +70,15 @@ impl MemoryStore {
                 None => Target::Dimension(self.dimension(field)?),
             },
         };
+        let weight = self
+            .info
+            .weight
+            .and_then(|w| self.measures.iter().position(|m| *m == w));
         Ok(Plan {
             op: selection.op,
             group_slots,
             target,
+            weight,
             conditions,
         })
     }
@@ -145,6 +150,8 @@ pub(super) struct Plan {
     /// Slot indexes of the group-by fields, in the query's order.
     group_slots: Vec<usize>,
     target: Target,
+    /// The measure index of the tracker's weight field: COUNT sums it (calls, not records).
+    weight: Option<usize>,
     /// Each condition with the slot of its field.
     conditions: Vec<(usize, Predicate)>,
 }
@@ -170,6 +177,7 @@ impl Record for FieldView<'_> {
 /// could overflow, and it must not panic.
 #[derive(Default)]
 pub(super) struct Acc {
+    /// Calls: records, each weighted by the tracker's weight field where it has one.
     pub(super) count: u64,
     /// Non-null values of the target field.
     n: u64,
@@ -182,7 +190,14 @@ pub(super) struct Acc {
 
 impl Acc {
     fn add(&mut self, plan: &Plan, slots: &[Slot], group: &BaseGroup) {
-        self.count = self.count.saturating_add(group.count);
+        let calls = match plan.weight.and_then(|w| group.measures.get(w)) {
+            // Records without the field stand for one call each.
+            Some(m) => u64::try_from(m.sum)
+                .unwrap_or(u64::MAX)
+                .saturating_add(group.count.saturating_sub(m.n)),
+            None => group.count,
+        };
+        self.count = self.count.saturating_add(calls);
         let percentile = plan.op.percentile().is_some();
         match plan.target {
             Target::Events => {}

@@ -162,10 +162,17 @@ impl Store {
             && conditions
                 .iter()
                 .all(|c| COUNTED.contains(&c.field.as_str()));
-        let (count, table) = if from_counts {
-            ("COALESCE(SUM(n), 0)", "event_counts")
-        } else {
-            ("COUNT(*)", "events")
+        // Calls, not records: a record may stand for many (TrackerInfo::weight).
+        let (count, table) = match info.weight {
+            _ if from_counts => ("COALESCE(SUM(calls), 0)".to_string(), "event_counts"),
+            Some(weight) => (
+                format!(
+                    "CAST(TOTAL(COALESCE({}, 1)) AS INTEGER)",
+                    expr(catalog_field(info, weight)?)
+                ),
+                "events",
+            ),
+            None => ("COUNT(*)".to_string(), "events"),
         };
         let value = match (op, field) {
             (AggOp::Sum, Some(f)) => format!("TOTAL({})", expr(f)),

@@ -37,6 +37,8 @@ struct EventRow {
     ppid: u32,
     comm: Comm,
     cgroup_id: i64,
+    /// The calls it stands for (see `TrackerInfo::weight`).
+    calls: i64,
     /// End of this row's JSON in the chunk's `data`; it starts where the previous ends.
     data_end: usize,
 }
@@ -400,25 +402,30 @@ async fn write_batch(
         }
         sqlx::query_with(sql, args).execute(&mut *conn).await?;
     }
-    let mut counts: HashMap<(&str, &str, &str, &str), i64> = HashMap::new();
+    let mut counts: HashMap<(&str, &str, &str, &str), (i64, i64)> = HashMap::new();
     for &(session_id, row, _) in &rows {
-        *counts
+        let (n, calls) = counts
             .entry((session_id, row.tracker, row.kind, row.comm.as_str()))
-            .or_default() += 1;
+            .or_default();
+        *n += 1;
+        *calls = calls.saturating_add(row.calls);
     }
     // One statement for all of them, whatever their number: a statement per key (a round
     // trip to SQLite's thread each, ~100 per batch) cost a fifth of the writer's time.
-    let counts: Vec<(&str, &str, &str, &str, i64)> = counts
+    let counts: Vec<(&str, &str, &str, &str, i64, i64)> = counts
         .into_iter()
-        .map(|((session_id, tracker, kind, comm), n)| (session_id, tracker, kind, comm, n))
+        .map(|((session_id, tracker, kind, comm), (n, calls))| {
+            (session_id, tracker, kind, comm, n, calls)
+        })
         .collect();
     let counts = serde_json::to_string(&counts).map_err(|e| sqlx::Error::Encode(e.into()))?;
     // `WHERE true` tells the parser that ON CONFLICT belongs to the INSERT, not the join.
     sqlx::query(
-        "INSERT INTO event_counts (session_id, tracker, kind, comm, n) \
-         SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4 \
+        "INSERT INTO event_counts (session_id, tracker, kind, comm, n, calls) \
+         SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5 \
          FROM json_each(?) WHERE true \
-         ON CONFLICT (session_id, tracker, kind, comm) DO UPDATE SET n = n + excluded.n",
+         ON CONFLICT (session_id, tracker, kind, comm) \
+         DO UPDATE SET n = n + excluded.n, calls = calls + excluded.calls",
     )
     .bind(counts)
     .execute(&mut *conn)
@@ -513,6 +520,7 @@ impl Handler<Event> for SqliteSink {
             ppid: event.header.ppid,
             comm: event.header.comm,
             cgroup_id: event.header.cgroup_id as i64,
+            calls: i64::try_from(event.weight()).unwrap_or(i64::MAX),
             data_end: self.data.len(),
         });
         if self.rows.len() >= self.chunk_size {

@@ -46,22 +46,22 @@ static INFO: TrackerInfo = TrackerInfo {
             FieldType::Str,
             "regular, socket, pipe or other; null for a failed open",
         ),
-        FieldInfo::measure(
+        FieldInfo::total(
             "reads",
             FieldType::U64,
             "successful read, pread64 and readv calls in the interval (io)",
         ),
-        FieldInfo::measure(
+        FieldInfo::total(
             "writes",
             FieldType::U64,
             "successful write, pwrite64 and writev calls in the interval (io)",
         ),
-        FieldInfo::measure(
+        FieldInfo::total(
             "read_bytes",
             FieldType::U64,
             "bytes those reads returned (io)",
         ),
-        FieldInfo::measure(
+        FieldInfo::total(
             "write_bytes",
             FieldType::U64,
             "bytes those writes returned (io)",
@@ -77,13 +77,14 @@ static INFO: TrackerInfo = TrackerInfo {
             "openat result: the new fd, or -errno; with opens aggregated, 0 for success \
              (open)",
         ),
-        FieldInfo::measure(
+        FieldInfo::total(
             "opens",
             FieldType::U64,
             "openat calls the record stands for: 1, or with opens aggregated the \
              interval's count (open)",
         ),
     ],
+    weight: Some("opens"),
 };
 
 pub struct FilesTracker;

@@ -74,4 +74,9 @@ impl TrackerOptions for FilesOptions {
         }
         Ok(())
     }
+
+    /// Reads and writes are always counted per interval.
+    fn reports_totals(&self) -> bool {
+        true
+    }
 }

@@ -74,6 +74,7 @@ static INFO: TrackerInfo = TrackerInfo {
             "return value; a negative errno on failure",
         ),
     ],
+    weight: None,
 };
 
 /// The traced system calls (`enum ipc_op` in probes/ipc.h).

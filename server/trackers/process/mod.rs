@@ -42,6 +42,7 @@ static INFO: TrackerInfo = TrackerInfo {
             "exec to exit, or process start to exit when the exec was not seen",
         ),
     ],
+    weight: None,
 };
 
 pub struct ProcessTracker;

@@ -33,17 +33,17 @@ static INFO: TrackerInfo = TrackerInfo {
     fields: &[
         FieldInfo::new("syscall", FieldType::Str, "system call name (x86_64)"),
         FieldInfo::new("syscall_id", FieldType::U64, "system call number (x86_64)"),
-        FieldInfo::measure(
+        FieldInfo::total(
             "count",
             FieldType::U64,
             "calls: per interval in aggregate mode, 1 in stream mode",
         ),
-        FieldInfo::measure(
+        FieldInfo::total(
             "errors",
             FieldType::U64,
             "calls that returned an error (negative value)",
         ),
-        FieldInfo::measure(
+        FieldInfo::total(
             "latency_ns",
             FieldType::U64,
             "time in the call (total over the interval in aggregate mode); null unless \
@@ -55,6 +55,7 @@ static INFO: TrackerInfo = TrackerInfo {
             "return value, -errno on failure (stream mode)",
         ),
     ],
+    weight: Some("count"),
 };
 
 pub struct SyscallTracker;

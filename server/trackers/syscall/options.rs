@@ -28,4 +28,8 @@ impl SyscallOptions {
     }
 }
 
-impl TrackerOptions for SyscallOptions {}
+impl TrackerOptions for SyscallOptions {
+    fn reports_totals(&self) -> bool {
+        !self.stream()
+    }
+}

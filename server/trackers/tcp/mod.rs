@@ -62,6 +62,7 @@ static INFO: TrackerInfo = TrackerInfo {
             "smoothed round-trip time at the event, microseconds",
         ),
     ],
+    weight: None,
 };
 
 pub struct TcpTracker;
