@@ -1022,8 +1022,79 @@ async fn a_full_queue_counts_every_loss() {
     assert_eq!(metric.get(), 93);
 }
 
+/// COUNT counts calls: upgrading a database from before event_counts kept them gives each
+/// stored group its calls from its events (a syscall `totals` record stands for `count`
+/// calls), so the fast path answers calls for old sessions too.
+#[tokio::test]
+async fn stored_sessions_get_their_calls_counted() {
+    use sqlx::Connection;
+    let dir = TempDir::new("store-calls");
+    let (_, mut conn) = database_before(
+        &dir,
+        &[
+            "0001_init.sql",
+            "0002_audit_session.sql",
+            "0003_events_belong_to_sessions.sql",
+        ],
+    )
+    .await;
+    let event = |session: &str, tracker: &str, kind: &str, data: &str| {
+        format!(
+            "INSERT INTO events (session_id, ts, tracker, kind, pid, ppid, comm, cgroup_id, data) \
+             VALUES ('{session}', 1, '{tracker}', '{kind}', 1, 0, 'sh', 0, '{data}');"
+        )
+    };
+    sqlx::raw_sql(&format!(
+        "INSERT INTO sessions VALUES ('s', 'syscall', NULL, 'STOPPED', 'SQLITE', '{{}}', '{{}}', 1, 2, 2, 2, 0, NULL, NULL);
+         INSERT INTO sessions VALUES ('p', 'process', NULL, 'STOPPED', 'SQLITE', '{{}}', '{{}}', 1, 2, 2, 2, 0, NULL, NULL);
+         {}{}{}{}
+         INSERT INTO event_counts VALUES ('s', 'syscall', 'totals', 'sh', 2), ('p', 'process', 'exec', 'sh', 2);",
+        event("s", "syscall", "totals", r#"{"count": 7}"#),
+        event("s", "syscall", "totals", r#"{"count": 5}"#),
+        event("p", "process", "exec", "{}"),
+        event("p", "process", "exec", "{}"),
+    ))
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    conn.close().await.unwrap();
+
+    let store = open(&dir).await;
+    let syscall = eunomia::trackers::find_tracker("syscall").unwrap().info();
+    for (id, tracker, calls) in [("s", syscall, 12.0), ("p", info(), 2.0)] {
+        let rows = store
+            .aggregate(&id.into(), tracker, &query(&["comm"], AggOp::Count, None))
+            .await
+            .unwrap();
+        assert_eq!(rows, [row(&["sh"], calls, calls as u64)], "{id}");
+    }
+}
+
 async fn scalar(conn: &mut sqlx::SqliteConnection, sql: &str) -> i64 {
     sqlx::query_scalar(sql).fetch_one(conn).await.unwrap()
+}
+
+/// A database in `dir` with the schema as the first `migrations` made it; its URL and a
+/// connection to it.
+async fn database_before(dir: &TempDir, migrations: &[&str]) -> (String, sqlx::SqliteConnection) {
+    use sqlx::Connection;
+    let old = dir.join("migrations");
+    std::fs::create_dir(&old).unwrap();
+    for name in migrations {
+        let from = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("migrations")
+            .join(name);
+        std::fs::copy(from, old.join(name)).unwrap();
+    }
+    let url = format!("sqlite://{}?mode=rwc", dir.join("eunomia.db").display());
+    let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    sqlx::migrate::Migrator::new(old.as_path())
+        .await
+        .unwrap()
+        .run(&mut conn)
+        .await
+        .unwrap();
+    (url, conn)
 }
 
 /// Events belong to a session in the schema itself: upgrading a database from before
@@ -1033,24 +1104,7 @@ async fn scalar(conn: &mut sqlx::SqliteConnection, sql: &str) -> i64 {
 async fn events_cannot_outlive_their_session() {
     use sqlx::Connection;
     let dir = TempDir::new("store-owned");
-    let db = dir.join("eunomia.db");
-    // The schema as it was before migration 0003: the first two migrations only.
-    let old = dir.join("migrations");
-    std::fs::create_dir(&old).unwrap();
-    for name in ["0001_init.sql", "0002_audit_session.sql"] {
-        let from = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("migrations")
-            .join(name);
-        std::fs::copy(from, old.join(name)).unwrap();
-    }
-    let url = format!("sqlite://{}?mode=rwc", db.display());
-    let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
-    sqlx::migrate::Migrator::new(old.as_path())
-        .await
-        .unwrap()
-        .run(&mut conn)
-        .await
-        .unwrap();
+    let (url, mut conn) = database_before(&dir, &["0001_init.sql", "0002_audit_session.sql"]).await;
     let insert = |session: &str| {
         format!(
             "INSERT INTO events (session_id, ts, tracker, kind, pid, ppid, comm, cgroup_id, data) \
