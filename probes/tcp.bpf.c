@@ -24,6 +24,8 @@ struct sock_owner {
 	struct event_header header; /* valid once `known` */
 	u64 open_ns;
 	bool known;
+	bool outbound; /* opened by connect(), not accepted */
+	bool established; /* an outbound one got there */
 };
 
 /*
@@ -94,6 +96,8 @@ static __always_inline struct tcp_event *new_event(struct sock *sk, const struct
 	e->lifetime_ns = 0;
 	e->bytes_sent = 0;
 	e->bytes_received = 0;
+	e->outbound = owner->outbound;
+	e->error = 0;
 	return e;
 }
 
@@ -109,6 +113,7 @@ static __always_inline void connecting(struct sock *sk)
 	fill_header(&owner.header, task, pid);
 	owner.open_ns = bpf_ktime_get_boot_ns();
 	owner.known = true;
+	owner.outbound = true;
 	track(sk, &owner);
 }
 
@@ -120,6 +125,7 @@ static __always_inline void connected(struct sock *sk)
 
 	if (!owner)
 		return;
+	owner->established = true;
 	now = bpf_ktime_get_boot_ns();
 	e = new_event(sk, owner, TCP_EVENT_CONNECT, now);
 	if (!e)
@@ -170,6 +176,9 @@ static __always_inline void closed(struct sock *sk)
 			e->lifetime_ns = now - owner->open_ns;
 			e->bytes_sent = payload_sent((struct tcp_sock *)sk);
 			e->bytes_received = payload_received(sk);
+			/* A reset or timeout sets sk_err before the state goes to CLOSE. */
+			if (owner->outbound && !owner->established)
+				e->error = BPF_CORE_READ(sk, sk_err);
 			submit_event(e);
 		}
 	}

@@ -24,6 +24,10 @@ struct tcp_event {
 	unsigned long long lifetime_ns; /* close: open to close */
 	unsigned long long bytes_sent; /* close: payload bytes sent, retransmissions not counted */
 	unsigned long long bytes_received; /* close: payload bytes received */
+	unsigned int outbound; /* 1: this host connected; 0: it accepted */
+	/* close of a connect that never completed: the socket's error (ECONNREFUSED,
+	 * ETIMEDOUT ...), or 0 */
+	int error;
 };
 
 #endif

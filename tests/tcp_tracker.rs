@@ -143,7 +143,18 @@ fn check_side(
 ) {
     let mine = of_connection(events, side.port, side.peer_port);
     assert_eq!(kinds(&mine), [open, "close"], "{side:?}: {mine:?}");
+    let direction = if open == "connect" {
+        "outbound"
+    } else {
+        "inbound"
+    };
     for event in &mine {
+        assert_eq!(
+            event.get("direction"),
+            Some(Value::Str(direction)),
+            "{event:?}"
+        );
+        assert_eq!(event.get("error"), Some(Value::Null), "{event:?}");
         assert_eq!(event.header.pid, std::process::id(), "{event:?}");
         assert_eq!(event.get("comm"), Some(Value::Str(comm)), "{event:?}");
         assert_eq!(event.get("family"), Some(Value::Str(family)));
@@ -353,8 +364,8 @@ fn pid_filter_keeps_only_that_process() {
     assert_eq!(stats.lost(), 0, "{stats:?}");
 }
 
-/// A refused connect never becomes established: no connect event, and a close with no
-/// bytes either way.
+/// A refused connect never becomes established: no connect event, and an outbound close
+/// with no bytes either way that says why, ECONNREFUSED.
 #[test]
 fn refused_connect_is_only_a_close() {
     if !root_or_skip("refused_connect_is_only_a_close") {
@@ -384,6 +395,8 @@ fn refused_connect_is_only_a_close() {
 
     let events: Vec<Event> = collector.events().into_iter().filter(to_closed).collect();
     assert_eq!(kinds(&events), ["close"], "{events:?}");
+    assert_eq!(events[0].get("direction"), Some(Value::Str("outbound")));
+    assert_eq!(events[0].get("error"), Some(Value::Str("ECONNREFUSED")));
     assert_eq!(u64_field(&events[0], "bytes_sent"), 0);
     assert_eq!(u64_field(&events[0], "bytes_received"), 0);
     assert_eq!(events[0].header.pid, std::process::id());

@@ -9,6 +9,9 @@
 
 use std::fmt;
 
+mod errno;
+pub use errno::errno_name;
+
 /// Constants shared with the probes, generated from probes/common.h by build.rs.
 pub mod common_h {
     include!(concat!(env!("OUT_DIR"), "/common_h.rs"));

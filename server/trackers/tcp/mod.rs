@@ -10,7 +10,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::{Event, Tracker};
 use crate::engine::{with_record, NoOptions, Run, TrackerError};
-use crate::model::{EventBody, FieldInfo, FieldType, FixedStr, TrackerInfo, Value};
+use crate::model::{errno_name, EventBody, FieldInfo, FieldType, FixedStr, TrackerInfo, Value};
 use crate::{decode_header, run_ring_buffer_probe};
 
 /// The generated skeleton; its `types` give the raw record layout (for tests and benchmarks).
@@ -36,6 +36,17 @@ static INFO: TrackerInfo = TrackerInfo {
         FieldInfo::new("daddr", FieldType::Str, "remote address"),
         FieldInfo::new("sport", FieldType::U64, "local port"),
         FieldInfo::new("dport", FieldType::U64, "remote port"),
+        FieldInfo::new(
+            "direction",
+            FieldType::Str,
+            "outbound (this host connected) or inbound (it accepted)",
+        ),
+        FieldInfo::new(
+            "error",
+            FieldType::Str,
+            "close of a connect that never completed: why, e.g. ECONNREFUSED or ETIMEDOUT \
+             (null when it was closed first, and for every other event)",
+        ),
         FieldInfo::measure(
             "latency_ns",
             FieldType::U64,
@@ -79,6 +90,7 @@ pub struct TcpEvent {
     pub sport: u16,
     pub dport: u16,
     pub srtt_us: u32,
+    pub outbound: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -91,6 +103,8 @@ pub enum TcpKind {
         lifetime_ns: u64,
         bytes_sent: u64,
         bytes_received: u64,
+        /// A connect that failed: the socket's errno.
+        error: Option<i32>,
     },
 }
 
@@ -115,6 +129,15 @@ impl EventBody for TcpEvent {
             (_, "sport") => Value::U64(self.sport.into()),
             (_, "dport") => Value::U64(self.dport.into()),
             (_, "srtt_us") => Value::U64(self.srtt_us.into()),
+            (_, "direction") => Value::Str(if self.outbound { "outbound" } else { "inbound" }),
+            (
+                TcpKind::Close {
+                    error: Some(errno), ..
+                },
+                "error",
+                // Every Linux errno has a name (model::errno's test checks the table).
+            ) => errno_name(errno).map_or(Value::Null, Value::Str),
+            (_, "error") => Value::Null,
             (TcpKind::Connect { latency_ns }, "latency_ns") => Value::U64(latency_ns),
             (TcpKind::Close { lifetime_ns, .. }, "lifetime_ns") => Value::U64(lifetime_ns),
             (TcpKind::Close { bytes_sent, .. }, "bytes_sent") => Value::U64(bytes_sent),
@@ -150,6 +173,7 @@ pub fn decode(bytes: &[u8], clock_offset: u64) -> Option<Event> {
                 lifetime_ns: raw.lifetime_ns,
                 bytes_sent: raw.bytes_sent,
                 bytes_received: raw.bytes_received,
+                error: (raw.error != 0).then_some(raw.error),
             },
             _ => return None,
         };
@@ -161,6 +185,7 @@ pub fn decode(bytes: &[u8], clock_offset: u64) -> Option<Event> {
             sport: raw.sport,
             dport: raw.dport,
             srtt_us: raw.srtt_us,
+            outbound: raw.outbound != 0,
         };
         Some(Event {
             header: decode_header!(raw.header, clock_offset),
@@ -206,6 +231,7 @@ mod tests {
         raw.lifetime_ns = 9_000;
         raw.bytes_sent = 100;
         raw.bytes_received = 2_000;
+        raw.outbound = 1;
         raw
     }
 
@@ -247,6 +273,8 @@ mod tests {
                 ("daddr", "93.184.216.34"),
                 ("sport", "40000"),
                 ("dport", "443"),
+                ("direction", "outbound"),
+                ("error", ""),
                 ("latency_ns", "1500"),
                 ("lifetime_ns", ""),
                 ("bytes_sent", ""),
@@ -266,8 +294,16 @@ mod tests {
         assert_eq!(close.get("bytes_sent"), Some(Value::U64(100)));
         assert_eq!(close.get("bytes_received"), Some(Value::U64(2_000)));
         assert_eq!(close.get("latency_ns"), Some(Value::Null));
+        assert_eq!(close.get("error"), Some(Value::Null));
+        let mut refused = ipv4(CLOSE);
+        refused.error = libc::ECONNREFUSED;
+        let refused = decode(&bytes_of(&refused), 0).expect("decodes");
+        assert_eq!(refused.get("error"), Some(Value::Str("ECONNREFUSED")));
 
-        let accept = decode(&bytes_of(&ipv4(ACCEPT)), 0).expect("decodes");
+        let mut accepted = ipv4(ACCEPT);
+        accepted.outbound = 0;
+        let accept = decode(&bytes_of(&accepted), 0).expect("decodes");
+        assert_eq!(accept.get("direction"), Some(Value::Str("inbound")));
         assert_eq!(accept.get("kind"), Some(Value::Str("accept")));
         assert_eq!(accept.get("latency_ns"), Some(Value::Null));
         assert_eq!(accept.get("bytes_sent"), Some(Value::Null));
