@@ -78,6 +78,22 @@ fn bad_input_exits_2_with_a_clear_message() {
             "cannot group by `bogus`",
         ),
         (
+            &["run", "process", "--op", "sum", "--field", "pid"],
+            "the following required arguments were not provided",
+        ),
+        (
+            &["run", "process", "--group-by", "comm", "--op", "p99"],
+            "p99 needs a numeric field to apply to",
+        ),
+        (
+            &["run", "process", "--group-by", "comm", "--op", "sum", "--field", "filename"],
+            "cannot apply sum to `filename`: it is not a numeric field",
+        ),
+        (
+            &["run", "syscall", "--group-by", "syscall", "--op", "p99", "--field", "latency_ns"],
+            "would be one of interval sums, not of calls",
+        ),
+        (
             &["run", "process", "--comm", "a-name-longer-than-15"],
             "comm must be 1 to 15 bytes",
         ),
@@ -498,16 +514,21 @@ fn run_leaves_its_own_process_out_unless_asked() {
 }
 
 /// `--group-by` on syscall totals counts calls, not the per-interval rows they come in:
-/// a program's 20,000 getppid calls read 20,000, as `strace -c` counts them.
+/// a program's 20,000 getppid calls read 20,000, as `strace -c` counts them; `--op sum
+/// --field errors` gives its 5 failed openat of 42.
 #[test]
 fn group_by_counts_calls_not_rows() {
     if !root_or_skip("group_by_counts_calls_not_rows") {
         return;
     }
     const CALLS: u64 = 20_000;
+    const OPENS: u64 = 42;
+    const FAILED: u64 = 5;
+    let load = [CALLS, OPENS, FAILED];
     let (binary, comm) = common::syscall_load("grp");
-    let expected = common::strace_counts(&binary, &[CALLS])["getppid"].0;
-    assert_eq!(expected, CALLS);
+    let strace = common::strace_counts(&binary, &load);
+    assert_eq!(strace["getppid"].0, CALLS);
+    assert_eq!(strace["openat"].1, FAILED);
     let run = common::CliRun::start(&[
         "run",
         "syscall",
@@ -521,11 +542,31 @@ fn group_by_counts_calls_not_rows() {
         "csv",
         "--group-by",
         "syscall",
+        "--op",
+        "sum",
+        "--field",
+        "errors",
     ]);
-    common::run_load(&binary, CALLS);
+    let status = Command::new(&*binary)
+        .args(load.map(|n| n.to_string()))
+        .status()
+        .unwrap();
+    assert!(status.success());
     let out = run.finish();
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let text = String::from_utf8(out.stdout).unwrap();
-    let getppid: Vec<&str> = text.lines().filter(|l| l.starts_with("getppid,")).collect();
-    assert_eq!(getppid, [format!("getppid,{expected}")], "{text}");
+    assert_eq!(
+        text.lines().next(),
+        Some("syscall,count,sum_errors"),
+        "{text}"
+    );
+    let row = |name: &str| {
+        text.lines()
+            .find(|l| l.starts_with(&format!("{name},")))
+            .unwrap_or_else(|| panic!("no {name} in {text}"))
+            .to_string()
+    };
+    assert_eq!(row("getppid"), format!("getppid,{CALLS},0"));
+    let opens = strace["openat"].0;
+    assert_eq!(row("openat"), format!("openat,{opens},{FAILED}"));
 }

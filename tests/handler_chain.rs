@@ -9,11 +9,13 @@ use std::time::Duration;
 
 use common::Collector;
 use eunomia::handler::{
-    self, AggRow, Convert, CountAggregator, CsvPrinter, Discard, FanIn, FanOut, Filter, Flow,
-    Format, Handler, JsonPrinter, KeyValue, Predicate, Schema, Stage, TextPrinter,
+    self, AggOp, AggRow, AggregateSpec, Aggregator, Convert, CsvPrinter, Discard, FanIn, FanOut,
+    Filter, Flow, Format, Handler, JsonPrinter, KeyValue, Predicate, Schema, SortBy, Stage,
+    TextPrinter,
 };
 use eunomia::model::{Record, Value};
 use eunomia::trackers::find_tracker;
+use eunomia::trackers::syscall::SyscallEvent;
 use eunomia::trackers::Event;
 
 const TS: u64 = 1_795_879_201_000_000_042;
@@ -158,7 +160,10 @@ impl Handler<AggRow> for Rows {
 #[test]
 fn counting_aggregator_groups_by_any_fields() {
     let rows = Rows::default();
-    let mut agg = CountAggregator::new(vec!["kind".into(), "comm".into()], None, rows.clone());
+    let mut agg = Aggregator::new(
+        AggregateSpec::count(vec!["kind".into(), "comm".into()], None),
+        rows.clone(),
+    );
     for pid in 0..20 {
         agg.handle(&exec(pid, "worker", "/w"));
         agg.handle(&exit(pid, "worker", 0, 5));
@@ -190,7 +195,10 @@ fn counting_aggregator_groups_by_any_fields() {
 
     // A field that is null for some events groups them under null.
     let rows2 = Rows::default();
-    let mut by_code = CountAggregator::new(vec!["exit_code".into()], None, rows2.clone());
+    let mut by_code = Aggregator::new(
+        AggregateSpec::count(vec!["exit_code".into()], None),
+        rows2.clone(),
+    );
     by_code.handle(&exec(1, "a", "/a"));
     by_code.handle(&exit(1, "a", 3, 1));
     by_code.handle(&exit(2, "a", 3, 1));
@@ -212,9 +220,8 @@ fn fan_out_gives_every_event_to_each_branch() {
     let mut tee: FanOut<Event> = FanOut::new(vec![
         Box::new(Filter::new(vec![predicate("kind == exec")], a.clone())),
         Box::new(b.clone()),
-        Box::new(CountAggregator::new(
-            vec!["comm".into()],
-            None,
+        Box::new(Aggregator::new(
+            AggregateSpec::count(vec!["comm".into()], None),
             rows.clone(),
         )),
     ]);
@@ -361,6 +368,117 @@ fn chains_are_assembled_at_run_time_from_specs() {
     assert_eq!(csv.text(), "comm,count\na,2\n");
 }
 
+/// An aggregate stage: `op` over `field` per group of `group_by`, largest first, all groups.
+fn grouped(group_by: &[&str], op: AggOp, field: Option<&str>) -> Stage {
+    Stage::Aggregate {
+        group_by: group_by.iter().map(|f| f.to_string()).collect(),
+        op,
+        field: field.map(str::to_string),
+        top: None,
+        sort: SortBy::Value,
+    }
+}
+
+/// Runs `records` (of `tracker`) through one aggregate stage and CSV; returns the CSV.
+fn aggregated_csv(tracker: &str, stage: Stage, records: &[Event]) -> String {
+    let csv = SharedBuf::default();
+    let output = || Box::new(csv.clone()) as Box<dyn Write + Send>;
+    let schema = Schema::of(find_tracker(tracker).unwrap().info());
+    let print = Stage::Print {
+        format: Format::Csv,
+        columns: None,
+    };
+    let mut chain = handler::build::<Event>(&[stage, print], &schema, &output).unwrap();
+    for record in records {
+        chain.handle(record);
+    }
+    chain.finish().unwrap();
+    csv.text()
+}
+
+fn totals(comm: &str, syscall_id: u32, count: u64, latency_ns: u64) -> Event {
+    Event {
+        header: common::synthetic::header(TS, 7, comm),
+        body: SyscallEvent::Totals {
+            syscall_id,
+            count,
+            errors: 0,
+            latency_ns: Some(latency_ns),
+        }
+        .into(),
+    }
+}
+
+/// Groups count calls (a syscall `totals` record stands for `count` of them), and the op
+/// applies to the field: sums, extremes, exact percentiles and a rounded average; `top`
+/// and `sort` choose the rows.
+#[test]
+fn aggregates_count_calls_and_apply_the_op() {
+    const GETPPID: u32 = 110;
+    const READ: u32 = 0;
+    let records = [
+        totals("a", GETPPID, 5, 100),
+        totals("a", GETPPID, 3, 50),
+        totals("a", READ, 2, 20),
+        totals("b", GETPPID, 1, 7),
+    ];
+    let csv = |group_by: &[&str], op, field: Option<&str>, top, sort| {
+        let stage = Stage::Aggregate {
+            group_by: group_by.iter().map(|f| f.to_string()).collect(),
+            op,
+            field: field.map(str::to_string),
+            top,
+            sort,
+        };
+        aggregated_csv("syscall", stage, &records)
+    };
+    assert_eq!(
+        csv(&["comm"], AggOp::Count, None, None, SortBy::Value),
+        "comm,count\na,10\nb,1\n"
+    );
+    assert_eq!(
+        csv(
+            &["syscall"],
+            AggOp::Sum,
+            Some("latency_ns"),
+            None,
+            SortBy::Value
+        ),
+        "syscall,count,sum_latency_ns\ngetppid,9,157\nread,2,20\n"
+    );
+    assert_eq!(
+        csv(&["comm"], AggOp::Max, Some("count"), Some(1), SortBy::Value),
+        "comm,count,max_count\na,10,5\n"
+    );
+    assert_eq!(
+        csv(
+            &["comm", "syscall"],
+            AggOp::Min,
+            Some("latency_ns"),
+            None,
+            SortBy::Key
+        ),
+        "comm,syscall,count,min_latency_ns\na,getppid,8,50\na,read,2,20\nb,getppid,1,7\n"
+    );
+
+    // Exits lasting 1 to 100 ns: nearest-rank percentiles, and 50.5 rounded for the average.
+    let exits: Vec<Event> = (1..=100).map(|d| exit(d as u32, "x", 0, d)).collect();
+    for (op, value) in [
+        (AggOp::P50, 50),
+        (AggOp::P95, 95),
+        (AggOp::P99, 99),
+        (AggOp::Avg, 51),
+        (AggOp::Max, 100),
+    ] {
+        let stage = grouped(&["comm"], op, Some("duration_ns"));
+        let name = op.as_str();
+        assert_eq!(
+            aggregated_csv("process", stage, &exits),
+            format!("comm,count,{name}_duration_ns\nx,100,{value}\n")
+        );
+    }
+}
+
 #[test]
 fn chain_specs_are_checked_before_anything_runs() {
     let schema = Schema::of(find_tracker("process").unwrap().info());
@@ -378,18 +496,13 @@ fn chain_specs_are_checked_before_anything_runs() {
         build(&[print.clone(), print.clone()]).as_deref(),
         Some("`print` must be the last stage of its branch")
     );
-    let bad_group = build(&[Stage::Aggregate {
-        group_by: vec!["nope".into()],
-    }])
-    .unwrap();
+    let bad_group = build(&[grouped(&["nope"], AggOp::Count, None)]).unwrap();
     assert!(
         bad_group.starts_with("cannot group by `nope`; known fields: tracker, kind, ts, pid"),
         "{bad_group}"
     );
     let after_agg = build(&[
-        Stage::Aggregate {
-            group_by: vec!["comm".into()],
-        },
+        grouped(&["comm"], AggOp::Count, None),
         Stage::Filter {
             r#where: vec!["pid == 1".into()],
         },
@@ -397,8 +510,19 @@ fn chain_specs_are_checked_before_anything_runs() {
     .unwrap();
     assert_eq!(after_agg, "unknown field `pid`; known fields: comm, count");
     assert_eq!(
-        build(&[Stage::Aggregate { group_by: vec![] }]).as_deref(),
+        build(&[grouped(&[], AggOp::Count, None)]).as_deref(),
         Some("aggregate needs 1 to 8 group-by fields, got 0")
+    );
+    assert_eq!(
+        build(&[grouped(&["comm"], AggOp::P99, None)]).as_deref(),
+        Some("p99 needs a numeric field to apply to")
+    );
+    let not_numeric = build(&[grouped(&["comm"], AggOp::Sum, Some("filename"))]).unwrap();
+    assert!(
+        not_numeric.starts_with(
+            "cannot apply sum to `filename`: it is not a numeric field; numeric fields: pid, ppid"
+        ),
+        "{not_numeric}"
     );
     assert_eq!(
         serde_json::from_str::<Vec<Stage>>(r#"[{"type": "print", "format": "xml"}]"#)

@@ -17,8 +17,9 @@ use super::RunError;
 use crate::container::{ContainerManager, ContainerOptions, Enrich};
 use crate::engine::Mode;
 use crate::engine::{Counters, TrackerConfig};
-use crate::handler::{self, FanIn, Filter, Format, Predicate, Schema, Stage};
+use crate::handler::{self, AggOp, FanIn, Filter, Format, Predicate, Schema, SortBy, Stage};
 use crate::model::TrackerInfo;
+use crate::results::query::check_per_call;
 use crate::trackers::files::FileType;
 use crate::trackers::{find_tracker, AnyTracker, Event, TRACKERS};
 
@@ -108,9 +109,21 @@ pub struct RunArgs {
     /// Keep only events for which `FIELD OP VALUE` holds (== != > >= < <= ~); repeatable.
     #[arg(long = "where", value_name = "EXPR")]
     pub filters: Vec<String>,
-    /// Count events per group of these comma-separated fields; prints the table at the end.
+    /// Count calls per group of these comma-separated fields; prints the table at the end.
     #[arg(long, value_name = "FIELDS", value_delimiter = ',')]
     pub group_by: Vec<String>,
+    /// With --group-by: what to compute per group over --field, besides the calls.
+    #[arg(long, value_enum, default_value_t = AggOp::Count, requires = "group_by")]
+    pub op: AggOp,
+    /// With --op other than count: the numeric field it applies to.
+    #[arg(long, value_name = "FIELD", requires = "group_by")]
+    pub field: Option<String>,
+    /// With --group-by: print only the first N groups.
+    #[arg(long, value_name = "N", requires = "group_by")]
+    pub top: Option<usize>,
+    /// With --group-by: largest value first (default), most calls first, or by key.
+    #[arg(long, value_enum, default_value_t = SortBy::Value, requires = "group_by")]
+    pub sort: SortBy,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
@@ -221,6 +234,10 @@ fn output_stages(args: &RunArgs, info: &TrackerInfo) -> Result<Vec<Stage>, Strin
     if !args.group_by.is_empty() {
         stages.push(Stage::Aggregate {
             group_by: args.group_by.clone(),
+            op: args.op,
+            field: args.field.clone(),
+            top: args.top,
+            sort: args.sort,
         });
     }
     stages.push(Stage::Print {
@@ -314,6 +331,11 @@ fn run(args: &RunArgs) -> Result<(), RunError> {
     tracker
         .check(&config)
         .map_err(|e| RunError::Usage(e.to_string()))?;
+    if !args.group_by.is_empty() {
+        let totals = tracker.reports_totals(&config);
+        check_per_call(info, args.op, args.field.as_deref(), totals)
+            .map_err(|e| RunError::Usage(e.to_string()))?;
+    }
     // Before the container manager asks Docker anything: without root, that one error.
     crate::engine::system::check_ready()?;
     // The container manager's Docker client and rescans run on this runtime meanwhile.

@@ -4,8 +4,8 @@
 use std::io::Write;
 
 use super::{
-    AggRow, CountAggregator, CsvPrinter, Discard, FanOut, Filter, FilterError, Format, Handler,
-    JsonPrinter, Predicate, TextPrinter, MAX_GROUP_BY,
+    is_numeric, AggOp, AggRow, AggregateSpec, Aggregator, CsvPrinter, Discard, FanOut, Filter,
+    FilterError, Format, Handler, JsonPrinter, Predicate, SortBy, TextPrinter, MAX_GROUP_BY,
 };
 use crate::model::{FieldType, Record, TrackerInfo};
 
@@ -16,8 +16,19 @@ use crate::model::{FieldType, Record, TrackerInfo};
 pub enum Stage {
     /// Keep records for which every expression holds (`field op value`).
     Filter { r#where: Vec<String> },
-    /// Count records per group; emits one row per group when the stream ends.
-    Aggregate { group_by: Vec<String> },
+    /// Count calls per group, and apply `op` to `field` (unless COUNT); emits the groups
+    /// when the stream ends, ordered by `sort`, the first `top`.
+    Aggregate {
+        group_by: Vec<String>,
+        #[serde(default)]
+        op: AggOp,
+        #[serde(default)]
+        field: Option<String>,
+        #[serde(default)]
+        top: Option<usize>,
+        #[serde(default)]
+        sort: SortBy,
+    },
     /// Print records; must end its branch.
     Print {
         format: Format,
@@ -36,6 +47,14 @@ pub enum ChainError {
     UnknownGroupField { field: String, known: String },
     #[error("aggregate needs 1 to {MAX_GROUP_BY} group-by fields, got {0}")]
     GroupByWidth(usize),
+    #[error("{} needs a numeric field to apply to", .0.as_str())]
+    FieldRequired(AggOp),
+    #[error("cannot apply {op} to `{field}`: it is not a numeric field; numeric fields: {known}", op = .op.as_str())]
+    NotNumeric {
+        op: AggOp,
+        field: String,
+        known: String,
+    },
     #[error("unknown column `{field}`; known fields: {known}")]
     UnknownColumn { field: String, known: String },
     #[error("`{0}` must be the last stage of its branch")]
@@ -107,10 +126,42 @@ pub fn build<R: Record + ?Sized + 'static>(
                 .collect::<Result<Vec<_>, _>>()?;
             Box::new(Filter::new(predicates, build::<R>(rest, schema, output)?))
         }
-        Stage::Aggregate { group_by } => {
+        Stage::Aggregate {
+            group_by,
+            op,
+            field,
+            top,
+            sort,
+        } => {
             if group_by.is_empty() || group_by.len() > MAX_GROUP_BY {
                 return Err(ChainError::GroupByWidth(group_by.len()));
             }
+            let numeric = |f: &str| schema.field_type(f).is_some_and(is_numeric);
+            match (op, field) {
+                (AggOp::Count, _) => {}
+                (op, None) => return Err(ChainError::FieldRequired(*op)),
+                (op, Some(f)) if !numeric(f) => {
+                    return Err(ChainError::NotNumeric {
+                        op: *op,
+                        field: f.clone(),
+                        known: schema
+                            .names()
+                            .into_iter()
+                            .filter(|n| numeric(n))
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                    })
+                }
+                _ => {}
+            }
+            let spec = AggregateSpec {
+                group_by: group_by.clone(),
+                weight: schema.weight.clone(),
+                op: *op,
+                field: field.clone().filter(|_| *op != AggOp::Count),
+                top: *top,
+                sort: *sort,
+            };
             let mut rows = Vec::with_capacity(group_by.len() + 1);
             for field in group_by {
                 let ty = schema
@@ -122,16 +173,13 @@ pub fn build<R: Record + ?Sized + 'static>(
                 rows.push((field.clone(), ty));
             }
             rows.push(("count".to_string(), FieldType::U64));
+            rows.extend(spec.value_name().map(|name| (name, FieldType::I64)));
             let rows = Schema {
                 fields: rows,
                 weight: None,
             };
             let next = build::<AggRow>(rest, &rows, output)?;
-            Box::new(CountAggregator::new(
-                group_by.clone(),
-                schema.weight.clone(),
-                next,
-            ))
+            Box::new(Aggregator::new(spec, next))
         }
         Stage::Print { format, columns } => {
             last_only("print")?;

@@ -3,7 +3,7 @@
 //! A handler sees an event and either passes it on or stops it ("caught"). Handlers are
 //! composed at run time into chains; the four kinds of the design are all here:
 //! - pass-through: [`Filter`] passes or catches the same event type;
-//! - converting: [`Convert`] and [`CountAggregator`] turn events into another type;
+//! - converting: [`Convert`] and [`Aggregator`] turn events into another type;
 //! - fan-out: [`FanOut`] gives one event to several next handlers;
 //! - fan-in: [`FanIn`] lets several tracker threads feed one handler through a bounded
 //!   channel whose overflow is counted, never silent.
@@ -19,7 +19,10 @@ mod printer;
 
 use std::io;
 
-pub use aggregate::{AggRow, CountAggregator, KeyValue, MAX_GROUP_BY};
+pub use aggregate::{
+    is_numeric, nearest_rank, AggOp, AggRow, AggregateSpec, Aggregator, KeyValue, SortBy,
+    MAX_GROUP_BY,
+};
 pub use chain::{build, ChainError, OutputFactory, Schema, Stage};
 pub use fan_in::{FanIn, FanInSender};
 pub use filter::{Filter, FilterError, Op, Predicate};

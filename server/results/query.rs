@@ -10,37 +10,11 @@
 //! - Percentiles use the nearest-rank method: the value at rank ceil(p/100 * n).
 //! - Rows are ordered by value descending, then keys ascending; `top` keeps the first N.
 
-use crate::handler::{push_json_record, Op};
+use crate::handler::{is_numeric, push_json_record, Op};
+pub use crate::handler::{nearest_rank, AggOp};
 use crate::model::TrackerInfo;
 use crate::model::{FieldInfo, FieldType};
 use crate::trackers::Event;
-
-/// The aggregation operator.
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, async_graphql::Enum, serde::Serialize, serde::Deserialize,
-)]
-pub enum AggOp {
-    Count,
-    Sum,
-    Avg,
-    Min,
-    Max,
-    P50,
-    P95,
-    P99,
-}
-
-impl AggOp {
-    /// The percentile this op asks for, if it is one.
-    pub fn percentile(self) -> Option<f64> {
-        match self {
-            AggOp::P50 => Some(50.0),
-            AggOp::P95 => Some(95.0),
-            AggOp::P99 => Some(99.0),
-            _ => None,
-        }
-    }
-}
 
 /// `field op value`; `value` is text and is read as a number for numeric fields.
 #[derive(Clone, Debug, PartialEq)]
@@ -185,10 +159,6 @@ fn field_type(info: &TrackerInfo, field: &str) -> Result<FieldType, QueryError> 
     catalog_field(info, field).map(|f| f.ty)
 }
 
-fn is_numeric(ty: FieldType) -> bool {
-    matches!(ty, FieldType::U64 | FieldType::I64)
-}
-
 /// Checks conditions against the tracker's fields and types.
 pub fn validate_conditions(info: &TrackerInfo, conditions: &[Condition]) -> Result<(), QueryError> {
     for c in conditions {
@@ -319,11 +289,6 @@ pub fn apply_op(op: AggOp, count: u64, values: &mut [f64]) -> f64 {
             values[nearest_rank(op.percentile().unwrap_or(50.0), values.len())]
         }
     }
-}
-
-/// Zero-based index of the nearest-rank percentile `p` among `n` sorted values (n > 0).
-pub fn nearest_rank(p: f64, n: usize) -> usize {
-    ((p / 100.0 * n as f64).ceil() as usize).clamp(1, n) - 1
 }
 
 /// Orders rows as the semantics say and keeps the top N.

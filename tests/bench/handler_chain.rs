@@ -8,7 +8,7 @@
 use std::time::Instant;
 
 use eunomia::handler::{
-    AggRow, CountAggregator, Discard, Filter, Handler, Predicate, Schema, TextPrinter,
+    AggRow, AggregateSpec, Aggregator, Discard, Filter, Handler, Predicate, Schema, TextPrinter,
 };
 use eunomia::trackers::find_tracker;
 use eunomia::trackers::process::{decode, skel::types::process_event};
@@ -63,8 +63,8 @@ fn main() {
     let records = records();
     let mut rates = Vec::new();
     for _ in 0..RUNS {
-        let aggregate: CountAggregator<Discard> =
-            CountAggregator::new(vec!["kind".into(), "comm".into()], Discard);
+        let by_kind_comm = AggregateSpec::count(vec!["kind".into(), "comm".into()], None);
+        let aggregate: Aggregator<Discard> = Aggregator::new(by_kind_comm, Discard);
         let mut chain = Filter::new(vec![filter.clone()], aggregate);
         let start = Instant::now();
         for record in &records {
@@ -76,8 +76,8 @@ fn main() {
         rates.push(EVENTS as f64 / secs);
     }
     // The rows, to show the work was real: 49 comms x 2 kinds.
-    let mut check: CountAggregator<Rows> =
-        CountAggregator::new(vec!["kind".into(), "comm".into()], Rows(0));
+    let by_kind_comm = AggregateSpec::count(vec!["kind".into(), "comm".into()], None);
+    let mut check: Aggregator<Rows> = Aggregator::new(by_kind_comm, Rows(0));
     let mut chain = Filter::new(vec![filter], &mut check);
     for record in records.iter().take(100_000) {
         Handler::<Event>::handle(&mut chain, &decode(record, 0).unwrap());

@@ -410,16 +410,18 @@ pub fn strace_counts(
 /// A chain end for benchmarks: a real aggregation (by `group_by`), and a count of what
 /// reached it that other threads can read.
 pub struct Counted {
-    aggregate: eunomia::handler::CountAggregator<eunomia::handler::Discard>,
+    aggregate: eunomia::handler::Aggregator<eunomia::handler::Discard>,
     pub seen: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Counted {
     pub fn new(group_by: &[&str]) -> Self {
         Self {
-            aggregate: eunomia::handler::CountAggregator::new(
-                group_by.iter().map(|f| f.to_string()).collect(),
-                None,
+            aggregate: eunomia::handler::Aggregator::new(
+                eunomia::handler::AggregateSpec::count(
+                    group_by.iter().map(|f| f.to_string()).collect(),
+                    None,
+                ),
                 eunomia::handler::Discard,
             ),
             seen: Arc::default(),
