@@ -49,9 +49,25 @@ fn run_while_executing(args: &[&str], binary: &std::path::Path, times: usize) ->
 
 #[test]
 fn bad_input_exits_2_with_a_clear_message() {
+    // Pids are below pid_max: none has this one.
+    let no_pid = std::fs::read_to_string("/proc/sys/kernel/pid_max")
+        .unwrap()
+        .trim()
+        .to_string();
+    let no_such_process = format!("--pid {no_pid}: no such process");
     let cases: &[(&[&str], &str)] = &[
         (&["run", "nosuch"], "invalid value 'nosuch'"),
-        (&["run", "process", "--duration", "0"], "0 is not in 1.."),
+        (
+            &["run", "process", "--duration", "0"],
+            "must be more than 0 and at most 31536000 s",
+        ),
+        (&["run", "process", "-d", "5x"], "unknown unit `x`: use ms, s, m or h"),
+        (&["run", "process", "-p", &no_pid], &no_such_process),
+        (
+            &["run", "process", "--format", "json", "--columns", "pid"],
+            "--columns chooses the text table's columns",
+        ),
+        (&["serve", "--listen", "localhost"], "not HOST:PORT"),
         (
             &["run", "process", "--duration", "-3"],
             "unexpected argument '-3'",
@@ -134,7 +150,7 @@ fn bad_input_exits_2_with_a_clear_message() {
         (&["options", "nosuch"], "invalid value 'nosuch'"),
         (
             &["run", "process", "--duration", "9223372036854775000"],
-            "invalid value '9223372036854775000' for '--duration <SECS>': 9223372036854775000 is not in 1..=31536000",
+            "invalid value '9223372036854775000' for '--duration <DURATION>': must be more than 0 and at most 31536000 s (a year)",
         ),
         (
             &["run", "process", "--where", "comm === sh"],
@@ -160,6 +176,12 @@ fn bad_input_exits_2_with_a_clear_message() {
     for (args, message) in cases {
         let out = eunomia(args);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert_eq!(
+            stderr(&out).lines().count(),
+            1,
+            "{args:?}: {}",
+            stderr(&out)
+        );
         assert!(
             stderr(&out).contains(message),
             "{args:?}: expected `{message}` in: {}",
@@ -468,6 +490,32 @@ fn not_root_is_a_one_line_error() {
     );
 }
 
+/// `serve --listen` takes a host name: `localhost:0` listens on a loopback address.
+#[test]
+fn serve_listens_on_a_named_host() {
+    use std::io::BufRead;
+    let dir = common::TempDir::new("listen");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_eunomia"))
+        .args(["serve", "--listen", "localhost:0", "--db"])
+        .arg(dir.join("eunomia.db"))
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stderr.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let url = line
+        .strip_prefix("eunomia: listening on http://")
+        .unwrap_or_else(|| panic!("{line}"));
+    assert!(
+        url.starts_with("127.0.0.1:") || url.starts_with("[::1]:"),
+        "{line}"
+    );
+}
+
 /// `run` leaves its own process out of what it traces (its threads would report their own
 /// polling and printing) unless `--include-self` asks for it.
 #[test]
@@ -479,8 +527,8 @@ fn run_leaves_its_own_process_out_unless_asked() {
         let mut args = vec![
             "run",
             "syscall",
-            "--duration",
-            "1",
+            "-d",
+            "1s",
             "--interval-ms",
             "100",
             "--format",
@@ -532,11 +580,11 @@ fn group_by_counts_calls_not_rows() {
     let run = common::CliRun::start(&[
         "run",
         "syscall",
-        "--duration",
-        "3",
+        "-d",
+        "2.5",
         "--interval-ms",
         "100",
-        "--comm",
+        "-c",
         &comm,
         "--format",
         "csv",

@@ -4,6 +4,7 @@
 //! Bad input exits with code 2 and a one-line message; a failure to trace exits with 1.
 
 use std::io::{self, BufWriter, Write};
+use std::path::Path;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -64,14 +65,15 @@ pub struct RunArgs {
     /// Which tracker to run (see `eunomia trackers`).
     #[arg(value_parser = tracker_names())]
     pub tracker: String,
-    /// Stop after this many seconds; without it, run until Ctrl-C.
-    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=crate::config::MAX_DURATION_SECS))]
-    pub duration: Option<u64>,
-    /// Trace only this process id (filtered in the kernel).
-    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    /// Stop after this long (`30`, `1.5`, `30s`, `500ms`, `2m`, `1h`; bare numbers are
+    /// seconds); without it, run until Ctrl-C.
+    #[arg(short = 'd', long, value_name = "DURATION", value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+    /// Trace only this process id (filtered in the kernel); it must exist.
+    #[arg(short = 'p', long, value_parser = clap::value_parser!(u32).range(1..))]
     pub pid: Option<u32>,
     /// Trace only tasks with this command name (filtered in the kernel).
-    #[arg(long)]
+    #[arg(short = 'c', long)]
     pub comm: Option<String>,
     /// Trace only tasks in this cgroup v2 id (filtered in the kernel); repeatable.
     #[arg(long = "cgroup-id", value_name = "ID")]
@@ -141,8 +143,58 @@ fn tracker_names() -> PossibleValuesParser {
 }
 
 /// Parses the command line and runs it.
+/// A run's length: a number with an optional unit (ms, s, m, h; seconds without one),
+/// more than 0 and at most a year.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let at = text
+        .find(|c: char| c.is_ascii_alphabetic())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(at);
+    let scale = match unit {
+        "ms" => 1e-3,
+        "" | "s" => 1.0,
+        "m" => 60.0,
+        "h" => 3600.0,
+        _ => return Err(format!("unknown unit `{unit}`: use ms, s, m or h")),
+    };
+    let secs = number
+        .parse::<f64>()
+        .map_err(|_| "not a duration: give e.g. 30, 1.5, 30s, 500ms, 2m or 1h".to_string())?
+        * scale;
+    let max = crate::config::MAX_DURATION_SECS;
+    if !(secs > 0.0 && secs <= max as f64) {
+        return Err(format!("must be more than 0 and at most {max} s (a year)"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// Help and version as clap prints them; any other parse error as one line on stderr
+/// (clap's several lines joined, its usage and "--help" hint left out), exit code 2.
+fn clap_error(err: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(
+        err.kind(),
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion
+    ) {
+        let _ = err.print();
+        return ExitCode::SUCCESS;
+    }
+    let text = err.render().to_string();
+    let line: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
+        .filter(|l| !l.is_empty())
+        .collect();
+    eprintln!("{}", line.join(" "));
+    ExitCode::from(2)
+}
+
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => return clap_error(err),
+    };
     match cli.command {
         Command::Trackers => {
             for tracker in TRACKERS {
@@ -222,6 +274,11 @@ fn output_stages(args: &RunArgs, info: &TrackerInfo) -> Result<Vec<Stage>, Strin
             None => spec.clone(),
         };
         return serde_json::from_str(&text).map_err(|e| format!("--pipeline: {e}"));
+    }
+    if !args.columns.is_empty() && args.format != Format::Text {
+        return Err(
+            "--columns chooses the text table's columns; json and csv print every field".into(),
+        );
     }
     let mut stages = Vec::new();
     let columns = if !args.columns.is_empty() {
@@ -303,6 +360,13 @@ fn option_value(text: &str, list: bool) -> serde_json::Value {
 
 fn run(args: &RunArgs) -> Result<(), RunError> {
     let tracker = find_tracker(&args.tracker).map_err(|e| RunError::Usage(e.to_string()))?;
+    // A pid filter on no process would trace nothing, silently.
+    if let Some(pid) = args
+        .pid
+        .filter(|pid| !Path::new(&format!("/proc/{pid}")).exists())
+    {
+        return Err(RunError::Usage(format!("--pid {pid}: no such process")));
+    }
     let info = tracker.info();
     let schema = Schema::of(info);
     let known: Vec<&str> = info.all_fields().map(|f| f.name).collect();
@@ -370,9 +434,7 @@ fn run(args: &RunArgs) -> Result<(), RunError> {
     let handle = tracker.start(config, chain, counters)?;
     tracing::info!(tracker = info.name, programs = ?handle.prog_ids(), "tracing");
 
-    let deadline = args
-        .duration
-        .map(|secs| started + Duration::from_secs(secs));
+    let deadline = args.duration.map(|length| started + length);
     while !stop.load(Ordering::Relaxed)
         && !handle.is_finished()
         && !fan_in.failed()

@@ -17,10 +17,20 @@ use crate::metrics::Metrics;
 use crate::results::sqlite::{Store, StoreOptions};
 use crate::session::{spawn_retention, SessionManager};
 
+/// `HOST:PORT`, the host a name (`localhost`) or an address: its first address.
+fn parse_listen(text: &str) -> Result<SocketAddr, String> {
+    use std::net::ToSocketAddrs;
+    text.to_socket_addrs()
+        .map_err(|e| format!("not HOST:PORT ({e})"))?
+        .next()
+        .ok_or_else(|| format!("`{text}` names no address"))
+}
+
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
-    /// Address to listen on (default 127.0.0.1:8527; port 0 picks a free one).
-    #[arg(long)]
+    /// Address to listen on, `HOST:PORT` with a name or an address (default
+    /// 127.0.0.1:8527; port 0 picks a free one).
+    #[arg(long, value_parser = parse_listen)]
     pub listen: Option<SocketAddr>,
     /// SQLite database file (default ./eunomia.db), created and migrated on start.
     #[arg(long)]
