@@ -2,8 +2,9 @@
 //! window. A session always ends (deadline, stopSession, server shutdown), and then no BPF
 //! program of it remains, its status and counts are final, and its results stay queryable.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, PoisonError};
 
 use parking_lot::Mutex;
 use std::time::{Duration, Instant};
@@ -14,7 +15,7 @@ use tokio::sync::{broadcast, Notify, OnceCell, OwnedSemaphorePermit, Semaphore};
 use crate::config::Config;
 use crate::container::{ContainerManager, Enrich, ResolveError};
 use crate::engine::{Counters, Stats, TrackerConfig, TrackerError, TrackerHandle};
-use crate::handler::{FanOut, Flow, Handler};
+use crate::handler::{FanOut, Flow, Handler, Predicate};
 use crate::metrics::{stage, Metrics};
 use crate::model::{wall_clock_ns, SessionId, TrackerInfo};
 use crate::results::memory::{MemoryLimits, MemoryStore};
@@ -93,6 +94,7 @@ struct Running {
     tracker: Mutex<Option<TrackerHandle>>,
     memory: Option<Arc<MemoryStore>>,
     live: broadcast::Sender<Arc<LiveEvent>>,
+    live_filters: Arc<LiveFilters>,
     stop: Arc<Notify>,
     /// Why storing its events failed, set by the store's writer: the session then ends
     /// FAILED with this text.
@@ -157,8 +159,64 @@ impl LiveEvent {
     }
 }
 
-/// The chain end for live subscribers: only when someone listens, it hands each event over
-/// as it is (one copy, no JSON); each subscriber's task renders it.
+/// What each live subscriber asked for. The sample takes only events some subscriber
+/// wants, so that a rare match (a failed open among a million calls) is not sampled away
+/// among events nobody asked for.
+#[derive(Default)]
+pub struct LiveFilters {
+    next: AtomicU64,
+    wanted: std::sync::RwLock<HashMap<u64, Arc<[Predicate]>>>,
+}
+
+impl LiveFilters {
+    fn wanted(&self, event: &Event) -> bool {
+        let wanted = self.wanted.read().unwrap_or_else(PoisonError::into_inner);
+        // Empty while a subscriber is between subscribing and registering: keep all.
+        wanted.is_empty()
+            || wanted
+                .values()
+                .any(|all| all.iter().all(|p| p.matches(event)))
+    }
+
+    fn register(self: &Arc<Self>, filter: Arc<[Predicate]>) -> Registration {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        self.wanted
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(id, filter);
+        Registration {
+            filters: self.clone(),
+            id,
+        }
+    }
+}
+
+/// A subscriber's filter, in [`LiveFilters`] while this lives.
+pub struct Registration {
+    filters: Arc<LiveFilters>,
+    id: u64,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.filters
+            .wanted
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&self.id);
+    }
+}
+
+/// A live subscription: the events, the filter they must meet (the channel carries every
+/// subscriber's), and its registration.
+pub struct LiveSubscription {
+    pub receiver: broadcast::Receiver<Arc<LiveEvent>>,
+    pub filter: Arc<[Predicate]>,
+    pub registration: Registration,
+}
+
+/// The chain end for live subscribers: only when someone listens, it hands each event some
+/// subscriber wants over as it is (one copy, no JSON); each subscriber's task renders it.
 ///
 /// Live views are sampled: at most LIVE_RATE deliveries a second in all (events times
 /// subscribers), so that watching a session at a million events a second costs the traced
@@ -167,6 +225,7 @@ impl LiveEvent {
 /// once per subscriber).
 struct LiveSink {
     live: broadcast::Sender<Arc<LiveEvent>>,
+    filters: Arc<LiveFilters>,
     next_id: i64,
     window_start: Instant,
     sent_in_window: u64,
@@ -174,9 +233,14 @@ struct LiveSink {
 }
 
 impl LiveSink {
-    fn new(live: broadcast::Sender<Arc<LiveEvent>>, missed: prometheus::IntCounter) -> Self {
+    fn new(
+        live: broadcast::Sender<Arc<LiveEvent>>,
+        filters: Arc<LiveFilters>,
+        missed: prometheus::IntCounter,
+    ) -> Self {
         Self {
             live,
+            filters,
             next_id: 0,
             window_start: Instant::now(),
             sent_in_window: 0,
@@ -203,7 +267,7 @@ impl Handler<Event> for LiveSink {
     fn handle(&mut self, event: &Event) -> Flow {
         self.next_id += 1;
         let subscribers = self.live.receiver_count();
-        if subscribers > 0 {
+        if subscribers > 0 && self.filters.wanted(event) {
             if self.room(subscribers as u64) {
                 let _ = self.live.send(Arc::new(LiveEvent {
                     id: self.next_id,
@@ -442,6 +506,7 @@ impl SessionManager {
         let counters = Arc::new(Counters::default());
         let store_failure = Arc::new(Mutex::new(None));
         let (live, _) = broadcast::channel(LIVE_CAPACITY);
+        let live_filters = Arc::new(LiveFilters::default());
         let memory = (req.store == StoreKind::Memory)
             .then(|| Arc::new(MemoryStore::new(info, self.memory_limits())));
         let sink: Box<dyn Handler<Event>> = match &memory {
@@ -465,6 +530,7 @@ impl SessionManager {
                     sink,
                     Box::new(LiveSink::new(
                         live.clone(),
+                        live_filters.clone(),
                         self.metrics
                             .lost
                             .with_label_values(&[info.name, stage::SUBSCRIPTION]),
@@ -500,6 +566,7 @@ impl SessionManager {
             tracker: Mutex::new(Some(handle)),
             memory,
             live,
+            live_filters,
             stop: Arc::new(Notify::new()),
             store_failure,
             ended: OnceCell::new(),
@@ -778,8 +845,20 @@ impl SessionManager {
     }
 
     /// Live events of a running session; `None` when it is not running.
-    pub fn subscribe_events(&self, id: &SessionId) -> Option<broadcast::Receiver<Arc<LiveEvent>>> {
-        self.running.get(id).map(|r| r.live.subscribe())
+    /// Live events of a running session that meet `filter`.
+    pub fn subscribe_events(
+        &self,
+        id: &SessionId,
+        filter: Vec<Predicate>,
+    ) -> Option<LiveSubscription> {
+        self.running.get(id).map(|r| {
+            let filter: Arc<[Predicate]> = filter.into();
+            LiveSubscription {
+                registration: r.live_filters.register(filter.clone()),
+                receiver: r.live.subscribe(),
+                filter,
+            }
+        })
     }
 
     /// How many `sessionEvents` subscriptions watch a running session (0 once it ended).

@@ -445,29 +445,120 @@ fn subscriptions_receive_live_events_and_updates() {
 /// A subscriber to a session of a million events a second gets a sample, at most 10,000
 /// events a second, and every event it does not get is counted: delivered + counted
 /// missed = the session's events, exactly.
-#[test]
-fn live_views_are_sampled_and_what_they_miss_is_counted() {
-    if !root_or_skip("live_views_are_sampled_and_what_they_miss_is_counted") {
-        return;
-    }
-    let server = Server::start("sampled", None);
-    let (load, comm) = common::syscall_load("samp");
+/// A server running a syscall stream session on a fresh load binary, watched by one
+/// subscription that is listening.
+struct Watched {
+    server: Server,
+    load: common::TestBinary,
+    comm: String,
+    id: String,
+    ws: Ws,
+}
+
+fn watched_stream_session(tag: &str, subscription: &str) -> Watched {
+    let server = Server::start(tag, None);
+    let (load, comm) = common::syscall_load(tag);
     let id = server.start_session(json!({
         "tracker": "syscall", "durationSecs": 60, "store": "MEMORY",
         "filter": { "comm": comm }, "config": { "mode": "stream", "latency": false },
     }));
     let mut ws = server.ws_connect(None).unwrap();
-    ws_subscribe(
-        &mut ws,
-        "1",
-        "subscription($id: ID!) { sessionEvents(id: $id) { kind } }",
-        json!({ "id": id }),
-    );
+    ws_subscribe(&mut ws, "1", subscription, json!({ "id": id }));
     let deadline = Instant::now() + WINDOW;
     while server.session(&id, "subscribers")["subscribers"] != 1 {
         assert!(Instant::now() < deadline, "the subscription never started");
         std::thread::sleep(Duration::from_millis(10));
     }
+    Watched {
+        server,
+        load,
+        comm,
+        id,
+        ws,
+    }
+}
+
+/// A live view's `where` is applied on the server before the live sample: a tail of failed
+/// opens among a million getppid calls gets exactly the 5 failures, nothing else.
+#[test]
+fn a_filtered_live_view_gets_every_match_among_a_flood() {
+    if !root_or_skip("a_filtered_live_view_gets_every_match_among_a_flood") {
+        return;
+    }
+    const CALLS: u64 = 1_000_000;
+    const OPENS: u64 = 42;
+    const FAILED: u64 = 5;
+    let Watched {
+        server,
+        load,
+        comm,
+        id,
+        mut ws,
+    } = watched_stream_session(
+        "flt",
+        "subscription($id: ID!) { sessionEvents(id: $id, where: [
+           {field: \"syscall\", value: \"openat\"}, {field: \"ret\", op: LT, value: \"0\"}])
+           { kind comm data } }",
+    );
+    let status = Command::new(&*load)
+        .args([CALLS, OPENS, FAILED].map(|n| n.to_string()))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    server.stop_session(&id);
+    let mut failures = Vec::new();
+    loop {
+        let message = ws_next(&mut ws);
+        if message["type"] != "next" {
+            break;
+        }
+        let event = &message["payload"]["data"]["sessionEvents"];
+        failures.push((
+            event["comm"].as_str().unwrap().to_string(),
+            event["data"]["syscall"].as_str().unwrap().to_string(),
+            event["data"]["ret"].as_i64().unwrap(),
+        ));
+    }
+    let enoent = -i64::from(libc::ENOENT);
+    assert_eq!(
+        failures,
+        vec![(comm.clone(), "openat".to_string(), enoent); FAILED as usize]
+    );
+    let seen = server.session(&id, "eventCount lostCount");
+    assert_eq!(seen["lostCount"], 0, "{seen}");
+    assert!(seen["eventCount"].as_u64().unwrap() >= CALLS, "{seen}");
+    // A condition on a field the tracker does not have is refused when subscribing.
+    ws_subscribe(
+        &mut ws,
+        "2",
+        "subscription($id: ID!) { sessionEvents(id: $id, where: [{field: \"nope\", value: \"1\"}]) { kind } }",
+        json!({ "id": id }),
+    );
+    let refused = ws_next(&mut ws);
+    let error = &refused["payload"]["errors"][0];
+    assert_eq!(error["extensions"]["code"], "BAD_QUERY", "{refused}");
+    let message = error["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("unknown field `nope` for tracker `syscall`"),
+        "{message}"
+    );
+}
+
+#[test]
+fn live_views_are_sampled_and_what_they_miss_is_counted() {
+    if !root_or_skip("live_views_are_sampled_and_what_they_miss_is_counted") {
+        return;
+    }
+    let Watched {
+        server,
+        load,
+        id,
+        mut ws,
+        ..
+    } = watched_stream_session(
+        "samp",
+        "subscription($id: ID!) { sessionEvents(id: $id) { kind } }",
+    );
     let started = Instant::now();
     common::run_load(&load, 1_000_000);
     server.stop_session(&id);

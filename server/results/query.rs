@@ -10,7 +10,7 @@
 //! - Percentiles use the nearest-rank method: the value at rank ceil(p/100 * n).
 //! - Rows are ordered by value descending, then keys ascending; `top` keeps the first N.
 
-use crate::handler::{is_numeric, push_json_record, Op};
+use crate::handler::{is_numeric, push_json_record, FilterError, Op, Predicate};
 pub use crate::handler::{nearest_rank, AggOp};
 use crate::model::TrackerInfo;
 use crate::model::{FieldInfo, FieldType};
@@ -176,6 +176,24 @@ pub fn validate_conditions(info: &TrackerInfo, conditions: &[Condition]) -> Resu
         }
     }
     Ok(())
+}
+
+/// A checked condition (see [`validate_conditions`]) as a [`Predicate`] over records.
+pub fn predicate(info: &TrackerInfo, c: &Condition) -> Result<Predicate, QueryError> {
+    let ty = field_type(info, &c.field)?;
+    // validate_conditions reads numbers trimmed; Predicate does not trim.
+    let text = if is_numeric(ty) {
+        c.value.trim()
+    } else {
+        c.value.as_str()
+    };
+    Predicate::new(&c.field, c.op, text, ty).map_err(|e| match e {
+        FilterError::ContainsOnNumber(field) => QueryError::ContainsOnNumber(field),
+        _ => QueryError::NotANumber {
+            field: c.field.clone(),
+            value: c.value.clone(),
+        },
+    })
 }
 
 /// What aggregate and timeseries queries share: which events (`conditions`), grouped by

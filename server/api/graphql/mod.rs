@@ -23,9 +23,10 @@ pub use types::*;
 use crate::config::Role;
 use crate::container::ResolveError;
 use crate::model::{rfc3339_nanos, wall_clock_ns, SessionId};
+use crate::results::query::{predicate, validate_conditions};
 use crate::results::sqlite::{AuditEntry, SessionRecord, SessionStatus};
 use crate::results::ResultsError;
-use crate::session::{SessionError, SessionManager};
+use crate::session::{tracker_info, LiveSubscription, SessionError, SessionManager};
 
 pub type EunomiaSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
 
@@ -399,23 +400,43 @@ async fn subscribed_session(
 
 #[Subscription]
 impl SubscriptionRoot {
-    /// Live events of a running session; ends when the session ends.
+    /// Live events of a running session that meet every `where` condition (checked on the
+    /// server, before the live sample: a rare match is not sampled away); ends when the
+    /// session ends.
     async fn session_events(
         &self,
         ctx: &Context<'_>,
         id: ID,
+        r#where: Option<Vec<ConditionInput>>,
     ) -> async_graphql::Result<impl Stream<Item = EventObject>> {
         let (manager, record) = subscribed_session(ctx, id).await?;
-        let receiver = manager.subscribe_events(&record.id).ok_or_else(|| {
-            coded(
-                "SESSION_ENDED",
-                format!("session `{}` is not running", record.id),
-            )
-        })?;
+        let info = tracker_info(&record.tracker).map_err(api)?;
+        let conditions = types::conditions(r#where);
+        let filter = validate_conditions(info, &conditions)
+            .and_then(|()| conditions.iter().map(|c| predicate(info, c)).collect())
+            .map_err(|e| results_error(ResultsError::Query(e)))?;
+        let subscription = manager
+            .subscribe_events(&record.id, filter)
+            .ok_or_else(|| {
+                coded(
+                    "SESSION_ENDED",
+                    format!("session `{}` is not running", record.id),
+                )
+            })?;
         let tracker = record.tracker;
+        let LiveSubscription {
+            receiver,
+            filter,
+            registration,
+        } = subscription;
         Ok(BroadcastStream::new(receiver).filter_map(move |item| {
+            // Held by the stream: the filter is withdrawn when the subscription ends.
+            let _registered = &registration;
             let event = match item {
-                Ok(live) => Some(EventObject(live.stored())),
+                Ok(live) => filter
+                    .iter()
+                    .all(|p| p.matches(&live.event))
+                    .then(|| EventObject(live.stored())),
                 Err(BroadcastStreamRecvError::Lagged(lost)) => {
                     manager.count_subscriber_loss(&tracker, lost);
                     None

@@ -135,7 +135,7 @@ pub struct ConditionInput {
     pub value: String,
 }
 
-fn conditions(input: Option<Vec<ConditionInput>>) -> Vec<Condition> {
+pub(super) fn conditions(input: Option<Vec<ConditionInput>>) -> Vec<Condition> {
     input
         .unwrap_or_default()
         .into_iter()

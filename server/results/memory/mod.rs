@@ -40,8 +40,8 @@ pub use sink::MemorySink;
 
 use crate::model::{FieldInfo, TrackerInfo, Value};
 use crate::results::query::{
-    order_and_truncate, order_buckets, validate_conditions, AggResult, AggregateQuery, Condition,
-    EventsQuery, QueryError, StoredEvent, TimeBucketResult, TimeseriesQuery,
+    order_and_truncate, order_buckets, predicate, validate_conditions, AggResult, AggregateQuery,
+    Condition, EventsQuery, QueryError, StoredEvent, TimeBucketResult, TimeseriesQuery,
 };
 use crate::results::{ResultsError, SessionResults};
 use crate::trackers::Event;
@@ -203,7 +203,7 @@ impl MemoryStore {
         validate_conditions(self.info, conditions)?;
         let predicates = conditions
             .iter()
-            .map(|c| self.predicate(c))
+            .map(|c| predicate(self.info, c))
             .collect::<Result<Vec<_>, _>>()?;
         let mut page = Vec::new();
         let mut has_next = false;

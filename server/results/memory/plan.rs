@@ -9,9 +9,9 @@ use hashbrown::HashMap;
 use super::histogram::bucket_value;
 use super::keys::{decode_slots, Slot};
 use super::{BaseGroup, MemoryError, MemoryStore};
-use crate::handler::{FilterError, Predicate};
-use crate::model::{FieldType, Record, Value};
-use crate::results::query::{nearest_rank, AggOp, Condition, QueryError, Selection};
+use crate::handler::Predicate;
+use crate::model::{Record, Value};
+use crate::results::query::{nearest_rank, predicate, AggOp, Selection};
 
 impl MemoryStore {
     /// The slot index of a field a query groups or filters by; only dimensions can be.
@@ -28,29 +28,6 @@ impl MemoryStore {
             })
     }
 
-    pub(super) fn predicate(&self, c: &Condition) -> Result<Predicate, QueryError> {
-        // validate_conditions has checked the field exists.
-        let ty = self
-            .info
-            .all_fields()
-            .find(|f| f.name == c.field)
-            .map_or(FieldType::Str, |f| f.ty);
-        // validate_conditions reads numbers trimmed; Predicate does not trim.
-        let numeric = matches!(ty, FieldType::U64 | FieldType::I64);
-        let text = if numeric {
-            c.value.trim()
-        } else {
-            c.value.as_str()
-        };
-        Predicate::new(&c.field, c.op, text, ty).map_err(|e| match e {
-            FilterError::ContainsOnNumber(field) => QueryError::ContainsOnNumber(field),
-            _ => QueryError::NotANumber {
-                field: c.field.clone(),
-                value: c.value.clone(),
-            },
-        })
-    }
-
     /// How to answer a selection: the slots it groups and filters by, and its target.
     pub(super) fn plan(&self, selection: Selection<'_>) -> Result<Plan, MemoryError> {
         let group_slots = selection
@@ -61,7 +38,7 @@ impl MemoryStore {
         let conditions = selection
             .conditions
             .iter()
-            .map(|c| Ok((self.dimension(&c.field)?, self.predicate(c)?)))
+            .map(|c| Ok((self.dimension(&c.field)?, predicate(self.info, c)?)))
             .collect::<Result<_, MemoryError>>()?;
         let target = match (selection.op, selection.field) {
             (AggOp::Count, _) | (_, None) => Target::Events,
