@@ -761,6 +761,34 @@ impl SessionManager {
         Ok(self.store.get_session(id).await?)
     }
 
+    /// Waits until the session has ended; returns its final record, as stored (with a
+    /// MEMORY session's results).
+    pub async fn wait_ended(&self, id: &SessionId) -> Result<SessionRecord, SessionError> {
+        // Subscribed before looking, so that the end cannot fall in between.
+        let mut updates = self.updates.subscribe();
+        loop {
+            let current = self.find(id).await?;
+            if current.status != SessionStatus::Running {
+                return Ok(current);
+            }
+            loop {
+                match updates.recv().await {
+                    Ok(update) if update.id == *id && update.status != SessionStatus::Running => {
+                        break
+                    }
+                    Ok(_) => {}
+                    // Fell behind the updates: look again.
+                    Err(broadcast::error::RecvError::Lagged(_)) => break,
+                    Err(broadcast::error::RecvError::Closed) => {
+                        return Err(SessionError::TrackerFailed(
+                            "the server is shutting down".into(),
+                        ))
+                    }
+                }
+            }
+        }
+    }
+
     /// Like [`Self::get`], but an unknown id is [`SessionError::NotFound`].
     pub async fn find(&self, id: &SessionId) -> Result<SessionRecord, SessionError> {
         self.get(id)

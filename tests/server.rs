@@ -445,6 +445,77 @@ fn subscriptions_receive_live_events_and_updates() {
 /// A subscriber to a session of a million events a second gets a sample, at most 10,000
 /// events a second, and every event it does not get is counted: delivered + counted
 /// missed = the session's events, exactly.
+/// "Which processes exec'd most in the window" is one request: `startSession(wait: true)`
+/// returns when the window ends, with the session's final counts and its aggregate. A
+/// window that would outlast the request timeout is refused up front.
+#[test]
+fn one_request_answers_a_question_over_a_window() {
+    if !root_or_skip("one_request_answers_a_question_over_a_window") {
+        return;
+    }
+    let server = Server::start("wait", None);
+    let (binary, comm) = unique_binary("wait");
+    let question = format!(
+        "mutation {{ startSession(wait: true, input: {{tracker: \"process\", durationSecs: 3,
+           store: MEMORY, label: \"waited\", filter: {{comm: \"{comm}\"}}}})
+           {{ status lostCount execs: aggregate(groupBy: [\"comm\"],
+              where: [{{field: \"kind\", value: \"exec\"}}]) {{ keys count }} }} }}"
+    );
+    let asking = {
+        let server_url = server.url.clone();
+        let question = question.clone();
+        std::thread::spawn(move || {
+            let client = reqwest::blocking::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .unwrap();
+            let started = Instant::now();
+            let answer: Value = client
+                .post(format!("{server_url}/graphql"))
+                .json(&json!({ "query": question }))
+                .send()
+                .unwrap()
+                .json()
+                .unwrap();
+            (answer, started.elapsed())
+        })
+    };
+    // Run the programs once the session traces (it is listed from before it attaches).
+    let deadline = Instant::now() + WINDOW;
+    let attached = "{ sessions(status: RUNNING) { edges { node { programIds } } } }";
+    while server.query(attached, json!({}))["sessions"]["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|edge| edge["node"]["programIds"].as_array().unwrap().is_empty())
+    {
+        assert!(Instant::now() < deadline, "the session never started");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    run_copies(&binary, 4);
+    let (answer, took) = asking.join().unwrap();
+    let session = &answer["data"]["startSession"];
+    assert_eq!(session["status"], "COMPLETED", "{answer}");
+    assert_eq!(session["lostCount"], 0, "{answer}");
+    assert_eq!(
+        session["execs"],
+        json!([{ "keys": [comm], "count": 4 }]),
+        "{answer}"
+    );
+    assert!(took >= Duration::from_secs(3), "{took:?}");
+
+    let (code, message) = server.error(
+        "mutation { startSession(wait: true, input: {tracker: \"process\", durationSecs: 600}) { id } }",
+        json!({}),
+        None,
+    );
+    assert_eq!(code, "BAD_DURATION");
+    assert!(
+        message.contains("durationSecs at most 27, got 600"),
+        "{message}"
+    );
+}
+
 /// A server running a syscall stream session on a fresh load binary, watched by one
 /// subscription that is listening.
 struct Watched {

@@ -30,6 +30,10 @@ use crate::session::{tracker_info, LiveSubscription, SessionError, SessionManage
 
 pub type EunomiaSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
 
+/// What `startSession(wait: true)` keeps of the request timeout for ending the session
+/// (detaching many tracepoints takes over a second) and answering.
+const WAIT_MARGIN_SECS: i64 = 3;
+
 /// Who is asking: set per request by the HTTP layer from the bearer token.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Caller {
@@ -351,13 +355,41 @@ impl MutationRoot {
         &self,
         ctx: &Context<'_>,
         input: StartSessionInput,
+        #[graphql(
+            default = false,
+            desc = "Return when the window ends, with the final counts and results: one \
+                    request for one question. The window must end within the request timeout."
+        )]
+        wait: bool,
     ) -> async_graphql::Result<SessionObject> {
+        let manager = manager(ctx).clone();
+        let timeout = manager.config().limits.request_timeout_secs;
+        if wait
+            && input.duration_secs.saturating_add(WAIT_MARGIN_SECS)
+                > i64::try_from(timeout).unwrap_or(i64::MAX)
+        {
+            return Err(coded(
+                "BAD_DURATION",
+                format!(
+                    "with wait: true the window must end within the request timeout: \
+                     durationSecs at most {}, got {}; for longer windows, poll session(id) \
+                     or subscribe to sessionUpdated",
+                    timeout.saturating_sub(WAIT_MARGIN_SECS as u64),
+                    input.duration_secs
+                ),
+            ));
+        }
         let args = input.audit_args();
         let created = |s: Option<&SessionObject>| s.map(|s| s.0.id.clone());
-        let manager = manager(ctx).clone();
         audited(ctx, "startSession", args, created, async move {
             let request = input.into_request()?;
-            Ok(SessionObject(manager.start(request).await.map_err(api)?))
+            let started = manager.start(request).await.map_err(api)?;
+            if !wait {
+                return Ok(SessionObject(started));
+            }
+            Ok(SessionObject(
+                manager.wait_ended(&started.id).await.map_err(api)?,
+            ))
         })
         .await
     }
