@@ -1,5 +1,8 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
-/* The process tracker: exec and whole-process exit, on sched tracepoints. */
+/*
+ * The process tracker: exec and whole-process exit, on sched tracepoints; with
+ * `failed_execs`, execve and execveat calls that failed, at their syscall exits.
+ */
 #include "common.bpf.h"
 #include "process.h"
 
@@ -18,6 +21,18 @@ struct {
 	__type(key, u32);
 	__type(value, u64);
 } exec_start SEC(".maps");
+
+/* Who a record is about: the header and the effective ids. */
+static __always_inline void fill_who(struct process_event *e, struct task_struct *task, u32 pid)
+{
+	const struct cred *cred = walkable(task)->cred;
+
+	fill_header(&e->header, task, pid);
+	e->uid = cred->euid.val;
+	e->gid = cred->egid.val;
+	e->error = 0;
+	e->pad = 0;
+}
 
 SEC("tp/sched/sched_process_exec")
 int handle_exec(struct trace_event_raw_sched_process_exec *ctx)
@@ -41,7 +56,7 @@ int handle_exec(struct trace_event_raw_sched_process_exec *ctx)
 	e = reserve_event(sizeof(*e));
 	if (!e)
 		return 0;
-	fill_header(&e->header, task, pid);
+	fill_who(e, task, pid);
 	e->header.ts_ns = ts;
 	e->kind = PROCESS_EXEC;
 	e->exit_code = 0;
@@ -90,7 +105,7 @@ int handle_exit(struct trace_event_raw_sched_process_exit *ctx)
 	e = reserve_event(sizeof(*e));
 	if (!e)
 		return 0;
-	fill_header(&e->header, task, pid);
+	fill_who(e, task, pid);
 	e->header.ts_ns = now;
 	e->kind = PROCESS_EXIT;
 	e->exit_code = BPF_CORE_READ(task, exit_code);
@@ -98,4 +113,46 @@ int handle_exit(struct trace_event_raw_sched_process_exit *ctx)
 	e->filename[0] = '\0';
 	submit_event(e);
 	return 0;
+}
+
+/*
+ * A failed execve or execveat: the caller goes on as it was, so its path argument is
+ * still in its memory, and the register holding it still in its saved registers.
+ */
+static __always_inline int exec_failed(long ret, bool at)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	u32 pid = bpf_get_current_pid_tgid() >> 32;
+	struct pt_regs *regs;
+	struct process_event *e;
+	const char *path;
+
+	if (ret >= 0 || !task_selected(task, pid))
+		return 0;
+	e = reserve_event(sizeof(*e));
+	if (!e)
+		return 0;
+	fill_who(e, task, pid);
+	e->kind = PROCESS_EXEC_FAILED;
+	e->exit_code = 0;
+	e->duration_ns = 0;
+	e->error = -ret;
+	regs = (struct pt_regs *)bpf_task_pt_regs(task);
+	path = (const char *)(at ? BPF_CORE_READ(regs, si) : BPF_CORE_READ(regs, di));
+	if (bpf_probe_read_user_str(e->filename, sizeof(e->filename), path) < 0)
+		e->filename[0] = '\0';
+	submit_event(e);
+	return 0;
+}
+
+SEC("tp/syscalls/sys_exit_execve")
+int handle_execve_exit(struct trace_event_raw_sys_exit *ctx)
+{
+	return exec_failed(ctx->ret, false);
+}
+
+SEC("tp/syscalls/sys_exit_execveat")
+int handle_execveat_exit(struct trace_event_raw_sys_exit *ctx)
+{
+	return exec_failed(ctx->ret, true);
 }

@@ -9,6 +9,7 @@
 enum process_event_kind {
 	PROCESS_EXEC = 1,
 	PROCESS_EXIT = 2,
+	PROCESS_EXEC_FAILED = 3,
 };
 
 struct process_event {
@@ -16,6 +17,11 @@ struct process_event {
 	unsigned int kind; /* enum process_event_kind */
 	unsigned int exit_code; /* raw wait status: (status << 8) | signal */
 	unsigned long long duration_ns;
+	unsigned int uid; /* effective user and group ids */
+	unsigned int gid;
+	int error; /* exec_failed: the errno execve returned */
+	unsigned int pad;
+	/* exec: the file executed; exec_failed: the path as the caller passed it */
 	char filename[MAX_FILENAME_LEN];
 };
 

@@ -278,7 +278,10 @@ fn options_lists_each_trackers_own_options() {
     );
     assert_eq!(
         lines("process"),
-        [["min_duration_ns", "integer", "default", "0"]]
+        [
+            ["min_duration_ns", "integer", "default", "0"],
+            ["failed_execs", "boolean", "default", "false"],
+        ]
     );
     assert!(lines("tcp").is_empty());
 }

@@ -89,6 +89,101 @@ fn exit_7_gives_exec_and_exit_with_status_and_duration() {
     assert_eq!(stats.lost(), 0);
 }
 
+/// Execs carry the effective ids they run with (a shell started by `setpriv` as 65534), and
+/// with `failed_execs` an exec that fails is an `exec_failed` event with the path as passed
+/// and the error by name; without the option there is none.
+#[test]
+fn execs_have_ids_and_failed_execs_their_error() {
+    if !root_or_skip("execs_have_ids_and_failed_execs_their_error") {
+        return;
+    }
+    const NOBODY: u32 = 65534;
+    let dir = common::TempDir::new("failed-exec");
+    let missing = dir.join("missing");
+    let not_executable = dir.join("not-executable");
+    std::fs::write(&not_executable, b"#!/bin/sh\n").unwrap();
+    let failed = |events: &[Event]| -> Vec<(String, String)> {
+        events
+            .iter()
+            .filter(|e| e.kind() == "exec_failed")
+            .filter_map(|e| match (e.get("filename"), e.get("error")) {
+                (Some(Value::Str(f)), Some(Value::Str(err)))
+                    if f.starts_with(dir.path().to_str().unwrap()) =>
+                {
+                    Some((f.to_string(), err.to_string()))
+                }
+                _ => None,
+            })
+            .collect()
+    };
+    for failed_execs in [true, false] {
+        let collector = Collector::default();
+        let config = TrackerConfig::default().with_options(ProcessOptions {
+            failed_execs,
+            ..ProcessOptions::default()
+        });
+        let handle = start(config, collector.clone());
+        let mut child = Command::new("setpriv")
+            .args([
+                &format!("--reuid={NOBODY}"),
+                &format!("--regid={NOBODY}"),
+                "--clear-groups",
+                "/bin/sh",
+                "-c",
+                "exit 0",
+            ])
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        assert!(child.wait().unwrap().success());
+        for path in [&missing, &not_executable] {
+            assert!(Command::new(path).status().is_err(), "{path:?} ran");
+        }
+        collector.wait_for(SETTLE, |_| {
+            collector
+                .of_pid(pid)
+                .iter()
+                .filter(|e| e.kind() == "exec")
+                .count()
+                >= 2
+        });
+        std::thread::sleep(Duration::from_millis(200));
+        handle.stop().unwrap();
+        let events = collector.events();
+        let of_child = collector.of_pid(pid);
+        let ids: Vec<(Option<Value>, Option<Value>, Option<Value>)> = of_child
+            .iter()
+            .filter(|e| e.kind() == "exec")
+            .map(|e| (e.get("filename"), e.get("uid"), e.get("gid")))
+            .collect();
+        let root = Some(Value::U64(0));
+        let nobody = Some(Value::U64(NOBODY.into()));
+        assert!(
+            ids.contains(&(Some(Value::Str("/bin/sh")), nobody, nobody)),
+            "{ids:?}"
+        );
+        assert!(
+            ids.iter()
+                .any(|(f, uid, _)| *uid == root && *f != Some(Value::Str("/bin/sh"))),
+            "{ids:?}"
+        );
+        if failed_execs {
+            assert_eq!(
+                failed(&events),
+                [
+                    (missing.display().to_string(), "ENOENT".to_string()),
+                    (not_executable.display().to_string(), "EACCES".to_string()),
+                ]
+            );
+        } else {
+            assert!(
+                events.iter().all(|e| e.kind() != "exec_failed"),
+                "{events:?}"
+            );
+        }
+    }
+}
+
 #[test]
 fn signal_death_names_the_signal() {
     if !root_or_skip("signal_death_names_the_signal") {
@@ -234,6 +329,7 @@ fn comm_filter_and_min_duration_in_the_kernel() {
     }
     .with_options(ProcessOptions {
         min_duration_ns: 300_000_000,
+        ..ProcessOptions::default()
     });
     let handle = start(config, collector.clone());
     let short = Command::new("sleep").arg("0.05").status().unwrap();

@@ -526,12 +526,13 @@ struct Watched {
     ws: Ws,
 }
 
-fn watched_stream_session(tag: &str, subscription: &str) -> Watched {
+fn watched_stream_session(tag: &str, ringbuf_bytes: u32, subscription: &str) -> Watched {
     let server = Server::start(tag, None);
     let (load, comm) = common::syscall_load(tag);
     let id = server.start_session(json!({
         "tracker": "syscall", "durationSecs": 60, "store": "MEMORY",
-        "filter": { "comm": comm }, "config": { "mode": "stream", "latency": false },
+        "filter": { "comm": comm },
+        "config": { "mode": "stream", "latency": false, "ringbuf_bytes": ringbuf_bytes },
     }));
     let mut ws = server.ws_connect(None).unwrap();
     ws_subscribe(&mut ws, "1", subscription, json!({ "id": id }));
@@ -550,13 +551,14 @@ fn watched_stream_session(tag: &str, subscription: &str) -> Watched {
 }
 
 /// A live view's `where` is applied on the server before the live sample: a tail of failed
-/// opens among a million getppid calls gets exactly the 5 failures, nothing else.
+/// opens among half a million getppid calls (50 times the sample's budget for a second)
+/// gets exactly the 5 failures, nothing else.
 #[test]
 fn a_filtered_live_view_gets_every_match_among_a_flood() {
     if !root_or_skip("a_filtered_live_view_gets_every_match_among_a_flood") {
         return;
     }
-    const CALLS: u64 = 1_000_000;
+    const CALLS: u64 = 500_000;
     const OPENS: u64 = 42;
     const FAILED: u64 = 5;
     let Watched {
@@ -567,6 +569,9 @@ fn a_filtered_live_view_gets_every_match_among_a_flood() {
         mut ws,
     } = watched_stream_session(
         "flt",
+        // Room for the whole burst: the test runs beside others on a small machine, and a
+        // lost failure would be a wrong count.
+        64 << 20,
         "subscription($id: ID!) { sessionEvents(id: $id, where: [
            {field: \"syscall\", value: \"openat\"}, {field: \"ret\", op: LT, value: \"0\"}])
            { kind comm data } }",
@@ -628,6 +633,7 @@ fn live_views_are_sampled_and_what_they_miss_is_counted() {
         ..
     } = watched_stream_session(
         "samp",
+        4 << 20,
         "subscription($id: ID!) { sessionEvents(id: $id) { kind } }",
     );
     let started = Instant::now();
@@ -646,9 +652,9 @@ fn live_views_are_sampled_and_what_they_miss_is_counted() {
     assert_eq!(seen["lostCount"], 0, "{seen}");
     let seen = seen["eventCount"].as_u64().unwrap();
     assert!(seen >= 1_000_000, "{seen}");
-    // The sample's windows are 100 ms: one more window's worth at most.
+    // The sample's windows are 100 ms: a window's worth more at each end at most.
     assert!(
-        (delivered as f64) <= 10_000.0 * elapsed + 1_000.0,
+        (delivered as f64) <= 10_000.0 * elapsed + 2_000.0,
         "{delivered} events in {elapsed:.2} s"
     );
     assert!(delivered >= 1_000, "{delivered}");
@@ -709,12 +715,12 @@ fn bad_input_gets_coded_errors_and_loses_nothing() {
         (
             json!({ "tracker": "process", "durationSecs": 1, "config": { "nonsense": 1 } }),
             "BAD_CONFIG",
-            "option `nonsense` does not apply to the process tracker (it takes: min_duration_ns)",
+            "option `nonsense` does not apply to the process tracker (it takes: min_duration_ns, failed_execs)",
         ),
         (
             json!({ "tracker": "process", "durationSecs": 1, "config": { "mode": "stream" } }),
             "BAD_CONFIG",
-            "option `mode` does not apply to the process tracker (it takes: min_duration_ns)",
+            "option `mode` does not apply to the process tracker (it takes: min_duration_ns, failed_execs)",
         ),
         (
             json!({ "tracker": "tcp", "durationSecs": 1, "config": { "min_duration_ns": 1000 } }),
@@ -1008,12 +1014,20 @@ fn trackers_list_their_options() {
     );
     assert_eq!(
         of("process"),
-        [(
-            json!("min_duration_ns"),
-            json!("integer"),
-            json!([]),
-            json!(0)
-        )]
+        [
+            (
+                json!("min_duration_ns"),
+                json!("integer"),
+                json!([]),
+                json!(0)
+            ),
+            (
+                json!("failed_execs"),
+                json!("boolean"),
+                json!([]),
+                json!(false)
+            ),
+        ]
     );
     assert!(of("tcp").is_empty() && of("ipc").is_empty());
     for tracker in trackers {

@@ -73,21 +73,18 @@ macro_rules! open_probe {
 }
 
 /// The whole `Tracker::run` of a probe that reports only through its ring buffer; the
-/// optional last argument sets the probe's own read-only globals before load.
+/// optional last argument configures the opened skeleton (its own read-only globals,
+/// which programs load) before load.
 #[macro_export]
 macro_rules! run_ring_buffer_probe {
     ($run:expr, $builder:ty, $decode:expr) => {
-        $crate::run_ring_buffer_probe!($run, $builder, $decode, |_rodata| {})
+        $crate::run_ring_buffer_probe!($run, $builder, $decode, |_open| {})
     };
-    ($run:expr, $builder:ty, $decode:expr, |$rodata:ident| $configure:expr) => {{
+    ($run:expr, $builder:ty, $decode:expr, |$open:ident| $configure:expr) => {{
         let run = $run;
         let mut storage = std::mem::MaybeUninit::uninit();
         let mut open = $crate::open_probe!(run, $builder, &mut storage)?;
-        let $rodata = open
-            .maps
-            .rodata_data
-            .as_deref_mut()
-            .expect("every probe includes common.bpf.h's read-only globals");
+        let $open = &mut open;
         $configure;
         let skel = run.load(open)?;
         run.fill_cgroup_filter(&skel.maps.cgroup_filter)?;

@@ -24,7 +24,7 @@ use eunomia::model::{Comm, FixedStr, Header};
 use eunomia::results::query::{nearest_rank, AggOp, AggregateQuery, Condition};
 use eunomia::results::sqlite::{SessionRecord, SessionStatus, Store, StoreKind, StoreOptions};
 use eunomia::trackers::find_tracker;
-use eunomia::trackers::process::{ProcessEvent, WaitStatus};
+use eunomia::trackers::process::{Ids, ProcessEvent, WaitStatus};
 use eunomia::trackers::Event;
 
 const EVENTS: u64 = 1_000_000;
@@ -72,11 +72,13 @@ fn event(i: u64, comms: &[Comm], filename: &FixedStr<256>) -> Event {
     let body = if i % 2 == 0 {
         ProcessEvent::Exec {
             filename: *filename,
+            ids: Ids::default(),
         }
     } else {
         ProcessEvent::Exit {
             status: WaitStatus(((i % 3) as u32) << 8),
             duration_ns: 1_000_000 + i % 7919,
+            ids: Ids::default(),
         }
     };
     Event {

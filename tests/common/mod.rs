@@ -310,7 +310,7 @@ impl CliRun {
 /// Process events made up in user space, for tests that need no kernel.
 pub mod synthetic {
     use eunomia::model::{Comm, FixedStr, Header};
-    use eunomia::trackers::process::{ProcessEvent, WaitStatus};
+    use eunomia::trackers::process::{Ids, ProcessEvent, WaitStatus};
     use eunomia::trackers::Event;
 
     pub fn header(ts_ns: u64, pid: u32, comm: &str) -> Header {
@@ -332,6 +332,7 @@ pub mod synthetic {
             header: header(ts_ns, pid, comm),
             body: ProcessEvent::Exec {
                 filename: FixedStr::from(filename),
+                ids: Ids::default(),
             }
             .into(),
         }
@@ -344,6 +345,7 @@ pub mod synthetic {
             body: ProcessEvent::Exit {
                 status: WaitStatus(code << 8),
                 duration_ns,
+                ids: Ids::default(),
             }
             .into(),
         }

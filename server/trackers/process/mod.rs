@@ -1,9 +1,11 @@
 //! The process tracker: exec and whole-process exit with exit status and lifetime,
-//! on `sched:sched_process_exec` and `sched:sched_process_exit`.
+//! on `sched:sched_process_exec` and `sched:sched_process_exit`, with the effective user
+//! and group; and, with the option `failed_execs`, execs that failed (execsnoop's `-x`)
+//! on the exits of `execve` and `execveat`.
 
 use super::{Event, Tracker};
 use crate::engine::{with_record, Run, TrackerError, TrackerOptions};
-use crate::model::{EventBody, FieldInfo, FieldType, FixedStr, TrackerInfo, Value};
+use crate::model::{errno_name, EventBody, FieldInfo, FieldType, FixedStr, TrackerInfo, Value};
 use crate::{decode_header, run_ring_buffer_probe};
 
 /// The generated skeleton; its `types` give the raw record layout (for tests and benchmarks).
@@ -14,13 +16,25 @@ use skel::{types, ProcessSkelBuilder};
 
 const EXEC: u32 = 1;
 const EXIT: u32 = 2;
+const EXEC_FAILED: u32 = 3;
 
 static INFO: TrackerInfo = TrackerInfo {
     name: "process",
     description:
         "process exec and exit: executed file, exit status or signal, exec-to-exit duration",
     fields: &[
-        FieldInfo::new("filename", FieldType::Str, "executed file (exec events)"),
+        FieldInfo::new(
+            "filename",
+            FieldType::Str,
+            "executed file (exec); the path as passed (exec_failed)",
+        ),
+        FieldInfo::new("uid", FieldType::U64, "effective user id"),
+        FieldInfo::new("gid", FieldType::U64, "effective group id"),
+        FieldInfo::new(
+            "error",
+            FieldType::Str,
+            "why an exec failed, e.g. ENOENT or EACCES (exec_failed)",
+        ),
         FieldInfo::new(
             "exit_code",
             FieldType::U64,
@@ -47,14 +61,29 @@ static INFO: TrackerInfo = TrackerInfo {
 
 pub struct ProcessTracker;
 
+/// The effective user and group a process ran as at the event.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Ids {
+    pub uid: u32,
+    pub gid: u32,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum ProcessEvent {
     Exec {
         filename: FixedStr<256>,
+        ids: Ids,
     },
     Exit {
         status: WaitStatus,
         duration_ns: u64,
+        ids: Ids,
+    },
+    /// An execve or execveat that returned `-error`; the caller runs on unchanged.
+    ExecFailed {
+        filename: FixedStr<256>,
+        error: i32,
+        ids: Ids,
     },
 }
 
@@ -128,12 +157,25 @@ impl EventBody for ProcessEvent {
         match self {
             ProcessEvent::Exec { .. } => "exec",
             ProcessEvent::Exit { .. } => "exit",
+            ProcessEvent::ExecFailed { .. } => "exec_failed",
         }
     }
 
     fn get(&self, name: &str) -> Option<Value<'_>> {
+        let (ProcessEvent::Exec { ids, .. }
+        | ProcessEvent::Exit { ids, .. }
+        | ProcessEvent::ExecFailed { ids, .. }) = self;
         Some(match (self, name) {
-            (ProcessEvent::Exec { filename }, "filename") => Value::Str(filename.as_str()),
+            (_, "uid") => Value::U64(ids.uid.into()),
+            (_, "gid") => Value::U64(ids.gid.into()),
+            (
+                ProcessEvent::Exec { filename, .. } | ProcessEvent::ExecFailed { filename, .. },
+                "filename",
+            ) => Value::Str(filename.as_str()),
+            // Every Linux errno has a name (model::errno's test checks the table).
+            (ProcessEvent::ExecFailed { error, .. }, "error") => {
+                errno_name(*error).map_or(Value::Null, Value::Str)
+            }
             (ProcessEvent::Exit { status, .. }, "exit_code") => {
                 Value::U64(status.exit_code().into())
             }
@@ -146,7 +188,9 @@ impl EventBody for ProcessEvent {
                 Value::U64(status.core_dumped().into())
             }
             (ProcessEvent::Exit { duration_ns, .. }, "duration_ns") => Value::U64(*duration_ns),
-            (_, "filename" | "exit_code" | "signal" | "core_dumped" | "duration_ns") => Value::Null,
+            (_, "filename" | "error" | "exit_code" | "signal" | "core_dumped" | "duration_ns") => {
+                Value::Null
+            }
             _ => return None,
         })
     }
@@ -155,13 +199,24 @@ impl EventBody for ProcessEvent {
 /// Decodes one ring buffer record of `probes/process.h`'s `struct process_event`.
 pub fn decode(bytes: &[u8], clock_offset: u64) -> Option<Event> {
     with_record(bytes, |raw: &types::process_event| {
+        let ids = Ids {
+            uid: raw.uid,
+            gid: raw.gid,
+        };
         let body = match raw.kind {
             EXEC => ProcessEvent::Exec {
                 filename: FixedStr::from_c_chars(&raw.filename),
+                ids,
             },
             EXIT => ProcessEvent::Exit {
                 status: WaitStatus(raw.exit_code),
                 duration_ns: raw.duration_ns,
+                ids,
+            },
+            EXEC_FAILED => ProcessEvent::ExecFailed {
+                filename: FixedStr::from_c_chars(&raw.filename),
+                error: raw.error,
+                ids,
             },
             _ => return None,
         };
@@ -182,6 +237,9 @@ pub struct ProcessOptions {
     /// Report only processes that lived at least this many nanoseconds; exec events are
     /// then left out, as an exec cannot know how long its process will live.
     pub min_duration_ns: u64,
+    /// Also report execve and execveat calls that failed (kind exec_failed), at the cost
+    /// of a probe on those two calls' exits.
+    pub failed_execs: bool,
 }
 
 impl TrackerOptions for ProcessOptions {}
@@ -194,8 +252,18 @@ impl Tracker for ProcessTracker {
     }
 
     fn run(&self, run: Run<'_, Event>, options: &ProcessOptions) -> Result<(), TrackerError> {
-        run_ring_buffer_probe!(run, ProcessSkelBuilder, decode, |rodata| {
-            rodata.min_duration_ns = options.min_duration_ns
+        run_ring_buffer_probe!(run, ProcessSkelBuilder, decode, |open| {
+            open.progs
+                .handle_execve_exit
+                .set_autoload(options.failed_execs);
+            open.progs
+                .handle_execveat_exit
+                .set_autoload(options.failed_execs);
+            open.maps
+                .rodata_data
+                .as_deref_mut()
+                .expect("process.bpf.c declares read-only globals")
+                .min_duration_ns = options.min_duration_ns;
         })
     }
 }
