@@ -69,6 +69,11 @@ fn bad_input_exits_2_with_a_clear_message() {
         ),
         (&["serve", "--listen", "localhost"], "not HOST:PORT"),
         (
+            &["run", "process", "-o", "xml"],
+            "-o takes json, csv, text or columns=F1,F2, got `xml`",
+        ),
+        (&["run", "process", "-o", "csv", "--format", "json"], "cannot be used with"),
+        (
             &["run", "process", "--duration", "-3"],
             "unexpected argument '-3'",
         ),
@@ -493,6 +498,41 @@ fn not_root_is_a_one_line_error() {
     );
 }
 
+/// `-o columns=F1,F2` prints a text table of those columns.
+#[test]
+fn dash_o_chooses_the_columns() {
+    if !root_or_skip("dash_o_chooses_the_columns") {
+        return;
+    }
+    let (binary, comm) = unique_binary("cols");
+    let filter = format!("comm == {comm}");
+    let Executed { out, .. } = run_while_executing(
+        &[
+            "run",
+            "process",
+            "-d",
+            "2",
+            "--where",
+            &filter,
+            "-o",
+            "columns=kind,comm",
+        ],
+        &binary,
+        2,
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<Vec<&str>> = text
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    let (exec, exit) = (vec!["exec", comm.as_str()], vec!["exit", comm.as_str()]);
+    assert_eq!(
+        lines,
+        [vec!["KIND", "COMM"], exec.clone(), exit.clone(), exec, exit],
+        "{text}"
+    );
+}
+
 /// `serve --listen` takes a host name: `localhost:0` listens on a loopback address.
 #[test]
 fn serve_listens_on_a_named_host() {
@@ -534,7 +574,7 @@ fn run_leaves_its_own_process_out_unless_asked() {
             "1s",
             "--interval-ms",
             "100",
-            "--format",
+            "-o",
             "json",
         ];
         if include_self {
@@ -589,7 +629,7 @@ fn group_by_counts_calls_not_rows() {
         "100",
         "-c",
         &comm,
-        "--format",
+        "-o",
         "csv",
         "--group-by",
         "syscall",

@@ -132,6 +132,10 @@ pub struct RunArgs {
     /// Columns of the text table (comma-separated); defaults to the main fields.
     #[arg(long, value_delimiter = ',')]
     pub columns: Vec<String>,
+    /// Output as json, csv, text, or a text table of columns=F1,F2 (the short form of
+    /// --format and --columns).
+    #[arg(short = 'o', value_name = "json|csv|text|columns=F1,F2", conflicts_with_all = ["format", "columns", "pipeline"])]
+    pub output: Option<String>,
     /// The output chain as a JSON list of stages (filter, aggregate, tee, print), or
     /// `@FILE` holding one; replaces --group-by, --format and --columns.
     #[arg(long, value_name = "JSON|@FILE", conflicts_with_all = ["group_by", "format", "columns"])]
@@ -275,15 +279,30 @@ fn output_stages(args: &RunArgs, info: &TrackerInfo) -> Result<Vec<Stage>, Strin
         };
         return serde_json::from_str(&text).map_err(|e| format!("--pipeline: {e}"));
     }
-    if !args.columns.is_empty() && args.format != Format::Text {
+    // `-o` is the short way to say both.
+    let (format, chosen) = match args.output.as_deref() {
+        None => (args.format, args.columns.clone()),
+        Some("json") => (Format::Json, Vec::new()),
+        Some("csv") => (Format::Csv, Vec::new()),
+        Some("text") => (Format::Text, Vec::new()),
+        Some(other) => match other.strip_prefix("columns=") {
+            Some(list) => (Format::Text, list.split(',').map(str::to_string).collect()),
+            None => {
+                return Err(format!(
+                    "-o takes json, csv, text or columns=F1,F2, got `{other}`"
+                ))
+            }
+        },
+    };
+    if !chosen.is_empty() && format != Format::Text {
         return Err(
             "--columns chooses the text table's columns; json and csv print every field".into(),
         );
     }
     let mut stages = Vec::new();
-    let columns = if !args.columns.is_empty() {
-        Some(args.columns.clone())
-    } else if args.group_by.is_empty() && args.format == Format::Text {
+    let columns = if !chosen.is_empty() {
+        Some(chosen)
+    } else if args.group_by.is_empty() && format == Format::Text {
         Some(default_columns(info))
     } else {
         None
@@ -297,10 +316,7 @@ fn output_stages(args: &RunArgs, info: &TrackerInfo) -> Result<Vec<Stage>, Strin
             sort: args.sort,
         });
     }
-    stages.push(Stage::Print {
-        format: args.format,
-        columns,
-    });
+    stages.push(Stage::Print { format, columns });
     Ok(stages)
 }
 
