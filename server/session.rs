@@ -401,16 +401,7 @@ impl SessionManager {
         tracker: &dyn AnyTracker,
         req: &StartRequest,
     ) -> Result<(TrackerConfig, Option<String>), SessionError> {
-        let mut config: TrackerConfig = match &req.config {
-            None | Some(serde_json::Value::Null) => TrackerConfig::default(),
-            Some(value @ serde_json::Value::Object(_)) => serde_json::from_value(value.clone())
-                .map_err(|e| SessionError::BadConfig(e.to_string()))?,
-            Some(_) => {
-                return Err(SessionError::BadConfig(
-                    "config must be a JSON object".into(),
-                ))
-            }
-        };
+        let mut config = parse_config(req.config.as_ref())?;
         let filter_keys_in_config =
             config.target_pid.is_some() || config.comm.is_some() || !config.cgroup_ids.is_empty();
         if filter_keys_in_config {
@@ -906,6 +897,29 @@ impl SessionManager {
             .with_label_values(&[tracker, stage::SUBSCRIPTION])
             .inc_by(lost);
     }
+}
+
+/// A request's or a stored session's `config` as a tracker configuration; none or null is
+/// the defaults.
+fn parse_config(value: Option<&serde_json::Value>) -> Result<TrackerConfig, SessionError> {
+    match value {
+        None | Some(serde_json::Value::Null) => Ok(TrackerConfig::default()),
+        Some(value @ serde_json::Value::Object(_)) => serde_json::from_value(value.clone())
+            .map_err(|e| SessionError::BadConfig(e.to_string())),
+        Some(_) => Err(SessionError::BadConfig(
+            "config must be a JSON object".into(),
+        )),
+    }
+}
+
+/// Whether a session's records are interval totals (see
+/// `TrackerOptions::reports_totals`), from its tracker and configuration.
+pub fn reports_totals(record: &SessionRecord) -> bool {
+    let tracker = find_tracker(&record.tracker).ok();
+    let config = parse_config(Some(&record.config)).ok();
+    tracker
+        .zip(config)
+        .is_some_and(|(tracker, config)| tracker.reports_totals(&config))
 }
 
 pub fn tracker_info(name: &str) -> Result<&'static TrackerInfo, SessionError> {

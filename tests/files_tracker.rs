@@ -498,6 +498,28 @@ fn a_full_map_counts_what_it_cannot_hold() {
     );
 }
 
+/// Runs the child in `mode` on `target` under a files session of `server` on its pid, with
+/// `config`, in `store`; returns the session's id once it has stopped.
+fn traced_session(
+    server: &Server,
+    (mode, target): (&str, &Path),
+    store: &str,
+    config: serde_json::Value,
+) -> String {
+    let child = Child::ready(mode, target);
+    let id = server.start_session(json!({
+        "tracker": "files",
+        "durationSecs": 60,
+        "store": store,
+        "filter": { "pid": child.pid() },
+        "config": config,
+    }));
+    child.go();
+    server.stop_session(&id);
+    assert_eq!(server.wait_ended(&id, Duration::from_secs(10)), "STOPPED");
+    id
+}
+
 /// A GraphQL session with the tracker's options: per-file sums over the stored rows.
 /// A process that reads a file, execs and reads it again: each read is under the comm the
 /// process had when it made it.
@@ -545,19 +567,12 @@ fn a_session_sums_a_files_bytes_per_path() {
     let file = dir.join("data");
     let path = file.to_str().unwrap();
     let server = Server::start("files", None);
-    let child = Child::ready("io", &file);
-    let id = server.start_session(json!({
-        "tracker": "files",
-        "durationSecs": 60,
-        "filter": { "pid": child.pid() },
-        "config": { "interval_ms": 100, "file_types": ["regular"] },
-    }));
-    child.go();
-    server.query(
-        "mutation($id: ID!) { stopSession(id: $id) { status } }",
-        json!({ "id": id }),
+    let id = traced_session(
+        &server,
+        ("io", &file),
+        "SQLITE",
+        json!({ "interval_ms": 100, "file_types": ["regular"] }),
     );
-    assert_eq!(server.wait_ended(&id, Duration::from_secs(10)), "STOPPED");
     let session = server.session(
         &id,
         r#"lostCount
@@ -598,20 +613,12 @@ fn a_session_counts_aggregated_opens_as_calls() {
         let dir = test_dir(&std::env::temp_dir(), "session-opens");
         let file = dir.join("f");
         std::fs::write(&file, b"").unwrap();
-        let child = Child::ready("opens", &file);
-        let id = server.start_session(json!({
-            "tracker": "files",
-            "durationSecs": 60,
-            "store": store,
-            "filter": { "pid": child.pid() },
-            "config": { "interval_ms": 100 },
-        }));
-        child.go();
-        server.query(
-            "mutation($id: ID!) { stopSession(id: $id) { status } }",
-            json!({ "id": id }),
+        let id = traced_session(
+            &server,
+            ("opens", &file),
+            store,
+            json!({ "interval_ms": 100 }),
         );
-        assert_eq!(server.wait_ended(&id, Duration::from_secs(10)), "STOPPED");
         let session = server.session(
             &id,
             r#"lostCount

@@ -465,10 +465,7 @@ fn one_request_answers_a_question_over_a_window() {
         let server_url = server.url.clone();
         let question = question.clone();
         std::thread::spawn(move || {
-            let client = reqwest::blocking::Client::builder()
-                .timeout(Duration::from_secs(30))
-                .build()
-                .unwrap();
+            let client = common::server::http_client(None);
             let started = Instant::now();
             let answer: Value = client
                 .post(format!("{server_url}/graphql"))

@@ -7,7 +7,6 @@ use async_graphql::{Context, InputObject, Json, Object, SimpleObject, ID};
 
 use super::{api, coded, manager, page_size, results_error, EVENTS_PAGE};
 use crate::container::{Container, ContainerState, Runtime};
-use crate::engine::TrackerConfig;
 use crate::handler::Op;
 use crate::model::rfc3339_nanos;
 use crate::model::SessionId;
@@ -17,8 +16,8 @@ use crate::results::query::{
 };
 use crate::results::sqlite::{AuditEntry, SessionRecord, SessionStatus, StoreKind};
 use crate::results::{ResultsError, SessionResults};
-use crate::session::StartRequest;
-use crate::trackers::{find_tracker, AnyTracker};
+use crate::session::{reports_totals, tracker_info, StartRequest};
+use crate::trackers::AnyTracker;
 
 pub type SessionConnection = Connection<String, SessionObject, EmptyFields, EmptyFields>;
 pub type EventConnection = Connection<String, EventObject, EmptyFields, EmptyFields>;
@@ -394,19 +393,10 @@ impl SessionObject {
         manager(ctx).results(&self.0).map_err(api)
     }
 
-    /// See [`check_per_call`]: whether this session's records are interval totals comes
-    /// from its tracker and configuration.
+    /// See [`check_per_call`].
     fn check_per_call(&self, op: AggOp, field: Option<&str>) -> async_graphql::Result<()> {
-        let Ok(tracker) = find_tracker(&self.0.tracker) else {
-            return Ok(());
-        };
-        // A session started without a config is stored with null: the defaults.
-        let config = match &self.0.config {
-            serde_json::Value::Null => Ok(TrackerConfig::default()),
-            given => serde_json::from_value::<TrackerConfig>(given.clone()),
-        };
-        let totals = config.is_ok_and(|config| tracker.reports_totals(&config));
-        check_per_call(tracker.info(), op, field, totals)
+        let info = tracker_info(&self.0.tracker).map_err(api)?;
+        check_per_call(info, op, field, reports_totals(&self.0))
             .map_err(|e| results_error(ResultsError::Query(e)))
     }
 }
