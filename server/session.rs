@@ -978,3 +978,41 @@ pub fn spawn_retention(manager: Arc<SessionManager>, every: Duration) {
         }
     });
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Comm, FieldType, FixedStr, Header};
+    use crate::trackers::process::{Ids, ProcessEvent};
+
+    fn exec_by(comm: &str) -> Event {
+        Event {
+            header: Header {
+                comm: Comm::from(comm),
+                ..Header::default()
+            },
+            body: ProcessEvent::Exec {
+                filename: FixedStr::from("/bin/true"),
+                ids: Ids::default(),
+            }
+            .into(),
+        }
+    }
+
+    /// The sample keeps what any subscriber wants, and a subscriber that goes away takes
+    /// its filter with it.
+    #[test]
+    fn live_filters_follow_their_subscribers() {
+        let filters = Arc::new(LiveFilters::default());
+        let by_a = Predicate::parse("comm == a", |_| Some(FieldType::Str), &[]).unwrap();
+        let only_a = filters.register(vec![by_a].into());
+        assert!(filters.wanted(&exec_by("a")));
+        assert!(!filters.wanted(&exec_by("b")));
+        let everything = filters.register(Vec::new().into());
+        assert!(filters.wanted(&exec_by("b")));
+        drop(everything);
+        assert!(!filters.wanted(&exec_by("b")));
+        drop(only_a);
+        assert!(filters.wanted.read().unwrap().is_empty());
+    }
+}

@@ -511,6 +511,39 @@ fn one_request_answers_a_question_over_a_window() {
         message.contains("durationSecs at most 27, got 600"),
         "{message}"
     );
+
+    // A caller that hangs up while waiting leaves the session running to its end.
+    let impatient = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_millis(500))
+        .build()
+        .unwrap();
+    let hung_up = impatient
+        .post(format!("{}/graphql", server.url))
+        .json(
+            &json!({ "query": "mutation { startSession(wait: true, input: {tracker: \"process\",
+            durationSecs: 2, store: MEMORY, label: \"abandoned\"}) { id } }" }),
+        )
+        .send();
+    assert!(hung_up.is_err_and(|e| e.is_timeout()));
+    let abandoned = |status: &str| {
+        server.query(
+            &format!("{{ sessions(status: {status}) {{ edges {{ node {{ label }} }} }} }}"),
+            json!({}),
+        )["sessions"]["edges"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|edge| edge["node"]["label"] == "abandoned")
+    };
+    assert!(abandoned("RUNNING"));
+    let deadline = Instant::now() + WINDOW;
+    while !abandoned("COMPLETED") {
+        assert!(
+            Instant::now() < deadline,
+            "the abandoned session never completed"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// A server running a syscall stream session on a fresh load binary, watched by one
