@@ -887,7 +887,7 @@ async fn heavy_queries_never_hold_up_session_control() {
 async fn a_query_past_its_budget_is_stopped() {
     let dir = TempDir::new("store-budget");
     let options = StoreOptions {
-        query_budget: std::time::Duration::from_millis(20),
+        query_budget: std::time::Duration::from_millis(1),
         ..StoreOptions::default()
     };
     let store = Store::open(&dir.join("eunomia.db"), options, Metrics::new())
@@ -1029,15 +1029,7 @@ async fn a_full_queue_counts_every_loss() {
 async fn stored_sessions_get_their_calls_counted() {
     use sqlx::Connection;
     let dir = TempDir::new("store-calls");
-    let (_, mut conn) = database_before(
-        &dir,
-        &[
-            "0001_init.sql",
-            "0002_audit_session.sql",
-            "0003_events_belong_to_sessions.sql",
-        ],
-    )
-    .await;
+    let (_, mut conn) = database_before(&dir, "0003_events_belong_to_sessions.sql").await;
     let event = |session: &str, tracker: &str, kind: &str, data: &str| {
         format!(
             "INSERT INTO events (session_id, ts, tracker, kind, pid, ppid, comm, cgroup_id, data) \
@@ -1074,17 +1066,18 @@ async fn scalar(conn: &mut sqlx::SqliteConnection, sql: &str) -> i64 {
     sqlx::query_scalar(sql).fetch_one(conn).await.unwrap()
 }
 
-/// A database in `dir` with the schema as the first `migrations` made it; its URL and a
-/// connection to it.
-async fn database_before(dir: &TempDir, migrations: &[&str]) -> (String, sqlx::SqliteConnection) {
+/// A database in `dir` with the schema as the migrations up to `last` (its file name) made
+/// it, without what the server does at open; its URL and a connection to it.
+async fn database_before(dir: &TempDir, last: &str) -> (String, sqlx::SqliteConnection) {
     use sqlx::Connection;
     let old = dir.join("migrations");
     std::fs::create_dir(&old).unwrap();
-    for name in migrations {
-        let from = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("migrations")
-            .join(name);
-        std::fs::copy(from, old.join(name)).unwrap();
+    let all = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
+    for entry in std::fs::read_dir(&all).unwrap() {
+        let name = entry.unwrap().file_name().into_string().unwrap();
+        if name.ends_with(".sql") && name.as_str() <= last {
+            std::fs::copy(all.join(&name), old.join(&name)).unwrap();
+        }
     }
     let url = format!("sqlite://{}?mode=rwc", dir.join("eunomia.db").display());
     let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
@@ -1104,7 +1097,7 @@ async fn database_before(dir: &TempDir, migrations: &[&str]) -> (String, sqlx::S
 async fn events_cannot_outlive_their_session() {
     use sqlx::Connection;
     let dir = TempDir::new("store-owned");
-    let (url, mut conn) = database_before(&dir, &["0001_init.sql", "0002_audit_session.sql"]).await;
+    let (url, mut conn) = database_before(&dir, "0002_audit_session.sql").await;
     let insert = |session: &str| {
         format!(
             "INSERT INTO events (session_id, ts, tracker, kind, pid, ppid, comm, cgroup_id, data) \
@@ -1151,10 +1144,13 @@ async fn events_cannot_outlive_their_session() {
         .execute(&mut conn)
         .await
         .unwrap();
-    let refused = sqlx::raw_sql(&insert("never-started"))
-        .execute(&mut conn)
-        .await
-        .unwrap_err();
+    let refused = sqlx::raw_sql(
+        "INSERT INTO events (session_id, ts, tracker, kind, pid, ppid, comm, cgroup_id) \
+         VALUES ('never-started', 1, 'process', 'exec', 1, 0, 'sh', 0)",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap_err();
     assert!(
         refused
             .to_string()
@@ -1184,5 +1180,143 @@ async fn events_cannot_outlive_their_session() {
     assert_eq!(
         scalar(&mut conn, "SELECT count(*) FROM event_counts").await,
         0
+    );
+}
+
+/// Every field is a column: upgrading a database whose events kept their fields as JSON
+/// moves each field into its column and drops the JSON. Events read back as they were
+/// stored, and groupings and percentiles over fields that were only in the JSON answer
+/// exactly.
+#[tokio::test]
+async fn events_stored_as_json_move_into_typed_columns() {
+    use sqlx::Connection;
+    let dir = TempDir::new("store-typed");
+    let (url, mut conn) = database_before(&dir, "0004_event_counts_calls.sql").await;
+    sqlx::raw_sql(
+        "INSERT INTO sessions VALUES ('w', 'process', NULL, 'STOPPED', 'SQLITE', '{}', '{}', 1, 2, 2, 9, 0, NULL, NULL)",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    let before: Vec<StoredEvent> = workload()
+        .iter()
+        .enumerate()
+        .map(|(i, e)| StoredEvent::from_event(i as i64 + 1, e))
+        .collect();
+    for e in &before {
+        sqlx::query(
+            "INSERT INTO events (id, session_id, ts, tracker, kind, pid, ppid, comm, cgroup_id, data) \
+             VALUES (?, 'w', ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(e.id)
+        .bind(e.ts_ns as i64)
+        .bind(&e.tracker)
+        .bind(&e.kind)
+        .bind(i64::from(e.pid))
+        .bind(i64::from(e.ppid))
+        .bind(&e.comm)
+        .bind(e.cgroup_id as i64)
+        .bind(e.data.to_string())
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    }
+    conn.close().await.unwrap();
+
+    let store = open(&dir).await;
+    let (after, more) = store
+        .events(&"w".into(), 100, None, &[], info())
+        .await
+        .unwrap();
+    assert!(!more);
+    assert_eq!(after, before);
+    let codes = store
+        .aggregate(
+            &"w".into(),
+            info(),
+            &query(&["exit_code"], AggOp::Count, None),
+        )
+        .await
+        .unwrap();
+    // Exit codes 0 (three), 7, 1; the four execs have none.
+    let mut codes: Vec<(String, u64)> = codes
+        .into_iter()
+        .map(|r| (r.keys[0].clone(), r.count))
+        .collect();
+    codes.sort();
+    assert_eq!(
+        codes,
+        [("0", 3), ("1", 1), ("7", 1), ("null", 4)].map(|(k, n)| (k.to_string(), n))
+    );
+    let p99 = store
+        .aggregate(
+            &"w".into(),
+            info(),
+            &query(&[], AggOp::P99, Some("duration_ns")),
+        )
+        .await
+        .unwrap();
+    assert_eq!(p99[0].value, 50.0);
+    let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    assert_eq!(
+        scalar(
+            &mut conn,
+            "SELECT count(*) FROM pragma_table_info('events') WHERE name = 'data'"
+        )
+        .await,
+        0
+    );
+    assert_eq!(
+        scalar(
+            &mut conn,
+            "SELECT count(*) FROM events WHERE f_exit_code = 7"
+        )
+        .await,
+        1
+    );
+}
+
+/// A question that would make more groups than the store allows fails with a clear error
+/// instead of holding them all; one within the limit on the same connection answers.
+#[tokio::test]
+async fn a_grouping_past_the_group_limit_is_refused() {
+    let dir = TempDir::new("store-groups");
+    let options = StoreOptions {
+        max_groups: 5,
+        ..StoreOptions::default()
+    };
+    let store = Store::open(&dir.join("eunomia.db"), options, Metrics::new())
+        .await
+        .unwrap();
+    store_events(
+        &store,
+        &session("w", T0, SessionStatus::Running),
+        &workload(),
+    )
+    .await;
+    // Six processes: six groups.
+    let err = store
+        .aggregate(&"w".into(), info(), &query(&["pid"], AggOp::Count, None))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::TooManyGroups(5)), "{err}");
+    assert!(err.to_string().contains("more than 5 groups"), "{err}");
+    let mut by_comm = store
+        .aggregate(
+            &"w".into(),
+            info(),
+            &query(&["comm"], AggOp::Sum, Some("duration_ns")),
+        )
+        .await
+        .unwrap();
+    by_comm.sort_by(|a, b| a.keys.cmp(&b.keys));
+    assert_eq!(
+        by_comm,
+        [
+            row(&["cat"], 50.0, 1),
+            row(&["grep"], 60.0, 3),
+            row(&["sh"], 40.0, 4),
+            row(&["vi"], 0.0, 1)
+        ]
     );
 }

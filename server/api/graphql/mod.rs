@@ -106,9 +106,10 @@ fn container_error(err: ResolveError) -> async_graphql::Error {
 fn results_error(err: ResultsError) -> async_graphql::Error {
     let code = match &err {
         ResultsError::Query(_) | ResultsError::Memory(_) => "BAD_QUERY",
-        ResultsError::Store(crate::results::sqlite::StoreError::QueryBudget(_)) => {
-            "QUERY_TOO_COSTLY"
-        }
+        ResultsError::Store(
+            crate::results::sqlite::StoreError::QueryBudget(_)
+            | crate::results::sqlite::StoreError::TooManyGroups(_),
+        ) => "QUERY_TOO_COSTLY",
         ResultsError::Store(_) => "INTERNAL",
     };
     coded(code, err.to_string())

@@ -5,6 +5,7 @@
 //! counted as lost, never dropped silently. The writer commits each batch in one
 //! transaction with multi-row INSERTs, and keeps per-session counts by (tracker, kind,
 //! comm) in the same transaction, which answer the common COUNTs without reading events.
+//! Every catalog field is a column (`columns`), so other groupings read no JSON.
 //! A second task checkpoints the write-ahead log beside the writer.
 //!
 //! Queries follow the semantics of [`crate::results::query`]; a `ts` condition compares as
@@ -12,9 +13,12 @@
 //!
 //! [`Store`] is the one door; its methods live beside what they touch: `sessions`
 //! (records), `queries` (events, aggregate, timeseries), `audit`, `retention`, `writer`
-//! (the sink, the batching writer), all over `sql` (statements and group keys).
+//! (the sink, the batching writer), all over `sql` (statements and group keys),
+//! `columns` (the typed columns) and `groups` (the one-pass grouping function).
 
 mod audit;
+mod columns;
+mod groups;
 mod queries;
 mod retention;
 mod sessions;
@@ -58,6 +62,10 @@ pub enum StoreError {
     WriterGone,
     #[error("the query ran longer than its budget of {0:?} and was stopped; narrow it with conditions or fewer groups")]
     QueryBudget(Duration),
+    #[error(
+        "the query makes more than {0} groups; narrow it with conditions or group by fewer fields"
+    )]
+    TooManyGroups(usize),
     #[error("{path} is in use by another eunomia server{holder}; stop it or give another --db")]
     InUse { path: String, holder: String },
     #[error("locking {path}: {source}")]
@@ -84,6 +92,8 @@ pub struct StoreOptions {
     pub batch_size: usize,
     /// How long one viewer's question may run in SQLite before it is interrupted.
     pub query_budget: Duration,
+    /// Most groups one question over events may make (each holds its key and state).
+    pub max_groups: usize,
 }
 
 impl Default for StoreOptions {
@@ -92,6 +102,7 @@ impl Default for StoreOptions {
             queue_capacity: 65_536,
             batch_size: 4096,
             query_budget: Duration::from_secs(30),
+            max_groups: 1_000_000,
         }
     }
 }
@@ -103,6 +114,7 @@ pub struct Store {
     /// they are, session control and auditing never wait behind them.
     reads: SqlitePool,
     query_budget: Duration,
+    max_groups: usize,
     writer: Writer,
     metrics: Metrics,
     /// Held while the store is open: see [`lock_database`].
@@ -209,10 +221,19 @@ impl Store {
             .connect_with(connect.clone())
             .await?;
         sqlx::migrate!("./migrations").run(&pool).await?;
+        columns::ensure(&pool).await?;
+        let max_groups = options.max_groups;
         let reads = SqlitePoolOptions::new()
             .max_connections(READ_CONNECTIONS)
             .min_connections(0)
             .idle_timeout(IDLE_CONNECTION)
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    let mut handle = conn.lock_handle().await?;
+                    groups::register(handle.as_raw_handle().as_ptr(), max_groups)
+                        .map_err(|e| sqlx::Error::Configuration(e.into()))
+                })
+            })
             .connect_with(connect.clone())
             .await?;
         tokio::spawn(trim_after_closing([pool.clone(), reads.clone()]));
@@ -229,6 +250,7 @@ impl Store {
             pool,
             reads,
             query_budget: options.query_budget,
+            max_groups: options.max_groups,
             writer,
             metrics,
             _lock: lock,

@@ -1,15 +1,15 @@
 //! A session's events, aggregates and timeseries, read from the events table (or, for
 //! the COUNTs it can answer, from `event_counts`).
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
 use sqlx::pool::PoolConnection;
-use sqlx::sqlite::SqliteRow;
-use sqlx::{Connection, Row, Sqlite};
+use sqlx::{Row, Sqlite};
 
-use super::sql::{expr, json_column, limit_plus_one, page, Grouping, Statement};
+use super::columns::{select_list, stored_event};
+use super::groups;
+use super::sql::{expr, limit_plus_one, page, GroupKey, Grouping, Statement};
 use super::{Store, StoreError};
 use crate::model::{SessionId, TrackerInfo};
 use crate::results::query::{
@@ -46,11 +46,15 @@ impl Store {
         Ok(conn)
     }
 
-    /// An interrupted statement ran out of budget; any other error is the database's.
+    /// An interrupted statement ran out of budget, a grouping out of groups; any other
+    /// error is the database's.
     fn budget_error(&self, err: sqlx::Error) -> StoreError {
         match &err {
             sqlx::Error::Database(db) if db.code().as_deref() == Some(SQLITE_INTERRUPT) => {
                 StoreError::QueryBudget(self.query_budget)
+            }
+            sqlx::Error::Database(db) if db.message().starts_with(groups::TOO_MANY_GROUPS) => {
+                StoreError::TooManyGroups(self.max_groups)
             }
             _ => StoreError::Sqlx(err),
         }
@@ -80,10 +84,10 @@ impl Store {
         info: &TrackerInfo,
     ) -> Result<(Vec<StoredEvent>, bool), StoreError> {
         validate_conditions(info, conditions)?;
-        let mut sql = Statement::new(
-            "SELECT id, ts, tracker, kind, pid, ppid, comm, cgroup_id, data FROM events \
-             WHERE session_id = ",
-        );
+        let mut sql = Statement::new(&format!(
+            "SELECT {} FROM events WHERE session_id = ",
+            select_list(info)
+        ));
         sql.bind(session_id.clone())?;
         sql.push(" AND id > ");
         sql.bind(after.unwrap_or(0))?;
@@ -95,7 +99,7 @@ impl Store {
             .fetch_all(&mut *conn)
             .await
             .map_err(|e| self.budget_error(e))?;
-        page(&rows, first, event_from_row)
+        page(&rows, first, |row| stored_event(info, row))
     }
 
     pub async fn aggregate(
@@ -138,8 +142,7 @@ impl Store {
 
     /// A session's events that meet the selection's conditions, grouped by time bucket
     /// (when there is one) and its fields, with its op applied to its field: each group's
-    /// bucket start (0 without buckets) and row. Both statements read one snapshot, so
-    /// their groups agree.
+    /// bucket start (0 without buckets) and row.
     async fn grouped(
         &self,
         session_id: &SessionId,
@@ -153,7 +156,6 @@ impl Store {
             .field
             .map(|f| catalog_field(info, f))
             .transpose()?;
-        let dims = grouping.dims();
         // A COUNT that groups and filters only by what event_counts keeps is answered from
         // it: a few rows per session instead of every event.
         let from_counts = op == AggOp::Count
@@ -162,107 +164,80 @@ impl Store {
             && conditions
                 .iter()
                 .all(|c| COUNTED.contains(&c.field.as_str()));
-        // Calls, not records: a record may stand for many (TrackerInfo::weight).
-        let (count, table) = match info.weight {
-            _ if from_counts => ("COALESCE(SUM(calls), 0)".to_string(), "event_counts"),
-            Some(weight) => (
-                format!(
-                    "CAST(TOTAL(COALESCE({}, 1)) AS INTEGER)",
-                    expr(catalog_field(info, weight)?)
-                ),
-                "events",
-            ),
-            None => ("COUNT(*)".to_string(), "events"),
+        let groups = if from_counts {
+            self.counted(session_id, info, &grouping, conditions)
+                .await?
+        } else {
+            // Every other question reads the events once, grouping as it goes.
+            let mut sql = Statement::new(&format!("SELECT {}(", groups::NAME));
+            sql.bind(op.as_str())?;
+            for d in grouping.dims() {
+                sql.push(&format!(", {d}"));
+            }
+            // Calls, not records: a record may stand for many (TrackerInfo::weight).
+            let weight = match info.weight {
+                Some(weight) => expr(catalog_field(info, weight)?),
+                None => "NULL".to_string(),
+            };
+            let value = field.map_or("NULL".to_string(), expr);
+            sql.push(&format!(
+                ", {weight}, {value}) FROM events WHERE session_id = "
+            ));
+            sql.bind(session_id.clone())?;
+            sql.conditions(info, conditions)?;
+            let mut conn = self.bounded_read().await?;
+            let json: Option<String> = sqlx::query_scalar_with(&sql.text, sql.args)
+                .fetch_one(&mut *conn)
+                .await
+                .map_err(|e| self.budget_error(e))?;
+            let rows: Vec<(Vec<serde_json::Value>, u64, f64)> =
+                serde_json::from_str(json.as_deref().unwrap_or("[]"))
+                    .map_err(|e| StoreError::Corrupt(format!("grouped rows: {e}")))?;
+            rows.into_iter()
+                .map(|(keys, count, value)| Ok((grouping.key_of(&keys)?, count, value)))
+                .collect::<Result<Vec<_>, StoreError>>()?
         };
-        let value = match (op, field) {
-            (AggOp::Sum, Some(f)) => format!("TOTAL({})", expr(f)),
-            (AggOp::Avg, Some(f)) => format!("COALESCE(AVG({}), 0.0)", expr(f)),
-            (AggOp::Min, Some(f)) => format!("CAST(COALESCE(MIN({}), 0) AS REAL)", expr(f)),
-            (AggOp::Max, Some(f)) => format!("CAST(COALESCE(MAX({}), 0) AS REAL)", expr(f)),
-            // COUNT is the count; percentiles come from the second statement.
-            _ => "0.0".to_string(),
-        };
+        Ok(groups
+            .into_iter()
+            // A group whose records stand for no calls has nothing to say.
+            .filter(|(_, count, _)| *count > 0)
+            .map(|(key, count, value)| {
+                let keys = key.texts();
+                (key.bucket, AggResult { keys, value, count })
+            })
+            .collect())
+    }
+
+    /// A COUNT by fields `event_counts` keeps, from it: groups, calls, calls.
+    async fn counted(
+        &self,
+        session_id: &SessionId,
+        info: &TrackerInfo,
+        grouping: &Grouping,
+        conditions: &[Condition],
+    ) -> Result<Vec<(GroupKey, u64, f64)>, StoreError> {
+        let dims = grouping.dims();
         let mut sql = Statement::new("SELECT ");
         for d in &dims {
-            sql.push(d);
-            sql.push(", ");
+            sql.push(&format!("{d}, "));
         }
-        sql.push(&format!(
-            "{count}, {value} FROM {table} WHERE session_id = "
-        ));
+        sql.push("COALESCE(SUM(calls), 0) FROM event_counts WHERE session_id = ");
         sql.bind(session_id.clone())?;
         sql.conditions(info, conditions)?;
         if !dims.is_empty() {
             sql.push(&format!(" GROUP BY {}", dims.join(", ")));
         }
-
         let mut conn = self.bounded_read().await?;
-        let mut tx = conn.begin().await?;
         let rows = sqlx::query_with(&sql.text, sql.args)
-            .fetch_all(&mut *tx)
+            .fetch_all(&mut *conn)
             .await
             .map_err(|e| self.budget_error(e))?;
-        let n = dims.len();
-        let mut groups = HashMap::with_capacity(rows.len());
-        for row in &rows {
-            let count = row.try_get::<i64, _>(n)? as u64;
-            // Without GROUP BY an empty session still gives one row, of count 0.
-            if count == 0 {
-                continue;
-            }
-            let value = match op {
-                AggOp::Count => count as f64,
-                _ => row.try_get::<f64, _>(n + 1)?,
-            };
-            let key = grouping.key(row)?;
-            let keys = key.texts();
-            groups.insert(key, AggResult { keys, value, count });
-        }
-
-        if let (Some(p), Some(f)) = (op.percentile(), field) {
-            let partition = if dims.is_empty() {
-                String::new()
-            } else {
-                format!("PARTITION BY {}", dims.join(", "))
-            };
-            let aliases: Vec<String> = (0..n).map(|i| format!("d{i}")).collect();
-            // Nearest rank as query::nearest_rank computes it, in the same f64 arithmetic:
-            // ceil(p / 100 * n), clamped to 1..=n.
-            let mut sql = Statement::new("SELECT ");
-            for a in &aliases {
-                sql.push(a);
-                sql.push(", ");
-            }
-            sql.push("CAST(v AS REAL) FROM (SELECT *, ");
-            sql.bind(p / 100.0)?;
-            sql.push(" * n AS x FROM (SELECT ");
-            for (d, a) in dims.iter().zip(&aliases) {
-                sql.push(&format!("{d} AS {a}, "));
-            }
-            sql.push(&format!(
-                "{f} AS v, ROW_NUMBER() OVER ({partition} ORDER BY {f}) AS rn, \
-                 COUNT(*) OVER ({partition}) AS n FROM events WHERE session_id = ",
-                f = expr(f),
-            ));
-            sql.bind(session_id.clone())?;
-            sql.push(&format!(" AND {} IS NOT NULL", expr(f)));
-            sql.conditions(info, conditions)?;
-            sql.push(")) WHERE rn = MAX(1, MIN(n, CAST(x AS INTEGER) + (x > CAST(x AS INTEGER))))");
-            let rows = sqlx::query_with(&sql.text, sql.args)
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(|e| self.budget_error(e))?;
-            for row in &rows {
-                if let Some(group) = groups.get_mut(&grouping.key(row)?) {
-                    group.value = row.try_get(n)?;
-                }
-            }
-        }
-        tx.commit().await?;
-        Ok(groups
-            .into_iter()
-            .map(|(key, row)| (key.bucket, row))
-            .collect())
+        rows.iter()
+            .map(|row| {
+                let count = row.try_get::<i64, _>(dims.len())? as u64;
+                Ok((grouping.key(row)?, count, count as f64))
+            })
+            .collect()
     }
 }
 
@@ -285,18 +260,4 @@ impl SessionResults for SqliteResults {
             .timeseries(&self.session_id, self.info, q)
             .await?)
     }
-}
-
-fn event_from_row(r: &SqliteRow) -> Result<StoredEvent, StoreError> {
-    Ok(StoredEvent {
-        id: r.try_get("id")?,
-        ts_ns: r.try_get::<i64, _>("ts")? as u64,
-        tracker: r.try_get("tracker")?,
-        kind: r.try_get("kind")?,
-        pid: r.try_get::<i64, _>("pid")? as u32,
-        ppid: r.try_get::<i64, _>("ppid")? as u32,
-        comm: r.try_get("comm")?,
-        cgroup_id: r.try_get::<i64, _>("cgroup_id")? as u64,
-        data: json_column(r, "data")?,
-    })
 }

@@ -4,13 +4,11 @@
 use sqlx::sqlite::{SqliteArguments, SqliteRow};
 use sqlx::{Arguments, Encode, Row, Sqlite, Type, TypeInfo, ValueRef};
 
+use super::columns::column;
 use super::StoreError;
 use crate::handler::Op;
 use crate::model::{rfc3339_nanos, FieldInfo, FieldType, TrackerInfo};
 use crate::results::query::{catalog_field, Condition, QueryError};
-
-/// Common fields stored as columns; every other field is read from the JSON in `data`.
-const COLUMNS: [&str; 7] = ["tracker", "kind", "ts", "pid", "ppid", "comm", "cgroup_id"];
 
 /// `LIMIT first + 1`: the extra row says whether another page follows.
 pub(super) fn limit_plus_one(first: usize) -> i64 {
@@ -149,14 +147,9 @@ fn rfc3339_sql(ns: &str) -> String {
     )
 }
 
-/// The SQL expression for a field. Names come from the catalog (identifiers), never
-/// from the user, so they can be part of the text.
+/// The SQL expression for a field: its column (see `columns`).
 pub(super) fn expr(field: &FieldInfo) -> String {
-    if COLUMNS.contains(&field.name) {
-        field.name.to_string()
-    } else {
-        format!("json_extract(data, '$.{}')", field.name)
-    }
+    column(field).into_owned()
 }
 
 /// How a query groups: an optional time bucket, then fields.
@@ -200,6 +193,26 @@ impl Grouping {
             .collect::<Result<_, _>>()?;
         Ok(GroupKey { bucket, parts })
     }
+
+    /// A group's key from the values of [`Self::dims`] as `eunomia_groups` returns them.
+    pub(super) fn key_of(&self, values: &[serde_json::Value]) -> Result<GroupKey, StoreError> {
+        let offset = usize::from(self.bucket_ns.is_some());
+        let bad = || StoreError::Corrupt(format!("a group key of {values:?}"));
+        if values.len() != offset + self.fields.len() {
+            return Err(bad());
+        }
+        let bucket = match offset {
+            1 => values[0].as_i64().ok_or_else(bad)?,
+            _ => 0,
+        };
+        let parts = self
+            .fields
+            .iter()
+            .zip(&values[offset..])
+            .map(|(f, v)| KeyPart::from_json(v, f.ty == FieldType::Time).ok_or_else(bad))
+            .collect::<Result<_, _>>()?;
+        Ok(GroupKey { bucket, parts })
+    }
 }
 
 /// One value of a group key as SQLite returned it. Kept typed so that a null and the
@@ -227,6 +240,20 @@ impl KeyPart {
             "REAL" => KeyPart::Real(row.try_get::<f64, _>(i)?.to_bits()),
             "TEXT" => KeyPart::Text(row.try_get(i)?),
             other => return Err(StoreError::Corrupt(format!("a group key of type {other}"))),
+        })
+    }
+
+    fn from_json(value: &serde_json::Value, is_time: bool) -> Option<Self> {
+        use serde_json::Value as J;
+        Some(match value {
+            J::Null => KeyPart::Null,
+            J::String(s) => KeyPart::Text(s.clone()),
+            J::Number(n) => match n.as_i64() {
+                Some(v) if is_time => KeyPart::Time(v),
+                Some(v) => KeyPart::Int(v),
+                None => KeyPart::Real(n.as_f64()?.to_bits()),
+            },
+            J::Bool(_) | J::Array(_) | J::Object(_) => return None,
         })
     }
 

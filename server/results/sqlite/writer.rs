@@ -11,24 +11,30 @@ use sqlx::sqlite::{SqliteArguments, SqliteConnectOptions};
 use sqlx::{Arguments, Connection, SqliteConnection, SqlitePool};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
+use super::columns::{column, typed_fields, Cell, TypedLayout};
 use super::{StoreError, StoreOptions};
-use crate::handler::{push_json_record, Flow, Handler};
-use crate::model::{Comm, SessionId};
-use crate::trackers::Event;
+use crate::handler::{Flow, Handler};
+use crate::model::{Comm, EventBody, SessionId, TrackerInfo};
+use crate::trackers::{Event, TRACKERS};
 
 /// Rows a sink hands over at once: amortises the queue without holding events back long
 /// (the engine flushes the sink after every ring-buffer poll anyway).
 const CHUNK: usize = 256;
-/// Most rows per INSERT statement (9 parameters each; SQLite allows 32766). On two cores
-/// a few hundred rows wrote about 10% faster than 100 or 1000.
+/// Most rows per INSERT statement. On two cores a few hundred rows wrote about 10% faster
+/// than 100 or 1000.
 const ROWS_PER_INSERT: usize = 256;
+/// Most parameters SQLite takes in one statement.
+const MAX_PARAMETERS: usize = 32_766;
+/// The events table's own columns, bound for every row before the typed ones.
+const ROW_COLUMNS: &str = "session_id, ts, tracker, kind, pid, ppid, comm, cgroup_id";
+const ROW_PARAMETERS: usize = 8;
 /// Least time between two background checkpoints.
 const CHECKPOINT_PAUSE: Duration = Duration::from_millis(100);
 /// A writer that has had nothing to write for this long gives memory back (see
 /// `WriterConnection::release_memory`).
 const IDLE: Duration = Duration::from_secs(2);
 
-/// One event's columns; its JSON is a range of its chunk's `data`.
+/// One event's own columns; its other fields are a range of its chunk's `cells`.
 struct EventRow {
     ts: i64,
     tracker: &'static str,
@@ -39,17 +45,20 @@ struct EventRow {
     cgroup_id: i64,
     /// The calls it stands for (see `TrackerInfo::weight`).
     calls: i64,
-    /// End of this row's JSON in the chunk's `data`; it starts where the previous ends.
-    data_end: usize,
 }
 
 /// Rows of one session as a sink hands them over, with whom to tell if they are lost.
 struct Chunk {
     /// Plain text, shared by every chunk of the sink: each row binds it without a copy.
     session_id: Arc<str>,
+    /// The tracker of every row, which says the typed columns.
+    info: &'static TrackerInfo,
     rows: Vec<EventRow>,
-    /// Every row's JSON back to back: one allocation per chunk instead of one per event.
-    data: String,
+    /// Every row's typed values (see `columns`), `width` per row, and their text: one
+    /// allocation each per chunk instead of one per event.
+    cells: Vec<Cell>,
+    width: usize,
+    text: String,
     lost: Arc<AtomicU64>,
     lost_metric: prometheus::IntCounter,
     /// The session's first storage error, which ends it FAILED.
@@ -72,15 +81,25 @@ impl Chunk {
         self.failure.lock().get_or_insert_with(|| error.to_string());
     }
 
-    /// The rows with their JSON text.
-    fn rows(&self) -> impl Iterator<Item = (&EventRow, &str)> {
-        let mut start = 0;
-        self.rows.iter().map(move |row| {
-            let data = &self.data[start..row.data_end];
-            start = row.data_end;
-            (row, data)
+    /// The rows with their typed values.
+    fn rows(&self) -> impl Iterator<Item = RowRef<'_>> {
+        self.rows.iter().enumerate().map(move |(i, row)| RowRef {
+            session_id: &self.session_id,
+            row,
+            cells: &self.cells[i * self.width..(i + 1) * self.width],
+            text: &self.text,
         })
     }
+}
+
+/// One row as the writer binds it.
+#[derive(Clone, Copy)]
+struct RowRef<'a> {
+    session_id: &'a str,
+    row: &'a EventRow,
+    cells: &'a [Cell],
+    /// The chunk's text, which text cells point into.
+    text: &'a str,
 }
 
 enum WriterMsg {
@@ -173,8 +192,9 @@ impl Writer {
             session_id: Arc::from(session_id.as_str()),
             chunk_size: self.chunk_size,
             rows: Vec::with_capacity(self.chunk_size),
-            data: String::new(),
-            json: Vec::with_capacity(512),
+            layout: None,
+            cells: Vec::new(),
+            text: String::new(),
             lost,
             lost_metric,
             failure,
@@ -378,37 +398,52 @@ async fn write_batch(
     batch: &[Chunk],
 ) -> Result<(), sqlx::Error> {
     // Gathered before any await: an iterator of closures held across one would make the
-    // future's lifetimes too general for tokio::spawn.
-    let rows: Vec<(&str, &EventRow, &str)> = batch
-        .iter()
-        .flat_map(|c| c.rows().map(move |(row, data)| (&*c.session_id, row, data)))
-        .collect();
-    let mut rest = rows.as_slice();
-    while !rest.is_empty() {
-        let (sql, n) = inserts.for_rows(rest.len());
-        let (statement, after) = rest.split_at(n);
-        rest = after;
-        let mut args = SqliteArguments::default();
-        for &(session_id, row, data) in statement {
-            args.add(session_id).map_err(sqlx::Error::Encode)?;
-            args.add(row.ts).map_err(sqlx::Error::Encode)?;
-            args.add(row.tracker).map_err(sqlx::Error::Encode)?;
-            args.add(row.kind).map_err(sqlx::Error::Encode)?;
-            args.add(i64::from(row.pid)).map_err(sqlx::Error::Encode)?;
-            args.add(i64::from(row.ppid)).map_err(sqlx::Error::Encode)?;
-            args.add(row.comm.as_str()).map_err(sqlx::Error::Encode)?;
-            args.add(row.cgroup_id).map_err(sqlx::Error::Encode)?;
-            args.add(data).map_err(sqlx::Error::Encode)?;
+    // future's lifetimes too general for tokio::spawn. One run of rows per tracker, whose
+    // statements name its typed columns.
+    let mut by_tracker: Vec<(&'static str, Vec<RowRef>)> = Vec::new();
+    for chunk in batch {
+        let tracker = chunk.info.name;
+        let at = match by_tracker.iter().position(|(t, _)| *t == tracker) {
+            Some(at) => at,
+            None => {
+                by_tracker.push((tracker, Vec::new()));
+                by_tracker.len() - 1
+            }
+        };
+        by_tracker[at].1.extend(chunk.rows());
+    }
+    for (tracker, rows) in &by_tracker {
+        let statements = inserts.for_tracker(tracker)?;
+        let mut rest = rows.as_slice();
+        while !rest.is_empty() {
+            let (sql, n) = statements.for_rows(rest.len());
+            let (statement, after) = rest.split_at(n);
+            rest = after;
+            let mut args = SqliteArguments::default();
+            for r in statement {
+                let row = r.row;
+                args.add(r.session_id).map_err(sqlx::Error::Encode)?;
+                args.add(row.ts).map_err(sqlx::Error::Encode)?;
+                args.add(row.tracker).map_err(sqlx::Error::Encode)?;
+                args.add(row.kind).map_err(sqlx::Error::Encode)?;
+                args.add(i64::from(row.pid)).map_err(sqlx::Error::Encode)?;
+                args.add(i64::from(row.ppid)).map_err(sqlx::Error::Encode)?;
+                args.add(row.comm.as_str()).map_err(sqlx::Error::Encode)?;
+                args.add(row.cgroup_id).map_err(sqlx::Error::Encode)?;
+                for cell in r.cells {
+                    cell.bind(&mut args, r.text)?;
+                }
+            }
+            sqlx::query_with(sql, args).execute(&mut *conn).await?;
         }
-        sqlx::query_with(sql, args).execute(&mut *conn).await?;
     }
     let mut counts: HashMap<(&str, &str, &str, &str), (i64, i64)> = HashMap::new();
-    for &(session_id, row, _) in &rows {
+    for r in by_tracker.iter().flat_map(|(_, rows)| rows) {
         let (n, calls) = counts
-            .entry((session_id, row.tracker, row.kind, row.comm.as_str()))
+            .entry((r.session_id, r.row.tracker, r.row.kind, r.row.comm.as_str()))
             .or_default();
         *n += 1;
-        *calls = calls.saturating_add(row.calls);
+        *calls = calls.saturating_add(r.row.calls);
     }
     // One statement for all of them, whatever their number: a statement per key (a round
     // trip to SQLite's thread each, ~100 per batch) cost a fifth of the writer's time.
@@ -433,21 +468,46 @@ async fn write_batch(
     Ok(())
 }
 
-/// The INSERT statements the writer uses, for 1, 2, 4, ... ROWS_PER_INSERT rows: a batch
-/// of any size is a few of them, so a handful of prepared statements serve every batch.
-struct Inserts(Vec<String>);
+/// The INSERT statements the writer uses, per tracker (whose typed columns they name), for
+/// 1, 2, 4, ... rows: a batch of any size is a few of them, so a handful of prepared
+/// statements serve every batch.
+struct Inserts(HashMap<&'static str, Statements>);
+
+struct Statements(Vec<String>);
 
 impl Inserts {
     fn new() -> Self {
-        let sizes = std::iter::successors(Some(1), |&n| (n < ROWS_PER_INSERT).then_some(n * 2));
+        Self(
+            TRACKERS
+                .iter()
+                .map(|t| (t.info().name, Statements::new(t.info())))
+                .collect(),
+        )
+    }
+
+    fn for_tracker(&self, tracker: &str) -> Result<&Statements, sqlx::Error> {
+        self.0
+            .get(tracker)
+            .ok_or_else(|| sqlx::Error::Protocol(format!("events of unknown tracker {tracker}")))
+    }
+}
+
+impl Statements {
+    fn new(info: &TrackerInfo) -> Self {
+        let typed: Vec<_> = typed_fields(info).map(column).collect();
+        let parameters = ROW_PARAMETERS + typed.len();
+        let row = format!("({})", vec!["?"; parameters].join(", "));
+        let columns = std::iter::once(ROW_COLUMNS.into())
+            .chain(typed)
+            .collect::<Vec<_>>()
+            .join(", ");
+        let most = ROWS_PER_INSERT.min(MAX_PARAMETERS / parameters);
+        let sizes = std::iter::successors(Some(1), |&n| (n * 2 <= most).then_some(n * 2));
         Self(
             sizes
                 .map(|n| {
-                    let values = vec!["(?, ?, ?, ?, ?, ?, ?, ?, ?)"; n].join(", ");
-                    format!(
-                        "INSERT INTO events (session_id, ts, tracker, kind, pid, ppid, comm, \
-                         cgroup_id, data) VALUES {values}"
-                    )
+                    let values = vec![row.as_str(); n].join(", ");
+                    format!("INSERT INTO events ({columns}) VALUES {values}")
                 })
                 .collect(),
         )
@@ -467,9 +527,10 @@ pub struct SqliteSink {
     session_id: Arc<str>,
     chunk_size: usize,
     rows: Vec<EventRow>,
-    data: String,
-    /// Scratch for one event's JSON.
-    json: Vec<u8>,
+    /// The typed columns of the tracker whose rows are gathered, set by the first event.
+    layout: Option<TypedLayout>,
+    cells: Vec<Cell>,
+    text: String,
     lost: Arc<AtomicU64>,
     lost_metric: prometheus::IntCounter,
     failure: Failure,
@@ -478,13 +539,16 @@ pub struct SqliteSink {
 impl SqliteSink {
     /// Hands the rows gathered so far to the writer, or counts them lost.
     fn send(&mut self) {
-        if self.rows.is_empty() {
+        let Some(layout) = self.layout.as_ref().filter(|_| !self.rows.is_empty()) else {
             return;
-        }
+        };
         let chunk = Chunk {
             session_id: self.session_id.clone(),
+            info: layout.info,
             rows: std::mem::replace(&mut self.rows, Vec::with_capacity(self.chunk_size)),
-            data: std::mem::take(&mut self.data),
+            cells: std::mem::take(&mut self.cells),
+            width: layout.width,
+            text: std::mem::take(&mut self.text),
             lost: self.lost.clone(),
             lost_metric: self.lost_metric.clone(),
             failure: self.failure.clone(),
@@ -508,10 +572,19 @@ impl SqliteSink {
 
 impl Handler<Event> for SqliteSink {
     fn handle(&mut self, event: &Event) -> Flow {
-        self.json.clear();
-        push_json_record(&mut self.json, event);
-        // Always valid UTF-8 (the record's strings are), so this borrows without copying.
-        self.data.push_str(&String::from_utf8_lossy(&self.json));
+        let info = event.body.info();
+        if !self
+            .layout
+            .as_ref()
+            .is_some_and(|l| std::ptr::eq(l.info, info))
+        {
+            // A chunk holds one tracker's rows (a session has one tracker).
+            self.send();
+            self.layout = Some(TypedLayout::new(info));
+        }
+        if let Some(layout) = &self.layout {
+            layout.push_cells(event, &mut self.cells, &mut self.text);
+        }
         self.rows.push(EventRow {
             ts: event.header.ts_ns as i64,
             tracker: event.tracker(),
@@ -521,7 +594,6 @@ impl Handler<Event> for SqliteSink {
             comm: event.header.comm,
             cgroup_id: event.header.cgroup_id as i64,
             calls: i64::try_from(event.weight()).unwrap_or(i64::MAX),
-            data_end: self.data.len(),
         });
         if self.rows.len() >= self.chunk_size {
             self.send();
