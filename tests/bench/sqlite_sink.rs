@@ -7,11 +7,12 @@
 //! 2. When that loses events: the same at fixed rates, from 200,000 events/s up in steps
 //!    of 50,000 while 3 runs in a row lose nothing; prints the highest such rate, the
 //!    sustained zero-loss rate.
-//! 3. `aggregate(groupBy [kind, comm], COUNT)` over a session of 1,000,000 events, 10
-//!    times: p50 and p99. Also the same with a `where` on a JSON field, which reads every
-//!    event instead of the store's per-(kind, comm) counts.
+//! 3. Questions over a session of 1,000,000 stored events, 10 times each: p50 and p99.
+//!    `aggregate(groupBy [kind, comm], COUNT)` reads the store's per-(kind, comm) counts;
+//!    the others (a `where` on another field, groupings by fields of the tracker, SUM,
+//!    percentiles alone and per group) read every event.
 //!
-//! `cargo bench --bench sqlite_sink`
+//! `cargo bench --bench sqlite_sink` (EUNOMIA_BENCH_ONLY=queries skips 1 and 2)
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -186,26 +187,83 @@ async fn latency(store: &Store, query: &AggregateQuery) -> (Duration, Duration, 
     )
 }
 
+/// The questions timed over the stored session, by name: the COUNT the per-(kind, comm)
+/// counts answer, then groupings, filters and percentiles that read every event.
+fn questions() -> Vec<(&'static str, AggregateQuery)> {
+    let ask = |group_by: &[&str], op, field: Option<&str>, conditions| AggregateQuery {
+        group_by: group_by.iter().map(|f| f.to_string()).collect(),
+        op,
+        field: field.map(str::to_string),
+        top: None,
+        conditions,
+    };
+    let user_ns = || {
+        vec![Condition {
+            field: "user_ns".into(),
+            op: Op::Gt,
+            value: "0".into(),
+        }]
+    };
+    vec![
+        (
+            "aggregate(groupBy [kind, comm], COUNT)",
+            ask(&["kind", "comm"], AggOp::Count, None, vec![]),
+        ),
+        (
+            "  same, where user_ns > 0",
+            ask(&["kind", "comm"], AggOp::Count, None, user_ns()),
+        ),
+        (
+            "aggregate(groupBy [exit_code], COUNT)",
+            ask(&["exit_code"], AggOp::Count, None, vec![]),
+        ),
+        (
+            "aggregate(groupBy [comm, exit_code], SUM duration_ns)",
+            ask(
+                &["comm", "exit_code"],
+                AggOp::Sum,
+                Some("duration_ns"),
+                vec![],
+            ),
+        ),
+        (
+            "aggregate(P99 duration_ns)",
+            ask(&[], AggOp::P99, Some("duration_ns"), vec![]),
+        ),
+        (
+            "aggregate(P50 duration_ns)",
+            ask(&[], AggOp::P50, Some("duration_ns"), vec![]),
+        ),
+        (
+            "aggregate(groupBy [comm], P99 duration_ns)",
+            ask(&["comm"], AggOp::P99, Some("duration_ns"), vec![]),
+        ),
+    ]
+}
+
 #[tokio::main]
 async fn main() {
     let dir = std::env::temp_dir().join(format!("eunomia-bench-sqlite-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
 
+    let queries_only = std::env::var("EUNOMIA_BENCH_ONLY").is_ok_and(|o| o == "queries");
     let mut full = Vec::new();
-    for _ in 0..RUNS {
+    for _ in 0..if queries_only { 0 } else { RUNS } {
         full.push(run_once(&dir, StoreOptions::default(), None).await);
     }
-    println!(
-        "sqlite sink, full speed: {EVENTS} events x {RUNS} runs: median {:.0} events/s \
+    if !full.is_empty() {
+        println!(
+            "sqlite sink, full speed: {EVENTS} events x {RUNS} runs: median {:.0} events/s \
          stored (runs: {}), tracker thread handing over {:.0} events/s; lost per run: {:?}",
-        median(full.iter().map(|r| r.rate).collect()),
-        full.iter()
-            .map(|r| format!("{:.0}", r.rate))
-            .collect::<Vec<_>>()
-            .join(", "),
-        median(full.iter().map(|r| r.offered).collect()),
-        full.iter().map(|r| r.lost).collect::<Vec<_>>(),
-    );
+            median(full.iter().map(|r| r.rate).collect()),
+            full.iter()
+                .map(|r| format!("{:.0}", r.rate))
+                .collect::<Vec<_>>()
+                .join(", "),
+            median(full.iter().map(|r| r.offered).collect()),
+            full.iter().map(|r| r.lost).collect::<Vec<_>>(),
+        );
+    }
 
     if full.iter().any(|r| r.lost > 0) {
         let mut sustained = None;
@@ -257,32 +315,15 @@ async fn main() {
         metrics.sqlite_write_duration.get_sample_sum() * 1000.0 / batches.max(1) as f64,
     );
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-    let mut query = AggregateQuery {
-        group_by: vec!["kind".into(), "comm".into()],
-        op: AggOp::Count,
-        field: None,
-        top: None,
-        conditions: vec![],
-    };
-    let (p50, p99, groups) = latency(&store, &query).await;
-    println!(
-        "aggregate(groupBy [kind, comm], COUNT) over {EVENTS} events \
-         ({groups} groups), {QUERIES} queries: p50 {:.1} ms, p99 {:.1} ms",
-        ms(p50),
-        ms(p99),
-    );
-    // Every event's JSON read: what a grouping or filter by a non-counted field costs.
-    query.conditions = vec![Condition {
-        field: "user_ns".into(),
-        op: Op::Gt,
-        value: "0".into(),
-    }];
-    let (p50, p99, groups) = latency(&store, &query).await;
-    println!(
-        "  same, also where user_ns > 0 (reads every event): ({groups} groups) p50 {:.1} ms, p99 {:.1} ms",
-        ms(p50),
-        ms(p99),
-    );
+    for (name, query) in questions() {
+        let (p50, p99, groups) = latency(&store, &query).await;
+        println!(
+            "{name} over {EVENTS} events ({groups} groups), {QUERIES} queries: \
+             p50 {:.1} ms, p99 {:.1} ms",
+            ms(p50),
+            ms(p99),
+        );
+    }
     store.close().await.unwrap();
     let _ = std::fs::remove_dir_all(&dir);
 }
