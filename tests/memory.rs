@@ -16,8 +16,9 @@ use eunomia::metrics::{stage, Metrics};
 use eunomia::model::{FieldType, Record, Value};
 use eunomia::results::memory::{is_measure, MemoryError, MemoryLimits, MemorySink, MemoryStore};
 use eunomia::results::query::{
-    apply_op, order_and_truncate, order_buckets, AggOp, AggResult, AggregateQuery, Condition,
-    QueryError, TimeBucketResult, TimeseriesQuery,
+    apply_op, order_and_truncate, order_buckets, order_histograms, AggOp, AggResult,
+    AggregateQuery, Condition, HistogramQuery, HistogramResult, Log2Bucket, QueryError,
+    TimeBucketResult, TimeseriesQuery,
 };
 use eunomia::trackers::Event;
 
@@ -149,6 +150,28 @@ fn reference(events: &[Event], q: &AggregateQuery) -> Vec<AggResult> {
         })
         .collect();
     order_and_truncate(&mut rows, q.top);
+    rows
+}
+
+/// Histograms computed event by event, as query.rs says.
+fn reference_histogram(events: &[Event], q: &HistogramQuery) -> Vec<HistogramResult> {
+    let mut groups: BTreeMap<Vec<String>, Vec<(i128, u64)>> = BTreeMap::new();
+    for event in matching(events, &q.conditions) {
+        let keys = q.group_by.iter().map(|g| key_text(event.get(g))).collect();
+        let values = groups.entry(keys).or_default();
+        if let Some(v) = event.get(&q.field).and_then(|v| v.as_i128()) {
+            values.push((v, 1));
+        }
+    }
+    let mut rows: Vec<HistogramResult> = groups
+        .into_iter()
+        .map(|(keys, values)| HistogramResult {
+            keys,
+            count: values.len() as u64,
+            buckets: Log2Bucket::count(values),
+        })
+        .collect();
+    order_histograms(&mut rows, q.top);
     rows
 }
 
@@ -292,6 +315,58 @@ fn percentiles_of_a_measure_are_within_the_histogram_error() {
     for op in [AggOp::P50, AggOp::P95, AggOp::P99] {
         let q = query(&["comm", "kind"], op, Some("duration_ns"));
         assert_close(&store.aggregate(&q).unwrap(), &reference(&events, &q));
+    }
+}
+
+/// Power-of-two histograms are exact in memory too: each log-linear bucket lies within one
+/// power of two. Measures (durations from 1 ns to minutes) and a dimension (exit codes),
+/// grouped and filtered.
+#[test]
+fn histograms_equal_counting_each_event() {
+    let store = fed(&small_workload());
+    let q = HistogramQuery {
+        group_by: vec!["comm".into()],
+        field: "duration_ns".into(),
+        top: None,
+        conditions: vec![],
+    };
+    let rows = store.histogram(&q).unwrap();
+    // grep: 5 durations of 3e9 + k, all in [2^31, 2^32); sh: 1000 * (k + 1) for 20 k.
+    assert_eq!(rows[0].keys, ["sh"]);
+    assert_eq!(rows[0].count, 20);
+    assert_eq!(rows[1].keys, ["grep"]);
+    assert_eq!(
+        rows[1].buckets,
+        [Log2Bucket {
+            index: 32,
+            count: 5
+        }]
+    );
+    assert_eq!(
+        (rows[1].buckets[0].low(), rows[1].buckets[0].high()),
+        (Some(2_147_483_648.0), 4_294_967_296.0)
+    );
+    assert_eq!(rows.len(), 2, "execs have no duration: no row for them");
+
+    let events = varied_workload(5000);
+    let store = fed(&events);
+    for (group_by, field, conditions) in [
+        (vec!["comm".to_string()], "duration_ns", vec![]),
+        (vec![], "duration_ns", vec![cond("comm", Op::Ne, "sh")]),
+        (vec!["comm".to_string()], "exit_code", vec![]),
+    ] {
+        let q = HistogramQuery {
+            group_by,
+            field: field.into(),
+            top: Some(4),
+            conditions,
+        };
+        let want = reference_histogram(&events, &q);
+        assert!(
+            want.iter().map(|r| r.buckets.len()).sum::<usize>() > 4,
+            "{want:?}"
+        );
+        assert_eq!(store.histogram(&q).unwrap(), want);
     }
 }
 

@@ -14,7 +14,8 @@ use eunomia::handler::{Handler, Op};
 use eunomia::metrics::{stage, Metrics};
 use eunomia::model::rfc3339_nanos;
 use eunomia::results::query::{
-    apply_op, AggOp, Condition, QueryError, StoredEvent, TimeBucketResult, TimeseriesQuery,
+    apply_op, AggOp, Condition, HistogramQuery, HistogramResult, Log2Bucket, QueryError,
+    StoredEvent, TimeBucketResult, TimeseriesQuery,
 };
 use eunomia::results::sqlite::{
     AuditEntry, RetentionPolicy, RetentionReport, SessionRecord, SessionStatus, Store, StoreError,
@@ -1318,5 +1319,45 @@ async fn a_grouping_past_the_group_limit_is_refused() {
             row(&["sh"], 40.0, 4),
             row(&["vi"], 0.0, 1)
         ]
+    );
+}
+
+/// Histograms in power-of-two buckets, per group and filtered: exit durations 10, 30 (sh),
+/// 20, 40 (grep), 50 (cat); execs have none and the exec-only vi makes no row.
+#[tokio::test]
+async fn histograms_count_each_value_in_its_power_of_two() {
+    let (_dir, store) = workload_store("histogram").await;
+    let bucket = |index, count| Log2Bucket { index, count };
+    let mut q = HistogramQuery {
+        group_by: vec!["comm".into()],
+        field: "duration_ns".into(),
+        top: None,
+        conditions: vec![],
+    };
+    let histogram = |keys: &[&str], buckets: Vec<Log2Bucket>| HistogramResult {
+        keys: keys.iter().map(|k| k.to_string()).collect(),
+        count: buckets.iter().map(|b| b.count).sum(),
+        buckets,
+    };
+    // [8, 16) is bucket 4, [16, 32) 5, [32, 64) 6.
+    assert_eq!(
+        store.histogram(&"w".into(), info(), &q).await.unwrap(),
+        [
+            histogram(&["grep"], vec![bucket(5, 1), bucket(6, 1)]),
+            histogram(&["sh"], vec![bucket(4, 1), bucket(5, 1)]),
+            histogram(&["cat"], vec![bucket(6, 1)]),
+        ]
+    );
+    q.group_by.clear();
+    q.conditions = vec![cond("exit_code", Op::Eq, "0")];
+    assert_eq!(
+        store.histogram(&"w".into(), info(), &q).await.unwrap(),
+        [histogram(&[], vec![bucket(4, 1), bucket(6, 2)])]
+    );
+    q.field = "comm".into();
+    let err = store.histogram(&"w".into(), info(), &q).await.unwrap_err();
+    assert!(
+        matches!(err, StoreError::Query(QueryError::NotNumeric(_))),
+        "{err}"
     );
 }

@@ -233,6 +233,33 @@ fn sessions_sum_counts_per_syscall() {
             // A getppid takes well under a millisecond; an interval's sum would not.
             assert!(getppid.is_some_and(|ns| ns > 0.0 && ns < 1e6), "{rows}");
         }
+        // The latency histogram counts every call once, in ascending buckets.
+        let histogram = format!(
+            "{{ session(id: \"{id}\") {{ histogram(field: \"latency_ns\", groupBy: [\"syscall\"], \
+             where: [{{field: \"syscall\", value: \"getppid\"}}]) {{ keys count buckets {{ low high count }} }} }} }}"
+        );
+        if mode == "aggregate" {
+            let (code, message) = server.error(&histogram, json!({}), None);
+            assert_eq!(code, "BAD_QUERY", "{what}");
+            assert!(
+                message.starts_with("HISTOGRAM of `latency_ns` is refused"),
+                "{message}"
+            );
+        } else {
+            let rows = server.query(&histogram, json!({}));
+            let rows = rows["session"]["histogram"].as_array().unwrap().clone();
+            assert_eq!(rows.len(), 1, "{what}: {rows:?}");
+            assert_eq!(rows[0]["keys"], json!(["getppid"]));
+            assert_eq!(rows[0]["count"], GETPPIDS, "{what}: {rows:?}");
+            let buckets = rows[0]["buckets"].as_array().unwrap();
+            let counted: u64 = buckets.iter().map(|b| b["count"].as_u64().unwrap()).sum();
+            assert_eq!(counted, GETPPIDS, "{what}: {rows:?}");
+            let highs: Vec<f64> = buckets
+                .iter()
+                .map(|b| b["high"].as_f64().unwrap())
+                .collect();
+            assert!(highs.windows(2).all(|w| w[0] < w[1]), "{what}: {rows:?}");
+        }
     }
 }
 

@@ -8,8 +8,8 @@ pub mod sqlite;
 
 use memory::MemoryError;
 use query::{
-    AggResult, AggregateQuery, EventsQuery, QueryError, StoredEvent, TimeBucketResult,
-    TimeseriesQuery,
+    AggResult, AggregateQuery, EventsQuery, HistogramQuery, HistogramResult, QueryError,
+    StoredEvent, TimeBucketResult, TimeseriesQuery,
 };
 use sqlite::StoreError;
 
@@ -23,6 +23,8 @@ pub trait SessionResults: Send + Sync {
     async fn aggregate(&self, q: &AggregateQuery) -> Result<Vec<AggResult>, ResultsError>;
 
     async fn timeseries(&self, q: &TimeseriesQuery) -> Result<Vec<TimeBucketResult>, ResultsError>;
+
+    async fn histogram(&self, q: &HistogramQuery) -> Result<Vec<HistogramResult>, ResultsError>;
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -9,6 +9,9 @@
 //!   the op over the group's non-null numeric values of `field` (0 when there are none).
 //! - Percentiles use the nearest-rank method: the value at rank ceil(p/100 * n).
 //! - Rows are ordered by value descending, then keys ascending; `top` keeps the first N.
+//! - A histogram counts each group's non-null values of `field` in power-of-two buckets,
+//!   as bpftrace's `hist()` does: negatives, [0, 1), [1, 2), [2, 4), ... Rows are ordered
+//!   by their count descending, then keys; groups without a value are left out.
 
 use crate::handler::{is_numeric, push_json_record, FilterError, Op, Predicate};
 pub use crate::handler::{nearest_rank, AggOp};
@@ -50,6 +53,83 @@ pub struct TimeseriesQuery {
     pub op: AggOp,
     pub field: Option<String>,
     pub conditions: Vec<Condition>,
+}
+
+/// A histogram of a numeric field per group (see the module's semantics).
+#[derive(Clone, Debug, PartialEq)]
+pub struct HistogramQuery {
+    pub group_by: Vec<String>,
+    pub field: String,
+    pub top: Option<usize>,
+    pub conditions: Vec<Condition>,
+}
+
+/// One group's histogram: its values counted per bucket, non-empty buckets in order.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HistogramResult {
+    pub keys: Vec<String>,
+    /// The group's values (the buckets' counts summed).
+    pub count: u64,
+    pub buckets: Vec<Log2Bucket>,
+}
+
+/// Values in `[low, high)`: `index` -1 holds the negatives (no low bound), 0 holds
+/// [0, 1), and k > 0 holds [2^(k-1), 2^k).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Log2Bucket {
+    pub index: i32,
+    pub count: u64,
+}
+
+impl Log2Bucket {
+    /// The bucket a value falls in.
+    pub fn index_of(v: i128) -> i32 {
+        match v {
+            ..=-1 => -1,
+            0 => 0,
+            _ => 128 - v.leading_zeros() as i32,
+        }
+    }
+
+    /// The least value in the bucket; none for the negatives'.
+    pub fn low(&self) -> Option<f64> {
+        match self.index {
+            ..=-1 => None,
+            0 => Some(0.0),
+            k => Some(2f64.powi(k - 1)),
+        }
+    }
+
+    /// The bucket's bound above (not in it).
+    pub fn high(&self) -> f64 {
+        match self.index {
+            ..=-1 => 0.0,
+            k => 2f64.powi(k),
+        }
+    }
+
+    /// Counts per bucket of `values` (value, how many), in bucket order, empty ones left out.
+    pub fn count(values: impl IntoIterator<Item = (i128, u64)>) -> Vec<Log2Bucket> {
+        let mut counts = std::collections::BTreeMap::new();
+        for (v, n) in values {
+            let count: &mut u64 = counts.entry(Self::index_of(v)).or_default();
+            *count = count.saturating_add(n);
+        }
+        counts
+            .into_iter()
+            .map(|(index, count)| Log2Bucket { index, count })
+            .collect()
+    }
+}
+
+/// Orders histogram rows as the semantics say, drops those without values, keeps the
+/// top N.
+pub fn order_histograms(rows: &mut Vec<HistogramResult>, top: Option<usize>) {
+    rows.retain(|r| r.count > 0);
+    rows.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.keys.cmp(&b.keys)));
+    if let Some(top) = top {
+        rows.truncate(top);
+    }
 }
 
 /// One group of an aggregate.
@@ -125,13 +205,13 @@ pub enum QueryError {
     #[error("bucketSecs must be at least 1")]
     BadBucket,
     #[error(
-        "{op:?} of `{field}` is refused: each record of this {tracker} session sums `{field}` \
-         over an interval's calls (counted in the kernel), so {op:?} would be one of interval \
+        "{op} of `{field}` is refused: each record of this {tracker} session sums `{field}` \
+         over an interval's calls (counted in the kernel), so {op} would be one of interval \
          sums, not of calls. Ask for SUM (COUNT counts the calls); for per-call values, \
          record each call (syscall: mode stream)"
     )]
     PerCallOfTotals {
-        op: AggOp,
+        op: String,
         field: String,
         tracker: String,
     },
@@ -247,6 +327,19 @@ impl<'a> From<&'a AggregateQuery> for Selection<'a> {
     }
 }
 
+/// A histogram needs each group's distribution of the field, as a percentile does.
+impl<'a> From<&'a HistogramQuery> for Selection<'a> {
+    fn from(q: &'a HistogramQuery) -> Self {
+        Selection::new(&q.group_by, AggOp::P50, Some(&q.field), &q.conditions)
+    }
+}
+
+impl HistogramQuery {
+    pub fn validate(&self, info: &TrackerInfo) -> Result<(), QueryError> {
+        Selection::from(self).validate(info)
+    }
+}
+
 impl<'a> From<&'a TimeseriesQuery> for Selection<'a> {
     fn from(q: &'a TimeseriesQuery) -> Self {
         Selection::new(&q.group_by, q.op, q.field.as_deref(), &q.conditions)
@@ -278,14 +371,34 @@ pub fn check_per_call(
     totals: bool,
 ) -> Result<(), QueryError> {
     let per_call = matches!(op, AggOp::Avg | AggOp::Min | AggOp::Max) || op.percentile().is_some();
-    match field.map(|f| catalog_field(info, f)).transpose()? {
-        Some(f) if totals && per_call && f.total => Err(QueryError::PerCallOfTotals {
-            op,
+    match field {
+        Some(field) if per_call => refuse_totals(info, &format!("{op:?}"), field, totals),
+        _ => field
+            .map(|f| catalog_field(info, f).map(drop))
+            .unwrap_or(Ok(())),
+    }
+}
+
+/// A histogram is of per-call values: refused over a total field as percentiles are.
+pub fn check_histogram(info: &TrackerInfo, field: &str, totals: bool) -> Result<(), QueryError> {
+    refuse_totals(info, "HISTOGRAM", field, totals)
+}
+
+fn refuse_totals(
+    info: &TrackerInfo,
+    what: &str,
+    field: &str,
+    totals: bool,
+) -> Result<(), QueryError> {
+    let f = catalog_field(info, field)?;
+    if totals && f.total {
+        return Err(QueryError::PerCallOfTotals {
+            op: what.to_string(),
             field: f.name.to_string(),
             tracker: info.name.to_string(),
-        }),
-        _ => Ok(()),
+        });
     }
+    Ok(())
 }
 
 /// Applies `op` to a group's values (exact). `values` may be reordered.
@@ -333,6 +446,46 @@ pub fn order_buckets(rows: &mut [TimeBucketResult]) {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn log2_buckets_split_at_powers_of_two() {
+        let index: Vec<i32> = [-5, -1, 0, 1, 2, 3, 4, 7, 8, 1023, 1024]
+            .map(Log2Bucket::index_of)
+            .to_vec();
+        assert_eq!(index, [-1, -1, 0, 1, 2, 2, 3, 3, 4, 10, 11]);
+        let b = |index| Log2Bucket { index, count: 0 };
+        assert_eq!((b(-1).low(), b(-1).high()), (None, 0.0));
+        assert_eq!((b(0).low(), b(0).high()), (Some(0.0), 1.0));
+        assert_eq!((b(11).low(), b(11).high()), (Some(1024.0), 2048.0));
+        assert_eq!(Log2Bucket::index_of(u64::MAX.into()), 64);
+        assert_eq!(
+            Log2Bucket::count([(3, 2), (-4, 1), (2, 5), (9, 1)]),
+            [
+                Log2Bucket {
+                    index: -1,
+                    count: 1
+                },
+                Log2Bucket { index: 2, count: 7 },
+                Log2Bucket { index: 4, count: 1 }
+            ]
+        );
+    }
+
+    #[test]
+    fn histograms_of_interval_totals_are_refused() {
+        let syscall = crate::trackers::find_tracker("syscall").unwrap().info();
+        let err = check_histogram(syscall, "latency_ns", true).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("HISTOGRAM of `latency_ns` is refused"),
+            "{err}"
+        );
+        assert_eq!(check_histogram(syscall, "latency_ns", false), Ok(()));
+        assert!(matches!(
+            check_histogram(syscall, "nope", false),
+            Err(QueryError::UnknownField { .. })
+        ));
+    }
+
     use super::*;
 
     #[test]

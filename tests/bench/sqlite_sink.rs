@@ -10,7 +10,7 @@
 //! 3. Questions over a session of 1,000,000 stored events, 10 times each: p50 and p99.
 //!    `aggregate(groupBy [kind, comm], COUNT)` reads the store's per-(kind, comm) counts;
 //!    the others (a `where` on another field, groupings by fields of the tracker, SUM,
-//!    percentiles alone and per group) read every event.
+//!    percentiles alone and per group, a histogram per group) read every event.
 //!
 //! `cargo bench --bench sqlite_sink` (EUNOMIA_BENCH_ONLY=queries skips 1 and 2)
 
@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use eunomia::handler::{Handler, Op};
 use eunomia::metrics::Metrics;
 use eunomia::model::{Comm, FixedStr, Header};
-use eunomia::results::query::{nearest_rank, AggOp, AggregateQuery, Condition};
+use eunomia::results::query::{nearest_rank, AggOp, AggregateQuery, Condition, HistogramQuery};
 use eunomia::results::sqlite::{SessionRecord, SessionStatus, Store, StoreKind, StoreOptions};
 use eunomia::trackers::find_tracker;
 use eunomia::trackers::process::{Ids, ProcessEvent, WaitStatus};
@@ -168,16 +168,28 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 /// p50 and p99 (nearest rank) of QUERIES runs of `query`.
-async fn latency(store: &Store, query: &AggregateQuery) -> (Duration, Duration, usize) {
+async fn latency(store: &Store, question: &Question) -> (Duration, Duration, usize) {
     let info = find_tracker("process").unwrap().info();
+    let session = "bench".into();
     let mut times = Vec::new();
     let mut groups = 0;
     for _ in 0..QUERIES {
         let started = Instant::now();
-        let rows = store.aggregate(&"bench".into(), info, query).await.unwrap();
+        let counted = match question {
+            Question::Aggregate(q) => {
+                let rows = store.aggregate(&session, info, q).await.unwrap();
+                groups = rows.len();
+                rows.iter().map(|r| r.count).sum::<u64>()
+            }
+            Question::Histogram(q) => {
+                let rows = store.histogram(&session, info, q).await.unwrap();
+                groups = rows.len();
+                // Only exits have a duration.
+                rows.iter().map(|r| r.count).sum::<u64>() * 2
+            }
+        };
         times.push(started.elapsed());
-        groups = rows.len();
-        assert_eq!(rows.iter().map(|r| r.count).sum::<u64>(), EVENTS);
+        assert_eq!(counted, EVENTS);
     }
     times.sort();
     (
@@ -187,15 +199,23 @@ async fn latency(store: &Store, query: &AggregateQuery) -> (Duration, Duration, 
     )
 }
 
+enum Question {
+    Aggregate(AggregateQuery),
+    Histogram(HistogramQuery),
+}
+
 /// The questions timed over the stored session, by name: the COUNT the per-(kind, comm)
-/// counts answer, then groupings, filters and percentiles that read every event.
-fn questions() -> Vec<(&'static str, AggregateQuery)> {
-    let ask = |group_by: &[&str], op, field: Option<&str>, conditions| AggregateQuery {
-        group_by: group_by.iter().map(|f| f.to_string()).collect(),
-        op,
-        field: field.map(str::to_string),
-        top: None,
-        conditions,
+/// counts answer, then groupings, filters, percentiles and histograms that read every
+/// event.
+fn questions() -> Vec<(&'static str, Question)> {
+    let ask = |group_by: &[&str], op, field: Option<&str>, conditions| {
+        Question::Aggregate(AggregateQuery {
+            group_by: group_by.iter().map(|f| f.to_string()).collect(),
+            op,
+            field: field.map(str::to_string),
+            top: None,
+            conditions,
+        })
     };
     let user_ns = || {
         vec![Condition {
@@ -237,6 +257,15 @@ fn questions() -> Vec<(&'static str, AggregateQuery)> {
         (
             "aggregate(groupBy [comm], P99 duration_ns)",
             ask(&["comm"], AggOp::P99, Some("duration_ns"), vec![]),
+        ),
+        (
+            "histogram(groupBy [comm], duration_ns)",
+            Question::Histogram(HistogramQuery {
+                group_by: vec!["comm".into()],
+                field: "duration_ns".into(),
+                top: None,
+                conditions: vec![],
+            }),
         ),
     ]
 }

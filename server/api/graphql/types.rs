@@ -11,8 +11,8 @@ use crate::handler::Op;
 use crate::model::rfc3339_nanos;
 use crate::model::SessionId;
 use crate::results::query::{
-    check_per_call, AggOp, AggResult, AggregateQuery, Condition, EventsQuery, StoredEvent,
-    TimeBucketResult, TimeseriesQuery,
+    check_histogram, check_per_call, AggOp, AggResult, AggregateQuery, Condition, EventsQuery,
+    HistogramQuery, HistogramResult, StoredEvent, TimeBucketResult, TimeseriesQuery,
 };
 use crate::results::sqlite::{AuditEntry, SessionRecord, SessionStatus, StoreKind};
 use crate::results::{ResultsError, SessionResults};
@@ -343,16 +343,11 @@ impl SessionObject {
         top: Option<i32>,
         r#where: Option<Vec<ConditionInput>>,
     ) -> async_graphql::Result<Vec<AggRow>> {
-        let top = top
-            .map(|t| {
-                usize::try_from(t).map_err(|_| coded("BAD_USER_INPUT", "top must not be negative"))
-            })
-            .transpose()?;
         let query = AggregateQuery {
             group_by,
             op: op.unwrap_or(AggOp::Count),
             field,
-            top,
+            top: top_rows(top)?,
             conditions: conditions(r#where),
         };
         self.check_per_call(query.op, query.field.as_deref())?;
@@ -385,6 +380,36 @@ impl SessionObject {
         let rows = results.timeseries(&query).await.map_err(results_error)?;
         Ok(rows.into_iter().map(TimeBucket::from).collect())
     }
+
+    /// How a numeric field's values spread, per group: counts in power-of-two buckets
+    /// (negatives, [0, 1), [1, 2), [2, 4), ...), as bpftrace's `hist()`. Groups ordered by
+    /// their number of values, largest first; `top` keeps the first N.
+    async fn histogram(
+        &self,
+        ctx: &Context<'_>,
+        field: String,
+        #[graphql(default_with = "Some(Vec::new())")] group_by: Option<Vec<String>>,
+        top: Option<i32>,
+        r#where: Option<Vec<ConditionInput>>,
+    ) -> async_graphql::Result<Vec<HistogramRow>> {
+        let query = HistogramQuery {
+            group_by: group_by.unwrap_or_default(),
+            field,
+            top: top_rows(top)?,
+            conditions: conditions(r#where),
+        };
+        let info = tracker_info(&self.0.tracker).map_err(api)?;
+        check_histogram(info, &query.field, reports_totals(&self.0))
+            .map_err(|e| results_error(ResultsError::Query(e)))?;
+        let results = self.results(ctx)?;
+        let rows = results.histogram(&query).await.map_err(results_error)?;
+        Ok(rows.into_iter().map(HistogramRow::from).collect())
+    }
+}
+
+fn top_rows(top: Option<i32>) -> async_graphql::Result<Option<usize>> {
+    top.map(|t| usize::try_from(t).map_err(|_| coded("BAD_USER_INPUT", "top must not be negative")))
+        .transpose()
 }
 
 /// Outside the `#[Object]` block, which would make it a field.
@@ -414,6 +439,43 @@ impl From<AggResult> for AggRow {
             keys: r.keys,
             value: r.value,
             count: r.count,
+        }
+    }
+}
+
+/// One group's histogram.
+#[derive(SimpleObject)]
+pub struct HistogramRow {
+    pub keys: Vec<String>,
+    /// The group's values: the buckets' counts summed.
+    pub count: u64,
+    /// The non-empty buckets, lowest first.
+    pub buckets: Vec<HistogramBucket>,
+}
+
+/// Values in [low, high).
+#[derive(SimpleObject)]
+pub struct HistogramBucket {
+    /// Null for the bucket of negative values.
+    pub low: Option<f64>,
+    pub high: f64,
+    pub count: u64,
+}
+
+impl From<HistogramResult> for HistogramRow {
+    fn from(r: HistogramResult) -> Self {
+        Self {
+            keys: r.keys,
+            count: r.count,
+            buckets: r
+                .buckets
+                .iter()
+                .map(|b| HistogramBucket {
+                    low: b.low(),
+                    high: b.high(),
+                    count: b.count,
+                })
+                .collect(),
         }
     }
 }

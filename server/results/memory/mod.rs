@@ -40,8 +40,9 @@ pub use sink::MemorySink;
 
 use crate::model::{FieldInfo, TrackerInfo, Value};
 use crate::results::query::{
-    order_and_truncate, order_buckets, predicate, validate_conditions, AggResult, AggregateQuery,
-    Condition, EventsQuery, QueryError, StoredEvent, TimeBucketResult, TimeseriesQuery,
+    order_and_truncate, order_buckets, order_histograms, predicate, validate_conditions, AggResult,
+    AggregateQuery, Condition, EventsQuery, HistogramQuery, HistogramResult, QueryError,
+    StoredEvent, TimeBucketResult, TimeseriesQuery,
 };
 use crate::results::{ResultsError, SessionResults};
 use crate::trackers::Event;
@@ -192,6 +193,25 @@ impl MemoryStore {
         Ok(rows)
     }
 
+    pub fn histogram(&self, q: &HistogramQuery) -> Result<Vec<HistogramResult>, MemoryError> {
+        q.validate(self.info)?;
+        let plan = self.plan(q.into())?;
+        let mut rows: Vec<HistogramResult> = self
+            .regroup(&plan, None)
+            .into_iter()
+            .map(|((_, keys), acc)| {
+                let buckets = acc.log2_buckets(&plan);
+                HistogramResult {
+                    keys,
+                    count: buckets.iter().map(|b| b.count).sum(),
+                    buckets,
+                }
+            })
+            .collect();
+        order_histograms(&mut rows, q.top);
+        Ok(rows)
+    }
+
     /// From the recent ring: ascending id (ids are 1, 2, 3... in arrival order), id >
     /// after, matching conditions; (events, has_next_page).
     pub fn events(
@@ -280,5 +300,9 @@ impl SessionResults for MemoryStore {
 
     async fn timeseries(&self, q: &TimeseriesQuery) -> Result<Vec<TimeBucketResult>, ResultsError> {
         Ok(MemoryStore::timeseries(self, q)?)
+    }
+
+    async fn histogram(&self, q: &HistogramQuery) -> Result<Vec<HistogramResult>, ResultsError> {
+        Ok(MemoryStore::histogram(self, q)?)
     }
 }

@@ -11,7 +11,7 @@ use super::keys::{decode_slots, Slot};
 use super::{BaseGroup, MemoryError, MemoryStore};
 use crate::handler::Predicate;
 use crate::model::{Record, Value};
-use crate::results::query::{nearest_rank, predicate, AggOp, Selection};
+use crate::results::query::{nearest_rank, predicate, AggOp, Log2Bucket, Selection};
 
 impl MemoryStore {
     /// The slot index of a field a query groups or filters by; only dimensions can be.
@@ -239,6 +239,15 @@ impl Acc {
                 self.percentile(p, &plan.target) as f64
             }
         }
+    }
+
+    /// The distribution in power-of-two buckets. A measure's log-linear bucket lies within
+    /// one power of two, so its midpoint falls in the same bucket as each of its values.
+    pub(super) fn log2_buckets(&self, plan: &Plan) -> Vec<Log2Bucket> {
+        Log2Bucket::count(self.dist.iter().map(|(&at, &count)| match plan.target {
+            Target::Measure(_) => (bucket_value(i32::try_from(at).unwrap_or(0)), count),
+            _ => (at, count),
+        }))
     }
 
     /// Nearest rank over the distribution. A measure's bucket gives its midpoint, kept

@@ -2,7 +2,7 @@
 //! event has since the first schema keep their names; every other one is `f_<name>`,
 //! added at open from the tracker catalog. Groupings, filters and percentiles over a
 //! million events read these, and an event's JSON is written from them when it is asked
-//! for: rows a fifth the size of rows that also held the JSON, and no JSON parse per row.
+//! for: a third of the bytes of rows that held the JSON, and no JSON parse per row.
 //!
 //! The `f_` columns carry no declared type: a field holds what its events say (an
 //! integer, a real for a u64 past i64::MAX, text, or null where it does not apply).

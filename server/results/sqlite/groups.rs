@@ -1,5 +1,6 @@
 //! `eunomia_groups(op, dims..., weight, value)`: an SQL aggregate function that groups a
-//! session's events in one pass, in a hash table, and answers every group at once.
+//! session's events in one pass, in a hash table, and answers every group at once. `op`
+//! is an [`AggOp`]'s name or `histogram` (power-of-two buckets, see [`Log2Bucket`]).
 //!
 //! SQLite groups by sorting: a GROUP BY over a million events sorts a million keys (about
 //! a second on two cores), and a percentile per group needs a window function that sorts
@@ -9,14 +10,25 @@
 //!
 //! Registered on every read connection through rusqlite's safe function API (sqlx has
 //! none), on the handle sqlx opened. It returns JSON: `[[keys, calls, value], ...]`, the
-//! keys as SQLite typed them (null, integer, real, text).
+//! keys as SQLite typed them (null, integer, real, text), the value a number, or for a
+//! histogram `[[bucket, count], ...]`.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use rusqlite::functions::{Aggregate, Context, FunctionFlags};
 use rusqlite::types::ValueRef;
 
-use crate::results::query::{nearest_rank, AggOp};
+use crate::results::query::{nearest_rank, AggOp, Log2Bucket};
+
+/// The `op` of a histogram.
+pub(super) const HISTOGRAM: &str = "histogram";
+
+/// What a question asks of each group.
+#[derive(Clone, Copy)]
+enum Ask {
+    Op(AggOp),
+    Histogram,
+}
 
 /// The function's name in SQL.
 pub(super) const NAME: &str = "eunomia_groups";
@@ -57,12 +69,14 @@ struct Group {
     max: f64,
     /// Every non-null value, for percentiles only.
     values: Vec<f64>,
+    /// Values per power-of-two bucket, for histograms only.
+    buckets: BTreeMap<i32, u64>,
 }
 
 /// The groups of one query, keyed by an encoding of their key values (so that looking a
 /// row's group up allocates nothing once the group exists).
 struct State {
-    op: AggOp,
+    ask: Ask,
     dims: usize,
     groups: HashMap<Vec<u8>, Group>,
     scratch: Vec<u8>,
@@ -78,9 +92,14 @@ impl Aggregate<State, String> for Groups {
             return Err(arg_error("eunomia_groups(op, dims..., weight, value)"));
         }
         let op: String = ctx.get(0)?;
-        let op = <AggOp as clap::ValueEnum>::from_str(&op, false).map_err(|e| arg_error(&e))?;
+        let ask = match op.as_str() {
+            HISTOGRAM => Ask::Histogram,
+            op => {
+                Ask::Op(<AggOp as clap::ValueEnum>::from_str(op, false).map_err(|e| arg_error(&e))?)
+            }
+        };
         Ok(State {
-            op,
+            ask,
             dims: ctx.len() - 3,
             groups: HashMap::new(),
             scratch: Vec::new(),
@@ -115,9 +134,9 @@ impl Aggregate<State, String> for Groups {
             _ => 1,
         };
         group.calls = group.calls.saturating_add(calls);
-        let value = match ctx.get_raw(state.dims + 2) {
-            ValueRef::Integer(v) => v as f64,
-            ValueRef::Real(v) => v,
+        let (value, whole) = match ctx.get_raw(state.dims + 2) {
+            ValueRef::Integer(v) => (v as f64, i128::from(v)),
+            ValueRef::Real(v) => (v, v as i128),
             _ => return Ok(()),
         };
         if group.n == 0 {
@@ -127,8 +146,15 @@ impl Aggregate<State, String> for Groups {
         group.sum += value;
         group.min = group.min.min(value);
         group.max = group.max.max(value);
-        if state.op.percentile().is_some() {
-            group.values.push(value);
+        match state.ask {
+            Ask::Op(op) if op.percentile().is_some() => group.values.push(value),
+            Ask::Histogram => {
+                *group
+                    .buckets
+                    .entry(Log2Bucket::index_of(whole))
+                    .or_default() += 1
+            }
+            Ask::Op(_) => {}
         }
         Ok(())
     }
@@ -137,27 +163,36 @@ impl Aggregate<State, String> for Groups {
         let Some(state) = state else {
             return Ok("[]".to_string());
         };
-        let op = state.op;
+        let ask = state.ask;
         let rows: Vec<_> = state
             .groups
             .into_values()
             .map(|mut g| {
-                let value = match op {
-                    AggOp::Count => g.calls as f64,
-                    _ if g.n == 0 => 0.0,
-                    AggOp::Sum => g.sum,
-                    AggOp::Avg => g.sum / g.n as f64,
-                    AggOp::Min => g.min,
-                    AggOp::Max => g.max,
-                    AggOp::P50 | AggOp::P95 | AggOp::P99 => {
-                        let rank = nearest_rank(op.percentile().unwrap_or(50.0), g.values.len());
-                        *g.values.select_nth_unstable_by(rank, f64::total_cmp).1
-                    }
+                let value: serde_json::Value = match ask {
+                    Ask::Histogram => serde_json::json!(std::mem::take(&mut g.buckets)
+                        .into_iter()
+                        .collect::<Vec<_>>()),
+                    Ask::Op(op) => op_value(op, &mut g).into(),
                 };
                 (g.keys, g.calls, value)
             })
             .collect();
         serde_json::to_string(&rows).map_err(|e| arg_error(&e.to_string()))
+    }
+}
+
+fn op_value(op: AggOp, g: &mut Group) -> f64 {
+    match op {
+        AggOp::Count => g.calls as f64,
+        _ if g.n == 0 => 0.0,
+        AggOp::Sum => g.sum,
+        AggOp::Avg => g.sum / g.n as f64,
+        AggOp::Min => g.min,
+        AggOp::Max => g.max,
+        AggOp::P50 | AggOp::P95 | AggOp::P99 => {
+            let rank = nearest_rank(op.percentile().unwrap_or(50.0), g.values.len());
+            *g.values.select_nth_unstable_by(rank, f64::total_cmp).1
+        }
     }
 }
 

@@ -11,11 +11,11 @@ use super::columns::{select_list, stored_event};
 use super::groups;
 use super::sql::{expr, limit_plus_one, page, GroupKey, Grouping, Statement};
 use super::{Store, StoreError};
-use crate::model::{SessionId, TrackerInfo};
+use crate::model::{FieldInfo, SessionId, TrackerInfo};
 use crate::results::query::{
-    catalog_field, order_and_truncate, order_buckets, validate_conditions, AggOp, AggResult,
-    AggregateQuery, Condition, EventsQuery, Selection, StoredEvent, TimeBucketResult,
-    TimeseriesQuery,
+    catalog_field, order_and_truncate, order_buckets, order_histograms, validate_conditions, AggOp,
+    AggResult, AggregateQuery, Condition, EventsQuery, HistogramQuery, HistogramResult, Log2Bucket,
+    Selection, StoredEvent, TimeBucketResult, TimeseriesQuery,
 };
 use crate::results::{ResultsError, SessionResults};
 
@@ -169,32 +169,18 @@ impl Store {
                 .await?
         } else {
             // Every other question reads the events once, grouping as it goes.
-            let mut sql = Statement::new(&format!("SELECT {}(", groups::NAME));
-            sql.bind(op.as_str())?;
-            for d in grouping.dims() {
-                sql.push(&format!(", {d}"));
-            }
-            // Calls, not records: a record may stand for many (TrackerInfo::weight).
-            let weight = match info.weight {
-                Some(weight) => expr(catalog_field(info, weight)?),
-                None => "NULL".to_string(),
+            let ask = Ask {
+                op: op.as_str(),
+                field,
+                conditions,
             };
-            let value = field.map_or("NULL".to_string(), expr);
-            sql.push(&format!(
-                ", {weight}, {value}) FROM events WHERE session_id = "
-            ));
-            sql.bind(session_id.clone())?;
-            sql.conditions(info, conditions)?;
-            let mut conn = self.bounded_read().await?;
-            let json: Option<String> = sqlx::query_scalar_with(&sql.text, sql.args)
-                .fetch_one(&mut *conn)
-                .await
-                .map_err(|e| self.budget_error(e))?;
-            let rows: Vec<(Vec<serde_json::Value>, u64, f64)> =
-                serde_json::from_str(json.as_deref().unwrap_or("[]"))
-                    .map_err(|e| StoreError::Corrupt(format!("grouped rows: {e}")))?;
-            rows.into_iter()
-                .map(|(keys, count, value)| Ok((grouping.key_of(&keys)?, count, value)))
+            self.one_pass(session_id, info, &grouping, ask)
+                .await?
+                .into_iter()
+                .map(|(key, count, value)| {
+                    let value = value.as_f64().ok_or_else(|| corrupt(&value))?;
+                    Ok((key, count, value))
+                })
                 .collect::<Result<Vec<_>, StoreError>>()?
         };
         Ok(groups
@@ -206,6 +192,78 @@ impl Store {
                 (key.bucket, AggResult { keys, value, count })
             })
             .collect())
+    }
+
+    pub async fn histogram(
+        &self,
+        session_id: &SessionId,
+        info: &TrackerInfo,
+        q: &HistogramQuery,
+    ) -> Result<Vec<HistogramResult>, StoreError> {
+        q.validate(info)?;
+        let grouping = Grouping::new(info, None, &q.group_by)?;
+        let ask = Ask {
+            op: groups::HISTOGRAM,
+            field: Some(catalog_field(info, &q.field)?),
+            conditions: &q.conditions,
+        };
+        let mut rows = self
+            .one_pass(session_id, info, &grouping, ask)
+            .await?
+            .into_iter()
+            .map(|(key, _, value)| {
+                let buckets: Vec<(i32, u64)> =
+                    serde_json::from_value(value.clone()).map_err(|_| corrupt(&value))?;
+                Ok(HistogramResult {
+                    keys: key.texts(),
+                    count: buckets.iter().map(|(_, n)| n).sum(),
+                    buckets: buckets
+                        .into_iter()
+                        .map(|(index, count)| Log2Bucket { index, count })
+                        .collect(),
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        order_histograms(&mut rows, q.top);
+        Ok(rows)
+    }
+
+    /// Runs `eunomia_groups` over the session's events that meet the conditions: each
+    /// group's key, calls and answer.
+    async fn one_pass(
+        &self,
+        session_id: &SessionId,
+        info: &TrackerInfo,
+        grouping: &Grouping,
+        ask: Ask<'_>,
+    ) -> Result<Vec<(GroupKey, u64, serde_json::Value)>, StoreError> {
+        let mut sql = Statement::new(&format!("SELECT {}(", groups::NAME));
+        sql.bind(ask.op)?;
+        for d in grouping.dims() {
+            sql.push(&format!(", {d}"));
+        }
+        // Calls, not records: a record may stand for many (TrackerInfo::weight).
+        let weight = match info.weight {
+            Some(weight) => expr(catalog_field(info, weight)?),
+            None => "NULL".to_string(),
+        };
+        let value = ask.field.map_or("NULL".to_string(), expr);
+        sql.push(&format!(
+            ", {weight}, {value}) FROM events WHERE session_id = "
+        ));
+        sql.bind(session_id.clone())?;
+        sql.conditions(info, ask.conditions)?;
+        let mut conn = self.bounded_read().await?;
+        let json: Option<String> = sqlx::query_scalar_with(&sql.text, sql.args)
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(|e| self.budget_error(e))?;
+        let rows: Vec<(Vec<serde_json::Value>, u64, serde_json::Value)> =
+            serde_json::from_str(json.as_deref().unwrap_or("[]"))
+                .map_err(|e| StoreError::Corrupt(format!("grouped rows: {e}")))?;
+        rows.into_iter()
+            .map(|(keys, count, value)| Ok((grouping.key_of(&keys)?, count, value)))
+            .collect()
     }
 
     /// A COUNT by fields `event_counts` keeps, from it: groups, calls, calls.
@@ -241,6 +299,18 @@ impl Store {
     }
 }
 
+/// What [`Store::one_pass`] asks of each group: `eunomia_groups`' op, over which field,
+/// of which events.
+struct Ask<'a> {
+    op: &'static str,
+    field: Option<&'static FieldInfo>,
+    conditions: &'a [Condition],
+}
+
+fn corrupt(value: &serde_json::Value) -> StoreError {
+    StoreError::Corrupt(format!("a group's answer of {value}"))
+}
+
 #[async_trait::async_trait]
 impl SessionResults for SqliteResults {
     async fn events(&self, q: &EventsQuery) -> Result<(Vec<StoredEvent>, bool), ResultsError> {
@@ -259,5 +329,9 @@ impl SessionResults for SqliteResults {
             .store
             .timeseries(&self.session_id, self.info, q)
             .await?)
+    }
+
+    async fn histogram(&self, q: &HistogramQuery) -> Result<Vec<HistogramResult>, ResultsError> {
+        Ok(self.store.histogram(&self.session_id, self.info, q).await?)
     }
 }
