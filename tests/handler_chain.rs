@@ -341,6 +341,82 @@ fn text_table_aligns_chosen_columns() {
     );
 }
 
+/// A failed open with O_WRONLY|O_CREAT|O_TRUNC, and a successful read-only one.
+fn opens() -> [Event; 2] {
+    use eunomia::model::FixedStr;
+    use eunomia::trackers::files::{FileRef, FileType, FilesEvent};
+    let open = |path: &str, flags: u32, ret: i64, file_type| Event {
+        header: common::synthetic::header(TS, 7, "nginx"),
+        body: FilesEvent::Open {
+            file: FileRef {
+                path: FixedStr::from(path),
+                file_type,
+            },
+            flags,
+            ret,
+            opens: 1,
+        }
+        .into(),
+    };
+    [
+        open("/var/log/x", 577, -13, None),
+        open("/srv/index.html", 0, 5, Some(FileType::Regular)),
+    ]
+}
+
+/// Numbers read as people read them: the text table shows errno and flag names, JSON
+/// keeps the numbers and adds the names beside them, CSV keeps only the numbers.
+#[test]
+fn return_values_and_flags_are_decoded_for_people() {
+    let buf = SharedBuf::default();
+    let columns = ["comm", "path", "flags", "ret"].map(String::from).to_vec();
+    let mut printer = TextPrinter::new(buf.clone(), Some(columns));
+    for event in &opens() {
+        printer.handle(event);
+    }
+    Handler::<Event>::finish(&mut printer).unwrap();
+    assert_eq!(
+        buf.text(),
+        "COMM             PATH               FLAGS     RET\n\
+         nginx            /var/log/x       O_WRONLY|O_CREAT|O_TRUNC  EACCES\n\
+         nginx            /srv/index.html  O_RDONLY       5\n"
+    );
+
+    let buf = SharedBuf::default();
+    let mut printer = JsonPrinter::new(buf.clone());
+    for event in &opens() {
+        printer.handle(event);
+    }
+    Handler::<Event>::finish(&mut printer).unwrap();
+    let lines: Vec<serde_json::Value> = buf
+        .text()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines[0]["flags"], 577);
+    assert_eq!(lines[0]["flags_text"], "O_WRONLY|O_CREAT|O_TRUNC");
+    assert_eq!(lines[0]["ret"], -13);
+    assert_eq!(lines[0]["ret_text"], "EACCES");
+    assert_eq!(lines[1]["ret"], 5);
+    assert_eq!(lines[1].get("ret_text"), None, "a descriptor is no error");
+    assert!(
+        buf.text()
+            .contains("\"flags\":577,\"flags_text\":\"O_WRONLY|O_CREAT|O_TRUNC\","),
+        "{}",
+        buf.text()
+    );
+
+    let buf = SharedBuf::default();
+    let mut printer = CsvPrinter::new(buf.clone());
+    printer.handle(&opens()[0]);
+    Handler::<Event>::finish(&mut printer).unwrap();
+    assert!(
+        buf.text().lines().nth(1).unwrap().ends_with(",577,-13,1"),
+        "{}",
+        buf.text()
+    );
+}
+
 #[test]
 fn chains_are_assembled_at_run_time_from_specs() {
     let spec = r#"[

@@ -6,7 +6,7 @@
 use std::io::{self, Write};
 
 use super::{Flow, Handler};
-use crate::model::{rfc3339_nanos, Record, Value};
+use crate::model::{rfc3339_nanos, FieldFormat, Record, TrackerInfo, Value};
 
 /// Output format, as the CLI and chain specs name it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, clap::ValueEnum)]
@@ -90,6 +90,9 @@ fn push_json_value(line: &mut Vec<u8>, value: Value<'_>) {
 /// Appends `record` as one JSON object (no newline) to `line`.
 pub fn push_json_record<R: Record + ?Sized>(line: &mut Vec<u8>, record: &R) {
     let start = line.len();
+    // Events visit their fields in catalog order: each field's entry is the next one.
+    let mut catalog = record.catalog().map(TrackerInfo::all_fields);
+    let mut text = String::new();
     line.push(b'{');
     record.visit(&mut |name, value| {
         if line.len() > start + 1 {
@@ -98,6 +101,20 @@ pub fn push_json_record<R: Record + ?Sized>(line: &mut Vec<u8>, record: &R) {
         push_json_str(line, name);
         line.push(b':');
         push_json_value(line, value);
+        let format = catalog
+            .as_mut()
+            .and_then(Iterator::next)
+            .filter(|f| f.name == name)
+            .map_or(FieldFormat::Plain, |f| f.format);
+        text.clear();
+        if format.write(value, &mut text) {
+            // The number stays as it is; people's reading of it follows as `<name>_text`.
+            line.push(b',');
+            push_json_str(line, name);
+            line.pop();
+            line.extend_from_slice(b"_text\":");
+            push_json_str(line, &text);
+        }
     });
     line.push(b'}');
 }
@@ -193,6 +210,8 @@ pub struct TextPrinter<W: Write> {
     sink: Sink<W>,
     columns: Option<Vec<String>>,
     widths: Vec<usize>,
+    /// How people read each column (an errno name instead of -2, flag names ...).
+    formats: Vec<FieldFormat>,
     line: String,
     /// One cell's text, before it is padded into `line`.
     cell: String,
@@ -204,6 +223,7 @@ impl<W: Write> TextPrinter<W> {
             sink: Sink::new(out),
             columns,
             widths: Vec::new(),
+            formats: Vec::new(),
             line: String::with_capacity(256),
             cell: String::with_capacity(64),
         }
@@ -286,10 +306,13 @@ impl<R: Record + ?Sized, W: Write + Send> Handler<R> for TextPrinter<W> {
         self.line.clear();
         if self.widths.is_empty() {
             let widths = &mut self.widths;
+            let formats = &mut self.formats;
+            let catalog = record.catalog();
             let mut numeric = Vec::new();
             let mut header = Vec::new();
             Self::each_cell(&self.columns, record, &mut |name, value| {
                 widths.push(name.len().max(default_width(value)));
+                formats.push(catalog.map_or(FieldFormat::Plain, |c| c.format_of(name)));
                 numeric.push(matches!(value, Value::U64(_) | Value::I64(_)));
                 header.push(name.to_uppercase());
             });
@@ -305,6 +328,7 @@ impl<R: Record + ?Sized, W: Write + Send> Handler<R> for TextPrinter<W> {
             row.finish();
         }
         let cell = &mut self.cell;
+        let formats = &self.formats;
         let mut row = Row {
             line: &mut self.line,
             widths: &self.widths,
@@ -313,7 +337,10 @@ impl<R: Record + ?Sized, W: Write + Send> Handler<R> for TextPrinter<W> {
         };
         Self::each_cell(&self.columns, record, &mut |_, value| {
             cell.clear();
-            write_text_cell(cell, value);
+            let format = formats.get(row.column).copied().unwrap_or_default();
+            if !format.write(value, cell) {
+                write_text_cell(cell, value);
+            }
             row.push(cell, matches!(value, Value::U64(_) | Value::I64(_)));
         });
         row.finish();

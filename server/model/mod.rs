@@ -10,7 +10,9 @@
 use std::fmt;
 
 mod errno;
+mod format;
 pub use errno::errno_name;
+pub use format::FieldFormat;
 
 /// Constants shared with the probes, generated from probes/common.h by build.rs.
 pub mod common_h {
@@ -42,6 +44,8 @@ pub struct FieldInfo {
     /// [`TrackerInfo::weight`]), is their sum: an average or percentile over such records
     /// would be one of interval sums, not of calls.
     pub total: bool,
+    /// How people read it (an errno name, flag names, octal, hex).
+    pub format: FieldFormat,
 }
 
 impl FieldInfo {
@@ -53,7 +57,13 @@ impl FieldInfo {
             description,
             measure: false,
             total: false,
+            format: FieldFormat::Plain,
         }
+    }
+
+    /// The same field, read by people as `format` says.
+    pub const fn shown_as(self, format: FieldFormat) -> Self {
+        Self { format, ..self }
     }
 
     /// A numeric quantity; see [`FieldInfo::measure`].
@@ -167,6 +177,11 @@ pub trait Record {
     fn visit(&self, visit: &mut dyn FnMut(&str, Value<'_>));
     /// One field by name; `None` when the record has no such field.
     fn get(&self, name: &str) -> Option<Value<'_>>;
+    /// The catalog entry of the tracker whose fields these are, when the record is one of
+    /// its events: printers read each field's [`Format`] there.
+    fn catalog(&self) -> Option<&'static TrackerInfo> {
+        None
+    }
 }
 
 /// A NUL-free, valid UTF-8 string kept inline, so decoding allocates nothing.
@@ -291,6 +306,13 @@ impl TrackerInfo {
     /// Every field of this tracker's events, common ones first.
     pub fn all_fields(&self) -> impl Iterator<Item = &'static FieldInfo> {
         COMMON_FIELDS.iter().chain(self.fields)
+    }
+
+    /// How people read field `name` (plain when the tracker has no such field).
+    pub fn format_of(&self, name: &str) -> FieldFormat {
+        self.all_fields()
+            .find(|f| f.name == name)
+            .map_or(FieldFormat::Plain, |f| f.format)
     }
 
     /// How many calls `record` (one of this tracker's) stands for.
@@ -441,6 +463,10 @@ impl<B: EventBody> Record for Event<B> {
 
     fn get(&self, name: &str) -> Option<Value<'_>> {
         self.common(name).or_else(|| self.body.get(name))
+    }
+
+    fn catalog(&self) -> Option<&'static TrackerInfo> {
+        Some(self.body.info())
     }
 }
 

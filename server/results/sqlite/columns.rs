@@ -99,7 +99,10 @@ pub(super) fn select_list(info: &TrackerInfo) -> String {
 
 /// An event of tracker `info` read from a row laid out as [`select_list`] says, with the
 /// JSON the sink was given.
-pub(super) fn stored_event(info: &TrackerInfo, row: &SqliteRow) -> Result<StoredEvent, StoreError> {
+pub(super) fn stored_event(
+    info: &'static TrackerInfo,
+    row: &SqliteRow,
+) -> Result<StoredEvent, StoreError> {
     let mut fields = Vec::new();
     let mut typed = 1 + COLUMNS.len();
     for field in info.all_fields() {
@@ -113,7 +116,7 @@ pub(super) fn stored_event(info: &TrackerInfo, row: &SqliteRow) -> Result<Stored
         fields.push((field.name, Owned::read(row, at, field.ty)?));
     }
     let mut json = Vec::with_capacity(512);
-    push_json_record(&mut json, &Fields(fields));
+    push_json_record(&mut json, &Fields { info, fields });
     Ok(StoredEvent {
         id: row.try_get("id")?,
         ts_ns: row.try_get::<i64, _>("ts")? as u64,
@@ -167,21 +170,28 @@ impl Owned {
     }
 }
 
-/// A stored event's fields in catalog order, printed as any record is.
-struct Fields(Vec<(&'static str, Owned)>);
+/// A stored event's fields in catalog order, printed as any of the tracker's events is.
+struct Fields {
+    info: &'static TrackerInfo,
+    fields: Vec<(&'static str, Owned)>,
+}
 
 impl Record for Fields {
     fn visit(&self, visit: &mut dyn FnMut(&str, Value<'_>)) {
-        for (name, value) in &self.0 {
+        for (name, value) in &self.fields {
             visit(name, value.value());
         }
     }
 
     fn get(&self, name: &str) -> Option<Value<'_>> {
-        self.0
+        self.fields
             .iter()
             .find(|(n, _)| *n == name)
             .map(|(_, v)| v.value())
+    }
+
+    fn catalog(&self) -> Option<&'static TrackerInfo> {
+        Some(self.info)
     }
 }
 

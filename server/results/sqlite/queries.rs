@@ -81,7 +81,7 @@ impl Store {
         first: usize,
         after: Option<i64>,
         conditions: &[Condition],
-        info: &TrackerInfo,
+        info: &'static TrackerInfo,
     ) -> Result<(Vec<StoredEvent>, bool), StoreError> {
         validate_conditions(info, conditions)?;
         let mut sql = Statement::new(&format!(

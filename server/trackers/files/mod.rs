@@ -12,7 +12,7 @@ use libbpf_rs::{MapCore, MapFlags};
 
 use super::{Event, Tracker};
 use crate::engine::{with_record, Drain, DrainContext, Mode, Run, TrackerError};
-use crate::model::{EventBody, FieldInfo, FieldType, FixedStr, TrackerInfo, Value};
+use crate::model::{EventBody, FieldFormat, FieldInfo, FieldType, FixedStr, TrackerInfo, Value};
 use crate::{bss_generations, decode_header, open_probe};
 
 mod options;
@@ -70,13 +70,15 @@ static INFO: TrackerInfo = TrackerInfo {
             "flags",
             FieldType::U64,
             "openat flags, e.g. 577 = O_WRONLY|O_CREAT|O_TRUNC (open)",
-        ),
+        )
+        .shown_as(FieldFormat::OpenFlags),
         FieldInfo::measure(
             "ret",
             FieldType::I64,
             "openat result: the new fd, or -errno; with opens aggregated, 0 for success \
              (open)",
-        ),
+        )
+        .shown_as(FieldFormat::Errno),
         FieldInfo::total(
             "opens",
             FieldType::U64,

@@ -4,7 +4,7 @@
 
 use super::{Event, Tracker};
 use crate::engine::{with_record, NoOptions, Run, TrackerError};
-use crate::model::{EventBody, FieldInfo, FieldType, FixedStr, TrackerInfo, Value};
+use crate::model::{EventBody, FieldFormat, FieldInfo, FieldType, FixedStr, TrackerInfo, Value};
 use crate::{decode_header, run_ring_buffer_probe};
 
 /// The generated skeleton; its `types` give the raw record layout (for tests and benchmarks).
@@ -29,7 +29,8 @@ static INFO: TrackerInfo = TrackerInfo {
             "key",
             FieldType::U64,
             "IPC key asked for, 0 for IPC_PRIVATE (msgget, semget, shmget)",
-        ),
+        )
+        .shown_as(FieldFormat::Hex),
         FieldInfo::new(
             "name",
             FieldType::Str,
@@ -45,7 +46,8 @@ static INFO: TrackerInfo = TrackerInfo {
             "flags",
             FieldType::U64,
             "msgflg, semflg, shmflg or oflag, permission bits included",
-        ),
+        )
+        .shown_as(FieldFormat::Octal),
         FieldInfo::new(
             "cmd",
             FieldType::Str,
@@ -72,7 +74,8 @@ static INFO: TrackerInfo = TrackerInfo {
             "ret",
             FieldType::I64,
             "return value; a negative errno on failure",
-        ),
+        )
+        .shown_as(FieldFormat::Errno),
     ],
     weight: None,
 };

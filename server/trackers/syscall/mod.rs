@@ -11,7 +11,9 @@ use libbpf_rs::{MapCore, MapFlags};
 
 use super::{Event, Tracker};
 use crate::engine::{with_record, Drain, DrainContext, Run, TrackerError};
-use crate::model::{Comm, EventBody, FieldInfo, FieldType, Header, TrackerInfo, Value};
+use crate::model::{
+    Comm, EventBody, FieldFormat, FieldInfo, FieldType, Header, TrackerInfo, Value,
+};
 use crate::{bss_generations, decode_header, open_probe};
 
 mod names;
@@ -53,7 +55,8 @@ static INFO: TrackerInfo = TrackerInfo {
             "ret",
             FieldType::I64,
             "return value, -errno on failure (stream mode)",
-        ),
+        )
+        .shown_as(FieldFormat::Errno),
     ],
     weight: Some("count"),
 };
