@@ -272,6 +272,9 @@ fn stream_mode_without_latency_counts_exactly() {
 
 /// A program exec'd by a forked shell, traced with no comm filter: from its execve on,
 /// its calls are under its own comm, never the shell's, in both modes and both stores.
+/// The shell runs in a cgroup of its own that the session is filtered to: the other tests
+/// of this binary run beside it, and a stream of every process on the machine would
+/// measure their bursts rather than this.
 #[test]
 fn an_exec_d_program_s_calls_are_under_its_own_comm() {
     if !root_or_skip("an_exec_d_program_s_calls_are_under_its_own_comm") {
@@ -283,6 +286,11 @@ fn an_exec_d_program_s_calls_are_under_its_own_comm() {
     let mut expected = strace_counts(&path, &[CALLS]);
     assert_eq!(expected["getppid"], (CALLS, 0));
     expected.insert("exit_group".into(), (1, 0));
+    let cgroup = eunomia::container::v2_root()
+        .expect("cgroup v2 is mounted")
+        .join(format!("eunomia-test-exec-{}", std::process::id()));
+    std::fs::create_dir_all(&cgroup).unwrap();
+    let cgroup_id = std::os::linux::fs::MetadataExt::st_ino(&std::fs::metadata(&cgroup).unwrap());
     for (mode, store) in [
         ("aggregate", "SQLITE"),
         ("aggregate", "MEMORY"),
@@ -293,12 +301,18 @@ fn an_exec_d_program_s_calls_are_under_its_own_comm() {
             "tracker": "syscall",
             "durationSecs": 120,
             "store": store,
+            "filter": { "cgroupId": cgroup_id },
             "config": { "mode": mode, "interval_ms": 100, "ringbuf_bytes": 16 << 20 },
         }));
-        // The shell forks a child that execs the load, and says the child's pid.
+        // The shell moves itself into the cgroup, forks a child that execs the load, and
+        // says the child's pid.
         let out = Command::new("sh")
             .arg("-c")
-            .arg(format!("{} {CALLS} & echo $!; wait $!", path.display()))
+            .arg(format!(
+                "echo $$ > {}; {} {CALLS} & echo $!; wait $!",
+                cgroup.join("cgroup.procs").display(),
+                path.display()
+            ))
             .output()
             .unwrap();
         assert!(out.status.success());
@@ -346,6 +360,7 @@ fn an_exec_d_program_s_calls_are_under_its_own_comm() {
             );
         }
     }
+    std::fs::remove_dir(&cgroup).unwrap();
 }
 
 #[test]
