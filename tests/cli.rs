@@ -170,6 +170,17 @@ fn bad_input_exits_2_with_a_clear_message() {
             "cannot group by `nope`",
         ),
         (
+            &[
+                "run",
+                "syscall",
+                "--pipeline",
+                r#"[{"type": "tee", "branches": [[{"type": "print", "format": "json"}],
+                    [{"type": "aggregate", "group_by": ["syscall"], "op": "p99", "field": "latency_ns"},
+                     {"type": "print", "format": "csv"}]]}]"#,
+            ],
+            "P99 of `latency_ns` is refused",
+        ),
+        (
             &["run", "process", "--pipeline", "@/nonexistent/eunomia-pipeline.json"],
             "--pipeline @/nonexistent/eunomia-pipeline.json: No such file or directory",
         ),

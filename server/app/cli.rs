@@ -320,6 +320,30 @@ fn output_stages(args: &RunArgs, info: &TrackerInfo) -> Result<Vec<Stage>, Strin
     Ok(stages)
 }
 
+/// Refuses per-call statistics of interval totals (see [`check_per_call`]) in every
+/// aggregate stage that reads the tracker's records: `--group-by` and the pipeline's. A
+/// stage after an aggregate reads its rows, not records.
+fn check_aggregates(
+    stages: &[Stage],
+    info: &TrackerInfo,
+    totals: bool,
+) -> Result<(), crate::results::query::QueryError> {
+    for stage in stages {
+        match stage {
+            Stage::Aggregate { op, field, .. } => {
+                return check_per_call(info, *op, field.as_deref(), totals);
+            }
+            Stage::Tee { branches } => {
+                return branches
+                    .iter()
+                    .try_for_each(|branch| check_aggregates(branch, info, totals));
+            }
+            Stage::Filter { .. } | Stage::Print { .. } => {}
+        }
+    }
+    Ok(())
+}
+
 /// The tracker's options from `--opt` and the shorthand flags; each option once.
 fn tracker_options(
     args: &RunArgs,
@@ -411,11 +435,8 @@ fn run(args: &RunArgs) -> Result<(), RunError> {
     tracker
         .check(&config)
         .map_err(|e| RunError::Usage(e.to_string()))?;
-    if !args.group_by.is_empty() {
-        let totals = tracker.reports_totals(&config);
-        check_per_call(info, args.op, args.field.as_deref(), totals)
-            .map_err(|e| RunError::Usage(e.to_string()))?;
-    }
+    check_aggregates(&stages, info, tracker.reports_totals(&config))
+        .map_err(|e| RunError::Usage(e.to_string()))?;
     // Before the container manager asks Docker anything: without root, that one error.
     crate::engine::system::check_ready()?;
     // The container manager's Docker client and rescans run on this runtime meanwhile.
