@@ -382,6 +382,23 @@ fn return_values_and_flags_are_decoded_for_people() {
          nginx            /srv/index.html  O_RDONLY       5\n"
     );
 
+    // --raw: the numbers themselves.
+    let buf = SharedBuf::default();
+    let columns = ["flags", "ret"].map(String::from).to_vec();
+    let mut printer = TextPrinter::new(buf.clone(), Some(columns)).raw(true);
+    printer.handle(&opens()[0]);
+    Handler::<Event>::finish(&mut printer).unwrap();
+    assert_eq!(buf.text(), "  FLAGS     RET\n    577     -13\n");
+    // Durations in the unit that suits them, or in ns with --raw.
+    for (raw, shown) in [(false, "     17.6ms"), (true, "   17612345")] {
+        let buf = SharedBuf::default();
+        let columns = vec!["duration_ns".to_string()];
+        let mut printer = TextPrinter::new(buf.clone(), Some(columns)).raw(raw);
+        printer.handle(&exit(1, "sh", 0, 17_612_345));
+        Handler::<Event>::finish(&mut printer).unwrap();
+        assert_eq!(buf.text(), format!("DURATION_NS\n{shown}\n"));
+    }
+
     let buf = SharedBuf::default();
     let mut printer = JsonPrinter::new(buf.clone());
     for event in &opens() {
@@ -399,6 +416,15 @@ fn return_values_and_flags_are_decoded_for_people() {
     assert_eq!(lines[0]["ret_text"], "EACCES");
     assert_eq!(lines[1]["ret"], 5);
     assert_eq!(lines[1].get("ret_text"), None, "a descriptor is no error");
+    let mut json = Vec::new();
+    eunomia::handler::push_json_record(&mut json, &exit(1, "sh", 0, 17_612_345));
+    let exit_json: serde_json::Value = serde_json::from_slice(&json).unwrap();
+    assert_eq!(exit_json["duration_ns"], 17_612_345);
+    assert_eq!(
+        exit_json.get("duration_ns_text"),
+        None,
+        "the name says the unit"
+    );
     assert!(
         buf.text()
             .contains("\"flags\":577,\"flags_text\":\"O_WRONLY|O_CREAT|O_TRUNC\","),
@@ -463,6 +489,7 @@ fn aggregated_csv(tracker: &str, stage: Stage, records: &[Event]) -> String {
     let print = Stage::Print {
         format: Format::Csv,
         columns: None,
+        raw: false,
     };
     let mut chain = handler::build::<Event>(&[stage, print], &schema, &output).unwrap();
     for record in records {
@@ -567,6 +594,7 @@ fn chain_specs_are_checked_before_anything_runs() {
     let print = Stage::Print {
         format: Format::Json,
         columns: None,
+        raw: false,
     };
     assert_eq!(
         build(&[print.clone(), print.clone()]).as_deref(),
@@ -665,7 +693,7 @@ fn text_table_shows_every_field_of_mixed_records() {
     let expected = concat!(
         "TRACKER          KIND             TS                  PID    PPID COMM             CGROUP_ID USER_NS  PID_NS  MNT_NS CONTAINER CONTAINER_ID CONTAINER_IMAGE FILENAME             UID     GID ERROR   EXIT_CODE SIGNAL  CORE_DUMPED DURATION_NS\n",
         "process          exec             15:20:01.000000       1       1 a                        9      11      12      13                                        /bin/true              0       0                                       \n",
-        "process          exit             15:20:01.000000 123456789       1 a-rather-long-co         9      11      12      13                                                               0       0                 7                   0           1\n",
+        "process          exit             15:20:01.000000 123456789       1 a-rather-long-co         9      11      12      13                                                               0       0                 7                   0         1ns\n",
         "process          exec             15:20:01.000000       2       1 b                        9      11      12      13                                        /usr/local/bin/a-path-longer-than-its-column       0       0                                       \n",
     );
     assert_eq!(buf.text(), expected);

@@ -136,6 +136,9 @@ pub struct RunArgs {
     /// --format and --columns).
     #[arg(short = 'o', value_name = "json|csv|text|columns=F1,F2", conflicts_with_all = ["format", "columns", "pipeline"])]
     pub output: Option<String>,
+    /// Numbers as they are in the text table: no errno or flag names, durations in ns.
+    #[arg(long, conflicts_with = "pipeline")]
+    pub raw: bool,
     /// The output chain as a JSON list of stages (filter, aggregate, tee, print), or
     /// `@FILE` holding one; replaces --group-by, --format and --columns.
     #[arg(long, value_name = "JSON|@FILE", conflicts_with_all = ["group_by", "format", "columns"])]
@@ -316,7 +319,11 @@ fn output_stages(args: &RunArgs, info: &TrackerInfo) -> Result<Vec<Stage>, Strin
             sort: args.sort,
         });
     }
-    stages.push(Stage::Print { format, columns });
+    stages.push(Stage::Print {
+        format,
+        columns,
+        raw: args.raw,
+    });
     Ok(stages)
 }
 

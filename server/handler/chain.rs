@@ -34,6 +34,9 @@ pub enum Stage {
         format: Format,
         #[serde(default)]
         columns: Option<Vec<String>>,
+        /// Text: numbers as they are (no errno or flag names, durations in ns).
+        #[serde(default)]
+        raw: bool,
     },
     /// Give every record to each branch; must end its branch.
     Tee { branches: Vec<Vec<Stage>> },
@@ -181,7 +184,11 @@ pub fn build<R: Record + ?Sized + 'static>(
             let next = build::<AggRow>(rest, &rows, output)?;
             Box::new(Aggregator::new(spec, next))
         }
-        Stage::Print { format, columns } => {
+        Stage::Print {
+            format,
+            columns,
+            raw,
+        } => {
             last_only("print")?;
             if let Some(unknown) = columns
                 .iter()
@@ -196,7 +203,7 @@ pub fn build<R: Record + ?Sized + 'static>(
             match format {
                 Format::Json => Box::new(JsonPrinter::new(output())),
                 Format::Csv => Box::new(CsvPrinter::new(output())),
-                Format::Text => Box::new(TextPrinter::new(output(), columns.clone())),
+                Format::Text => Box::new(TextPrinter::new(output(), columns.clone()).raw(*raw)),
             }
         }
         Stage::Tee { branches } => {

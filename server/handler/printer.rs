@@ -107,7 +107,7 @@ pub fn push_json_record<R: Record + ?Sized>(line: &mut Vec<u8>, record: &R) {
             .filter(|f| f.name == name)
             .map_or(FieldFormat::Plain, |f| f.format);
         text.clear();
-        if format.write(value, &mut text) {
+        if format.in_json() && format.write(value, &mut text) {
             // The number stays as it is; people's reading of it follows as `<name>_text`.
             line.push(b',');
             push_json_str(line, name);
@@ -212,6 +212,8 @@ pub struct TextPrinter<W: Write> {
     widths: Vec<usize>,
     /// How people read each column (an errno name instead of -2, flag names ...).
     formats: Vec<FieldFormat>,
+    /// Numbers as they are: every column plain.
+    raw: bool,
     line: String,
     /// One cell's text, before it is padded into `line`.
     cell: String,
@@ -224,9 +226,15 @@ impl<W: Write> TextPrinter<W> {
             columns,
             widths: Vec::new(),
             formats: Vec::new(),
+            raw: false,
             line: String::with_capacity(256),
             cell: String::with_capacity(64),
         }
+    }
+
+    /// With `raw`, numbers are printed as they are, not as people read them.
+    pub fn raw(self, raw: bool) -> Self {
+        Self { raw, ..self }
     }
 
     /// Calls `f` with each shown field of `record`, in order.
@@ -307,7 +315,7 @@ impl<R: Record + ?Sized, W: Write + Send> Handler<R> for TextPrinter<W> {
         if self.widths.is_empty() {
             let widths = &mut self.widths;
             let formats = &mut self.formats;
-            let catalog = record.catalog();
+            let catalog = record.catalog().filter(|_| !self.raw);
             let mut numeric = Vec::new();
             let mut header = Vec::new();
             Self::each_cell(&self.columns, record, &mut |name, value| {

@@ -1,5 +1,5 @@
 //! How a numeric field reads to people: the text mode shows it so, and JSON keeps the
-//! number and adds the text beside it (`<field>_text`). The catalog says which fields
+//! number and adds the text beside it (`<field>_text`), durations excepted. The catalog says which fields
 //! have a format ([`super::FieldInfo::format`]).
 
 use std::fmt::Write;
@@ -22,6 +22,9 @@ pub enum FieldFormat {
     Octal,
     /// A key in hex, as `ipcs` prints it: `0x0000162e`.
     Hex,
+    /// Nanoseconds in the unit that suits them, three figures: `840ns`, `17.6ms`, `3.12s`.
+    /// Text only: in JSON the field's name says its unit.
+    Duration,
 }
 
 /// The kernel's largest errno: a return value in -MAX_ERRNO..-1 is an error.
@@ -89,8 +92,36 @@ impl FieldFormat {
                 let _ = write!(out, "0x{number:08x}");
                 true
             }
+            FieldFormat::Duration => {
+                write_duration(number, out);
+                true
+            }
         }
     }
+
+    /// Whether JSON adds this reading beside the number.
+    pub fn in_json(self) -> bool {
+        !matches!(self, FieldFormat::Plain | FieldFormat::Duration)
+    }
+}
+
+fn write_duration(ns: i128, out: &mut String) {
+    let (value, unit) = match ns.unsigned_abs() {
+        0..1_000 => {
+            let _ = write!(out, "{ns}ns");
+            return;
+        }
+        1_000..1_000_000 => (ns as f64 / 1e3, "us"),
+        1_000_000..1_000_000_000 => (ns as f64 / 1e6, "ms"),
+        _ => (ns as f64 / 1e9, "s"),
+    };
+    // Three significant figures: 1.23, 12.3, 123.
+    let decimals = match value.abs() {
+        v if v < 10.0 => 2,
+        v if v < 100.0 => 1,
+        _ => 0,
+    };
+    let _ = write!(out, "{value:.decimals$}{unit}");
 }
 
 fn write_open_flags(flags: u64, out: &mut String) {
@@ -172,5 +203,20 @@ mod tests {
             Some("0x0000162e")
         );
         assert_eq!(text(FieldFormat::Plain, Value::U64(5)), None);
+        let durations = [
+            (840, "840ns"),
+            (1_000, "1.00us"),
+            (17_612_345, "17.6ms"),
+            (3_120_000_000, "3.12s"),
+            (999_999, "1000us"),
+            (7_200_000_000_000, "7200s"),
+        ];
+        for (ns, want) in durations {
+            assert_eq!(
+                text(FieldFormat::Duration, Value::U64(ns)).as_deref(),
+                Some(want)
+            );
+        }
+        assert!(!FieldFormat::Duration.in_json() && FieldFormat::Errno.in_json());
     }
 }

@@ -5,7 +5,9 @@
 
 use super::{Event, Tracker};
 use crate::engine::{with_record, Run, TrackerError, TrackerOptions};
-use crate::model::{errno_name, EventBody, FieldInfo, FieldType, FixedStr, TrackerInfo, Value};
+use crate::model::{
+    errno_name, EventBody, FieldFormat, FieldInfo, FieldType, FixedStr, TrackerInfo, Value,
+};
 use crate::{decode_header, run_ring_buffer_probe};
 
 /// The generated skeleton; its `types` give the raw record layout (for tests and benchmarks).
@@ -54,7 +56,8 @@ static INFO: TrackerInfo = TrackerInfo {
             "duration_ns",
             FieldType::U64,
             "exec to exit, or process start to exit when the exec was not seen",
-        ),
+        )
+        .shown_as(FieldFormat::Duration),
     ],
     weight: None,
 };

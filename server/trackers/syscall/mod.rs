@@ -50,7 +50,8 @@ static INFO: TrackerInfo = TrackerInfo {
             FieldType::U64,
             "time in the call (total over the interval in aggregate mode); null unless \
              latency is on (the default in stream mode)",
-        ),
+        )
+        .shown_as(FieldFormat::Duration),
         FieldInfo::measure(
             "ret",
             FieldType::I64,

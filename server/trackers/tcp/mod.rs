@@ -10,7 +10,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::{Event, Tracker};
 use crate::engine::{with_record, NoOptions, Run, TrackerError};
-use crate::model::{errno_name, EventBody, FieldInfo, FieldType, FixedStr, TrackerInfo, Value};
+use crate::model::{
+    errno_name, EventBody, FieldFormat, FieldInfo, FieldType, FixedStr, TrackerInfo, Value,
+};
 use crate::{decode_header, run_ring_buffer_probe};
 
 /// The generated skeleton; its `types` give the raw record layout (for tests and benchmarks).
@@ -51,12 +53,14 @@ static INFO: TrackerInfo = TrackerInfo {
             "latency_ns",
             FieldType::U64,
             "SYN sent to established (connect events)",
-        ),
+        )
+        .shown_as(FieldFormat::Duration),
         FieldInfo::measure(
             "lifetime_ns",
             FieldType::U64,
             "connect() or the passive open to close (close events)",
-        ),
+        )
+        .shown_as(FieldFormat::Duration),
         FieldInfo::measure(
             "bytes_sent",
             FieldType::U64,
