@@ -422,6 +422,40 @@ fn run_prints_json_lines_and_a_summary() {
         summary.contains("process: 10 events seen, 0 lost (kernel 0, channel 0, malformed 0)"),
         "{summary}"
     );
+    assert!(
+        !summary.contains("Tracing"),
+        "stdout is no terminal: {summary}"
+    );
+}
+
+/// At a terminal, `run` says it is tracing and how to end it; the table follows.
+#[test]
+fn run_at_a_terminal_says_how_to_end_it() {
+    if !root_or_skip("run_at_a_terminal_says_how_to_end_it") {
+        return;
+    }
+    // util-linux's `script` runs the command on a pseudo-terminal and copies what it shows.
+    let command = format!(
+        "{} run process -d 1 --comm eunomia-nothing",
+        env!("CARGO_BIN_EXE_eunomia")
+    );
+    let out = Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{shown}");
+    let lines: Vec<&str> = shown.lines().map(str::trim_end).collect();
+    assert!(
+        lines.contains(&"Tracing process for 1.0 s... Ctrl-C to end."),
+        "{shown}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("process: 0 events seen, 0 lost")),
+        "{shown}"
+    );
 }
 
 #[test]

@@ -477,6 +477,14 @@ fn run(args: &RunArgs) -> Result<(), RunError> {
     let started = Instant::now();
     let handle = tracker.start(config, chain, counters)?;
     tracing::info!(tracker = info.name, programs = ?handle.prog_ids(), "tracing");
+    // A person at a terminal is told it runs and how to end it, as bpftrace does; a
+    // pipeline's consumer reads stdout and the summary only.
+    if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+        let until = args
+            .duration
+            .map_or(String::new(), |d| format!(" for {:.1} s", d.as_secs_f64()));
+        eprintln!("Tracing {}{until}... Ctrl-C to end.", info.name);
+    }
 
     let deadline = args.duration.map(|length| started + length);
     while !stop.load(Ordering::Relaxed)
