@@ -706,3 +706,52 @@ fn group_by_counts_calls_not_rows() {
     let opens = strace["openat"].0;
     assert_eq!(row("openat"), format!("openat,{opens},{FAILED}"));
 }
+
+/// The default text table leaves out the fields no event of the run has: a process run
+/// without failed execs has no `error`, aggregate-mode syscall totals no `ret` and,
+/// untimed, no `latency_ns`.
+#[test]
+fn default_columns_leave_out_fields_no_event_has() {
+    if !root_or_skip("default_columns_leave_out_fields_no_event_has") {
+        return;
+    }
+    let (binary, comm) = unique_binary("empty");
+    let header = |tracker: &str, extra: &[&str]| -> Vec<String> {
+        let mut args = vec!["run", tracker, "-d", "2", "--comm", &comm];
+        args.extend_from_slice(extra);
+        let Executed { out, .. } = run_while_executing(&args, &binary, 1);
+        let text = String::from_utf8(out.stdout).unwrap();
+        let first = text.lines().next().unwrap_or_default();
+        first.split_whitespace().map(str::to_string).collect()
+    };
+    let who = ["TS", "KIND", "PID", "PPID", "COMM"];
+    let with =
+        |own: &[&str]| -> Vec<String> { who.iter().chain(own).map(|s| s.to_string()).collect() };
+    let process = [
+        "FILENAME",
+        "UID",
+        "GID",
+        "EXIT_CODE",
+        "SIGNAL",
+        "CORE_DUMPED",
+        "DURATION_NS",
+    ];
+    assert_eq!(header("process", &[]), with(&process));
+    let mut failed = process.to_vec();
+    failed.insert(3, "ERROR");
+    assert_eq!(
+        header("process", &["--opt", "failed_execs=true"]),
+        with(&failed)
+    );
+    let totals = ["SYSCALL", "SYSCALL_ID", "COUNT", "ERRORS"];
+    assert_eq!(header("syscall", &[]), with(&totals));
+    let calls = [
+        "SYSCALL",
+        "SYSCALL_ID",
+        "COUNT",
+        "ERRORS",
+        "LATENCY_NS",
+        "RET",
+    ];
+    assert_eq!(header("syscall", &["--mode", "stream"]), with(&calls));
+}

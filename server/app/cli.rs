@@ -260,19 +260,21 @@ fn exit_code(result: Result<(), RunError>) -> ExitCode {
     }
 }
 
-/// The text table's default columns: who and what, then the tracker's own fields.
-fn default_columns(info: &TrackerInfo) -> Vec<String> {
+/// The text table's default columns: who and what, then the tracker's own fields but
+/// those no event of the run has (`empty`).
+fn default_columns(info: &TrackerInfo, empty: &[&str]) -> Vec<String> {
     ["ts", "kind", "pid", "ppid", "comm"]
         .iter()
         .copied()
         .chain(info.fields.iter().map(|f| f.name))
+        .filter(|name| !empty.contains(name))
         .map(String::from)
         .collect()
 }
 
 /// What runs on the output thread: the `--pipeline`, or else optional aggregation, then
 /// printing.
-fn output_stages(args: &RunArgs, info: &TrackerInfo) -> Result<Vec<Stage>, String> {
+fn output_stages(args: &RunArgs, info: &TrackerInfo, empty: &[&str]) -> Result<Vec<Stage>, String> {
     if let Some(spec) = &args.pipeline {
         let text = match spec.strip_prefix('@') {
             Some(path) => {
@@ -306,7 +308,7 @@ fn output_stages(args: &RunArgs, info: &TrackerInfo) -> Result<Vec<Stage>, Strin
     let columns = if !chosen.is_empty() {
         Some(chosen)
     } else if args.group_by.is_empty() && format == Format::Text {
-        Some(default_columns(info))
+        Some(default_columns(info, empty))
     } else {
         None
     };
@@ -425,9 +427,6 @@ fn run(args: &RunArgs) -> Result<(), RunError> {
         .map_err(|e| RunError::Usage(e.to_string()))?;
     let stdout =
         || Box::new(BufWriter::with_capacity(1 << 16, io::stdout())) as Box<dyn Write + Send>;
-    let stages = output_stages(args, info).map_err(RunError::Usage)?;
-    let output = handler::build::<Event>(&stages, &schema, &stdout)
-        .map_err(|e| RunError::Usage(e.to_string()))?;
     let mut config = TrackerConfig {
         target_pid: args.pid,
         exclude_pid: (!args.include_self).then(std::process::id),
@@ -441,6 +440,10 @@ fn run(args: &RunArgs) -> Result<(), RunError> {
     };
     tracker
         .check(&config)
+        .map_err(|e| RunError::Usage(e.to_string()))?;
+    let stages =
+        output_stages(args, info, &tracker.empty_fields(&config)).map_err(RunError::Usage)?;
+    let output = handler::build::<Event>(&stages, &schema, &stdout)
         .map_err(|e| RunError::Usage(e.to_string()))?;
     check_aggregates(&stages, info, tracker.reports_totals(&config))
         .map_err(|e| RunError::Usage(e.to_string()))?;

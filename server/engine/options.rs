@@ -25,6 +25,12 @@ pub trait TrackerOptions:
     fn reports_totals(&self) -> bool {
         false
     }
+
+    /// The tracker's fields that no event has with these options (null in every one):
+    /// the text table leaves them out by default.
+    fn empty_fields(&self) -> Vec<&'static str> {
+        Vec::new()
+    }
 }
 
 /// The options of a tracker that takes none.

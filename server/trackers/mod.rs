@@ -39,6 +39,9 @@ pub trait AnyTracker: Sync {
     /// Whether a session with `config` stores interval totals (see
     /// [`TrackerOptions::reports_totals`](crate::engine::TrackerOptions::reports_totals)).
     fn reports_totals(&self, config: &TrackerConfig) -> bool;
+    /// The fields no event of a session with `config` has (see
+    /// [`TrackerOptions::empty_fields`](crate::engine::TrackerOptions::empty_fields)).
+    fn empty_fields(&self, config: &TrackerConfig) -> Vec<&'static str>;
     /// Checks `config` and starts an instance feeding `chain`; returns once its programs
     /// are attached, or with why they are not.
     fn start(
@@ -64,6 +67,10 @@ impl<T: Tracker> AnyTracker for T {
 
     fn reports_totals(&self, config: &TrackerConfig) -> bool {
         parse_options(self, config).is_ok_and(|options| options.reports_totals())
+    }
+
+    fn empty_fields(&self, config: &TrackerConfig) -> Vec<&'static str> {
+        parse_options(self, config).map_or(Vec::new(), |options| options.empty_fields())
     }
 
     fn start(

@@ -245,7 +245,16 @@ pub struct ProcessOptions {
     pub failed_execs: bool,
 }
 
-impl TrackerOptions for ProcessOptions {}
+impl TrackerOptions for ProcessOptions {
+    /// Only failed execs say why they failed.
+    fn empty_fields(&self) -> Vec<&'static str> {
+        if self.failed_execs {
+            Vec::new()
+        } else {
+            vec!["error"]
+        }
+    }
+}
 
 impl Tracker for ProcessTracker {
     type Options = ProcessOptions;

@@ -32,4 +32,11 @@ impl TrackerOptions for SyscallOptions {
     fn reports_totals(&self) -> bool {
         !self.stream()
     }
+
+    /// Totals have no single return value; untimed calls no latency.
+    fn empty_fields(&self) -> Vec<&'static str> {
+        let ret = (!self.stream()).then_some("ret");
+        let latency = (!self.latency()).then_some("latency_ns");
+        ret.into_iter().chain(latency).collect()
+    }
 }
