@@ -180,6 +180,20 @@ fn bad_input_exits_2_with_a_clear_message() {
             ],
             "P99 of `latency_ns` is refused",
         ),
+        (&["run", "process", "--interval", "5"], "--group-by"),
+        (
+            &["run", "process", "--group-by", "comm", "--interval", "0"],
+            "must be more than 0",
+        ),
+        (
+            &[
+                "run",
+                "process",
+                "--pipeline",
+                r#"[{"type": "aggregate", "group_by": ["comm"], "period_ms": 0}]"#,
+            ],
+            "period_ms must be at least 1",
+        ),
         (
             &["run", "process", "--pipeline", "@/nonexistent/eunomia-pipeline.json"],
             "--pipeline @/nonexistent/eunomia-pipeline.json: No such file or directory",
@@ -754,4 +768,44 @@ fn default_columns_leave_out_fields_no_event_has() {
         "RET",
     ];
     assert_eq!(header("syscall", &["--mode", "stream"]), with(&calls));
+}
+
+/// `--interval` prints a table per period, each after its time line: together they count
+/// every event once.
+#[test]
+fn interval_prints_a_table_per_period() {
+    if !root_or_skip("interval_prints_a_table_per_period") {
+        return;
+    }
+    let (binary, comm) = unique_binary("period");
+    let Executed { out, .. } = run_while_executing(
+        &[
+            "run",
+            "process",
+            "-d",
+            "2.5",
+            "--comm",
+            &comm,
+            "--group-by",
+            "kind",
+            "--interval",
+            "1s",
+        ],
+        &binary,
+        3,
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let times = text
+        .lines()
+        .filter(|l| l.len() == 10 && l.starts_with('[') && l.ends_with(']'))
+        .count();
+    // Two periods end within the run, and the last, partial one when it stops.
+    assert!(times >= 3, "{text}");
+    let mut counts = std::collections::BTreeMap::new();
+    for line in text.lines() {
+        if let [kind @ ("exec" | "exit"), n] = line.split_whitespace().collect::<Vec<_>>()[..] {
+            *counts.entry(kind).or_insert(0) += n.parse::<u64>().unwrap();
+        }
+    }
+    assert_eq!(counts, [("exec", 3), ("exit", 3)].into(), "{text}");
 }

@@ -478,6 +478,7 @@ fn grouped(group_by: &[&str], op: AggOp, field: Option<&str>) -> Stage {
         field: field.map(str::to_string),
         top: None,
         sort: SortBy::Value,
+        period_ms: None,
     }
 }
 
@@ -532,6 +533,7 @@ fn aggregates_count_calls_and_apply_the_op() {
             field: field.map(str::to_string),
             top,
             sort,
+            period_ms: None,
         };
         aggregated_csv("syscall", stage, &records)
     };
@@ -697,4 +699,47 @@ fn text_table_shows_every_field_of_mixed_records() {
         "process          exec             15:20:01.000000       2       1 b                        9      11      12      13                                        /usr/local/bin/a-path-longer-than-its-column       0       0                                       \n",
     );
     assert_eq!(buf.text(), expected);
+}
+
+/// A periodic aggregate prints a table per period, each after the time it was printed at
+/// and with its own header, counting only that period's records; the last, partial period
+/// when the stream ends. Nothing is printed before a period has ended.
+#[test]
+fn periodic_tables_count_each_period_alone() {
+    let buf = SharedBuf::default();
+    let spec = AggregateSpec {
+        period: Some(Duration::from_millis(300)),
+        ..AggregateSpec::count(vec!["comm".into()], None)
+    };
+    let mut chain = Aggregator::new(spec, TextPrinter::new(buf.clone(), None));
+    for comm in ["a", "a", "b"] {
+        chain.handle(&exec(1, comm, "/x"));
+    }
+    Handler::<Event>::flush(&mut chain).unwrap();
+    assert_eq!(buf.text(), "", "the first period has not ended");
+    std::thread::sleep(Duration::from_millis(350));
+    Handler::<Event>::flush(&mut chain).unwrap();
+    chain.handle(&exec(1, "c", "/x"));
+    Handler::<Event>::finish(&mut chain).unwrap();
+    let text = buf.text();
+    let lines: Vec<&str> = text.lines().collect();
+    let is_time = |l: &str| l.len() == 10 && l.starts_with('[') && l.ends_with(']');
+    assert!(is_time(lines[0]) && is_time(lines[5]), "{text}");
+    let tables: Vec<Vec<&str>> = [&lines[1..4], &lines[6..]]
+        .iter()
+        .map(|t| t.iter().map(|l| l.trim_end()).collect())
+        .collect();
+    assert_eq!(
+        tables,
+        [
+            vec![
+                "COMM               COUNT",
+                "a                      2",
+                "b                      1"
+            ],
+            vec!["COMM               COUNT", "c                      1"],
+        ],
+        "{text}"
+    );
+    assert_eq!(lines[4], "", "{text}");
 }

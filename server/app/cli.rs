@@ -123,6 +123,10 @@ pub struct RunArgs {
     /// With --group-by: print only the first N groups.
     #[arg(long, value_name = "N", requires = "group_by")]
     pub top: Option<usize>,
+    /// With --group-by: print the table every INTERVAL (`5`, `5s`, `500ms`) and start
+    /// again, as `syscount -i` does; the last table when the run ends.
+    #[arg(long = "interval", value_name = "INTERVAL", value_parser = parse_duration, requires = "group_by")]
+    pub period: Option<Duration>,
     /// With --group-by: largest value first (default), most calls first, or by key.
     #[arg(long, value_enum, default_value_t = SortBy::Value, requires = "group_by")]
     pub sort: SortBy,
@@ -319,6 +323,9 @@ fn output_stages(args: &RunArgs, info: &TrackerInfo, empty: &[&str]) -> Result<V
             field: args.field.clone(),
             top: args.top,
             sort: args.sort,
+            period_ms: args
+                .period
+                .map(|p| u64::try_from(p.as_millis()).unwrap_or(u64::MAX).max(1)),
         });
     }
     stages.push(Stage::Print {

@@ -5,6 +5,7 @@
 use std::hash::{Hash, Hasher};
 use std::io;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use hashbrown::{Equivalent, HashMap};
 
@@ -183,6 +184,9 @@ pub struct AggregateSpec {
     /// Keep only the first N groups.
     pub top: Option<usize>,
     pub sort: SortBy,
+    /// Hand on each period's rows and start again, as `syscount -i` prints a table per
+    /// interval; none: once, when the stream ends.
+    pub period: Option<Duration>,
 }
 
 impl AggregateSpec {
@@ -195,6 +199,7 @@ impl AggregateSpec {
             field: None,
             top: None,
             sort: SortBy::Value,
+            period: None,
         }
     }
 
@@ -319,6 +324,8 @@ pub struct Aggregator<N> {
     spec: AggregateSpec,
     value_name: Option<Arc<str>>,
     groups: HashMap<GroupKey, Acc>,
+    /// When the current period ends, with a period.
+    period_ends: Option<Instant>,
     next: N,
 }
 
@@ -333,6 +340,7 @@ impl<N> Aggregator<N> {
         Self {
             names: spec.group_by.clone().into(),
             value_name: spec.value_name().map(Arc::from),
+            period_ends: spec.period.map(|p| Instant::now() + p),
             spec,
             groups: HashMap::new(),
             next,
@@ -396,15 +404,38 @@ impl<R: Record + ?Sized, N: Handler<AggRow>> Handler<R> for Aggregator<N> {
         Flow::Caught
     }
 
+    /// Also where a period ends: the fan-in flushes at least every few hundred
+    /// milliseconds, events or not.
     fn flush(&mut self) -> io::Result<()> {
+        if let (Some(ends), Some(period)) = (self.period_ends, self.spec.period) {
+            let now = Instant::now();
+            if now >= ends {
+                self.next.begin_period()?;
+                for row in self.rows() {
+                    self.next.handle(&row);
+                }
+                self.groups.clear();
+                // A late flush does not shift the periods that follow.
+                let behind = (now - ends).as_nanos() / period.as_nanos().max(1);
+                self.period_ends = Some(ends + period * (behind as u32 + 1));
+            }
+        }
         self.next.flush()
     }
 
     fn finish(&mut self) -> io::Result<()> {
+        // The last, partial period's table.
+        if self.spec.period.is_some() {
+            self.next.begin_period()?;
+        }
         for row in self.rows() {
             self.next.handle(&row);
         }
         self.next.finish()
+    }
+
+    fn begin_period(&mut self) -> io::Result<()> {
+        self.next.begin_period()
     }
 }
 

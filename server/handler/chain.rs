@@ -2,6 +2,7 @@
 //! session request), checked against the fields the records will have.
 
 use std::io::Write;
+use std::time::Duration;
 
 use super::{
     is_numeric, AggOp, AggRow, AggregateSpec, Aggregator, CsvPrinter, Discard, FanOut, Filter,
@@ -28,6 +29,10 @@ pub enum Stage {
         top: Option<usize>,
         #[serde(default)]
         sort: SortBy,
+        /// Emit the groups every this many milliseconds and start again (a table per
+        /// period), as well as when the stream ends.
+        #[serde(default)]
+        period_ms: Option<u64>,
     },
     /// Print records; must end its branch.
     Print {
@@ -62,6 +67,8 @@ pub enum ChainError {
     UnknownColumn { field: String, known: String },
     #[error("`{0}` must be the last stage of its branch")]
     NotLast(&'static str),
+    #[error("an aggregate's period_ms must be at least 1")]
+    ZeroPeriod,
 }
 
 /// The fields a record at some point of the chain has, with their types.
@@ -135,7 +142,11 @@ pub fn build<R: Record + ?Sized + 'static>(
             field,
             top,
             sort,
+            period_ms,
         } => {
+            if period_ms == &Some(0) {
+                return Err(ChainError::ZeroPeriod);
+            }
             if group_by.is_empty() || group_by.len() > MAX_GROUP_BY {
                 return Err(ChainError::GroupByWidth(group_by.len()));
             }
@@ -164,6 +175,7 @@ pub fn build<R: Record + ?Sized + 'static>(
                 field: field.clone().filter(|_| *op != AggOp::Count),
                 top: *top,
                 sort: *sort,
+                period: period_ms.map(Duration::from_millis),
             };
             let mut rows = Vec::with_capacity(group_by.len() + 1);
             for field in group_by {

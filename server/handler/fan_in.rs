@@ -4,11 +4,14 @@
 
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 
 use super::{Flow, Handler};
+
+/// Longest the consumer goes without a flush while no event comes.
+const IDLE_FLUSH: std::time::Duration = std::time::Duration::from_millis(100);
 
 pub struct FanIn<E> {
     tx: SyncSender<E>,
@@ -64,10 +67,17 @@ fn consume<E, H: Handler<E>>(
     failed: &AtomicBool,
 ) -> io::Result<()> {
     let mut result = Ok(());
-    while let Ok(event) = rx.recv() {
-        handler.handle(&event);
-        while let Ok(event) = rx.try_recv() {
-            handler.handle(&event);
+    loop {
+        match rx.recv_timeout(IDLE_FLUSH) {
+            Ok(event) => {
+                handler.handle(&event);
+                while let Ok(event) = rx.try_recv() {
+                    handler.handle(&event);
+                }
+            }
+            // Quiet: flushed all the same, so a periodic table is printed on time.
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => break,
         }
         // The channel ran dry: a good moment to let output reach its reader.
         if result.is_ok() {

@@ -189,6 +189,10 @@ impl<R: Record + ?Sized, N: Handler<R>> Handler<R> for Filter<N> {
     fn finish(&mut self) -> io::Result<()> {
         self.next.finish()
     }
+
+    fn begin_period(&mut self) -> io::Result<()> {
+        self.next.begin_period()
+    }
 }
 
 #[cfg(test)]

@@ -50,6 +50,13 @@ pub trait Handler<E: ?Sized>: Send {
     fn finish(&mut self) -> io::Result<()> {
         self.flush()
     }
+
+    /// A periodic aggregate is about to hand on one period's rows: printers start a new
+    /// table (the text table with the time and its header again). Handlers in between
+    /// pass it on.
+    fn begin_period(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 /// A boxed handler, and a borrowed one (which lets a caller keep the end of a chain to
@@ -67,6 +74,10 @@ macro_rules! forward_handler {
 
             fn finish(&mut self) -> io::Result<()> {
                 (**self).finish()
+            }
+
+            fn begin_period(&mut self) -> io::Result<()> {
+                (**self).begin_period()
             }
         }
     )+};
@@ -113,6 +124,10 @@ impl<E: ?Sized> Handler<E> for FanOut<E> {
     fn finish(&mut self) -> io::Result<()> {
         each_then_first_error(&mut self.branches, |b| b.finish())
     }
+
+    fn begin_period(&mut self) -> io::Result<()> {
+        each_then_first_error(&mut self.branches, |b| b.begin_period())
+    }
 }
 
 /// Runs `f` on every branch even when one fails, and reports the first failure.
@@ -156,6 +171,10 @@ where
 
     fn flush(&mut self) -> io::Result<()> {
         self.next.flush()
+    }
+
+    fn begin_period(&mut self) -> io::Result<()> {
+        self.next.begin_period()
     }
 
     fn finish(&mut self) -> io::Result<()> {

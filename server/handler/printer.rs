@@ -214,6 +214,8 @@ pub struct TextPrinter<W: Write> {
     formats: Vec<FieldFormat>,
     /// Numbers as they are: every column plain.
     raw: bool,
+    /// Whether a periodic table has begun (so the next one is set apart).
+    started: bool,
     line: String,
     /// One cell's text, before it is padded into `line`.
     cell: String,
@@ -227,6 +229,7 @@ impl<W: Write> TextPrinter<W> {
             widths: Vec::new(),
             formats: Vec::new(),
             raw: false,
+            started: false,
             line: String::with_capacity(256),
             cell: String::with_capacity(64),
         }
@@ -359,5 +362,18 @@ impl<R: Record + ?Sized, W: Write + Send> Handler<R> for TextPrinter<W> {
 
     fn flush(&mut self) -> io::Result<()> {
         self.sink.flush()
+    }
+
+    /// A new table: a blank line after the last one, the time (UTC, as the TS column),
+    /// then its header with the next row.
+    fn begin_period(&mut self) -> io::Result<()> {
+        let gap = if self.started { "\n" } else { "" };
+        let now = rfc3339_nanos(crate::model::wall_clock_ns());
+        let line = format!("{gap}[{}]\n", &now[11..19]);
+        self.started = true;
+        self.widths.clear();
+        self.formats.clear();
+        self.sink.write(|out| out.write_all(line.as_bytes()));
+        Ok(())
     }
 }
