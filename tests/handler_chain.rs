@@ -377,9 +377,9 @@ fn return_values_and_flags_are_decoded_for_people() {
     Handler::<Event>::finish(&mut printer).unwrap();
     assert_eq!(
         buf.text(),
-        "COMM             PATH               FLAGS     RET\n\
-         nginx            /var/log/x       O_WRONLY|O_CREAT|O_TRUNC  EACCES\n\
-         nginx            /srv/index.html  O_RDONLY       5\n"
+        "COMM             PATH                               FLAGS     RET\n\
+         nginx            /var/log/x                       O_WRONLY|O_CREAT|O_TRUNC  EACCES\n\
+         nginx            /srv/index.html                  O_RDONLY       5\n"
     );
 
     // --raw: the numbers themselves.
@@ -679,7 +679,8 @@ fn flush_goes_through_a_filter() {
 }
 
 /// Without chosen columns every field is shown; widths come from the first record, and a
-/// later record with other fields or longer values widens its own line only.
+/// later record with other fields or longer values widens its own line only, but for a
+/// path, which is cut in the middle to its column (32 characters).
 #[test]
 fn text_table_shows_every_field_of_mixed_records() {
     let buf = SharedBuf::default();
@@ -693,10 +694,11 @@ fn text_table_shows_every_field_of_mixed_records() {
     ));
     Handler::<Event>::finish(&mut printer).unwrap();
     let expected = concat!(
-        "TRACKER          KIND             TS                  PID    PPID COMM             CGROUP_ID USER_NS  PID_NS  MNT_NS CONTAINER CONTAINER_ID CONTAINER_IMAGE FILENAME             UID     GID ERROR   EXIT_CODE SIGNAL  CORE_DUMPED DURATION_NS\n",
-        "process          exec             15:20:01.000000       1       1 a                        9      11      12      13                                        /bin/true              0       0                                       \n",
-        "process          exit             15:20:01.000000 123456789       1 a-rather-long-co         9      11      12      13                                                               0       0                 7                   0         1ns\n",
-        "process          exec             15:20:01.000000       2       1 b                        9      11      12      13                                        /usr/local/bin/a-path-longer-than-its-column       0       0                                       \n",
+        "TRACKER          KIND             TS                  PID    PPID COMM             CGROUP_ID USER_NS  PID_NS  MNT_NS CONTAINER CONTAINER_ID CONTAINER_IMAGE FILENAME                             UID     GID ERROR   EXIT_CODE SIGNAL  CORE_DUMPED DURATION_NS\n",
+        "process          exec             15:20:01.000000       1       1 a                        9      11      12      13                                        /bin/true                              0       0                                       \n",
+        "process          exit             15:20:01.000000 123456789       1 a-rather-long-co         9      11      12      13                                                                               0       0                 7                   0         1ns\n",
+        // A path longer than its column is cut in the middle: the columns after it stay.
+        "process          exec             15:20:01.000000       2       1 b                        9      11      12      13                                        /usr/local/bi…er-than-its-column       0       0                                       \n",
     );
     assert_eq!(buf.text(), expected);
 }
@@ -742,4 +744,16 @@ fn periodic_tables_count_each_period_alone() {
         "{text}"
     );
     assert_eq!(lines[4], "", "{text}");
+}
+
+/// A path in the last column runs on: nothing follows it to keep aligned.
+#[test]
+fn a_path_in_the_last_column_is_not_cut() {
+    let long = "/usr/local/lib/a/very/deep/tree/of/directories/bin/tool";
+    let buf = SharedBuf::default();
+    let columns = ["pid", "filename"].map(String::from).to_vec();
+    let mut printer = TextPrinter::new(buf.clone(), Some(columns));
+    printer.handle(&exec(7, "sh", long));
+    Handler::<Event>::finish(&mut printer).unwrap();
+    assert_eq!(buf.text(), format!("    PID FILENAME\n      7 {long}\n"));
 }

@@ -140,7 +140,8 @@ pub struct RunArgs {
     /// --format and --columns).
     #[arg(short = 'o', value_name = "json|csv|text|columns=F1,F2", conflicts_with_all = ["format", "columns", "pipeline"])]
     pub output: Option<String>,
-    /// Numbers as they are in the text table: no errno or flag names, durations in ns.
+    /// Values as they are in the text table: no errno or flag names, durations in ns,
+    /// paths uncut.
     #[arg(long, conflicts_with = "pipeline")]
     pub raw: bool,
     /// The output chain as a JSON list of stages (filter, aggregate, tee, print), or

@@ -257,12 +257,32 @@ impl<W: Write> TextPrinter<W> {
     }
 }
 
-fn default_width(value: Value<'_>) -> usize {
+fn default_width(value: Value<'_>, format: FieldFormat) -> usize {
     match value {
+        _ if format == FieldFormat::Path => PATH_WIDTH,
         Value::Time(_) => 15,
         Value::Str(_) => 16,
         Value::U64(_) | Value::I64(_) | Value::Null => 7,
     }
+}
+
+/// The width of a path column; longer paths are cut in the middle (but in the last column,
+/// which may run on).
+const PATH_WIDTH: usize = 32;
+
+/// Appends `text` cut to `width` characters, its middle replaced by `…`: the start says
+/// where, the end (kept longer) which file.
+fn push_cut_in_the_middle(out: &mut String, text: &str, width: usize) {
+    let n = text.chars().count();
+    if n <= width || width < 3 {
+        out.push_str(text);
+        return;
+    }
+    let tail = (width - 1) * 3 / 5;
+    let head = width - 1 - tail;
+    out.extend(text.chars().take(head));
+    out.push('…');
+    out.extend(text.chars().skip(n - tail));
 }
 
 /// Writes the cell's text into `out`.
@@ -322,8 +342,9 @@ impl<R: Record + ?Sized, W: Write + Send> Handler<R> for TextPrinter<W> {
             let mut numeric = Vec::new();
             let mut header = Vec::new();
             Self::each_cell(&self.columns, record, &mut |name, value| {
-                widths.push(name.len().max(default_width(value)));
-                formats.push(catalog.map_or(FieldFormat::Plain, |c| c.format_of(name)));
+                let format = catalog.map_or(FieldFormat::Plain, |c| c.format_of(name));
+                widths.push(name.len().max(default_width(value, format)));
+                formats.push(format);
                 numeric.push(matches!(value, Value::U64(_) | Value::I64(_)));
                 header.push(name.to_uppercase());
             });
@@ -346,11 +367,17 @@ impl<R: Record + ?Sized, W: Write + Send> Handler<R> for TextPrinter<W> {
             column: 0,
             end: 0,
         };
+        let last = self.widths.len().saturating_sub(1);
         Self::each_cell(&self.columns, record, &mut |_, value| {
             cell.clear();
             let format = formats.get(row.column).copied().unwrap_or_default();
-            if !format.write(value, cell) {
-                write_text_cell(cell, value);
+            match value {
+                Value::Str(path) if format == FieldFormat::Path && row.column < last => {
+                    let width = row.widths.get(row.column).copied().unwrap_or(PATH_WIDTH);
+                    push_cut_in_the_middle(cell, path, width);
+                }
+                _ if format.write(value, cell) => {}
+                _ => write_text_cell(cell, value),
             }
             row.push(cell, matches!(value, Value::U64(_) | Value::I64(_)));
         });

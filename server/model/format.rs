@@ -25,6 +25,9 @@ pub enum FieldFormat {
     /// Nanoseconds in the unit that suits them, three figures: `840ns`, `17.6ms`, `3.12s`.
     /// Text only: in JSON the field's name says its unit.
     Duration,
+    /// A path: the text table gives it a wide column and cuts a longer one in the middle,
+    /// where it says least (`/usr/lib/x86…/libc.so.6`). Text only.
+    Path,
 }
 
 /// The kernel's largest errno: a return value in -MAX_ERRNO..-1 is an error.
@@ -64,7 +67,7 @@ impl FieldFormat {
             Value::Null | Value::Str(_) | Value::Time(_) => return false,
         };
         match self {
-            FieldFormat::Plain => false,
+            FieldFormat::Plain | FieldFormat::Path => false,
             FieldFormat::Errno => match i64::try_from(number) {
                 Ok(n) if (-MAX_ERRNO..0).contains(&n) => {
                     match errno_name(-n as i32) {
@@ -101,7 +104,10 @@ impl FieldFormat {
 
     /// Whether JSON adds this reading beside the number.
     pub fn in_json(self) -> bool {
-        !matches!(self, FieldFormat::Plain | FieldFormat::Duration)
+        !matches!(
+            self,
+            FieldFormat::Plain | FieldFormat::Duration | FieldFormat::Path
+        )
     }
 }
 

@@ -40,7 +40,8 @@ static INFO: TrackerInfo = TrackerInfo {
             FieldType::Str,
             "full path (\"...\" in front when cut); pipe:[inode] or socket:[inode] for those; \
              for a failed open, the name as passed",
-        ),
+        )
+        .shown_as(FieldFormat::Path),
         FieldInfo::new(
             "file_type",
             FieldType::Str,

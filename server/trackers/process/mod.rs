@@ -29,7 +29,8 @@ static INFO: TrackerInfo = TrackerInfo {
             "filename",
             FieldType::Str,
             "executed file (exec); the path as passed (exec_failed)",
-        ),
+        )
+        .shown_as(FieldFormat::Path),
         FieldInfo::new("uid", FieldType::U64, "effective user id"),
         FieldInfo::new("gid", FieldType::U64, "effective group id"),
         FieldInfo::new(
