@@ -28,7 +28,17 @@ struct Executed {
 
 /// Runs `eunomia args` and, once it says it is tracing, executes `binary` `times` times.
 fn run_while_executing(args: &[&str], binary: &std::path::Path, times: usize) -> Executed {
-    let run = common::CliRun::start(args);
+    run_while_executing_in(&[], args, binary, times)
+}
+
+/// [`run_while_executing`] with `env` added to eunomia's environment.
+fn run_while_executing_in(
+    env: &[(&str, &str)],
+    args: &[&str],
+    binary: &std::path::Path,
+    times: usize,
+) -> Executed {
+    let run = common::CliRun::start(args, env);
     let started = Instant::now();
     let pids = (0..times)
         .map(|_| {
@@ -679,24 +689,27 @@ fn group_by_counts_calls_not_rows() {
     let strace = common::strace_counts(&binary, &load);
     assert_eq!(strace["getppid"].0, CALLS);
     assert_eq!(strace["openat"].1, FAILED);
-    let run = common::CliRun::start(&[
-        "run",
-        "syscall",
-        "-d",
-        "2.5",
-        "--interval-ms",
-        "100",
-        "-c",
-        &comm,
-        "-o",
-        "csv",
-        "--group-by",
-        "syscall",
-        "--op",
-        "sum",
-        "--field",
-        "errors",
-    ]);
+    let run = common::CliRun::start(
+        &[
+            "run",
+            "syscall",
+            "-d",
+            "2.5",
+            "--interval-ms",
+            "100",
+            "-c",
+            &comm,
+            "-o",
+            "csv",
+            "--group-by",
+            "syscall",
+            "--op",
+            "sum",
+            "--field",
+            "errors",
+        ],
+        &[],
+    );
     let status = Command::new(&*binary)
         .args(load.map(|n| n.to_string()))
         .status()
@@ -808,4 +821,67 @@ fn interval_prints_a_table_per_period() {
         }
     }
     assert_eq!(counts, [("exec", 3), ("exit", 3)].into(), "{text}");
+}
+
+/// The text table's times are local: with the date when TZ names a zone (a POSIX zone
+/// string here, UTC+9, which needs no tz database), the time of day otherwise; `--utc`
+/// gives UTC. Checked against coreutils' `date` for the same event, whose JSON has its
+/// UTC time.
+#[test]
+fn text_times_are_local_unless_utc() {
+    if !root_or_skip("text_times_are_local_unless_utc") {
+        return;
+    }
+    let (binary, comm) = unique_binary("clock");
+    let zone = [("TZ", "XYZ-9")];
+    let first_ts = |args: &[&str]| -> String {
+        let mut all = vec!["run", "process", "-d", "2", "--comm", &comm];
+        all.extend_from_slice(args);
+        let Executed { out, .. } = run_while_executing_in(&zone, &all, &binary, 1);
+        let text = String::from_utf8(out.stdout).unwrap();
+        let line = text.lines().nth(1).unwrap_or_else(|| panic!("{text}"));
+        line.rsplit_once(' ').unwrap().0.trim().to_string()
+    };
+    let date_time = first_ts(&["-o", "columns=ts,kind"]);
+    assert_eq!(date_time.len(), 26, "{date_time}");
+    let utc = first_ts(&["-o", "columns=ts,kind", "--utc"]);
+    assert_eq!(utc.len(), 15, "{utc}");
+
+    // One event, printed as JSON and as a text table in local time.
+    let pipeline = r#"[{"type": "filter", "where": ["kind == exec"]},
+        {"type": "tee", "branches": [[{"type": "print", "format": "json"}],
+        [{"type": "print", "format": "text", "columns": ["ts"], "clock": "local_date"}]]}]"#;
+    let Executed { out, .. } = run_while_executing_in(
+        &zone,
+        &[
+            "run",
+            "process",
+            "-d",
+            "2",
+            "--comm",
+            &comm,
+            "--pipeline",
+            pipeline,
+        ],
+        &binary,
+        1,
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let json: serde_json::Value = text
+        .lines()
+        .find_map(|l| serde_json::from_str(l).ok())
+        .unwrap_or_else(|| panic!("{text}"));
+    let utc_ts = json["ts"].as_str().unwrap();
+    let shown = text
+        .lines()
+        .find(|l| l.len() == 26 && l.as_bytes()[4] == b'-')
+        .unwrap_or_else(|| panic!("{text}"));
+    let local = Command::new("date")
+        .env("TZ", "XYZ-9")
+        .args(["-d", utc_ts, "+%Y-%m-%d %H:%M:%S"])
+        .output()
+        .unwrap();
+    let local = String::from_utf8(local.stdout).unwrap();
+    assert_eq!(&shown[..19], local.trim(), "{text}");
+    assert_eq!(&shown[20..], &utc_ts[20..26], "microseconds: {text}");
 }

@@ -397,16 +397,19 @@ fn cli_run_traces_one_container() {
         return;
     }
     let c = Container::start("eu-cli");
-    let run = common::CliRun::start(&[
-        "run",
-        "process",
-        "--duration",
-        "3",
-        "--format",
-        "json",
-        "--container",
-        &c.name,
-    ]);
+    let run = common::CliRun::start(
+        &[
+            "run",
+            "process",
+            "--duration",
+            "3",
+            "--format",
+            "json",
+            "--container",
+            &c.name,
+        ],
+        &[],
+    );
     run_host_binary(2);
     for _ in 0..2 {
         c.exec(&["sleep", "0"]);

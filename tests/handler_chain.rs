@@ -491,6 +491,7 @@ fn aggregated_csv(tracker: &str, stage: Stage, records: &[Event]) -> String {
         format: Format::Csv,
         columns: None,
         raw: false,
+        clock: Default::default(),
     };
     let mut chain = handler::build::<Event>(&[stage, print], &schema, &output).unwrap();
     for record in records {
@@ -597,6 +598,7 @@ fn chain_specs_are_checked_before_anything_runs() {
         format: Format::Json,
         columns: None,
         raw: false,
+        clock: Default::default(),
     };
     assert_eq!(
         build(&[print.clone(), print.clone()]).as_deref(),

@@ -18,7 +18,7 @@ use super::RunError;
 use crate::container::{ContainerManager, ContainerOptions, Enrich};
 use crate::engine::Mode;
 use crate::engine::{Counters, TrackerConfig};
-use crate::handler::{self, AggOp, FanIn, Filter, Format, Predicate, Schema, SortBy, Stage};
+use crate::handler::{self, AggOp, Clock, FanIn, Filter, Format, Predicate, Schema, SortBy, Stage};
 use crate::model::TrackerInfo;
 use crate::results::query::check_per_call;
 use crate::trackers::files::FileType;
@@ -144,6 +144,9 @@ pub struct RunArgs {
     /// paths uncut.
     #[arg(long, conflicts_with = "pipeline")]
     pub raw: bool,
+    /// Times in the text table in UTC; by default local (with the date when TZ is set).
+    #[arg(long, conflicts_with = "pipeline")]
+    pub utc: bool,
     /// The output chain as a JSON list of stages (filter, aggregate, tee, print), or
     /// `@FILE` holding one; replaces --group-by, --format and --columns.
     #[arg(long, value_name = "JSON|@FILE", conflicts_with_all = ["group_by", "format", "columns"])]
@@ -329,10 +332,18 @@ fn output_stages(args: &RunArgs, info: &TrackerInfo, empty: &[&str]) -> Result<V
                 .map(|p| u64::try_from(p.as_millis()).unwrap_or(u64::MAX).max(1)),
         });
     }
+    // Local time, as bpftrace and the libbpf-tools print it; with the date when the
+    // user chose a zone.
+    let clock = match (args.utc, std::env::var_os("TZ").is_some()) {
+        (true, _) => Clock::Utc,
+        (false, true) => Clock::LocalDate,
+        (false, false) => Clock::Local,
+    };
     stages.push(Stage::Print {
         format,
         columns,
         raw: args.raw,
+        clock,
     });
     Ok(stages)
 }

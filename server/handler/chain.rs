@@ -5,8 +5,9 @@ use std::io::Write;
 use std::time::Duration;
 
 use super::{
-    is_numeric, AggOp, AggRow, AggregateSpec, Aggregator, CsvPrinter, Discard, FanOut, Filter,
-    FilterError, Format, Handler, JsonPrinter, Predicate, SortBy, TextPrinter, MAX_GROUP_BY,
+    is_numeric, AggOp, AggRow, AggregateSpec, Aggregator, Clock, CsvPrinter, Discard, FanOut,
+    Filter, FilterError, Format, Handler, JsonPrinter, Predicate, SortBy, TextPrinter,
+    MAX_GROUP_BY,
 };
 use crate::model::{FieldType, Record, TrackerInfo};
 
@@ -42,6 +43,9 @@ pub enum Stage {
         /// Text: numbers as they are (no errno or flag names, durations in ns).
         #[serde(default)]
         raw: bool,
+        /// Text: `utc` (default), `local` or `local_date` times.
+        #[serde(default)]
+        clock: Clock,
     },
     /// Give every record to each branch; must end its branch.
     Tee { branches: Vec<Vec<Stage>> },
@@ -200,6 +204,7 @@ pub fn build<R: Record + ?Sized + 'static>(
             format,
             columns,
             raw,
+            clock,
         } => {
             last_only("print")?;
             if let Some(unknown) = columns
@@ -215,7 +220,10 @@ pub fn build<R: Record + ?Sized + 'static>(
             match format {
                 Format::Json => Box::new(JsonPrinter::new(output())),
                 Format::Csv => Box::new(CsvPrinter::new(output())),
-                Format::Text => Box::new(TextPrinter::new(output(), columns.clone()).raw(*raw)),
+                Format::Text => {
+                    let printer = TextPrinter::new(output(), columns.clone());
+                    Box::new(printer.raw(*raw).clock(*clock))
+                }
             }
         }
         Stage::Tee { branches } => {

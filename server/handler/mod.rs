@@ -26,7 +26,7 @@ pub use aggregate::{
 pub use chain::{build, ChainError, OutputFactory, Schema, Stage};
 pub use fan_in::{FanIn, FanInSender};
 pub use filter::{Filter, FilterError, Op, Predicate};
-pub use printer::{push_json_record, CsvPrinter, Format, JsonPrinter, TextPrinter};
+pub use printer::{push_json_record, Clock, CsvPrinter, Format, JsonPrinter, TextPrinter};
 
 /// What became of an event a handler was given.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

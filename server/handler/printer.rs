@@ -216,6 +216,7 @@ pub struct TextPrinter<W: Write> {
     raw: bool,
     /// Whether a periodic table has begun (so the next one is set apart).
     started: bool,
+    clock: Clock,
     line: String,
     /// One cell's text, before it is padded into `line`.
     cell: String,
@@ -230,6 +231,7 @@ impl<W: Write> TextPrinter<W> {
             formats: Vec::new(),
             raw: false,
             started: false,
+            clock: Clock::Utc,
             line: String::with_capacity(256),
             cell: String::with_capacity(64),
         }
@@ -238,6 +240,11 @@ impl<W: Write> TextPrinter<W> {
     /// With `raw`, numbers are printed as they are, not as people read them.
     pub fn raw(self, raw: bool) -> Self {
         Self { raw, ..self }
+    }
+
+    /// How times are shown (UTC time of day unless told).
+    pub fn clock(self, clock: Clock) -> Self {
+        Self { clock, ..self }
     }
 
     /// Calls `f` with each shown field of `record`, in order.
@@ -257,10 +264,10 @@ impl<W: Write> TextPrinter<W> {
     }
 }
 
-fn default_width(value: Value<'_>, format: FieldFormat) -> usize {
+fn default_width(value: Value<'_>, format: FieldFormat, clock: Clock) -> usize {
     match value {
         _ if format == FieldFormat::Path => PATH_WIDTH,
-        Value::Time(_) => 15,
+        Value::Time(_) => clock.width(),
         Value::Str(_) => 16,
         Value::U64(_) | Value::I64(_) | Value::Null => 7,
     }
@@ -286,14 +293,68 @@ fn push_cut_in_the_middle(out: &mut String, text: &str, width: usize) {
 }
 
 /// Writes the cell's text into `out`.
-fn write_text_cell(out: &mut String, value: Value<'_>) {
+fn write_text_cell(out: &mut String, value: Value<'_>, clock: Clock) {
     use std::fmt::Write as _;
     match value {
-        // Time of day is what a reader of a live table wants; JSON and CSV keep the date.
-        Value::Time(ns) => out.push_str(&rfc3339_nanos(ns)[11..26]),
+        Value::Time(ns) => clock.push(out, ns, true),
         other => {
             let _ = write!(out, "{other}");
         }
+    }
+}
+
+/// How the text table shows times: the time of day is what a reader of a live table
+/// wants; JSON and CSV keep the full UTC time.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Clock {
+    /// UTC time of day.
+    #[default]
+    Utc,
+    /// Local time of day (the zone of TZ, else of /etc/localtime).
+    Local,
+    /// Local date and time of day.
+    LocalDate,
+}
+
+impl Clock {
+    fn width(self) -> usize {
+        match self {
+            Clock::Utc | Clock::Local => 15,
+            Clock::LocalDate => 26,
+        }
+    }
+
+    /// Appends the time `ns`, with microseconds when `micros`.
+    fn push(self, out: &mut String, ns: u64, micros: bool) {
+        use std::fmt::Write as _;
+        let end = if micros { 26 } else { 19 };
+        let local = match self {
+            Clock::Utc => None,
+            Clock::Local | Clock::LocalDate => local_time(ns),
+        };
+        let Some(tm) = local else {
+            out.push_str(&rfc3339_nanos(ns)[11..end]);
+            return;
+        };
+        if self == Clock::LocalDate {
+            let (year, month, day) = (tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday);
+            let _ = write!(out, "{year:04}-{month:02}-{day:02} ");
+        }
+        let _ = write!(out, "{:02}:{:02}:{:02}", tm.tm_hour, tm.tm_min, tm.tm_sec);
+        if micros {
+            let _ = write!(out, ".{:06}", ns % 1_000_000_000 / 1_000);
+        }
+    }
+}
+
+/// The local calendar time of `ns` (Unix nanoseconds), as the C library's zone says.
+fn local_time(ns: u64) -> Option<libc::tm> {
+    let secs = libc::time_t::try_from(ns / 1_000_000_000).ok()?;
+    // SAFETY: localtime_r only writes the tm it is given; a zeroed tm is a valid one.
+    unsafe {
+        let mut tm: libc::tm = std::mem::zeroed();
+        (!libc::localtime_r(&secs, &mut tm).is_null()).then_some(tm)
     }
 }
 
@@ -339,11 +400,12 @@ impl<R: Record + ?Sized, W: Write + Send> Handler<R> for TextPrinter<W> {
             let widths = &mut self.widths;
             let formats = &mut self.formats;
             let catalog = record.catalog().filter(|_| !self.raw);
+            let clock = self.clock;
             let mut numeric = Vec::new();
             let mut header = Vec::new();
             Self::each_cell(&self.columns, record, &mut |name, value| {
                 let format = catalog.map_or(FieldFormat::Plain, |c| c.format_of(name));
-                widths.push(name.len().max(default_width(value, format)));
+                widths.push(name.len().max(default_width(value, format, clock)));
                 formats.push(format);
                 numeric.push(matches!(value, Value::U64(_) | Value::I64(_)));
                 header.push(name.to_uppercase());
@@ -368,6 +430,7 @@ impl<R: Record + ?Sized, W: Write + Send> Handler<R> for TextPrinter<W> {
             end: 0,
         };
         let last = self.widths.len().saturating_sub(1);
+        let clock = self.clock;
         Self::each_cell(&self.columns, record, &mut |_, value| {
             cell.clear();
             let format = formats.get(row.column).copied().unwrap_or_default();
@@ -377,7 +440,7 @@ impl<R: Record + ?Sized, W: Write + Send> Handler<R> for TextPrinter<W> {
                     push_cut_in_the_middle(cell, path, width);
                 }
                 _ if format.write(value, cell) => {}
-                _ => write_text_cell(cell, value),
+                _ => write_text_cell(cell, value, clock),
             }
             row.push(cell, matches!(value, Value::U64(_) | Value::I64(_)));
         });
@@ -395,8 +458,10 @@ impl<R: Record + ?Sized, W: Write + Send> Handler<R> for TextPrinter<W> {
     /// then its header with the next row.
     fn begin_period(&mut self) -> io::Result<()> {
         let gap = if self.started { "\n" } else { "" };
-        let now = rfc3339_nanos(crate::model::wall_clock_ns());
-        let line = format!("{gap}[{}]\n", &now[11..19]);
+        let mut now = String::new();
+        self.clock
+            .push(&mut now, crate::model::wall_clock_ns(), false);
+        let line = format!("{gap}[{now}]\n");
         self.started = true;
         self.widths.clear();
         self.formats.clear();

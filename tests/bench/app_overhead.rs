@@ -130,7 +130,7 @@ impl Tracing {
     fn start(args: &[&str]) -> Tracing {
         let mut all = vec!["run", "--duration", "3600"];
         all.extend(args);
-        let (child, mut stderr, _) = start_cli(&all, Stdio::null());
+        let (child, mut stderr, _) = start_cli(&all, Stdio::null(), &[]);
         // Drain what else it says, so that it never blocks on a full pipe.
         std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
         Tracing(child)

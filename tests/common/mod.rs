@@ -247,11 +247,13 @@ pub fn own_cgroup_id() -> u64 {
 }
 
 /// `eunomia args` started and tracing: its probes are attached.
-/// Starts `eunomia args` with `stdout` and returns once it logs `tracing` (its probes are
-/// attached): the child, its stderr, and what it wrote there so far.
+/// Starts `eunomia args` with `stdout` and `env` added to its environment, and returns
+/// once it logs `tracing` (its probes are attached): the child, its stderr, and what it
+/// wrote there so far.
 pub fn start_cli(
     args: &[&str],
     stdout: std::process::Stdio,
+    env: &[(&str, &str)],
 ) -> (
     std::process::Child,
     std::io::BufReader<std::process::ChildStderr>,
@@ -261,6 +263,7 @@ pub fn start_cli(
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_eunomia"))
         .args(args)
         .env("RUST_LOG", "eunomia::app::cli=info")
+        .envs(env.iter().copied())
         .stdout(stdout)
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -282,9 +285,10 @@ pub struct CliRun {
 }
 
 impl CliRun {
-    /// Starts `eunomia args` and returns once it logs `tracing` (its probes are attached).
-    pub fn start(args: &[&str]) -> CliRun {
-        let (child, stderr, logged) = start_cli(args, std::process::Stdio::piped());
+    /// Starts `eunomia args` with `env` added to its environment, and returns once it
+    /// logs `tracing` (its probes are attached).
+    pub fn start(args: &[&str], env: &[(&str, &str)]) -> CliRun {
+        let (child, stderr, logged) = start_cli(args, std::process::Stdio::piped(), env);
         CliRun {
             child,
             stderr,
