@@ -370,12 +370,14 @@ pub fn check_per_call(
     field: Option<&str>,
     totals: bool,
 ) -> Result<(), QueryError> {
+    let Some(field) = field else {
+        return Ok(());
+    };
     let per_call = matches!(op, AggOp::Avg | AggOp::Min | AggOp::Max) || op.percentile().is_some();
-    match field {
-        Some(field) if per_call => refuse_totals(info, &format!("{op:?}"), field, totals),
-        _ => field
-            .map(|f| catalog_field(info, f).map(drop))
-            .unwrap_or(Ok(())),
+    if per_call {
+        refuse_totals(info, &format!("{op:?}"), field, totals)
+    } else {
+        catalog_field(info, field).map(drop)
     }
 }
 
