@@ -3,7 +3,7 @@
 //! program of it remains, its status and counts are final, and its results stay queryable.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, PoisonError};
 
 use parking_lot::Mutex;
@@ -31,6 +31,11 @@ const LIVE_CAPACITY: usize = 4096;
 const LIVE_RATE: u64 = 10_000;
 const LIVE_WINDOWS_PER_SEC: u64 = 10;
 const LIVE_WINDOW: Duration = Duration::from_millis(1000 / LIVE_WINDOWS_PER_SEC);
+/// How long a replay waits for a SQLITE sink to hand over the events before it (the
+/// engine flushes it after every poll of the ring buffer, 50 ms at most), and how often it
+/// looks.
+const HANDED_WAIT: Duration = Duration::from_secs(10);
+const HANDED_POLL: Duration = Duration::from_millis(5);
 /// How often running sessions publish their counts.
 const UPDATE_INTERVAL: Duration = Duration::from_secs(1);
 /// How often final records the store refused are offered to it again.
@@ -66,6 +71,8 @@ pub enum SessionError {
     Store(#[from] StoreError),
     #[error("the session's saved results cannot be read: {0}")]
     Snapshot(String),
+    #[error("session `{0}` did not hand its events to the store within {1:?}")]
+    StoreBehind(SessionId, Duration),
 }
 
 /// What startSession asks for, checked.
@@ -95,6 +102,11 @@ struct Running {
     memory: Option<Arc<MemoryStore>>,
     live: broadcast::Sender<Arc<LiveEvent>>,
     live_filters: Arc<LiveFilters>,
+    /// The number of the last event the chain saw (events are numbered 1, 2, 3 ...).
+    numbered: Arc<AtomicI64>,
+    /// For a SQLITE session, the number of the last event its sink handed to the writer
+    /// or counted lost.
+    handed: Option<Arc<AtomicI64>>,
     stop: Arc<Notify>,
     /// Why storing its events failed, set by the store's writer: the session then ends
     /// FAILED with this text.
@@ -213,6 +225,11 @@ pub struct LiveSubscription {
     pub receiver: broadcast::Receiver<Arc<LiveEvent>>,
     pub filter: Arc<[Predicate]>,
     pub registration: Registration,
+    /// Events numbered up to this may have passed before the subscription; those after
+    /// reach it live (but for the sample's and a slow reader's counted losses). A replay
+    /// of the stored events through this number, then the live ones above it, misses none
+    /// and repeats none.
+    pub replay_through: i64,
 }
 
 /// The chain end for live subscribers: only when someone listens, it hands each event some
@@ -227,6 +244,8 @@ struct LiveSink {
     live: broadcast::Sender<Arc<LiveEvent>>,
     filters: Arc<LiveFilters>,
     next_id: i64,
+    /// `next_id` for subscribers, who read it to know where live events take over.
+    numbered: Arc<AtomicI64>,
     window_start: Instant,
     sent_in_window: u64,
     missed: prometheus::IntCounter,
@@ -236,12 +255,14 @@ impl LiveSink {
     fn new(
         live: broadcast::Sender<Arc<LiveEvent>>,
         filters: Arc<LiveFilters>,
+        numbered: Arc<AtomicI64>,
         missed: prometheus::IntCounter,
     ) -> Self {
         Self {
             live,
             filters,
             next_id: 0,
+            numbered,
             window_start: Instant::now(),
             sent_in_window: 0,
             missed,
@@ -266,6 +287,8 @@ impl LiveSink {
 impl Handler<Event> for LiveSink {
     fn handle(&mut self, event: &Event) -> Flow {
         self.next_id += 1;
+        // Before the send: a subscriber that reads a number has been sent every later one.
+        self.numbered.store(self.next_id, Ordering::Release);
         let subscribers = self.live.receiver_count();
         if subscribers > 0 && self.filters.wanted(event) {
             if self.room(subscribers as u64) {
@@ -498,18 +521,24 @@ impl SessionManager {
         let store_failure = Arc::new(Mutex::new(None));
         let (live, _) = broadcast::channel(LIVE_CAPACITY);
         let live_filters = Arc::new(LiveFilters::default());
+        let numbered = Arc::new(AtomicI64::new(0));
         let memory = (req.store == StoreKind::Memory)
             .then(|| Arc::new(MemoryStore::new(info, self.memory_limits())));
-        let sink: Box<dyn Handler<Event>> = match &memory {
-            Some(memory) => {
-                Box::new(memory.sink(counters.lost_channel.clone(), self.metrics.clone()))
+        let (sink, handed): (Box<dyn Handler<Event>>, _) = match &memory {
+            Some(memory) => (
+                Box::new(memory.sink(counters.lost_channel.clone(), self.metrics.clone())),
+                None,
+            ),
+            None => {
+                let sink = self.store.event_sink(
+                    &record.id,
+                    info.name,
+                    counters.lost_channel.clone(),
+                    store_failure.clone(),
+                );
+                let handed = sink.handed();
+                (Box::new(sink), Some(handed))
             }
-            None => Box::new(self.store.event_sink(
-                &record.id,
-                info.name,
-                counters.lost_channel.clone(),
-                store_failure.clone(),
-            )),
         };
         let chain = Instrumented {
             events: self.metrics.events.with_label_values(&[info.name]),
@@ -522,6 +551,7 @@ impl SessionManager {
                     Box::new(LiveSink::new(
                         live.clone(),
                         live_filters.clone(),
+                        numbered.clone(),
                         self.metrics
                             .lost
                             .with_label_values(&[info.name, stage::SUBSCRIPTION]),
@@ -558,6 +588,8 @@ impl SessionManager {
             memory,
             live,
             live_filters,
+            numbered,
+            handed,
             stop: Arc::new(Notify::new()),
             store_failure,
             ended: OnceCell::new(),
@@ -863,8 +895,7 @@ impl SessionManager {
             .unwrap_or_default()
     }
 
-    /// Live events of a running session; `None` when it is not running.
-    /// Live events of a running session that meet `filter`.
+    /// Live events of a running session that meet `filter`; `None` when it is not running.
     pub fn subscribe_events(
         &self,
         id: &SessionId,
@@ -872,12 +903,36 @@ impl SessionManager {
     ) -> Option<LiveSubscription> {
         self.running.get(id).map(|r| {
             let filter: Arc<[Predicate]> = filter.into();
+            let registration = r.live_filters.register(filter.clone());
+            let receiver = r.live.subscribe();
             LiveSubscription {
-                registration: r.live_filters.register(filter.clone()),
-                receiver: r.live.subscribe(),
+                registration,
+                receiver,
                 filter,
+                replay_through: r.numbered.load(Ordering::Acquire),
             }
         })
+    }
+
+    /// Returns once the session's results hold every event numbered up to `through`
+    /// that was not counted lost, so that a replay of them misses none. A MEMORY session's
+    /// do at once (its sink comes first in the chain); a SQLITE session's once its sink
+    /// has handed them to the writer (within a poll of the ring buffer) and the writer has
+    /// committed them.
+    pub async fn stored_through(&self, id: &SessionId, through: i64) -> Result<(), SessionError> {
+        let handed = self.running.get(id).and_then(|r| r.handed.clone());
+        if let Some(handed) = handed {
+            let deadline = Instant::now() + HANDED_WAIT;
+            // Once the session has ended its sink has handed everything over.
+            while handed.load(Ordering::Acquire) < through && self.running.contains_key(id) {
+                if Instant::now() > deadline {
+                    return Err(SessionError::StoreBehind(id.clone(), HANDED_WAIT));
+                }
+                tokio::time::sleep(HANDED_POLL).await;
+            }
+            self.store.flush().await?;
+        }
+        Ok(())
     }
 
     /// How many `sessionEvents` subscriptions watch a running session (0 once it ended).

@@ -1088,3 +1088,212 @@ fn schema_sdl_has_not_drifted() {
         "schema/schema.graphql differs from the code: run `make schema` and commit it"
     );
 }
+
+/// Reads one subscription's events until it completes: their `seq` numbers and kinds.
+fn subscription_events(ws: &mut Ws, sub_id: &str, field: &str) -> Vec<(i64, String)> {
+    let mut events = Vec::new();
+    loop {
+        let message = ws_next(ws);
+        assert_eq!(message["id"], sub_id, "{message}");
+        match message["type"].as_str().unwrap() {
+            "next" => {
+                let event = &message["payload"]["data"][field];
+                assert!(event.is_object(), "{message}");
+                events.push((
+                    event["seq"].as_i64().unwrap(),
+                    event["kind"].as_str().unwrap().to_string(),
+                ));
+            }
+            "complete" => return events,
+            _ => panic!("{message}"),
+        }
+    }
+}
+
+/// `sessionEvents(fromStart: true)` subscribed while a program runs again and again: the
+/// stored events, then the live ones, each exactly once. What it delivers equals what the
+/// session stored (every seq, in order), and the execs equal the runs.
+fn from_start_misses_nothing(store: &str) {
+    let server = Server::start(&format!("replay-{store}"), None);
+    let (binary, comm) = unique_binary(&format!("rp{}", &store[..1]));
+    let id = server.start_session(json!({
+        "tracker": "process", "durationSecs": 30, "store": store, "filter": { "comm": comm },
+    }));
+    run_copies(&binary, 5);
+    // Runs go on while the subscription starts, so that some fall on its boundary.
+    let running = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let runner = {
+        let (binary, running) = (binary.to_path_buf(), running.clone());
+        std::thread::spawn(move || {
+            let mut runs = 0;
+            while running.load(std::sync::atomic::Ordering::Relaxed) {
+                run_copies(&binary, 1);
+                runs += 1;
+            }
+            runs
+        })
+    };
+    let mut ws = server.ws_connect(None).unwrap();
+    ws_subscribe(
+        &mut ws,
+        "replay",
+        "subscription($id: ID!) { sessionEvents(id: $id, fromStart: true) { seq kind } }",
+        json!({ "id": id }),
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    running.store(false, std::sync::atomic::Ordering::Relaxed);
+    let runs = 5 + runner.join().unwrap();
+    assert_eq!(server.stop_session(&id), "STOPPED");
+    let delivered = subscription_events(&mut ws, "replay", "sessionEvents");
+
+    assert_eq!(server.session(&id, "lostCount")["lostCount"], 0);
+    let mut stored: Vec<(i64, String)> = Vec::new();
+    let mut after = Value::Null;
+    loop {
+        let page = server.query(
+            "query($id: ID!, $after: String) { session(id: $id) {
+               events(first: 1000, after: $after) {
+                 edges { node { seq kind } } pageInfo { hasNextPage endCursor } } } }",
+            json!({ "id": id, "after": after }),
+        )["session"]["events"]
+            .clone();
+        stored.extend(page["edges"].as_array().unwrap().iter().map(|e| {
+            let node = &e["node"];
+            (node["seq"].as_i64().unwrap(), node["kind"].as_str().unwrap().to_string())
+        }));
+        if page["pageInfo"]["hasNextPage"] != true {
+            break;
+        }
+        after = page["pageInfo"]["endCursor"].clone();
+    }
+    assert_eq!(stored.len(), 2 * runs, "{store}: {runs} runs");
+    assert_eq!(delivered, stored, "{store}");
+    let seqs: Vec<i64> = delivered.iter().map(|(seq, _)| *seq).collect();
+    assert_eq!(seqs, (1..=2 * runs as i64).collect::<Vec<_>>(), "{store}");
+    let execs = delivered.iter().filter(|(_, kind)| kind == "exec").count();
+    assert_eq!(execs, runs, "{store}");
+}
+
+#[test]
+fn from_start_replays_stored_events_then_live_sqlite() {
+    if !root_or_skip("from_start_replays_stored_events_then_live_sqlite") {
+        return;
+    }
+    from_start_misses_nothing("SQLITE");
+}
+
+#[test]
+fn from_start_replays_stored_events_then_live_memory() {
+    if !root_or_skip("from_start_replays_stored_events_then_live_memory") {
+        return;
+    }
+    from_start_misses_nothing("MEMORY");
+}
+
+/// The id of the running session labelled `label`, once its programs are attached.
+fn running_session(server: &Server, label: &str) -> String {
+    let deadline = Instant::now() + WINDOW;
+    loop {
+        let sessions = server.query(
+            "{ sessions(status: RUNNING) { edges { node { id label programIds } } } }",
+            json!({}),
+        );
+        if let Some(found) = sessions["sessions"]["edges"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["node"]["label"] == label && s["node"]["programIds"] != json!([]))
+        {
+            return found["node"]["id"].as_str().unwrap().to_string();
+        }
+        assert!(Instant::now() < deadline, "no running session `{label}`");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// `trace` is one request: it starts the session, streams its events from the first, and
+/// ends with the final record, asked for its aggregate in the same selection.
+#[test]
+fn trace_streams_a_window_and_ends_with_the_answer() {
+    if !root_or_skip("trace_streams_a_window_and_ends_with_the_answer") {
+        return;
+    }
+    let server = Server::start("trace", None);
+    let (binary, comm) = unique_binary("trc");
+    let mut ws = server.ws_connect(None).unwrap();
+    ws_subscribe(
+        &mut ws,
+        "trace",
+        "subscription($comm: String!) {
+           trace(input: {tracker: \"process\", durationSecs: 3, label: \"traced\",
+                         filter: {comm: $comm}},
+                 where: [{field: \"kind\", value: \"exec\"}]) {
+             __typename
+             ... on Event { seq kind comm }
+             ... on Session { status eventCount
+                              aggregate(groupBy: [\"kind\"]) { keys count } }
+           }
+         }",
+        json!({ "comm": comm }),
+    );
+    running_session(&server, "traced");
+    run_copies(&binary, 4);
+    let mut items = Vec::new();
+    loop {
+        let message = ws_next(&mut ws);
+        match message["type"].as_str().unwrap() {
+            "next" => items.push(message["payload"]["data"]["trace"].clone()),
+            "complete" => break,
+            _ => panic!("{message}"),
+        }
+    }
+    let (events, last) = items.split_at(items.len() - 1);
+    assert_eq!(events.len(), 4, "{items:?}");
+    for event in events {
+        assert_eq!(event["__typename"], "Event");
+        assert_eq!(event["kind"], "exec");
+        assert_eq!(event["comm"], comm);
+    }
+    assert_eq!(
+        last[0],
+        json!({ "__typename": "Session", "status": "COMPLETED", "eventCount": 8,
+                "aggregate": [{ "keys": ["exec"], "count": 4 }, { "keys": ["exit"], "count": 4 }] })
+    );
+}
+
+/// A trace whose subscriber goes away stops its session: nobody is left to read it.
+#[test]
+fn a_dropped_trace_stops_its_session() {
+    if !root_or_skip("a_dropped_trace_stops_its_session") {
+        return;
+    }
+    let server = Server::start("trace-drop", None);
+    let mut ws = server.ws_connect(None).unwrap();
+    ws_subscribe(
+        &mut ws,
+        "trace",
+        "subscription { trace(input: {tracker: \"process\", durationSecs: 600, label: \"dropped\"}) {
+           __typename } }",
+        json!({}),
+    );
+    let id = running_session(&server, "dropped");
+    drop(ws);
+    assert_eq!(server.wait_ended(&id, WINDOW), "STOPPED");
+    // A bad condition starts nothing.
+    let mut ws = server.ws_connect(None).unwrap();
+    ws_subscribe(
+        &mut ws,
+        "bad",
+        "subscription { trace(input: {tracker: \"process\", durationSecs: 5, label: \"bad\"},
+           where: [{field: \"nope\", value: \"1\"}]) { __typename } }",
+        json!({}),
+    );
+    let refused = ws_next(&mut ws);
+    let code = &refused["payload"]["errors"][0]["extensions"]["code"];
+    assert_eq!(code, "BAD_QUERY", "{refused}");
+    let sessions = server.query("{ sessions { edges { node { label } } } }", json!({}));
+    assert_eq!(
+        sessions["sessions"]["edges"],
+        json!([{ "node": { "label": "dropped" } }])
+    );
+}

@@ -27,12 +27,13 @@ pub struct Condition {
     pub value: String,
 }
 
-/// A page of a session's events: those with ids above `after` (in arrival order) that
-/// meet every condition, `first` at most.
+/// A page of a session's events: those with ids above `after` (in arrival order) and
+/// numbers (`StoredEvent::seq`) up to `through` that meet every condition, `first` at most.
 #[derive(Clone, Debug, PartialEq)]
 pub struct EventsQuery {
     pub first: usize,
     pub after: Option<i64>,
+    pub through: Option<i64>,
     pub conditions: Vec<Condition>,
 }
 
@@ -155,6 +156,10 @@ pub struct TimeBucketResult {
 pub struct StoredEvent {
     /// Position in its session, increasing with arrival; the pagination cursor.
     pub id: i64,
+    /// Its number in the session: 1, 2, 3 ... in the order the session's chain saw it,
+    /// counting events later lost; what live subscribers see as the id. None for events
+    /// stored before sessions numbered them.
+    pub seq: Option<i64>,
     pub ts_ns: u64,
     pub tracker: String,
     pub kind: String,
@@ -167,11 +172,13 @@ pub struct StoredEvent {
 }
 
 impl StoredEvent {
+    /// An event as numbered in its session (`id` and `seq` are one number here).
     pub fn from_event(id: i64, event: &Event) -> Self {
         let mut json = Vec::with_capacity(512);
         push_json_record(&mut json, event);
         Self {
             id,
+            seq: Some(id),
             ts_ns: event.header.ts_ns,
             tracker: event.tracker().to_string(),
             kind: event.kind().to_string(),

@@ -14,7 +14,7 @@ use async_graphql::extensions::{
     Extension, ExtensionContext, ExtensionFactory, NextExecute, NextRequest,
 };
 use async_graphql::{Context, ErrorExtensions, Object, Schema, Subscription, ID};
-use futures_util::stream::{Stream, StreamExt};
+use futures_util::stream::{BoxStream, Stream, StreamExt};
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 use tokio_stream::wrappers::BroadcastStream;
 
@@ -23,9 +23,11 @@ pub use types::*;
 use crate::config::Role;
 use crate::container::ResolveError;
 use crate::model::{rfc3339_nanos, wall_clock_ns, SessionId};
-use crate::results::query::{predicate, validate_conditions};
+use crate::handler::Predicate;
+use crate::model::TrackerInfo;
+use crate::results::query::{predicate, validate_conditions, Condition, EventsQuery};
 use crate::results::sqlite::{AuditEntry, SessionRecord, SessionStatus};
-use crate::results::ResultsError;
+use crate::results::{ResultsError, SessionResults};
 use crate::session::{tracker_info, LiveSubscription, SessionError, SessionManager};
 
 pub type EunomiaSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
@@ -83,7 +85,9 @@ pub fn api(err: SessionError) -> async_graphql::Error {
             SessionError::Store(crate::results::sqlite::StoreError::BadCursor(_)) => {
                 "BAD_USER_INPUT"
             }
-            SessionError::Store(_) | SessionError::Snapshot(_) => "INTERNAL",
+            SessionError::Store(_) | SessionError::Snapshot(_) | SessionError::StoreBehind(..) => {
+                "INTERNAL"
+            }
         };
         coded(code, err.to_string())
     }
@@ -435,48 +439,62 @@ async fn subscribed_session(
 impl SubscriptionRoot {
     /// Live events of a running session that meet every `where` condition (checked on the
     /// server, before the live sample: a rare match is not sampled away); ends when the
-    /// session ends.
+    /// session ends. With `fromStart`, the events the session has stored come first (for
+    /// a MEMORY session, its recent-events ring), then the live ones, with no gap and none
+    /// twice; an ended session's stored events are replayed and the stream ends.
     async fn session_events(
         &self,
         ctx: &Context<'_>,
         id: ID,
         r#where: Option<Vec<ConditionInput>>,
-    ) -> async_graphql::Result<impl Stream<Item = EventObject>> {
+        #[graphql(default = false)] from_start: bool,
+    ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<EventObject>>> {
         let (manager, record) = subscribed_session(ctx, id).await?;
-        let info = tracker_info(&record.tracker).map_err(api)?;
+        events_of(manager, record, types::conditions(r#where), from_start).await
+    }
+
+    /// One request for one question: starts a session (as `startSession` does), streams
+    /// its events that meet `where` from the first one, and ends with the session's final
+    /// record, whose results can be asked in the same selection
+    /// (`... on Session { aggregate(groupBy: ["comm"]) { keys count } }`). Dropping the
+    /// subscription stops the session.
+    async fn trace(
+        &self,
+        ctx: &Context<'_>,
+        input: StartSessionInput,
+        r#where: Option<Vec<ConditionInput>>,
+    ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<TraceItem>>> {
+        let manager = manager(ctx).clone();
         let conditions = types::conditions(r#where);
-        let filter = validate_conditions(info, &conditions)
-            .and_then(|()| conditions.iter().map(|c| predicate(info, c)).collect())
-            .map_err(|e| results_error(ResultsError::Query(e)))?;
-        let subscription = manager
-            .subscribe_events(&record.id, filter)
-            .ok_or_else(|| {
-                coded(
-                    "SESSION_ENDED",
-                    format!("session `{}` is not running", record.id),
-                )
-            })?;
-        let tracker = record.tracker;
-        let LiveSubscription {
-            receiver,
-            filter,
-            registration,
-        } = subscription;
-        Ok(BroadcastStream::new(receiver).filter_map(move |item| {
-            // Held by the stream: the filter is withdrawn when the subscription ends.
-            let _registered = &registration;
-            let event = match item {
-                Ok(live) => filter
-                    .iter()
-                    .all(|p| p.matches(&live.event))
-                    .then(|| EventObject(live.stored())),
-                Err(BroadcastStreamRecvError::Lagged(lost)) => {
-                    manager.count_subscriber_loss(&tracker, lost);
-                    None
-                }
+        // Checked before the session starts: a bad condition starts nothing.
+        let info = tracker_info(&input.tracker).map_err(api)?;
+        live_filter(info, &conditions)?;
+        let args = input.audit_args();
+        let created = |s: Option<&(SessionRecord, StopOnDrop)>| s.map(|(s, _)| s.id.clone());
+        let starting = manager.clone();
+        // The guard is made on the mutation's own task: should this subscriber go away
+        // while the session starts, the task drops it on finishing, and the session stops.
+        let (started, stop) = audited(ctx, "startSession", args, created, async move {
+            let request = input.into_request()?;
+            let started = starting.start(request).await.map_err(api)?;
+            let stop = StopOnDrop {
+                manager: starting,
+                id: Some(started.id.clone()),
             };
-            async move { event }
-        }))
+            Ok((started, stop))
+        })
+        .await?;
+        let events = events_of(manager.clone(), started.clone(), conditions, true).await?;
+        let end = futures_util::stream::once(async move {
+            let mut stop = stop;
+            let ended = manager.wait_ended(&started.id).await.map_err(api);
+            // Ended on its own: nothing to stop.
+            stop.id = None;
+            ended.map(|record| TraceItem::Session(SessionObject(record)))
+        });
+        Ok(events
+            .map(|event| event.map(TraceItem::Event))
+            .chain(end))
     }
 
     /// The session's status and counts: now, about every second while it runs, and when it ends.
@@ -510,6 +528,152 @@ impl SubscriptionRoot {
             })
             .take_while(|item| futures_util::future::ready(item.is_some()))
             .filter_map(|item| futures_util::future::ready(item.map(SessionObject))))
+    }
+}
+
+/// The predicates a live subscriber's `conditions` make for `info`'s events.
+fn live_filter(
+    info: &'static TrackerInfo,
+    conditions: &[Condition],
+) -> async_graphql::Result<Vec<Predicate>> {
+    validate_conditions(info, conditions)
+        .and_then(|()| conditions.iter().map(|c| predicate(info, c)).collect())
+        .map_err(|e| results_error(ResultsError::Query(e)))
+}
+
+/// The events of the session `record` that meet `conditions`: live while it runs; with
+/// `from_start`, its stored ones first (all of them when it has ended).
+async fn events_of(
+    manager: Arc<SessionManager>,
+    record: SessionRecord,
+    conditions: Vec<Condition>,
+    from_start: bool,
+) -> async_graphql::Result<BoxStream<'static, async_graphql::Result<EventObject>>> {
+    let info = tracker_info(&record.tracker).map_err(api)?;
+    let filter = live_filter(info, &conditions)?;
+    let results = if from_start {
+        Some(manager.results(&record).map_err(api)?)
+    } else {
+        None
+    };
+    let Some(subscription) = manager.subscribe_events(&record.id, filter) else {
+        let Some(results) = results else {
+            return Err(coded(
+                "SESSION_ENDED",
+                format!("session `{}` is not running", record.id),
+            ));
+        };
+        // Ending: its last events are stored once its final record is.
+        manager.wait_ended(&record.id).await.map_err(api)?;
+        return Ok(replay(results, conditions, None).boxed());
+    };
+    let through = subscription.replay_through;
+    let live = live_events(manager.clone(), record.tracker.clone(), subscription)
+        .filter(move |event| futures_util::future::ready(event.0.id > through))
+        .map(Ok);
+    match results {
+        None => Ok(live.boxed()),
+        Some(results) => {
+            manager
+                .stored_through(&record.id, through)
+                .await
+                .map_err(api)?;
+            Ok(replay(results, conditions, Some(through)).chain(live).boxed())
+        }
+    }
+}
+
+/// Events a replay reads from the store at a time.
+const REPLAY_PAGE: usize = 1000;
+
+/// A session's stored events that meet `conditions`, numbered up to `through`, in order,
+/// read a page at a time as the subscriber takes them.
+fn replay(
+    results: Arc<dyn SessionResults>,
+    conditions: Vec<Condition>,
+    through: Option<i64>,
+) -> impl Stream<Item = async_graphql::Result<EventObject>> {
+    // The state is the next page's cursor; None once the last page was read.
+    futures_util::stream::unfold(Some(None), move |after| {
+        let (results, conditions) = (results.clone(), conditions.clone());
+        async move {
+            let query = EventsQuery {
+                first: REPLAY_PAGE,
+                after: after?,
+                through,
+                conditions,
+            };
+            Some(match results.events(&query).await {
+                Ok((events, more)) => {
+                    let next = events.last().filter(|_| more).map(|e| Some(e.id));
+                    (Ok(events), next)
+                }
+                Err(err) => (Err(results_error(err)), None),
+            })
+        }
+    })
+    .flat_map(|page| {
+        let items: Vec<_> = match page {
+            Ok(events) => events.into_iter().map(|e| Ok(EventObject(e))).collect(),
+            Err(err) => vec![Err(err)],
+        };
+        futures_util::stream::iter(items)
+    })
+}
+
+/// A subscription's live events that meet its filter; a subscriber that falls behind
+/// has what it missed counted.
+fn live_events(
+    manager: Arc<SessionManager>,
+    tracker: String,
+    subscription: LiveSubscription,
+) -> impl Stream<Item = EventObject> {
+    let LiveSubscription {
+        receiver,
+        filter,
+        registration,
+        ..
+    } = subscription;
+    BroadcastStream::new(receiver).filter_map(move |item| {
+        // Held by the stream: the filter is withdrawn when the subscription ends.
+        let _registered = &registration;
+        let event = match item {
+            Ok(live) => filter
+                .iter()
+                .all(|p| p.matches(&live.event))
+                .then(|| EventObject(live.stored())),
+            Err(BroadcastStreamRecvError::Lagged(lost)) => {
+                manager.count_subscriber_loss(&tracker, lost);
+                None
+            }
+        };
+        async move { event }
+    })
+}
+
+/// What `trace` streams: the session's events, then its final record.
+#[derive(async_graphql::Union)]
+pub enum TraceItem {
+    Event(EventObject),
+    Session(SessionObject),
+}
+
+/// Stops a traced session whose subscriber went away before it ended.
+struct StopOnDrop {
+    manager: Arc<SessionManager>,
+    id: Option<SessionId>,
+}
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        if let Some(id) = self.id.take() {
+            let manager = self.manager.clone();
+            tokio::spawn(async move {
+                if let Err(err) = manager.stop(&id).await {
+                    tracing::warn!(session = %id, "stopping an abandoned trace failed: {err}");
+                }
+            });
+        }
     }
 }
 

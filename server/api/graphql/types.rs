@@ -320,6 +320,7 @@ impl SessionObject {
                     })
                 })
                 .transpose()?,
+            through: None,
             conditions: conditions(r#where),
         };
         let results = self.results(ctx)?;
@@ -505,8 +506,16 @@ pub struct EventObject(pub StoredEvent);
 
 #[Object(name = "Event")]
 impl EventObject {
+    /// Increases with arrival; the cursor of `events(after:)`.
     async fn id(&self) -> ID {
         ID(self.0.id.to_string())
+    }
+
+    /// The event's number in its session: 1, 2, 3 ... in the order the session saw its
+    /// events (numbers of events lost on the way are skipped); the same in `events` and
+    /// `sessionEvents`. Null for events stored before sessions numbered them.
+    async fn seq(&self) -> Option<i64> {
+        self.0.seq
     }
 
     /// RFC 3339 with nanoseconds.

@@ -41,7 +41,7 @@ pub use sink::MemorySink;
 use crate::model::{FieldInfo, TrackerInfo, Value};
 use crate::results::query::{
     order_and_truncate, order_buckets, order_histograms, predicate, validate_conditions, AggResult,
-    AggregateQuery, Condition, EventsQuery, HistogramQuery, HistogramResult, QueryError,
+    AggregateQuery, EventsQuery, HistogramQuery, HistogramResult, QueryError,
     StoredEvent, TimeBucketResult, TimeseriesQuery,
 };
 use crate::results::{ResultsError, SessionResults};
@@ -212,16 +212,13 @@ impl MemoryStore {
         Ok(rows)
     }
 
-    /// From the recent ring: ascending id (ids are 1, 2, 3... in arrival order), id >
-    /// after, matching conditions; (events, has_next_page).
-    pub fn events(
-        &self,
-        first: usize,
-        after: Option<i64>,
-        conditions: &[Condition],
-    ) -> Result<(Vec<StoredEvent>, bool), MemoryError> {
-        validate_conditions(self.info, conditions)?;
-        let predicates = conditions
+    /// From the recent ring: ascending id (ids are 1, 2, 3... in arrival order, the
+    /// events' `seq`), after < id <= through, matching conditions; (events, has_next_page).
+    pub fn events(&self, q: &EventsQuery) -> Result<(Vec<StoredEvent>, bool), MemoryError> {
+        let first = q.first;
+        validate_conditions(self.info, &q.conditions)?;
+        let predicates = q
+            .conditions
             .iter()
             .map(|c| predicate(self.info, c))
             .collect::<Result<Vec<_>, _>>()?;
@@ -229,8 +226,11 @@ impl MemoryStore {
         let mut has_next = false;
         {
             let ring = self.recent.lock();
-            let start = after.map_or(0, |after| ring.partition_point(|(id, _)| *id <= after));
-            for (id, event) in ring.range(start..) {
+            let start = q
+                .after
+                .map_or(0, |after| ring.partition_point(|(id, _)| *id <= after));
+            let through = q.through.unwrap_or(i64::MAX);
+            for (id, event) in ring.range(start..).take_while(|(id, _)| *id <= through) {
                 if predicates.iter().all(|p| p.matches(event)) {
                     if page.len() == first {
                         has_next = true;
@@ -291,7 +291,7 @@ impl MemoryStore {
 #[async_trait::async_trait]
 impl SessionResults for MemoryStore {
     async fn events(&self, q: &EventsQuery) -> Result<(Vec<StoredEvent>, bool), ResultsError> {
-        Ok(MemoryStore::events(self, q.first, q.after, &q.conditions)?)
+        Ok(MemoryStore::events(self, q)?)
     }
 
     async fn aggregate(&self, q: &AggregateQuery) -> Result<Vec<AggResult>, ResultsError> {

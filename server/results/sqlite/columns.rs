@@ -87,12 +87,13 @@ pub(super) async fn ensure(pool: &SqlitePool) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// The SELECT list that reads a session's events back: id, the table's own columns, then
-/// `info`'s typed ones, as [`stored_event`] reads them.
+/// The SELECT list that reads a session's events back: id, the table's own columns,
+/// `info`'s typed ones, then seq, as [`stored_event`] reads them.
 pub(super) fn select_list(info: &TrackerInfo) -> String {
     std::iter::once(Cow::Borrowed("id"))
         .chain(COLUMNS.map(Cow::Borrowed))
         .chain(typed_fields(info).map(column))
+        .chain(std::iter::once(Cow::Borrowed("seq")))
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -119,6 +120,7 @@ pub(super) fn stored_event(
     push_json_record(&mut json, &Fields { info, fields });
     Ok(StoredEvent {
         id: row.try_get("id")?,
+        seq: row.try_get("seq")?,
         ts_ns: row.try_get::<i64, _>("ts")? as u64,
         tracker: row.try_get("tracker")?,
         kind: row.try_get("kind")?,

@@ -78,28 +78,30 @@ impl Store {
     pub async fn events(
         &self,
         session_id: &SessionId,
-        first: usize,
-        after: Option<i64>,
-        conditions: &[Condition],
+        q: &EventsQuery,
         info: &'static TrackerInfo,
     ) -> Result<(Vec<StoredEvent>, bool), StoreError> {
-        validate_conditions(info, conditions)?;
+        validate_conditions(info, &q.conditions)?;
         let mut sql = Statement::new(&format!(
             "SELECT {} FROM events WHERE session_id = ",
             select_list(info)
         ));
         sql.bind(session_id.clone())?;
         sql.push(" AND id > ");
-        sql.bind(after.unwrap_or(0))?;
-        sql.conditions(info, conditions)?;
+        sql.bind(q.after.unwrap_or(0))?;
+        if let Some(through) = q.through {
+            sql.push(" AND seq <= ");
+            sql.bind(through)?;
+        }
+        sql.conditions(info, &q.conditions)?;
         sql.push(" ORDER BY id LIMIT ");
-        sql.bind(limit_plus_one(first))?;
+        sql.bind(limit_plus_one(q.first))?;
         let mut conn = self.bounded_read().await?;
         let rows = sqlx::query_with(&sql.text, sql.args)
             .fetch_all(&mut *conn)
             .await
             .map_err(|e| self.budget_error(e))?;
-        page(&rows, first, |row| stored_event(info, row))
+        page(&rows, q.first, |row| stored_event(info, row))
     }
 
     pub async fn aggregate(
@@ -316,7 +318,7 @@ impl SessionResults for SqliteResults {
     async fn events(&self, q: &EventsQuery) -> Result<(Vec<StoredEvent>, bool), ResultsError> {
         Ok(self
             .store
-            .events(&self.session_id, q.first, q.after, &q.conditions, self.info)
+            .events(&self.session_id, q, self.info)
             .await?)
     }
 

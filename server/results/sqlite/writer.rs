@@ -2,7 +2,7 @@
 //! bounded in events, which commits them in batches; a second task checkpoints the log.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -26,8 +26,8 @@ const ROWS_PER_INSERT: usize = 256;
 /// Most parameters SQLite takes in one statement.
 const MAX_PARAMETERS: usize = 32_766;
 /// The events table's own columns, bound for every row before the typed ones.
-const ROW_COLUMNS: &str = "session_id, ts, tracker, kind, pid, ppid, comm, cgroup_id";
-const ROW_PARAMETERS: usize = 8;
+const ROW_COLUMNS: &str = "session_id, seq, ts, tracker, kind, pid, ppid, comm, cgroup_id";
+const ROW_PARAMETERS: usize = 9;
 /// Least time between two background checkpoints.
 const CHECKPOINT_PAUSE: Duration = Duration::from_millis(100);
 /// A writer that has had nothing to write for this long gives memory back (see
@@ -36,6 +36,8 @@ const IDLE: Duration = Duration::from_secs(2);
 
 /// One event's own columns; its other fields are a range of its chunk's `cells`.
 struct EventRow {
+    /// Its number in the session (see `LiveEvent::id`).
+    seq: i64,
     ts: i64,
     tracker: &'static str,
     kind: &'static str,
@@ -188,6 +190,8 @@ impl Writer {
         failure: Failure,
     ) -> SqliteSink {
         SqliteSink {
+            seq: 0,
+            handed: Arc::default(),
             queue: self.queue.clone(),
             session_id: Arc::from(session_id.as_str()),
             chunk_size: self.chunk_size,
@@ -423,6 +427,7 @@ async fn write_batch(
             for r in statement {
                 let row = r.row;
                 args.add(r.session_id).map_err(sqlx::Error::Encode)?;
+                args.add(row.seq).map_err(sqlx::Error::Encode)?;
                 args.add(row.ts).map_err(sqlx::Error::Encode)?;
                 args.add(row.tracker).map_err(sqlx::Error::Encode)?;
                 args.add(row.kind).map_err(sqlx::Error::Encode)?;
@@ -524,6 +529,11 @@ impl Statements {
 /// Rows go to the writer in chunks without waiting; a full queue counts them as lost.
 pub struct SqliteSink {
     queue: Queue,
+    /// The number of the last event seen, counting from 1 in the session.
+    seq: i64,
+    /// The number of the last event handed to the writer or counted lost: once the writer
+    /// has committed what it was handed, every event up to it is stored or counted.
+    handed: Arc<AtomicI64>,
     session_id: Arc<str>,
     chunk_size: usize,
     rows: Vec<EventRow>,
@@ -537,6 +547,11 @@ pub struct SqliteSink {
 }
 
 impl SqliteSink {
+    /// The number of the last event handed to the writer or counted lost, as it moves.
+    pub fn handed(&self) -> Arc<AtomicI64> {
+        self.handed.clone()
+    }
+
     /// Hands the rows gathered so far to the writer, or counts them lost.
     fn send(&mut self) {
         let Some(layout) = self.layout.as_ref().filter(|_| !self.rows.is_empty()) else {
@@ -567,6 +582,7 @@ impl SqliteSink {
             }
             Err(_) => chunk.count_lost(),
         }
+        self.handed.store(self.seq, Ordering::Release);
     }
 }
 
@@ -585,7 +601,9 @@ impl Handler<Event> for SqliteSink {
         if let Some(layout) = &self.layout {
             layout.push_cells(event, &mut self.cells, &mut self.text);
         }
+        self.seq += 1;
         self.rows.push(EventRow {
+            seq: self.seq,
             ts: event.header.ts_ns as i64,
             tracker: event.tracker(),
             kind: event.kind(),
