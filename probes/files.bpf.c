@@ -11,6 +11,7 @@
  */
 #include "common.bpf.h"
 #include "files.h"
+#include "path.bpf.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -28,12 +29,6 @@ const volatile bool aggregate_opens = false;
 #define S_IFSOCK 0140000
 #define S_IFREG 0100000
 #define S_IFIFO 0010000
-
-/* Steps of the path walk: one per component, one per mount crossed. */
-#define MAX_WALK 64
-/* A component is at most NAME_MAX (255) bytes. */
-#define NAME_MASK 255
-#define TRUNCATED "..."
 
 #define MAX_FILES 16384
 
@@ -79,21 +74,6 @@ enum call {
 #define NR_WRITEV 20
 #define NR_OPENAT 257
 
-enum walk_state {
-	WALK_ON,
-	WALK_COMPLETE, /* reached the root, or named a file off any tree */
-};
-
-/* Where the path walk is (see build_path). */
-struct walk {
-	struct dentry *dentry;
-	struct vfsmount *vfsmnt;
-	struct mount *mnt;
-	u32 pos; /* the path so far is path[pos..] */
-	u32 state; /* enum walk_state */
-	u32 pseudo;
-};
-
 /*
  * Paths already walked, by (dentry, mount): a file opened on every request is walked
  * once, not each time. An entry holds while the file keeps its name and directory
@@ -125,9 +105,8 @@ struct {
 struct scratch {
 	struct files_io io;
 	struct files_open_event open;
-	struct walk walk;
 	struct cached_path cached;
-	char path[FILES_PATH_MAX + NAME_MASK + 1];
+	struct path_scratch walk;
 };
 
 struct {
@@ -142,6 +121,13 @@ static __always_inline struct scratch *get_scratch(void)
 	u32 zero = 0;
 
 	return bpf_map_lookup_elem(&scratch_map, &zero);
+}
+
+static __always_inline struct path_scratch *path_scratch(void)
+{
+	struct scratch *s = get_scratch();
+
+	return s ? &s->walk : NULL;
 }
 
 /*
@@ -180,106 +166,6 @@ static __always_inline bool type_selected(u32 type)
 	return file_type_mask & (1 << type);
 }
 
-/* Writes `name` (len bytes) in front of the path so far; false when it does not fit. */
-static __always_inline bool prepend(struct scratch *s, const unsigned char *name, u32 len,
-				    bool slash)
-{
-	/* Keeps room for the truncation mark in front of what is written. */
-	u32 need = len + slash + sizeof(TRUNCATED) - 1;
-	u32 pos = s->walk.pos;
-
-	if (len > NAME_MASK || need > pos)
-		return false;
-	pos -= len;
-	/* Masks bound the offsets for the verifier; the checks above keep them exact. */
-	bpf_probe_read_kernel(&s->path[pos & (FILES_PATH_MAX - 1)], len & NAME_MASK, name);
-	if (slash) {
-		pos -= 1;
-		s->path[pos & (FILES_PATH_MAX - 1)] = '/';
-	}
-	s->walk.pos = pos;
-	return true;
-}
-
-/*
- * One step of the walk up from a file's dentry: a component, or a mount crossed. The
- * state lives in the per-CPU scratch rather than on the stack, so that the verifier sees
- * every step alike and checks it once.
- */
-static long walk_step(u32 index, void *ctx)
-{
-	struct scratch *s = get_scratch();
-	struct dentry *dentry, *parent;
-	struct vfsmount *vfsmnt;
-	struct qstr name;
-
-	if (!s)
-		return 1;
-	/* Locals: CO-RE relocates kernel field accesses, not ones into the scratch. */
-	dentry = s->walk.dentry;
-	vfsmnt = s->walk.vfsmnt;
-	if (dentry == BPF_CORE_READ(vfsmnt, mnt_root)) {
-		struct mount *mnt = s->walk.mnt;
-		struct mount *up = BPF_CORE_READ(mnt, mnt_parent);
-
-		if (up == mnt) {
-			s->walk.state = WALK_COMPLETE;
-			return 1;
-		}
-		s->walk.dentry = BPF_CORE_READ(mnt, mnt_mountpoint);
-		s->walk.mnt = up;
-		s->walk.vfsmnt = &up->mnt;
-		return 0;
-	}
-	parent = BPF_CORE_READ(dentry, d_parent);
-	name = BPF_CORE_READ(dentry, d_name);
-	if (parent == dentry) {
-		/* A dentry of its own, off any tree: pipes, sockets, anonymous inodes. */
-		s->walk.pseudo = 1;
-		if (prepend(s, name.name, name.len, false))
-			s->walk.state = WALK_COMPLETE;
-		return 1;
-	}
-	if (!prepend(s, name.name, name.len, true))
-		return 1;
-	s->walk.dentry = parent;
-	return 0;
-}
-
-/*
- * The file's full path, as d_path gives it: components up to the mount's root, then on
- * through the mount point into the parent mount, until the root of the mount namespace.
- * Paths longer than the buffer or deeper than MAX_WALK keep their end behind "...".
- */
-static __always_inline void walk_path(struct scratch *s, struct dentry *dentry,
-				      struct vfsmount *vfsmnt, struct files_path *out)
-{
-	u32 pos;
-
-	s->walk.dentry = dentry;
-	s->walk.vfsmnt = vfsmnt;
-	s->walk.mnt = container_of(vfsmnt, struct mount, mnt);
-	s->walk.pos = FILES_PATH_MAX - 1;
-	s->walk.state = WALK_ON;
-	s->walk.pseudo = 0;
-	s->path[FILES_PATH_MAX - 1] = '\0';
-	bpf_loop(MAX_WALK, walk_step, NULL, 0);
-
-	pos = s->walk.pos & (FILES_PATH_MAX - 1);
-	/* Cut short; prepend always leaves room for the mark (the test is for the verifier). */
-	if (s->walk.state != WALK_COMPLETE && pos >= sizeof(TRUNCATED) - 1) {
-		pos -= sizeof(TRUNCATED) - 1;
-		__builtin_memcpy(&s->path[pos], TRUNCATED, sizeof(TRUNCATED) - 1);
-	} else if (pos == FILES_PATH_MAX - 1 && !s->walk.pseudo) {
-		/* The root itself. */
-		pos--;
-		s->path[pos] = '/';
-	}
-	out->path_start = pos;
-	out->pseudo = s->walk.pseudo;
-	bpf_probe_read_kernel(out->path, sizeof(out->path), s->path);
-}
-
 /* The file's path into `out` (file_type is the caller's): from the cache, or walked. */
 static __always_inline void build_path(struct scratch *s, struct file *file,
 				       struct files_path *out)
@@ -292,6 +178,7 @@ static __always_inline void build_path(struct scratch *s, struct file *file,
 	u64 now = bpf_ktime_get_boot_ns();
 	struct cached_path *hit = bpf_map_lookup_elem(&paths, &key);
 	u32 file_type = out->file_type;
+	struct walked_path walked;
 
 	if (hit && hit->parent == parent && hit->name_hash_len == name_hash_len &&
 	    now - hit->at_ns < PATH_CACHE_NS) {
@@ -299,7 +186,10 @@ static __always_inline void build_path(struct scratch *s, struct file *file,
 		out->file_type = file_type;
 		return;
 	}
-	walk_path(s, dentry, vfsmnt, out);
+	walked = walk_path(&s->walk, dentry, vfsmnt);
+	bpf_probe_read_kernel(out->path, sizeof(out->path), s->walk.path);
+	out->path_start = walked.start;
+	out->pseudo = walked.pseudo;
 	s->cached.at_ns = now;
 	s->cached.parent = parent;
 	s->cached.name_hash_len = name_hash_len;
@@ -406,13 +296,13 @@ static __always_inline void fill_open(struct files_open_event *e, struct scratch
 /* FNV-1a of the name the caller passed, which keys opens that have no file. */
 static __always_inline u64 name_hash(struct scratch *s, const char *filename)
 {
-	long len = bpf_probe_read_user_str(s->path, FILES_PATH_MAX, filename);
+	long len = bpf_probe_read_user_str(s->walk.path, FILES_PATH_MAX, filename);
 	u64 hash = 14695981039346656037ULL;
 
 	for (u32 i = 0; i < FILES_PATH_MAX; i++) {
 		if (i >= len)
 			break;
-		hash = (hash ^ (u8)s->path[i]) * 1099511628211ULL;
+		hash = (hash ^ (u8)s->walk.path[i]) * 1099511628211ULL;
 	}
 	return hash;
 }

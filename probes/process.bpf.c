@@ -5,14 +5,55 @@
  */
 #include "common.bpf.h"
 #include "process.h"
+#include "path.bpf.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 /* Gives user space the event layout through the skeleton's generated types. */
 struct process_event process_event_layout = {};
 
-/* The tracker's option: report only processes that lived at least this long. */
+/* The tracker's options: report only processes that lived at least this long; the
+ * working directory of execs. */
 const volatile u64 min_duration_ns = 0;
+const volatile bool report_cwd = false;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, u32);
+	__type(value, struct path_scratch);
+} path_scratch_map SEC(".maps");
+
+static __always_inline struct path_scratch *path_scratch(void)
+{
+	u32 zero = 0;
+
+	return bpf_map_lookup_elem(&path_scratch_map, &zero);
+}
+
+/* Walks (dentry, vfsmnt) into out[MAX_FILENAME_LEN]; out is left alone when it cannot. */
+static __always_inline void full_path(struct dentry *dentry, struct vfsmount *vfsmnt, char *out)
+{
+	struct path_scratch *s = path_scratch();
+	struct walked_path walked;
+
+	if (!s || !dentry || !vfsmnt)
+		return;
+	walked = walk_path(s, dentry, vfsmnt);
+	bpf_probe_read_kernel_str(out, MAX_FILENAME_LEN, &s->path[walked.start & (PATH_LEN - 1)]);
+}
+
+/*
+ * Whether the exec'd name is a link to an open file rather than the file's name: busybox
+ * re-execs its applets through /proc/self/exe, fexecve goes through /dev/fd/N.
+ */
+static __always_inline bool names_a_link(const char *name)
+{
+	return (name[0] == '/' && name[1] == 'p' && name[2] == 'r' && name[3] == 'o' &&
+		name[4] == 'c' && name[5] == '/') ||
+	       (name[0] == '/' && name[1] == 'd' && name[2] == 'e' && name[3] == 'v' &&
+		name[4] == '/' && name[5] == 'f' && name[6] == 'd' && name[7] == '/');
+}
 
 /* Exec time per process, for exec-to-exit duration. LRU: a lost exit cannot leak. */
 struct {
@@ -63,6 +104,19 @@ int handle_exec(struct trace_event_raw_sched_process_exec *ctx)
 	e->duration_ns = 0;
 	fname_off = ctx->__data_loc_filename & 0xFFFF;
 	bpf_probe_read_kernel_str(e->filename, sizeof(e->filename), (void *)ctx + fname_off);
+	if (names_a_link(e->filename)) {
+		/* The new image's file: the exec has replaced the mm by now. */
+		struct file *exe = BPF_CORE_READ(task, mm, exe_file);
+
+		full_path(BPF_CORE_READ(exe, f_path.dentry), BPF_CORE_READ(exe, f_path.mnt),
+			  e->filename);
+	}
+	e->cwd[0] = '\0';
+	if (report_cwd) {
+		struct fs_struct *fs = BPF_CORE_READ(task, fs);
+
+		full_path(BPF_CORE_READ(fs, pwd.dentry), BPF_CORE_READ(fs, pwd.mnt), e->cwd);
+	}
 	submit_event(e);
 	return 0;
 }
@@ -111,6 +165,7 @@ int handle_exit(struct trace_event_raw_sched_process_exit *ctx)
 	e->exit_code = BPF_CORE_READ(task, exit_code);
 	e->duration_ns = now - start;
 	e->filename[0] = '\0';
+	e->cwd[0] = '\0';
 	submit_event(e);
 	return 0;
 }
@@ -137,6 +192,7 @@ static __always_inline int exec_failed(long ret, bool at)
 	e->exit_code = 0;
 	e->duration_ns = 0;
 	e->error = -ret;
+	e->cwd[0] = '\0';
 	regs = (struct pt_regs *)bpf_task_pt_regs(task);
 	path = (const char *)(at ? BPF_CORE_READ(regs, si) : BPF_CORE_READ(regs, di));
 	if (bpf_probe_read_user_str(e->filename, sizeof(e->filename), path) < 0)

@@ -21,8 +21,14 @@ struct process_event {
 	unsigned int gid;
 	int error; /* exec_failed: the errno execve returned */
 	unsigned int pad;
-	/* exec: the file executed; exec_failed: the path as the caller passed it */
+	/*
+	 * exec: the file executed, as the caller named it, or its full path when the name
+	 * was a link to an open file (/proc/self/exe, /dev/fd/N); exec_failed: the path as
+	 * the caller passed it
+	 */
 	char filename[MAX_FILENAME_LEN];
+	/* exec, with the `cwd` option: the working directory */
+	char cwd[MAX_FILENAME_LEN];
 };
 
 #endif

@@ -1048,6 +1048,7 @@ mod tests {
             },
             body: ProcessEvent::Exec {
                 filename: FixedStr::from("/bin/true"),
+                cwd: FixedStr::default(),
                 ids: Ids::default(),
             }
             .into(),

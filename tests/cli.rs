@@ -321,6 +321,7 @@ fn options_lists_each_trackers_own_options() {
         [
             ["min_duration_ns", "integer", "default", "0"],
             ["failed_execs", "boolean", "default", "false"],
+            ["cwd", "boolean", "default", "false"],
         ]
     );
     assert!(lines("tcp").is_empty());

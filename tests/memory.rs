@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use common::queries::{cond, info, query, row, SEC, T0};
+use common::queries::{cond, events_page, info, query, row, SEC, T0};
 use common::synthetic::{exec, exit};
 use eunomia::handler::{Handler, Op, Predicate};
 use eunomia::metrics::{stage, Metrics};
@@ -549,23 +549,26 @@ fn recent_events_paginate_by_cursor_in_a_bounded_ring() {
     };
 
     // Only the last 50 are kept: ids 71..=120.
-    let (page, more) = f.store.events(20, None, &[]).unwrap();
+    let (page, more) = f.store.events(&events_page(20, None, &[])).unwrap();
     assert_eq!(ids(&page), (71..=90).collect::<Vec<_>>());
     assert!(more);
-    let (page, more) = f.store.events(20, Some(90), &[]).unwrap();
+    let (page, more) = f.store.events(&events_page(20, Some(90), &[])).unwrap();
     assert_eq!(ids(&page), (91..=110).collect::<Vec<_>>());
     assert!(more);
-    let (page, more) = f.store.events(20, Some(110), &[]).unwrap();
+    let (page, more) = f.store.events(&events_page(20, Some(110), &[])).unwrap();
     assert_eq!(ids(&page), (111..=120).collect::<Vec<_>>());
     assert!(!more);
-    let (page, more) = f.store.events(10, Some(110), &[]).unwrap();
+    let (page, more) = f.store.events(&events_page(10, Some(110), &[])).unwrap();
     assert_eq!((page.len(), more), (10, false));
-    let (page, more) = f.store.events(20, Some(3), &[]).unwrap();
+    let (page, more) = f.store.events(&events_page(20, Some(3), &[])).unwrap();
     assert_eq!((page[0].id, more), (71, true));
 
     // Event i's exit has id 2i + 2; exits with code 1 are odd i; durations 10i.
     let conditions = [cond("kind", Op::Eq, "exit"), cond("exit_code", Op::Eq, "1")];
-    let (page, more) = f.store.events(3, Some(100), &conditions).unwrap();
+    let (page, more) = f
+        .store
+        .events(&events_page(3, Some(100), &conditions))
+        .unwrap();
     assert_eq!(ids(&page), [104, 108, 112]);
     assert!(more);
     assert_eq!(page[0].comm, "sh");
@@ -576,7 +579,11 @@ fn recent_events_paginate_by_cursor_in_a_bounded_ring() {
     // Measures can be filtered on here: these are whole events.
     let (page, _) = f
         .store
-        .events(100, None, &[cond("duration_ns", Op::Ge, "590")])
+        .events(&events_page(
+            100,
+            None,
+            &[cond("duration_ns", Op::Ge, "590")],
+        ))
         .unwrap();
     assert_eq!(ids(&page), [120]);
 
@@ -587,9 +594,13 @@ fn recent_events_paginate_by_cursor_in_a_bounded_ring() {
     let mut sink = none.sink;
     sink.handle(&exec(T0, 1, "sh", "/bin/sh"));
     assert_eq!(none.store.event_count(), 1);
-    assert_eq!(none.store.events(10, None, &[]).unwrap(), (vec![], false));
+    assert_eq!(
+        none.store.events(&events_page(10, None, &[])).unwrap(),
+        (vec![], false)
+    );
     assert!(matches!(
-        none.store.events(10, None, &[cond("pid", Op::Eq, "x")]),
+        none.store
+            .events(&events_page(10, None, &[cond("pid", Op::Eq, "x")])),
         Err(MemoryError::Query(QueryError::NotANumber { .. }))
     ));
 }
@@ -629,7 +640,14 @@ fn the_group_cap_counts_every_event_it_drops() {
         .unwrap()
         .iter()
         .any(|s| s == "/never/kept"));
-    assert_eq!(f.store.events(100, None, &[]).unwrap().0.len(), 12);
+    assert_eq!(
+        f.store
+            .events(&events_page(100, None, &[]))
+            .unwrap()
+            .0
+            .len(),
+        12
+    );
 }
 
 #[test]
@@ -677,7 +695,10 @@ fn a_snapshot_restores_identical_answers() {
     let mut sink = restored.sink(Arc::new(AtomicU64::new(0)), Metrics::new());
     sink.handle(&exec(T0, 1, "sh", "/bin/sh"));
     assert_eq!(restored.event_count(), 6001);
-    assert_eq!(restored.events(10, None, &[]).unwrap().0[0].id, 6001);
+    assert_eq!(
+        restored.events(&events_page(10, None, &[])).unwrap().0[0].id,
+        6001
+    );
 }
 
 #[test]
@@ -756,7 +777,7 @@ fn queries_run_while_a_thread_feeds_events() {
         let counted: u64 = rows.iter().map(|r| r.count).sum();
         assert!(counted >= last && counted <= total);
         last = counted;
-        let (page, _) = f.store.events(50, None, &[]).unwrap();
+        let (page, _) = f.store.events(&events_page(50, None, &[])).unwrap();
         assert!(page.windows(2).all(|w| w[0].id + 1 == w[1].id));
         queries += 1;
         if done {

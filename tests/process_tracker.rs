@@ -184,6 +184,63 @@ fn execs_have_ids_and_failed_execs_their_error() {
     }
 }
 
+/// A shell that re-execs itself through /proc/self/exe, as busybox does for its applets:
+/// the second exec names the file behind the link (the shell's real path, as
+/// `realpath /bin/sh` says), not the link. With `cwd`, each exec gives the directory it
+/// ran in; without, none.
+#[test]
+fn execs_name_the_file_behind_proc_self_exe_and_their_cwd() {
+    if !root_or_skip("execs_name_the_file_behind_proc_self_exe_and_their_cwd") {
+        return;
+    }
+    let dir = common::TempDir::new("cwd");
+    let dir_path = std::fs::canonicalize(dir.path()).unwrap();
+    let shell = std::fs::canonicalize("/bin/sh").unwrap();
+    for cwd in [true, false] {
+        let collector = Collector::default();
+        let config = TrackerConfig::default().with_options(ProcessOptions {
+            cwd,
+            ..ProcessOptions::default()
+        });
+        let handle = start(config, collector.clone());
+        let mut child = Command::new("/bin/sh")
+            .args(["-c", "exec /proc/self/exe -c 'exit 3'"])
+            .current_dir(&dir_path)
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        assert_eq!(child.wait().unwrap().code(), Some(3));
+        collector.wait_for(SETTLE, |_| {
+            collector.of_pid(pid).iter().any(|e| e.kind() == "exit")
+        });
+        handle.stop().unwrap();
+        // Values as text; a field without one is None.
+        let text = |e: &Event, field: &str| match e.get(field) {
+            Some(Value::Null) | None => None,
+            Some(value) => Some(value.to_string()),
+        };
+        let got: Vec<_> = collector
+            .of_pid(pid)
+            .iter()
+            .map(|e| {
+                (
+                    e.kind(),
+                    text(e, "filename"),
+                    text(e, "cwd"),
+                    text(e, "exit_code"),
+                )
+            })
+            .collect();
+        let in_dir = cwd.then(|| dir_path.display().to_string());
+        let expected = vec![
+            ("exec", Some("/bin/sh".to_string()), in_dir.clone(), None),
+            ("exec", Some(shell.display().to_string()), in_dir, None),
+            ("exit", None, None, Some("3".to_string())),
+        ];
+        assert_eq!(got, expected, "cwd option {cwd}");
+    }
+}
+
 #[test]
 fn signal_death_names_the_signal() {
     if !root_or_skip("signal_death_names_the_signal") {

@@ -745,12 +745,12 @@ fn bad_input_gets_coded_errors_and_loses_nothing() {
         (
             json!({ "tracker": "process", "durationSecs": 1, "config": { "nonsense": 1 } }),
             "BAD_CONFIG",
-            "option `nonsense` does not apply to the process tracker (it takes: min_duration_ns, failed_execs)",
+            "option `nonsense` does not apply to the process tracker (it takes: min_duration_ns, failed_execs, cwd)",
         ),
         (
             json!({ "tracker": "process", "durationSecs": 1, "config": { "mode": "stream" } }),
             "BAD_CONFIG",
-            "option `mode` does not apply to the process tracker (it takes: min_duration_ns, failed_execs)",
+            "option `mode` does not apply to the process tracker (it takes: min_duration_ns, failed_execs, cwd)",
         ),
         (
             json!({ "tracker": "tcp", "durationSecs": 1, "config": { "min_duration_ns": 1000 } }),
@@ -1057,6 +1057,7 @@ fn trackers_list_their_options() {
                 json!([]),
                 json!(false)
             ),
+            (json!("cwd"), json!("boolean"), json!([]), json!(false)),
         ]
     );
     assert!(of("tcp").is_empty() && of("ipc").is_empty());
@@ -1159,7 +1160,10 @@ fn from_start_misses_nothing(store: &str) {
             .clone();
         stored.extend(page["edges"].as_array().unwrap().iter().map(|e| {
             let node = &e["node"];
-            (node["seq"].as_i64().unwrap(), node["kind"].as_str().unwrap().to_string())
+            (
+                node["seq"].as_i64().unwrap(),
+                node["kind"].as_str().unwrap().to_string(),
+            )
         }));
         if page["pageInfo"]["hasNextPage"] != true {
             break;

@@ -7,7 +7,7 @@ mod common;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use common::queries::{cond, info, query, row, SEC, T0};
+use common::queries::{cond, events_page, info, query, row, SEC, T0};
 use common::synthetic::{exec, exit};
 use common::TempDir;
 use eunomia::handler::{Handler, Op};
@@ -122,7 +122,7 @@ async fn page_ids(
     conditions: &[Condition],
 ) -> (Vec<u32>, bool, Option<i64>) {
     let (events, has_next) = store
-        .events(&"w".into(), first, after, conditions, info())
+        .events(&"w".into(), &events_page(first, after, conditions), info())
         .await
         .unwrap();
     let last = events.last().map(|e| e.id);
@@ -244,7 +244,7 @@ async fn events_come_back_whole_in_pages_and_filtered() {
     let events = workload();
 
     let (all, has_next) = store
-        .events(&"w".into(), 100, None, &[], info())
+        .events(&"w".into(), &events_page(100, None, &[]), info())
         .await
         .unwrap();
     assert!(!has_next);
@@ -310,18 +310,26 @@ async fn events_come_back_whole_in_pages_and_filtered() {
 
     assert!(matches!(
         store
-            .events(&"w".into(), 10, None, &[cond("nope", Op::Eq, "1")], info())
+            .events(
+                &"w".into(),
+                &events_page(10, None, &[cond("nope", Op::Eq, "1")]),
+                info()
+            )
             .await,
         Err(StoreError::Query(QueryError::UnknownField { .. }))
     ));
     assert!(matches!(
         store
-            .events(&"w".into(), 10, None, &[cond("pid", Op::Eq, "one")], info())
+            .events(
+                &"w".into(),
+                &events_page(10, None, &[cond("pid", Op::Eq, "one")]),
+                info()
+            )
             .await,
         Err(StoreError::Query(QueryError::NotANumber { .. }))
     ));
     let (none, next) = store
-        .events(&"other".into(), 10, None, &[], info())
+        .events(&"other".into(), &events_page(10, None, &[]), info())
         .await
         .unwrap();
     assert!(none.is_empty() && !next);
@@ -806,7 +814,7 @@ async fn retention_by_age_and_by_event_cap() {
     let ids: Vec<&str> = left.iter().map(|(_, r)| r.id.as_str()).collect();
     assert_eq!(ids, ["empty", "run"]);
     let (events, _) = store
-        .events(&"run".into(), 10, None, &[], info())
+        .events(&"run".into(), &events_page(10, None, &[]), info())
         .await
         .unwrap();
     assert_eq!(events.len(), 4);
@@ -832,7 +840,7 @@ async fn retention_by_age_and_by_event_cap() {
         .expect("the running session stays");
     assert_eq!(run.status, SessionStatus::Running);
     let (events, _) = store
-        .events(&"run".into(), 10, None, &[], info())
+        .events(&"run".into(), &events_page(10, None, &[]), info())
         .await
         .unwrap();
     assert_eq!(events.len(), 4, "with its events");
@@ -923,7 +931,7 @@ async fn reopening_keeps_everything() {
         .await
         .unwrap();
     let (events, _) = store
-        .events(&"keep".into(), 100, None, &[], info())
+        .events(&"keep".into(), &events_page(100, None, &[]), info())
         .await
         .unwrap();
     let counts = store
@@ -944,7 +952,7 @@ async fn reopening_keeps_everything() {
     );
     assert_eq!(
         store
-            .events(&"keep".into(), 100, None, &[], info())
+            .events(&"keep".into(), &events_page(100, None, &[]), info())
             .await
             .unwrap(),
         (events, false)
@@ -1007,7 +1015,7 @@ async fn a_full_queue_counts_every_loss() {
     store.flush().await.unwrap();
     let stored = store.event_total().await.unwrap();
     let (events, _) = store
-        .events(&"l".into(), 1000, None, &[], info())
+        .events(&"l".into(), &events_page(1000, None, &[]), info())
         .await
         .unwrap();
     assert_eq!(events.len() as u64, stored);
@@ -1226,7 +1234,7 @@ async fn events_stored_as_json_move_into_typed_columns() {
 
     let store = open(&dir).await;
     let (after, more) = store
-        .events(&"w".into(), 100, None, &[], info())
+        .events(&"w".into(), &events_page(100, None, &[]), info())
         .await
         .unwrap();
     assert!(!more);

@@ -73,6 +73,7 @@ fn event(i: u64, comms: &[Comm], filename: &FixedStr<256>) -> Event {
     let body = if i % 2 == 0 {
         ProcessEvent::Exec {
             filename: *filename,
+            cwd: FixedStr::default(),
             ids: Ids::default(),
         }
     } else {

@@ -336,6 +336,7 @@ pub mod synthetic {
             header: header(ts_ns, pid, comm),
             body: ProcessEvent::Exec {
                 filename: FixedStr::from(filename),
+                cwd: FixedStr::default(),
                 ids: Ids::default(),
             }
             .into(),

@@ -3,7 +3,7 @@
 
 use eunomia::handler::Op;
 use eunomia::model::TrackerInfo;
-use eunomia::results::query::{AggOp, AggResult, AggregateQuery, Condition};
+use eunomia::results::query::{AggOp, AggResult, AggregateQuery, Condition, EventsQuery};
 use eunomia::trackers::find_tracker;
 
 /// A whole second, 2026-11-28T09:20:00Z.
@@ -21,6 +21,16 @@ pub fn query(group_by: &[&str], op: AggOp, field: Option<&str>) -> AggregateQuer
         field: field.map(str::to_string),
         top: None,
         conditions: Vec::new(),
+    }
+}
+
+/// A page of at most `first` events after `after` that meet `conditions`.
+pub fn events_page(first: usize, after: Option<i64>, conditions: &[Condition]) -> EventsQuery {
+    EventsQuery {
+        first,
+        after,
+        through: None,
+        conditions: conditions.to_vec(),
     }
 }
 

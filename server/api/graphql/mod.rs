@@ -22,9 +22,9 @@ pub use types::*;
 
 use crate::config::Role;
 use crate::container::ResolveError;
-use crate::model::{rfc3339_nanos, wall_clock_ns, SessionId};
 use crate::handler::Predicate;
 use crate::model::TrackerInfo;
+use crate::model::{rfc3339_nanos, wall_clock_ns, SessionId};
 use crate::results::query::{predicate, validate_conditions, Condition, EventsQuery};
 use crate::results::sqlite::{AuditEntry, SessionRecord, SessionStatus};
 use crate::results::{ResultsError, SessionResults};
@@ -492,9 +492,7 @@ impl SubscriptionRoot {
             stop.id = None;
             ended.map(|record| TraceItem::Session(SessionObject(record)))
         });
-        Ok(events
-            .map(|event| event.map(TraceItem::Event))
-            .chain(end))
+        Ok(events.map(|event| event.map(TraceItem::Event)).chain(end))
     }
 
     /// The session's status and counts: now, about every second while it runs, and when it ends.
@@ -578,7 +576,9 @@ async fn events_of(
                 .stored_through(&record.id, through)
                 .await
                 .map_err(api)?;
-            Ok(replay(results, conditions, Some(through)).chain(live).boxed())
+            Ok(replay(results, conditions, Some(through))
+                .chain(live)
+                .boxed())
         }
     }
 }

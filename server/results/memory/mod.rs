@@ -41,8 +41,8 @@ pub use sink::MemorySink;
 use crate::model::{FieldInfo, TrackerInfo, Value};
 use crate::results::query::{
     order_and_truncate, order_buckets, order_histograms, predicate, validate_conditions, AggResult,
-    AggregateQuery, EventsQuery, HistogramQuery, HistogramResult, QueryError,
-    StoredEvent, TimeBucketResult, TimeseriesQuery,
+    AggregateQuery, EventsQuery, HistogramQuery, HistogramResult, QueryError, StoredEvent,
+    TimeBucketResult, TimeseriesQuery,
 };
 use crate::results::{ResultsError, SessionResults};
 use crate::trackers::Event;

@@ -316,10 +316,7 @@ fn corrupt(value: &serde_json::Value) -> StoreError {
 #[async_trait::async_trait]
 impl SessionResults for SqliteResults {
     async fn events(&self, q: &EventsQuery) -> Result<(Vec<StoredEvent>, bool), ResultsError> {
-        Ok(self
-            .store
-            .events(&self.session_id, q, self.info)
-            .await?)
+        Ok(self.store.events(&self.session_id, q, self.info).await?)
     }
 
     async fn aggregate(&self, q: &AggregateQuery) -> Result<Vec<AggResult>, ResultsError> {

@@ -1,7 +1,7 @@
 //! The process tracker: exec and whole-process exit with exit status and lifetime,
 //! on `sched:sched_process_exec` and `sched:sched_process_exit`, with the effective user
-//! and group; and, with the option `failed_execs`, execs that failed (execsnoop's `-x`)
-//! on the exits of `execve` and `execveat`.
+//! and group; with the option `failed_execs`, execs that failed (execsnoop's `-x`) on the
+//! exits of `execve` and `execveat`; with `cwd`, each exec's working directory.
 
 use super::{Event, Tracker};
 use crate::engine::{with_record, Run, TrackerError, TrackerOptions};
@@ -28,7 +28,15 @@ static INFO: TrackerInfo = TrackerInfo {
         FieldInfo::new(
             "filename",
             FieldType::Str,
-            "executed file (exec); the path as passed (exec_failed)",
+            "executed file as named by the caller, or its full path when the name was a \
+             link to an open file such as /proc/self/exe (busybox applets) or /dev/fd/N \
+             (exec); the path as passed (exec_failed)",
+        )
+        .shown_as(FieldFormat::Path),
+        FieldInfo::new(
+            "cwd",
+            FieldType::Str,
+            "working directory of the exec (with the option cwd)",
         )
         .shown_as(FieldFormat::Path),
         FieldInfo::new("uid", FieldType::U64, "effective user id"),
@@ -76,6 +84,8 @@ pub struct Ids {
 pub enum ProcessEvent {
     Exec {
         filename: FixedStr<256>,
+        /// Empty unless the `cwd` option is on.
+        cwd: FixedStr<256>,
         ids: Ids,
     },
     Exit {
@@ -176,6 +186,9 @@ impl EventBody for ProcessEvent {
                 ProcessEvent::Exec { filename, .. } | ProcessEvent::ExecFailed { filename, .. },
                 "filename",
             ) => Value::Str(filename.as_str()),
+            (ProcessEvent::Exec { cwd, .. }, "cwd") if !cwd.as_str().is_empty() => {
+                Value::Str(cwd.as_str())
+            }
             // Every Linux errno has a name (model::errno's test checks the table).
             (ProcessEvent::ExecFailed { error, .. }, "error") => {
                 errno_name(*error).map_or(Value::Null, Value::Str)
@@ -192,9 +205,11 @@ impl EventBody for ProcessEvent {
                 Value::U64(status.core_dumped().into())
             }
             (ProcessEvent::Exit { duration_ns, .. }, "duration_ns") => Value::U64(*duration_ns),
-            (_, "filename" | "error" | "exit_code" | "signal" | "core_dumped" | "duration_ns") => {
-                Value::Null
-            }
+            (
+                _,
+                "filename" | "cwd" | "error" | "exit_code" | "signal" | "core_dumped"
+                | "duration_ns",
+            ) => Value::Null,
             _ => return None,
         })
     }
@@ -210,6 +225,7 @@ pub fn decode(bytes: &[u8], clock_offset: u64) -> Option<Event> {
         let body = match raw.kind {
             EXEC => ProcessEvent::Exec {
                 filename: FixedStr::from_c_chars(&raw.filename),
+                cwd: FixedStr::from_c_chars(&raw.cwd),
                 ids,
             },
             EXIT => ProcessEvent::Exit {
@@ -244,16 +260,20 @@ pub struct ProcessOptions {
     /// Also report execve and execveat calls that failed (kind exec_failed), at the cost
     /// of a probe on those two calls' exits.
     pub failed_execs: bool,
+    /// Report each exec's working directory (`cwd`), at the cost of a path walk per exec.
+    pub cwd: bool,
 }
 
 impl TrackerOptions for ProcessOptions {
-    /// Only failed execs say why they failed.
+    /// Only failed execs say why they failed; execs give their directory when asked.
     fn empty_fields(&self) -> Vec<&'static str> {
-        if self.failed_execs {
-            Vec::new()
-        } else {
-            vec!["error"]
-        }
+        [
+            (!self.failed_execs).then_some("error"),
+            (!self.cwd).then_some("cwd"),
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
     }
 }
 
@@ -272,11 +292,13 @@ impl Tracker for ProcessTracker {
             open.progs
                 .handle_execveat_exit
                 .set_autoload(options.failed_execs);
-            open.maps
+            let rodata = open
+                .maps
                 .rodata_data
                 .as_deref_mut()
-                .expect("process.bpf.c declares read-only globals")
-                .min_duration_ns = options.min_duration_ns;
+                .expect("process.bpf.c declares read-only globals");
+            rodata.min_duration_ns = options.min_duration_ns;
+            rodata.report_cwd = options.cwd;
         })
     }
 }
