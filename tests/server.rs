@@ -73,9 +73,21 @@ fn exact_counts(store: &str) {
     );
     assert_eq!(session["eventCount"], 40);
 
+    // Keys named by their fields; a number where a condition takes its value.
+    let named = server.session(
+        &id,
+        r#"aggregate(groupBy: ["kind", "comm"], where: [{field: "exit_code", value: 0}]) {
+             groupKeys { field value } count }"#,
+    );
+    assert_eq!(
+        named["aggregate"],
+        json!([{ "groupKeys": [{ "field": "kind", "value": "exit" },
+                               { "field": "comm", "value": comm }], "count": 20 }])
+    );
+
     // A variable left out, or sent as null, takes the argument's default (COUNT), as
     // clients such as Grafana's GraphQL plugins expect.
-    let by_variable = r#"query($id: ID!, $op: AggOp, $comm: String!, $cmp: CmpOp) {
+    let by_variable = r#"query($id: ID!, $op: AggOp, $comm: ConditionValue!, $cmp: CmpOp) {
         session(id: $id) {
             aggregate(groupBy: ["kind"], op: $op, where: [{field: "comm", op: $cmp, value: $comm}]) { keys value count }
         } }"#;
@@ -947,7 +959,7 @@ fn the_servers_own_process_is_left_out_unless_asked() {
         }));
         assert_eq!(server.wait_ended(&id, Duration::from_secs(15)), "COMPLETED");
         let data = server.query(
-            "query($id: ID!, $pid: String!) { session(id: $id) {
+            "query($id: ID!, $pid: ConditionValue!) { session(id: $id) {
                aggregate(groupBy: [\"syscall\"], where: [{field: \"pid\", value: $pid}]) { keys } } }",
             json!({ "id": id, "pid": pid }),
         );

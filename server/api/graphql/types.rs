@@ -3,7 +3,10 @@
 use std::sync::Arc;
 
 use async_graphql::connection::{Connection, Edge, EmptyFields};
-use async_graphql::{Context, InputObject, Json, Object, SimpleObject, ID};
+use async_graphql::{
+    Context, InputObject, InputValueError, InputValueResult, Json, Object, Scalar, ScalarType,
+    SimpleObject, ID,
+};
 
 use super::{api, coded, manager, page_size, results_error, EVENTS_PAGE};
 use crate::container::{Container, ContainerState, Runtime};
@@ -131,7 +134,27 @@ pub struct ConditionInput {
     pub field: String,
     #[graphql(default_with = "Some(Op::Eq)")]
     pub op: Option<Op>,
-    pub value: String,
+    pub value: ConditionValue,
+}
+
+/// A condition's value, written as a string or a number (`value: 0` and `value: "0"`
+/// mean the same); compared as the field's type.
+#[derive(Clone, Debug)]
+pub struct ConditionValue(pub String);
+
+#[Scalar(name = "ConditionValue")]
+impl ScalarType for ConditionValue {
+    fn parse(value: async_graphql::Value) -> InputValueResult<Self> {
+        match value {
+            async_graphql::Value::String(text) => Ok(Self(text)),
+            async_graphql::Value::Number(number) => Ok(Self(number.to_string())),
+            other => Err(InputValueError::expected_type(other)),
+        }
+    }
+
+    fn to_value(&self) -> async_graphql::Value {
+        async_graphql::Value::String(self.0.clone())
+    }
 }
 
 pub(super) fn conditions(input: Option<Vec<ConditionInput>>) -> Vec<Condition> {
@@ -141,7 +164,7 @@ pub(super) fn conditions(input: Option<Vec<ConditionInput>>) -> Vec<Condition> {
         .map(|c| Condition {
             field: c.field,
             op: c.op.unwrap_or(Op::Eq),
-            value: c.value,
+            value: c.value.0,
         })
         .collect()
 }
@@ -354,7 +377,10 @@ impl SessionObject {
         self.check_per_call(query.op, query.field.as_deref())?;
         let results = self.results(ctx)?;
         let rows = results.aggregate(&query).await.map_err(results_error)?;
-        Ok(rows.into_iter().map(AggRow::from).collect())
+        Ok(rows
+            .into_iter()
+            .map(|r| AggRow::new(r, &query.group_by))
+            .collect())
     }
 
     /// Like aggregate, per time bucket of `bucketSecs`.
@@ -379,7 +405,10 @@ impl SessionObject {
         self.check_per_call(query.op, query.field.as_deref())?;
         let results = self.results(ctx)?;
         let rows = results.timeseries(&query).await.map_err(results_error)?;
-        Ok(rows.into_iter().map(TimeBucket::from).collect())
+        Ok(rows
+            .into_iter()
+            .map(|r| TimeBucket::new(r, &query.group_by))
+            .collect())
     }
 
     /// How a numeric field's values spread, per group: counts in power-of-two buckets
@@ -404,7 +433,10 @@ impl SessionObject {
             .map_err(|e| results_error(ResultsError::Query(e)))?;
         let results = self.results(ctx)?;
         let rows = results.histogram(&query).await.map_err(results_error)?;
-        Ok(rows.into_iter().map(HistogramRow::from).collect())
+        Ok(rows
+            .into_iter()
+            .map(|r| HistogramRow::new(r, &query.group_by))
+            .collect())
     }
 }
 
@@ -427,16 +459,40 @@ impl SessionObject {
     }
 }
 
+/// One part of a group's key: a field grouped by, and the group's value of it.
+#[derive(Clone, Debug, SimpleObject)]
+pub struct GroupKey {
+    pub field: String,
+    /// As in `keys`: text, and `"null"` for no value.
+    pub value: String,
+}
+
+/// `keys` named by the `groupBy` fields they belong to.
+fn named_keys(group_by: &[String], keys: &[String]) -> Vec<GroupKey> {
+    group_by
+        .iter()
+        .zip(keys)
+        .map(|(field, value)| GroupKey {
+            field: field.clone(),
+            value: value.clone(),
+        })
+        .collect()
+}
+
 #[derive(SimpleObject)]
 pub struct AggRow {
+    /// The group's values of the `groupBy` fields, in their order.
     pub keys: Vec<String>,
+    /// The same values, each with its field.
+    pub group_keys: Vec<GroupKey>,
     pub value: f64,
     pub count: u64,
 }
 
-impl From<AggResult> for AggRow {
-    fn from(r: AggResult) -> Self {
+impl AggRow {
+    fn new(r: AggResult, group_by: &[String]) -> Self {
         Self {
+            group_keys: named_keys(group_by, &r.keys),
             keys: r.keys,
             value: r.value,
             count: r.count,
@@ -448,6 +504,7 @@ impl From<AggResult> for AggRow {
 #[derive(SimpleObject)]
 pub struct HistogramRow {
     pub keys: Vec<String>,
+    pub group_keys: Vec<GroupKey>,
     /// The group's values: the buckets' counts summed.
     pub count: u64,
     /// The non-empty buckets, lowest first.
@@ -463,9 +520,10 @@ pub struct HistogramBucket {
     pub count: u64,
 }
 
-impl From<HistogramResult> for HistogramRow {
-    fn from(r: HistogramResult) -> Self {
+impl HistogramRow {
+    fn new(r: HistogramResult, group_by: &[String]) -> Self {
         Self {
+            group_keys: named_keys(group_by, &r.keys),
             keys: r.keys,
             count: r.count,
             buckets: r
@@ -486,14 +544,16 @@ pub struct TimeBucket {
     /// The bucket's start, RFC 3339.
     pub start: String,
     pub keys: Vec<String>,
+    pub group_keys: Vec<GroupKey>,
     pub value: f64,
     pub count: u64,
 }
 
-impl From<TimeBucketResult> for TimeBucket {
-    fn from(r: TimeBucketResult) -> Self {
+impl TimeBucket {
+    fn new(r: TimeBucketResult, group_by: &[String]) -> Self {
         Self {
             start: rfc3339_nanos(r.start_ns),
+            group_keys: named_keys(group_by, &r.keys),
             keys: r.keys,
             value: r.value,
             count: r.count,
