@@ -73,6 +73,22 @@ fn exact_counts(store: &str) {
     );
     assert_eq!(session["eventCount"], 40);
 
+    // Each event is its tracker's type, with the catalog's fields typed.
+    let typed = server.session(
+        &id,
+        r#"events(first: 2) { edges { node { __typename
+             ... on ProcessEvent { filename exitCode uid } } } }"#,
+    );
+    assert_eq!(
+        typed["events"]["edges"],
+        json!([
+            { "node": { "__typename": "ProcessEvent", "filename": binary.to_str().unwrap(),
+                        "exitCode": null, "uid": 0 } },
+            { "node": { "__typename": "ProcessEvent", "filename": null, "exitCode": 0,
+                        "uid": 0 } },
+        ])
+    );
+
     // Keys named by their fields; a number where a condition takes its value.
     let named = server.session(
         &id,
@@ -1244,10 +1260,8 @@ fn trace_streams_a_window_and_ends_with_the_answer() {
            trace(input: {tracker: \"process\", durationSecs: 3, label: \"traced\",
                          filter: {comm: $comm}},
                  where: [{field: \"kind\", value: \"exec\"}]) {
-             __typename
-             ... on Event { seq kind comm }
-             ... on Session { status eventCount
-                              aggregate(groupBy: [\"kind\"]) { keys count } }
+             event { seq kind comm }
+             session { status eventCount aggregate(groupBy: [\"kind\"]) { keys count } }
            }
          }",
         json!({ "comm": comm }),
@@ -1265,15 +1279,15 @@ fn trace_streams_a_window_and_ends_with_the_answer() {
     }
     let (events, last) = items.split_at(items.len() - 1);
     assert_eq!(events.len(), 4, "{items:?}");
-    for event in events {
-        assert_eq!(event["__typename"], "Event");
-        assert_eq!(event["kind"], "exec");
-        assert_eq!(event["comm"], comm);
+    for item in events {
+        assert_eq!(item["session"], Value::Null);
+        assert_eq!(item["event"]["kind"], "exec");
+        assert_eq!(item["event"]["comm"], comm);
     }
     assert_eq!(
         last[0],
-        json!({ "__typename": "Session", "status": "COMPLETED", "eventCount": 8,
-                "aggregate": [{ "keys": ["exec"], "count": 4 }, { "keys": ["exit"], "count": 4 }] })
+        json!({ "event": null, "session": { "status": "COMPLETED", "eventCount": 8,
+                "aggregate": [{ "keys": ["exec"], "count": 4 }, { "keys": ["exit"], "count": 4 }] } })
     );
 }
 
@@ -1289,7 +1303,7 @@ fn a_dropped_trace_stops_its_session() {
         &mut ws,
         "trace",
         "subscription { trace(input: {tracker: \"process\", durationSecs: 600, label: \"dropped\"}) {
-           __typename } }",
+           event { seq } } }",
         json!({}),
     );
     let id = running_session(&server, "dropped");
@@ -1301,7 +1315,7 @@ fn a_dropped_trace_stops_its_session() {
         &mut ws,
         "bad",
         "subscription { trace(input: {tracker: \"process\", durationSecs: 5, label: \"bad\"},
-           where: [{field: \"nope\", value: \"1\"}]) { __typename } }",
+           where: [{field: \"nope\", value: \"1\"}]) { event { seq } } }",
         json!({}),
     );
     let refused = ws_next(&mut ws);

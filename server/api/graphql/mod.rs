@@ -5,6 +5,7 @@
 //! (UNKNOWN_TRACKER, BAD_DURATION, NOT_FOUND, ...), and [`ErrorCodes`] gives parse and
 //! validation errors from async-graphql itself a code too.
 
+mod events;
 mod types;
 
 use std::sync::Arc;
@@ -18,6 +19,7 @@ use futures_util::stream::{BoxStream, Stream, StreamExt};
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 use tokio_stream::wrappers::BroadcastStream;
 
+pub use events::{EventContainer, EventObject};
 pub use types::*;
 
 use crate::config::Role;
@@ -456,14 +458,14 @@ impl SubscriptionRoot {
     /// One request for one question: starts a session (as `startSession` does), streams
     /// its events that meet `where` from the first one, and ends with the session's final
     /// record, whose results can be asked in the same selection
-    /// (`... on Session { aggregate(groupBy: ["comm"]) { keys count } }`). Dropping the
+    /// (`session { aggregate(groupBy: ["comm"]) { keys count } }`). Dropping the
     /// subscription stops the session.
     async fn trace(
         &self,
         ctx: &Context<'_>,
         input: StartSessionInput,
         r#where: Option<Vec<ConditionInput>>,
-    ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<TraceItem>>> {
+    ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<TraceUpdate>>> {
         let manager = manager(ctx).clone();
         let conditions = types::conditions(r#where);
         // Checked before the session starts: a bad condition starts nothing.
@@ -490,9 +492,18 @@ impl SubscriptionRoot {
             let ended = manager.wait_ended(&started.id).await.map_err(api);
             // Ended on its own: nothing to stop.
             stop.id = None;
-            ended.map(|record| TraceItem::Session(SessionObject(record)))
+            ended.map(|record| TraceUpdate {
+                event: None,
+                session: Some(SessionObject(record)),
+            })
         });
-        Ok(events.map(|event| event.map(TraceItem::Event)).chain(end))
+        let events = events.map(|event| {
+            event.map(|event| TraceUpdate {
+                event: Some(event),
+                session: None,
+            })
+        });
+        Ok(events.chain(end))
     }
 
     /// The session's status and counts: now, about every second while it runs, and when it ends.
@@ -651,11 +662,11 @@ fn live_events(
     })
 }
 
-/// What `trace` streams: the session's events, then its final record.
-#[derive(async_graphql::Union)]
-pub enum TraceItem {
-    Event(EventObject),
-    Session(SessionObject),
+/// What `trace` streams: one of the session's events, or, last, its final record.
+#[derive(async_graphql::SimpleObject)]
+pub struct TraceUpdate {
+    pub event: Option<EventObject>,
+    pub session: Option<SessionObject>,
 }
 
 /// Stops a traced session whose subscriber went away before it ended.

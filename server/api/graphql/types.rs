@@ -8,6 +8,7 @@ use async_graphql::{
     SimpleObject, ID,
 };
 
+use super::events::EventObject;
 use super::{api, coded, manager, page_size, results_error, EVENTS_PAGE};
 use crate::container::{Container, ContainerState, Runtime};
 use crate::handler::Op;
@@ -15,7 +16,7 @@ use crate::model::rfc3339_nanos;
 use crate::model::SessionId;
 use crate::results::query::{
     check_histogram, check_per_call, AggOp, AggResult, AggregateQuery, Condition, EventsQuery,
-    HistogramQuery, HistogramResult, StoredEvent, TimeBucketResult, TimeseriesQuery,
+    HistogramQuery, HistogramResult, TimeBucketResult, TimeseriesQuery,
 };
 use crate::results::sqlite::{AuditEntry, SessionRecord, SessionStatus, StoreKind};
 use crate::results::{ResultsError, SessionResults};
@@ -559,76 +560,6 @@ impl TimeBucket {
             count: r.count,
         }
     }
-}
-
-/// One event: the common fields, and every field in `data`.
-pub struct EventObject(pub StoredEvent);
-
-#[Object(name = "Event")]
-impl EventObject {
-    /// Increases with arrival; the cursor of `events(after:)`.
-    async fn id(&self) -> ID {
-        ID(self.0.id.to_string())
-    }
-
-    /// The event's number in its session: 1, 2, 3 ... in the order the session saw its
-    /// events (numbers of events lost on the way are skipped); the same in `events` and
-    /// `sessionEvents`. Null for events stored before sessions numbered them.
-    async fn seq(&self) -> Option<i64> {
-        self.0.seq
-    }
-
-    /// RFC 3339 with nanoseconds.
-    async fn ts(&self) -> String {
-        rfc3339_nanos(self.0.ts_ns)
-    }
-
-    async fn tracker(&self) -> &str {
-        &self.0.tracker
-    }
-
-    async fn kind(&self) -> &str {
-        &self.0.kind
-    }
-
-    async fn pid(&self) -> u32 {
-        self.0.pid
-    }
-
-    async fn ppid(&self) -> u32 {
-        self.0.ppid
-    }
-
-    async fn comm(&self) -> &str {
-        &self.0.comm
-    }
-
-    async fn cgroup_id(&self) -> u64 {
-        self.0.cgroup_id
-    }
-
-    /// The container the event came from; null on the host.
-    async fn container(&self) -> Option<EventContainer> {
-        let text = |field: &str| self.0.data[field].as_str().map(str::to_string);
-        Some(EventContainer {
-            id: text("container_id")?,
-            name: text("container").unwrap_or_default(),
-            image: text("container_image"),
-        })
-    }
-
-    async fn data(&self) -> Json<serde_json::Value> {
-        Json(self.0.data.clone())
-    }
-}
-
-/// The container of an event, as it was when the event happened.
-#[derive(SimpleObject)]
-pub struct EventContainer {
-    pub id: String,
-    /// Its name, or its short id when the runtime gives none.
-    pub name: String,
-    pub image: Option<String>,
 }
 
 /// A container the server knows of.
