@@ -1,5 +1,5 @@
 //! The command line (the seed's `cmd`): `eunomia run <tracker>`, `eunomia trackers`,
-//! `eunomia fields <tracker>`.
+//! `eunomia fields <tracker>`, `eunomia serve`, and `eunomia session ...` (`remote`).
 //!
 //! Bad input exits with code 2 and a one-line message; a failure to trace exits with 1.
 
@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use clap::builder::PossibleValuesParser;
 use clap::{Parser, Subcommand};
 
+use super::remote::{self, SessionArgs};
 use super::serve::{self, ServeArgs};
 use super::RunError;
 use crate::container::{ContainerManager, ContainerOptions, Enrich};
@@ -56,6 +57,8 @@ pub enum Command {
     },
     /// Serve the GraphQL API, the console and /metrics.
     Serve(ServeArgs),
+    /// Start, list, show, tail, stop and delete sessions on a server, through its API.
+    Session(SessionArgs),
     /// Print the GraphQL schema (SDL), as checked in at schema/schema.graphql.
     Schema,
 }
@@ -69,6 +72,36 @@ pub struct RunArgs {
     /// seconds); without it, run until Ctrl-C.
     #[arg(short = 'd', long, value_name = "DURATION", value_parser = parse_duration)]
     pub duration: Option<Duration>,
+    #[command(flatten)]
+    pub trace: TraceArgs,
+    /// Keep only events for which `FIELD OP VALUE` holds (== != > >= < <= ~); repeatable.
+    #[arg(long = "where", value_name = "EXPR")]
+    pub filters: Vec<String>,
+    #[command(flatten)]
+    pub group: GroupArgs,
+    /// With --group-by: print the table every INTERVAL (`5`, `5s`, `500ms`) and start
+    /// again, as `syscount -i` does; the last table when the run ends.
+    #[arg(long = "interval", value_name = "INTERVAL", value_parser = parse_duration, requires = "group_by")]
+    pub period: Option<Duration>,
+    /// With --group-by: largest value first (default), most calls first, or by key.
+    #[arg(long, value_enum, default_value_t = SortBy::Value, requires = "group_by")]
+    pub sort: SortBy,
+    #[command(flatten)]
+    pub print: PrintArgs,
+    /// The output chain as a JSON list of stages (filter, aggregate, tee, print), or
+    /// `@FILE` holding one; replaces --group-by and the output options.
+    #[arg(
+        long,
+        value_name = "JSON|@FILE",
+        conflicts_with_all = ["group_by", "format", "columns", "output", "raw", "utc"]
+    )]
+    pub pipeline: Option<String>,
+}
+
+/// What to trace and how: the kernel's filters and the tracker's options, the same for
+/// `run` and `session start`.
+#[derive(Debug, clap::Args)]
+pub struct TraceArgs {
     /// Trace only this process id (filtered in the kernel); it must exist.
     #[arg(short = 'p', long, value_parser = clap::value_parser!(u32).range(1..))]
     pub pid: Option<u32>,
@@ -78,8 +111,8 @@ pub struct RunArgs {
     /// Trace only tasks in this cgroup v2 id (filtered in the kernel); repeatable.
     #[arg(long = "cgroup-id", value_name = "ID")]
     pub cgroup_ids: Vec<u64>,
-    /// Trace this command's own process too (left out by default: its threads would
-    /// report their own polling and printing).
+    /// Trace eunomia's own process too (left out by default: its threads would report
+    /// their own polling and printing or storing).
     #[arg(long)]
     pub include_self: bool,
     /// Trace only this running container: a name, an id or a unique id prefix (filtered
@@ -108,10 +141,12 @@ pub struct RunArgs {
     /// Shorthand for `--opt file_types=` (files tracker; comma-separated).
     #[arg(long, value_enum, value_delimiter = ',')]
     pub file_types: Option<Vec<FileType>>,
-    /// Keep only events for which `FIELD OP VALUE` holds (== != > >= < <= ~); repeatable.
-    #[arg(long = "where", value_name = "EXPR")]
-    pub filters: Vec<String>,
-    /// Count calls per group of these comma-separated fields; prints the table at the end.
+}
+
+/// Grouping events: by which fields, and what to compute per group.
+#[derive(Debug, clap::Args)]
+pub struct GroupArgs {
+    /// Count calls per group of these comma-separated fields and print the groups.
     #[arg(long, value_name = "FIELDS", value_delimiter = ',')]
     pub group_by: Vec<String>,
     /// With --group-by: what to compute per group over --field, besides the calls.
@@ -123,13 +158,11 @@ pub struct RunArgs {
     /// With --group-by: print only the first N groups.
     #[arg(long, value_name = "N", requires = "group_by")]
     pub top: Option<usize>,
-    /// With --group-by: print the table every INTERVAL (`5`, `5s`, `500ms`) and start
-    /// again, as `syscount -i` does; the last table when the run ends.
-    #[arg(long = "interval", value_name = "INTERVAL", value_parser = parse_duration, requires = "group_by")]
-    pub period: Option<Duration>,
-    /// With --group-by: largest value first (default), most calls first, or by key.
-    #[arg(long, value_enum, default_value_t = SortBy::Value, requires = "group_by")]
-    pub sort: SortBy,
+}
+
+/// How records are printed: the same options wherever eunomia prints them.
+#[derive(Debug, clap::Args)]
+pub struct PrintArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub format: Format,
@@ -138,29 +171,80 @@ pub struct RunArgs {
     pub columns: Vec<String>,
     /// Output as json, csv, text, or a text table of columns=F1,F2 (the short form of
     /// --format and --columns).
-    #[arg(short = 'o', value_name = "json|csv|text|columns=F1,F2", conflicts_with_all = ["format", "columns", "pipeline"])]
+    #[arg(short = 'o', value_name = "json|csv|text|columns=F1,F2", conflicts_with_all = ["format", "columns"])]
     pub output: Option<String>,
     /// Values as they are in the text table: no errno or flag names, durations in ns,
     /// paths uncut.
-    #[arg(long, conflicts_with = "pipeline")]
+    #[arg(long)]
     pub raw: bool,
     /// Times in the text table in UTC; by default local (with the date when TZ is set).
-    #[arg(long, conflicts_with = "pipeline")]
+    #[arg(long)]
     pub utc: bool,
-    /// The output chain as a JSON list of stages (filter, aggregate, tee, print), or
-    /// `@FILE` holding one; replaces --group-by, --format and --columns.
-    #[arg(long, value_name = "JSON|@FILE", conflicts_with_all = ["group_by", "format", "columns"])]
-    pub pipeline: Option<String>,
 }
 
-fn tracker_names() -> PossibleValuesParser {
+impl PrintArgs {
+    /// The format, and the text table's columns when chosen: `-o` is the short way to
+    /// say both.
+    pub fn format(&self) -> Result<(Format, Vec<String>), String> {
+        let (format, chosen) = match self.output.as_deref() {
+            None => (self.format, self.columns.clone()),
+            Some("json") => (Format::Json, Vec::new()),
+            Some("csv") => (Format::Csv, Vec::new()),
+            Some("text") => (Format::Text, Vec::new()),
+            Some(other) => match other.strip_prefix("columns=") {
+                Some(list) => (Format::Text, list.split(',').map(str::to_string).collect()),
+                None => {
+                    return Err(format!(
+                        "-o takes json, csv, text or columns=F1,F2, got `{other}`"
+                    ))
+                }
+            },
+        };
+        if !chosen.is_empty() && format != Format::Text {
+            return Err(
+                "--columns chooses the text table's columns; json and csv print every field".into(),
+            );
+        }
+        Ok((format, chosen))
+    }
+
+    /// How the text table shows times: local, as bpftrace and the libbpf-tools print
+    /// them, with the date when the user chose a zone; UTC with --utc.
+    pub fn clock(&self) -> Clock {
+        match (self.utc, std::env::var_os("TZ").is_some()) {
+            (true, _) => Clock::Utc,
+            (false, true) => Clock::LocalDate,
+            (false, false) => Clock::Local,
+        }
+    }
+
+    /// The print stage; a text table without chosen columns shows `default_columns`
+    /// (every field without them).
+    pub fn stage(&self, default_columns: Option<Vec<String>>) -> Result<Stage, String> {
+        let (format, chosen) = self.format()?;
+        let columns = if !chosen.is_empty() {
+            Some(chosen)
+        } else if format == Format::Text {
+            default_columns
+        } else {
+            None
+        };
+        Ok(Stage::Print {
+            format,
+            columns,
+            raw: self.raw,
+            clock: self.clock(),
+        })
+    }
+}
+
+pub(super) fn tracker_names() -> PossibleValuesParser {
     PossibleValuesParser::new(TRACKERS.iter().map(|t| t.info().name))
 }
 
-/// Parses the command line and runs it.
 /// A run's length: a number with an optional unit (ms, s, m, h; seconds without one),
 /// more than 0 and at most a year.
-fn parse_duration(text: &str) -> Result<Duration, String> {
+pub(super) fn parse_duration(text: &str) -> Result<Duration, String> {
     let at = text
         .find(|c: char| c.is_ascii_alphabetic())
         .unwrap_or(text.len());
@@ -205,6 +289,7 @@ fn clap_error(err: clap::Error) -> ExitCode {
     ExitCode::from(2)
 }
 
+/// Parses the command line and runs it.
 pub fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
@@ -250,6 +335,7 @@ pub fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Serve(args) => exit_code(serve::serve(&args)),
+        Command::Session(args) => exit_code(remote::session(&args)),
         Command::Run(args) => exit_code(run(&args)),
     }
 }
@@ -270,7 +356,7 @@ fn exit_code(result: Result<(), RunError>) -> ExitCode {
 
 /// The text table's default columns: who and what, then the tracker's own fields but
 /// those no event of the run has (`empty`).
-fn default_columns(info: &TrackerInfo, empty: &[&str]) -> Vec<String> {
+pub(super) fn default_columns(info: &TrackerInfo, empty: &[&str]) -> Vec<String> {
     ["ts", "kind", "pid", "ppid", "comm"]
         .iter()
         .copied()
@@ -292,59 +378,25 @@ fn output_stages(args: &RunArgs, info: &TrackerInfo, empty: &[&str]) -> Result<V
         };
         return serde_json::from_str(&text).map_err(|e| format!("--pipeline: {e}"));
     }
-    // `-o` is the short way to say both.
-    let (format, chosen) = match args.output.as_deref() {
-        None => (args.format, args.columns.clone()),
-        Some("json") => (Format::Json, Vec::new()),
-        Some("csv") => (Format::Csv, Vec::new()),
-        Some("text") => (Format::Text, Vec::new()),
-        Some(other) => match other.strip_prefix("columns=") {
-            Some(list) => (Format::Text, list.split(',').map(str::to_string).collect()),
-            None => {
-                return Err(format!(
-                    "-o takes json, csv, text or columns=F1,F2, got `{other}`"
-                ))
-            }
-        },
-    };
-    if !chosen.is_empty() && format != Format::Text {
-        return Err(
-            "--columns chooses the text table's columns; json and csv print every field".into(),
-        );
-    }
     let mut stages = Vec::new();
-    let columns = if !chosen.is_empty() {
-        Some(chosen)
-    } else if args.group_by.is_empty() && format == Format::Text {
-        Some(default_columns(info, empty))
-    } else {
-        None
-    };
-    if !args.group_by.is_empty() {
+    let group = &args.group;
+    if !group.group_by.is_empty() {
         stages.push(Stage::Aggregate {
-            group_by: args.group_by.clone(),
-            op: args.op,
-            field: args.field.clone(),
-            top: args.top,
+            group_by: group.group_by.clone(),
+            op: group.op,
+            field: group.field.clone(),
+            top: group.top,
             sort: args.sort,
             period_ms: args
                 .period
                 .map(|p| u64::try_from(p.as_millis()).unwrap_or(u64::MAX).max(1)),
         });
     }
-    // Local time, as bpftrace and the libbpf-tools print it; with the date when the
-    // user chose a zone.
-    let clock = match (args.utc, std::env::var_os("TZ").is_some()) {
-        (true, _) => Clock::Utc,
-        (false, true) => Clock::LocalDate,
-        (false, false) => Clock::Local,
-    };
-    stages.push(Stage::Print {
-        format,
-        columns,
-        raw: args.raw,
-        clock,
-    });
+    let events = group
+        .group_by
+        .is_empty()
+        .then(|| default_columns(info, empty));
+    stages.push(args.print.stage(events)?);
     Ok(stages)
 }
 
@@ -373,8 +425,8 @@ fn check_aggregates(
 }
 
 /// The tracker's options from `--opt` and the shorthand flags; each option once.
-fn tracker_options(
-    args: &RunArgs,
+pub(super) fn tracker_options(
+    args: &TraceArgs,
     tracker: &dyn AnyTracker,
 ) -> Result<serde_json::Map<String, serde_json::Value>, String> {
     use serde_json::json;
@@ -428,8 +480,9 @@ fn option_value(text: &str, list: bool) -> serde_json::Value {
 
 fn run(args: &RunArgs) -> Result<(), RunError> {
     let tracker = find_tracker(&args.tracker).map_err(|e| RunError::Usage(e.to_string()))?;
+    let trace = &args.trace;
     // A pid filter on no process would trace nothing, silently.
-    if let Some(pid) = args
+    if let Some(pid) = trace
         .pid
         .filter(|pid| !Path::new(&format!("/proc/{pid}")).exists())
     {
@@ -447,14 +500,14 @@ fn run(args: &RunArgs) -> Result<(), RunError> {
     let stdout =
         || Box::new(BufWriter::with_capacity(1 << 16, io::stdout())) as Box<dyn Write + Send>;
     let mut config = TrackerConfig {
-        target_pid: args.pid,
-        exclude_pid: (!args.include_self).then(std::process::id),
-        comm: args.comm.clone(),
-        cgroup_ids: args.cgroup_ids.clone(),
-        ringbuf_bytes: args
+        target_pid: trace.pid,
+        exclude_pid: (!trace.include_self).then(std::process::id),
+        comm: trace.comm.clone(),
+        cgroup_ids: trace.cgroup_ids.clone(),
+        ringbuf_bytes: trace
             .ringbuf_bytes
             .unwrap_or(TrackerConfig::default().ringbuf_bytes),
-        options: tracker_options(args, tracker).map_err(RunError::Usage)?,
+        options: tracker_options(trace, tracker).map_err(RunError::Usage)?,
         ..TrackerConfig::default()
     };
     tracker
@@ -476,7 +529,7 @@ fn run(args: &RunArgs) -> Result<(), RunError> {
     let containers = ContainerManager::new(ContainerOptions::default());
     runtime.block_on(containers.sync());
     runtime.block_on(async { containers.spawn_background() });
-    if let Some(query) = &args.container {
+    if let Some(query) = &trace.container {
         config.cgroup_ids = containers
             .resolve_running(query)
             .map_err(|e| RunError::Usage(e.to_string()))?
