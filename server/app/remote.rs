@@ -177,6 +177,19 @@ pub struct TailArgs {
 }
 
 pub fn session(args: &SessionArgs) -> Result<(), RunError> {
+    // Bad output options are refused before the server is asked anything (or a session
+    // started for nothing).
+    let print = match &args.command {
+        SessionCommand::Start(StartArgs { print, .. })
+        | SessionCommand::List(ListArgs { print, .. })
+        | SessionCommand::Show(ShowArgs { print, .. })
+        | SessionCommand::Tail(TailArgs { print, .. })
+        | SessionCommand::Stop { print, .. } => Some(print),
+        SessionCommand::Delete { .. } => None,
+    };
+    if let Some(print) = print {
+        print.format().map_err(RunError::Usage)?;
+    }
     let client = Client::new(&args.server)?;
     let stdout = || Box::new(BufWriter::new(io::stdout())) as Box<dyn Write + Send>;
     let result = match &args.command {
@@ -355,18 +368,18 @@ fn list_sessions(client: &Client, args: &ListArgs, stdout: OutputFactory) -> Res
 }
 
 fn show_session(client: &Client, args: &ShowArgs, stdout: OutputFactory) -> Result<(), RunError> {
+    let grouped = !args.group.group_by.is_empty();
+    if !args.events && !grouped && !args.filters.is_empty() {
+        return Err(RunError::Usage(
+            "--where chooses events: give --events or --group-by too".into(),
+        ));
+    }
     let data = client.request(
         &format!("query($id: ID!) {{ session(id: $id) {{ {SESSION_FIELDS} }} }}"),
         json!({ "id": args.id }),
     )?;
     let session = &data["session"];
-    let grouped = !args.group.group_by.is_empty();
     if !args.events && !grouped {
-        if !args.filters.is_empty() {
-            return Err(RunError::Usage(
-                "--where chooses events: give --events or --group-by too".into(),
-            ));
-        }
         return print_session(session, &args.print, stdout);
     }
     let tracker = session_tracker(session)?;
@@ -947,15 +960,19 @@ impl Subscription {
     }
 
     /// The next protocol message (answering pings on the way); `None` when the read timed
-    /// out, or Err with the close frame's reason when the server closed the connection.
+    /// out or a signal came, or Err with the close frame's reason when the server closed
+    /// the connection.
     fn read(&mut self) -> Result<Option<Json>, RunError> {
         loop {
             let frame = match self.ws.read() {
                 Ok(frame) => frame,
+                // Ctrl-C interrupts the read: the caller looks at its flag.
                 Err(tungstenite::Error::Io(e))
                     if matches!(
                         e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                        io::ErrorKind::WouldBlock
+                            | io::ErrorKind::TimedOut
+                            | io::ErrorKind::Interrupted
                     ) =>
                 {
                     return Ok(None)

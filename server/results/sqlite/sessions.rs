@@ -33,7 +33,7 @@ impl<'r> Decode<'r, Sqlite> for SessionId {
     }
 }
 
-/// Also a value of the CLI's `session list --status`.
+// Also a value of the CLI's `session list --status` (a plain comment: not in the schema).
 #[derive(
     Clone,
     Copy,
@@ -53,7 +53,7 @@ pub enum SessionStatus {
     Interrupted,
 }
 
-/// Also a value of the CLI's `session start --store`.
+// Also a value of the CLI's `session start --store` (a plain comment: not in the schema).
 #[derive(
     Clone,
     Copy,
