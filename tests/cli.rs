@@ -236,6 +236,10 @@ fn bad_input_exits_2_with_a_clear_message() {
             "--ca-file /nonexistent/ca.pem: No such file or directory",
         ),
         (&["session", "list", "--status", "ended"], "invalid value 'ended'"),
+        (
+            &["session", "list", "--columns", "id,nope"],
+            "unknown column `nope`; a session's: id, tracker, label, status, started,",
+        ),
         (&["session", "list", "-o", "xml"], "-o takes json, csv, text or columns=F1,F2"),
         (&["session", "show", "x", "--limit", "3"], "--events"),
         (

@@ -17,7 +17,7 @@ use anyhow::anyhow;
 use clap::Subcommand;
 use serde_json::{json, Value as Json};
 
-use super::cli::{
+use super::args::{
     default_columns, parse_duration, tracker_names, tracker_options, GroupArgs, PrintArgs,
     TraceArgs,
 };
@@ -179,16 +179,29 @@ pub struct TailArgs {
 pub fn session(args: &SessionArgs) -> Result<(), RunError> {
     // Bad output options are refused before the server is asked anything (or a session
     // started for nothing).
-    let print = match &args.command {
+    // Columns of events are checked against the session's tracker, known once it is read.
+    let (print, sessions) = match &args.command {
         SessionCommand::Start(StartArgs { print, .. })
         | SessionCommand::List(ListArgs { print, .. })
-        | SessionCommand::Show(ShowArgs { print, .. })
-        | SessionCommand::Tail(TailArgs { print, .. })
-        | SessionCommand::Stop { print, .. } => Some(print),
-        SessionCommand::Delete { .. } => None,
+        | SessionCommand::Stop { print, .. } => (Some(print), true),
+        SessionCommand::Show(show) => (
+            Some(&show.print),
+            !show.events && show.group.group_by.is_empty(),
+        ),
+        SessionCommand::Tail(TailArgs { print, .. }) => (Some(print), false),
+        SessionCommand::Delete { .. } => (None, false),
     };
     if let Some(print) = print {
-        print.format().map_err(RunError::Usage)?;
+        let (_, columns) = print.format().map_err(RunError::Usage)?;
+        if let Some(unknown) = columns
+            .iter()
+            .find(|c| sessions && !SESSION_COLUMNS.contains(&c.as_str()))
+        {
+            return Err(RunError::Usage(format!(
+                "unknown column `{unknown}`; a session's: {}",
+                SESSION_COLUMNS.join(", ")
+            )));
+        }
     }
     let client = Client::new(&args.server)?;
     let stdout = || Box::new(BufWriter::new(io::stdout())) as Box<dyn Write + Send>;
@@ -578,7 +591,13 @@ fn session_clock(print: &PrintArgs) -> Clock {
     }
 }
 
-/// A session of the API as a record: the columns of `session list`, then the rest.
+/// The fields of a session as a record: the columns of `session list`, then the rest.
+const SESSION_COLUMNS: [&str; 13] = [
+    "id", "tracker", "label", "status", "started", "events", "lost", "store", "ends", "ended",
+    "filter", "config", "error",
+];
+
+/// A session of the API as a record, its fields named by [`SESSION_COLUMNS`].
 fn session_record(session: &Json) -> Result<OwnedRecord, RunError> {
     let time = |key: &str| match &session[key] {
         Json::Null => Ok(KeyValue::Null),
@@ -593,23 +612,24 @@ fn session_record(session: &Json) -> Result<OwnedRecord, RunError> {
         value => KeyValue::Str(text(value).into()),
     };
     let count = |key: &str| KeyValue::U64(session[key].as_u64().unwrap_or(0));
+    let values = [
+        string("id"),
+        string("tracker"),
+        string("label"),
+        string("status"),
+        time("startedAt")?,
+        count("eventCount"),
+        count("lostCount"),
+        string("store"),
+        time("endsAt")?,
+        time("endedAt")?,
+        string("filter"),
+        string("config"),
+        string("error"),
+    ];
     Ok(OwnedRecord {
         catalog: None,
-        fields: vec![
-            ("id", string("id")),
-            ("tracker", string("tracker")),
-            ("label", string("label")),
-            ("status", string("status")),
-            ("started", time("startedAt")?),
-            ("events", count("eventCount")),
-            ("lost", count("lostCount")),
-            ("store", string("store")),
-            ("ends", time("endsAt")?),
-            ("ended", time("endedAt")?),
-            ("filter", string("filter")),
-            ("config", string("config")),
-            ("error", string("error")),
-        ],
+        fields: SESSION_COLUMNS.into_iter().zip(values).collect(),
     })
 }
 
