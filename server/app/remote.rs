@@ -11,7 +11,7 @@ use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::anyhow;
 use clap::Subcommand;
@@ -33,6 +33,9 @@ use crate::trackers::{find_tracker, AnyTracker};
 
 /// Where `eunomia serve` listens by default.
 const DEFAULT_SERVER: &str = "http://127.0.0.1:8527";
+/// How long `tail` keeps events it printed in its buffer at most, and how long a read
+/// of its websocket waits (so that Ctrl-C is seen).
+const FLUSH_EVERY: Duration = Duration::from_millis(200);
 /// The largest page the API returns.
 const PAGE: usize = 1000;
 /// Error codes of requests the asker has to fix (exit code 2); any other is the server's.
@@ -178,8 +181,8 @@ pub struct TailArgs {
 
 pub fn session(args: &SessionArgs) -> Result<(), RunError> {
     // Bad output options are refused before the server is asked anything (or a session
-    // started for nothing).
-    // Columns of events are checked against the session's tracker, known once it is read.
+    // started for nothing); columns of events are checked against the session's tracker,
+    // known once the session is read.
     let (print, sessions) = match &args.command {
         SessionCommand::Start(StartArgs { print, .. })
         | SessionCommand::List(ListArgs { print, .. })
@@ -289,7 +292,8 @@ fn start_session(client: &Client, args: &StartArgs, stdout: OutputFactory) -> Re
     )?;
     let session = &data["startSession"];
     // Its id alone, for `id=$(eunomia session start ...)`; once it ended, what it found.
-    if !args.wait && args.print.format().map_err(RunError::Usage)?.0 == Format::Text {
+    let (format, chosen) = args.print.format().map_err(RunError::Usage)?;
+    if !args.wait && format == Format::Text && chosen.is_empty() {
         let mut out = stdout();
         writeln!(out, "{}", text(&session["id"]))?;
         out.flush()?;
@@ -530,15 +534,22 @@ fn tail_session(client: &Client, args: &TailArgs, stdout: OutputFactory) -> Resu
     if io::IsTerminal::is_terminal(&io::stdout()) {
         eprintln!("Tailing session {}... Ctrl-C to end.", args.id);
     }
-    // Events are printed as they come; the output is flushed whenever none is waiting.
+    // Events are printed as they come: the output is flushed when none has come for a
+    // read's timeout, and at least every FLUSH_EVERY while they keep coming.
+    let mut flushed = Instant::now();
     while !stop.load(Ordering::Relaxed) {
         match ws.next()? {
-            Message::Idle => output.flush()?,
+            Message::Idle => {}
             Message::Data(data) => {
                 output.handle(&event_record(info, &data["sessionEvents"]["data"])?);
+                if flushed.elapsed() < FLUSH_EVERY {
+                    continue;
+                }
             }
             Message::Complete => break,
         }
+        output.flush()?;
+        flushed = Instant::now();
     }
     ws.close();
     output.finish()?;
@@ -866,9 +877,9 @@ impl Client {
         subscription.send(json!({
             "id": "1", "type": "subscribe", "payload": { "query": query, "variables": variables },
         }))?;
-        // From now on a read returns every 200 ms, so that Ctrl-C is seen and the output
-        // flushed while no event comes.
-        subscription.set_read_timeout(Duration::from_millis(200))?;
+        // From now on a read returns after FLUSH_EVERY at most, so that Ctrl-C is seen and
+        // the output flushed while no event comes.
+        subscription.set_read_timeout(FLUSH_EVERY)?;
         Ok(subscription)
     }
 }
