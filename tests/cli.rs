@@ -212,6 +212,40 @@ fn bad_input_exits_2_with_a_clear_message() {
             &["run", "process", "--pipeline", "[]", "--group-by", "comm"],
             "cannot be used with",
         ),
+        // `session` refuses before it asks any server.
+        (
+            &["session", "start", "process", "-d", "1.5"],
+            "--duration: a session lasts whole seconds, got 1.5s",
+        ),
+        (
+            &["session", "start", "process", "-d", "5", "--cgroup-id", "1", "--cgroup-id", "2"],
+            "a session filters on one --cgroup-id",
+        ),
+        (&["session", "start", "process"], "--duration <DURATION>"),
+        (
+            &["session", "list", "--server", "ftp://127.0.0.1"],
+            "--server takes an http:// or https:// URL, got `ftp://127.0.0.1`",
+        ),
+        (&["session", "list", "--token", "secret"], "unexpected argument '--token'"),
+        (
+            &["session", "list", "--token-file", "/nonexistent/eunomia-token"],
+            "--token-file /nonexistent/eunomia-token: No such file or directory",
+        ),
+        (
+            &["session", "list", "--ca-file", "/nonexistent/ca.pem"],
+            "--ca-file /nonexistent/ca.pem: No such file or directory",
+        ),
+        (&["session", "list", "--status", "ended"], "invalid value 'ended'"),
+        (
+            &["session", "list", "--columns", "id,nope"],
+            "unknown column `nope`; a session's: id, tracker, label, status, started,",
+        ),
+        (&["session", "list", "-o", "xml"], "-o takes json, csv, text or columns=F1,F2"),
+        (&["session", "show", "x", "--limit", "3"], "--events"),
+        (
+            &["session", "show", "x", "--where", "kind == exec"],
+            "--where chooses events: give --events or --group-by too",
+        ),
     ];
     for (args, message) in cases {
         let out = eunomia(args);

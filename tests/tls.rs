@@ -289,3 +289,73 @@ fn plain_http_off_loopback_is_refused() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("--tls-cert <TLS_CERT>"), "{stderr}");
 }
+
+/// `eunomia session` speaks HTTPS and wss to a server whose certificate a private CA
+/// signed, trusting that CA from --ca-file; without it, the public authorities do not
+/// vouch for the server, and the command says so with exit code 1.
+#[test]
+fn the_session_cli_trusts_a_private_ca() {
+    if !root_or_skip("the_session_cli_trusts_a_private_ca") {
+        return;
+    }
+    let dir = TempDir::new("tls-cli");
+    let pki = Pki::for_loopback();
+    let server = https_server(&dir, &pki);
+    std::fs::write(dir.join("ca.pem"), &pki.ca).unwrap();
+    let ca_file = dir.join("ca.pem");
+    let session = |args: &[&str], trusting: bool| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_eunomia"));
+        command
+            .arg("session")
+            .args(args)
+            .args(["--server", &server.url]);
+        if trusting {
+            command.arg("--ca-file").arg(&ca_file);
+        }
+        command
+    };
+    let out = session(&["list"], false).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with(&format!("error: cannot reach {}/graphql: ", server.url))
+            && stderr.contains("UnknownIssuer"),
+        "{stderr}"
+    );
+
+    let (binary, comm) = unique_binary("tlscli");
+    let out = session(&["start", "process", "-c", &comm, "-d", "30"], true)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let id = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let tail = session(&["tail", &id, "-o", "json"], true)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while server.session(&id, "subscribers")["subscribers"] != 1 {
+        assert!(Instant::now() < deadline, "the tail never subscribed");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    run_copies(&binary, 2);
+    let out = session(&["stop", &id, "-o", "json"], true)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let stopped: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(stopped["eventCount"], 4, "{stopped}");
+    let out = tail.wait_with_output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let kinds: Vec<String> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|line| {
+            let event: serde_json::Value = serde_json::from_str(line).unwrap();
+            assert_eq!(event["comm"], comm, "{line}");
+            event["kind"].as_str().unwrap().to_string()
+        })
+        .collect();
+    assert_eq!(kinds, ["exec", "exit", "exec", "exit"]);
+}

@@ -1,5 +1,5 @@
 //! The command line (the seed's `cmd`): `eunomia run <tracker>`, `eunomia trackers`,
-//! `eunomia fields <tracker>`.
+//! `eunomia fields <tracker>`, `eunomia serve`, and `eunomia session ...` (`remote`).
 //!
 //! Bad input exits with code 2 and a one-line message; a failure to trace exits with 1.
 
@@ -10,19 +10,21 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use clap::builder::PossibleValuesParser;
 use clap::{Parser, Subcommand};
 
+use super::args::{
+    default_columns, parse_duration, tracker_names, tracker_options, GroupArgs, PrintArgs,
+    TraceArgs,
+};
+use super::remote::{self, SessionArgs};
 use super::serve::{self, ServeArgs};
 use super::RunError;
 use crate::container::{ContainerManager, ContainerOptions, Enrich};
-use crate::engine::Mode;
 use crate::engine::{Counters, TrackerConfig};
-use crate::handler::{self, AggOp, Clock, FanIn, Filter, Format, Predicate, Schema, SortBy, Stage};
+use crate::handler::{self, FanIn, Filter, Predicate, Schema, SortBy, Stage};
 use crate::model::TrackerInfo;
 use crate::results::query::check_per_call;
-use crate::trackers::files::FileType;
-use crate::trackers::{find_tracker, AnyTracker, Event, TRACKERS};
+use crate::trackers::{find_tracker, Event, TRACKERS};
 
 /// Events the output thread may fall behind by before they are counted as lost.
 const OUTPUT_QUEUE: usize = 1 << 16;
@@ -56,6 +58,8 @@ pub enum Command {
     },
     /// Serve the GraphQL API, the console and /metrics.
     Serve(ServeArgs),
+    /// Start, list, show, tail, stop and delete sessions on a server, through its API.
+    Session(SessionArgs),
     /// Print the GraphQL schema (SDL), as checked in at schema/schema.graphql.
     Schema,
 }
@@ -69,60 +73,13 @@ pub struct RunArgs {
     /// seconds); without it, run until Ctrl-C.
     #[arg(short = 'd', long, value_name = "DURATION", value_parser = parse_duration)]
     pub duration: Option<Duration>,
-    /// Trace only this process id (filtered in the kernel); it must exist.
-    #[arg(short = 'p', long, value_parser = clap::value_parser!(u32).range(1..))]
-    pub pid: Option<u32>,
-    /// Trace only tasks with this command name (filtered in the kernel).
-    #[arg(short = 'c', long)]
-    pub comm: Option<String>,
-    /// Trace only tasks in this cgroup v2 id (filtered in the kernel); repeatable.
-    #[arg(long = "cgroup-id", value_name = "ID")]
-    pub cgroup_ids: Vec<u64>,
-    /// Trace this command's own process too (left out by default: its threads would
-    /// report their own polling and printing).
-    #[arg(long)]
-    pub include_self: bool,
-    /// Trace only this running container: a name, an id or a unique id prefix (filtered
-    /// in the kernel by its cgroups).
-    #[arg(long, value_name = "NAME|ID", conflicts_with = "cgroup_ids")]
-    pub container: Option<String>,
-    /// Ring buffer size in bytes (a power of two); larger absorbs longer bursts.
-    #[arg(long, value_name = "BYTES")]
-    pub ringbuf_bytes: Option<u32>,
-    /// Set one of the tracker's options (see `eunomia options <tracker>`); repeatable. The
-    /// value is JSON, or else a string; a list may be given comma-separated.
-    #[arg(long = "opt", value_name = "KEY=VALUE")]
-    pub options: Vec<String>,
-    /// Shorthand for `--opt min_duration_ns=` in milliseconds (process tracker).
-    #[arg(long, value_name = "MS")]
-    pub min_duration_ms: Option<u64>,
-    /// Shorthand for `--opt mode=` (syscall tracker).
-    #[arg(long, value_enum)]
-    pub mode: Option<Mode>,
-    /// Shorthand for `--opt interval_ms=` (syscall aggregate mode, files).
-    #[arg(long, value_name = "MS")]
-    pub interval_ms: Option<u64>,
-    /// Shorthand for `--opt latency=` (syscall tracker).
-    #[arg(long)]
-    pub latency: Option<bool>,
-    /// Shorthand for `--opt file_types=` (files tracker; comma-separated).
-    #[arg(long, value_enum, value_delimiter = ',')]
-    pub file_types: Option<Vec<FileType>>,
+    #[command(flatten)]
+    pub trace: TraceArgs,
     /// Keep only events for which `FIELD OP VALUE` holds (== != > >= < <= ~); repeatable.
     #[arg(long = "where", value_name = "EXPR")]
     pub filters: Vec<String>,
-    /// Count calls per group of these comma-separated fields; prints the table at the end.
-    #[arg(long, value_name = "FIELDS", value_delimiter = ',')]
-    pub group_by: Vec<String>,
-    /// With --group-by: what to compute per group over --field, besides the calls.
-    #[arg(long, value_enum, default_value_t = AggOp::Count, requires = "group_by")]
-    pub op: AggOp,
-    /// With --op other than count: the numeric field it applies to.
-    #[arg(long, value_name = "FIELD", requires = "group_by")]
-    pub field: Option<String>,
-    /// With --group-by: print only the first N groups.
-    #[arg(long, value_name = "N", requires = "group_by")]
-    pub top: Option<usize>,
+    #[command(flatten)]
+    pub group: GroupArgs,
     /// With --group-by: print the table every INTERVAL (`5`, `5s`, `500ms`) and start
     /// again, as `syscount -i` does; the last table when the run ends.
     #[arg(long = "interval", value_name = "INTERVAL", value_parser = parse_duration, requires = "group_by")]
@@ -130,57 +87,16 @@ pub struct RunArgs {
     /// With --group-by: largest value first (default), most calls first, or by key.
     #[arg(long, value_enum, default_value_t = SortBy::Value, requires = "group_by")]
     pub sort: SortBy,
-    /// Output format.
-    #[arg(long, value_enum, default_value_t = Format::Text)]
-    pub format: Format,
-    /// Columns of the text table (comma-separated); defaults to the main fields.
-    #[arg(long, value_delimiter = ',')]
-    pub columns: Vec<String>,
-    /// Output as json, csv, text, or a text table of columns=F1,F2 (the short form of
-    /// --format and --columns).
-    #[arg(short = 'o', value_name = "json|csv|text|columns=F1,F2", conflicts_with_all = ["format", "columns", "pipeline"])]
-    pub output: Option<String>,
-    /// Values as they are in the text table: no errno or flag names, durations in ns,
-    /// paths uncut.
-    #[arg(long, conflicts_with = "pipeline")]
-    pub raw: bool,
-    /// Times in the text table in UTC; by default local (with the date when TZ is set).
-    #[arg(long, conflicts_with = "pipeline")]
-    pub utc: bool,
+    #[command(flatten)]
+    pub print: PrintArgs,
     /// The output chain as a JSON list of stages (filter, aggregate, tee, print), or
-    /// `@FILE` holding one; replaces --group-by, --format and --columns.
-    #[arg(long, value_name = "JSON|@FILE", conflicts_with_all = ["group_by", "format", "columns"])]
+    /// `@FILE` holding one; replaces --group-by and the output options.
+    #[arg(
+        long,
+        value_name = "JSON|@FILE",
+        conflicts_with_all = ["group_by", "format", "columns", "output", "raw", "utc"]
+    )]
     pub pipeline: Option<String>,
-}
-
-fn tracker_names() -> PossibleValuesParser {
-    PossibleValuesParser::new(TRACKERS.iter().map(|t| t.info().name))
-}
-
-/// Parses the command line and runs it.
-/// A run's length: a number with an optional unit (ms, s, m, h; seconds without one),
-/// more than 0 and at most a year.
-fn parse_duration(text: &str) -> Result<Duration, String> {
-    let at = text
-        .find(|c: char| c.is_ascii_alphabetic())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(at);
-    let scale = match unit {
-        "ms" => 1e-3,
-        "" | "s" => 1.0,
-        "m" => 60.0,
-        "h" => 3600.0,
-        _ => return Err(format!("unknown unit `{unit}`: use ms, s, m or h")),
-    };
-    let secs = number
-        .parse::<f64>()
-        .map_err(|_| "not a duration: give e.g. 30, 1.5, 30s, 500ms, 2m or 1h".to_string())?
-        * scale;
-    let max = crate::config::MAX_DURATION_SECS;
-    if !(secs > 0.0 && secs <= max as f64) {
-        return Err(format!("must be more than 0 and at most {max} s (a year)"));
-    }
-    Ok(Duration::from_secs_f64(secs))
 }
 
 /// Help and version as clap prints them; any other parse error as one line on stderr
@@ -205,6 +121,7 @@ fn clap_error(err: clap::Error) -> ExitCode {
     ExitCode::from(2)
 }
 
+/// Parses the command line and runs it.
 pub fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
@@ -250,6 +167,7 @@ pub fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Serve(args) => exit_code(serve::serve(&args)),
+        Command::Session(args) => exit_code(remote::session(&args)),
         Command::Run(args) => exit_code(run(&args)),
     }
 }
@@ -268,18 +186,6 @@ fn exit_code(result: Result<(), RunError>) -> ExitCode {
     }
 }
 
-/// The text table's default columns: who and what, then the tracker's own fields but
-/// those no event of the run has (`empty`).
-fn default_columns(info: &TrackerInfo, empty: &[&str]) -> Vec<String> {
-    ["ts", "kind", "pid", "ppid", "comm"]
-        .iter()
-        .copied()
-        .chain(info.fields.iter().map(|f| f.name))
-        .filter(|name| !empty.contains(name))
-        .map(String::from)
-        .collect()
-}
-
 /// What runs on the output thread: the `--pipeline`, or else optional aggregation, then
 /// printing.
 fn output_stages(args: &RunArgs, info: &TrackerInfo, empty: &[&str]) -> Result<Vec<Stage>, String> {
@@ -292,59 +198,25 @@ fn output_stages(args: &RunArgs, info: &TrackerInfo, empty: &[&str]) -> Result<V
         };
         return serde_json::from_str(&text).map_err(|e| format!("--pipeline: {e}"));
     }
-    // `-o` is the short way to say both.
-    let (format, chosen) = match args.output.as_deref() {
-        None => (args.format, args.columns.clone()),
-        Some("json") => (Format::Json, Vec::new()),
-        Some("csv") => (Format::Csv, Vec::new()),
-        Some("text") => (Format::Text, Vec::new()),
-        Some(other) => match other.strip_prefix("columns=") {
-            Some(list) => (Format::Text, list.split(',').map(str::to_string).collect()),
-            None => {
-                return Err(format!(
-                    "-o takes json, csv, text or columns=F1,F2, got `{other}`"
-                ))
-            }
-        },
-    };
-    if !chosen.is_empty() && format != Format::Text {
-        return Err(
-            "--columns chooses the text table's columns; json and csv print every field".into(),
-        );
-    }
     let mut stages = Vec::new();
-    let columns = if !chosen.is_empty() {
-        Some(chosen)
-    } else if args.group_by.is_empty() && format == Format::Text {
-        Some(default_columns(info, empty))
-    } else {
-        None
-    };
-    if !args.group_by.is_empty() {
+    let group = &args.group;
+    if !group.group_by.is_empty() {
         stages.push(Stage::Aggregate {
-            group_by: args.group_by.clone(),
-            op: args.op,
-            field: args.field.clone(),
-            top: args.top,
+            group_by: group.group_by.clone(),
+            op: group.op,
+            field: group.field.clone(),
+            top: group.top,
             sort: args.sort,
             period_ms: args
                 .period
                 .map(|p| u64::try_from(p.as_millis()).unwrap_or(u64::MAX).max(1)),
         });
     }
-    // Local time, as bpftrace and the libbpf-tools print it; with the date when the
-    // user chose a zone.
-    let clock = match (args.utc, std::env::var_os("TZ").is_some()) {
-        (true, _) => Clock::Utc,
-        (false, true) => Clock::LocalDate,
-        (false, false) => Clock::Local,
-    };
-    stages.push(Stage::Print {
-        format,
-        columns,
-        raw: args.raw,
-        clock,
-    });
+    let events = group
+        .group_by
+        .is_empty()
+        .then(|| default_columns(info, empty));
+    stages.push(args.print.stage(events)?);
     Ok(stages)
 }
 
@@ -372,64 +244,11 @@ fn check_aggregates(
     Ok(())
 }
 
-/// The tracker's options from `--opt` and the shorthand flags; each option once.
-fn tracker_options(
-    args: &RunArgs,
-    tracker: &dyn AnyTracker,
-) -> Result<serde_json::Map<String, serde_json::Value>, String> {
-    use serde_json::json;
-    let shorthands = [
-        (
-            "min_duration_ns",
-            args.min_duration_ms
-                .map(|ms| json!(ms.saturating_mul(1_000_000))),
-        ),
-        ("mode", args.mode.map(|m| json!(m))),
-        ("interval_ms", args.interval_ms.map(|ms| json!(ms))),
-        ("latency", args.latency.map(|on| json!(on))),
-        ("file_types", args.file_types.as_ref().map(|t| json!(t))),
-    ];
-    let declared = tracker.options();
-    let given = args.options.iter().map(|pair| {
-        let (key, text) = pair
-            .split_once('=')
-            .ok_or_else(|| format!("--opt takes KEY=VALUE, got `{pair}`"))?;
-        let list = declared
-            .iter()
-            .any(|o| o.name == key && o.type_name.starts_with('['));
-        Ok::<_, String>((key.to_string(), option_value(text, list)))
-    });
-    let mut options = serde_json::Map::new();
-    for entry in shorthands
-        .into_iter()
-        .filter_map(|(key, value)| value.map(|v| Ok((key.to_string(), v))))
-        .chain(given)
-    {
-        let (key, value) = entry?;
-        if options.insert(key.clone(), value).is_some() {
-            return Err(format!("option `{key}` is given twice"));
-        }
-    }
-    Ok(options)
-}
-
-/// An `--opt` value: JSON if it parses as JSON, else the text itself; for a list option,
-/// comma-separated text is a list of such values.
-fn option_value(text: &str, list: bool) -> serde_json::Value {
-    let one = |text: &str| {
-        serde_json::from_str(text).unwrap_or_else(|_| serde_json::Value::String(text.to_string()))
-    };
-    match one(text) {
-        serde_json::Value::Array(values) => serde_json::Value::Array(values),
-        _ if list => text.split(',').map(one).collect(),
-        value => value,
-    }
-}
-
 fn run(args: &RunArgs) -> Result<(), RunError> {
     let tracker = find_tracker(&args.tracker).map_err(|e| RunError::Usage(e.to_string()))?;
+    let trace = &args.trace;
     // A pid filter on no process would trace nothing, silently.
-    if let Some(pid) = args
+    if let Some(pid) = trace
         .pid
         .filter(|pid| !Path::new(&format!("/proc/{pid}")).exists())
     {
@@ -447,14 +266,14 @@ fn run(args: &RunArgs) -> Result<(), RunError> {
     let stdout =
         || Box::new(BufWriter::with_capacity(1 << 16, io::stdout())) as Box<dyn Write + Send>;
     let mut config = TrackerConfig {
-        target_pid: args.pid,
-        exclude_pid: (!args.include_self).then(std::process::id),
-        comm: args.comm.clone(),
-        cgroup_ids: args.cgroup_ids.clone(),
-        ringbuf_bytes: args
+        target_pid: trace.pid,
+        exclude_pid: (!trace.include_self).then(std::process::id),
+        comm: trace.comm.clone(),
+        cgroup_ids: trace.cgroup_ids.clone(),
+        ringbuf_bytes: trace
             .ringbuf_bytes
             .unwrap_or(TrackerConfig::default().ringbuf_bytes),
-        options: tracker_options(args, tracker).map_err(RunError::Usage)?,
+        options: tracker_options(trace, tracker).map_err(RunError::Usage)?,
         ..TrackerConfig::default()
     };
     tracker
@@ -476,7 +295,7 @@ fn run(args: &RunArgs) -> Result<(), RunError> {
     let containers = ContainerManager::new(ContainerOptions::default());
     runtime.block_on(containers.sync());
     runtime.block_on(async { containers.spawn_background() });
-    if let Some(query) = &args.container {
+    if let Some(query) = &trace.container {
         config.cgroup_ids = containers
             .resolve_running(query)
             .map_err(|e| RunError::Usage(e.to_string()))?

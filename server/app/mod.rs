@@ -1,6 +1,9 @@
-//! The edges: the command line (the seed's cmd) and `serve`, which assembles the server.
+//! The edges: the command line (the seed's cmd), `serve`, which assembles the server, and
+//! `remote`, the command line's client of a server.
 
+pub mod args;
 pub mod cli;
+pub mod remote;
 pub mod serve;
 
 /// How a command fails: the exit code tells the two apart.

@@ -43,7 +43,7 @@ pub enum Stage {
         /// Text: numbers as they are (no errno or flag names, durations in ns).
         #[serde(default)]
         raw: bool,
-        /// Text: `utc` (default), `local` or `local_date` times.
+        /// Text: `utc` (default), `local`, `local_date` or `utc_date` times.
         #[serde(default)]
         clock: Clock,
     },
@@ -101,6 +101,27 @@ impl Schema {
             .iter()
             .find(|(n, _)| n == name)
             .map(|&(_, ty)| ty)
+    }
+
+    /// The fields of the rows ([`AggRow`]) that grouping these records by `spec` gives:
+    /// the group-by fields, `count`, and the value column unless the op is COUNT.
+    pub fn of_groups(&self, spec: &AggregateSpec) -> Result<Schema, ChainError> {
+        let mut rows = Vec::with_capacity(spec.group_by.len() + 2);
+        for field in &spec.group_by {
+            let ty = self
+                .field_type(field)
+                .ok_or_else(|| ChainError::UnknownGroupField {
+                    field: field.clone(),
+                    known: self.known(),
+                })?;
+            rows.push((field.clone(), ty));
+        }
+        rows.push(("count".to_string(), FieldType::U64));
+        rows.extend(spec.value_name().map(|name| (name, FieldType::I64)));
+        Ok(Schema {
+            fields: rows,
+            weight: None,
+        })
     }
 
     fn names(&self) -> Vec<&str> {
@@ -181,23 +202,7 @@ pub fn build<R: Record + ?Sized + 'static>(
                 sort: *sort,
                 period: period_ms.map(Duration::from_millis),
             };
-            let mut rows = Vec::with_capacity(group_by.len() + 1);
-            for field in group_by {
-                let ty = schema
-                    .field_type(field)
-                    .ok_or_else(|| ChainError::UnknownGroupField {
-                        field: field.clone(),
-                        known: schema.known(),
-                    })?;
-                rows.push((field.clone(), ty));
-            }
-            rows.push(("count".to_string(), FieldType::U64));
-            rows.extend(spec.value_name().map(|name| (name, FieldType::I64)));
-            let rows = Schema {
-                fields: rows,
-                weight: None,
-            };
-            let next = build::<AggRow>(rest, &rows, output)?;
+            let next = build::<AggRow>(rest, &schema.of_groups(&spec)?, output)?;
             Box::new(Aggregator::new(spec, next))
         }
         Stage::Print {

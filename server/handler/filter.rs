@@ -139,6 +139,15 @@ impl Predicate {
         &self.field
     }
 
+    pub fn op(&self) -> Op {
+        self.op
+    }
+
+    /// The value as given (without its quotes).
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
     /// A record without the field, or with a null in it, never matches.
     pub fn matches<R: Record + ?Sized>(&self, record: &R) -> bool {
         match record.get(&self.field) {

@@ -15,6 +15,7 @@ mod aggregate;
 mod chain;
 mod fan_in;
 mod filter;
+mod owned;
 mod printer;
 
 use std::io;
@@ -26,6 +27,7 @@ pub use aggregate::{
 pub use chain::{build, ChainError, OutputFactory, Schema, Stage};
 pub use fan_in::{FanIn, FanInSender};
 pub use filter::{Filter, FilterError, Op, Predicate};
+pub use owned::OwnedRecord;
 pub use printer::{push_json_record, Clock, CsvPrinter, Format, JsonPrinter, TextPrinter};
 
 /// What became of an event a handler was given.

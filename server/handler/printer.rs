@@ -210,6 +210,8 @@ pub struct TextPrinter<W: Write> {
     sink: Sink<W>,
     columns: Option<Vec<String>>,
     widths: Vec<usize>,
+    /// The least width of each column, where the caller knows its values beforehand.
+    least: Vec<usize>,
     /// How people read each column (an errno name instead of -2, flag names ...).
     formats: Vec<FieldFormat>,
     /// Numbers as they are: every column plain.
@@ -228,6 +230,7 @@ impl<W: Write> TextPrinter<W> {
             sink: Sink::new(out),
             columns,
             widths: Vec::new(),
+            least: Vec::new(),
             formats: Vec::new(),
             raw: false,
             started: false,
@@ -240,6 +243,12 @@ impl<W: Write> TextPrinter<W> {
     /// With `raw`, numbers are printed as they are, not as people read them.
     pub fn raw(self, raw: bool) -> Self {
         Self { raw, ..self }
+    }
+
+    /// Columns at least this wide, in order: a table printed whole (a list of sessions)
+    /// fits its longest values.
+    pub fn widths_at_least(self, least: Vec<usize>) -> Self {
+        Self { least, ..self }
     }
 
     /// How times are shown (UTC time of day unless told).
@@ -315,26 +324,33 @@ pub enum Clock {
     Local,
     /// Local date and time of day.
     LocalDate,
+    /// UTC date and time of day.
+    UtcDate,
 }
 
 impl Clock {
     fn width(self) -> usize {
         match self {
             Clock::Utc | Clock::Local => 15,
-            Clock::LocalDate => 26,
+            Clock::LocalDate | Clock::UtcDate => 26,
         }
     }
 
     /// Appends the time `ns`, with microseconds when `micros`.
-    fn push(self, out: &mut String, ns: u64, micros: bool) {
+    pub fn push(self, out: &mut String, ns: u64, micros: bool) {
         use std::fmt::Write as _;
         let end = if micros { 26 } else { 19 };
         let local = match self {
-            Clock::Utc => None,
+            Clock::Utc | Clock::UtcDate => None,
             Clock::Local | Clock::LocalDate => local_time(ns),
         };
         let Some(tm) = local else {
-            out.push_str(&rfc3339_nanos(ns)[11..end]);
+            let utc = rfc3339_nanos(ns);
+            if self == Clock::UtcDate {
+                out.push_str(&utc[..10]);
+                out.push(' ');
+            }
+            out.push_str(&utc[11..end]);
             return;
         };
         if self == Clock::LocalDate {
@@ -398,6 +414,7 @@ impl<R: Record + ?Sized, W: Write + Send> Handler<R> for TextPrinter<W> {
         self.line.clear();
         if self.widths.is_empty() {
             let widths = &mut self.widths;
+            let least = &self.least;
             let formats = &mut self.formats;
             let catalog = record.catalog().filter(|_| !self.raw);
             let clock = self.clock;
@@ -405,7 +422,12 @@ impl<R: Record + ?Sized, W: Write + Send> Handler<R> for TextPrinter<W> {
             let mut header = Vec::new();
             Self::each_cell(&self.columns, record, &mut |name, value| {
                 let format = catalog.map_or(FieldFormat::Plain, |c| c.format_of(name));
-                widths.push(name.len().max(default_width(value, format, clock)));
+                let at_least = least.get(widths.len()).copied().unwrap_or(0);
+                widths.push(
+                    name.len()
+                        .max(default_width(value, format, clock))
+                        .max(at_least),
+                );
                 formats.push(format);
                 numeric.push(matches!(value, Value::U64(_) | Value::I64(_)));
                 header.push(name.to_uppercase());

@@ -491,6 +491,61 @@ pub fn rfc3339_nanos(ns: u64) -> String {
     )
 }
 
+/// Reads the `YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ` of [`rfc3339_nanos`] back (fewer digits of
+/// the fraction, or none, also do); `None` for any other text.
+pub fn parse_rfc3339_nanos(text: &str) -> Option<u64> {
+    let text = text.strip_suffix('Z')?;
+    let (date, time) = text.split_once('T')?;
+    let (time, fraction) = time.split_once('.').unwrap_or((time, ""));
+    let number = |part: &str, digits: usize| {
+        (part.len() == digits && part.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| part.parse::<u64>().ok())
+            .flatten()
+    };
+    let mut date = date.split('-');
+    let (year, month, day) = (
+        number(date.next()?, 4)?,
+        number(date.next()?, 2)?,
+        number(date.next()?, 2)?,
+    );
+    let mut time = time.split(':');
+    let (hour, minute, second) = (
+        number(time.next()?, 2)?,
+        number(time.next()?, 2)?,
+        number(time.next()?, 2)?,
+    );
+    if date.next().is_some() || time.next().is_some() || fraction.len() > 9 {
+        return None;
+    }
+    if !(1..=12).contains(&month)
+        || !(1..=31).contains(&day)
+        || hour > 23
+        || minute > 59
+        || second > 60
+    {
+        return None;
+    }
+    let nanos = match fraction {
+        "" => 0,
+        digits => number(digits, digits.len())? * 10u64.pow(9 - digits.len() as u32),
+    };
+    let days = u64::try_from(days_from_civil(year as i64, month as u32, day as u32)).ok()?;
+    let secs = days * 86_400 + hour * 3600 + minute * 60 + second;
+    secs.checked_mul(1_000_000_000)?.checked_add(nanos)
+}
+
+/// A proleptic Gregorian date to days since 1970-01-01 (the inverse of
+/// [`civil_from_days`]).
+fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
+    let year = year - i64::from(month <= 2);
+    let era = year.div_euclid(400);
+    let yoe = year.rem_euclid(400);
+    let mp = i64::from((month + 9) % 12);
+    let doy = (153 * mp + 2) / 5 + i64::from(day) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
 /// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's algorithm).
 fn civil_from_days(days: i64) -> (i64, u32, u32) {
     let z = days + 719_468;
@@ -521,6 +576,37 @@ mod tests {
             rfc3339_nanos(1_795_879_201_123_456_789),
             "2026-11-28T15:20:01.123456789Z"
         );
+    }
+
+    #[test]
+    fn reads_rfc3339_back() {
+        for ns in [
+            0,
+            1_709_251_199_000_000_007,
+            1_795_879_201_123_456_789,
+            951_782_400_999_999_999, // 2000-02-29, a leap day of a century
+        ] {
+            assert_eq!(parse_rfc3339_nanos(&rfc3339_nanos(ns)), Some(ns));
+        }
+        assert_eq!(
+            parse_rfc3339_nanos("2026-11-28T15:20:01.5Z"),
+            Some(1_795_879_201_500_000_000)
+        );
+        assert_eq!(
+            parse_rfc3339_nanos("2026-11-28T15:20:01Z"),
+            Some(1_795_879_201_000_000_000)
+        );
+        for bad in [
+            "",
+            "2026-11-28T15:20:01",
+            "2026-11-28 15:20:01Z",
+            "2026-13-28T15:20:01Z",
+            "2026-11-28T15:20:01.1234567890Z",
+            "1969-12-31T23:59:59Z",
+            "2026-11-28T15:20:+1Z",
+        ] {
+            assert_eq!(parse_rfc3339_nanos(bad), None, "{bad}");
+        }
     }
 
     #[test]

@@ -13,7 +13,7 @@ use sqlx::sqlite::{SqliteArguments, SqliteRow};
 use sqlx::{Arguments, Row, SqlitePool, TypeInfo, ValueRef};
 
 use super::StoreError;
-use crate::handler::push_json_record;
+use crate::handler::{push_json_record, KeyValue, OwnedRecord};
 use crate::model::{FieldInfo, FieldType, Record, TrackerInfo, Value};
 use crate::results::query::StoredEvent;
 use crate::trackers::TRACKERS;
@@ -114,10 +114,16 @@ pub(super) fn stored_event(
                 typed - 1
             }
         };
-        fields.push((field.name, Owned::read(row, at, field.ty)?));
+        fields.push((field.name, read_value(row, at, field.ty)?));
     }
     let mut json = Vec::with_capacity(512);
-    push_json_record(&mut json, &Fields { info, fields });
+    push_json_record(
+        &mut json,
+        &OwnedRecord {
+            catalog: Some(info),
+            fields,
+        },
+    );
     Ok(StoredEvent {
         id: row.try_get("id")?,
         seq: row.try_get("seq")?,
@@ -132,69 +138,23 @@ pub(super) fn stored_event(
     })
 }
 
-/// A field's value as read from the database.
-enum Owned {
-    Null,
-    U64(u64),
-    I64(i64),
-    Time(u64),
-    Str(String),
-}
-
-impl Owned {
-    fn read(row: &SqliteRow, i: usize, ty: FieldType) -> Result<Self, StoreError> {
-        let raw = row.try_get_raw(i)?;
-        if raw.is_null() {
-            return Ok(Owned::Null);
-        }
-        // By what is stored, read as the catalog types it: a u64 past i64::MAX was stored
-        // as a real (see `Cell`).
-        let stored = raw.type_info().name().to_string();
-        Ok(match (stored.as_str(), ty) {
-            ("TEXT", _) => Owned::Str(row.try_get(i)?),
-            ("REAL", FieldType::I64) => Owned::I64(row.try_get::<f64, _>(i)? as i64),
-            ("REAL", _) => Owned::U64(row.try_get::<f64, _>(i)? as u64),
-            ("INTEGER", FieldType::I64 | FieldType::Str) => Owned::I64(row.try_get(i)?),
-            ("INTEGER", FieldType::Time) => Owned::Time(row.try_get::<i64, _>(i)? as u64),
-            ("INTEGER", FieldType::U64) => Owned::U64(row.try_get::<i64, _>(i)? as u64),
-            (other, _) => return Err(StoreError::Corrupt(format!("a field stored as {other}"))),
-        })
+/// A field's value as read from the database: by what is stored, read as the catalog
+/// types it (a u64 past i64::MAX was stored as a real, see `Cell`).
+fn read_value(row: &SqliteRow, i: usize, ty: FieldType) -> Result<KeyValue, StoreError> {
+    let raw = row.try_get_raw(i)?;
+    if raw.is_null() {
+        return Ok(KeyValue::Null);
     }
-
-    fn value(&self) -> Value<'_> {
-        match self {
-            Owned::Null => Value::Null,
-            Owned::U64(v) => Value::U64(*v),
-            Owned::I64(v) => Value::I64(*v),
-            Owned::Time(v) => Value::Time(*v),
-            Owned::Str(s) => Value::Str(s),
-        }
-    }
-}
-
-/// A stored event's fields in catalog order, printed as any of the tracker's events is.
-struct Fields {
-    info: &'static TrackerInfo,
-    fields: Vec<(&'static str, Owned)>,
-}
-
-impl Record for Fields {
-    fn visit(&self, visit: &mut dyn FnMut(&str, Value<'_>)) {
-        for (name, value) in &self.fields {
-            visit(name, value.value());
-        }
-    }
-
-    fn get(&self, name: &str) -> Option<Value<'_>> {
-        self.fields
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, v)| v.value())
-    }
-
-    fn catalog(&self) -> Option<&'static TrackerInfo> {
-        Some(self.info)
-    }
+    let stored = raw.type_info().name().to_string();
+    Ok(match (stored.as_str(), ty) {
+        ("TEXT", _) => KeyValue::Str(row.try_get::<String, _>(i)?.into()),
+        ("REAL", FieldType::I64) => KeyValue::I64(row.try_get::<f64, _>(i)? as i64),
+        ("REAL", _) => KeyValue::U64(row.try_get::<f64, _>(i)? as u64),
+        ("INTEGER", FieldType::I64 | FieldType::Str) => KeyValue::I64(row.try_get(i)?),
+        ("INTEGER", FieldType::Time) => KeyValue::Time(row.try_get::<i64, _>(i)? as u64),
+        ("INTEGER", FieldType::U64) => KeyValue::U64(row.try_get::<i64, _>(i)? as u64),
+        (other, _) => return Err(StoreError::Corrupt(format!("a field stored as {other}"))),
+    })
 }
 
 /// One typed value of an event, as the writer binds it. Text is a range of its chunk's

@@ -33,8 +33,17 @@ impl<'r> Decode<'r, Sqlite> for SessionId {
     }
 }
 
+// Also a value of the CLI's `session list --status` (a plain comment: not in the schema).
 #[derive(
-    Clone, Copy, Debug, PartialEq, Eq, async_graphql::Enum, serde::Serialize, serde::Deserialize,
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    async_graphql::Enum,
+    serde::Serialize,
+    serde::Deserialize,
+    clap::ValueEnum,
 )]
 pub enum SessionStatus {
     Running,
@@ -44,8 +53,17 @@ pub enum SessionStatus {
     Interrupted,
 }
 
+// Also a value of the CLI's `session start --store` (a plain comment: not in the schema).
 #[derive(
-    Clone, Copy, Debug, PartialEq, Eq, async_graphql::Enum, serde::Serialize, serde::Deserialize,
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    async_graphql::Enum,
+    serde::Serialize,
+    serde::Deserialize,
+    clap::ValueEnum,
 )]
 pub enum StoreKind {
     Sqlite,
