@@ -307,6 +307,21 @@ fn sessions_from_the_command_line() {
     let tailed = json_lines(&stdout(&out));
     let stored_execs: Vec<&Value> = stored.iter().filter(|e| e["kind"] == "exec").collect();
     assert_eq!(tailed.iter().collect::<Vec<_>>(), stored_execs);
+    // With --from-start, an ended session's tail prints what it stored, and ends.
+    let replayed = json_lines(&ok(session(
+        &server,
+        &[
+            "tail",
+            &id,
+            "--from-start",
+            "--where",
+            r#"kind == "exec""#,
+            "-o",
+            "json",
+        ],
+        &token_env,
+    )));
+    assert_eq!(replayed.iter().collect::<Vec<_>>(), stored_execs);
 
     let shown = ok(session(&server, &["show", &id], &token_env));
     assert!(shown.lines().any(|l| l == "status   STOPPED"), "{shown}");

@@ -175,6 +175,10 @@ pub struct TailArgs {
     /// server before its live sample; repeatable.
     #[arg(long = "where", value_name = "EXPR")]
     pub filters: Vec<String>,
+    /// Print the events the session has stored first, then the live ones, none missed
+    /// or twice; on an ended session, print its stored events and end.
+    #[arg(long)]
+    pub from_start: bool,
     #[command(flatten)]
     pub print: PrintArgs,
 }
@@ -528,8 +532,9 @@ fn tail_session(client: &Client, args: &TailArgs, stdout: OutputFactory) -> Resu
         signal_hook::flag::register(signal, stop.clone())?;
     }
     let mut ws = client.subscribe(
-        "subscription($id: ID!, $where: [Condition!]) { sessionEvents(id: $id, where: $where) { data } }",
-        json!({ "id": args.id, "where": conditions }),
+        "subscription($id: ID!, $where: [Condition!], $fromStart: Boolean) {
+           sessionEvents(id: $id, where: $where, fromStart: $fromStart) { data } }",
+        json!({ "id": args.id, "where": conditions, "fromStart": args.from_start }),
     )?;
     if io::IsTerminal::is_terminal(&io::stdout()) {
         eprintln!("Tailing session {}... Ctrl-C to end.", args.id);
