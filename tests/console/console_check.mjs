@@ -6,7 +6,9 @@
 //
 // It opens <base-url>/graphql, sets the token through the page's token input when
 // one is given, puts `{ health { version } }` into the query editor, presses the
-// run button and waits for the response pane to show the version. It fails when
+// run button and waits for the response pane to show the version; then it opens the
+// catalog panel and clicks the process tracker's `filename`, which must write
+// "filename" into the editor. It fails when
 // the version is missing or empty, or when the page made any request to a host
 // other than the base URL's (the console must work with no internet access).
 // Prints `console ok: version <v>` and exits 0 on success; exits 1 with a reason
@@ -206,6 +208,26 @@ try {
     const hint = authError ? (token ? ' (is the token right?)' : ' (does the server want a token?)') : '';
     await fail(`the response has no non-empty health.version${hint}`, [responseText]);
   }
+
+  // The catalog panel lists each tracker's fields; a click writes one, quoted, at the
+  // query editor's cursor (string values GraphiQL's own completion cannot know).
+  await page.evaluate(() => {
+    const cm = document.querySelector('.graphiql-query-editor .CodeMirror').CodeMirror;
+    cm.setValue('');
+  });
+  await page
+    .click('[aria-label="Show Trackers and fields"]')
+    .catch(() => fail('no catalog button in the sidebar', diagnostics()));
+  await page
+    .click('details[data-tracker="process"] > summary')
+    .catch(() => fail('the catalog does not list the process tracker', diagnostics()));
+  await page
+    .click('details[data-tracker="process"] button[data-field="filename"]')
+    .catch(() => fail('the catalog does not list process fields', diagnostics()));
+  const inserted = await page.evaluate(
+    () => document.querySelector('.graphiql-query-editor .CodeMirror').CodeMirror.getValue(),
+  );
+  if (inserted !== '"filename"') await fail(`a click on filename wrote ${JSON.stringify(inserted)}`);
 
   // Give late requests (fonts, lazy chunks) a moment to show up before judging.
   await page.waitForLoadState('networkidle', { timeout: 5000 }).catch(() => {});

@@ -1,6 +1,7 @@
 import { useMemo, useState } from 'react';
 import { GraphiQL } from 'graphiql';
 import { createGraphiQLFetcher } from '@graphiql/toolkit';
+import { CATALOG_TITLE, CatalogIcon, makeCatalog } from './Catalog';
 
 export const TOKEN_KEY = 'eunomia.token';
 
@@ -49,8 +50,24 @@ async function fetchJson(url, init) {
   });
 }
 
+function authHeaders(token) {
+  return token ? { Authorization: `Bearer ${token}` } : {};
+}
+
+// One query over HTTP with the token, for the console's own panels.
+function makeLoader(token) {
+  return async (query) => {
+    const response = await fetchJson(endpoints().url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', ...authHeaders(token) },
+      body: JSON.stringify({ query }),
+    });
+    return response.json();
+  };
+}
+
 function makeFetcher(token) {
-  const auth = token ? { Authorization: `Bearer ${token}` } : {};
+  const auth = authHeaders(token);
   return createGraphiQLFetcher({
     ...endpoints(),
     fetch: fetchJson,
@@ -123,6 +140,10 @@ function TokenBar({ token, onApply }) {
 export function App() {
   const [token, setToken] = useState(readToken);
   const fetcher = useMemo(() => makeFetcher(token), [token]);
+  const plugins = useMemo(
+    () => [{ title: CATALOG_TITLE, icon: CatalogIcon, content: makeCatalog(makeLoader(token)) }],
+    [token],
+  );
 
   const apply = (next) => {
     writeToken(next);
@@ -135,6 +156,7 @@ export function App() {
       <main className="eunomia-graphiql">
         <GraphiQL
           fetcher={fetcher}
+          plugins={plugins}
           defaultQuery={DEFAULT_QUERY}
           shouldPersistHeaders={false}
         >

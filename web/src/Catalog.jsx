@@ -1,0 +1,104 @@
+import { useEffect, useState } from 'react';
+import { useEditorContext } from '@graphiql/react';
+
+// The catalog as `trackers` gives it: what groupBy, field and where take, and what a
+// session's config takes, per tracker.
+const CATALOG_QUERY = `{ trackers { name description weight
+  fields { name type description measure } options { name type default description } } }`;
+
+export const CATALOG_TITLE = 'Trackers and fields';
+
+export function CatalogIcon() {
+  return (
+    <svg viewBox="0 0 24 24" width="20" height="20" aria-hidden="true">
+      <path
+        d="M4 5h16M4 12h16M4 19h10"
+        stroke="currentColor"
+        strokeWidth="2"
+        fill="none"
+        strokeLinecap="round"
+      />
+    </svg>
+  );
+}
+
+// The panel: each tracker's fields and options. GraphiQL completes the schema's names;
+// field names are string values it cannot know, so a click on one writes it, quoted,
+// at the query editor's cursor.
+export function makeCatalog(load) {
+  return function Catalog() {
+    const { queryEditor } = useEditorContext({ nonNull: true });
+    const [state, setState] = useState({ trackers: null, error: null });
+
+    useEffect(() => {
+      let live = true;
+      load(CATALOG_QUERY)
+        .then((body) => {
+          if (!live) return;
+          if (body.errors) setState({ trackers: null, error: body.errors[0].message });
+          else setState({ trackers: body.data.trackers, error: null });
+        })
+        .catch((err) => live && setState({ trackers: null, error: String(err) }));
+      return () => {
+        live = false;
+      };
+    }, []);
+
+    const insert = (name) => {
+      if (!queryEditor) return;
+      queryEditor.replaceSelection(JSON.stringify(name));
+      queryEditor.focus();
+    };
+
+    if (state.error) return <div className="eunomia-catalog-error">{state.error}</div>;
+    if (!state.trackers) return <div>Loading the catalog...</div>;
+    return (
+      <div className="eunomia-catalog">
+        <div className="graphiql-doc-explorer-title">{CATALOG_TITLE}</div>
+        <p>Click a field to write its name at the cursor (groupBy, field, where).</p>
+        {state.trackers.map((tracker) => (
+          <details key={tracker.name} data-tracker={tracker.name}>
+            <summary>
+              <strong>{tracker.name}</strong> {tracker.description}
+            </summary>
+            <ul>
+              {tracker.fields.map((field) => (
+                <li key={field.name}>
+                  <button
+                    type="button"
+                    className="eunomia-field"
+                    data-field={field.name}
+                    title={field.description}
+                    onClick={() => insert(field.name)}
+                  >
+                    {field.name}
+                  </button>{' '}
+                  <span className="eunomia-type">
+                    {field.type}
+                    {field.measure ? ', measure' : ''}
+                    {tracker.weight === field.name ? ', weight' : ''}
+                  </span>
+                </li>
+              ))}
+            </ul>
+            {tracker.options.length > 0 && (
+              <>
+                <div>options (startSession's config)</div>
+                <ul>
+                  {tracker.options.map((option) => (
+                    <li key={option.name} title={option.description}>
+                      <code>{option.name}</code>{' '}
+                      <span className="eunomia-type">
+                        {option.type}, default {JSON.stringify(option.default)}
+                      </span>
+                    </li>
+                  ))}
+                </ul>
+              </>
+            )}
+          </details>
+        ))}
+      </div>
+    );
+  };
+}
