@@ -172,6 +172,10 @@ fn bad_input_exits_2_with_a_clear_message() {
             "filter `comm === sh` has more than one operator",
         ),
         (
+            &["run", "process", "--where", "comm = sh"],
+            "filter `comm = sh` compares with `=`; equality is `==`",
+        ),
+        (
             &["run", "process", "--pipeline", r#"[{"type": "print", "format": "xml"}]"#],
             "--pipeline: unknown variant `xml`",
         ),

@@ -111,6 +111,7 @@ fn predicates_check_fields_and_types() {
             "comm =~ sh",
             "filter `comm =~ sh` has more than one operator; use one of == != > >= < <= ~ (contains)",
         ),
+        ("comm = sh", "filter `comm = sh` compares with `=`; equality is `==`"),
     ] {
         assert_eq!(parse(bad).unwrap_err().to_string(), message, "{bad}");
     }

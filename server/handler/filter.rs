@@ -15,6 +15,8 @@ pub enum FilterError {
     NoField(String),
     #[error("filter `{0}` has more than one operator; use one of == != > >= < <= ~ (contains)")]
     ExtraOperator(String),
+    #[error("filter `{0}` compares with `=`; equality is `==`")]
+    SingleEquals(String),
     #[error("unknown field `{field}`; known fields: {known}")]
     UnknownField { field: String, known: String },
     #[error("field `{field}` is numeric but `{value}` is not a number")]
@@ -37,7 +39,8 @@ pub enum Op {
 }
 
 impl Op {
-    /// Longest spellings first, so `>=` is not read as `>`.
+    /// Longest spellings first, so `>=` is not read as `>`. A lone `=` is recognised only
+    /// to be refused.
     const SPELLINGS: [(&'static str, Op); 8] = [
         ("==", Op::Eq),
         ("!=", Op::Ne),
@@ -101,6 +104,10 @@ impl Predicate {
         // `===`, `=~`, `<>`: an operator that is not one would otherwise match nothing.
         if text.starts_with(['=', '~', '<', '>', '!']) {
             return Err(FilterError::ExtraOperator(expr.to_string()));
+        }
+        // Read as a typo rather than guessed at: `=` is assignment in most languages.
+        if spelling == "=" {
+            return Err(FilterError::SingleEquals(expr.to_string()));
         }
         // A quoted value is the text between the quotes, as a shell user expects.
         let text = ['"', '\'']
