@@ -11,8 +11,10 @@ use std::fmt;
 
 mod errno;
 mod format;
+mod signal;
 pub use errno::errno_name;
 pub use format::FieldFormat;
+pub use signal::signal_name;
 
 /// Constants shared with the probes, generated from probes/common.h by build.rs.
 pub mod common_h {

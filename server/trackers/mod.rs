@@ -6,6 +6,7 @@
 pub mod files;
 pub mod ipc;
 pub mod process;
+pub mod signal;
 pub mod syscall;
 pub mod tcp;
 
@@ -153,4 +154,5 @@ register_trackers! {
     Tcp => tcp::TcpTracker, tcp::TcpEvent;
     Ipc => ipc::IpcTracker, ipc::IpcEvent;
     Files => files::FilesTracker, files::FilesEvent;
+    Signal => signal::SignalTracker, signal::SignalEvent;
 }

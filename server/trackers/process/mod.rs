@@ -6,7 +6,8 @@
 use super::{Event, Tracker};
 use crate::engine::{with_record, Run, TrackerError, TrackerOptions};
 use crate::model::{
-    errno_name, EventBody, FieldFormat, FieldInfo, FieldType, FixedStr, TrackerInfo, Value,
+    errno_name, signal_name, EventBody, FieldFormat, FieldInfo, FieldType, FixedStr, TrackerInfo,
+    Value,
 };
 use crate::{decode_header, run_ring_buffer_probe};
 
@@ -121,45 +122,6 @@ impl WaitStatus {
     pub fn core_dumped(self) -> bool {
         self.0 & 0x80 != 0
     }
-}
-
-/// `SIGKILL` for 9; the number for signals without a standard name.
-pub fn signal_name(sig: u32) -> Option<&'static str> {
-    const NAMES: [&str; 32] = [
-        "",
-        "SIGHUP",
-        "SIGINT",
-        "SIGQUIT",
-        "SIGILL",
-        "SIGTRAP",
-        "SIGABRT",
-        "SIGBUS",
-        "SIGFPE",
-        "SIGKILL",
-        "SIGUSR1",
-        "SIGSEGV",
-        "SIGUSR2",
-        "SIGPIPE",
-        "SIGALRM",
-        "SIGTERM",
-        "SIGSTKFLT",
-        "SIGCHLD",
-        "SIGCONT",
-        "SIGSTOP",
-        "SIGTSTP",
-        "SIGTTIN",
-        "SIGTTOU",
-        "SIGURG",
-        "SIGXCPU",
-        "SIGXFSZ",
-        "SIGVTALRM",
-        "SIGPROF",
-        "SIGWINCH",
-        "SIGIO",
-        "SIGPWR",
-        "SIGSYS",
-    ];
-    NAMES.get(sig as usize).copied().filter(|n| !n.is_empty())
 }
 
 impl EventBody for ProcessEvent {

@@ -1,0 +1,46 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/*
+ * The signal tracker (sigsnoop): every signal generated, on `signal:signal_generate`,
+ * which runs in the sender's context with the target and the kernel's verdict. The
+ * filters (pid, comm, cgroup) select the sender; `signal_mask` the signals.
+ */
+#include "common.bpf.h"
+#include "signal.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+struct signal_event signal_event_layout = {};
+
+/* Signals to report, bit (1 << (signal - 1)); all by default. Set before load. */
+const volatile u64 signal_mask = ~0ULL;
+/* Only signals to this thread group; 0 for any. */
+const volatile u32 target_tgid = 0;
+
+SEC("tp/signal/signal_generate")
+int handle_signal_generate(struct trace_event_raw_signal_generate *ctx)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	u32 pid = bpf_get_current_pid_tgid() >> 32;
+	int sig = ctx->sig;
+	struct signal_event *e;
+
+	if (sig < 1 || sig > 64 || !(signal_mask & (1ULL << (sig - 1))))
+		return 0;
+	if (target_tgid && ctx->pid != target_tgid)
+		return 0;
+	if (!task_selected(task, pid))
+		return 0;
+	e = reserve_event(sizeof(*e));
+	if (!e)
+		return 0;
+	fill_header(&e->header, task, pid);
+	e->sig = sig;
+	e->code = ctx->code;
+	e->target_pid = ctx->pid;
+	e->group = ctx->group;
+	e->result = ctx->result;
+	e->pad = 0;
+	bpf_probe_read_kernel(e->target_comm, sizeof(e->target_comm), ctx->comm);
+	submit_event(e);
+	return 0;
+}

@@ -1,0 +1,19 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+#ifndef EUNOMIA_SIGNAL_H
+#define EUNOMIA_SIGNAL_H
+
+#include "common.h"
+
+/* One signal generated (sent, or raised by the kernel), in the sender's context. */
+struct signal_event {
+	struct event_header header; /* the sender */
+	int sig;
+	int code; /* si_code: SI_USER for kill, SI_TKILL for tkill/tgkill, SI_KERNEL ... */
+	int target_pid; /* the receiving thread group (or thread, with group 0) */
+	int group; /* 1 for the whole process, 0 for one thread */
+	int result; /* 0 delivered, 1 ignored, 2 already pending, 3 overflow, 4 info lost */
+	unsigned int pad;
+	char target_comm[TASK_COMM_LEN];
+};
+
+#endif
