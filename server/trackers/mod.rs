@@ -3,6 +3,7 @@
 //! [`Tracker`] (with its typed options) and [`EventBody`], and add one line to
 //! `register_trackers!` below.
 
+pub mod capable;
 pub mod files;
 pub mod ipc;
 pub mod process;
@@ -155,4 +156,5 @@ register_trackers! {
     Ipc => ipc::IpcTracker, ipc::IpcEvent;
     Files => files::FilesTracker, files::FilesEvent;
     Signal => signal::SignalTracker, signal::SignalEvent;
+    Capable => capable::CapableTracker, capable::CapableEvent;
 }
