@@ -6,6 +6,7 @@
 pub mod capable;
 pub mod files;
 pub mod ipc;
+pub mod oomkill;
 pub mod process;
 pub mod signal;
 pub mod syscall;
@@ -157,4 +158,5 @@ register_trackers! {
     Files => files::FilesTracker, files::FilesEvent;
     Signal => signal::SignalTracker, signal::SignalEvent;
     Capable => capable::CapableTracker, capable::CapableEvent;
+    Oomkill => oomkill::OomkillTracker, oomkill::OomkillEvent;
 }
