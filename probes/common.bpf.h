@@ -173,4 +173,22 @@ static __always_inline void fill_header_cached(struct event_header *h, struct ta
 	h->ts_ns = now;
 }
 
+/* The socket behind a file descriptor of `task`, or NULL when the fd is no socket. */
+static __always_inline struct sock *sock_of_fd(struct task_struct *task, long fd)
+{
+	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
+	struct file **fds = BPF_CORE_READ(fdt, fd);
+	struct file *file = NULL;
+	struct socket *sock;
+
+	if (fd < 0 || fd >= BPF_CORE_READ(fdt, max_fds))
+		return NULL;
+	bpf_probe_read_kernel(&file, sizeof(file), &fds[fd]);
+	/* S_IFMT and S_IFSOCK: only a socket's private data is a struct socket. */
+	if (!file || (BPF_CORE_READ(file, f_inode, i_mode) & 0170000) != 0140000)
+		return NULL;
+	sock = BPF_CORE_READ(file, private_data);
+	return BPF_CORE_READ(sock, sk);
+}
+
 #endif

@@ -211,21 +211,6 @@ int handle_set_state(struct trace_event_raw_inet_sock_set_state *ctx)
 	return 0;
 }
 
-/* The socket behind a file descriptor of the current task (garbage if it is not one). */
-static __always_inline struct sock *sock_of_fd(struct task_struct *task, long fd)
-{
-	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
-	struct file **fds = BPF_CORE_READ(fdt, fd);
-	struct file *file = NULL;
-	struct socket *sock;
-
-	if (fd < 0 || fd >= BPF_CORE_READ(fdt, max_fds))
-		return NULL;
-	bpf_probe_read_kernel(&file, sizeof(file), &fds[fd]);
-	sock = BPF_CORE_READ(file, private_data);
-	return BPF_CORE_READ(sock, sk);
-}
-
 /*
  * accept() returning is the first time the passive socket's owner is known. Only a
  * socket tracked since its passive open is looked at, which also rules out fds that are

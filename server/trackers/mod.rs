@@ -3,6 +3,7 @@
 //! [`Tracker`] (with its typed options) and [`EventBody`], and add one line to
 //! `register_trackers!` below.
 
+pub mod bind;
 pub mod capable;
 pub mod files;
 pub mod ipc;
@@ -159,4 +160,5 @@ register_trackers! {
     Signal => signal::SignalTracker, signal::SignalEvent;
     Capable => capable::CapableTracker, capable::CapableEvent;
     Oomkill => oomkill::OomkillTracker, oomkill::OomkillEvent;
+    Bind => bind::BindTracker, bind::BindEvent;
 }
