@@ -551,6 +551,63 @@ fn run_aggregates_and_prints_csv() {
     assert_eq!(lines, [format!("exec,{comm},4"), format!("exit,{comm},4")]);
 }
 
+/// `--histogram` prints libbpf-tools' power-of-two table when the run ends: one row per
+/// bucket, consecutive from the lowest to the highest with a value, whose counts add up
+/// to the exits.
+#[test]
+fn histogram_counts_every_value_in_its_power_of_two_row() {
+    if !root_or_skip("histogram_counts_every_value_in_its_power_of_two_row") {
+        return;
+    }
+    let (binary, comm) = unique_binary("hst");
+    let filter = format!("comm == {comm}");
+    let args = |extra: &[&'static str]| -> Vec<String> {
+        [
+            "run",
+            "process",
+            "--duration",
+            "3",
+            "--where",
+            &filter,
+            "--where",
+            "kind == exit",
+        ]
+        .iter()
+        .map(|a| a.to_string())
+        .chain(extra.iter().map(|a| a.to_string()))
+        .collect()
+    };
+    let histogram_args = args(&["--histogram", "duration_ns"]);
+    let histogram_args: Vec<&str> = histogram_args.iter().map(String::as_str).collect();
+    let Executed { out, .. } = run_while_executing(&histogram_args, &binary, 6);
+    let text = String::from_utf8(out.stdout).unwrap();
+    let mut lines = text.lines();
+    assert_eq!(
+        lines.next().unwrap().split_whitespace().collect::<Vec<_>>(),
+        ["duration_ns", ":", "count", "distribution"]
+    );
+    let rows: Vec<(u64, u64, u64)> = lines
+        .map(|line| {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            assert_eq!((words[1], words[3]), ("->", ":"), "{line}");
+            let n = |i: usize| words[i].parse::<u64>().unwrap();
+            (n(0), n(2), n(4))
+        })
+        .collect();
+    assert_eq!(rows.iter().map(|r| r.2).sum::<u64>(), 6, "{text}");
+    // Consecutive powers of two, the first and last rows holding values.
+    for pair in rows.windows(2) {
+        assert_eq!(pair[1].0, pair[0].1 + 1, "{text}");
+    }
+    assert!(rows[0].2 > 0 && rows[rows.len() - 1].2 > 0, "{text}");
+    for &(low, high, _) in &rows {
+        assert!(
+            low.is_power_of_two() && (high + 1).is_power_of_two(),
+            "{text}"
+        );
+    }
+}
+
 /// A `--pipeline` assembles the seed's handler chain at run time: one branch prints every
 /// exec as JSON, the other counts events per kind as CSV, both from one run.
 #[test]

@@ -760,3 +760,39 @@ fn a_path_in_the_last_column_is_not_cut() {
     Handler::<Event>::finish(&mut printer).unwrap();
     assert_eq!(buf.text(), format!("    PID FILENAME\n      7 {long}\n"));
 }
+
+/// A histogram per group, the group with most values first; each from its lowest to its
+/// highest bucket with a value, empty ones between, bars scaled to the fullest.
+#[test]
+fn histogram_stage_prints_power_of_two_rows_per_group() {
+    let buf = SharedBuf::default();
+    let stages: Vec<Stage> = serde_json::from_str(
+        r#"[{"type": "histogram", "field": "duration_ns", "group_by": ["comm"]}]"#,
+    )
+    .unwrap();
+    let output = || -> Box<dyn std::io::Write + Send> { Box::new(buf.clone()) };
+    let schema = Schema::of(find_tracker("process").unwrap().info());
+    let mut chain = handler::build::<Event>(&stages, &schema, &output).unwrap();
+    for (comm, duration) in [("a", 0), ("a", 1), ("a", 3), ("a", 3), ("a", 100), ("b", 5)] {
+        chain.handle(&exit(1, comm, 0, duration));
+    }
+    // Execs have no duration: left out.
+    chain.handle(&exec(1, "a", "/x"));
+    chain.finish().unwrap();
+    let expected = concat!(
+        "\ncomm = a\n",
+        "             duration_ns                     : count    distribution\n",
+        "                   0 -> 0                    : 1        |********************                    |\n",
+        "                   1 -> 1                    : 1        |********************                    |\n",
+        "                   2 -> 3                    : 2        |****************************************|\n",
+        "                   4 -> 7                    : 0        |                                        |\n",
+        "                   8 -> 15                   : 0        |                                        |\n",
+        "                  16 -> 31                   : 0        |                                        |\n",
+        "                  32 -> 63                   : 0        |                                        |\n",
+        "                  64 -> 127                  : 1        |********************                    |\n",
+        "\ncomm = b\n",
+        "             duration_ns                     : count    distribution\n",
+        "                   4 -> 7                    : 1        |****************************************|\n",
+    );
+    assert_eq!(buf.text(), expected);
+}

@@ -23,7 +23,7 @@ use crate::container::{ContainerManager, ContainerOptions, Enrich};
 use crate::engine::{Counters, TrackerConfig};
 use crate::handler::{self, FanIn, Filter, Predicate, Schema, SortBy, Stage};
 use crate::model::TrackerInfo;
-use crate::results::query::check_per_call;
+use crate::results::query::{check_histogram, check_per_call};
 use crate::trackers::{find_tracker, Event, TRACKERS};
 
 /// Events the output thread may fall behind by before they are counted as lost.
@@ -84,6 +84,14 @@ pub struct RunArgs {
     /// again, as `syscount -i` does; the last table when the run ends.
     #[arg(long = "interval", value_name = "INTERVAL", value_parser = parse_duration, requires = "group_by")]
     pub period: Option<Duration>,
+    /// Print a power-of-two histogram of this numeric field when the run ends, as the
+    /// libbpf-tools do (one per group with --group-by).
+    #[arg(
+        long,
+        value_name = "FIELD",
+        conflicts_with_all = ["op", "field", "top", "period", "format", "columns", "output"]
+    )]
+    pub histogram: Option<String>,
     /// With --group-by: largest value first (default), most calls first, or by key.
     #[arg(long, value_enum, default_value_t = SortBy::Value, requires = "group_by")]
     pub sort: SortBy,
@@ -94,7 +102,7 @@ pub struct RunArgs {
     #[arg(
         long,
         value_name = "JSON|@FILE",
-        conflicts_with_all = ["group_by", "format", "columns", "output", "raw", "utc"]
+        conflicts_with_all = ["group_by", "histogram", "format", "columns", "output", "raw", "utc"]
     )]
     pub pipeline: Option<String>,
 }
@@ -200,6 +208,12 @@ fn output_stages(args: &RunArgs, info: &TrackerInfo, empty: &[&str]) -> Result<V
     }
     let mut stages = Vec::new();
     let group = &args.group;
+    if let Some(field) = &args.histogram {
+        return Ok(vec![Stage::Histogram {
+            field: field.clone(),
+            group_by: group.group_by.clone(),
+        }]);
+    }
     if !group.group_by.is_empty() {
         stages.push(Stage::Aggregate {
             group_by: group.group_by.clone(),
@@ -238,6 +252,7 @@ fn check_aggregates(
                     .iter()
                     .try_for_each(|branch| check_aggregates(branch, info, totals));
             }
+            Stage::Histogram { field, .. } => return check_histogram(info, field, totals),
             Stage::Filter { .. } | Stage::Print { .. } => {}
         }
     }

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use super::{
     is_numeric, AggOp, AggRow, AggregateSpec, Aggregator, Clock, CsvPrinter, Discard, FanOut,
-    Filter, FilterError, Format, Handler, JsonPrinter, Predicate, SortBy, TextPrinter,
-    MAX_GROUP_BY,
+    Filter, FilterError, Format, Handler, HistogramPrinter, JsonPrinter, Predicate, SortBy,
+    TextPrinter, MAX_GROUP_BY,
 };
 use crate::model::{FieldType, Record, TrackerInfo};
 
@@ -49,6 +49,13 @@ pub enum Stage {
     },
     /// Give every record to each branch; must end its branch.
     Tee { branches: Vec<Vec<Stage>> },
+    /// Print a power-of-two histogram of a numeric field per group when the stream ends,
+    /// as libbpf-tools do; must end its branch.
+    Histogram {
+        field: String,
+        #[serde(default)]
+        group_by: Vec<String>,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -67,6 +74,10 @@ pub enum ChainError {
         field: String,
         known: String,
     },
+    #[error(
+        "cannot count `{field}` in a histogram: it is not a numeric field; numeric fields: {known}"
+    )]
+    NotNumericHistogram { field: String, known: String },
     #[error("unknown column `{field}`; known fields: {known}")]
     UnknownColumn { field: String, known: String },
     #[error("`{0}` must be the last stage of its branch")]
@@ -131,6 +142,16 @@ impl Schema {
     fn known(&self) -> String {
         self.names().join(", ")
     }
+
+    /// The numeric fields' names, for messages.
+    fn numeric(&self) -> String {
+        self.fields
+            .iter()
+            .filter(|(_, ty)| is_numeric(*ty))
+            .map(|(n, _)| n.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
 }
 
 /// Where printers write: called once per printer.
@@ -183,12 +204,7 @@ pub fn build<R: Record + ?Sized + 'static>(
                     return Err(ChainError::NotNumeric {
                         op: *op,
                         field: f.clone(),
-                        known: schema
-                            .names()
-                            .into_iter()
-                            .filter(|n| numeric(n))
-                            .collect::<Vec<_>>()
-                            .join(", "),
+                        known: schema.numeric(),
                     })
                 }
                 _ => {}
@@ -230,6 +246,26 @@ pub fn build<R: Record + ?Sized + 'static>(
                     Box::new(printer.raw(*raw).clock(*clock))
                 }
             }
+        }
+        Stage::Histogram { field, group_by } => {
+            last_only("histogram")?;
+            if !schema.field_type(field).is_some_and(is_numeric) {
+                return Err(ChainError::NotNumericHistogram {
+                    field: field.clone(),
+                    known: schema.numeric(),
+                });
+            }
+            if let Some(unknown) = group_by.iter().find(|g| schema.field_type(g).is_none()) {
+                return Err(ChainError::UnknownGroupField {
+                    field: unknown.clone(),
+                    known: schema.known(),
+                });
+            }
+            Box::new(HistogramPrinter::new(
+                output(),
+                field.clone(),
+                group_by.clone(),
+            ))
         }
         Stage::Tee { branches } => {
             last_only("tee")?;

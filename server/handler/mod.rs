@@ -15,6 +15,7 @@ mod aggregate;
 mod chain;
 mod fan_in;
 mod filter;
+mod histogram;
 mod owned;
 mod printer;
 
@@ -27,6 +28,7 @@ pub use aggregate::{
 pub use chain::{build, ChainError, OutputFactory, Schema, Stage};
 pub use fan_in::{FanIn, FanInSender};
 pub use filter::{Filter, FilterError, Op, Predicate};
+pub use histogram::{HistogramPrinter, Log2Bucket};
 pub use owned::OwnedRecord;
 pub use printer::{push_json_record, Clock, CsvPrinter, Format, JsonPrinter, TextPrinter};
 

@@ -14,7 +14,7 @@
 //!   by their count descending, then keys; groups without a value are left out.
 
 use crate::handler::{is_numeric, push_json_record, FilterError, Op, Predicate};
-pub use crate::handler::{nearest_rank, AggOp};
+pub use crate::handler::{nearest_rank, AggOp, Log2Bucket};
 use crate::model::TrackerInfo;
 use crate::model::{FieldInfo, FieldType};
 use crate::trackers::Event;
@@ -72,55 +72,6 @@ pub struct HistogramResult {
     /// The group's values (the buckets' counts summed).
     pub count: u64,
     pub buckets: Vec<Log2Bucket>,
-}
-
-/// Values in `[low, high)`: `index` -1 holds the negatives (no low bound), 0 holds
-/// [0, 1), and k > 0 holds [2^(k-1), 2^k).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Log2Bucket {
-    pub index: i32,
-    pub count: u64,
-}
-
-impl Log2Bucket {
-    /// The bucket a value falls in.
-    pub fn index_of(v: i128) -> i32 {
-        match v {
-            ..=-1 => -1,
-            0 => 0,
-            _ => 128 - v.leading_zeros() as i32,
-        }
-    }
-
-    /// The least value in the bucket; none for the negatives'.
-    pub fn low(&self) -> Option<f64> {
-        match self.index {
-            ..=-1 => None,
-            0 => Some(0.0),
-            k => Some(2f64.powi(k - 1)),
-        }
-    }
-
-    /// The bucket's bound above (not in it).
-    pub fn high(&self) -> f64 {
-        match self.index {
-            ..=-1 => 0.0,
-            k => 2f64.powi(k),
-        }
-    }
-
-    /// Counts per bucket of `values` (value, how many), in bucket order, empty ones left out.
-    pub fn count(values: impl IntoIterator<Item = (i128, u64)>) -> Vec<Log2Bucket> {
-        let mut counts = std::collections::BTreeMap::new();
-        for (v, n) in values {
-            let count: &mut u64 = counts.entry(Self::index_of(v)).or_default();
-            *count = count.saturating_add(n);
-        }
-        counts
-            .into_iter()
-            .map(|(index, count)| Log2Bucket { index, count })
-            .collect()
-    }
 }
 
 /// Orders histogram rows as the semantics say, drops those without values, keeps the
