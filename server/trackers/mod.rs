@@ -7,6 +7,7 @@ pub mod bind;
 pub mod capable;
 pub mod files;
 pub mod ipc;
+pub mod mount;
 pub mod oomkill;
 pub mod process;
 pub mod signal;
@@ -161,4 +162,5 @@ register_trackers! {
     Capable => capable::CapableTracker, capable::CapableEvent;
     Oomkill => oomkill::OomkillTracker, oomkill::OomkillEvent;
     Bind => bind::BindTracker, bind::BindEvent;
+    Mount => mount::MountTracker, mount::MountEvent;
 }
