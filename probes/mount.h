@@ -4,8 +4,12 @@
 
 #include "common.h"
 
+/* Sized so that a mount event is no bigger than the largest event already (an exec's
+ * two paths): every event is copied at that size in user space. */
 #define MOUNT_PATH_LEN 256
-#define MOUNT_NAME_LEN 64
+#define MOUNT_SOURCE_LEN 128
+#define MOUNT_DATA_LEN 64
+#define MOUNT_FSTYPE_LEN 32
 
 enum mount_call {
 	MOUNT_MOUNT = 1,
@@ -23,10 +27,10 @@ struct mount_event {
 	unsigned long long flags;
 	unsigned int call; /* enum mount_call */
 	int fd; /* fsconfig's and fsmount's filesystem context */
-	char fstype[MOUNT_NAME_LEN];
-	char source[MOUNT_PATH_LEN];
+	char fstype[MOUNT_FSTYPE_LEN];
+	char source[MOUNT_SOURCE_LEN];
 	char target[MOUNT_PATH_LEN];
-	char data[MOUNT_NAME_LEN];
+	char data[MOUNT_DATA_LEN];
 };
 
 #endif

@@ -23,7 +23,7 @@ static INFO: TrackerInfo = TrackerInfo {
             "source",
             FieldType::Str,
             "what is mounted (mount), the path moved from (move_mount), the key set \
-             (fsconfig)",
+             (fsconfig); its first 127 bytes",
         )
         .shown_as(FieldFormat::Path),
         FieldInfo::new(
@@ -68,9 +68,10 @@ pub struct MountTracker;
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct MountEvent {
-    pub kind: &'static str,
-    pub fstype: FixedStr<64>,
-    pub source: FixedStr<256>,
+    /// The call, as an index of [`KINDS`].
+    pub call: u8,
+    pub fstype: FixedStr<32>,
+    pub source: FixedStr<128>,
     pub target: FixedStr<256>,
     pub data: FixedStr<64>,
     pub flags: u64,
@@ -93,7 +94,10 @@ impl EventBody for MountEvent {
     }
 
     fn kind(&self) -> &'static str {
-        self.kind
+        KINDS
+            .get(usize::from(self.call))
+            .copied()
+            .unwrap_or("unknown")
     }
 
     fn get(&self, name: &str) -> Option<Value<'_>> {
@@ -113,11 +117,13 @@ impl EventBody for MountEvent {
 /// Decodes one ring buffer record of `probes/mount.h`'s `struct mount_event`.
 pub fn decode(bytes: &[u8], clock_offset: u64) -> Option<Event> {
     with_record(bytes, |raw: &types::mount_event| {
-        let kind = KINDS.get(usize::try_from(raw.call).ok()?.checked_sub(1)?)?;
+        // Calls count from 1 in probes/mount.h.
+        let call = u8::try_from(raw.call.checked_sub(1)?).ok()?;
+        KINDS.get(usize::from(call))?;
         Some(Event {
             header: decode_header!(raw.header, clock_offset),
             body: MountEvent {
-                kind,
+                call,
                 fstype: FixedStr::from_c_chars(&raw.fstype),
                 source: FixedStr::from_c_chars(&raw.source),
                 target: FixedStr::from_c_chars(&raw.target),
