@@ -173,17 +173,25 @@ static __always_inline void fill_header_cached(struct event_header *h, struct ta
 	h->ts_ns = now;
 }
 
-/* The socket behind a file descriptor of `task`, or NULL when the fd is no socket. */
-static __always_inline struct sock *sock_of_fd(struct task_struct *task, long fd)
+/* The file behind a file descriptor of `task`, or NULL. */
+static __always_inline struct file *file_of_fd(struct task_struct *task, long fd)
 {
 	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
 	struct file **fds = BPF_CORE_READ(fdt, fd);
 	struct file *file = NULL;
-	struct socket *sock;
 
 	if (fd < 0 || fd >= BPF_CORE_READ(fdt, max_fds))
 		return NULL;
 	bpf_probe_read_kernel(&file, sizeof(file), &fds[fd]);
+	return file;
+}
+
+/* The socket behind a file descriptor of `task`, or NULL when the fd is no socket. */
+static __always_inline struct sock *sock_of_fd(struct task_struct *task, long fd)
+{
+	struct file *file = file_of_fd(task, fd);
+	struct socket *sock;
+
 	/* S_IFMT and S_IFSOCK: only a socket's private data is a struct socket. */
 	if (!file || (BPF_CORE_READ(file, f_inode, i_mode) & 0170000) != 0140000)
 		return NULL;

@@ -5,6 +5,7 @@
 
 pub mod bind;
 pub mod capable;
+pub mod filelife;
 pub mod files;
 pub mod ipc;
 pub mod mount;
@@ -163,6 +164,7 @@ register_trackers! {
     Oomkill => oomkill::OomkillTracker, oomkill::OomkillEvent;
     Bind => bind::BindTracker, bind::BindEvent;
     Mount => mount::MountTracker, mount::MountEvent;
+    Filelife => filelife::FilelifeTracker, filelife::FilelifeEvent;
 }
 
 #[cfg(test)]
