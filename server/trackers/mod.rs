@@ -4,6 +4,7 @@
 //! `register_trackers!` below.
 
 pub mod bind;
+pub mod biolatency;
 pub mod capable;
 pub mod filelife;
 pub mod files;
@@ -165,6 +166,7 @@ register_trackers! {
     Bind => bind::BindTracker, bind::BindEvent;
     Mount => mount::MountTracker, mount::MountEvent;
     Filelife => filelife::FilelifeTracker, filelife::FilelifeEvent;
+    Biolatency => biolatency::BiolatencyTracker, biolatency::BiolatencyEvent;
 }
 
 #[cfg(test)]
