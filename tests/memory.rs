@@ -168,6 +168,7 @@ fn reference_histogram(events: &[Event], q: &HistogramQuery) -> Vec<HistogramRes
         .map(|(keys, values)| HistogramResult {
             keys,
             count: values.len() as u64,
+            sum: values.iter().map(|&(v, n)| v as f64 * n as f64).sum(),
             buckets: Log2Bucket::count(values),
         })
         .collect();

@@ -1348,25 +1348,26 @@ async fn histograms_count_each_value_in_its_power_of_two() {
         top: None,
         conditions: vec![],
     };
-    let histogram = |keys: &[&str], buckets: Vec<Log2Bucket>| HistogramResult {
+    let histogram = |keys: &[&str], sum: f64, buckets: Vec<Log2Bucket>| HistogramResult {
         keys: keys.iter().map(|k| k.to_string()).collect(),
         count: buckets.iter().map(|b| b.count).sum(),
+        sum,
         buckets,
     };
     // [8, 16) is bucket 4, [16, 32) 5, [32, 64) 6.
     assert_eq!(
         store.histogram(&"w".into(), info(), &q).await.unwrap(),
         [
-            histogram(&["grep"], vec![bucket(5, 1), bucket(6, 1)]),
-            histogram(&["sh"], vec![bucket(4, 1), bucket(5, 1)]),
-            histogram(&["cat"], vec![bucket(6, 1)]),
+            histogram(&["grep"], 60.0, vec![bucket(5, 1), bucket(6, 1)]),
+            histogram(&["sh"], 40.0, vec![bucket(4, 1), bucket(5, 1)]),
+            histogram(&["cat"], 50.0, vec![bucket(6, 1)]),
         ]
     );
     q.group_by.clear();
     q.conditions = vec![cond("exit_code", Op::Eq, "0")];
     assert_eq!(
         store.histogram(&"w".into(), info(), &q).await.unwrap(),
-        [histogram(&[], vec![bucket(4, 1), bucket(6, 2)])]
+        [histogram(&[], 100.0, vec![bucket(4, 1), bucket(6, 2)])]
     );
     q.field = "comm".into();
     let err = store.histogram(&"w".into(), info(), &q).await.unwrap_err();

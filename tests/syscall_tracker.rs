@@ -236,7 +236,9 @@ fn sessions_sum_counts_per_syscall() {
         // The latency histogram counts every call once, in ascending buckets.
         let histogram = format!(
             "{{ session(id: \"{id}\") {{ histogram(field: \"latency_ns\", groupBy: [\"syscall\"], \
-             where: [{{field: \"syscall\", value: \"getppid\"}}]) {{ keys count buckets {{ low high count }} }} }} }}"
+             where: [{{field: \"syscall\", value: \"getppid\"}}]) {{ keys count sum buckets {{ low high le count }} }} \
+             total: aggregate(groupBy: [\"syscall\"], op: SUM, field: \"latency_ns\", \
+             where: [{{field: \"syscall\", value: \"getppid\"}}]) {{ value }} }} }}"
         );
         if mode == "aggregate" {
             let (code, message) = server.error(&histogram, json!({}), None);
@@ -246,8 +248,13 @@ fn sessions_sum_counts_per_syscall() {
                 "{message}"
             );
         } else {
-            let rows = server.query(&histogram, json!({}));
-            let rows = rows["session"]["histogram"].as_array().unwrap().clone();
+            let answer = server.query(&histogram, json!({}));
+            let rows = answer["session"]["histogram"].as_array().unwrap().clone();
+            // The values added up are the latencies' SUM.
+            assert_eq!(
+                rows[0]["sum"], answer["session"]["total"][0]["value"],
+                "{what}: {answer}"
+            );
             assert_eq!(rows.len(), 1, "{what}: {rows:?}");
             assert_eq!(rows[0]["keys"], json!(["getppid"]));
             assert_eq!(rows[0]["count"], GETPPIDS, "{what}: {rows:?}");
@@ -259,6 +266,12 @@ fn sessions_sum_counts_per_syscall() {
                 .map(|b| b["high"].as_f64().unwrap())
                 .collect();
             assert!(highs.windows(2).all(|w| w[0] < w[1]), "{what}: {rows:?}");
+            assert!(
+                buckets
+                    .iter()
+                    .all(|b| b["le"].as_f64() == Some(b["high"].as_f64().unwrap() - 1.0)),
+                "{what}: {rows:?}"
+            );
         }
     }
 }

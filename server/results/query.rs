@@ -71,6 +71,8 @@ pub struct HistogramResult {
     pub keys: Vec<String>,
     /// The group's values (the buckets' counts summed).
     pub count: u64,
+    /// The values added up.
+    pub sum: f64,
     pub buckets: Vec<Log2Bucket>,
 }
 

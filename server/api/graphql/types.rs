@@ -508,6 +508,8 @@ pub struct HistogramRow {
     pub group_keys: Vec<GroupKey>,
     /// The group's values: the buckets' counts summed.
     pub count: u64,
+    /// The values added up (with `count`, the mean).
+    pub sum: f64,
     /// The non-empty buckets, lowest first.
     pub buckets: Vec<HistogramBucket>,
 }
@@ -518,6 +520,9 @@ pub struct HistogramBucket {
     /// Null for the bucket of negative values.
     pub low: Option<f64>,
     pub high: f64,
+    /// The largest value the bucket holds (values are whole numbers): high - 1, as
+    /// Prometheus's `le` names a bucket.
+    pub le: f64,
     pub count: u64,
 }
 
@@ -527,12 +532,14 @@ impl HistogramRow {
             group_keys: named_keys(group_by, &r.keys),
             keys: r.keys,
             count: r.count,
+            sum: r.sum,
             buckets: r
                 .buckets
                 .iter()
                 .map(|b| HistogramBucket {
                     low: b.low(),
                     high: b.high(),
+                    le: b.high() - 1.0,
                     count: b.count,
                 })
                 .collect(),

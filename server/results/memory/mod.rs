@@ -204,6 +204,7 @@ impl MemoryStore {
                 HistogramResult {
                     keys,
                     count: buckets.iter().map(|b| b.count).sum(),
+                    sum: acc.sum() as f64,
                     buckets,
                 }
             })

@@ -226,6 +226,11 @@ impl Acc {
         }
     }
 
+    /// The target field's values added up.
+    pub(super) fn sum(&self) -> i128 {
+        self.sum
+    }
+
     pub(super) fn value(&self, plan: &Plan) -> f64 {
         match plan.op {
             AggOp::Count => self.count as f64,

@@ -11,7 +11,7 @@
 //! Registered on every read connection through rusqlite's safe function API (sqlx has
 //! none), on the handle sqlx opened. It returns JSON: `[[keys, calls, value], ...]`, the
 //! keys as SQLite typed them (null, integer, real, text), the value a number, or for a
-//! histogram `[[bucket, count], ...]`.
+//! histogram `{"buckets": [[bucket, count], ...], "sum": S}`.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -169,9 +169,10 @@ impl Aggregate<State, String> for Groups {
             .into_values()
             .map(|mut g| {
                 let value: serde_json::Value = match ask {
-                    Ask::Histogram => serde_json::json!(std::mem::take(&mut g.buckets)
-                        .into_iter()
-                        .collect::<Vec<_>>()),
+                    Ask::Histogram => serde_json::json!({
+                        "buckets": std::mem::take(&mut g.buckets).into_iter().collect::<Vec<_>>(),
+                        "sum": g.sum,
+                    }),
                     Ask::Op(op) => op_value(op, &mut g).into(),
                 };
                 (g.keys, g.calls, value)

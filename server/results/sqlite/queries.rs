@@ -214,11 +214,17 @@ impl Store {
             .await?
             .into_iter()
             .map(|(key, _, value)| {
-                let buckets: Vec<(i32, u64)> =
+                #[derive(serde::Deserialize)]
+                struct Answer {
+                    buckets: Vec<(i32, u64)>,
+                    sum: f64,
+                }
+                let Answer { buckets, sum } =
                     serde_json::from_value(value.clone()).map_err(|_| corrupt(&value))?;
                 Ok(HistogramResult {
                     keys: key.texts(),
                     count: buckets.iter().map(|(_, n)| n).sum(),
+                    sum,
                     buckets: buckets
                         .into_iter()
                         .map(|(index, count)| Log2Bucket { index, count })
