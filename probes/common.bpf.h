@@ -83,6 +83,39 @@ static __always_inline bool task_selected(struct task_struct *task, u32 pid)
 	return cgroup_matches() && comm_matches();
 }
 
+/*
+ * The filters applied to `task` rather than the current task: for probes that report on
+ * another task than the one running (the scheduler's next task, say).
+ */
+static __always_inline bool other_task_selected(struct task_struct *task)
+{
+	u32 pid = BPF_CORE_READ(task, tgid);
+	char comm[TASK_COMM_LEN];
+
+	if (target_pid && pid != target_pid)
+		return false;
+	if (exclude_pid && pid == exclude_pid)
+		return false;
+	if (exclude_current_ppid && BPF_CORE_READ(task, real_parent, tgid) == exclude_current_ppid)
+		return false;
+	if (filter_cgroup) {
+		u64 cgid = BPF_CORE_READ(task, cgroups, dfl_cgrp, kn, id);
+
+		if (!bpf_map_lookup_elem(&cgroup_filter, &cgid))
+			return false;
+	}
+	if (filter_comm) {
+		BPF_CORE_READ_STR_INTO(&comm, task, comm);
+		for (int i = 0; i < TASK_COMM_LEN; i++) {
+			if (comm[i] != target_comm[i])
+				return false;
+			if (comm[i] == '\0')
+				break;
+		}
+	}
+	return true;
+}
+
 static __always_inline void *reserve_event(u64 size)
 {
 	void *e = bpf_ringbuf_reserve(&events, size, 0);
@@ -114,7 +147,8 @@ static __always_inline struct task_struct *walkable(struct task_struct *task)
 	return bpf_core_cast(task, struct task_struct);
 }
 
-/* `task` must be a BTF pointer: bpf_get_current_task_btf(). */
+/* `task` must be a BTF pointer (bpf_get_current_task_btf()); pid, cgroup and comm are the
+ * current task's. */
 static __always_inline void fill_header(struct event_header *h, struct task_struct *current,
 					u32 pid)
 {
@@ -134,6 +168,14 @@ static __always_inline void fill_header(struct event_header *h, struct task_stru
 	h->pid_ns = BPF_CORE_READ(tpid, numbers[level].ns, ns.inum);
 	h->mnt_ns = task->nsproxy->mnt_ns->ns.inum;
 	bpf_get_current_comm(h->comm, sizeof(h->comm));
+}
+
+/* fill_header for another task than the current one (the scheduler's next task, say). */
+static __always_inline void fill_header_of(struct event_header *h, struct task_struct *task)
+{
+	fill_header(h, task, BPF_CORE_READ(task, tgid));
+	h->cgroup_id = BPF_CORE_READ(task, cgroups, dfl_cgrp, kn, id);
+	BPF_CORE_READ_STR_INTO(&h->comm, task, comm);
 }
 
 /*

@@ -12,6 +12,7 @@ pub mod ipc;
 pub mod mount;
 pub mod oomkill;
 pub mod process;
+pub mod runqlat;
 pub mod signal;
 pub mod syscall;
 pub mod tcp;
@@ -167,6 +168,7 @@ register_trackers! {
     Mount => mount::MountTracker, mount::MountEvent;
     Filelife => filelife::FilelifeTracker, filelife::FilelifeEvent;
     Biolatency => biolatency::BiolatencyTracker, biolatency::BiolatencyEvent;
+    Runqlat => runqlat::RunqlatTracker, runqlat::RunqlatEvent;
 }
 
 #[cfg(test)]
