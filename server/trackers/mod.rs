@@ -16,6 +16,7 @@ pub mod runqlat;
 pub mod signal;
 pub mod syscall;
 pub mod tcp;
+pub mod tcpretrans;
 
 use std::sync::Arc;
 
@@ -169,6 +170,7 @@ register_trackers! {
     Filelife => filelife::FilelifeTracker, filelife::FilelifeEvent;
     Biolatency => biolatency::BiolatencyTracker, biolatency::BiolatencyEvent;
     Runqlat => runqlat::RunqlatTracker, runqlat::RunqlatEvent;
+    Tcpretrans => tcpretrans::TcpretransTracker, tcpretrans::TcpretransEvent;
 }
 
 #[cfg(test)]
