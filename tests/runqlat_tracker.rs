@@ -5,7 +5,10 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::{root_or_skip, start_tracker, Collector, TempDir};
@@ -37,12 +40,32 @@ fn two_spinners_on_one_cpu_wait_a_time_slice_each_turn() {
     let script = format!(
         "tracepoint:sched:sched_switch /args->next_comm == \"{comm}\"/ {{ @switches = count(); }}"
     );
-    let mut bpftrace = Command::new("bpftrace")
-        .args(["-e", &script])
+    // Unbuffered: into a pipe, its "Attaching" line would otherwise wait for more.
+    let mut command = Command::new("bpftrace");
+    command
+        .args(["-B", "none", "-e", &script])
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+        .stderr(Stdio::null());
+    // SAFETY: only async-signal-safe calls between fork and exec. A shell starts
+    // background jobs with SIGINT ignored, which exec keeps: bpftrace would then miss
+    // the SIGINT that ends it, should it come before bpftrace sets its own handler.
+    unsafe {
+        command.pre_exec(|| {
+            libc::signal(libc::SIGINT, libc::SIG_DFL);
+            Ok(())
+        });
+    }
+    let mut bpftrace = command.spawn().unwrap();
+    // Should bpftrace never say it attached, or never end, the reads below end anyway.
+    let (pid, finished) = (bpftrace.id(), Arc::new(AtomicBool::new(false)));
+    let watchdog = finished.clone();
+    std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(60));
+        if !watchdog.load(Ordering::Relaxed) {
+            // SAFETY: kill on our own child's pid, which it keeps until reaped below.
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        }
+    });
     let mut out = BufReader::new(bpftrace.stdout.take().unwrap());
     let mut line = String::new();
     out.read_line(&mut line).unwrap();
@@ -69,6 +92,7 @@ fn two_spinners_on_one_cpu_wait_a_time_slice_each_turn() {
     unsafe { libc::kill(bpftrace.id() as i32, libc::SIGINT) };
     let mut rest = String::new();
     std::io::Read::read_to_string(&mut out, &mut rest).unwrap();
+    finished.store(true, Ordering::Relaxed);
     bpftrace.wait().unwrap();
     handle.stop().unwrap();
 
