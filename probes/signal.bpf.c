@@ -1,8 +1,10 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 /*
  * The signal tracker (sigsnoop): every signal generated, on `signal:signal_generate`,
- * which runs in the sender's context with the target and the kernel's verdict. The
- * filters (pid, comm, cgroup) select the sender; `signal_mask` the signals.
+ * which runs in the sender's context with the target and the kernel's verdict (the
+ * filters select the sender); with `deliveries`, also each signal a receiver takes, on
+ * `signal:signal_deliver`, with its action (the filters select the receiver).
+ * `signal_mask` selects the signals.
  */
 #include "common.bpf.h"
 #include "signal.h"
@@ -34,13 +36,43 @@ int handle_signal_generate(struct trace_event_raw_signal_generate *ctx)
 	if (!e)
 		return 0;
 	fill_header(&e->header, task, pid);
+	e->kind = SIGNAL_GENERATE;
 	e->sig = sig;
 	e->code = ctx->code;
 	e->target_pid = ctx->pid;
 	e->group = ctx->group;
 	e->result = ctx->result;
-	e->pad = 0;
+	e->handler = 0;
 	bpf_probe_read_kernel(e->target_comm, sizeof(e->target_comm), ctx->comm);
+	submit_event(e);
+	return 0;
+}
+
+/* With `deliveries`: the receiver takes a signal (its context; the filters select it). */
+SEC("tp/signal/signal_deliver")
+int handle_signal_deliver(struct trace_event_raw_signal_deliver *ctx)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	u32 pid = bpf_get_current_pid_tgid() >> 32;
+	int sig = ctx->sig;
+	struct signal_event *e;
+
+	if (sig < 1 || sig > 64 || !(signal_mask & (1ULL << (sig - 1))))
+		return 0;
+	if ((target_tgid && pid != target_tgid) || !task_selected(task, pid))
+		return 0;
+	e = reserve_event(sizeof(*e));
+	if (!e)
+		return 0;
+	fill_header(&e->header, task, pid);
+	e->kind = SIGNAL_DELIVER;
+	e->sig = sig;
+	e->code = ctx->code;
+	e->target_pid = pid;
+	e->group = 1;
+	e->result = 0;
+	e->handler = ctx->sa_handler;
+	bpf_get_current_comm(e->target_comm, sizeof(e->target_comm));
 	submit_event(e);
 	return 0;
 }

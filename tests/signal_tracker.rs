@@ -37,7 +37,7 @@ fn sent_signals_are_reported_exactly_with_sender_target_and_verdict() {
         },
         all.clone(),
     );
-    let mut child = Command::new("python3")
+    let mut child = Command::new("/usr/bin/python3")
         .args(["-c", CHILD])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -52,6 +52,14 @@ fn sent_signals_are_reported_exactly_with_sender_target_and_verdict() {
         .unwrap()
         .clone();
     let only_term = start_tracker("signal", config, terms.clone());
+    // The child's side: each signal as it takes it, to its handler.
+    let taken = Collector::default();
+    let mut config = TrackerConfig {
+        target_pid: Some(target),
+        ..TrackerConfig::default()
+    };
+    config.options = json!({ "deliveries": true }).as_object().unwrap().clone();
+    let deliveries = start_tracker("signal", config, taken.clone());
 
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     assert_eq!(lines.next().unwrap().unwrap(), "ready");
@@ -69,9 +77,11 @@ fn sent_signals_are_reported_exactly_with_sender_target_and_verdict() {
     assert!(child.wait().unwrap().success());
     all.wait_for(SETTLE, |events| events.len() >= sent.len());
     terms.wait_for(SETTLE, |events| events.len() >= 3);
+    taken.wait_for(SETTLE, |events| events.len() >= sent.len());
     std::thread::sleep(Duration::from_millis(200));
     every.stop().unwrap();
     only_term.stop().unwrap();
+    deliveries.stop().unwrap();
 
     let described = |events: Vec<eunomia::trackers::Event>| -> Vec<Vec<String>> {
         events
@@ -113,6 +123,22 @@ fn sent_signals_are_reported_exactly_with_sender_target_and_verdict() {
     want.extend(vec![expected(libc::SIGTERM, "SIGTERM"); 3]);
     assert_eq!(described(all.events()), want);
     assert_eq!(described(terms.events()), want[7..].to_vec());
+    // Delivered in the child, to its handler, in the order sent. (Its own exit at the end
+    // raises no signal it takes.)
+    let delivered: Vec<(String, String, String)> = taken
+        .events()
+        .iter()
+        .filter(|e| e.kind() == "deliver")
+        .map(|e| {
+            let text = |f: &str| e.get(f).map_or("?".into(), |v| v.to_string());
+            (text("signal"), text("pid"), text("action"))
+        })
+        .collect();
+    let want_delivered: Vec<(String, String, String)> = want
+        .iter()
+        .map(|w| (w[2].clone(), target.to_string(), "handler".to_string()))
+        .collect();
+    assert_eq!(delivered, want_delivered);
     assert!(all
         .events()
         .iter()

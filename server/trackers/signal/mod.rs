@@ -2,7 +2,8 @@
 //! `signal:signal_generate`, in the sender's context: who sent it (the header: pid, comm,
 //! cgroup of the sender, which the filters select), the signal, its si_code, the target
 //! and the kernel's verdict. Signals the kernel raises itself (SIGCHLD to a parent,
-//! SIGSEGV, SIGPIPE) come from the task whose action raised them.
+//! SIGSEGV, SIGPIPE) come from the task whose action raised them. With `deliveries`,
+//! each signal is also reported as its receiver takes it (`signal:signal_deliver`).
 
 use super::{Event, Tracker};
 use crate::engine::{with_record, Run, TrackerError, TrackerOptions};
@@ -48,7 +49,12 @@ static INFO: TrackerInfo = TrackerInfo {
             FieldType::Str,
             "delivered, ignored (the action is to ignore it), already_pending (a standard \
              signal not yet handled: merged), overflow_fail or lose_info (the queue of \
-             real-time signals was full)",
+             real-time signals was full) (signal events)",
+        ),
+        FieldInfo::new(
+            "action",
+            FieldType::Str,
+            "what the receiver does with it: default, ignore or handler (deliver events)",
         ),
     ],
     weight: None,
@@ -58,6 +64,8 @@ pub struct SignalTracker;
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct SignalEvent {
+    /// Taken by the receiver (signal_deliver) rather than generated.
+    pub delivered: bool,
     pub sig: u32,
     pub name: FixedStr<16>,
     pub code: FixedStr<16>,
@@ -65,7 +73,12 @@ pub struct SignalEvent {
     pub target_comm: FixedStr<16>,
     pub group: bool,
     pub result: Option<&'static str>,
+    /// The receiver's sa_handler at delivery: 0 default, 1 ignore, else a function.
+    pub handler: u64,
 }
+
+/// `enum signal_event_kind` in probes/signal.h.
+const DELIVER: u32 = 2;
 
 /// glibc's SIGRTMIN: 32 and 33 are its own (threads, cancellation).
 const SIGRTMIN: u32 = 34;
@@ -117,7 +130,11 @@ impl EventBody for SignalEvent {
     }
 
     fn kind(&self) -> &'static str {
-        "signal"
+        if self.delivered {
+            "deliver"
+        } else {
+            "signal"
+        }
     }
 
     fn get(&self, name: &str) -> Option<Value<'_>> {
@@ -128,7 +145,16 @@ impl EventBody for SignalEvent {
             "target_pid" => Value::U64(self.target_pid.into()),
             "target_comm" => Value::Str(self.target_comm.as_str()),
             "group" => Value::U64(self.group.into()),
-            "result" => self.result.map_or(Value::Null, Value::Str),
+            "result" => match self.delivered {
+                true => Value::Null,
+                false => self.result.map_or(Value::Null, Value::Str),
+            },
+            "action" => match (self.delivered, self.handler) {
+                (false, _) => Value::Null,
+                (true, 0) => Value::Str("default"),
+                (true, 1) => Value::Str("ignore"),
+                (true, _) => Value::Str("handler"),
+            },
             _ => return None,
         })
     }
@@ -141,6 +167,7 @@ pub fn decode(bytes: &[u8], clock_offset: u64) -> Option<Event> {
         Some(Event {
             header: decode_header!(raw.header, clock_offset),
             body: SignalEvent {
+                delivered: raw.kind == DELIVER,
                 sig,
                 name: signal_text(sig),
                 code: code_text(raw.code),
@@ -148,6 +175,7 @@ pub fn decode(bytes: &[u8], clock_offset: u64) -> Option<Event> {
                 target_comm: FixedStr::from_c_chars(&raw.target_comm),
                 group: raw.group != 0,
                 result: result_text(raw.result),
+                handler: raw.handler,
             }
             .into(),
         })
@@ -166,6 +194,10 @@ pub struct SignalOptions {
     pub signals: Vec<String>,
     /// Report only signals sent to this process (thread group id); 0 for any.
     pub target_pid: u32,
+    /// Also report each signal as its receiver takes it (kind deliver, with its action),
+    /// as sigsnoop's signal_deliver mode; the pid, comm and cgroup filters then select
+    /// the receiver for these.
+    pub deliveries: bool,
 }
 
 /// The signal a name or number means: `SIGTERM`, `TERM`, `15`, `SIGRTMIN+2`.
@@ -198,6 +230,15 @@ impl TrackerOptions for SignalOptions {
     fn check(&self) -> Result<(), String> {
         signal_mask(&self.signals).map(drop)
     }
+
+    /// Only deliveries have an action.
+    fn empty_fields(&self) -> Vec<&'static str> {
+        if self.deliveries {
+            Vec::new()
+        } else {
+            vec!["action"]
+        }
+    }
 }
 
 impl Tracker for SignalTracker {
@@ -210,6 +251,9 @@ impl Tracker for SignalTracker {
     fn run(&self, run: Run<'_, Event>, options: &SignalOptions) -> Result<(), TrackerError> {
         let mask = signal_mask(&options.signals).map_err(TrackerError::Config)?;
         run_ring_buffer_probe!(run, SignalSkelBuilder, decode, |open| {
+            open.progs
+                .handle_signal_deliver
+                .set_autoload(options.deliveries);
             let rodata = open
                 .maps
                 .rodata_data
