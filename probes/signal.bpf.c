@@ -18,6 +18,12 @@ const volatile u64 signal_mask = ~0ULL;
 /* Only signals to this thread group; 0 for any. */
 const volatile u32 target_tgid = 0;
 
+/* Whether `sig` is one of the signals asked for. */
+static __always_inline bool signal_wanted(int sig)
+{
+	return sig >= 1 && sig <= 64 && (signal_mask & (1ULL << (sig - 1)));
+}
+
 SEC("tp/signal/signal_generate")
 int handle_signal_generate(struct trace_event_raw_signal_generate *ctx)
 {
@@ -26,7 +32,7 @@ int handle_signal_generate(struct trace_event_raw_signal_generate *ctx)
 	int sig = ctx->sig;
 	struct signal_event *e;
 
-	if (sig < 1 || sig > 64 || !(signal_mask & (1ULL << (sig - 1))))
+	if (!signal_wanted(sig))
 		return 0;
 	if (target_tgid && ctx->pid != target_tgid)
 		return 0;
@@ -57,7 +63,7 @@ int handle_signal_deliver(struct trace_event_raw_signal_deliver *ctx)
 	int sig = ctx->sig;
 	struct signal_event *e;
 
-	if (sig < 1 || sig > 64 || !(signal_mask & (1ULL << (sig - 1))))
+	if (!signal_wanted(sig))
 		return 0;
 	if ((target_tgid && pid != target_tgid) || !task_selected(task, pid))
 		return 0;

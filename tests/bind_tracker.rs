@@ -4,15 +4,9 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Command, Stdio};
-use std::time::Duration;
-
-use common::{root_or_skip, start_tracker, Collector};
-use eunomia::engine::TrackerConfig;
+use common::{root_or_skip, trace_python};
 use eunomia::model::Record;
-
-const SETTLE: Duration = Duration::from_secs(5);
+use serde_json::json;
 
 /// Binds as told by its arguments (`family proto addr port` each), after a line on stdin;
 /// prints each bind's errno (0 for none). Keeps every socket open until the end.
@@ -53,35 +47,12 @@ fn binds_report_address_port_protocol_and_result() {
         // Taken by the first: refused.
         ["4", "tcp", "127.0.0.1", &ports[0]],
     ];
-    let mut child = Command::new("/usr/bin/python3")
-        .args(["-c", SCRIPT])
-        .args(binds.iter().flatten())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    assert_eq!(lines.next().unwrap().unwrap(), "ready");
-    let collector = Collector::default();
-    let handle = start_tracker(
-        "bind",
-        TrackerConfig {
-            target_pid: Some(child.id()),
-            ..TrackerConfig::default()
-        },
-        collector.clone(),
-    );
-    child.stdin.take().unwrap().write_all(b"go\n").unwrap();
-    let errnos: Vec<String> = lines.map(Result::unwrap).collect();
-    assert!(child.wait().unwrap().success());
+    let args: Vec<&str> = binds.iter().flatten().copied().collect();
+    let (errnos, events) = trace_python("bind", json!({}), SCRIPT, &args, None, binds.len());
     let eaddrinuse = libc::EADDRINUSE.to_string();
     assert_eq!(errnos, ["0", "0", "0", "0", eaddrinuse.as_str()]);
-    collector.wait_for(SETTLE, |events| events.len() >= binds.len());
-    std::thread::sleep(Duration::from_millis(200));
-    handle.stop().unwrap();
 
-    let seen: Vec<[String; 5]> = collector
-        .events()
+    let seen: Vec<[String; 5]> = events
         .iter()
         .map(|e| {
             ["family", "protocol", "addr", "port", "ret"]

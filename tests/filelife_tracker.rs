@@ -4,15 +4,9 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Command, Stdio};
-use std::time::Duration;
-
-use common::{root_or_skip, start_tracker, Collector, TempDir};
-use eunomia::engine::TrackerConfig;
+use common::{root_or_skip, trace_python, TempDir};
 use eunomia::model::{Record, Value};
-
-const SETTLE: Duration = Duration::from_secs(5);
+use serde_json::json;
 const MS: u64 = 1_000_000;
 
 /// In its working directory: `a` lives 300 ms (reopened with O_CREAT at 150 ms), deleted
@@ -43,32 +37,9 @@ fn short_lived_files_are_reported_with_their_lifetime() {
     }
     let dir = TempDir::new("filelife");
     let dir_path = std::fs::canonicalize(dir.path()).unwrap();
-    let mut child = Command::new("/usr/bin/python3")
-        .args(["-c", SCRIPT])
-        .current_dir(&dir_path)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    assert_eq!(lines.next().unwrap().unwrap(), "ready");
-    let collector = Collector::default();
-    let handle = start_tracker(
-        "filelife",
-        TrackerConfig {
-            target_pid: Some(child.id()),
-            ..TrackerConfig::default()
-        },
-        collector.clone(),
-    );
-    child.stdin.take().unwrap().write_all(b"go\n").unwrap();
-    let measured: Vec<u64> = lines.map(|l| l.unwrap().parse().unwrap()).collect();
-    assert!(child.wait().unwrap().success());
-    collector.wait_for(SETTLE, |events| events.len() >= 2);
-    std::thread::sleep(Duration::from_millis(200));
-    handle.stop().unwrap();
+    let (printed, events) = trace_python("filelife", json!({}), SCRIPT, &[], Some(&dir_path), 2);
+    let measured: Vec<u64> = printed.iter().map(|l| l.parse().unwrap()).collect();
 
-    let events = collector.events();
     let paths: Vec<Option<Value>> = events.iter().map(|e| e.get("path")).collect();
     let a = dir_path.join("a");
     let b = dir_path.join("b");

@@ -5,22 +5,17 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Command, Stdio};
-use std::time::Duration;
-
-use common::{root_or_skip, start_tracker, Collector, TempDir};
-use eunomia::engine::TrackerConfig;
+use common::{root_or_skip, trace_python, TempDir};
 use eunomia::model::Record;
-
-const SETTLE: Duration = Duration::from_secs(5);
+use serde_json::json;
 
 /// Makes a private mount namespace of its own (before "ready", so that those calls are
 /// not traced), then mounts and unmounts as the test expects, printing each result.
 const SCRIPT: &str = "import ctypes, sys\n\
     libc = ctypes.CDLL(None, use_errno=True)\n\
-    assert libc.unshare(0x00020000) == 0\n\
-    assert libc.mount(None, b'/', None, ctypes.c_ulong(0x4000 | 0x40000), None) == 0\n\
+    CLONE_NEWNS, MS_REC, MS_PRIVATE = 0x00020000, 0x4000, 0x40000\n\
+    assert libc.unshare(CLONE_NEWNS) == 0\n\
+    assert libc.mount(None, b'/', None, ctypes.c_ulong(MS_REC | MS_PRIVATE), None) == 0\n\
     print('ready', flush=True)\n\
     sys.stdin.readline()\n\
     def call(result):\n\
@@ -37,34 +32,11 @@ fn mounts_and_unmounts_are_reported_with_their_arguments_and_results() {
     }
     let dir = TempDir::new("mount");
     let target = dir.path().to_str().unwrap().to_string();
-    let mut child = Command::new("/usr/bin/python3")
-        .args(["-c", SCRIPT, &target])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    assert_eq!(lines.next().unwrap().unwrap(), "ready");
-    let collector = Collector::default();
-    let handle = start_tracker(
-        "mount",
-        TrackerConfig {
-            target_pid: Some(child.id()),
-            ..TrackerConfig::default()
-        },
-        collector.clone(),
-    );
-    child.stdin.take().unwrap().write_all(b"go\n").unwrap();
-    let results: Vec<String> = lines.map(Result::unwrap).collect();
-    assert!(child.wait().unwrap().success());
+    let (results, events) = trace_python("mount", json!({}), SCRIPT, &[&target], None, 3);
     let enodev = format!("-{}", libc::ENODEV);
     assert_eq!(results, ["0", "0", enodev.as_str()]);
-    collector.wait_for(SETTLE, |events| events.len() >= 3);
-    std::thread::sleep(Duration::from_millis(200));
-    handle.stop().unwrap();
 
-    let seen: Vec<[String; 7]> = collector
-        .events()
+    let seen: Vec<[String; 7]> = events
         .iter()
         .map(|e| {
             ["kind", "source", "target", "fstype", "flags", "data", "ret"]

@@ -458,3 +458,46 @@ pub fn start_tracker(
         )
         .unwrap_or_else(|e| panic!("the {name} tracker starts: {e}"))
 }
+
+/// Runs Debian's python (`-c script args`, in `cwd`), which must print "ready" and then
+/// wait for a line on stdin before the part under test; starts tracker `name` on its pid
+/// with `options` meanwhile, lets it go, and waits for it to end well. Returns the lines
+/// it printed after "ready", and the events the tracker saw of it (`expected` at least,
+/// within 5 s), with the tracker stopped.
+pub fn trace_python(
+    name: &str,
+    options: serde_json::Value,
+    script: &str,
+    args: &[&str],
+    cwd: Option<&std::path::Path>,
+    expected: usize,
+) -> (Vec<String>, Vec<Event>) {
+    use std::io::{BufRead, Write};
+
+    let mut command = std::process::Command::new("/usr/bin/python3");
+    command
+        .args(["-c", script])
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped());
+    if let Some(dir) = cwd {
+        command.current_dir(dir);
+    }
+    let mut child = command.spawn().unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    assert_eq!(lines.next().unwrap().unwrap(), "ready");
+    let mut config = eunomia::engine::TrackerConfig {
+        target_pid: Some(child.id()),
+        ..Default::default()
+    };
+    config.options = options.as_object().cloned().unwrap_or_default();
+    let collector = Collector::default();
+    let handle = start_tracker(name, config, collector.clone());
+    child.stdin.take().unwrap().write_all(b"go\n").unwrap();
+    let printed: Vec<String> = lines.map(Result::unwrap).collect();
+    assert!(child.wait().unwrap().success());
+    collector.wait_for(Duration::from_secs(5), |events| events.len() >= expected);
+    std::thread::sleep(Duration::from_millis(200));
+    handle.stop().unwrap();
+    (printed, collector.events())
+}
