@@ -4,8 +4,6 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -40,23 +38,24 @@ fn two_spinners_on_one_cpu_wait_a_time_slice_each_turn() {
     let script = format!(
         "tracepoint:sched:sched_switch /args->next_comm == \"{comm}\"/ {{ @switches = count(); }}"
     );
-    // Unbuffered: into a pipe, its "Attaching" line would otherwise wait for more.
-    let mut command = Command::new("bpftrace");
-    command
-        .args(["-B", "none", "-e", &script])
+    // bpftrace runs the spinners itself (-c): it attaches, runs the command and prints
+    // its count when the command ends, with no signal to time. Two shells spin on one CPU
+    // for a second, then are killed.
+    let spinner = format!("taskset -c 0 {} -c 'while :; do :; done'", shell.display());
+    let script_file = dir.join("spin.sh");
+    std::fs::write(
+        &script_file,
+        format!("{spinner} &\na=$!\n{spinner} &\nsleep 1\nkill $a $!\nwait\n"),
+    )
+    .unwrap();
+    let spinners = format!("/bin/sh {}", script_file.display());
+    let bpftrace = Command::new("bpftrace")
+        .args(["-e", &script, "-c", &spinners])
         .stdout(Stdio::piped())
-        .stderr(Stdio::null());
-    // SAFETY: only async-signal-safe calls between fork and exec. A shell starts
-    // background jobs with SIGINT ignored, which exec keeps: bpftrace would then miss
-    // the SIGINT that ends it, should it come before bpftrace sets its own handler.
-    unsafe {
-        command.pre_exec(|| {
-            libc::signal(libc::SIGINT, libc::SIG_DFL);
-            Ok(())
-        });
-    }
-    let mut bpftrace = command.spawn().unwrap();
-    // Should bpftrace never say it attached, or never end, the reads below end anyway.
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Should bpftrace never end, the wait below ends anyway.
     let (pid, finished) = (bpftrace.id(), Arc::new(AtomicBool::new(false)));
     let watchdog = finished.clone();
     std::thread::spawn(move || {
@@ -66,40 +65,20 @@ fn two_spinners_on_one_cpu_wait_a_time_slice_each_turn() {
             unsafe { libc::kill(pid as i32, libc::SIGKILL) };
         }
     });
-    let mut out = BufReader::new(bpftrace.stdout.take().unwrap());
-    let mut line = String::new();
-    out.read_line(&mut line).unwrap();
-    assert!(line.starts_with("Attaching"), "{line}");
-
-    let cpu = "0";
-    let mut spinners: Vec<_> = (0..2)
-        .map(|_| {
-            Command::new("taskset")
-                .args(["-c", cpu])
-                .arg(&shell)
-                .args(["-c", "while :; do :; done"])
-                .spawn()
-                .unwrap()
-        })
-        .collect();
-    std::thread::sleep(Duration::from_secs(1));
-    for spinner in &mut spinners {
-        spinner.kill().unwrap();
-        spinner.wait().unwrap();
-    }
-    std::thread::sleep(Duration::from_millis(300));
-    // SAFETY: SIGINT to our own child: bpftrace prints its map and exits.
-    unsafe { libc::kill(bpftrace.id() as i32, libc::SIGINT) };
-    let mut rest = String::new();
-    std::io::Read::read_to_string(&mut out, &mut rest).unwrap();
+    let out = bpftrace.wait_with_output().unwrap();
     finished.store(true, Ordering::Relaxed);
-    bpftrace.wait().unwrap();
     handle.stop().unwrap();
+    let rest = String::from_utf8_lossy(&out.stdout);
 
     let switches: u64 = rest
         .lines()
         .find_map(|l| l.strip_prefix("@switches: "))
-        .unwrap_or_else(|| panic!("no count from bpftrace: {rest}"))
+        .unwrap_or_else(|| {
+            panic!(
+                "no count from bpftrace: {rest} {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })
         .trim()
         .parse()
         .unwrap();
