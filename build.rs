@@ -1,5 +1,6 @@
 //! Compiles every `probes/*.bpf.c` into a libbpf skeleton in OUT_DIR, and turns the
-//! integer `#define`s of `probes/common.h` into Rust constants (OUT_DIR/common_h.rs).
+//! integer `#define`s of `probes/common.h` and `probes/stacks.h` into Rust constants
+//! (OUT_DIR/common_h.rs, OUT_DIR/stacks_h.rs).
 //! It also watches `migrations/`: `sqlx::migrate!` embeds them, and a new file must
 //! rebuild the server.
 use std::env;
@@ -23,7 +24,12 @@ fn main() {
         .collect();
     sources.sort();
 
-    write_common_constants(&probes.join("common.h"), &out_dir.join("common_h.rs"));
+    for header in ["common", "stacks"] {
+        write_common_constants(
+            &probes.join(format!("{header}.h")),
+            &out_dir.join(format!("{header}_h.rs")),
+        );
+    }
 
     for source in sources {
         println!("cargo:rerun-if-changed={}", source.display());

@@ -4,7 +4,7 @@
 
 #include "common.h"
 
-/* One TCP retransmission. */
+/* One TCP retransmission, or one packet a TCP socket dropped (reason is then set). */
 struct tcpretrans_event {
 	struct event_header header; /* whoever ran when it happened (often softirq) */
 	unsigned char saddr[16]; /* IPv4 in the first 4 bytes */
@@ -16,7 +16,7 @@ struct tcpretrans_event {
 	int state; /* TCP_ESTABLISHED ... */
 	int err; /* 0, or why it could not be sent (kernels that say) */
 	unsigned int netns; /* the socket's network namespace (inode number) */
-	unsigned int pad;
+	unsigned int reason; /* a drop's enum skb_drop_reason; 0 for a retransmission */
 };
 
 #endif

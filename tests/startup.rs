@@ -111,8 +111,10 @@ fn every_tracker_loads_and_attaches_on_this_kernel() {
         }
         for options in settings {
             let what = format!("{name} ({})", Value::Object(options.clone()));
+            // This test's own process: memleak traces one process only.
             let config = TrackerConfig {
                 options,
+                target_pid: Some(std::process::id()),
                 ..TrackerConfig::default()
             };
             let handle = common::start_tracker(name, config, common::Collector::default());

@@ -32,7 +32,10 @@ struct Pair {
 
 impl Pair {
     fn new() -> Self {
-        let id = std::process::id() % 100_000;
+        // Unique per pair: the tests of this file run at once.
+        static PAIRS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = PAIRS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let id = format!("{}x{n}", std::process::id() % 100_000);
         let (a, b) = (format!("eura{id}"), format!("eurb{id}"));
         let (va, vb) = (format!("vra{id}"), format!("vrb{id}"));
         ip(&["netns", "add", &a]);
@@ -183,4 +186,78 @@ fn retransmitted_segments_match_the_namespaces_counters() {
         .all(|e| e.get("netns") == Some(Value::U64(netns))
             && e.get("daddr") == Some(Value::Str("10.77.0.2"))
             && e.get("dport") == Some(Value::U64(5001))));
+}
+
+/// On loopback in one namespace: a connection whose accepted end drops every packet (a
+/// socket filter returning 0), then one byte sent. The byte's segment and each of its
+/// retransmissions is dropped; with `drops`, each is one `drop` with reason SOCKET_FILTER
+/// on the receiving socket: as many as 1 + the namespace's retransmitted segments.
+const FILTERED: &str = "import ctypes, socket, struct, sys, time\n\
+    s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen()\n\
+    port = s.getsockname()[1]\n\
+    client = socket.create_connection(('127.0.0.1', port))\n\
+    conn, _ = s.accept()\n\
+    drop_all = ctypes.create_string_buffer(struct.pack('HBBI', 0x06, 0, 0, 0))\n\
+    program = struct.pack('HxxxxxxP', 1, ctypes.addressof(drop_all))\n\
+    conn.setsockopt(socket.SOL_SOCKET, 26, program)\n\
+    print(port, flush=True)\n\
+    sys.stdin.readline()\n\
+    client.send(b'x')\n\
+    time.sleep(1.0)\n\
+    print('sent', flush=True)\n\
+    sys.stdin.readline()\n";
+
+#[test]
+fn drops_are_reported_with_the_kernels_reason() {
+    if !root_or_skip("drops_are_reported_with_the_kernels_reason") {
+        return;
+    }
+    use std::io::{BufRead, Write};
+    let pair = Pair::new();
+    let mut program = KillOnDrop(
+        pair.in_ns(&pair.a, "/usr/bin/python3", &["-c", FILTERED])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut stdin = program.0.stdin.take().unwrap();
+    let mut lines = std::io::BufReader::new(program.0.stdout.take().unwrap()).lines();
+    let port: u64 = lines.next().unwrap().unwrap().parse().unwrap();
+    let netns = pair.netns_inode();
+    let collector = Collector::default();
+    let mut config = TrackerConfig::default();
+    config.options = json!({ "netns": netns, "drops": true })
+        .as_object()
+        .unwrap()
+        .clone();
+    let handle = start_tracker("tcpretrans", config, collector.clone());
+    let before = pair.retransmitted();
+    stdin.write_all(b"go\n").unwrap();
+    assert_eq!(lines.next().unwrap().unwrap(), "sent");
+    // Between two retransmissions (at about 0.2, 0.6 and 1.4 s): none is in flight.
+    handle.stop().unwrap();
+    let retransmitted = pair.retransmitted() - before;
+    stdin.write_all(b"end\n").unwrap();
+    let _ = program.0.wait();
+
+    let events = collector.events();
+    let drops: Vec<_> = events
+        .iter()
+        .filter(|e| e.get("kind") == Some(Value::Str("drop")))
+        .collect();
+    assert!(retransmitted >= 1, "nothing was retransmitted");
+    assert_eq!(drops.len() as u64, 1 + retransmitted, "{events:#?}");
+    assert!(
+        drops
+            .iter()
+            .all(|e| e.get("reason") == Some(Value::Str("SOCKET_FILTER"))
+                && e.get("sport") == Some(Value::U64(port))
+                && e.get("saddr") == Some(Value::Str("127.0.0.1"))
+                && e.get("state") == Some(Value::Str("ESTABLISHED"))
+                && e.get("netns") == Some(Value::U64(netns))),
+        "{drops:#?}"
+    );
+    let retransmits = events.len() - drops.len();
+    assert_eq!(retransmits as u64, retransmitted, "{events:#?}");
 }

@@ -1,5 +1,6 @@
 //! The server: axum + async-graphql on one port. `POST /graphql`, `GET /graphql` (the
-//! console), `/graphql/ws` (subscriptions, graphql-transport-ws), `/metrics`, `/healthz`.
+//! console), `/graphql/ws` (subscriptions, graphql-transport-ws), `/metrics`, `/healthz`,
+//! and `/sessions/<id>/flamegraph.svg` for the stack trackers' sessions.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -13,7 +14,7 @@ use async_graphql::http::ALL_WEBSOCKET_PROTOCOLS;
 use async_graphql::Data;
 use async_graphql_axum::{GraphQLProtocol, GraphQLRequest, GraphQLResponse, GraphQLWebSocket};
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
-use axum::extract::{ConnectInfo, State, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, Path, State, WebSocketUpgrade};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
@@ -25,8 +26,11 @@ use tower_http::timeout::TimeoutLayer;
 use crate::api::graphql::{coded, Caller, EunomiaSchema};
 use crate::config::{Config, Role, Token};
 use crate::model::wall_clock_ns;
+use crate::model::SessionId;
 use crate::results::sqlite::AuditEntry;
-use crate::session::SessionManager;
+use crate::results::stacks::{flame_graph as draw_flame_graph, folded_stacks};
+use crate::results::ResultsError;
+use crate::session::{tracker_info, SessionError, SessionManager};
 
 #[derive(Clone)]
 struct AppState {
@@ -150,6 +154,7 @@ pub fn router(schema: EunomiaSchema, manager: Arc<SessionManager>, config: &Conf
         .route("/graphql/assets/console.css", get(console_css))
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
+        .route("/sessions/{id}/flamegraph.svg", get(flame_graph))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             Duration::from_secs(config.limits.request_timeout_secs),
@@ -367,6 +372,50 @@ async fn metrics(
         state.manager.metrics().render(),
     )
         .into_response()
+}
+
+/// A stack tracker's session (profile, offcpu, memleak) as an SVG flame graph; any
+/// role's token, as for `/metrics`. 404 for an unknown session, 400 for one without stacks.
+async fn flame_graph(
+    State(state): State<AppState>,
+    ConnectInfo(client): ConnectInfo<SocketAddr>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(err) = authenticate(&state.tokens, presented(&headers)) {
+        state.refused(client.ip(), "flamegraph", &err).await;
+        return (StatusCode::UNAUTHORIZED, err.message()).into_response();
+    }
+    let failed = |status: StatusCode, err: &dyn std::fmt::Display| {
+        (status, format!("{err}\n")).into_response()
+    };
+    let record = match state.manager.find(&SessionId::from(id)).await {
+        Ok(record) => record,
+        Err(err @ SessionError::NotFound(_)) => return failed(StatusCode::NOT_FOUND, &err),
+        Err(err) => return failed(StatusCode::INTERNAL_SERVER_ERROR, &err),
+    };
+    let (info, results) = match tracker_info(&record.tracker)
+        .and_then(|info| Ok((info, state.manager.results(&record)?)))
+    {
+        Ok(found) => found,
+        Err(err) => return failed(StatusCode::INTERNAL_SERVER_ERROR, &err),
+    };
+    let folded = match folded_stacks(&*results, info, Vec::new()).await {
+        Ok(folded) => folded,
+        Err(err @ ResultsError::Query(_)) => return failed(StatusCode::BAD_REQUEST, &err),
+        Err(err) => return failed(StatusCode::INTERNAL_SERVER_ERROR, &err),
+    };
+    let title = format!(
+        "{} {}",
+        record.tracker,
+        record.label.as_deref().unwrap_or(record.id.as_str())
+    );
+    // Laying out thousands of frames is CPU work: off the async workers.
+    match tokio::task::spawn_blocking(move || draw_flame_graph(info, &folded, &title)).await {
+        Ok(Ok(svg)) => ([(header::CONTENT_TYPE, "image/svg+xml")], svg).into_response(),
+        Ok(Err(err)) => failed(StatusCode::INTERNAL_SERVER_ERROR, &err),
+        Err(err) => failed(StatusCode::INTERNAL_SERVER_ERROR, &err),
+    }
 }
 
 async fn console() -> Html<&'static [u8]> {

@@ -6,6 +6,7 @@
 
 pub mod config;
 pub mod options;
+pub mod stacks;
 pub mod system;
 
 pub use config::{IntervalMs, Mode, TrackerConfig, MAX_CGROUP_FILTER};
@@ -19,7 +20,9 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use libbpf_rs::skel::OpenSkel;
-use libbpf_rs::{Link, MapCore, MapFlags, Object, OpenObject, ProgramHandle, RingBufferBuilder};
+use libbpf_rs::{
+    Link, MapCore, MapFlags, Object, OpenObject, ProgramHandle, ProgramMut, RingBufferBuilder,
+};
 
 use crate::handler::Handler;
 use system::StartupError;
@@ -202,11 +205,23 @@ pub struct Run<'a, E> {
     ready: Option<SyncSender<Vec<u32>>>,
     /// Added to CLOCK_BOOTTIME stamps from BPF to get wall-clock time.
     clock_offset: u64,
+    /// How programs are attached, when not by their section name.
+    attach: Option<Attach>,
 }
+
+/// Attaches one program, for probes whose programs' sections name no target (perf events,
+/// uprobes): the links it made.
+pub type Attach = Box<dyn FnMut(&ProgramMut<'_>) -> Result<Vec<Link>, libbpf_rs::Error>>;
 
 impl<'a, E> Run<'a, E> {
     pub fn config(&self) -> &TrackerConfig {
         self.config
+    }
+
+    /// Attaches each program with `attach` rather than by its section name.
+    pub fn attach_with(mut self, attach: Attach) -> Self {
+        self.attach = Some(attach);
+        self
     }
 
     /// Loads an opened skeleton: checks its tracepoints first, and on failure reports the
@@ -263,11 +278,14 @@ impl<'a, E> Run<'a, E> {
         // Programs the tracker chose not to load (optional features) are not attached.
         for prog in object.progs_mut().filter(|prog| prog.autoload()) {
             let program = prog.name().to_string_lossy().into_owned();
-            let link = prog.attach().map_err(|source| TrackerError::Attach {
+            let attached = match self.attach.as_mut() {
+                Some(attach) => attach(&prog),
+                None => prog.attach().map(|link| vec![link]),
+            };
+            links.extend(attached.map_err(|source| TrackerError::Attach {
                 program: program.clone(),
                 source,
-            })?;
-            links.push(link);
+            })?);
             let handle = ProgramHandle::try_from(&prog)
                 .map_err(|source| TrackerError::Attach { program, source })?;
             prog_ids.push(handle.id());
@@ -384,6 +402,23 @@ pub struct Drain<'a, E> {
     /// Emits one event per aggregate and resets them.
     #[allow(clippy::type_complexity)]
     pub pull: Box<dyn FnMut(&DrainContext, &mut dyn FnMut(E)) -> Result<(), TrackerError> + 'a>,
+}
+
+/// Reads and empties every row of `rows`, a hash map no program adds to while this runs,
+/// handing each key and value to `take`.
+pub fn take_rows(
+    rows: &dyn MapCore,
+    mut take: impl FnMut(&[u8], &[u8]) -> Result<(), TrackerError>,
+) -> Result<(), TrackerError> {
+    let keys: Vec<Vec<u8>> = rows.keys().collect();
+    for key in &keys {
+        let row = rows.lookup(key, MapFlags::ANY).map_err(TrackerError::Map)?;
+        rows.delete(key).map_err(TrackerError::Map)?;
+        if let Some(row) = row {
+            take(key, &row)?;
+        }
+    }
+    Ok(())
 }
 
 /// How long a program that read the old generation may still be adding to it after a
@@ -557,6 +592,7 @@ impl TrackerHandle {
                         stop: &stop,
                         ready: Some(ready_tx),
                         clock_offset: boot_to_wall_offset(),
+                        attach: None,
                     };
                     run(context)
                 })

@@ -302,6 +302,9 @@ pub struct TrackerInfo {
     /// record stands for (syscall `count`, files `opens`). COUNT sums it, so that it counts
     /// calls, not records; a record where it is null stands for one.
     pub weight: Option<&'static str>,
+    /// For stack trackers (a `stack` field): the measure their flame graphs weigh each
+    /// stack by (profile `samples`, offcpu `offcpu_ns`).
+    pub stacks: Option<&'static str>,
 }
 
 impl TrackerInfo {

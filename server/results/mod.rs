@@ -5,6 +5,7 @@
 pub mod memory;
 pub mod query;
 pub mod sqlite;
+pub mod stacks;
 
 use memory::MemoryError;
 use query::{

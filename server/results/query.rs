@@ -175,6 +175,8 @@ pub enum QueryError {
         field: String,
         tracker: String,
     },
+    #[error("tracker `{0}` records no stacks (profile, offcpu and memleak do)")]
+    NoStacks(String),
 }
 
 /// The largest `group_by` list accepted.

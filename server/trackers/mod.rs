@@ -9,9 +9,12 @@ pub mod capable;
 pub mod filelife;
 pub mod files;
 pub mod ipc;
+pub mod memleak;
 pub mod mount;
+pub mod offcpu;
 pub mod oomkill;
 pub mod process;
+pub mod profile;
 pub mod runqlat;
 pub mod signal;
 pub mod syscall;
@@ -171,6 +174,9 @@ register_trackers! {
     Biolatency => biolatency::BiolatencyTracker, biolatency::BiolatencyEvent;
     Runqlat => runqlat::RunqlatTracker, runqlat::RunqlatEvent;
     Tcpretrans => tcpretrans::TcpretransTracker, tcpretrans::TcpretransEvent;
+    Profile => profile::ProfileTracker, profile::ProfileEvent;
+    Offcpu => offcpu::OffcpuTracker, offcpu::OffcpuEvent;
+    Memleak => memleak::MemleakTracker, memleak::MemleakEvent;
 }
 
 #[cfg(test)]

@@ -1,10 +1,17 @@
 //! Benchmark (root): what tracing costs a real application. Debian's nginx, one worker,
 //! serves a 4 KiB static file and `wrk -t1 -c32` loads it, with no tracing, with each
-//! core tracker alone (`eunomia run <tracker>`, output to /dev/null), and with all five
-//! at once; with `sendfile` off and on. One more setting attaches only an empty program
-//! to every system call's exit: the floor that any tracker on system calls pays here. Rounds interleave every setting; the table gives
-//! the median requests/s and the change against no tracing, and the CPU time the
-//! hypervisor took (steal), which makes runs on a shared machine noisy.
+//! core tracker alone (`eunomia run <tracker>`, output to /dev/null), with all five at
+//! once, and with each of the other trackers alone (memleak on the nginx worker); with
+//! `sendfile` off and on. One more setting attaches only an empty program to every system
+//! call's exit: the floor that any tracker on system calls pays here. Rounds interleave
+//! every setting; the table gives the median requests/s and the change against no
+//! tracing, and the CPU time the hypervisor took (steal), which makes runs on a shared
+//! machine noisy.
+//!
+//! A last round (sendfile off) measures what each setting's tracer itself costs, in % of
+//! one core: the CPU time of its `eunomia` processes plus the run time of their BPF
+//! programs (kernel.bpf_stats_enabled, on for that round only: it adds two clock reads to
+//! every program run), over the load's wall time.
 //!
 //! `cargo bench --bench app_overhead` (EUNOMIA_BENCH_ROUNDS, EUNOMIA_BENCH_SECS to change
 //! the 3 rounds of 4 s; EUNOMIA_BENCH_ONLY=files,syscall to run only some settings)
@@ -20,6 +27,21 @@ use common::{median, start_cli, TempDir};
 use floor::{build_bare, Bare};
 
 const TRACKERS: [&str; 5] = ["process", "syscall", "tcp", "files", "ipc"];
+/// The others, each alone; `{worker}` stands for the nginx worker's pid.
+const MORE: [&[&str]; 12] = [
+    &["signal"],
+    &["capable"],
+    &["oomkill"],
+    &["bind"],
+    &["mount"],
+    &["filelife"],
+    &["biolatency"],
+    &["runqlat"],
+    &["tcpretrans"],
+    &["profile"],
+    &["offcpu"],
+    &["memleak", "--pid", "{worker}"],
+];
 
 /// What runs beside nginx: the empty program or not, and `eunomia run` with these
 /// arguments, one process each.
@@ -52,6 +74,10 @@ fn settings() -> Vec<Setting> {
         false,
         TRACKERS.iter().map(|t| vec![*t]).collect(),
     ));
+    all.extend(
+        MORE.iter()
+            .map(|args| setting(args[0], false, vec![args.to_vec()])),
+    );
     if let Ok(only) = std::env::var("EUNOMIA_BENCH_ONLY") {
         let wanted: Vec<&str> = only.split(',').map(str::trim).collect();
         all.retain(|s| s.name == "none" || wanted.contains(&s.name.as_str()));
@@ -123,13 +149,37 @@ impl Drop for Nginx {
     }
 }
 
+impl Nginx {
+    /// The pid of its one worker process.
+    fn worker(&self) -> String {
+        let pid = self.child.id();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let children =
+                std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap();
+            if let Some(worker) = children.split_whitespace().next() {
+                return worker.to_string();
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "nginx started no worker"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+}
+
 /// `eunomia run <tracker>` until dropped, its events printed to /dev/null.
 struct Tracing(Child);
 
 impl Tracing {
-    fn start(args: &[&str]) -> Tracing {
+    /// `worker` replaces `{worker}` in `args`.
+    fn start(args: &[&str], worker: &str) -> Tracing {
         let mut all = vec!["run", "--duration", "3600"];
-        all.extend(args);
+        all.extend(
+            args.iter()
+                .map(|a| if *a == "{worker}" { worker } else { a }),
+        );
         let (child, mut stderr, _) = start_cli(&all, Stdio::null(), &[]);
         // Drain what else it says, so that it never blocks on a full pipe.
         std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
@@ -179,6 +229,60 @@ fn load(url: &str, secs: u64) -> (f64, f64) {
     (rate, steal)
 }
 
+/// The CPU time process `pid` has used so far plus the run time of the BPF programs it
+/// holds open (counted while kernel.bpf_stats_enabled is 1), in nanoseconds.
+fn tracer_ns(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // After the command's closing parenthesis, utime and stime are the 12th and 13th.
+    let fields: Vec<u64> = stat
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .map(|v| v.parse().unwrap())
+        .collect();
+    // SAFETY: sysconf has no preconditions.
+    let tick_ns = 1_000_000_000 / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
+    let programs: u64 = std::fs::read_dir(format!("/proc/{pid}/fdinfo"))
+        .unwrap()
+        .filter_map(|fd| std::fs::read_to_string(fd.ok()?.path()).ok())
+        .filter_map(|info| {
+            info.lines()
+                .find_map(|line| line.strip_prefix("run_time_ns:"))
+                .and_then(|ns| ns.trim().parse::<u64>().ok())
+        })
+        .sum();
+    fields.iter().sum::<u64>() * tick_ns + programs
+}
+
+/// One round, sendfile off, of each tracing setting's own cost: its tracers' CPU time and
+/// BPF run time over the load's wall time, in % of one core.
+fn tracer_costs(settings: &[Setting], secs: u64) {
+    const STATS: &str = "/proc/sys/kernel/bpf_stats_enabled";
+    let before = std::fs::read_to_string(STATS).unwrap();
+    std::fs::write(STATS, "1").unwrap();
+    let dir = TempDir::new("nginx-cost");
+    let nginx = Nginx::start(&dir, false);
+    let worker = nginx.worker();
+    println!("| tracing on (sendfile off) | tracer cost, % of one core |");
+    println!("|---|---|");
+    for setting in settings.iter().filter(|s| !s.runs.is_empty()) {
+        let tracing: Vec<Tracing> = setting
+            .runs
+            .iter()
+            .map(|args| Tracing::start(args, &worker))
+            .collect();
+        let spent = || -> u64 { tracing.iter().map(|t| tracer_ns(t.0.id())).sum() };
+        let (start, started) = (spent(), std::time::Instant::now());
+        load(&nginx.url, secs);
+        let cost = (spent() - start) as f64 / started.elapsed().as_nanos() as f64;
+        println!("| {} | {:.2}% |", setting.name, cost * 100.0);
+    }
+    std::fs::write(STATS, before.trim()).unwrap();
+}
+
 fn main() {
     assert_eq!(
         unsafe { libc::geteuid() },
@@ -200,6 +304,7 @@ fn main() {
     for (column, sendfile) in [false, true].into_iter().enumerate() {
         let dir = TempDir::new(&format!("nginx-{column}"));
         let nginx = Nginx::start(&dir, sendfile);
+        let worker = nginx.worker();
         load(&nginx.url, 1); // warm-up
         for _ in 0..rounds {
             for (i, setting) in settings.iter().enumerate() {
@@ -207,7 +312,7 @@ fn main() {
                 let tracing: Vec<Tracing> = setting
                     .runs
                     .iter()
-                    .map(|args| Tracing::start(args))
+                    .map(|args| Tracing::start(args, &worker))
                     .collect();
                 let (rate, steal) = load(&nginx.url, secs);
                 drop((tracing, floor));
@@ -235,4 +340,5 @@ fn main() {
         median(&mut steals.clone()) * 100.0,
         steals.iter().cloned().fold(0.0, f64::max) * 100.0
     );
+    tracer_costs(&settings, secs);
 }

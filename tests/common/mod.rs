@@ -360,12 +360,19 @@ pub mod synthetic {
 /// `tests/programs/syscall_load.c`, built statically under a unique name (its comm).
 /// Returns (binary, comm).
 pub fn syscall_load(tag: &str) -> (TestBinary, String) {
+    build_program("syscall_load.c", &["-static", "-O2"], tag)
+}
+
+/// `tests/programs/<source>`, built with clang and `flags` under a unique name (its comm).
+/// Returns (binary, comm).
+pub fn build_program(source: &str, flags: &[&str], tag: &str) -> (TestBinary, String) {
     let (path, comm) = unique_binary(tag);
-    let source = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/programs/syscall_load.c");
+    let source = format!("{}/tests/programs/{source}", env!("CARGO_MANIFEST_DIR"));
     let built = std::process::Command::new("clang")
-        .args(["-static", "-O2", "-o"])
+        .args(flags)
+        .arg("-o")
         .arg(&*path)
-        .arg(source)
+        .arg(&source)
         .status()
         .expect("clang runs (make deps installs it)");
     assert!(built.success(), "building {source} failed");

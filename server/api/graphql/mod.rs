@@ -183,6 +183,19 @@ impl QueryRoot {
         Ok(connection)
     }
 
+    /// A session's stacks in the folded format (see `Session.foldedStacks`).
+    async fn folded_stacks(
+        &self,
+        ctx: &Context<'_>,
+        session_id: ID,
+        r#where: Option<Vec<types::ConditionInput>>,
+    ) -> async_graphql::Result<String> {
+        self.session(ctx, session_id)
+            .await?
+            .folded_stacks(ctx, r#where)
+            .await
+    }
+
     /// One session; an unknown id is a NOT_FOUND error.
     async fn session(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<SessionObject> {
         let record = manager(ctx)

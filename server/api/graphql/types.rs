@@ -45,6 +45,12 @@ impl TrackerDesc {
         self.0.info().weight
     }
 
+    /// For trackers that record stacks (a `stack` field): the measure `foldedStacks` and
+    /// flame graphs weigh each stack by; null for the others.
+    async fn stack_measure(&self) -> Option<&str> {
+        self.0.info().stacks
+    }
+
     /// What each event carries, common fields first; all can be filtered and grouped by.
     async fn fields(&self) -> Vec<FieldDesc> {
         self.0
@@ -410,6 +416,22 @@ impl SessionObject {
             .into_iter()
             .map(|r| TimeBucket::new(r, &query.group_by))
             .collect())
+    }
+
+    /// The session's stacks in the folded format flame graph tools read: a line per
+    /// process name and stack, `comm;root;...;leaf WEIGHT`, weighted by the tracker's
+    /// `stackMeasure` over the events that meet `where`, heaviest first. Drawn at
+    /// `/sessions/<id>/flamegraph.svg`. BAD_QUERY for a tracker without stacks.
+    pub async fn folded_stacks(
+        &self,
+        ctx: &Context<'_>,
+        r#where: Option<Vec<ConditionInput>>,
+    ) -> async_graphql::Result<String> {
+        let info = tracker_info(&self.0.tracker).map_err(api)?;
+        let results = self.results(ctx)?;
+        crate::results::stacks::folded_stacks(&*results, info, conditions(r#where))
+            .await
+            .map_err(results_error)
     }
 
     /// How a numeric field's values spread, per group: counts in power-of-two buckets

@@ -43,6 +43,7 @@ static INFO: TrackerInfo = TrackerInfo {
         .shown_as(FieldFormat::Errno),
     ],
     weight: None,
+    stacks: None,
 };
 
 const AF_UNIX: u16 = libc::AF_UNIX as u16;

@@ -37,6 +37,7 @@ static INFO: TrackerInfo = TrackerInfo {
         ),
     ],
     weight: None,
+    stacks: None,
 };
 
 /// include/linux/blk_types.h's `enum req_op`, by number.

@@ -39,6 +39,7 @@ static INFO: TrackerInfo = TrackerInfo {
         ),
     ],
     weight: None,
+    stacks: None,
 };
 
 /// include/uapi/linux/capability.h, by number.

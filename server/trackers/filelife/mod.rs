@@ -30,6 +30,7 @@ static INFO: TrackerInfo = TrackerInfo {
         FieldInfo::new("creator_comm", FieldType::Str, "its command name"),
     ],
     weight: None,
+    stacks: None,
 };
 
 pub struct FilelifeTracker;

@@ -8,10 +8,10 @@
 use std::mem::MaybeUninit;
 
 use libbpf_rs::skel::Skel;
-use libbpf_rs::{MapCore, MapFlags};
+use libbpf_rs::MapCore;
 
 use super::{Event, Tracker};
-use crate::engine::{with_record, Drain, DrainContext, Mode, Run, TrackerError};
+use crate::engine::{take_rows, with_record, Drain, DrainContext, Mode, Run, TrackerError};
 use crate::model::{EventBody, FieldFormat, FieldInfo, FieldType, FixedStr, TrackerInfo, Value};
 use crate::{bss_generations, decode_header, open_probe};
 
@@ -88,6 +88,7 @@ static INFO: TrackerInfo = TrackerInfo {
         ),
     ],
     weight: Some("opens"),
+    stacks: None,
 };
 
 pub struct FilesTracker;
@@ -246,15 +247,12 @@ fn take(
     context: &DrainContext,
     emit: &mut dyn FnMut(Event),
 ) -> Result<(), TrackerError> {
-    let keys: Vec<Vec<u8>> = rows.keys().collect();
-    for key in &keys {
-        let row = rows.lookup(key, MapFlags::ANY).map_err(TrackerError::Map)?;
-        rows.delete(key).map_err(TrackerError::Map)?;
-        if let Some(event) = row.and_then(|row| decode_row(&row, context)) {
+    take_rows(rows, |_, row| {
+        if let Some(event) = decode_row(row, context) {
             emit(event);
         }
-    }
-    Ok(())
+        Ok(())
+    })
 }
 
 impl Tracker for FilesTracker {

@@ -78,6 +78,7 @@ static INFO: TrackerInfo = TrackerInfo {
         .shown_as(FieldFormat::Errno),
     ],
     weight: None,
+    stacks: None,
 };
 
 /// The traced system calls (`enum ipc_op` in probes/ipc.h).

@@ -53,6 +53,7 @@ static INFO: TrackerInfo = TrackerInfo {
             .shown_as(FieldFormat::Errno),
     ],
     weight: None,
+    stacks: None,
 };
 
 const KINDS: [&str; 6] = [

@@ -48,6 +48,7 @@ static INFO: TrackerInfo = TrackerInfo {
         ),
     ],
     weight: None,
+    stacks: None,
 };
 
 pub struct OomkillTracker;

@@ -70,6 +70,7 @@ static INFO: TrackerInfo = TrackerInfo {
         .shown_as(FieldFormat::Duration),
     ],
     weight: None,
+    stacks: None,
 };
 
 pub struct ProcessTracker;

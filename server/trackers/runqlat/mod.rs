@@ -29,6 +29,7 @@ static INFO: TrackerInfo = TrackerInfo {
         ),
     ],
     weight: None,
+    stacks: None,
 };
 
 pub struct RunqlatTracker;

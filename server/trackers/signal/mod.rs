@@ -58,6 +58,7 @@ static INFO: TrackerInfo = TrackerInfo {
         ),
     ],
     weight: None,
+    stacks: None,
 };
 
 pub struct SignalTracker;

@@ -60,6 +60,7 @@ static INFO: TrackerInfo = TrackerInfo {
         .shown_as(FieldFormat::Errno),
     ],
     weight: Some("count"),
+    stacks: None,
 };
 
 pub struct SyscallTracker;

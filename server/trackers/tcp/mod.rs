@@ -78,6 +78,7 @@ static INFO: TrackerInfo = TrackerInfo {
         ),
     ],
     weight: None,
+    stacks: None,
 };
 
 pub struct TcpTracker;

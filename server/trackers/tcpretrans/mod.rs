@@ -1,5 +1,10 @@
 //! The tcpretrans tracker (libbpf-tools' tcpretrans): every TCP retransmission, with the
-//! connection, its state, the segments it carried and the socket's network namespace.
+//! connection, its state, the segments it carried and the socket's network namespace;
+//! with `drops`, also the packets the kernel drops on a TCP socket's behalf, with the
+//! kernel's reason (what bcc's tcpdrop reports).
+
+use std::collections::HashMap;
+use std::sync::LazyLock;
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
@@ -16,8 +21,9 @@ use skel::{types, TcpretransSkelBuilder};
 
 static INFO: TrackerInfo = TrackerInfo {
     name: "tcpretrans",
-    description: "TCP retransmissions: connection, state, segments and network namespace; \
-                  pid and comm are whoever ran when it happened (often none: a timer)",
+    description: "TCP retransmissions (and with `drops`, packets dropped on a TCP socket's \
+                  behalf, with the reason): connection, state, segments and network \
+                  namespace; pid and comm are whoever ran when it happened (often none)",
     fields: &[
         FieldInfo::new("family", FieldType::Str, "ipv4 or ipv6"),
         FieldInfo::new("saddr", FieldType::Str, "local address"),
@@ -44,8 +50,14 @@ static INFO: TrackerInfo = TrackerInfo {
             FieldType::U64,
             "the socket's network namespace (inode number, as /proc/<pid>/ns/net)",
         ),
+        FieldInfo::new(
+            "reason",
+            FieldType::Str,
+            "a drop's reason, as the kernel names it (SOCKET_FILTER, TCP_OLD_DATA, ...)",
+        ),
     ],
     weight: None,
+    stacks: None,
 };
 
 /// include/net/tcp_states.h, by number.
@@ -80,7 +92,43 @@ pub struct TcpretransEvent {
     pub segs: u16,
     pub err: i32,
     pub netns: u32,
+    /// A drop's `enum skb_drop_reason`; 0 for a retransmission.
+    pub reason: u32,
 }
+
+/// Whether the running kernel's `skb:kfree_skb` passes the receiving socket too (since
+/// 6.12: five arguments to its BTF trace function, with the context).
+fn kfree_skb_passes_rx_sk() -> bool {
+    use libbpf_rs::btf::{types::FuncProto, Btf, BtfType};
+    let Ok(btf) = Btf::from_vmlinux() else {
+        return false;
+    };
+    btf.type_by_name::<BtfType<'_>>("btf_trace_kfree_skb")
+        .map(|typedef| typedef.skip_mods_and_typedefs())
+        .and_then(|pointer| pointer.next_type())
+        .and_then(|proto| FuncProto::try_from(proto).ok())
+        .is_some_and(|proto| proto.len() == 5)
+}
+
+/// The running kernel's drop reasons by number, from its BTF (`enum skb_drop_reason`,
+/// without the `SKB_DROP_REASON_` prefix): their numbers change between kernel builds.
+static DROP_REASONS: LazyLock<HashMap<u32, String>> = LazyLock::new(|| {
+    use libbpf_rs::btf::{types::Enum, Btf};
+    let Ok(btf) = Btf::from_vmlinux() else {
+        return HashMap::new();
+    };
+    let Some(reasons) = btf.type_by_name::<Enum<'_>>("skb_drop_reason") else {
+        return HashMap::new();
+    };
+    reasons
+        .iter()
+        .filter_map(|member| {
+            let name = member.name?.to_string_lossy();
+            let name = name.strip_prefix("SKB_DROP_REASON_").unwrap_or(&name);
+            Some((u32::try_from(member.value).ok()?, name.to_string()))
+        })
+        .collect()
+});
 
 impl EventBody for TcpretransEvent {
     fn info(&self) -> &'static TrackerInfo {
@@ -88,7 +136,11 @@ impl EventBody for TcpretransEvent {
     }
 
     fn kind(&self) -> &'static str {
-        "retransmit"
+        if self.reason == 0 {
+            "retransmit"
+        } else {
+            "drop"
+        }
     }
 
     fn get(&self, name: &str) -> Option<Value<'_>> {
@@ -108,6 +160,12 @@ impl EventBody for TcpretransEvent {
                 err => errno_name(-err).map_or(Value::I64(err.into()), Value::Str),
             },
             "netns" => Value::U64(self.netns.into()),
+            "reason" => match self.reason {
+                0 => Value::Null,
+                reason => DROP_REASONS
+                    .get(&reason)
+                    .map_or(Value::U64(reason.into()), |name| Value::Str(name)),
+            },
             _ => return None,
         })
     }
@@ -138,6 +196,7 @@ pub fn decode(bytes: &[u8], clock_offset: u64) -> Option<Event> {
                 segs: raw.segs,
                 err: raw.err,
                 netns: raw.netns,
+                reason: raw.reason,
             }
             .into(),
         }
@@ -153,6 +212,9 @@ pub struct TcpretransOptions {
     /// Only sockets of this network namespace (its inode number, as `ls -L -i
     /// /proc/<pid>/ns/net` gives it); 0 for all. Filtered in the kernel.
     pub netns: u32,
+    /// Also report packets the kernel drops on a TCP socket's behalf (`drop`, with its
+    /// `reason`; one more probe, on every freed packet).
+    pub drops: bool,
 }
 
 impl TrackerOptions for TcpretransOptions {}
@@ -171,6 +233,11 @@ impl Tracker for TcpretransTracker {
                 .as_deref_mut()
                 .expect("tcpretrans.bpf.c declares read-only globals")
                 .target_netns = options.netns;
+            let rx_sk = kfree_skb_passes_rx_sk();
+            open.progs.handle_drop.set_autoload(options.drops && !rx_sk);
+            open.progs
+                .handle_drop_rx_sk
+                .set_autoload(options.drops && rx_sk);
         })
     }
 }
