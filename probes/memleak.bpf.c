@@ -90,7 +90,7 @@ static __always_inline int alloc_exit(void *ctx, u64 address)
 		return 0;
 	block.key.pid = id >> 32;
 	/* At the return the unwinder starts in the caller: the allocating function. */
-	block.key.user_stack = stack_id(ctx, BPF_F_USER_STACK);
+	block.key.user_stack = bpf_get_stackid(ctx, &stacks, BPF_F_USER_STACK);
 	block.key.kernel_stack = -EFAULT;
 	bpf_get_current_comm(block.key.comm, sizeof(block.key.comm));
 	if (bpf_map_update_elem(&blocks, &address, &block, BPF_ANY)) {

@@ -44,8 +44,8 @@ int BPF_PROG(handle_switch, bool preempt, struct task_struct *prev, struct task_
 		struct switched_out at = { .ts_ns = now };
 
 		at.key.pid = BPF_CORE_READ(prev, tgid);
-		at.key.user_stack = user_stacks ? stack_id(ctx, BPF_F_USER_STACK) : -EFAULT;
-		at.key.kernel_stack = kernel_stacks ? stack_id(ctx, 0) : -EFAULT;
+		at.key.user_stack = user_stacks ? bpf_get_stackid(ctx, &stacks, BPF_F_USER_STACK) : -EFAULT;
+		at.key.kernel_stack = kernel_stacks ? bpf_get_stackid(ctx, &stacks, 0) : -EFAULT;
 		BPF_CORE_READ_STR_INTO(&at.key.comm, prev, comm);
 		bpf_map_update_elem(&blocked, &prev_tid, &at, BPF_ANY);
 	}

@@ -29,8 +29,8 @@ int handle_sample(struct bpf_perf_event_data *ctx)
 	if (!task_selected(task, pid))
 		return 0;
 	key.pid = pid;
-	key.user_stack = user_stacks ? stack_id(ctx, BPF_F_USER_STACK) : -EFAULT;
-	key.kernel_stack = kernel_stacks ? stack_id(ctx, 0) : -EFAULT;
+	key.user_stack = user_stacks ? bpf_get_stackid(ctx, &stacks, BPF_F_USER_STACK) : -EFAULT;
+	key.kernel_stack = kernel_stacks ? bpf_get_stackid(ctx, &stacks, 0) : -EFAULT;
 	bpf_get_current_comm(key.comm, sizeof(key.comm));
 	count_stack(&key, task, 1, 0);
 	return 0;

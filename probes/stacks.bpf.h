@@ -13,10 +13,13 @@
 #define EFAULT 14
 
 u32 generation = 0;
-/* Stacks the stack map could not take (full, or a hash collision): counted, not silent. */
-u64 stacks_lost = 0;
 
-/* Sized by user space before load (the `max_stacks` option). */
+/*
+ * Sized by user space before load (the `max_stacks` option). A row keys its stacks by
+ * bpf_get_stackid's id, or its error: -EFAULT when there is no such stack (a kernel
+ * thread's user stack, or a stack not asked for), another when the map could not take it
+ * (full, or a hash collision), which user space shows as a lost stack.
+ */
 struct {
 	__uint(type, BPF_MAP_TYPE_STACK_TRACE);
 	__uint(max_entries, STACKS_DEFAULT);
@@ -35,19 +38,5 @@ struct {
 		__type(key, struct stack_key); \
 		__type(value, row_type); \
 	} rows_0 SEC(".maps"), rows_1 SEC(".maps")
-
-/*
- * The stack id of the current task's user (BPF_F_USER_STACK) or kernel stack. -EFAULT
- * means there is no such stack (a kernel thread's user stack); other errors mean it was
- * lost, and are counted.
- */
-static __always_inline int stack_id(void *ctx, u64 flags)
-{
-	long id = bpf_get_stackid(ctx, &stacks, flags);
-
-	if (id < 0 && id != -EFAULT)
-		__sync_fetch_and_add(&stacks_lost, 1);
-	return id;
-}
 
 #endif

@@ -20,6 +20,8 @@ const FLAGS: &[&str] = &["-O0", "-fno-omit-frame-pointer"];
 struct Traced {
     events: Vec<Event>,
     cpu_seconds: f64,
+    /// Events the tracker lost (a full map in the kernel, say).
+    lost: u64,
 }
 
 /// Runs `stack_work mode` under tracker `name` (on its pid, with `options`). The tracker
@@ -27,15 +29,27 @@ struct Traced {
 /// addresses can be named), and then the program is killed.
 fn trace_stack_work(name: &str, mode: &str, options: serde_json::Value) -> Traced {
     let (binary, _comm) = build_program("stack_work.c", FLAGS, "sw");
-    let mut child = Command::new(&*binary)
-        .arg(mode)
+    let mut command = Command::new(&*binary);
+    command.arg(mode);
+    trace_work(command, |child| child.id(), name, options)
+}
+
+/// [`trace_stack_work`] for a `stack_work` that `command` starts, whose pid on this host
+/// `host_pid` finds once it said "ready".
+fn trace_work(
+    mut command: Command,
+    host_pid: impl FnOnce(&std::process::Child) -> u32,
+    name: &str,
+    options: serde_json::Value,
+) -> Traced {
+    let mut child = command
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let pid = child.id();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     assert_eq!(lines.next().unwrap().unwrap(), "ready");
+    let pid = host_pid(&child);
     let mut config = eunomia::engine::TrackerConfig {
         target_pid: Some(pid),
         ..Default::default()
@@ -47,12 +61,13 @@ fn trace_stack_work(name: &str, mode: &str, options: serde_json::Value) -> Trace
     assert_eq!(lines.next().unwrap().unwrap(), "done");
     let cpu_seconds = cpu_seconds_of(pid);
     let stats = handle.stop().unwrap();
-    child.kill().unwrap();
+    // SAFETY: kill(2) on the pid of the program this test started, still alive.
+    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
     child.wait().unwrap();
-    assert_eq!(stats.lost(), 0, "{stats:?}");
     Traced {
         events: collector.of_pid(pid),
         cpu_seconds,
+        lost: stats.lost(),
     }
 }
 
@@ -101,17 +116,9 @@ fn user_leaf(stack: &str) -> &str {
         .unwrap_or("")
 }
 
-#[test]
-fn profile_finds_the_function_that_spends_the_cpu() {
-    if !root_or_skip("profile_finds_the_function_that_spends_the_cpu") {
-        return;
-    }
-    let frequency = 499;
-    let traced = trace_stack_work(
-        "profile",
-        "profile",
-        serde_json::json!({ "frequency": frequency, "interval_ms": 200 }),
-    );
+/// Samples (plus `lost` ones) are one per 1/frequency of the program's CPU time, within
+/// 10%, and at least 85% of them have a `spin_here` frame, below `main`.
+fn assert_spin_here_dominates(traced: &Traced, frequency: u64, lost: u64) {
     let samples: u64 = traced.events.iter().map(|e| u64_of(e, "samples")).sum();
     let in_spin: u64 = traced
         .events
@@ -119,11 +126,10 @@ fn profile_finds_the_function_that_spends_the_cpu() {
         .filter(|e| stack_of(e).split(';').any(|frame| frame == "spin_here"))
         .map(|e| u64_of(e, "samples"))
         .sum();
-    // One sample per 1/frequency of CPU time the program used (2 s of work, and its start).
     let expected = traced.cpu_seconds * frequency as f64;
     assert!(
-        (samples as f64 - expected).abs() <= expected * 0.1,
-        "{samples} samples for {:.2} s of CPU at {frequency} Hz",
+        ((samples + lost) as f64 - expected).abs() <= expected * 0.1,
+        "{samples} samples and {lost} lost for {:.2} s of CPU at {frequency} Hz",
         traced.cpu_seconds
     );
     let share = in_spin as f64 / samples as f64;
@@ -132,11 +138,99 @@ fn profile_finds_the_function_that_spends_the_cpu() {
         "spin_here in {in_spin} of {samples} samples ({share:.2}): {:#?}",
         traced.events.iter().map(stack_of).collect::<Vec<_>>()
     );
-    // Folded root first: main calls spin_here.
     assert!(traced
         .events
         .iter()
         .any(|e| stack_of(e).contains("main;spin_here")));
+}
+
+const PROFILE_HZ: u64 = 499;
+
+#[test]
+fn profile_finds_the_function_that_spends_the_cpu() {
+    if !root_or_skip("profile_finds_the_function_that_spends_the_cpu") {
+        return;
+    }
+    let traced = trace_stack_work(
+        "profile",
+        "profile",
+        serde_json::json!({ "frequency": PROFILE_HZ, "interval_ms": 200 }),
+    );
+    assert_eq!(traced.lost, 0);
+    assert_spin_here_dominates(&traced, PROFILE_HZ, 0);
+}
+
+/// A process in a container, its program at a path only the container has: its frames
+/// are named from its own file, through /proc/<pid>/map_files.
+#[test]
+fn profile_names_the_frames_of_a_process_in_a_container() {
+    use common::docker::{docker, docker_or_skip, Container};
+    if !docker_or_skip("profile_names_the_frames_of_a_process_in_a_container") {
+        return;
+    }
+    // Static: the busybox image has no C library.
+    let flags = ["-static", "-O0", "-fno-omit-frame-pointer"];
+    let (binary, comm) = build_program("stack_work.c", &flags, "sc");
+    let container = Container::start("stacks");
+    let inside = format!("/{comm}");
+    docker(&[
+        "cp",
+        binary.to_str().unwrap(),
+        &format!("{}:{inside}", container.name),
+    ]);
+    assert!(!std::path::Path::new(&inside).exists());
+    let mut command = Command::new("docker");
+    command.args(["exec", "-i", &container.name, &inside, "profile"]);
+    let traced = trace_work(
+        command,
+        |_| {
+            let pids: Vec<u32> = std::fs::read_dir("/proc")
+                .unwrap()
+                .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
+                .filter(|pid| {
+                    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                        .is_ok_and(|c| c.trim() == comm)
+                })
+                .collect();
+            assert_eq!(pids.len(), 1, "{pids:?}");
+            pids[0]
+        },
+        "profile",
+        serde_json::json!({ "frequency": PROFILE_HZ, "interval_ms": 200 }),
+    );
+    assert_eq!(traced.lost, 0);
+    assert_spin_here_dominates(&traced, PROFILE_HZ, 0);
+}
+
+/// With room for one stack and one count, the loss shows: samples whose count had no
+/// room are counted lost, and those whose stack had none carry the lost-stack frame.
+#[test]
+fn profile_counts_what_a_full_stack_map_loses() {
+    if !root_or_skip("profile_counts_what_a_full_stack_map_loses") {
+        return;
+    }
+    let traced = trace_stack_work(
+        "profile",
+        "profile",
+        serde_json::json!({ "frequency": PROFILE_HZ, "interval_ms": 100, "max_stacks": 1 }),
+    );
+    let samples: u64 = traced.events.iter().map(|e| u64_of(e, "samples")).sum();
+    let expected = traced.cpu_seconds * PROFILE_HZ as f64;
+    assert!(
+        ((samples + traced.lost) as f64 - expected).abs() <= expected * 0.1,
+        "{samples} samples and {} lost for {:.2} s of CPU",
+        traced.lost,
+        traced.cpu_seconds
+    );
+    assert!(traced.lost > 0, "{samples} samples, none lost");
+    assert!(
+        traced
+            .events
+            .iter()
+            .any(|e| stack_of(e).contains("[stack lost: the stack map was full]")),
+        "{:#?}",
+        traced.events.iter().map(stack_of).collect::<Vec<_>>()
+    );
 }
 
 #[test]
@@ -145,6 +239,7 @@ fn offcpu_puts_the_sleeping_function_on_top() {
         return;
     }
     let traced = trace_stack_work("offcpu", "offcpu", serde_json::json!({}));
+    assert_eq!(traced.lost, 0);
     let mut by_leaf: std::collections::BTreeMap<String, (u64, u64)> = Default::default();
     for event in &traced.events {
         let slot = by_leaf
@@ -186,6 +281,7 @@ fn memleak_attributes_the_outstanding_blocks_to_the_leaking_function() {
         return;
     }
     let traced = trace_stack_work("memleak", "leak", serde_json::json!({ "interval_ms": 100 }));
+    assert_eq!(traced.lost, 0);
     let mut by_leaf: std::collections::BTreeMap<String, [i64; 3]> = Default::default();
     for event in &traced.events {
         let slot = by_leaf

@@ -11,7 +11,8 @@
 //! A last round (sendfile off) measures what each setting's tracer itself costs, in % of
 //! one core: the CPU time of its `eunomia` processes plus the run time of their BPF
 //! programs (kernel.bpf_stats_enabled, on for that round only: it adds two clock reads to
-//! every program run), over the load's wall time.
+//! every program run), over the load's wall time, after 2 s of load not counted (one-time
+//! costs, such as the stack trackers' first symbolization, stay out of the steady state).
 //!
 //! `cargo bench --bench app_overhead` (EUNOMIA_BENCH_ROUNDS, EUNOMIA_BENCH_SECS to change
 //! the 3 rounds of 4 s; EUNOMIA_BENCH_ONLY=files,syscall to run only some settings)
@@ -260,6 +261,7 @@ fn tracer_ns(pid: u32) -> u64 {
 /// One round, sendfile off, of each tracing setting's own cost: its tracers' CPU time and
 /// BPF run time over the load's wall time, in % of one core.
 fn tracer_costs(settings: &[Setting], secs: u64) {
+    const WARM_UP_SECS: u64 = 2;
     const STATS: &str = "/proc/sys/kernel/bpf_stats_enabled";
     let before = std::fs::read_to_string(STATS).unwrap();
     std::fs::write(STATS, "1").unwrap();
@@ -275,6 +277,9 @@ fn tracer_costs(settings: &[Setting], secs: u64) {
             .map(|args| Tracing::start(args, &worker))
             .collect();
         let spent = || -> u64 { tracing.iter().map(|t| tracer_ns(t.0.id())).sum() };
+        // Steady state: one-time costs (the stack trackers load kallsyms and the
+        // programs' symbols as the first stacks come) are left out.
+        load(&nginx.url, WARM_UP_SECS);
         let (start, started) = (spent(), std::time::Instant::now());
         load(&nginx.url, secs);
         let cost = (spent() - start) as f64 / started.elapsed().as_nanos() as f64;
