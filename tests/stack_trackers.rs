@@ -116,22 +116,31 @@ fn user_leaf(stack: &str) -> &str {
         .unwrap_or("")
 }
 
-/// Samples (plus `lost` ones) are one per 1/frequency of the program's CPU time, within
-/// 10%, and at least 85% of them have a `spin_here` frame, below `main`.
-fn assert_spin_here_dominates(traced: &Traced, frequency: u64, lost: u64) {
+/// Samples, counted or lost, are one per 1/frequency of the program's CPU time, within
+/// 10%. Returns the counted ones.
+fn assert_samples_match_cpu(traced: &Traced, frequency: u64) -> u64 {
     let samples: u64 = traced.events.iter().map(|e| u64_of(e, "samples")).sum();
+    let expected = traced.cpu_seconds * frequency as f64;
+    assert!(
+        ((samples + traced.lost) as f64 - expected).abs() <= expected * 0.1,
+        "{samples} samples and {} lost for {:.2} s of CPU at {frequency} Hz",
+        traced.lost,
+        traced.cpu_seconds
+    );
+    samples
+}
+
+/// Nothing lost, samples as the CPU time says, and at least 85% of them with a
+/// `spin_here` frame, below `main`.
+fn assert_spin_here_dominates(traced: &Traced) {
+    assert_eq!(traced.lost, 0);
+    let samples = assert_samples_match_cpu(traced, PROFILE_HZ);
     let in_spin: u64 = traced
         .events
         .iter()
         .filter(|e| stack_of(e).split(';').any(|frame| frame == "spin_here"))
         .map(|e| u64_of(e, "samples"))
         .sum();
-    let expected = traced.cpu_seconds * frequency as f64;
-    assert!(
-        ((samples + lost) as f64 - expected).abs() <= expected * 0.1,
-        "{samples} samples and {lost} lost for {:.2} s of CPU at {frequency} Hz",
-        traced.cpu_seconds
-    );
     let share = in_spin as f64 / samples as f64;
     assert!(
         share >= 0.85,
@@ -156,8 +165,7 @@ fn profile_finds_the_function_that_spends_the_cpu() {
         "profile",
         serde_json::json!({ "frequency": PROFILE_HZ, "interval_ms": 200 }),
     );
-    assert_eq!(traced.lost, 0);
-    assert_spin_here_dominates(&traced, PROFILE_HZ, 0);
+    assert_spin_here_dominates(&traced);
 }
 
 /// A process in a container, its program at a path only the container has: its frames
@@ -198,8 +206,7 @@ fn profile_names_the_frames_of_a_process_in_a_container() {
         "profile",
         serde_json::json!({ "frequency": PROFILE_HZ, "interval_ms": 200 }),
     );
-    assert_eq!(traced.lost, 0);
-    assert_spin_here_dominates(&traced, PROFILE_HZ, 0);
+    assert_spin_here_dominates(&traced);
 }
 
 /// With room for one stack and one count, the loss shows: samples whose count had no
@@ -214,14 +221,7 @@ fn profile_counts_what_a_full_stack_map_loses() {
         "profile",
         serde_json::json!({ "frequency": PROFILE_HZ, "interval_ms": 100, "max_stacks": 1 }),
     );
-    let samples: u64 = traced.events.iter().map(|e| u64_of(e, "samples")).sum();
-    let expected = traced.cpu_seconds * PROFILE_HZ as f64;
-    assert!(
-        ((samples + traced.lost) as f64 - expected).abs() <= expected * 0.1,
-        "{samples} samples and {} lost for {:.2} s of CPU",
-        traced.lost,
-        traced.cpu_seconds
-    );
+    let samples = assert_samples_match_cpu(&traced, PROFILE_HZ);
     assert!(traced.lost > 0, "{samples} samples, none lost");
     assert!(
         traced

@@ -175,6 +175,23 @@ fn presented(headers: &HeaderMap) -> Option<&str> {
 }
 
 impl AppState {
+    /// For plain HTTP endpoints: any role's token (when tokens are configured), or a 401
+    /// response, the refusal counted and audited as `what`.
+    async fn authorize(
+        &self,
+        client: IpAddr,
+        headers: &HeaderMap,
+        what: &str,
+    ) -> Result<(), Response> {
+        match authenticate(&self.tokens, presented(headers)) {
+            Ok(_) => Ok(()),
+            Err(err) => {
+                self.refused(client, what, &err).await;
+                Err((StatusCode::UNAUTHORIZED, err.message()).into_response())
+            }
+        }
+    }
+
     /// Counts a refused request and audits it, at most once a second per client address.
     async fn refused(&self, client: IpAddr, what: &str, err: &AuthError) {
         self.manager.metrics().auth_refused.inc();
@@ -363,9 +380,8 @@ async fn metrics(
     ConnectInfo(client): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(err) = authenticate(&state.tokens, presented(&headers)) {
-        state.refused(client.ip(), "metrics", &err).await;
-        return (StatusCode::UNAUTHORIZED, err.message()).into_response();
+    if let Err(refused) = state.authorize(client.ip(), &headers, "metrics").await {
+        return refused;
     }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
@@ -382,9 +398,8 @@ async fn flame_graph(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(err) = authenticate(&state.tokens, presented(&headers)) {
-        state.refused(client.ip(), "flamegraph", &err).await;
-        return (StatusCode::UNAUTHORIZED, err.message()).into_response();
+    if let Err(refused) = state.authorize(client.ip(), &headers, "flamegraph").await {
+        return refused;
     }
     let failed = |status: StatusCode, err: &dyn std::fmt::Display| {
         (status, format!("{err}\n")).into_response()
