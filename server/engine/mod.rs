@@ -372,8 +372,10 @@ impl<'a, E> Run<'a, E> {
                 break;
             }
         }
-        // Detach first, then drain: nothing can arrive after the last read.
+        // Detach first, then drain: nothing can arrive after the last read, once the
+        // programs that were running at the detach have finished.
         detach(links);
+        wait_for_running_programs();
         budget.set(u32::MAX);
         let drained = ringbuf.consume().map_err(TrackerError::Poll);
         let pulled = drain.as_mut().map_or(Ok(()), |d| pull(d, true));
@@ -421,9 +423,24 @@ pub fn take_rows(
     Ok(())
 }
 
-/// How long a program that read the old generation may still be adding to it after a
-/// switch (programs run for microseconds).
+/// How long to wait after a switch when the kernel cannot wait for an RCU grace period
+/// (programs run for microseconds).
 const SWITCH_GRACE: Duration = Duration::from_millis(5);
+
+/// Returns once every BPF program that started before the call has finished. Programs run
+/// inside RCU read-side sections, and membarrier's global command waits for a grace
+/// period: a program that read the old generation, and whose CPU the hypervisor then
+/// stalled for longer than any fixed grace, is still waited for.
+fn wait_for_running_programs() {
+    // MEMBARRIER_CMD_GLOBAL from <linux/membarrier.h>; libc does not name it.
+    const MEMBARRIER_CMD_GLOBAL: libc::c_long = 1;
+    // SAFETY: membarrier takes no pointers.
+    let waited = unsafe { libc::syscall(libc::SYS_membarrier, MEMBARRIER_CMD_GLOBAL, 0, 0) };
+    if waited != 0 {
+        // Refused under nohz_full, or a kernel without membarrier.
+        std::thread::sleep(SWITCH_GRACE);
+    }
+}
 
 /// A loaded skeleton's loss counter and [`Generations`], from its `.bss`
 /// (`ringbuf_dropped` and `generation`); evaluates to `(&u64, Generations)`. A macro
@@ -479,7 +496,7 @@ impl Generations {
         self.current = self.current.wrapping_add(1);
         // SAFETY: see `new`; a volatile write is what the programs read.
         unsafe { self.generation.write_volatile(self.current) };
-        std::thread::sleep(SWITCH_GRACE);
+        wait_for_running_programs();
         if old == 0 {
             &[0]
         } else {
