@@ -3,14 +3,19 @@
  * The biolatency tracker: each block I/O request from issue to completion, on the
  * BTF-typed `block_rq_issue` and `block_rq_complete` tracepoints (the request pointer
  * pairs them). The issuing task is remembered with the start, since completion runs in
- * interrupt context; the pid, comm and cgroup filters select that task.
+ * interrupt context; the pid, comm and cgroup filters select that task. In aggregate
+ * mode completions are counted per key and latency bucket (buckets.bpf.h).
  */
-#include "common.bpf.h"
+#include "buckets.bpf.h"
 #include "biolatency.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 struct biolatency_event biolatency_event_layout = {};
+struct biolatency_key biolatency_key_layout = {};
+struct biolatency_row biolatency_row_layout = {};
+
+BUCKET_ROWS(struct biolatency_key, struct biolatency_row)
 
 /* Only this device (dev_t, major << 20 | minor); 0 for all. Set before load. */
 const volatile u32 target_dev = 0;
@@ -54,26 +59,56 @@ int BPF_PROG(handle_rq_issue, struct request *rq)
 	return 0;
 }
 
+/* Adds the completed request to its row of the current generation. */
+static __always_inline void count_request(struct issued *issued, struct gendisk *disk, u32 op,
+					  int error, unsigned int nr_bytes, u64 latency_ns)
+{
+	struct biolatency_key key = {
+		.pid = issued->header.pid,
+		.dev = dev_of(disk),
+		.op = op,
+		.error = error,
+		.bucket = log2_bucket(latency_ns),
+	};
+	struct biolatency_row *row = bpf_map_lookup_elem(current_rows(), &key);
+
+	if (!row) {
+		struct biolatency_row fresh = {};
+
+		__builtin_memcpy(&fresh.header, &issued->header, sizeof(fresh.header));
+		BPF_CORE_READ_STR_INTO(&fresh.disk, disk, disk_name);
+		row = insert_row(&key, &fresh);
+		if (!row)
+			return;
+	}
+	__sync_fetch_and_add(&row->requests, 1);
+	__sync_fetch_and_add(&row->latency_ns, latency_ns);
+	__sync_fetch_and_add(&row->bytes, nr_bytes);
+}
+
 SEC("tp_btf/block_rq_complete")
 int BPF_PROG(handle_rq_complete, struct request *rq, int error, unsigned int nr_bytes)
 {
 	struct gendisk *disk = BPF_CORE_READ(rq, q, disk);
+	u32 op = BPF_CORE_READ(rq, cmd_flags) & REQ_OP_MASK;
 	struct biolatency_event *e;
 	struct issued *issued;
-	u64 key = (u64)rq;
+	u64 key = (u64)rq, now;
 
 	issued = bpf_map_lookup_elem(&inflight, &key);
 	if (!issued)
 		return 0;
-	e = reserve_event(sizeof(*e));
-	if (e) {
+	now = bpf_ktime_get_boot_ns();
+	if (aggregate) {
+		count_request(issued, disk, op, error, nr_bytes, now - issued->ts_ns);
+	} else if ((e = reserve_event(sizeof(*e)))) {
 		__builtin_memcpy(&e->header, &issued->header, sizeof(e->header));
-		e->header.ts_ns = bpf_ktime_get_boot_ns();
-		e->latency_ns = e->header.ts_ns - issued->ts_ns;
+		e->header.ts_ns = now;
+		e->latency_ns = now - issued->ts_ns;
 		e->sector = BPF_CORE_READ(rq, __sector);
 		e->bytes = nr_bytes;
 		e->dev = dev_of(disk);
-		e->op = BPF_CORE_READ(rq, cmd_flags) & REQ_OP_MASK;
+		e->op = op;
 		e->error = error;
 		BPF_CORE_READ_STR_INTO(&e->disk, disk, disk_name);
 		submit_event(e);

@@ -18,4 +18,23 @@ struct biolatency_event {
 	char disk[DISK_NAME_LEN];
 };
 
+/* Aggregate mode: one interval's requests of one process to one device, of one
+ * operation and status, in one power-of-two latency bucket. */
+struct biolatency_key {
+	unsigned int pid;
+	unsigned int dev;
+	unsigned int op;
+	int error;
+	unsigned int bucket;
+	unsigned int pad;
+};
+
+struct biolatency_row {
+	struct event_header header; /* the task that issued the first of them */
+	char disk[DISK_NAME_LEN];
+	unsigned long long requests;
+	unsigned long long latency_ns; /* summed */
+	unsigned long long bytes; /* summed */
+};
+
 #endif

@@ -3,14 +3,19 @@
  * The runqlat tracker: how long each task waited on a run queue, from becoming runnable
  * (woken up, newly created, or preempted while running) to running, on the BTF-typed
  * sched_wakeup, sched_wakeup_new and sched_switch tracepoints. The filters select the
- * task that waits (not the task running when it is enqueued).
+ * task that waits (not the task running when it is enqueued). In aggregate mode waits
+ * are counted per process and latency bucket (buckets.bpf.h).
  */
-#include "common.bpf.h"
+#include "buckets.bpf.h"
 #include "runqlat.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 struct runqlat_event runqlat_event_layout = {};
+struct runqlat_key runqlat_key_layout = {};
+struct runqlat_row runqlat_row_layout = {};
+
+BUCKET_ROWS(struct runqlat_key, struct runqlat_row)
 
 #define TASK_RUNNING 0
 
@@ -51,6 +56,29 @@ int BPF_PROG(handle_sched_wakeup_new, struct task_struct *p)
 	return 0;
 }
 
+/* Adds the wait of `task` to its row of the current generation. */
+static __always_inline void count_wait(struct task_struct *task, struct enqueued *at,
+				       u64 latency_ns)
+{
+	struct runqlat_key key = {
+		.pid = BPF_CORE_READ(task, tgid),
+		.preempted = at->preempted,
+		.bucket = log2_bucket(latency_ns),
+	};
+	struct runqlat_row *row = bpf_map_lookup_elem(current_rows(), &key);
+
+	if (!row) {
+		struct runqlat_row fresh = {};
+
+		fill_header_of(&fresh.header, task);
+		row = insert_row(&key, &fresh);
+		if (!row)
+			return;
+	}
+	__sync_fetch_and_add(&row->runs, 1);
+	__sync_fetch_and_add(&row->latency_ns, latency_ns);
+}
+
 SEC("tp_btf/sched_switch")
 int BPF_PROG(handle_sched_switch, bool preempt, struct task_struct *prev,
 	     struct task_struct *next)
@@ -66,8 +94,9 @@ int BPF_PROG(handle_sched_switch, bool preempt, struct task_struct *prev,
 	at = bpf_map_lookup_elem(&runnable, &tid);
 	if (!at)
 		return 0;
-	e = reserve_event(sizeof(*e));
-	if (e) {
+	if (aggregate) {
+		count_wait(next, at, bpf_ktime_get_boot_ns() - at->ts_ns);
+	} else if ((e = reserve_event(sizeof(*e)))) {
 		fill_header_of(&e->header, next);
 		e->latency_ns = e->header.ts_ns - at->ts_ns;
 		e->cpu = bpf_get_smp_processor_id();

@@ -14,4 +14,19 @@ struct runqlat_event {
 	unsigned int pad;
 };
 
+/* Aggregate mode: one interval's waits of one process's tasks, woken or preempted, in
+ * one power-of-two latency bucket. */
+struct runqlat_key {
+	unsigned int pid;
+	unsigned int preempted;
+	unsigned int bucket;
+	unsigned int pad;
+};
+
+struct runqlat_row {
+	struct event_header header; /* the task of the first of them */
+	unsigned long long runs;
+	unsigned long long latency_ns; /* summed */
+};
+
 #endif

@@ -970,11 +970,25 @@ fn parse_config(value: Option<&serde_json::Value>) -> Result<TrackerConfig, Sess
 /// Whether a session's records are interval totals (see
 /// `TrackerOptions::reports_totals`), from its tracker and configuration.
 pub fn reports_totals(record: &SessionRecord) -> bool {
-    let tracker = find_tracker(&record.tracker).ok();
-    let config = parse_config(Some(&record.config)).ok();
-    tracker
-        .zip(config)
-        .is_some_and(|(tracker, config)| tracker.reports_totals(&config))
+    with_tracker(record, |tracker, config| tracker.reports_totals(config)).unwrap_or(false)
+}
+
+/// Which of a session's total fields a histogram of is exact (see
+/// `TrackerOptions::totals_per_log2_bucket`).
+pub fn totals_per_log2_bucket(record: &SessionRecord) -> &'static [&'static str] {
+    with_tracker(record, |tracker, config| {
+        tracker.totals_per_log2_bucket(config)
+    })
+    .unwrap_or(&[])
+}
+
+fn with_tracker<T>(
+    record: &SessionRecord,
+    f: impl FnOnce(&'static dyn AnyTracker, &TrackerConfig) -> T,
+) -> Option<T> {
+    let tracker = find_tracker(&record.tracker).ok()?;
+    let config = parse_config(Some(&record.config)).ok()?;
+    Some(f(tracker, &config))
 }
 
 pub fn tracker_info(name: &str) -> Result<&'static TrackerInfo, SessionError> {

@@ -796,3 +796,37 @@ fn histogram_stage_prints_power_of_two_rows_per_group() {
     );
     assert_eq!(buf.text(), expected);
 }
+
+/// Rows of an in-kernel histogram (runqlat in aggregate mode): each counts its `runs` at
+/// their mean wait, as the kernel bucketed them.
+#[test]
+fn histogram_stage_counts_a_rows_calls_at_their_mean() {
+    use eunomia::trackers::runqlat::RunqlatEvent;
+
+    let buf = SharedBuf::default();
+    let stages: Vec<Stage> =
+        serde_json::from_str(r#"[{"type": "histogram", "field": "latency_ns"}]"#).unwrap();
+    let output = || -> Box<dyn std::io::Write + Send> { Box::new(buf.clone()) };
+    let schema = Schema::of(find_tracker("runqlat").unwrap().info());
+    let mut chain = handler::build::<Event>(&stages, &schema, &output).unwrap();
+    for (runs, latency_ns) in [(3, 150), (1, 9), (4, 44)] {
+        chain.handle(&Event {
+            header: common::synthetic::header(1, 1, "a"),
+            body: RunqlatEvent {
+                runs,
+                latency_ns,
+                ran: None,
+                preempted: false,
+            }
+            .into(),
+        });
+    }
+    chain.finish().unwrap();
+    let expected = concat!(
+        "              latency_ns                     : count    distribution\n",
+        "                   8 -> 15                   : 5        |****************************************|\n",
+        "                  16 -> 31                   : 0        |                                        |\n",
+        "                  32 -> 63                   : 3        |************************                |\n",
+    );
+    assert_eq!(buf.text(), expected);
+}

@@ -15,26 +15,41 @@ use eunomia::model::{Record, Value};
 
 const MS: u64 = 1_000_000;
 
-#[test]
-fn two_spinners_on_one_cpu_wait_a_time_slice_each_turn() {
-    if !root_or_skip("two_spinners_on_one_cpu_wait_a_time_slice_each_turn") {
-        return;
-    }
-    // A shell under a name of its own: its comm picks out the spinners.
-    let comm = format!("eurq{}", std::process::id() % 100_000);
-    let dir = TempDir::new("runqlat");
-    let shell = dir.join(&comm);
-    std::fs::copy("/bin/dash", &shell).unwrap();
-
+/// Two shells spinning on CPU 0 for a second, traced by runqlat in `mode` (by their
+/// comm): the tracker's events, the comm, and how many times bpftrace saw them get the CPU.
+fn spinners(mode: &str) -> (Vec<eunomia::trackers::Event>, String, u64) {
+    let (comm, dir) = spinner_shell(mode);
     let collector = Collector::default();
     let handle = start_tracker(
         "runqlat",
         TrackerConfig {
             comm: Some(comm.clone()),
+            options: serde_json::json!({ "mode": mode, "interval_ms": 100 })
+                .as_object()
+                .unwrap()
+                .clone(),
             ..TrackerConfig::default()
         },
         collector.clone(),
     );
+    let switches = spin(&comm, &dir);
+    assert_eq!(handle.stop().unwrap().lost(), 0);
+    (collector.events(), comm, switches)
+}
+
+/// A shell under a name of its own (per `tag`, by its first letter), whose comm picks out the spinners, in a
+/// directory of its own.
+fn spinner_shell(tag: &str) -> (String, TempDir) {
+    let comm = format!("eurq{}{}", std::process::id() % 100_000, &tag[..1]);
+    let dir = TempDir::new(&format!("runqlat-{tag}"));
+    std::fs::copy("/bin/dash", dir.join(&comm)).unwrap();
+    (comm, dir)
+}
+
+/// Spins two of `comm`'s shells (in `dir`) on CPU 0 for a second; returns how many times
+/// bpftrace saw them get the CPU.
+fn spin(comm: &str, dir: &TempDir) -> u64 {
+    let shell = dir.join(comm);
     let script = format!(
         "tracepoint:sched:sched_switch /args->next_comm == \"{comm}\"/ {{ @switches = count(); }}"
     );
@@ -67,11 +82,8 @@ fn two_spinners_on_one_cpu_wait_a_time_slice_each_turn() {
     });
     let out = bpftrace.wait_with_output().unwrap();
     finished.store(true, Ordering::Relaxed);
-    handle.stop().unwrap();
     let rest = String::from_utf8_lossy(&out.stdout);
-
-    let switches: u64 = rest
-        .lines()
+    rest.lines()
         .find_map(|l| l.strip_prefix("@switches: "))
         .unwrap_or_else(|| {
             panic!(
@@ -81,20 +93,31 @@ fn two_spinners_on_one_cpu_wait_a_time_slice_each_turn() {
         })
         .trim()
         .parse()
-        .unwrap();
-    let events = collector.events();
-    assert_eq!(
-        events.len() as u64,
-        switches,
-        "bpftrace counted {switches} switches"
-    );
-    // Taking turns on one CPU: most waits are the other's slice, a few ms, not µs.
+        .unwrap()
+}
+
+fn u64_of(event: &eunomia::trackers::Event, field: &str) -> u64 {
+    match event.get(field) {
+        Some(Value::U64(v)) => v,
+        other => panic!("{field}: {other:?}"),
+    }
+}
+
+/// As many waits as bpftrace counted switches to the spinners, all theirs; taking turns on
+/// one CPU, most waits after a preemption are the other's slice, a few ms, not µs. Each
+/// event counts at its mean wait, `runs` times.
+fn assert_turns_taken(events: &[eunomia::trackers::Event], comm: &str, switches: u64) {
+    let runs: u64 = events.iter().map(|e| u64_of(e, "runs")).sum();
+    assert_eq!(runs, switches, "bpftrace counted {switches} switches");
+    assert!(events
+        .iter()
+        .all(|e| e.get("comm") == Some(Value::Str(comm))));
     let mut preempted: Vec<u64> = events
         .iter()
         .filter(|e| e.get("reason") == Some(Value::Str("preempted")))
-        .map(|e| match e.get("latency_ns") {
-            Some(Value::U64(ns)) => ns,
-            other => panic!("{other:?}"),
+        .flat_map(|e| {
+            let runs = u64_of(e, "runs");
+            std::iter::repeat_n(u64_of(e, "latency_ns") / runs, runs as usize)
         })
         .collect();
     assert!(preempted.len() >= 20, "{} preemptions", preempted.len());
@@ -104,7 +127,77 @@ fn two_spinners_on_one_cpu_wait_a_time_slice_each_turn() {
         (MS / 2..=50 * MS).contains(&median),
         "median wait {median} ns"
     );
-    assert!(events
-        .iter()
-        .all(|e| e.get("cpu") == Some(Value::U64(0)) && e.get("comm") == Some(Value::Str(&comm))));
+}
+
+#[test]
+fn two_spinners_on_one_cpu_wait_a_time_slice_each_turn() {
+    if !root_or_skip("two_spinners_on_one_cpu_wait_a_time_slice_each_turn") {
+        return;
+    }
+    let (events, comm, switches) = spinners("stream");
+    assert_turns_taken(&events, &comm, switches);
+    assert!(events.iter().all(|e| e.get("cpu") == Some(Value::U64(0))));
+}
+
+/// In aggregate mode the kernel counts the same waits in fewer rows, one per interval,
+/// reason and power-of-two bucket, each within its bucket.
+#[test]
+fn waits_counted_in_the_kernel_are_the_switches_bpftrace_sees() {
+    if !root_or_skip("waits_counted_in_the_kernel_are_the_switches_bpftrace_sees") {
+        return;
+    }
+    let (rows, comm, switches) = spinners("aggregate");
+    assert_turns_taken(&rows, &comm, switches);
+    assert!((rows.len() as u64) < switches, "{} rows", rows.len());
+    assert!(rows.iter().all(|e| e.get("cpu") == Some(Value::Null)));
+}
+
+/// Through the server, in both stores: a histogram of an aggregate-mode session counts
+/// every wait bpftrace saw, in ascending buckets, and adds up to the latencies' SUM.
+#[test]
+fn sessions_answer_the_kernels_histogram_in_both_stores() {
+    if !root_or_skip("sessions_answer_the_kernels_histogram_in_both_stores") {
+        return;
+    }
+    let server = common::server::Server::start("runqlat", None);
+    let (comm, dir) = spinner_shell("http");
+    let ids: Vec<(&str, String)> = ["SQLITE", "MEMORY"]
+        .into_iter()
+        .map(|store| {
+            let id = server.start_session(serde_json::json!({
+                "tracker": "runqlat",
+                "durationSecs": 3,
+                "store": store,
+                "filter": { "comm": comm },
+                "config": { "interval_ms": 200 },
+            }));
+            (store, id)
+        })
+        .collect();
+    let switches = spin(&comm, &dir);
+    for (store, id) in ids {
+        assert_eq!(server.wait_ended(&id, Duration::from_secs(10)), "COMPLETED");
+        let session = server.session(
+            &id,
+            r#"lostCount
+               histogram(field: "latency_ns") { count sum buckets { high count } }
+               total: aggregate(groupBy: [], op: SUM, field: "latency_ns") { value count }"#,
+        );
+        assert_eq!(session["lostCount"], 0, "{store}: {session}");
+        let histogram = &session["histogram"][0];
+        assert_eq!(histogram["count"], switches, "{store}: {session}");
+        assert_eq!(session["total"][0]["count"], switches, "{store}: {session}");
+        assert_eq!(
+            histogram["sum"], session["total"][0]["value"],
+            "{store}: {session}"
+        );
+        let buckets = histogram["buckets"].as_array().unwrap();
+        let counted: u64 = buckets.iter().map(|b| b["count"].as_u64().unwrap()).sum();
+        assert_eq!(counted, switches, "{store}: {session}");
+        let highs: Vec<f64> = buckets
+            .iter()
+            .map(|b| b["high"].as_f64().unwrap())
+            .collect();
+        assert!(highs.windows(2).all(|w| w[0] < w[1]), "{store}: {session}");
+    }
 }

@@ -1376,3 +1376,82 @@ async fn histograms_count_each_value_in_its_power_of_two() {
         "{err}"
     );
 }
+
+/// The rows of an in-kernel histogram (runqlat in aggregate mode: each row's waits lie in
+/// one power-of-two bucket, `latency_ns` their sum) give back the kernel's buckets, the
+/// same in both stores: each row's `runs` counted at their mean.
+#[tokio::test]
+async fn in_kernel_histogram_rows_give_the_same_buckets_in_both_stores() {
+    use eunomia::results::memory::{MemoryLimits, MemoryStore};
+    use eunomia::trackers::runqlat::RunqlatEvent;
+
+    let runqlat = eunomia::trackers::find_tracker("runqlat").unwrap().info();
+    // (runs, summed latency): means 1000 and 1023 in [512, 1024), bucket 10; 40 in
+    // [32, 64), bucket 6; 1500 in [1024, 2048), bucket 11.
+    let rows = [(3, 3000), (1, 40), (5, 7500), (2, 2046)];
+    let events: Vec<Event> = rows
+        .iter()
+        .enumerate()
+        .map(|(k, &(runs, latency_ns))| Event {
+            header: common::synthetic::header(T0 + k as u64 * MS, 100, "sh"),
+            body: RunqlatEvent {
+                runs,
+                latency_ns,
+                ran: None,
+                preempted: k % 2 == 0,
+            }
+            .into(),
+        })
+        .collect();
+    let want = [HistogramResult {
+        keys: vec!["sh".to_string()],
+        count: 11,
+        sum: 12586.0,
+        buckets: vec![
+            Log2Bucket { index: 6, count: 1 },
+            Log2Bucket {
+                index: 10,
+                count: 5,
+            },
+            Log2Bucket {
+                index: 11,
+                count: 5,
+            },
+        ],
+    }];
+    let q = HistogramQuery {
+        group_by: vec!["comm".into()],
+        field: "latency_ns".into(),
+        top: None,
+        conditions: vec![],
+    };
+
+    let memory = Arc::new(MemoryStore::new(runqlat, MemoryLimits::default()));
+    let mut sink = memory.sink(Arc::new(AtomicU64::new(0)), Metrics::new());
+    for event in &events {
+        sink.handle(event);
+    }
+    assert_eq!(memory.histogram(&q).unwrap(), want);
+
+    let dir = TempDir::new("store-kernel-histogram");
+    let store = open(&dir).await;
+    let mut record = session("r", T0, SessionStatus::Running);
+    record.tracker = "runqlat".to_string();
+    record.config = serde_json::json!({});
+    store.insert_session(&record).await.unwrap();
+    let mut sink = store.event_sink(
+        &record.id,
+        "runqlat",
+        Arc::new(AtomicU64::new(0)),
+        Default::default(),
+    );
+    for event in &events {
+        sink.handle(event);
+    }
+    sink.finish().unwrap();
+    store.flush().await.unwrap();
+    assert_eq!(
+        store.histogram(&record.id, runqlat, &q).await.unwrap(),
+        want
+    );
+}

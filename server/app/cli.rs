@@ -241,6 +241,7 @@ fn check_aggregates(
     stages: &[Stage],
     info: &TrackerInfo,
     totals: bool,
+    bucketed: &[&str],
 ) -> Result<(), crate::results::query::QueryError> {
     for stage in stages {
         match stage {
@@ -250,9 +251,11 @@ fn check_aggregates(
             Stage::Tee { branches } => {
                 return branches
                     .iter()
-                    .try_for_each(|branch| check_aggregates(branch, info, totals));
+                    .try_for_each(|branch| check_aggregates(branch, info, totals, bucketed));
             }
-            Stage::Histogram { field, .. } => return check_histogram(info, field, totals),
+            Stage::Histogram { field, .. } => {
+                return check_histogram(info, field, totals, bucketed)
+            }
             Stage::Filter { .. } | Stage::Print { .. } => {}
         }
     }
@@ -298,7 +301,8 @@ fn run(args: &RunArgs) -> Result<(), RunError> {
         output_stages(args, info, &tracker.empty_fields(&config)).map_err(RunError::Usage)?;
     let output = handler::build::<Event>(&stages, &schema, &stdout)
         .map_err(|e| RunError::Usage(e.to_string()))?;
-    check_aggregates(&stages, info, tracker.reports_totals(&config))
+    let bucketed = tracker.totals_per_log2_bucket(&config);
+    check_aggregates(&stages, info, tracker.reports_totals(&config), bucketed)
         .map_err(|e| RunError::Usage(e.to_string()))?;
     // Before the container manager asks Docker anything: without root, that one error.
     crate::engine::system::check_ready()?;

@@ -4,6 +4,7 @@
 //! its handler chain; probes that aggregate in BPF maps are drained on a timer. The engine
 //! knows no tracker: it is generic over the event type, and `trackers` plugs them in.
 
+pub mod buckets;
 pub mod config;
 pub mod options;
 pub mod stacks;
@@ -103,6 +104,18 @@ macro_rules! run_ring_buffer_probe {
             dropped,
             $decode,
         )
+    }};
+}
+
+/// The header of a row drained from a map at `$context` (a [`DrainContext`]): decoded as
+/// an event's, with the drain's time, since the row covers the interval up to it.
+#[macro_export]
+macro_rules! drained_header {
+    ($raw:expr, $context:expr) => {{
+        let context: &$crate::engine::DrainContext = $context;
+        let mut header = $crate::decode_header!($raw, context.clock_offset);
+        header.ts_ns = context.now_ns;
+        header
     }};
 }
 

@@ -26,6 +26,13 @@ pub trait TrackerOptions:
         false
     }
 
+    /// The total fields whose records (in a session of totals) each hold calls of one
+    /// power-of-two bucket, as an in-kernel histogram's rows do: a histogram of them is
+    /// exact, each record's calls binned at their mean.
+    fn totals_per_log2_bucket(&self) -> &'static [&'static str] {
+        &[]
+    }
+
     /// The tracker's fields that no event has with these options (null in every one):
     /// the text table leaves them out by default.
     fn empty_fields(&self) -> Vec<&'static str> {

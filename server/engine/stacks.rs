@@ -238,11 +238,8 @@ macro_rules! run_stack_probe {
                         &mut stacks,
                         |key: &types::stack_key| (key.pid, key.user_stack, key.kernel_stack),
                         |$row: &$row_ty, $stack| {
-                            let mut header =
-                                $crate::decode_header!($row.header, context.clock_offset);
-                            header.ts_ns = context.now_ns;
                             emit(Event {
-                                header,
+                                header: $crate::drained_header!($row.header, context),
                                 body: $body.into(),
                             })
                         },

@@ -93,6 +93,9 @@ pub struct Schema {
     /// The field saying how many calls a record stands for, which counting sums (see
     /// [`TrackerInfo::weight`]).
     pub weight: Option<String>,
+    /// The total fields, each with the weight field counting the calls it sums (see
+    /// [`TrackerInfo::summed_over`]).
+    pub summed_over: Vec<(String, String)>,
 }
 
 impl Schema {
@@ -104,6 +107,10 @@ impl Schema {
                 .map(|f| (f.name.to_string(), f.ty))
                 .collect(),
             weight: info.weight.map(str::to_string),
+            summed_over: info
+                .all_fields()
+                .filter_map(|f| Some((f.name.to_string(), info.summed_over(f.name)?.to_string())))
+                .collect(),
         }
     }
 
@@ -132,6 +139,7 @@ impl Schema {
         Ok(Schema {
             fields: rows,
             weight: None,
+            summed_over: Vec::new(),
         })
     }
 
@@ -261,10 +269,16 @@ pub fn build<R: Record + ?Sized + 'static>(
                     known: schema.known(),
                 });
             }
+            let weight = schema
+                .summed_over
+                .iter()
+                .find(|(total, _)| total == field)
+                .map(|(_, weight)| weight.clone());
             Box::new(HistogramPrinter::new(
                 output(),
                 field.clone(),
                 group_by.clone(),
+                weight,
             ))
         }
         Stage::Tee { branches } => {

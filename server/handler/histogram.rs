@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::io::{self, Write};
 
 use super::{Flow, Handler};
-use crate::model::{Record, Value};
+use crate::model::{calls_in, Record, Value};
 
 /// Values in `[low, high)`: `index` -1 holds the negatives (no low bound), 0 holds
 /// [0, 1), and k > 0 holds [2^(k-1), 2^k).
@@ -62,19 +62,23 @@ const BAR: u64 = 40;
 /// Counts a numeric field's values in power-of-two buckets, per group of `group_by`
 /// values, and prints each group's histogram as libbpf-tools do when the stream ends;
 /// groups with the most values first. Records without a value of the field are left out.
+/// A total field's value sums the calls its `weight` field counts: they are counted at
+/// their mean.
 pub struct HistogramPrinter<W: Write> {
     out: W,
     field: String,
     group_by: Vec<String>,
+    weight: Option<String>,
     groups: HashMap<Vec<String>, BTreeMap<i32, u64>>,
 }
 
 impl<W: Write> HistogramPrinter<W> {
-    pub fn new(out: W, field: String, group_by: Vec<String>) -> Self {
+    pub fn new(out: W, field: String, group_by: Vec<String>, weight: Option<String>) -> Self {
         Self {
             out,
             field,
             group_by,
+            weight,
             groups: HashMap::new(),
         }
     }
@@ -137,17 +141,23 @@ impl<R: Record + ?Sized, W: Write + Send> Handler<R> for HistogramPrinter<W> {
             Some(Value::I64(v)) => i128::from(v),
             _ => return Flow::Caught,
         };
+        let calls = self
+            .weight
+            .as_deref()
+            .map_or(1, |w| calls_in(record.get(w)))
+            .max(1);
         let key: Vec<String> = self
             .group_by
             .iter()
             .map(|name| record.get(name).map_or_else(String::new, |v| v.to_string()))
             .collect();
-        *self
+        let count = self
             .groups
             .entry(key)
             .or_default()
-            .entry(Log2Bucket::index_of(value))
-            .or_default() += 1;
+            .entry(Log2Bucket::index_of(value / i128::from(calls)))
+            .or_default();
+        *count = count.saturating_add(calls);
         Flow::Caught
     }
 

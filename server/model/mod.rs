@@ -320,6 +320,14 @@ impl TrackerInfo {
             .map_or(FieldFormat::Plain, |f| f.format)
     }
 
+    /// The weight field when `name` is a total over the calls it counts (not the weight
+    /// itself): a histogram then bins each record's value per call, `weight` times.
+    pub fn summed_over(&self, name: &str) -> Option<&'static str> {
+        let weight = self.weight?;
+        let total = self.all_fields().any(|f| f.name == name && f.total);
+        (total && name != weight).then_some(weight)
+    }
+
     /// How many calls `record` (one of this tracker's) stands for.
     pub fn weight_of<R: Record + ?Sized>(&self, record: &R) -> u64 {
         calls_in(self.weight.and_then(|w| record.get(w)))

@@ -343,9 +343,21 @@ pub fn check_per_call(
     }
 }
 
-/// A histogram is of per-call values: refused over a total field as percentiles are.
-pub fn check_histogram(info: &TrackerInfo, field: &str, totals: bool) -> Result<(), QueryError> {
-    refuse_totals(info, "HISTOGRAM", field, totals)
+/// A histogram is of per-call values: refused over a total field as percentiles are,
+/// unless each record's calls lie in one power-of-two bucket of it (`bucketed`, see
+/// `TrackerOptions::totals_per_log2_bucket`).
+pub fn check_histogram(
+    info: &TrackerInfo,
+    field: &str,
+    totals: bool,
+    bucketed: &[&str],
+) -> Result<(), QueryError> {
+    refuse_totals(
+        info,
+        "HISTOGRAM",
+        field,
+        totals && !bucketed.contains(&field),
+    )
 }
 
 fn refuse_totals(
@@ -435,19 +447,25 @@ mod tests {
     }
 
     #[test]
-    fn histograms_of_interval_totals_are_refused() {
+    fn histograms_of_interval_totals_are_refused_unless_bucketed() {
         let syscall = crate::trackers::find_tracker("syscall").unwrap().info();
-        let err = check_histogram(syscall, "latency_ns", true).unwrap_err();
+        let err = check_histogram(syscall, "latency_ns", true, &[]).unwrap_err();
         assert!(
             err.to_string()
                 .starts_with("HISTOGRAM of `latency_ns` is refused"),
             "{err}"
         );
-        assert_eq!(check_histogram(syscall, "latency_ns", false), Ok(()));
+        assert_eq!(check_histogram(syscall, "latency_ns", false, &[]), Ok(()));
         assert!(matches!(
-            check_histogram(syscall, "nope", false),
+            check_histogram(syscall, "nope", false, &[]),
             Err(QueryError::UnknownField { .. })
         ));
+        let runqlat = crate::trackers::find_tracker("runqlat").unwrap().info();
+        let bucketed = &["latency_ns"];
+        assert_eq!(
+            check_histogram(runqlat, "latency_ns", true, bucketed),
+            Ok(())
+        );
     }
 
     use super::*;

@@ -51,6 +51,9 @@ pub trait AnyTracker: Sync {
     /// Whether a session with `config` stores interval totals (see
     /// [`TrackerOptions::reports_totals`](crate::engine::TrackerOptions::reports_totals)).
     fn reports_totals(&self, config: &TrackerConfig) -> bool;
+    /// The total fields a histogram of is exact in a session with `config` (see
+    /// [`TrackerOptions::totals_per_log2_bucket`](crate::engine::TrackerOptions::totals_per_log2_bucket)).
+    fn totals_per_log2_bucket(&self, config: &TrackerConfig) -> &'static [&'static str];
     /// The fields no event of a session with `config` has (see
     /// [`TrackerOptions::empty_fields`](crate::engine::TrackerOptions::empty_fields)).
     fn empty_fields(&self, config: &TrackerConfig) -> Vec<&'static str>;
@@ -79,6 +82,10 @@ impl<T: Tracker> AnyTracker for T {
 
     fn reports_totals(&self, config: &TrackerConfig) -> bool {
         parse_options(self, config).is_ok_and(|options| options.reports_totals())
+    }
+
+    fn totals_per_log2_bucket(&self, config: &TrackerConfig) -> &'static [&'static str] {
+        parse_options(self, config).map_or(&[], |options| options.totals_per_log2_bucket())
     }
 
     fn empty_fields(&self, config: &TrackerConfig) -> Vec<&'static str> {

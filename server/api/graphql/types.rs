@@ -20,7 +20,7 @@ use crate::results::query::{
 };
 use crate::results::sqlite::{AuditEntry, SessionRecord, SessionStatus, StoreKind};
 use crate::results::{ResultsError, SessionResults};
-use crate::session::{reports_totals, tracker_info, StartRequest};
+use crate::session::{reports_totals, totals_per_log2_bucket, tracker_info, StartRequest};
 use crate::trackers::AnyTracker;
 
 pub type SessionConnection = Connection<String, SessionObject, EmptyFields, EmptyFields>;
@@ -452,7 +452,8 @@ impl SessionObject {
             conditions: conditions(r#where),
         };
         let info = tracker_info(&self.0.tracker).map_err(api)?;
-        check_histogram(info, &query.field, reports_totals(&self.0))
+        let bucketed = totals_per_log2_bucket(&self.0);
+        check_histogram(info, &query.field, reports_totals(&self.0), bucketed)
             .map_err(|e| results_error(ResultsError::Query(e)))?;
         let results = self.results(ctx)?;
         let rows = results.histogram(&query).await.map_err(results_error)?;

@@ -55,7 +55,7 @@ pub(super) fn valid_bucket(bucket: i32) -> bool {
 /// One measure field within one base group.
 #[derive(Clone, Debug, Default)]
 pub(super) struct MeasureStats {
-    /// Non-null values seen.
+    /// Calls behind the non-null values seen (one per value, unless it is a total).
     pub(super) n: u64,
     pub(super) sum: i128,
     pub(super) min: i128,
@@ -66,23 +66,27 @@ pub(super) struct MeasureStats {
 }
 
 impl MeasureStats {
-    pub(super) fn add(&mut self, v: i128) {
+    /// Adds a record's value `v` that sums `calls` calls (1 for a per-call value): the
+    /// sum takes `v`, the distribution `calls` values of `v / calls` each.
+    pub(super) fn add(&mut self, v: i128, calls: u64) {
+        let calls = calls.max(1);
+        let per_call = v / i128::from(calls);
         if self.n == 0 {
-            self.min = v;
-            self.max = v;
-        } else if self.hist.is_empty() && v != self.min {
+            self.min = per_call;
+            self.max = per_call;
+        } else if self.hist.is_empty() && per_call != self.min {
             self.hist.push((bucket_of(self.min), self.n));
         }
         if !self.hist.is_empty() {
-            let bucket = bucket_of(v);
+            let bucket = bucket_of(per_call);
             match self.hist.binary_search_by_key(&bucket, |&(b, _)| b) {
-                Ok(i) => self.hist[i].1 = self.hist[i].1.saturating_add(1),
-                Err(i) => self.hist.insert(i, (bucket, 1)),
+                Ok(i) => self.hist[i].1 = self.hist[i].1.saturating_add(calls),
+                Err(i) => self.hist.insert(i, (bucket, calls)),
             }
         }
-        self.min = self.min.min(v);
-        self.max = self.max.max(v);
-        self.n = self.n.saturating_add(1);
+        self.min = self.min.min(per_call);
+        self.max = self.max.max(per_call);
+        self.n = self.n.saturating_add(calls);
         self.sum = self.sum.saturating_add(v);
     }
 
@@ -129,11 +133,21 @@ mod tests {
     #[test]
     fn measure_histogram_starts_only_at_a_second_distinct_value() {
         let mut m = MeasureStats::default();
-        m.add(500);
-        m.add(500);
+        m.add(500, 1);
+        m.add(500, 1);
         assert!(m.hist.is_empty());
-        m.add(7);
+        m.add(7, 1);
         assert_eq!(m.hist, vec![(7, 1), (bucket_of(500), 2)]);
         assert_eq!((m.n, m.sum, m.min, m.max), (3, 1007, 7, 500));
+    }
+
+    #[test]
+    fn a_total_counts_its_calls_at_their_mean() {
+        let mut m = MeasureStats::default();
+        // 3 calls that took 3000 in all, then 1 that took 40.
+        m.add(3000, 3);
+        m.add(40, 1);
+        assert_eq!(m.hist, vec![(40, 1), (bucket_of(1000), 3)]);
+        assert_eq!((m.n, m.sum, m.min, m.max), (4, 3040, 40, 1000));
     }
 }

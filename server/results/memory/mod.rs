@@ -97,15 +97,16 @@ struct BaseGroup {
 }
 
 impl BaseGroup {
-    fn add(&mut self, values: &[Option<i128>]) {
+    /// Adds an event: its value of each measure and the calls that value sums.
+    fn add(&mut self, values: &[Option<(i128, u64)>]) {
         // Saturating here and below: only a hand-made snapshot could come near the limits.
         self.count = self.count.saturating_add(1);
         if self.measures.is_empty() && values.iter().any(Option::is_some) {
             self.measures = vec![MeasureStats::default(); values.len()].into_boxed_slice();
         }
         for (stats, value) in self.measures.iter_mut().zip(values) {
-            if let Some(v) = *value {
-                stats.add(v);
+            if let Some((v, calls)) = *value {
+                stats.add(v, calls);
             }
         }
     }
@@ -118,6 +119,8 @@ pub struct MemoryStore {
     dimensions: Box<[&'static str]>,
     /// The fields kept as statistics, in catalog order.
     measures: Box<[&'static str]>,
+    /// Per measure, the weight field that counts the calls it sums, if it is a total.
+    summed_over: Box<[Option<&'static str>]>,
     /// The base groups, spread over shards by key hash so that a query, which read-locks
     /// one shard at a time, holds the sink back for a fraction of its run at most.
     shards: Box<[RwLock<HashMap<BaseKey, BaseGroup>>]>,
@@ -145,6 +148,11 @@ impl MemoryStore {
                 .all_fields()
                 .filter(|f| is_measure(f))
                 .map(|f| f.name)
+                .collect(),
+            summed_over: info
+                .all_fields()
+                .filter(|f| is_measure(f))
+                .map(|f| info.summed_over(f.name))
                 .collect(),
             shards: (0..1 << SHARD_BITS).map(|_| RwLock::default()).collect(),
             hasher: DefaultHashBuilder::default(),

@@ -10,7 +10,7 @@ use super::keys::{encode_slot, Interner, Slot};
 use super::{BaseGroup, MemoryStore, NS_PER_SEC};
 use crate::handler::{Flow, Handler};
 use crate::metrics::{stage, Metrics};
-use crate::model::{Record, Value};
+use crate::model::{calls_in, Record, Value};
 use crate::trackers::Event;
 
 impl MemoryStore {
@@ -64,8 +64,8 @@ pub struct MemorySink {
     /// The current event's key: its second and encoded dimensions, rewritten per event.
     second: u64,
     dims: Vec<u8>,
-    /// The current event's measure values.
-    values: Vec<Option<i128>>,
+    /// The current event's measure values, each with the calls it sums.
+    values: Vec<Option<(i128, u64)>>,
 }
 
 impl MemorySink {
@@ -124,12 +124,18 @@ impl MemorySink {
 impl Handler<Event> for MemorySink {
     fn handle(&mut self, event: &Event) -> Flow {
         self.values.clear();
-        self.values.extend(
-            self.store
-                .measures
-                .iter()
-                .map(|name| event.get(name).and_then(|v| v.as_i128())),
-        );
+        let store = &self.store;
+        self.values
+            .extend(
+                store
+                    .measures
+                    .iter()
+                    .zip(store.summed_over.iter())
+                    .map(|(&name, weight)| {
+                        let calls = weight.map_or(1, |w| calls_in(event.get(w)));
+                        Some((event.get(name)?.as_i128()?, calls))
+                    }),
+            );
         let recorded = if self.build_key(event, false) {
             self.add_to_group(false)
         } else if self.store.reserve_group() {

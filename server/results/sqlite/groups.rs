@@ -22,12 +22,18 @@ use crate::results::query::{nearest_rank, AggOp, Log2Bucket};
 
 /// The `op` of a histogram.
 pub(super) const HISTOGRAM: &str = "histogram";
+/// The `op` of a histogram of a total field: each row's value sums `weight` calls, binned
+/// at their mean (see `TrackerInfo::summed_over`).
+pub(super) const HISTOGRAM_PER_CALL: &str = "histogram_per_call";
 
 /// What a question asks of each group.
 #[derive(Clone, Copy)]
 enum Ask {
     Op(AggOp),
-    Histogram,
+    /// Whether each row's value is a total over its calls.
+    Histogram {
+        per_call: bool,
+    },
 }
 
 /// The function's name in SQL.
@@ -93,7 +99,8 @@ impl Aggregate<State, String> for Groups {
         }
         let op: String = ctx.get(0)?;
         let ask = match op.as_str() {
-            HISTOGRAM => Ask::Histogram,
+            HISTOGRAM => Ask::Histogram { per_call: false },
+            HISTOGRAM_PER_CALL => Ask::Histogram { per_call: true },
             op => {
                 Ask::Op(<AggOp as clap::ValueEnum>::from_str(op, false).map_err(|e| arg_error(&e))?)
             }
@@ -148,11 +155,19 @@ impl Aggregate<State, String> for Groups {
         group.max = group.max.max(value);
         match state.ask {
             Ask::Op(op) if op.percentile().is_some() => group.values.push(value),
-            Ask::Histogram => {
+            Ask::Histogram { per_call: false } => {
                 *group
                     .buckets
                     .entry(Log2Bucket::index_of(whole))
                     .or_default() += 1
+            }
+            Ask::Histogram { per_call: true } => {
+                let calls = calls.max(1);
+                let slot = group
+                    .buckets
+                    .entry(Log2Bucket::index_of(whole / i128::from(calls)))
+                    .or_default();
+                *slot = slot.saturating_add(calls);
             }
             Ask::Op(_) => {}
         }
@@ -169,7 +184,7 @@ impl Aggregate<State, String> for Groups {
             .into_values()
             .map(|mut g| {
                 let value: serde_json::Value = match ask {
-                    Ask::Histogram => serde_json::json!({
+                    Ask::Histogram { .. } => serde_json::json!({
                         "buckets": std::mem::take(&mut g.buckets).into_iter().collect::<Vec<_>>(),
                         "sum": g.sum,
                     }),

@@ -204,8 +204,12 @@ impl Store {
     ) -> Result<Vec<HistogramResult>, StoreError> {
         q.validate(info)?;
         let grouping = Grouping::new(info, None, &q.group_by)?;
+        let op = match info.summed_over(&q.field) {
+            Some(_) => groups::HISTOGRAM_PER_CALL,
+            None => groups::HISTOGRAM,
+        };
         let ask = Ask {
-            op: groups::HISTOGRAM,
+            op,
             field: Some(catalog_field(info, &q.field)?),
             conditions: &q.conditions,
         };
