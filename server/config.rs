@@ -26,6 +26,11 @@
 //! websockets = 256
 //! websockets_per_client = 32
 //! websocket_init_timeout_secs = 10
+//! [security]
+//! rules_file = "/etc/eunomia/rules.yaml"   # instead of the built-in rules; reloaded by
+//!                                          # SIGHUP and the reloadRules mutation
+//! dedup_secs = 30       # the same rule, process and output within this counts up one alert
+//! max_alerts = 100000   # stored alerts kept, oldest dropped first
 //! [[tokens]]
 //! name = "ci"
 //! role = "operator"   # or "viewer"
@@ -63,10 +68,31 @@ pub struct Config {
     pub retention: Retention,
     pub memory: Memory,
     pub limits: Limits,
+    pub security: Security,
     pub tokens: Vec<Token>,
     pub tls: Option<Tls>,
     /// Serve plain HTTP on a non-loopback address (behind a TLS-terminating proxy).
     pub insecure_http: bool,
+}
+
+/// The security analyzer's rules and alerts.
+#[derive(Clone, Debug, PartialEq, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Security {
+    /// A rules file to load instead of the built-in rules.
+    pub rules_file: Option<PathBuf>,
+    pub dedup_secs: u64,
+    pub max_alerts: u64,
+}
+
+impl Default for Security {
+    fn default() -> Self {
+        Self {
+            rules_file: None,
+            dedup_secs: 30,
+            max_alerts: 100_000,
+        }
+    }
 }
 
 /// HTTPS: without it the server speaks plain HTTP, which only loopback may carry.
@@ -154,6 +180,7 @@ impl Default for Config {
             retention: Retention::default(),
             memory: Memory::default(),
             limits: Limits::default(),
+            security: Security::default(),
             tokens: Vec::new(),
             tls: None,
             insecure_http: false,

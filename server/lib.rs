@@ -25,5 +25,6 @@ pub mod handler;
 pub mod metrics;
 pub mod model;
 pub mod results;
+pub mod security;
 pub mod session;
 pub mod trackers;

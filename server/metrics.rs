@@ -20,6 +20,8 @@ pub mod stage {
     pub const MEMORY: &str = "memory";
     /// A live subscriber fell behind.
     pub const SUBSCRIPTION: &str = "subscription";
+    /// The security analyzer's queue of alerts to store was full.
+    pub const ALERTS: &str = "alerts";
 }
 
 #[derive(Clone)]
@@ -34,6 +36,11 @@ pub struct Metrics {
     /// Requests refused for missing or wrong credentials (each audited, at most one per
     /// client address a second).
     pub auth_refused: IntCounter,
+    /// Alerts raised (repeats within the dedup window included), per rule and severity:
+    /// rules are finite, so the labels are bounded.
+    pub alerts: IntCounterVec,
+    /// Rule conditions that failed to evaluate on an event (counted as no match).
+    pub rule_errors: IntCounterVec,
 }
 
 impl Metrics {
@@ -90,6 +97,22 @@ impl Metrics {
             "Requests and websockets refused for missing or wrong credentials",
         )
         .expect("valid metric");
+        let alerts = IntCounterVec::new(
+            Opts::new(
+                "eunomia_alerts_total",
+                "Security alerts raised, per rule and severity",
+            ),
+            &["rule", "severity"],
+        )
+        .expect("valid metric");
+        let rule_errors = IntCounterVec::new(
+            Opts::new(
+                "eunomia_rule_errors_total",
+                "Rule conditions that failed to evaluate on an event, per rule",
+            ),
+            &["rule"],
+        )
+        .expect("valid metric");
         for collector in [
             Box::new(events.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(lost.clone()),
@@ -98,6 +121,8 @@ impl Metrics {
             Box::new(handler_duration.clone()),
             Box::new(sqlite_write_duration.clone()),
             Box::new(auth_refused.clone()),
+            Box::new(alerts.clone()),
+            Box::new(rule_errors.clone()),
             Box::new(prometheus::process_collector::ProcessCollector::for_self()),
         ] {
             registry
@@ -113,6 +138,8 @@ impl Metrics {
             handler_duration,
             sqlite_write_duration,
             auth_refused,
+            alerts,
+            rule_errors,
         }
     }
 

@@ -22,6 +22,7 @@ use crate::results::memory::{MemoryLimits, MemoryStore};
 use crate::results::query::StoredEvent;
 use crate::results::sqlite::{SessionRecord, SessionStatus, Store, StoreError, StoreKind};
 use crate::results::SessionResults;
+use crate::security::{AlertOptions, Alerts, Rule, RuleError, RuleMatcher, RuleSet};
 use crate::trackers::{find_tracker, AnyTracker, Event};
 
 /// Live events a slow subscriber may fall behind by before it loses some (counted).
@@ -73,6 +74,10 @@ pub enum SessionError {
     Snapshot(String),
     #[error("session `{0}` did not hand its events to the store within {1:?}")]
     StoreBehind(SessionId, Duration),
+    #[error(transparent)]
+    Rules(#[from] RuleError),
+    #[error("{0}")]
+    UnknownRule(String),
 }
 
 /// What startSession asks for, checked.
@@ -92,6 +97,8 @@ pub struct StartRequest {
     /// Trace the server's own process too; left out by default, where its threads would
     /// report their own work (polling, storing) among the results.
     pub include_self: bool,
+    /// Detection rules to run on the session's events, by id (`*`: all).
+    pub rules: Vec<String>,
 }
 
 /// A running session's live parts.
@@ -152,6 +159,10 @@ pub struct SessionManager {
     ended_memory: DashMap<SessionId, Arc<MemoryStore>>,
     updates: broadcast::Sender<SessionRecord>,
     started: Instant,
+    /// The loaded detection rules; a reload swaps in a new set for sessions that start
+    /// after it.
+    rules: parking_lot::RwLock<Arc<RuleSet>>,
+    alerts: Arc<Alerts>,
 }
 
 /// An event as live subscribers get it: numbered in the session, not yet turned into JSON.
@@ -354,8 +365,19 @@ impl SessionManager {
         }
         let (updates, _) = broadcast::channel(256);
         let slots = Arc::new(Semaphore::new(config.sessions.max_concurrent));
+        let rules = load_rules(&config)?;
+        let store = Arc::new(store);
+        let alerts = Alerts::start(
+            store.clone(),
+            metrics.clone(),
+            AlertOptions {
+                dedup: Duration::from_secs(config.security.dedup_secs),
+                keep: config.security.max_alerts,
+                ..AlertOptions::default()
+            },
+        );
         let manager = Arc::new(Self {
-            store: Arc::new(store),
+            store,
             metrics,
             config,
             containers,
@@ -366,9 +388,41 @@ impl SessionManager {
             ended_memory: DashMap::new(),
             updates,
             started: Instant::now(),
+            rules: parking_lot::RwLock::new(Arc::new(rules)),
+            alerts,
         });
         manager.spawn_saver();
         Ok(manager)
+    }
+
+    /// The detection rules loaded now.
+    pub fn rules(&self) -> Arc<RuleSet> {
+        self.rules.read().clone()
+    }
+
+    /// Loads the rules again (the configured file, or the built-in set): sessions that
+    /// start from now on use them. A set that fails to load replaces nothing. Returns how
+    /// many rules were loaded.
+    pub fn reload_rules(&self) -> Result<usize, SessionError> {
+        let rules = load_rules(&self.config)?;
+        let count = rules.rules().len();
+        *self.rules.write() = Arc::new(rules);
+        tracing::info!(rules = count, "detection rules reloaded");
+        Ok(count)
+    }
+
+    /// Turns a rule on or off, in running sessions too.
+    pub fn set_rule_enabled(&self, id: &str, enabled: bool) -> Result<Arc<Rule>, SessionError> {
+        let rules = self.rules();
+        let rule = rules
+            .get(id)
+            .ok_or_else(|| SessionError::UnknownRule(format!("no rule `{id}`")))?;
+        rule.set_enabled(enabled);
+        Ok(rule.clone())
+    }
+
+    pub fn alerts(&self) -> &Arc<Alerts> {
+        &self.alerts
     }
 
     /// Saves the final records the store refused (a full disk) again every second, until
@@ -492,12 +546,14 @@ impl SessionManager {
         let reservation = self.reserve(u64::from(tracker_config.ringbuf_bytes))?;
         let info = tracker.info();
         let started_at_ns = wall_clock_ns();
+        let matcher = self.matcher_for(info.name, &req.rules)?;
         let filter = serde_json::json!({
             "pid": req.pid,
             "comm": req.comm,
             "cgroupId": req.cgroup_id,
             "container": req.container,
             "containerId": container_id,
+            "rules": req.rules,
         });
         let mut record = SessionRecord {
             id: SessionId::from(uuid::Uuid::new_v4().simple().to_string()),
@@ -546,17 +602,24 @@ impl SessionManager {
             seen: 0,
             next: Enrich::new(
                 self.containers.clone(),
-                FanOut::new(vec![
-                    sink,
-                    Box::new(LiveSink::new(
-                        live.clone(),
-                        live_filters.clone(),
-                        numbered.clone(),
-                        self.metrics
-                            .lost
-                            .with_label_values(&[info.name, stage::SUBSCRIPTION]),
-                    )),
-                ]),
+                FanOut::new(
+                    [
+                        sink,
+                        Box::new(LiveSink::new(
+                            live.clone(),
+                            live_filters.clone(),
+                            numbered.clone(),
+                            self.metrics
+                                .lost
+                                .with_label_values(&[info.name, stage::SUBSCRIPTION]),
+                        )),
+                    ]
+                    .into_iter()
+                    .chain(matcher.map(|m| {
+                        Box::new(m.for_session(record.id.clone())) as Box<dyn Handler<Event>>
+                    }))
+                    .collect(),
+                ),
             ),
         };
         let spawn_counters = counters.clone();
@@ -604,6 +667,34 @@ impl SessionManager {
             Duration::from_secs(req.duration_secs as u64),
         );
         Ok(record)
+    }
+
+    /// The matcher for a session of `tracker` that asked for `rules` (none when it asked
+    /// for none); an unknown rule id, or rules none of which read this tracker's events,
+    /// are errors.
+    fn matcher_for(
+        &self,
+        tracker: &str,
+        rules: &[String],
+    ) -> Result<Option<RuleMatcher>, SessionError> {
+        if rules.is_empty() {
+            return Ok(None);
+        }
+        let set = self.rules();
+        let selected = set.select(rules).map_err(SessionError::UnknownRule)?;
+        let matcher = RuleMatcher::new(
+            &set,
+            &selected,
+            tracker,
+            self.alerts.sender(),
+            self.metrics.clone(),
+        );
+        if matcher.is_empty() {
+            return Err(SessionError::UnknownRule(format!(
+                "none of the rules {rules:?} reads {tracker} events"
+            )));
+        }
+        Ok(Some(matcher))
     }
 
     /// Takes a place for a session and its ring buffer, before anything awaits: the check
@@ -980,6 +1071,19 @@ pub fn totals_per_log2_bucket(record: &SessionRecord) -> &'static [&'static str]
         tracker.totals_per_log2_bucket(config)
     })
     .unwrap_or(&[])
+}
+
+/// The configured rules file, or the built-in rules.
+fn load_rules(config: &Config) -> Result<RuleSet, SessionError> {
+    match &config.security.rules_file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                SessionError::BadConfig(format!("rules file {}: {e}", path.display()))
+            })?;
+            Ok(RuleSet::parse(&text)?)
+        }
+        None => Ok(RuleSet::builtin()),
+    }
 }
 
 fn with_tracker<T>(

@@ -16,9 +16,10 @@ const LAYERS: &[(&str, u32)] = &[
     ("trackers", 3),
     ("container", 4),
     ("results", 4),
-    ("session", 5),
-    ("api", 6),
-    ("app", 7),
+    ("security", 5),
+    ("session", 6),
+    ("api", 7),
+    ("app", 8),
 ];
 
 type Module = Vec<String>;

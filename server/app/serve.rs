@@ -126,7 +126,7 @@ async fn serve_async(config: Config) -> Result<(), RunError> {
         ),
         None => tokio::spawn(server.serve(service)),
     };
-    wait_for_shutdown(tls.as_ref().zip(config.tls.as_ref())).await?;
+    wait_for_shutdown(tls.as_ref().zip(config.tls.as_ref()), &manager).await?;
     eprintln!(
         "eunomia: shutting down; ending {} running sessions",
         manager.active_sessions()
@@ -153,9 +153,13 @@ async fn load_certificate(tls: &Tls) -> Result<RustlsConfig, String> {
         })
 }
 
-/// Returns on SIGINT or SIGTERM. SIGHUP reloads the certificate, so a renewed one is
-/// served without a restart; a bad one is reported and the old one kept.
-async fn wait_for_shutdown(tls: Option<(&RustlsConfig, &Tls)>) -> std::io::Result<()> {
+/// Returns on SIGINT or SIGTERM. SIGHUP reloads the detection rules and the certificate,
+/// so a renewed one is served without a restart; a bad one of either is reported and the
+/// old one kept.
+async fn wait_for_shutdown(
+    tls: Option<(&RustlsConfig, &Tls)>,
+    manager: &SessionManager,
+) -> std::io::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
@@ -165,6 +169,10 @@ async fn wait_for_shutdown(tls: Option<(&RustlsConfig, &Tls)>) -> std::io::Resul
             _ = term.recv() => return Ok(()),
             _ = int.recv() => return Ok(()),
             _ = hangup.recv() => {
+                match manager.reload_rules() {
+                    Ok(count) => eprintln!("eunomia: reloaded {count} detection rules"),
+                    Err(e) => eprintln!("eunomia: keeping the current detection rules: {e}"),
+                }
                 let Some((rustls, files)) = tls else { continue };
                 match rustls.reload_from_pem_file(&files.cert, &files.key).await {
                     Ok(()) => eprintln!("eunomia: reloaded TLS certificate {}", files.cert.display()),

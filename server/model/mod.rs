@@ -334,6 +334,49 @@ impl TrackerInfo {
     }
 }
 
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    serde::Serialize,
+    serde::Deserialize,
+    async_graphql::Enum,
+)]
+#[serde(rename_all = "UPPERCASE")]
+/// How serious a security alert is, least first.
+pub enum Severity {
+    Info,
+    Low,
+    Medium,
+    High,
+    Critical,
+}
+
+impl Severity {
+    pub const ALL: [Severity; 5] = [
+        Severity::Info,
+        Severity::Low,
+        Severity::Medium,
+        Severity::High,
+        Severity::Critical,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Info => "INFO",
+            Severity::Low => "LOW",
+            Severity::Medium => "MEDIUM",
+            Severity::High => "HIGH",
+            Severity::Critical => "CRITICAL",
+        }
+    }
+}
+
 /// A session's id: its key in the database, and the `ID` API clients name it by. Its own
 /// type, so that no other string passes for one.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]

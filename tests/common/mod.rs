@@ -479,6 +479,19 @@ pub fn trace_python(
     cwd: Option<&std::path::Path>,
     expected: usize,
 ) -> (Vec<String>, Vec<Event>) {
+    trace_python_also(name, options, script, args, cwd, expected, Vec::new())
+}
+
+/// [`trace_python`], the events going to the handlers `also` too.
+pub fn trace_python_also(
+    name: &str,
+    options: serde_json::Value,
+    script: &str,
+    args: &[&str],
+    cwd: Option<&std::path::Path>,
+    expected: usize,
+    also: Vec<Box<dyn Handler<Event>>>,
+) -> (Vec<String>, Vec<Event>) {
     use std::io::{BufRead, Write};
 
     let mut command = std::process::Command::new("/usr/bin/python3");
@@ -499,7 +512,9 @@ pub fn trace_python(
     };
     config.options = options.as_object().cloned().unwrap_or_default();
     let collector = Collector::default();
-    let handle = start_tracker(name, config, collector.clone());
+    let mut handlers: Vec<Box<dyn Handler<Event>>> = vec![Box::new(collector.clone())];
+    handlers.extend(also);
+    let handle = start_tracker(name, config, eunomia::handler::FanOut::new(handlers));
     child.stdin.take().unwrap().write_all(b"go\n").unwrap();
     let printed: Vec<String> = lines.map(Result::unwrap).collect();
     assert!(child.wait().unwrap().success());

@@ -6,6 +6,7 @@
 //! validation errors from async-graphql itself a code too.
 
 mod events;
+mod security;
 mod types;
 
 use std::sync::Arc;
@@ -20,13 +21,14 @@ use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 use tokio_stream::wrappers::BroadcastStream;
 
 pub use events::{EventContainer, EventObject};
+pub use security::{AlertConnection, AlertFilterInput, AlertObject, RuleObject};
 pub use types::*;
 
 use crate::config::Role;
 use crate::container::ResolveError;
 use crate::handler::Predicate;
 use crate::model::TrackerInfo;
-use crate::model::{rfc3339_nanos, wall_clock_ns, SessionId};
+use crate::model::{rfc3339_nanos, wall_clock_ns, SessionId, Severity};
 use crate::results::query::{predicate, validate_conditions, Condition, EventsQuery};
 use crate::results::sqlite::{AuditEntry, SessionRecord, SessionStatus};
 use crate::results::{ResultsError, SessionResults};
@@ -84,6 +86,8 @@ pub fn api(err: SessionError) -> async_graphql::Error {
             SessionError::StillRunning(_) | SessionError::NotSaved(_) => "SESSION_RUNNING",
             SessionError::TooManySessions { .. } => "TOO_MANY_SESSIONS",
             SessionError::TrackerFailed(_) => "TRACKER_FAILED",
+            SessionError::Rules(_) => "BAD_RULES",
+            SessionError::UnknownRule(_) => "UNKNOWN_RULE",
             SessionError::Store(crate::results::sqlite::StoreError::BadCursor(_)) => {
                 "BAD_USER_INPUT"
             }
@@ -181,6 +185,22 @@ impl QueryRoot {
                 )
             }));
         Ok(connection)
+    }
+
+    /// The detection rules loaded now, each with whether it is on and its hits.
+    async fn rules(&self, ctx: &Context<'_>) -> Vec<RuleObject> {
+        security::rules(ctx)
+    }
+
+    /// Stored alerts, newest first.
+    async fn alerts(
+        &self,
+        ctx: &Context<'_>,
+        filter: Option<AlertFilterInput>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> async_graphql::Result<AlertConnection> {
+        security::alerts(ctx, filter, first, after).await
     }
 
     /// A session's stacks in the folded format (see `Session.foldedStacks`).
@@ -426,6 +446,32 @@ impl MutationRoot {
         audited_on_session(ctx, "stopSession", &id, stop).await
     }
 
+    /// Turns a detection rule on or off, in running sessions too.
+    async fn set_rule_enabled(
+        &self,
+        ctx: &Context<'_>,
+        id: String,
+        enabled: bool,
+    ) -> async_graphql::Result<RuleObject> {
+        let args = serde_json::json!({ "id": id, "enabled": enabled });
+        let manager = manager(ctx).clone();
+        let set = async move {
+            let rule = manager.set_rule_enabled(&id, enabled).map_err(api)?;
+            Ok(RuleObject(rule))
+        };
+        audited(ctx, "setRuleEnabled", args, |_| None, set).await
+    }
+
+    /// Loads the rules again (the configured rules file, or the built-in rules), as SIGHUP
+    /// does: sessions that start from now on use them. A file that fails to load is a
+    /// BAD_RULES error naming the entry, and the rules loaded before stay. Returns how
+    /// many rules were loaded.
+    async fn reload_rules(&self, ctx: &Context<'_>) -> async_graphql::Result<usize> {
+        let manager = manager(ctx).clone();
+        let reload = async move { manager.reload_rules().map_err(api) };
+        audited(ctx, "reloadRules", serde_json::json!({}), |_| None, reload).await
+    }
+
     /// Deletes an ended session and its results; false when there was no such session.
     async fn delete_session(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<bool> {
         let id = SessionId::from(id.0);
@@ -517,6 +563,20 @@ impl SubscriptionRoot {
             })
         });
         Ok(events.chain(end))
+    }
+
+    /// Alerts as they are raised (repeats within the dedup window are counted up in the
+    /// stored alert, not sent again), at least `minSeverity`.
+    async fn alert_raised(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default_with = "Some(Severity::Info)")] min_severity: Option<Severity>,
+    ) -> impl Stream<Item = AlertObject> {
+        let least = min_severity.unwrap_or(Severity::Info);
+        BroadcastStream::new(manager(ctx).alerts().subscribe()).filter_map(move |item| {
+            let alert = item.ok().filter(|a| a.severity >= least).map(AlertObject);
+            async move { alert }
+        })
     }
 
     /// The session's status and counts: now, about every second while it runs, and when it ends.

@@ -201,6 +201,9 @@ pub struct StartSessionInput {
     #[graphql(default_with = "Some(StoreKind::Sqlite)")]
     pub store: Option<StoreKind>,
     pub label: Option<String>,
+    /// Detection rules to run on the session's events, by id (`["*"]`: every rule that
+    /// reads this tracker's events); what they match is an alert (see `alerts`).
+    pub rules: Option<Vec<String>>,
 }
 
 impl StartSessionInput {
@@ -223,6 +226,7 @@ impl StartSessionInput {
             "config": self.config.as_ref().map(|c| c.0.clone()),
             "store": format!("{:?}", self.store()).to_uppercase(),
             "label": self.label,
+            "rules": self.rules,
         })
     }
 
@@ -247,6 +251,7 @@ impl StartSessionInput {
             config,
             store,
             label: self.label,
+            rules: self.rules.unwrap_or_default(),
         })
     }
 }

@@ -16,6 +16,7 @@
 //! (the sink, the batching writer), all over `sql` (statements and group keys),
 //! `columns` (the typed columns) and `groups` (the one-pass grouping function).
 
+mod alerts;
 mod audit;
 mod columns;
 mod groups;
@@ -33,6 +34,7 @@ use std::time::Duration;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Connection, SqliteConnection, SqlitePool};
 
+pub use alerts::{AlertFilter, AlertRecord};
 pub use audit::AuditEntry;
 pub use retention::{RetentionPolicy, RetentionReport};
 pub use sessions::{SessionRecord, SessionStatus, StoreKind};

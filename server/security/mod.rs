@@ -1,0 +1,13 @@
+//! The security analyzer (the seed's security_analyzer): detection rules over the event
+//! stream. Rules are YAML files of `list`, `macro` and `rule` entries, shaped as Falco
+//! writes them, with conditions in CEL (`rules`); a session's chain runs the rules it asks
+//! for on every event (`matcher`); what matches is an alert, stored and published
+//! (`alerts`).
+
+pub mod alerts;
+pub mod matcher;
+pub mod rules;
+
+pub use alerts::{AlertOptions, AlertSender, Alerts, Raised};
+pub use matcher::RuleMatcher;
+pub use rules::{Rule, RuleError, RuleSet};
