@@ -547,14 +547,16 @@ impl SessionManager {
         let info = tracker.info();
         let started_at_ns = wall_clock_ns();
         let matcher = self.matcher_for(info.name, &req.rules)?;
-        let filter = serde_json::json!({
+        let mut filter = serde_json::json!({
             "pid": req.pid,
             "comm": req.comm,
             "cgroupId": req.cgroup_id,
             "container": req.container,
             "containerId": container_id,
-            "rules": req.rules,
         });
+        if !req.rules.is_empty() {
+            filter["rules"] = serde_json::json!(req.rules);
+        }
         let mut record = SessionRecord {
             id: SessionId::from(uuid::Uuid::new_v4().simple().to_string()),
             tracker: info.name.to_string(),

@@ -81,12 +81,18 @@ pub fn intern(text: String) -> &'static str {
     kept
 }
 
-/// A probe's stack map and what has been read out of it.
+/// A probe's stack map and what has been read out of it. A stack id names the same
+/// addresses for the life of the map, so each stack is read and symbolized once: a kernel
+/// stack that many processes and user stacks share (a busy server's network path) costs
+/// one symbolization, not one per combination.
 pub struct Stacks<'a> {
     map: &'a dyn MapCore,
     symbolizer: Symbolizer,
     kernel: Source<'static>,
     folded: HashMap<(u32, i32, i32), &'static str>,
+    /// Frames, root first, of each user stack (per process) and each kernel stack.
+    user_frames: HashMap<(u32, i32), Vec<String>>,
+    kernel_frames: HashMap<i32, Vec<String>>,
 }
 
 impl<'a> Stacks<'a> {
@@ -101,6 +107,8 @@ impl<'a> Stacks<'a> {
                 ..Kernel::default()
             }),
             folded: HashMap::new(),
+            user_frames: HashMap::new(),
+            kernel_frames: HashMap::new(),
         }
     }
 
@@ -116,14 +124,22 @@ impl<'a> Stacks<'a> {
             return Ok(text);
         }
         let mut frames = Vec::new();
-        self.push_frames(&mut frames, user, |stacks, addrs| {
-            let process = Source::Process(Process::new(Pid::from(pid)));
-            stacks.symbolize(&process, addrs, "")
-        })?;
-        self.push_frames(&mut frames, kernel, |stacks, addrs| {
-            let kernel = stacks.kernel.clone();
-            stacks.symbolize(&kernel, addrs, "_[k]")
-        })?;
+        if !self.user_frames.contains_key(&(pid, user)) {
+            let named = self.frames(user, |stacks, addrs| {
+                let process = Source::Process(Process::new(Pid::from(pid)));
+                stacks.symbolize(&process, addrs, "")
+            })?;
+            self.user_frames.insert((pid, user), named);
+        }
+        frames.extend_from_slice(&self.user_frames[&(pid, user)]);
+        if !self.kernel_frames.contains_key(&kernel) {
+            let named = self.frames(kernel, |stacks, addrs| {
+                let kernel = stacks.kernel.clone();
+                stacks.symbolize(&kernel, addrs, "_[k]")
+            })?;
+            self.kernel_frames.insert(kernel, named);
+        }
+        frames.extend_from_slice(&self.kernel_frames[&kernel]);
         let text = if frames.is_empty() {
             "[no stack]"
         } else {
@@ -131,32 +147,31 @@ impl<'a> Stacks<'a> {
         };
         if self.folded.len() >= CACHE_MAX {
             self.folded.clear();
+            self.user_frames.clear();
+            self.kernel_frames.clear();
         }
         self.folded.insert((pid, user, kernel), text);
         Ok(text)
     }
 
-    /// Appends stack `id`'s frames, root first, named by `name`.
-    fn push_frames(
-        &mut self,
-        frames: &mut Vec<String>,
+    /// Stack `id`'s frames, root first, named by `name`.
+    fn frames(
+        &self,
         id: i32,
         name: impl FnOnce(&Self, &[u64]) -> Vec<String>,
-    ) -> Result<(), TrackerError> {
+    ) -> Result<Vec<String>, TrackerError> {
         if id == NO_STACK {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let Ok(key) = u32::try_from(id) else {
-            frames.push(LOST.to_string());
-            return Ok(());
+            return Ok(vec![LOST.to_string()]);
         };
         let Some(bytes) = self
             .map
             .lookup(&key.to_ne_bytes(), MapFlags::ANY)
             .map_err(TrackerError::Map)?
         else {
-            frames.push(LOST.to_string());
-            return Ok(());
+            return Ok(vec![LOST.to_string()]);
         };
         let mut addrs: Vec<u64> = bytes
             .chunks_exact(8)
@@ -175,8 +190,7 @@ impl<'a> Stacks<'a> {
             .count();
         names.drain(..machinery);
         names.reverse();
-        frames.extend(names);
-        Ok(())
+        Ok(names)
     }
 
     /// The names of `addrs` in `source`, leaf first, each with `suffix`.
