@@ -51,6 +51,9 @@ const BPF_FRAMES: [&str; 4] = [
 ];
 /// Bytes of folded stacks the server keeps, across sessions.
 pub const INTERNED_BYTES_MAX: usize = 64 << 20;
+/// The owner of kernel addresses in [`Stacks`]' names (no process has pid 0 with a user
+/// stack).
+const KERNEL: u32 = 0;
 /// Stacks one tracker instance remembers it has symbolized, before it starts over.
 const CACHE_MAX: usize = 1 << 16;
 
@@ -93,6 +96,9 @@ pub struct Stacks<'a> {
     /// Frames, root first, of each user stack (per process) and each kernel stack.
     user_frames: HashMap<(u32, i32), Vec<String>>,
     kernel_frames: HashMap<i32, Vec<String>>,
+    /// The name of each address symbolized, per process (0: the kernel): a new stack
+    /// mostly repeats addresses already named.
+    names: HashMap<(u32, u64), String>,
 }
 
 impl<'a> Stacks<'a> {
@@ -109,6 +115,7 @@ impl<'a> Stacks<'a> {
             folded: HashMap::new(),
             user_frames: HashMap::new(),
             kernel_frames: HashMap::new(),
+            names: HashMap::new(),
         }
     }
 
@@ -125,7 +132,7 @@ impl<'a> Stacks<'a> {
         }
         let mut frames = Vec::new();
         if !self.user_frames.contains_key(&(pid, user)) {
-            let named = self.frames(user, |stacks, addrs| {
+            let named = self.frames(user, pid, |stacks, addrs| {
                 let process = Source::Process(Process::new(Pid::from(pid)));
                 stacks.symbolize(&process, addrs, "")
             })?;
@@ -133,7 +140,7 @@ impl<'a> Stacks<'a> {
         }
         frames.extend_from_slice(&self.user_frames[&(pid, user)]);
         if !self.kernel_frames.contains_key(&kernel) {
-            let named = self.frames(kernel, |stacks, addrs| {
+            let named = self.frames(kernel, KERNEL, |stacks, addrs| {
                 let kernel = stacks.kernel.clone();
                 stacks.symbolize(&kernel, addrs, "_[k]")
             })?;
@@ -149,15 +156,18 @@ impl<'a> Stacks<'a> {
             self.folded.clear();
             self.user_frames.clear();
             self.kernel_frames.clear();
+            self.names.clear();
         }
         self.folded.insert((pid, user, kernel), text);
         Ok(text)
     }
 
-    /// Stack `id`'s frames, root first, named by `name`.
+    /// Stack `id`'s frames, root first: addresses of `owner` (a pid, or [`KERNEL`]) not
+    /// named before are named by `name`.
     fn frames(
-        &self,
+        &mut self,
         id: i32,
+        owner: u32,
         name: impl FnOnce(&Self, &[u64]) -> Vec<String>,
     ) -> Result<Vec<String>, TrackerError> {
         if id == NO_STACK {
@@ -182,7 +192,30 @@ impl<'a> Stacks<'a> {
         // Every frame but the leaf is a return address, which may be the first byte of the
         // next function: one byte back is inside the call.
         addrs.iter_mut().skip(1).for_each(|a| *a -= 1);
-        let mut names = name(self, &addrs);
+        let mut missing: Vec<u64> = addrs
+            .iter()
+            .copied()
+            .filter(|&a| !self.names.contains_key(&(owner, a)))
+            .collect();
+        missing.sort_unstable();
+        missing.dedup();
+        if !missing.is_empty() {
+            let named = name(self, &missing);
+            for (addr, text) in missing.into_iter().zip(named) {
+                self.names.insert((owner, addr), text);
+            }
+        }
+        let mut names: Vec<String> = addrs
+            .iter()
+            .map(|a| {
+                // blazesym names every address it is given; should one be missing, it
+                // reads as unknown rather than failing the drain.
+                self.names
+                    .get(&(owner, *a))
+                    .cloned()
+                    .unwrap_or_else(|| "[unknown]".to_string())
+            })
+            .collect();
         // The probe itself, at the kernel stack's leaf, is no part of what was traced.
         let machinery = names
             .iter()
