@@ -99,7 +99,9 @@ int BPF_PROG(handle_rq_complete, struct request *rq, int error, unsigned int nr_
 	if (!issued)
 		return 0;
 	now = bpf_ktime_get_boot_ns();
-	if (aggregate) {
+	if (now - issued->ts_ns < min_latency_ns) {
+		/* Too quick to report. */
+	} else if (aggregate) {
 		count_request(issued, disk, op, error, nr_bytes, now - issued->ts_ns);
 	} else if ((e = reserve_event(sizeof(*e)))) {
 		__builtin_memcpy(&e->header, &issued->header, sizeof(e->header));

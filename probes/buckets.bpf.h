@@ -19,6 +19,9 @@ u32 generation = 0;
 /* Count per bucket in the kernel (aggregate mode) or report every event (stream mode). */
 const volatile bool aggregate = true;
 
+/* Latencies below this are neither counted nor reported (the min_latency_us option). */
+const volatile u64 min_latency_ns = 0;
+
 /*
  * The bucket of `v` as the stores number them: 0 holds 0, and k > 0 holds
  * [2^(k-1), 2^k). A binary search: BPF has no count-leading-zeros instruction.

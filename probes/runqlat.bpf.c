@@ -85,6 +85,7 @@ int BPF_PROG(handle_sched_switch, bool preempt, struct task_struct *prev,
 {
 	struct runqlat_event *e;
 	struct enqueued *at;
+	u64 now;
 	u32 tid;
 
 	/* Still runnable when it leaves the CPU: it waits on the run queue from now. */
@@ -94,8 +95,11 @@ int BPF_PROG(handle_sched_switch, bool preempt, struct task_struct *prev,
 	at = bpf_map_lookup_elem(&runnable, &tid);
 	if (!at)
 		return 0;
-	if (aggregate) {
-		count_wait(next, at, bpf_ktime_get_boot_ns() - at->ts_ns);
+	now = bpf_ktime_get_boot_ns();
+	if (now - at->ts_ns < min_latency_ns) {
+		/* Too short a wait to report. */
+	} else if (aggregate) {
+		count_wait(next, at, now - at->ts_ns);
 	} else if ((e = reserve_event(sizeof(*e)))) {
 		fill_header_of(&e->header, next);
 		e->latency_ns = e->header.ts_ns - at->ts_ns;

@@ -15,19 +15,17 @@ use eunomia::model::{Record, Value};
 
 const MS: u64 = 1_000_000;
 
-/// Two shells spinning on CPU 0 for a second, traced by runqlat in `mode` (by their
-/// comm): the tracker's events, the comm, and how many times bpftrace saw them get the CPU.
-fn spinners(mode: &str) -> (Vec<eunomia::trackers::Event>, String, u64) {
-    let (comm, dir) = spinner_shell(mode);
+/// Two shells spinning on CPU 0 for a second, traced by runqlat with `options` (by their
+/// comm, which `tag` makes the test's own): the tracker's events, the comm, and how many
+/// times bpftrace saw them get the CPU.
+fn spinners(tag: &str, options: serde_json::Value) -> (Vec<eunomia::trackers::Event>, String, u64) {
+    let (comm, dir) = spinner_shell(tag);
     let collector = Collector::default();
     let handle = start_tracker(
         "runqlat",
         TrackerConfig {
             comm: Some(comm.clone()),
-            options: serde_json::json!({ "mode": mode, "interval_ms": 100 })
-                .as_object()
-                .unwrap()
-                .clone(),
+            options: options.as_object().unwrap().clone(),
             ..TrackerConfig::default()
         },
         collector.clone(),
@@ -134,7 +132,7 @@ fn two_spinners_on_one_cpu_wait_a_time_slice_each_turn() {
     if !root_or_skip("two_spinners_on_one_cpu_wait_a_time_slice_each_turn") {
         return;
     }
-    let (events, comm, switches) = spinners("stream");
+    let (events, comm, switches) = spinners("stream", serde_json::json!({ "mode": "stream" }));
     assert_turns_taken(&events, &comm, switches);
     assert!(events.iter().all(|e| e.get("cpu") == Some(Value::U64(0))));
 }
@@ -146,10 +144,29 @@ fn waits_counted_in_the_kernel_are_the_switches_bpftrace_sees() {
     if !root_or_skip("waits_counted_in_the_kernel_are_the_switches_bpftrace_sees") {
         return;
     }
-    let (rows, comm, switches) = spinners("aggregate");
+    let (rows, comm, switches) = spinners("aggregate", serde_json::json!({ "interval_ms": 100 }));
     assert_turns_taken(&rows, &comm, switches);
     assert!((rows.len() as u64) < switches, "{} rows", rows.len());
     assert!(rows.iter().all(|e| e.get("cpu") == Some(Value::Null)));
+}
+
+/// `min_latency_us` leaves the shorter waits out in the kernel: every wait reported is at
+/// least that long, and some of the switches bpftrace saw are not reported.
+#[test]
+fn waits_below_min_latency_us_are_left_out() {
+    if !root_or_skip("waits_below_min_latency_us_are_left_out") {
+        return;
+    }
+    let (events, _, switches) = spinners(
+        "minimum",
+        serde_json::json!({ "mode": "stream", "min_latency_us": 1000 }),
+    );
+    assert!(
+        !events.is_empty() && (events.len() as u64) < switches,
+        "{} of {switches}",
+        events.len()
+    );
+    assert!(events.iter().all(|e| u64_of(e, "latency_ns") >= MS));
 }
 
 /// Through the server, in both stores: a histogram of an aggregate-mode session counts

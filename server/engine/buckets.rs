@@ -8,32 +8,48 @@ use std::time::Duration;
 
 use super::{IntervalMs, Mode};
 
-/// How often a bucketing tracker drains its rows: every `interval_ms` in aggregate mode,
-/// never in stream mode.
-pub fn interval(mode: Mode, interval_ms: IntervalMs) -> Option<Duration> {
-    (mode == Mode::Aggregate).then(|| interval_ms.duration())
+/// How a bucketing tracker runs, from the options they all have.
+pub struct BucketSettings {
+    /// How often it drains its rows: every `interval_ms` in aggregate mode, never in
+    /// stream mode.
+    pub interval: Option<Duration>,
+    /// Latencies below this are left out in the kernel.
+    pub min_latency_ns: u64,
+}
+
+impl BucketSettings {
+    pub fn new(mode: Mode, interval_ms: IntervalMs, min_latency_us: u64) -> Self {
+        Self {
+            interval: (mode == Mode::Aggregate).then(|| interval_ms.duration()),
+            min_latency_ns: min_latency_us.saturating_mul(1000),
+        }
+    }
 }
 
 /// The whole `Tracker::run` of a bucketing tracker. `$configure` sets the opened
-/// skeleton's own globals; in stream mode (`$interval` is `None`) events come through the
-/// ring buffer and `$decode`, otherwise every interval each row (`$key`, `$row`) becomes
-/// an event whose body `$body` builds. `types` is the caller's skeleton's.
+/// skeleton's own globals; in stream mode (`$settings`, a [`BucketSettings`], has no
+/// interval) events come through the ring buffer and `$decode`, otherwise every interval
+/// each row (`$key`, `$row`) becomes an event whose body `$body` builds. `types` is the
+/// caller's skeleton's.
 #[macro_export]
 macro_rules! run_bucket_probe {
     (
-        $run:expr, $builder:ty, $decode:expr, $interval:expr,
+        $run:expr, $builder:ty, $decode:expr, $settings:expr,
         |$open:ident| $configure:expr,
         |$key:ident: $key_ty:ty, $row:ident: $row_ty:ty| $body:expr
     ) => {{
         let run = $run;
-        let interval: Option<std::time::Duration> = $interval;
+        let settings: $crate::engine::buckets::BucketSettings = $settings;
+        let interval = settings.interval;
         let mut storage = std::mem::MaybeUninit::uninit();
         let mut open = $crate::open_probe!(run, $builder, &mut storage)?;
-        open.maps
+        let rodata = open
+            .maps
             .rodata_data
             .as_deref_mut()
-            .expect("buckets.bpf.h declares read-only globals")
-            .aggregate = interval.is_some();
+            .expect("buckets.bpf.h declares read-only globals");
+        rodata.aggregate = interval.is_some();
+        rodata.min_latency_ns = settings.min_latency_ns;
         if interval.is_none() {
             for map in [&mut open.maps.rows_0, &mut open.maps.rows_1] {
                 map.set_max_entries(1)

@@ -170,6 +170,8 @@ pub struct BiolatencyOptions {
     pub mode: Mode,
     /// How often aggregate mode reports, in milliseconds.
     pub interval_ms: IntervalMs,
+    /// Leave out latencies below this many microseconds (in the kernel).
+    pub min_latency_us: u64,
 }
 
 /// The kernel's dev_t of a disk named as `sda` (read from /sys/class/block) or `7:0`.
@@ -224,12 +226,16 @@ impl Tracker for BiolatencyTracker {
             Some(disk) => disk_dev(disk).map_err(TrackerError::Config)?,
             None => 0,
         };
-        let interval = crate::engine::buckets::interval(options.mode, options.interval_ms);
+        let settings = crate::engine::buckets::BucketSettings::new(
+            options.mode,
+            options.interval_ms,
+            options.min_latency_us,
+        );
         run_bucket_probe!(
             run,
             BiolatencySkelBuilder,
             decode,
-            interval,
+            settings,
             |open| {
                 open.maps
                     .rodata_data

@@ -116,6 +116,8 @@ pub struct RunqlatOptions {
     pub mode: Mode,
     /// How often aggregate mode reports, in milliseconds.
     pub interval_ms: IntervalMs,
+    /// Leave out latencies below this many microseconds (in the kernel).
+    pub min_latency_us: u64,
 }
 
 impl TrackerOptions for RunqlatOptions {
@@ -143,12 +145,16 @@ impl Tracker for RunqlatTracker {
     }
 
     fn run(&self, run: Run<'_, Event>, options: &RunqlatOptions) -> Result<(), TrackerError> {
-        let interval = crate::engine::buckets::interval(options.mode, options.interval_ms);
+        let settings = crate::engine::buckets::BucketSettings::new(
+            options.mode,
+            options.interval_ms,
+            options.min_latency_us,
+        );
         run_bucket_probe!(
             run,
             RunqlatSkelBuilder,
             decode,
-            interval,
+            settings,
             |_open| {},
             |key: types::runqlat_key, row: types::runqlat_row| RunqlatEvent {
                 runs: row.runs,
