@@ -6,7 +6,8 @@ CARGO ?= cargo
 # Build and test tools from Debian: the BPF toolchain, bpftool (vmlinux.h), and the
 # reference tools the tests compare against.
 DEB_PACKAGES := clang libelf-dev zlib1g-dev libc6-dev linux-libc-dev pkg-config make bpftool python3 \
-	util-linux strace bpftrace prometheus chromium docker.io busybox-static runc
+	util-linux strace bpftrace prometheus chromium docker.io busybox-static runc \
+	kmod passwd
 ARGS ?= serve
 
 deps:

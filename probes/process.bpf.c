@@ -5,7 +5,7 @@
  */
 #include "common.bpf.h"
 #include "process.h"
-#include "path.bpf.h"
+#include "full_path.bpf.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -16,32 +16,6 @@ struct process_event process_event_layout = {};
  * working directory of execs. */
 const volatile u64 min_duration_ns = 0;
 const volatile bool report_cwd = false;
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, u32);
-	__type(value, struct path_scratch);
-} path_scratch_map SEC(".maps");
-
-static __always_inline struct path_scratch *path_scratch(void)
-{
-	u32 zero = 0;
-
-	return bpf_map_lookup_elem(&path_scratch_map, &zero);
-}
-
-/* Walks (dentry, vfsmnt) into out[MAX_FILENAME_LEN]; out is left alone when it cannot. */
-static __always_inline void full_path(struct dentry *dentry, struct vfsmount *vfsmnt, char *out)
-{
-	struct path_scratch *s = path_scratch();
-	struct walked_path walked;
-
-	if (!s || !dentry || !vfsmnt)
-		return;
-	walked = walk_path(s, dentry, vfsmnt);
-	bpf_probe_read_kernel_str(out, MAX_FILENAME_LEN, &s->path[walked.start & (PATH_LEN - 1)]);
-}
 
 /*
  * Whether the exec'd name is a link to an open file rather than the file's name: busybox

@@ -41,6 +41,16 @@ pub struct Metrics {
     pub alerts: IntCounterVec,
     /// Rule conditions that failed to evaluate on an event (counted as no match).
     pub rule_errors: IntCounterVec,
+    /// Processes killed by rules whose action is `kill`, per rule.
+    pub kills: IntCounterVec,
+    /// From the kernel event to the kill signal sent.
+    pub kill_latency: Histogram,
+    /// The standing guard's cost so far: its BPF programs' run time, and its threads'
+    /// CPU time in user space and the kernel's syscalls on their behalf.
+    pub guard_bpf_seconds: prometheus::Gauge,
+    pub guard_cpu_seconds: prometheus::Gauge,
+    /// 1 while the standing guard runs.
+    pub guard_running: IntGauge,
 }
 
 impl Metrics {
@@ -113,6 +123,37 @@ impl Metrics {
             &["rule"],
         )
         .expect("valid metric");
+        let kills = IntCounterVec::new(
+            Opts::new(
+                "eunomia_kills_total",
+                "Processes killed by rules whose action is kill, per rule",
+            ),
+            &["rule"],
+        )
+        .expect("valid metric");
+        let kill_latency = Histogram::with_opts(
+            HistogramOpts::new(
+                "eunomia_kill_latency_seconds",
+                "From the kernel event to the kill signal sent, for rules whose action is kill",
+            )
+            .buckets(vec![
+                1e-5, 5e-5, 1e-4, 5e-4, 1e-3, 5e-3, 1e-2, 5e-2, 0.1, 0.5,
+            ]),
+        )
+        .expect("valid metric");
+        let guard_bpf_seconds = prometheus::Gauge::new(
+            "eunomia_guard_bpf_seconds",
+            "The standing guard's BPF programs' run time so far (bpf_stats)",
+        )
+        .expect("valid metric");
+        let guard_cpu_seconds = prometheus::Gauge::new(
+            "eunomia_guard_cpu_seconds",
+            "CPU time of the standing guard's tracker threads so far",
+        )
+        .expect("valid metric");
+        let guard_running =
+            IntGauge::new("eunomia_guard_running", "1 while the standing guard runs")
+                .expect("valid metric");
         for collector in [
             Box::new(events.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(lost.clone()),
@@ -123,6 +164,11 @@ impl Metrics {
             Box::new(auth_refused.clone()),
             Box::new(alerts.clone()),
             Box::new(rule_errors.clone()),
+            Box::new(kills.clone()),
+            Box::new(kill_latency.clone()),
+            Box::new(guard_bpf_seconds.clone()),
+            Box::new(guard_cpu_seconds.clone()),
+            Box::new(guard_running.clone()),
             Box::new(prometheus::process_collector::ProcessCollector::for_self()),
         ] {
             registry
@@ -140,6 +186,11 @@ impl Metrics {
             auth_refused,
             alerts,
             rule_errors,
+            kills,
+            kill_latency,
+            guard_bpf_seconds,
+            guard_cpu_seconds,
+            guard_running,
         }
     }
 

@@ -709,10 +709,12 @@ fn serve_listens_on_a_named_host() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let mut line = String::new();
-    std::io::BufReader::new(child.stderr.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    // Warnings (no Docker engine here) may come first.
+    let line = std::io::BufReader::new(child.stderr.take().unwrap())
+        .lines()
+        .map(Result::unwrap)
+        .find(|line| line.starts_with("eunomia: listening on "))
+        .expect("the server says where it listens");
     child.kill().unwrap();
     child.wait().unwrap();
     let url = line

@@ -161,31 +161,66 @@ fn python(action: &str) -> String {
     )
 }
 
-/// A files-tracker rule: `trigger` gives exactly one alert of `id` from the python, whose
-/// output names `path`; `lookalike` gives none.
-fn file_rule(id: &str, trigger: &str, lookalike: &str, path: &str) {
+/// The options each tracker runs with in these tests: the files tracker reports each open.
+fn options_of(tracker: &str) -> serde_json::Value {
+    match tracker {
+        "files" => serde_json::json!({ "opens": "stream" }),
+        _ => serde_json::json!({}),
+    }
+}
+
+/// One rule against the kernel: the python `lookalike` raises nothing; the python
+/// `trigger` raises exactly one alert of `id`, from the traced process (comm `comm`), whose
+/// output names its pid and contains `says`. Returns that alert.
+fn rule_case(
+    id: &str,
+    tracker: &str,
+    trigger: &str,
+    lookalike: &str,
+    comm: &str,
+    says: &str,
+) -> AlertRecord {
     let analyzer = Analyzer::new(id);
-    let options = serde_json::json!({ "opens": "stream" });
-    let quiet = analyzer.alerts_of(id, "files", options.clone(), &python(lookalike), &[]);
+    let options = options_of(tracker);
+    let quiet = analyzer.alerts_of(id, tracker, options.clone(), &python(lookalike), &[]);
     assert_eq!(quiet, [], "the lookalike raised {id}");
-    let raised = analyzer.alerts_of(id, "files", options, &python(trigger), &[]);
+    let raised = analyzer.alerts_of(id, tracker, options, &python(trigger), &[]);
     assert_eq!(raised.len(), 1, "{raised:#?}");
-    let alert = &raised[0];
+    let alert = raised.into_iter().next().unwrap();
     assert_eq!(alert.rule, id);
-    assert_eq!(alert.comm, "python3");
-    assert_eq!(alert.tracker, "files");
+    assert_eq!(alert.comm, comm);
+    assert_eq!(alert.tracker, tracker);
     assert_eq!(alert.count, 1);
     assert_eq!(alert.container_id, None);
-    assert!(alert.output.contains(path), "{}", alert.output);
+    assert!(alert.output.contains(says), "{}", alert.output);
     assert!(
-        alert.output.contains(&format!("(pid {})", alert.pid)),
+        alert.output.contains(&format!("(pid {}", alert.pid)),
         "{}",
         alert.output
     );
     let event: serde_json::Value = serde_json::from_str(&alert.event).unwrap();
     assert_eq!(event["pid"], alert.pid);
+    assert_eq!(event["comm"], comm);
+    alert
+}
+
+/// A files-tracker rule: `trigger` gives exactly one alert of `id` from the python, whose
+/// output and event name `path`; `lookalike` gives none.
+fn file_rule(id: &str, trigger: &str, lookalike: &str, path: &str) {
+    let alert = rule_case(id, "files", trigger, lookalike, "python3", path);
+    let event: serde_json::Value = serde_json::from_str(&alert.event).unwrap();
     assert_eq!(event["path"], path);
-    assert!(alert.severity >= Severity::Medium);
+}
+
+/// A security-tracker rule run by python, whose alert's output contains `says`.
+fn call_rule(id: &str, trigger: &str, lookalike: &str, says: &str) -> serde_json::Value {
+    let alert = rule_case(id, "security", trigger, lookalike, "python3", says);
+    serde_json::from_str(&alert.event).unwrap()
+}
+
+/// Python that sets up ctypes' libc as `libc`, then runs `action`.
+fn with_libc(action: &str) -> String {
+    format!("import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\n{action}")
 }
 
 /// A path of this test's own, under `dir`.
@@ -554,4 +589,590 @@ fn sessions_raise_alerts_that_the_api_lists_streams_and_counts() {
     assert_eq!(reloaded["reloadRules"], 1);
     let listed = server.query("{ rules { id } }", serde_json::json!({}))["rules"].clone();
     assert_eq!(listed, serde_json::json!([{ "id": "r1" }]));
+}
+
+/// A directory of this test's own under /tmp, made anew.
+fn own_dir(name: &str) -> String {
+    let dir = own("/tmp", name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+fn sudoers_modified() {
+    if !root_or_skip("sudoers_modified") {
+        return;
+    }
+    // sudo reads every file in sudoers.d whose name has no dot: an empty one grants nothing.
+    let made = std::fs::create_dir("/etc/sudoers.d").is_ok();
+    let path = own("/etc/sudoers.d", "rule");
+    file_rule(
+        "sudoers_modified",
+        &format!("open('{path}', 'w').close(); os.unlink('{path}')"),
+        &format!("open('{}', 'w').close()", own("/tmp", "sudoers")),
+        &path,
+    );
+    if made {
+        std::fs::remove_dir("/etc/sudoers.d").unwrap();
+    }
+}
+
+#[test]
+fn account_files_modified() {
+    if root_or_skip("account_files_modified") {
+        // Opened to append, closed without a byte written.
+        file_rule(
+            "account_files_modified",
+            "os.close(os.open('/etc/group', os.O_WRONLY | os.O_APPEND))",
+            "open('/etc/group').read()",
+            "/etc/group",
+        );
+    }
+}
+
+#[test]
+fn ld_preload_modified() {
+    if root_or_skip("ld_preload_modified") {
+        let path = "/etc/ld.so.preload";
+        file_rule(
+            "ld_preload_modified",
+            &format!(
+                "there = os.path.exists('{path}')\n\
+                 os.close(os.open('{path}', os.O_WRONLY | os.O_APPEND | os.O_CREAT))\n\
+                 there or os.unlink('{path}')"
+            ),
+            "open('/etc/ld.so.conf').read()",
+            path,
+        );
+    }
+}
+
+#[test]
+fn pam_config_modified() {
+    if root_or_skip("pam_config_modified") {
+        let path = own("/etc/pam.d", "rule");
+        file_rule(
+            "pam_config_modified",
+            &format!("open('{path}', 'w').close(); os.unlink('{path}')"),
+            &format!("open('{}', 'w').close()", own("/tmp", "pam.d")),
+            &path,
+        );
+    }
+}
+
+#[test]
+fn systemd_unit_written() {
+    if root_or_skip("systemd_unit_written") {
+        let path = own("/etc/systemd/system", "rule.service");
+        file_rule(
+            "systemd_unit_written",
+            &format!("open('{path}', 'w').close(); os.unlink('{path}')"),
+            &format!("open('{}', 'w').close()", own("/tmp", "rule.service")),
+            &path,
+        );
+    }
+}
+
+#[test]
+fn hidden_file_in_temp() {
+    if root_or_skip("hidden_file_in_temp") {
+        let hidden = format!("/tmp/.eunomia-rule-{}-hidden", std::process::id());
+        let visible = own("/tmp", "visible");
+        file_rule(
+            "hidden_file_in_temp",
+            &format!("open('{hidden}', 'w').close(); os.unlink('{hidden}')"),
+            &format!("open('{visible}', 'w').close(); os.unlink('{visible}')"),
+            &hidden,
+        );
+    }
+}
+
+#[test]
+fn private_key_read() {
+    if !root_or_skip("private_key_read") {
+        return;
+    }
+    let home = own_dir("home");
+    std::fs::create_dir(format!("{home}/.ssh")).unwrap();
+    let key = format!("{home}/.ssh/id_ed25519");
+    std::fs::write(&key, "not a key").unwrap();
+    std::fs::write(format!("{key}.pub"), "not a key").unwrap();
+    file_rule(
+        "private_key_read",
+        &format!("open('{key}').read()"),
+        &format!("open('{key}.pub').read()"),
+        &key,
+    );
+    std::fs::remove_dir_all(home).unwrap();
+}
+
+#[test]
+fn release_agent_written() {
+    if !root_or_skip("release_agent_written") {
+        return;
+    }
+    let dir = own_dir("cgroup");
+    let agent = format!("{dir}/release_agent");
+    std::fs::write(&agent, "").unwrap();
+    file_rule(
+        "release_agent_written",
+        &format!("os.close(os.open('{agent}', os.O_WRONLY))"),
+        &format!("open('{agent}').read()"),
+        &agent,
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn core_pattern_written() {
+    if root_or_skip("core_pattern_written") {
+        // Opened for writing and closed: nothing written, the pattern stays.
+        let path = "/proc/sys/kernel/core_pattern";
+        let before = std::fs::read_to_string(path).unwrap();
+        file_rule(
+            "core_pattern_written",
+            &format!("os.close(os.open('{path}', os.O_WRONLY))"),
+            &format!("open('{path}').read()"),
+            path,
+        );
+        assert_eq!(std::fs::read_to_string(path).unwrap(), before);
+    }
+}
+
+#[test]
+fn service_account_token_read() {
+    if !root_or_skip("service_account_token_read") {
+        return;
+    }
+    let dir = "/run/secrets/kubernetes.io/serviceaccount";
+    let token = format!("{dir}/token");
+    // On a Kubernetes node the token is real and stays; elsewhere the test makes one.
+    let made = !std::path::Path::new(&token).exists();
+    if made {
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::write(&token, "not a token").unwrap();
+        std::fs::write(format!("{dir}/namespace"), "default").unwrap();
+    }
+    file_rule(
+        "service_account_token_read",
+        &format!("open('{token}').read()"),
+        &format!("open('{dir}/namespace').read()"),
+        &token,
+    );
+    if made {
+        std::fs::remove_dir_all("/run/secrets/kubernetes.io").unwrap();
+        let _ = std::fs::remove_dir("/run/secrets");
+    }
+}
+
+#[test]
+fn environ_read_of_other_process() {
+    if root_or_skip("environ_read_of_other_process") {
+        let alert = rule_case(
+            "environ_read_of_other_process",
+            "files",
+            &on_a_child("open(f'/proc/{child}/environ', 'rb').read()"),
+            "open('/proc/self/environ', 'rb').read()",
+            "python3",
+            "read /proc/",
+        );
+        let event: serde_json::Value = serde_json::from_str(&alert.event).unwrap();
+        let path = event["path"].as_str().unwrap();
+        assert!(path.ends_with("/environ") && path != format!("/proc/{}/environ", alert.pid));
+    }
+}
+
+#[test]
+fn shell_history_deleted() {
+    if !root_or_skip("shell_history_deleted") {
+        return;
+    }
+    let dir = own_dir("history");
+    let history = format!("{dir}/.bash_history");
+    let notes = format!("{dir}/notes.bash_history");
+    let event = call_rule(
+        "shell_history_deleted",
+        &format!("open('{history}', 'w').close(); os.unlink('{history}')"),
+        &format!("open('{notes}', 'w').close(); os.unlink('{notes}')"),
+        &format!("removed the shell history {history} (unlink)"),
+    );
+    assert_eq!(event["ret"], 0);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn log_file_deleted() {
+    if root_or_skip("log_file_deleted") {
+        let log = own("/var/log", "rule.log");
+        let elsewhere = own("/tmp", "rule.log");
+        // Relative to the working directory: the kernel walks it for the full path.
+        call_rule(
+            "log_file_deleted",
+            &format!(
+                "open('{log}', 'w').close(); os.chdir('/var/log'); os.unlink('{}')",
+                &log[9..]
+            ),
+            &format!("open('{elsewhere}', 'w').close(); os.unlink('{elsewhere}')"),
+            &format!("removed the log {log} (unlink)"),
+        );
+    }
+}
+
+#[test]
+fn binary_dir_modified() {
+    if root_or_skip("binary_dir_modified") {
+        let path = own("/usr/local/bin", "rule");
+        let elsewhere = own("/tmp", "rule");
+        call_rule(
+            "binary_dir_modified",
+            &format!("open('{path}', 'w').close(); os.unlink('{path}')"),
+            &format!("open('{elsewhere}', 'w').close(); os.unlink('{elsewhere}')"),
+            &format!("changed {path} in a binary directory (unlink)"),
+        );
+    }
+}
+
+#[test]
+fn symlink_to_sensitive_file() {
+    if root_or_skip("symlink_to_sensitive_file") {
+        let link = own("/tmp", "link");
+        let event = call_rule(
+            "symlink_to_sensitive_file",
+            &format!("os.symlink('/etc/shadow', '{link}'); os.unlink('{link}')"),
+            &format!("os.symlink('/etc/hostname', '{link}'); os.unlink('{link}')"),
+            &format!("linked {link} to /etc/shadow"),
+        );
+        assert_eq!(event["kind"], "symlink");
+        assert_eq!(event["new_path"], link);
+    }
+}
+
+#[test]
+fn hardlink_to_sensitive_file() {
+    if root_or_skip("hardlink_to_sensitive_file") {
+        // The link may fail (another filesystem): the attempt is what counts.
+        let link = own("/tmp", "hardlink");
+        let mine = own("/tmp", "mine");
+        call_rule(
+            "hardlink_to_sensitive_file",
+            &format!(
+                "try:\n    os.link('/etc/shadow', '{link}')\n    os.unlink('{link}')\n\
+                 except OSError:\n    pass"
+            ),
+            &format!(
+                "open('{mine}', 'w').close(); os.link('{mine}', '{link}')\n\
+                 os.unlink('{link}'); os.unlink('{mine}')"
+            ),
+            &format!("linked {link} to /etc/shadow"),
+        );
+    }
+}
+
+#[test]
+fn setuid_bit_set() {
+    if root_or_skip("setuid_bit_set") {
+        let path = own("/tmp", "suid");
+        let event = call_rule(
+            "setuid_bit_set",
+            &format!(
+                "open('{path}', 'w').close(); os.chmod('{path}', 0o4755); os.unlink('{path}')"
+            ),
+            &format!("open('{path}', 'w').close(); os.chmod('{path}', 0o644); os.unlink('{path}')"),
+            &format!("set mode 04755 on {path}"),
+        );
+        assert_eq!(event["mode"], 0o4755);
+        assert_eq!(event["mode_text"], "04755");
+    }
+}
+
+#[test]
+fn non_sudo_setuid_root() {
+    if root_or_skip("non_sudo_setuid_root") {
+        let event = call_rule(
+            "non_sudo_setuid_root",
+            "os.setuid(0)",
+            "os.setuid(65534)",
+            "set its effective user id to 0 (setuid)",
+        );
+        assert_eq!(event["new_id"], 0);
+    }
+}
+
+/// Python that forks a child that sleeps, runs `action` on it (`child`), then kills it.
+fn on_a_child(action: &str) -> String {
+    with_libc(&format!(
+        "import signal, time\nchild = os.fork()\nif child == 0:\n    time.sleep(30)\n    \
+         os._exit(0)\n{action}\nos.kill(child, signal.SIGKILL)\nos.waitpid(child, 0)"
+    ))
+}
+
+/// A pid no process has (pid_max is at most 2^22).
+const NO_PID: u32 = 0x7fff_fff0;
+
+#[test]
+fn ptrace_attach() {
+    if root_or_skip("ptrace_attach") {
+        let event = call_rule(
+            "ptrace_attach",
+            &on_a_child("libc.ptrace(16, child, 0, 0)"),
+            &on_a_child(&format!("libc.ptrace(16, {NO_PID}, 0, 0)")),
+            "used PTRACE_ATTACH on pid ",
+        );
+        assert_eq!(event["operation"], "PTRACE_ATTACH");
+        assert_ne!(event["target_pid"], event["pid"]);
+    }
+}
+
+#[test]
+fn ptrace_anti_debug() {
+    if root_or_skip("ptrace_anti_debug") {
+        call_rule(
+            "ptrace_anti_debug",
+            &with_libc("libc.ptrace(0, 0, 0, 0)"),
+            &with_libc(&format!("libc.ptrace(16, {NO_PID}, 0, 0)")),
+            "called PTRACE_TRACEME",
+        );
+    }
+}
+
+#[test]
+fn process_memory_written() {
+    if !root_or_skip("process_memory_written") {
+        return;
+    }
+    // The buffer is at the same address in the forked child.
+    let write_into = |target: &str| {
+        on_a_child(&format!(
+            "class Iov(ctypes.Structure):\n    _fields_ = [('base', ctypes.c_void_p), ('len', ctypes.c_size_t)]\n\
+             buf = ctypes.create_string_buffer(16)\n\
+             iov = Iov(ctypes.addressof(buf), 16)\n\
+             assert libc.process_vm_writev({target}, ctypes.byref(iov), 1, ctypes.byref(iov), 1, 0) == 16"
+        ))
+    };
+    let event = call_rule(
+        "process_memory_written",
+        &write_into("child"),
+        &write_into("os.getpid()"),
+        "wrote 16 bytes into pid ",
+    );
+    assert_eq!(event["ret"], 16);
+}
+
+#[test]
+fn fileless_exec() {
+    if root_or_skip("fileless_exec") {
+        let alert = rule_case(
+            "fileless_exec",
+            "process",
+            "fd = os.memfd_create('payload')\nos.write(fd, open('/bin/true', 'rb').read())\n\
+             os.execv(f'/proc/self/fd/{fd}', ['payload'])",
+            "os.execv('/bin/true', ['true'])",
+            "3",
+            "was executed from memfd:payload",
+        );
+        assert_eq!(alert.severity, Severity::Critical);
+    }
+}
+
+#[test]
+fn namespace_unshared() {
+    if root_or_skip("namespace_unshared") {
+        let event = call_rule(
+            "namespace_unshared",
+            // CLONE_NEWUTS; the lookalike's CLONE_FILES unshares no namespace.
+            &with_libc("assert libc.unshare(0x04000000) == 0"),
+            &with_libc("assert libc.unshare(0x400) == 0"),
+            "unshared the namespaces uts",
+        );
+        assert_eq!(event["flags"], 0x0400_0000);
+    }
+}
+
+#[test]
+fn namespace_entered() {
+    if root_or_skip("namespace_entered") {
+        call_rule(
+            "namespace_entered",
+            &with_libc(
+                "fd = os.open('/proc/self/ns/uts', os.O_RDONLY)\nassert libc.setns(fd, 0) == 0",
+            ),
+            &with_libc("assert libc.setns(9999, 0) == -1"),
+            "entered a namespace () through descriptor ",
+        );
+    }
+}
+
+/// Python that calls bpf(2) with `cmd` and an attribute block whose first words are
+/// `words` (u32s), then the pointers `pointers` (u64s).
+fn bpf_call(cmd: u32, words: &str, pointers: &str) -> String {
+    with_libc(&format!(
+        "import struct\n\
+         insns = ctypes.create_string_buffer(bytes.fromhex('b700000000000000' '9500000000000000'))\n\
+         license = ctypes.create_string_buffer(b'GPL')\n\
+         attr = ctypes.create_string_buffer(struct.pack('<{words_len}I', {words}) + struct.pack('<{ptrs_len}Q', {pointers}), 128)\n\
+         assert libc.syscall(321, {cmd}, attr, 128) >= 0",
+        words_len = words.split(',').count(),
+        ptrs_len = pointers.split(',').filter(|p| !p.trim().is_empty()).count(),
+    ))
+}
+
+#[test]
+fn bpf_program_loaded() {
+    if root_or_skip("bpf_program_loaded") {
+        // A socket filter that returns 0; the lookalike creates an array map.
+        let event = call_rule(
+            "bpf_program_loaded",
+            &bpf_call(
+                5,
+                "1, 2",
+                "ctypes.addressof(insns), ctypes.addressof(license)",
+            ),
+            &bpf_call(0, "2, 4, 4, 1", ""),
+            "loaded a BPF program (fd ",
+        );
+        assert_eq!(event["operation"], "BPF_PROG_LOAD");
+    }
+}
+
+#[test]
+fn packet_socket_opened() {
+    if root_or_skip("packet_socket_opened") {
+        let event = call_rule(
+            "packet_socket_opened",
+            "import socket\nsocket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0).close()",
+            "import socket\nsocket.socket(socket.AF_INET, socket.SOCK_DGRAM).close()",
+            "opened a AF_PACKET SOCK_RAW socket",
+        );
+        assert_eq!(event["protocol"], 0);
+    }
+}
+
+#[test]
+fn socket_redirected_to_stdio() {
+    if root_or_skip("socket_redirected_to_stdio") {
+        let event = call_rule(
+            "socket_redirected_to_stdio",
+            "import socket\ns = socket.socket()\nos.dup2(s.fileno(), 0)",
+            "import socket\ns = socket.socket()\nos.dup2(s.fileno(), 100)",
+            "redirected descriptor 0 to an AF_INET socket",
+        );
+        assert_eq!(event["kind"], "dup2");
+        assert_eq!(event["fd_family"], "AF_INET");
+    }
+}
+
+/// Python that starts a connect to `address`, `port` without waiting for it.
+fn connect_to(address: &str, port: u16) -> String {
+    format!(
+        "import socket\ns = socket.socket()\ns.setblocking(False)\n\
+         s.connect_ex(('{address}', {port}))"
+    )
+}
+
+#[test]
+fn cloud_metadata_connect() {
+    if root_or_skip("cloud_metadata_connect") {
+        let event = call_rule(
+            "cloud_metadata_connect",
+            &connect_to("169.254.169.254", 80),
+            &connect_to("127.0.0.1", 80),
+            "connected to the metadata service 169.254.169.254:80",
+        );
+        assert_eq!(event["family"], "AF_INET");
+    }
+}
+
+#[test]
+fn miner_pool_connect() {
+    if root_or_skip("miner_pool_connect") {
+        // 192.0.2.0/24 is TEST-NET-1: nothing answers there.
+        let event = call_rule(
+            "miner_pool_connect",
+            &connect_to("192.0.2.1", 3333),
+            &connect_to("192.0.2.1", 443),
+            "connected to 192.0.2.1:3333",
+        );
+        assert_eq!(event["port"], 3333);
+    }
+}
+
+/// A rule on execs: the python becomes `program` (same pid, so the pid filter keeps it).
+fn exec_rule(id: &str, program: &str, args: &str) {
+    let comm = program.rsplit('/').next().unwrap();
+    rule_case(
+        id,
+        "process",
+        &format!("os.execv('{program}', ['{comm}', {args}])"),
+        "os.execv('/usr/bin/id', ['id'])",
+        comm,
+        &format!("was run: {program}"),
+    );
+}
+
+#[test]
+fn kernel_module_tool() {
+    if root_or_skip("kernel_module_tool") {
+        exec_rule("kernel_module_tool", "/usr/sbin/modprobe", "'--version'");
+    }
+}
+
+#[test]
+fn data_destruction_tool() {
+    if root_or_skip("data_destruction_tool") {
+        let victim = own("/tmp", "shred");
+        std::fs::write(&victim, "x").unwrap();
+        exec_rule(
+            "data_destruction_tool",
+            "/usr/bin/shred",
+            &format!("'-u', '{victim}'"),
+        );
+        assert!(!std::path::Path::new(&victim).exists());
+    }
+}
+
+#[test]
+fn user_management_tool() {
+    if root_or_skip("user_management_tool") {
+        exec_rule("user_management_tool", "/usr/sbin/useradd", "'--help'");
+    }
+}
+
+/// Kernels built without modules have no module calls to trace: the tracker says so when
+/// asked for them. Where they exist, a finit_module of no file (EBADF) raises the rule.
+#[test]
+fn kernel_module_loaded() {
+    if !root_or_skip("kernel_module_loaded") {
+        return;
+    }
+    if !eunomia::trackers::security::traceable("finit_module") {
+        let config = eunomia::engine::TrackerConfig {
+            options: serde_json::json!({ "calls": ["finit_module"] })
+                .as_object()
+                .cloned()
+                .unwrap(),
+            ..Default::default()
+        };
+        let tracker = eunomia::trackers::find_tracker("security").unwrap();
+        let err = tracker
+            .start(
+                config,
+                Box::new(eunomia::handler::FanOut::new(Vec::new())),
+                Default::default(),
+            )
+            .err()
+            .expect("no finit_module tracepoint, no start");
+        assert!(
+            err.to_string()
+                .contains("syscalls:sys_exit_finit_module does not exist"),
+            "{err}"
+        );
+        return;
+    }
+    call_rule(
+        "kernel_module_loaded",
+        &with_libc("libc.syscall(313, -1, b'', 0)"),
+        "os.getpid()",
+        "called finit_module (result EBADF)",
+    );
 }

@@ -203,6 +203,20 @@ pub struct Stats {
     pub malformed: u64,
 }
 
+impl std::ops::Add for Stats {
+    type Output = Stats;
+
+    /// Counts over two instances (the trackers of one guard).
+    fn add(self, other: Stats) -> Stats {
+        Stats {
+            seen: self.seen + other.seen,
+            lost_kernel: self.lost_kernel + other.lost_kernel,
+            lost_channel: self.lost_channel + other.lost_channel,
+            malformed: self.malformed + other.malformed,
+        }
+    }
+}
+
 impl Stats {
     pub fn lost(&self) -> u64 {
         self.lost_kernel + self.lost_channel + self.malformed
@@ -528,9 +542,10 @@ pub struct DrainContext {
     pub last: bool,
 }
 
-/// Fails with the tracepoint's name when a `tp/<category>/<name>` program has no target.
+/// Fails with the tracepoint's name when a `tp/<category>/<name>` program that is to load
+/// has no target.
 fn check_tracepoints(object: &OpenObject) -> Result<(), TrackerError> {
-    for prog in object.progs() {
+    for prog in object.progs().filter(|prog| prog.autoload()) {
         let section = prog.section().to_string_lossy();
         let Some(rest) = section
             .strip_prefix("tp/")
@@ -656,6 +671,25 @@ impl TrackerHandle {
 
     pub fn stats(&self) -> Stats {
         self.counters.snapshot()
+    }
+
+    /// The CPU time its thread (ring buffer reads, decoding, the handler chain) has used;
+    /// None once it has ended.
+    pub fn thread_cpu_time(&self) -> Option<std::time::Duration> {
+        use std::os::unix::thread::JoinHandleExt;
+        let thread = self.thread.as_ref().filter(|t| !t.is_finished())?;
+        let mut clock: libc::clockid_t = 0;
+        let mut time = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: the thread is joinable (not joined: we hold its handle), so its pthread_t
+        // is valid; both out-pointers point to live locals.
+        let ok = unsafe {
+            libc::pthread_getcpuclockid(thread.as_pthread_t(), &mut clock) == 0
+                && libc::clock_gettime(clock, &mut time) == 0
+        };
+        ok.then(|| std::time::Duration::new(time.tv_sec as u64, time.tv_nsec as u32))
     }
 
     /// True when the tracker thread has ended (stopped or failed).

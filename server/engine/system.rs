@@ -76,6 +76,42 @@ pub fn tracepoint_exists(category: &str, name: &str) -> bool {
         .is_dir()
 }
 
+/// Turns on the kernel's run time accounting of BPF programs for as long as the returned
+/// descriptor is open (BPF_ENABLE_STATS): two clock reads per program run.
+pub fn enable_bpf_stats() -> io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: a plain syscall wrapper; on success the fd is ours.
+    let fd = unsafe { libbpf_sys::bpf_enable_stats(libbpf_sys::BPF_STATS_RUN_TIME) };
+    if fd < 0 {
+        return Err(io::Error::from_raw_os_error(-fd));
+    }
+    // SAFETY: fd was just returned to us and is owned by nobody else.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
+}
+
+/// How long BPF program `id` has run in all, in nanoseconds, and how many times (counted
+/// while run time accounting is on); None when the program is gone.
+pub fn prog_run_time(id: u32) -> Option<(u64, u64)> {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    // SAFETY: plain syscall wrappers; the fd is ours and closed by OwnedFd; `info` is a
+    // zeroed bpf_prog_info of the size passed.
+    unsafe {
+        let fd = libbpf_sys::bpf_prog_get_fd_by_id(id);
+        if fd < 0 {
+            return None;
+        }
+        let fd = OwnedFd::from_raw_fd(fd);
+        let mut info: libbpf_sys::bpf_prog_info = std::mem::zeroed();
+        let mut len = std::mem::size_of::<libbpf_sys::bpf_prog_info>() as u32;
+        let got = libbpf_sys::bpf_prog_get_info_by_fd(
+            std::os::fd::AsRawFd::as_raw_fd(&fd),
+            &mut info,
+            &mut len,
+        );
+        (got == 0).then_some((info.run_time_ns, info.run_cnt))
+    }
+}
+
 thread_local! {
     /// libbpf's messages on this thread while a load is being captured.
     static CAPTURE: RefCell<Option<String>> = const { RefCell::new(None) };

@@ -1,23 +1,36 @@
-//! The security analyzer's link in a session's chain: every event through the rules the
-//! session asked for, on the tracker's thread. A rule reads only the events its sources
-//! name, so most events cost a string comparison per rule.
+//! The security analyzer's link in a chain (a session's or the guard's): every event
+//! through the rules asked for, on the tracker's thread. A rule reads only the events its
+//! sources name, so most events cost a string comparison per rule. A rule whose action is
+//! `kill` kills the process right there, before the alert is even queued.
 
 use std::sync::Arc;
 
 use cel::Context;
 
 use super::alerts::{AlertSender, Raised};
-use super::rules::{Rule, RuleSet};
+use super::rules::{Action, Rule, RuleSet};
 use crate::handler::{Flow, Handler};
 use crate::metrics::Metrics;
-use crate::model::{EventBody, SessionId};
+use crate::model::{wall_clock_ns, EventBody, SessionId};
 use crate::trackers::Event;
+
+/// Where a matcher's alerts go: the server's alert writer, or the CLI's printer. Called on
+/// the tracker's thread: it must not wait.
+pub trait AlertSink: Send {
+    fn raise(&self, raised: Raised);
+}
+
+impl AlertSink for AlertSender {
+    fn raise(&self, raised: Raised) {
+        AlertSender::raise(self, raised)
+    }
+}
 
 pub struct RuleMatcher {
     /// The selected rules that read this tracker's events.
     rules: Vec<Arc<Rule>>,
     context: Context<'static, 'static>,
-    alerts: AlertSender,
+    alerts: Box<dyn AlertSink>,
     session: Option<SessionId>,
     metrics: Metrics,
 }
@@ -29,7 +42,7 @@ impl RuleMatcher {
         set: &RuleSet,
         rules: &[Arc<Rule>],
         tracker: &str,
-        alerts: AlertSender,
+        alerts: impl AlertSink + 'static,
         metrics: Metrics,
     ) -> Self {
         Self {
@@ -39,7 +52,7 @@ impl RuleMatcher {
                 .cloned()
                 .collect(),
             context: set.context(),
-            alerts,
+            alerts: Box::new(alerts),
             session: None,
             metrics,
         }
@@ -58,6 +71,33 @@ impl RuleMatcher {
     }
 }
 
+impl RuleMatcher {
+    /// Kills the event's process (never the server itself or pid 0) with SIGKILL, and
+    /// says how it went for the alert's output.
+    fn kill(&self, rule: &Rule, event: &Event) -> String {
+        let pid = event.header.pid;
+        if pid == 0 || pid == std::process::id() {
+            return format!(" [not killed: pid {pid} is not to be killed]");
+        }
+        // SAFETY: kill(2) has no memory preconditions.
+        let sent = unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) } == 0;
+        let latency_ns = wall_clock_ns().saturating_sub(event.header.ts_ns);
+        if !sent {
+            let err = std::io::Error::last_os_error();
+            return format!(" [not killed: {err}]");
+        }
+        self.metrics
+            .kills
+            .with_label_values(&[rule.id.as_str()])
+            .inc();
+        self.metrics.kill_latency.observe(latency_ns as f64 / 1e9);
+        format!(
+            " [killed {:.3} ms after the event]",
+            latency_ns as f64 / 1e6
+        )
+    }
+}
+
 impl Handler<Event> for RuleMatcher {
     fn handle(&mut self, event: &Event) -> Flow {
         let (tracker, kind) = (event.body.info().name, event.body.kind());
@@ -66,12 +106,18 @@ impl Handler<Event> for RuleMatcher {
                 continue;
             }
             match rule.matches(&self.context, event) {
-                Ok(true) => self.alerts.raise(Raised {
-                    rule: rule.clone(),
-                    event: *event,
-                    output: rule.render(event),
-                    session: self.session.clone(),
-                }),
+                Ok(true) => {
+                    let mut output = rule.render(event);
+                    if rule.action == Action::Kill {
+                        output.push_str(&self.kill(rule, event));
+                    }
+                    self.alerts.raise(Raised {
+                        rule: rule.clone(),
+                        event: *event,
+                        output,
+                        session: self.session.clone(),
+                    })
+                }
                 Ok(false) => {}
                 Err(err) => {
                     tracing::debug!(rule = %rule.id, "condition failed on an event: {err}");

@@ -20,7 +20,7 @@ use cel::common::value::CowVal;
 use cel::{Context, Program};
 use serde::{Deserialize, Serialize};
 
-use crate::model::{FieldType, Record, Severity, TrackerInfo, Value};
+use crate::model::{FieldFormat, FieldType, Record, Severity, TrackerInfo, Value};
 use crate::trackers::find_tracker;
 
 /// The rules that ship with the server.
@@ -178,7 +178,8 @@ impl Rule {
         }
     }
 
-    /// The output with each `{field}` replaced by the record's value (`<none>` for null).
+    /// The output with each `{field}` replaced by the record's value as people read it
+    /// (a mode in octal, an error by its name; `<none>` for null).
     pub fn render(&self, record: &dyn Record) -> String {
         let mut text = String::new();
         for part in &self.parts {
@@ -186,7 +187,14 @@ impl Rule {
                 Part::Text(t) => text.push_str(t),
                 Part::Field(f) => match record.get(f) {
                     Some(Value::Null) | None => text.push_str("<none>"),
-                    Some(v) => text.push_str(&v.to_string()),
+                    Some(v) => {
+                        let format = record
+                            .catalog()
+                            .map_or(FieldFormat::Plain, |info| info.format_of(f));
+                        if !format.write(v, &mut text) {
+                            text.push_str(&v.to_string());
+                        }
+                    }
                 },
             }
         }

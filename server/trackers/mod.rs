@@ -16,6 +16,7 @@ pub mod oomkill;
 pub mod process;
 pub mod profile;
 pub mod runqlat;
+pub mod security;
 pub mod signal;
 pub mod syscall;
 pub mod tcp;
@@ -184,6 +185,7 @@ register_trackers! {
     Profile => profile::ProfileTracker, profile::ProfileEvent;
     Offcpu => offcpu::OffcpuTracker, offcpu::OffcpuEvent;
     Memleak => memleak::MemleakTracker, memleak::MemleakEvent;
+    Security => security::SecurityTracker, security::SecurityEvent;
 }
 
 #[cfg(test)]

@@ -1,0 +1,178 @@
+//! The standing guard: the security analyzer without a time window. It runs the trackers
+//! its rules read, and only those (the security tracker with only the calls the rules
+//! name), until it is stopped, and feeds their events through the rules. Its cost is
+//! measured, not guessed: its BPF programs' run time (the kernel's bpf_stats, on while a
+//! guard runs) and its tracker threads' CPU time.
+
+use std::collections::BTreeSet;
+use std::os::fd::OwnedFd;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::matcher::{AlertSink, RuleMatcher};
+use super::rules::{trackers_of, Rule, RuleSet};
+use crate::engine::{system, Stats, TrackerConfig, TrackerError, TrackerHandle};
+use crate::metrics::Metrics;
+use crate::trackers::{find_tracker, security};
+
+#[derive(Debug, thiserror::Error)]
+pub enum GuardError {
+    #[error("the guard needs at least one enabled rule")]
+    NoRules,
+    #[error("starting the guard's {tracker} tracker: {source}")]
+    Tracker {
+        tracker: String,
+        source: TrackerError,
+    },
+}
+
+/// What the guard has cost so far.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct GuardCost {
+    /// Its BPF programs' run time, and how many times they ran.
+    pub bpf_run_time: Duration,
+    pub bpf_runs: u64,
+    /// Its tracker threads' CPU time (ring buffer reads, decoding, rules).
+    pub cpu_time: Duration,
+}
+
+/// One running guard; dropping it stops it.
+pub struct Guard {
+    rules: Vec<String>,
+    trackers: Vec<TrackerHandle>,
+    /// Keeps the kernel's BPF run time accounting on while the guard runs.
+    _stats: Option<OwnedFd>,
+}
+
+impl Guard {
+    /// Starts the trackers `rules` (of `set`; the disabled ones left out) read, each
+    /// feeding a matcher that raises alerts into `sink`. The server's own process is not
+    /// traced.
+    pub fn start(
+        set: &RuleSet,
+        rules: &[Arc<Rule>],
+        sink: impl AlertSink + Clone + 'static,
+        metrics: Metrics,
+    ) -> Result<Guard, GuardError> {
+        let rules: Vec<Arc<Rule>> = rules.iter().filter(|r| r.enabled()).cloned().collect();
+        if rules.is_empty() {
+            return Err(GuardError::NoRules);
+        }
+        let stats = system::enable_bpf_stats()
+            .inspect_err(|err| tracing::warn!("BPF run time accounting is off: {err}"))
+            .ok();
+        let mut trackers = Vec::new();
+        for tracker in trackers_of(&rules) {
+            let Some(config) = config_for(&tracker, &rules) else {
+                tracing::warn!(
+                    tracker,
+                    "the guard's rules read no call of the {tracker} tracker this kernel has"
+                );
+                continue;
+            };
+            let failed = |source| GuardError::Tracker {
+                tracker: tracker.clone(),
+                source,
+            };
+            let any = find_tracker(&tracker).map_err(failed)?;
+            let matcher = RuleMatcher::new(set, &rules, &tracker, sink.clone(), metrics.clone());
+            let handle = any
+                .start(config, Box::new(matcher), Default::default())
+                .map_err(failed)?;
+            trackers.push(handle);
+        }
+        Ok(Guard {
+            rules: rules.iter().map(|r| r.id.clone()).collect(),
+            trackers,
+            _stats: stats,
+        })
+    }
+
+    /// The ids of the rules it runs.
+    pub fn rules(&self) -> &[String] {
+        &self.rules
+    }
+
+    /// The trackers it runs.
+    pub fn trackers(&self) -> Vec<&'static str> {
+        self.trackers.iter().map(|t| t.tracker()).collect()
+    }
+
+    /// Events seen and lost so far, over its trackers.
+    pub fn stats(&self) -> Stats {
+        self.trackers
+            .iter()
+            .map(TrackerHandle::stats)
+            .fold(Stats::default(), |sum, s| sum + s)
+    }
+
+    /// A tracker that ended by itself (an error on its thread): the guard is then blind to
+    /// its events.
+    pub fn failed_tracker(&self) -> Option<&'static str> {
+        self.trackers
+            .iter()
+            .find(|t| t.is_finished())
+            .map(|t| t.tracker())
+    }
+
+    pub fn cost(&self) -> GuardCost {
+        let mut cost = GuardCost::default();
+        for tracker in &self.trackers {
+            for &id in tracker.prog_ids() {
+                if let Some((ns, runs)) = system::prog_run_time(id) {
+                    cost.bpf_run_time += Duration::from_nanos(ns);
+                    cost.bpf_runs += runs;
+                }
+            }
+            cost.cpu_time += tracker.thread_cpu_time().unwrap_or_default();
+        }
+        cost
+    }
+
+    /// Stops every tracker (each drains what its ring buffer still holds through the
+    /// rules); returns the final counts.
+    pub fn stop(self) -> Result<Stats, TrackerError> {
+        let mut sum = Stats::default();
+        for tracker in self.trackers {
+            sum = sum + tracker.stop()?;
+        }
+        Ok(sum)
+    }
+}
+
+/// How the guard runs `tracker` for `rules`: opens one event each for the files tracker;
+/// for the security tracker only the calls the rules name that this kernel has (None when
+/// it has none of them). The server's own process is left out.
+fn config_for(tracker: &str, rules: &[Arc<Rule>]) -> Option<TrackerConfig> {
+    let mut options = serde_json::Map::new();
+    match tracker {
+        "files" => {
+            options.insert("opens".into(), "stream".into());
+        }
+        "security" => {
+            let sources = rules
+                .iter()
+                .flat_map(|r| &r.sources)
+                .filter(|s| s.tracker == tracker);
+            let mut calls = BTreeSet::new();
+            for source in sources {
+                if source.kinds.is_empty() {
+                    calls.extend(security::CALLS.iter().map(|c| c.to_string()));
+                } else {
+                    calls.extend(source.kinds.iter().cloned());
+                }
+            }
+            calls.retain(|call| security::traceable(call));
+            if calls.is_empty() {
+                return None;
+            }
+            options.insert("calls".into(), calls.into_iter().collect());
+        }
+        _ => {}
+    }
+    Some(TrackerConfig {
+        exclude_pid: Some(std::process::id()),
+        options,
+        ..TrackerConfig::default()
+    })
+}
