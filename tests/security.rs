@@ -1176,3 +1176,175 @@ fn kernel_module_loaded() {
         "called finit_module (result EBADF)",
     );
 }
+
+/// `eunomia guard` with `args`, once it says it runs (its first line on stderr past any
+/// warnings), with the stderr lines read so far.
+fn start_guard(
+    args: &[&str],
+) -> (
+    std::process::Child,
+    std::io::Lines<std::io::BufReader<std::process::ChildStderr>>,
+) {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_eunomia"))
+        .arg("guard")
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let said = lines
+        .by_ref()
+        .map(Result::unwrap)
+        .find(|l| l.starts_with("guard: "))
+        .expect("the guard says what it runs");
+    assert!(said.starts_with("guard: "), "{said}");
+    (child, lines)
+}
+
+/// Ends a guard with SIGINT; returns its exit status, stdout, and the rest of stderr.
+fn end_guard(
+    mut child: std::process::Child,
+    lines: std::io::Lines<std::io::BufReader<std::process::ChildStderr>>,
+) -> (std::process::ExitStatus, String, String) {
+    use std::io::Read;
+    // Past the ring buffer's poll: what the kernel reported is read before the end.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let mut out = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    let status = child.wait().unwrap();
+    let err: Vec<String> = lines.map(Result::unwrap).collect();
+    (status, out, err.join("\n"))
+}
+
+/// The guard from the command line: the rules asked for, and only the trackers and calls
+/// they read; each alert a JSON line in Falco's shape with the event's fields.
+#[test]
+fn the_guard_command_prints_alerts_as_falco_does() {
+    if !root_or_skip("the_guard_command_prints_alerts_as_falco_does") {
+        return;
+    }
+    let (child, lines) = start_guard(&["--only", "symlink_to_sensitive_file,setuid_bit_set"]);
+    let link = own("/tmp", "guard-link");
+    let file = own("/tmp", "guard-suid");
+    std::fs::write(&file, "").unwrap();
+    let ln = std::process::Command::new("ln")
+        .args(["-s", "/etc/shadow", &link])
+        .spawn()
+        .unwrap();
+    let ln_pid = ln.id();
+    assert!(ln.wait_with_output().unwrap().status.success());
+    // A benign chmod first: it must not fire.
+    for mode in ["644", "4755"] {
+        assert!(std::process::Command::new("chmod")
+            .args([mode, &file])
+            .status()
+            .unwrap()
+            .success());
+    }
+    let (status, out, err) = end_guard(child, lines);
+    std::fs::remove_file(&link).unwrap();
+    std::fs::remove_file(&file).unwrap();
+    assert!(status.success(), "{err}");
+    let alerts: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(alerts.len(), 2, "{out}");
+    let symlink = &alerts[0];
+    assert_eq!(symlink["rule_id"], "symlink_to_sensitive_file");
+    assert_eq!(symlink["rule"], "Symlink over sensitive file");
+    assert_eq!(symlink["priority"], "Error");
+    assert_eq!(symlink["source"], "security");
+    assert_eq!(symlink["mitre"]["technique"], "T1555");
+    assert_eq!(symlink["output_fields"]["pid"], ln_pid);
+    assert_eq!(symlink["output_fields"]["comm"], "ln");
+    assert_eq!(symlink["output_fields"]["path"], "/etc/shadow");
+    assert_eq!(symlink["output_fields"]["new_path"], link.as_str());
+    assert_eq!(
+        symlink["output"],
+        format!("ln (pid {ln_pid}) linked {link} to /etc/shadow")
+    );
+    let suid = &alerts[1];
+    assert_eq!(suid["rule_id"], "setuid_bit_set");
+    assert_eq!(suid["output_fields"]["comm"], "chmod");
+    assert_eq!(suid["output_fields"]["mode"], 0o4755);
+    assert_eq!(suid["output_fields"]["path"], file.as_str());
+    assert!(err.contains("guard: 2 alerts (0 lost)"), "{err}");
+}
+
+/// A rule whose action is `kill` kills the process from user space; the alert says so
+/// and how long after the kernel event.
+#[test]
+fn a_kill_rule_kills_the_process() {
+    if !root_or_skip("a_kill_rule_kills_the_process") {
+        return;
+    }
+    let dir = TempDir::new("guard-kill");
+    let rules = dir.join("rules.yaml");
+    let bait = own("/tmp", "kill-me");
+    std::fs::write(
+        &rules,
+        format!(
+            "- rule: kill_on_unlink\n  severity: HIGH\n  \
+             mitre: {{technique: T1485, name: Data Destruction, tactic: impact}}\n  \
+             sources: [{{tracker: security, kinds: [unlink]}}]\n  \
+             condition: path == \"{bait}\"\n  action: kill\n  \
+             output: \"{{comm}} (pid {{pid}}) unlinked {{path}}\"\n"
+        ),
+    )
+    .unwrap();
+    std::fs::write(&bait, "").unwrap();
+    let (child, lines) = start_guard(&["--rules", rules.to_str().unwrap(), "--format", "text"]);
+    let victim = std::process::Command::new("/usr/bin/python3")
+        .args([
+            "-c",
+            &format!("import os, time\nos.unlink('{bait}')\ntime.sleep(10)\nprint('survived')"),
+        ])
+        .output()
+        .unwrap();
+    let (status, out, err) = end_guard(child, lines);
+    assert!(status.success(), "{err}");
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(victim.status.signal(), Some(libc::SIGKILL));
+    assert_eq!(String::from_utf8_lossy(&victim.stdout), "");
+    let line = out.lines().next().unwrap_or_default();
+    assert!(
+        line.contains(" HIGH kill_on_unlink: python3 (pid ")
+            && line.contains(&format!("unlinked {bait} [killed "))
+            && line.ends_with(" ms after the event]"),
+        "{out}"
+    );
+}
+
+#[test]
+fn the_guard_refuses_bad_rules_with_exit_code_2() {
+    let dir = TempDir::new("guard-bad");
+    let rules = dir.join("rules.yaml");
+    std::fs::write(&rules, GOOD.replace("path in secrets", "paht == 1")).unwrap();
+    let run = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_eunomia"))
+            .arg("guard")
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = run(&["--rules", rules.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("entry 2 (line 4, `r1`)") && err.contains("`paht`"),
+        "{err}"
+    );
+    let out = run(&["--only", "no_such_rule"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no rule `no_such_rule`"));
+}

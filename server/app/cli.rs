@@ -1,5 +1,6 @@
 //! The command line (the seed's `cmd`): `eunomia run <tracker>`, `eunomia trackers`,
-//! `eunomia fields <tracker>`, `eunomia serve`, and `eunomia session ...` (`remote`).
+//! `eunomia fields <tracker>`, `eunomia serve`, `eunomia session ...` (`remote`) and
+//! `eunomia guard`.
 //!
 //! Bad input exits with code 2 and a one-line message; a failure to trace exits with 1.
 
@@ -16,6 +17,7 @@ use super::args::{
     default_columns, parse_duration, tracker_names, tracker_options, GroupArgs, PrintArgs,
     TraceArgs,
 };
+use super::guard::{self, GuardArgs};
 use super::remote::{self, SessionArgs};
 use super::serve::{self, ServeArgs};
 use super::RunError;
@@ -62,6 +64,9 @@ pub enum Command {
     Session(SessionArgs),
     /// Print the GraphQL schema (SDL), as checked in at schema/schema.graphql.
     Schema,
+    /// Run the detection rules on this host until Ctrl-C, printing alerts (JSON Lines in
+    /// Falco's shape, or text).
+    Guard(GuardArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -177,6 +182,7 @@ pub fn main() -> ExitCode {
         Command::Serve(args) => exit_code(serve::serve(&args)),
         Command::Session(args) => exit_code(remote::session(&args)),
         Command::Run(args) => exit_code(run(&args)),
+        Command::Guard(args) => exit_code(guard::guard(&args)),
     }
 }
 

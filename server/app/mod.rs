@@ -1,8 +1,10 @@
-//! The edges: the command line (the seed's cmd), `serve`, which assembles the server, and
-//! `remote`, the command line's client of a server.
+//! The edges: the command line (the seed's cmd), `serve`, which assembles the server,
+//! `remote`, the command line's client of a server, and `guard`, the standing guard from
+//! the command line.
 
 pub mod args;
 pub mod cli;
+pub mod guard;
 pub mod remote;
 pub mod serve;
 

@@ -36,6 +36,11 @@ pub struct TrackerConfig {
     pub comm: Option<String>,
     /// Ring buffer size: a power of two, at least one page.
     pub ringbuf_bytes: u32,
+    /// Wake the reader for every record rather than once many wait or at its next poll
+    /// (at most 50 ms later): for the guard's kill rules, which should not wait. Costs a
+    /// wake-up per event.
+    #[serde(skip)]
+    pub wake_per_event: bool,
     /// The tracker's own options by name, checked when it starts.
     #[serde(flatten)]
     pub options: serde_json::Map<String, serde_json::Value>,
@@ -50,6 +55,7 @@ impl Default for TrackerConfig {
             cgroup_ids: Vec::new(),
             comm: None,
             ringbuf_bytes: DEFAULT_RINGBUF_BYTES,
+            wake_per_event: false,
             options: serde_json::Map::new(),
         }
     }

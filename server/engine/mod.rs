@@ -47,8 +47,12 @@ macro_rules! apply_common_config {
         rodata.filter_cgroup = !config.cgroup_ids.is_empty();
         rodata.filter_comm = config.comm.is_some();
         rodata.target_comm = config.comm_bytes();
-        // Batched records wake the reader once an eighth of the ring buffer waits.
-        rodata.wakeup_bytes = u64::from(config.ringbuf_bytes / 8);
+        // Batched records wake the reader once an eighth of the ring buffer waits; 0 wakes
+        // it for each.
+        rodata.wakeup_bytes = match config.wake_per_event {
+            true => 0,
+            false => u64::from(config.ringbuf_bytes / 8),
+        };
     }};
 }
 

@@ -10,7 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::matcher::{AlertSink, RuleMatcher};
-use super::rules::{trackers_of, Rule, RuleSet};
+use super::rules::{trackers_of, Action, Rule, RuleSet};
+use crate::container::{ContainerManager, Enrich};
 use crate::engine::{system, Stats, TrackerConfig, TrackerError, TrackerHandle};
 use crate::metrics::Metrics;
 use crate::trackers::{find_tracker, security};
@@ -46,12 +47,13 @@ pub struct Guard {
 
 impl Guard {
     /// Starts the trackers `rules` (of `set`; the disabled ones left out) read, each
-    /// feeding a matcher that raises alerts into `sink`. The server's own process is not
-    /// traced.
+    /// feeding a matcher that raises alerts into `sink`, its events enriched with their
+    /// containers. The server's own process is not traced.
     pub fn start(
         set: &RuleSet,
         rules: &[Arc<Rule>],
         sink: impl AlertSink + Clone + 'static,
+        containers: Arc<ContainerManager>,
         metrics: Metrics,
     ) -> Result<Guard, GuardError> {
         let rules: Vec<Arc<Rule>> = rules.iter().filter(|r| r.enabled()).cloned().collect();
@@ -76,8 +78,9 @@ impl Guard {
             };
             let any = find_tracker(&tracker).map_err(failed)?;
             let matcher = RuleMatcher::new(set, &rules, &tracker, sink.clone(), metrics.clone());
+            let chain = Enrich::new(containers.clone(), matcher);
             let handle = any
-                .start(config, Box::new(matcher), Default::default())
+                .start(config, Box::new(chain), Default::default())
                 .map_err(failed)?;
             trackers.push(handle);
         }
@@ -142,7 +145,8 @@ impl Guard {
 
 /// How the guard runs `tracker` for `rules`: opens one event each for the files tracker;
 /// for the security tracker only the calls the rules name that this kernel has (None when
-/// it has none of them). The server's own process is left out.
+/// it has none of them). The server's own process is left out. A tracker a kill rule
+/// reads wakes the guard for each event, so that the kill does not wait for a poll.
 fn config_for(tracker: &str, rules: &[Arc<Rule>]) -> Option<TrackerConfig> {
     let mut options = serde_json::Map::new();
     match tracker {
@@ -170,8 +174,10 @@ fn config_for(tracker: &str, rules: &[Arc<Rule>]) -> Option<TrackerConfig> {
         }
         _ => {}
     }
+    let reads = |r: &&Arc<Rule>| r.sources.iter().any(|s| s.tracker == tracker);
     Some(TrackerConfig {
         exclude_pid: Some(std::process::id()),
+        wake_per_event: rules.iter().filter(reads).any(|r| r.action == Action::Kill),
         options,
         ..TrackerConfig::default()
     })
