@@ -403,3 +403,22 @@ int BPF_PROG(files_sys_exit, struct pt_regs *regs, long ret)
 	}
 	return 0;
 }
+
+/*
+ * Without the `io` option: openat alone, on its own tracepoint, so that no other system
+ * call runs a program of this tracker. The arguments come from the saved registers.
+ */
+SEC("tp/syscalls/sys_exit_openat")
+int files_openat_exit(struct trace_event_raw_sys_exit *ctx)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	u32 pid = bpf_get_current_pid_tgid() >> 32;
+	struct pt_regs *regs;
+
+	if (!task_selected(task, pid))
+		return 0;
+	regs = (struct pt_regs *)bpf_task_pt_regs(task);
+	report_open(task, pid, (const char *)BPF_CORE_READ(regs, si), BPF_CORE_READ(regs, dx),
+		    ctx->ret);
+	return 0;
+}

@@ -31,6 +31,9 @@
 //!                                          # SIGHUP and the reloadRules mutation
 //! dedup_secs = 30       # the same rule, process and output within this counts up one alert
 //! max_alerts = 100000   # stored alerts kept, oldest dropped first
+//! [guard]
+//! enabled = true        # run the standing guard from start-up
+//! rules = ["*"]         # rule ids, "*" for all
 //! [[tokens]]
 //! name = "ci"
 //! role = "operator"   # or "viewer"
@@ -69,6 +72,7 @@ pub struct Config {
     pub memory: Memory,
     pub limits: Limits,
     pub security: Security,
+    pub guard: GuardConfig,
     pub tokens: Vec<Token>,
     pub tls: Option<Tls>,
     /// Serve plain HTTP on a non-loopback address (behind a TLS-terminating proxy).
@@ -91,6 +95,24 @@ impl Default for Security {
             rules_file: None,
             dedup_secs: 30,
             max_alerts: 100_000,
+        }
+    }
+}
+
+/// The standing guard started with the server.
+#[derive(Clone, Debug, PartialEq, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GuardConfig {
+    pub enabled: bool,
+    /// Rule ids; `*` for all.
+    pub rules: Vec<String>,
+}
+
+impl Default for GuardConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            rules: vec!["*".to_string()],
         }
     }
 }
@@ -181,6 +203,7 @@ impl Default for Config {
             memory: Memory::default(),
             limits: Limits::default(),
             security: Security::default(),
+            guard: GuardConfig::default(),
             tokens: Vec::new(),
             tls: None,
             insecure_http: false,

@@ -22,7 +22,10 @@ use crate::results::memory::{MemoryLimits, MemoryStore};
 use crate::results::query::StoredEvent;
 use crate::results::sqlite::{SessionRecord, SessionStatus, Store, StoreError, StoreKind};
 use crate::results::SessionResults;
-use crate::security::{AlertOptions, Alerts, Rule, RuleError, RuleMatcher, RuleSet};
+use crate::security::{
+    AlertOptions, Alerts, GuardStatus, Rule, RuleError, RuleMatcher, RuleSet, StandingError,
+    StandingGuard,
+};
 use crate::trackers::{find_tracker, AnyTracker, Event};
 
 /// Live events a slow subscriber may fall behind by before it loses some (counted).
@@ -78,6 +81,8 @@ pub enum SessionError {
     Rules(#[from] RuleError),
     #[error("{0}")]
     UnknownRule(String),
+    #[error(transparent)]
+    Guard(#[from] StandingError),
 }
 
 /// What startSession asks for, checked.
@@ -163,6 +168,7 @@ pub struct SessionManager {
     /// after it.
     rules: parking_lot::RwLock<Arc<RuleSet>>,
     alerts: Arc<Alerts>,
+    guard: Arc<StandingGuard>,
 }
 
 /// An event as live subscribers get it: numbered in the session, not yet turned into JSON.
@@ -376,6 +382,19 @@ impl SessionManager {
                 ..AlertOptions::default()
             },
         );
+        let guard = StandingGuard::new(
+            store.clone(),
+            alerts.clone(),
+            containers.clone(),
+            metrics.clone(),
+        );
+        let rules = Arc::new(rules);
+        guard
+            .restore(
+                rules.clone(),
+                config.guard.enabled.then(|| config.guard.rules.clone()),
+            )
+            .await;
         let manager = Arc::new(Self {
             store,
             metrics,
@@ -388,8 +407,9 @@ impl SessionManager {
             ended_memory: DashMap::new(),
             updates,
             started: Instant::now(),
-            rules: parking_lot::RwLock::new(Arc::new(rules)),
+            rules: parking_lot::RwLock::new(rules),
             alerts,
+            guard,
         });
         manager.spawn_saver();
         Ok(manager)
@@ -423,6 +443,19 @@ impl SessionManager {
 
     pub fn alerts(&self) -> &Arc<Alerts> {
         &self.alerts
+    }
+
+    /// Starts the standing guard on the rules loaded now that `selection` names.
+    pub async fn start_guard(&self, selection: Vec<String>) -> Result<GuardStatus, SessionError> {
+        Ok(self.guard.start(self.rules(), selection).await?)
+    }
+
+    pub async fn stop_guard(&self) -> Result<GuardStatus, SessionError> {
+        Ok(self.guard.stop().await?)
+    }
+
+    pub fn guard_status(&self) -> GuardStatus {
+        self.guard.status()
     }
 
     /// Saves the final records the store refused (a full disk) again every second, until

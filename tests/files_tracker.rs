@@ -317,6 +317,41 @@ fn openat_reports_flags_and_the_fd_or_errno() {
     assert!(created.header.ts_ns <= missing.header.ts_ns);
 }
 
+/// With `io: false` only openat is traced (on its own tracepoint): the same open events,
+/// and no read or write counts even when the child reads and writes.
+#[test]
+fn without_io_only_opens_are_traced() {
+    if !root_or_skip("without_io_only_opens_are_traced") {
+        return;
+    }
+    let dir = test_dir(&std::env::temp_dir(), "no-io");
+    let mut config = TrackerConfig::default();
+    config.options.insert("io".into(), false.into());
+    let file = dir.join("new");
+    let traced = trace("open", &file, config.clone());
+    let opens: Vec<(Option<Value>, Option<Value>)> = traced
+        .of_kind("open")
+        .map(|e| (e.get("path"), e.get("ret")))
+        .collect();
+    let missing = format!("{}.missing", file.display());
+    assert_eq!(
+        opens,
+        [
+            (
+                Some(Value::Str(file.to_str().unwrap())),
+                Some(Value::I64(traced.report("fd") as i64))
+            ),
+            (
+                Some(Value::Str(&missing)),
+                Some(Value::I64(-i64::from(libc::ENOENT)))
+            ),
+        ]
+    );
+    let traced = trace("io", &dir.join("data"), config);
+    assert_eq!(traced.report("writes"), 6);
+    assert_eq!(traced.of_kind("io").count(), 0);
+}
+
 /// With `opens: aggregate`, opens are counted in the kernel per (process, file, flags,
 /// result) and drained every interval: exact counts, whatever fd each call got.
 #[test]

@@ -1177,6 +1177,17 @@ fn kernel_module_loaded() {
     );
 }
 
+/// Runs `ln -s /etc/shadow link` and returns its pid.
+fn link_to_shadow(link: &str) -> u32 {
+    let ln = std::process::Command::new("ln")
+        .args(["-s", "/etc/shadow", link])
+        .spawn()
+        .unwrap();
+    let pid = ln.id();
+    assert!(ln.wait_with_output().unwrap().status.success());
+    pid
+}
+
 /// `eunomia guard` with `args`, once it says it runs (its first line on stderr past any
 /// warnings), with the stderr lines read so far.
 fn start_guard(
@@ -1236,27 +1247,30 @@ fn the_guard_command_prints_alerts_as_falco_does() {
     let link = own("/tmp", "guard-link");
     let file = own("/tmp", "guard-suid");
     std::fs::write(&file, "").unwrap();
-    let ln = std::process::Command::new("ln")
-        .args(["-s", "/etc/shadow", &link])
-        .spawn()
-        .unwrap();
-    let ln_pid = ln.id();
-    assert!(ln.wait_with_output().unwrap().status.success());
+    let ln_pid = link_to_shadow(&link);
     // A benign chmod first: it must not fire.
-    for mode in ["644", "4755"] {
-        assert!(std::process::Command::new("chmod")
-            .args([mode, &file])
-            .status()
-            .unwrap()
-            .success());
-    }
+    let chmod_pids: Vec<u32> = ["644", "4755"]
+        .iter()
+        .map(|mode| {
+            let chmod = std::process::Command::new("chmod")
+                .args([*mode, file.as_str()])
+                .spawn()
+                .unwrap();
+            let pid = chmod.id();
+            assert!(chmod.wait_with_output().unwrap().status.success());
+            pid
+        })
+        .collect();
     let (status, out, err) = end_guard(child, lines);
     std::fs::remove_file(&link).unwrap();
     std::fs::remove_file(&file).unwrap();
     assert!(status.success(), "{err}");
+    // The guard watches the whole host, other tests included: these are ours.
+    let ours = [ln_pid, chmod_pids[0], chmod_pids[1]];
     let alerts: Vec<serde_json::Value> = out
         .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|a| ours.iter().any(|&p| a["output_fields"]["pid"] == p))
         .collect();
     assert_eq!(alerts.len(), 2, "{out}");
     let symlink = &alerts[0];
@@ -1275,10 +1289,11 @@ fn the_guard_command_prints_alerts_as_falco_does() {
     );
     let suid = &alerts[1];
     assert_eq!(suid["rule_id"], "setuid_bit_set");
+    assert_eq!(suid["output_fields"]["pid"], chmod_pids[1]);
     assert_eq!(suid["output_fields"]["comm"], "chmod");
     assert_eq!(suid["output_fields"]["mode"], 0o4755);
     assert_eq!(suid["output_fields"]["path"], file.as_str());
-    assert!(err.contains("guard: 2 alerts (0 lost)"), "{err}");
+    assert!(err.contains(" alerts (0 lost), "), "{err}");
 }
 
 /// A rule whose action is `kill` kills the process from user space; the alert says so
@@ -1347,4 +1362,109 @@ fn the_guard_refuses_bad_rules_with_exit_code_2() {
     let out = run(&["--only", "no_such_rule"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no rule `no_such_rule`"));
+}
+
+/// The server's standing guard: startGuard runs the rules' trackers with no window; its
+/// alerts are stored like a session's (no session id) and its cost is in `health` and
+/// /metrics; it outlives a crash of the server (started again from the store), stopGuard
+/// ends it for good, and `[guard]` in the config starts one with the server.
+#[test]
+fn the_standing_guard_runs_until_stopped_and_survives_a_restart() {
+    if !root_or_skip("the_standing_guard_runs_until_stopped_and_survives_a_restart") {
+        return;
+    }
+    let dir = TempDir::new("standing-guard");
+    let mut server = common::server::Server::start_in(dir.path(), None);
+    let status = "running rules trackers eventsSeen eventsLost bpfRuns bpfRunTimeNs cpuTimeNs";
+    let guard = |server: &common::server::Server| {
+        server.query(
+            &format!("{{ guard {{ {status} }} }}"),
+            serde_json::json!({}),
+        )["guard"]
+            .clone()
+    };
+    assert_eq!(guard(&server)["running"], false);
+    let start = r#"mutation { startGuard(rules: ["symlink_to_sensitive_file"]) { running rules trackers } }"#;
+    let started = server.query(start, serde_json::json!({}))["startGuard"].clone();
+    assert_eq!(
+        started,
+        serde_json::json!({"running": true, "rules": ["symlink_to_sensitive_file"], "trackers": ["security"]})
+    );
+    let (code, _) = server.error(start, serde_json::json!({}), None);
+    assert_eq!(code, "GUARD_RUNNING");
+
+    let link = own("/tmp", "standing-link");
+    let ln_pid = link_to_shadow(&link);
+    std::fs::remove_file(&link).unwrap();
+    let query = r#"{ alerts(filter: {rule: "symlink_to_sensitive_file"}) {
+        edges { node { pid comm tracker sessionId output } } } }"#;
+    // The guard watches the whole host, other tests included: this alert is ours.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let edges = loop {
+        let edges: Vec<serde_json::Value> = server.query(query, serde_json::json!({}))["alerts"]
+            ["edges"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["node"]["pid"] == ln_pid)
+            .cloned()
+            .collect();
+        if !edges.is_empty() || std::time::Instant::now() > deadline {
+            break serde_json::Value::from(edges);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert_eq!(
+        edges,
+        serde_json::json!([{"node": {"pid": ln_pid, "comm": "ln", "tracker": "security",
+            "sessionId": null, "output": format!("ln (pid {ln_pid}) linked {link} to /etc/shadow")}}])
+    );
+    let health = server.query(
+        &format!("{{ health {{ guard {{ {status} }} }} }}"),
+        serde_json::json!({}),
+    )["health"]["guard"]
+        .clone();
+    assert!(health["eventsSeen"].as_u64().unwrap() >= 1, "{health}");
+    assert_eq!(health["eventsLost"], 0);
+    assert!(health["bpfRuns"].as_u64().unwrap() >= 1, "{health}");
+    assert!(health["cpuTimeNs"].as_u64().unwrap() > 0, "{health}");
+    let (_, metrics) = server.get("/metrics");
+    assert!(metrics.contains("\neunomia_guard_running 1\n"), "{metrics}");
+
+    // A crash: the next server starts the guard again from the store.
+    server.kill();
+    let server = common::server::Server::start_in(dir.path(), None);
+    assert_eq!(
+        guard(&server)["rules"],
+        serde_json::json!(["symlink_to_sensitive_file"])
+    );
+    let stopped = server.query(
+        "mutation { stopGuard { running rules } }",
+        serde_json::json!({}),
+    );
+    assert_eq!(
+        stopped["stopGuard"],
+        serde_json::json!({"running": false, "rules": []})
+    );
+    let (code, message) = server.error(
+        r#"mutation { startGuard(rules: ["nope"]) { running } }"#,
+        serde_json::json!({}),
+        None,
+    );
+    assert_eq!(code, "UNKNOWN_RULE", "{message}");
+    drop(server);
+    let server = common::server::Server::start_in(dir.path(), None);
+    assert_eq!(guard(&server)["running"], false);
+    drop(server);
+
+    let config = "[guard]\nenabled = true\nrules = [\"setuid_bit_set\", \"exec_from_dev_shm\"]\n";
+    let server = common::server::Server::start_in(dir.path(), Some(config));
+    let status = guard(&server);
+    assert_eq!(
+        (status["rules"].clone(), status["trackers"].clone()),
+        (
+            serde_json::json!(["setuid_bit_set", "exec_from_dev_shm"]),
+            serde_json::json!(["process", "security"])
+        )
+    );
 }

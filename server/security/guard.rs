@@ -143,15 +143,21 @@ impl Guard {
     }
 }
 
-/// How the guard runs `tracker` for `rules`: opens one event each for the files tracker;
-/// for the security tracker only the calls the rules name that this kernel has (None when
-/// it has none of them). The server's own process is left out. A tracker a kill rule
-/// reads wakes the guard for each event, so that the kill does not wait for a poll.
+/// How the guard runs `tracker` for `rules`: for the security tracker only the calls the
+/// rules name that this kernel has (None when it has none of them), for the files tracker
+/// each open and no reads or writes; the server's own process left out. Its events wake the guard one by one, so that an alert or a kill
+/// does not wait for the next poll, except the files tracker's: an event per open of the
+/// whole host is batched unless a kill rule reads it.
 fn config_for(tracker: &str, rules: &[Arc<Rule>]) -> Option<TrackerConfig> {
     let mut options = serde_json::Map::new();
+    let reads = |r: &&Arc<Rule>| r.sources.iter().any(|s| s.tracker == tracker);
+    let kills = rules.iter().filter(reads).any(|r| r.action == Action::Kill);
+    let mut wake_per_event = true;
     match tracker {
         "files" => {
             options.insert("opens".into(), "stream".into());
+            options.insert("io".into(), false.into());
+            wake_per_event = kills;
         }
         "security" => {
             let sources = rules
@@ -174,10 +180,9 @@ fn config_for(tracker: &str, rules: &[Arc<Rule>]) -> Option<TrackerConfig> {
         }
         _ => {}
     }
-    let reads = |r: &&Arc<Rule>| r.sources.iter().any(|s| s.tracker == tracker);
     Some(TrackerConfig {
         exclude_pid: Some(std::process::id()),
-        wake_per_event: rules.iter().filter(reads).any(|r| r.action == Action::Kill),
+        wake_per_event,
         options,
         ..TrackerConfig::default()
     })

@@ -2,14 +2,17 @@
 //! stream. Rules are YAML files of `list`, `macro` and `rule` entries, shaped as Falco
 //! writes them, with conditions in CEL (`rules`); a session's chain runs the rules it asks
 //! for on every event (`matcher`); what matches is an alert, stored and published
-//! (`alerts`). The standing guard runs rules with no time window (`guard`).
+//! (`alerts`). The standing guard runs rules with no time window (`guard`); the server keeps
+//! one (`standing`).
 
 pub mod alerts;
 pub mod guard;
 pub mod matcher;
 pub mod rules;
+pub mod standing;
 
 pub use alerts::{AlertOptions, AlertSender, Alerts, Raised};
 pub use guard::{Guard, GuardCost, GuardError};
 pub use matcher::{AlertSink, RuleMatcher};
 pub use rules::{Rule, RuleError, RuleSet};
+pub use standing::{GuardStatus, StandingError, StandingGuard};

@@ -43,6 +43,27 @@ fn start(config: TrackerConfig) -> (TrackerHandle, Arc<AtomicU64>) {
     (handle, seen)
 }
 
+/// The standing guard with every built-in rule, its alerts counted and dropped.
+fn start_guard() -> eunomia::security::Guard {
+    #[derive(Clone)]
+    struct Drop;
+    impl eunomia::security::AlertSink for Drop {
+        fn raise(&self, _: eunomia::security::Raised) {}
+    }
+    let set = eunomia::security::RuleSet::builtin();
+    let rules = set.select(&["*".to_string()]).unwrap();
+    let containers =
+        eunomia::container::ContainerManager::new(eunomia::container::ContainerOptions::default());
+    eunomia::security::Guard::start(
+        &set,
+        &rules,
+        Drop,
+        containers,
+        eunomia::metrics::Metrics::new(),
+    )
+    .expect("the guard starts")
+}
+
 /// One run of the loop: wall time and the loop process's own CPU time (user + system),
 /// in seconds. CPU time is steadier when other work shares the machine.
 #[derive(Clone, Copy)]
@@ -105,6 +126,7 @@ fn main() {
         "eunomia syscall, aggregate",
         "eunomia syscall, aggregate + latency",
         "bpftrace count by comm",
+        "eunomia guard, every built-in rule",
     ];
     let mut runs: Vec<Vec<Timing>> = vec![Vec::new(); names.len()];
     for round in 1..=ROUNDS {
@@ -122,6 +144,9 @@ fn main() {
             assert_eq!(stats.lost(), 0, "aggregate mode lost calls: {stats:?}");
         }
         runs[4].push(with_bpftrace(&path));
+        let guard = start_guard();
+        runs[5].push(time_loop(&path));
+        guard.stop().unwrap();
         let line: Vec<String> = runs
             .iter()
             .map(|r| format!("{:.3}", r[round - 1].wall))

@@ -21,7 +21,7 @@ use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 use tokio_stream::wrappers::BroadcastStream;
 
 pub use events::{EventContainer, EventObject};
-pub use security::{AlertConnection, AlertFilterInput, AlertObject, RuleObject};
+pub use security::{AlertConnection, AlertFilterInput, AlertObject, GuardObject, RuleObject};
 pub use types::*;
 
 use crate::config::Role;
@@ -87,7 +87,10 @@ pub fn api(err: SessionError) -> async_graphql::Error {
             SessionError::TooManySessions { .. } => "TOO_MANY_SESSIONS",
             SessionError::TrackerFailed(_) => "TRACKER_FAILED",
             SessionError::Rules(_) => "BAD_RULES",
-            SessionError::UnknownRule(_) => "UNKNOWN_RULE",
+            SessionError::UnknownRule(_)
+            | SessionError::Guard(crate::security::StandingError::UnknownRule(_)) => "UNKNOWN_RULE",
+            SessionError::Guard(crate::security::StandingError::Running(_)) => "GUARD_RUNNING",
+            SessionError::Guard(_) => "GUARD_FAILED",
             SessionError::Store(crate::results::sqlite::StoreError::BadCursor(_)) => {
                 "BAD_USER_INPUT"
             }
@@ -192,6 +195,11 @@ impl QueryRoot {
         security::rules(ctx)
     }
 
+    /// The standing guard: whether it runs, its rules and trackers, and its cost.
+    async fn guard(&self, ctx: &Context<'_>) -> GuardObject {
+        manager(ctx).guard_status().into()
+    }
+
     /// Stored alerts, newest first.
     async fn alerts(
         &self,
@@ -233,6 +241,7 @@ impl QueryRoot {
             btf: std::path::Path::new("/sys/kernel/btf/vmlinux").exists(),
             uptime_secs: manager.uptime().as_secs(),
             active_sessions: manager.active_sessions(),
+            guard: manager.guard_status().into(),
             store: {
                 let health = manager.store().health();
                 StoreHealth {
@@ -470,6 +479,34 @@ impl MutationRoot {
         let manager = manager(ctx).clone();
         let reload = async move { manager.reload_rules().map_err(api) };
         audited(ctx, "reloadRules", serde_json::json!({}), |_| None, reload).await
+    }
+
+    /// Starts the standing guard on the rules named (`*`, the default: every rule loaded):
+    /// it runs the trackers they read, with no time window, until stopGuard, and a
+    /// restarted server starts it again. GUARD_RUNNING when it runs already.
+    async fn start_guard(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default_with = "Some(vec![\"*\".to_string()])")] rules: Option<Vec<String>>,
+    ) -> async_graphql::Result<GuardObject> {
+        let rules = rules.unwrap_or_default();
+        let args = serde_json::json!({ "rules": rules });
+        let manager = manager(ctx).clone();
+        let start = async move {
+            manager
+                .start_guard(rules)
+                .await
+                .map(Into::into)
+                .map_err(api)
+        };
+        audited(ctx, "startGuard", args, |_| None, start).await
+    }
+
+    /// Stops the standing guard (nothing happens when it does not run).
+    async fn stop_guard(&self, ctx: &Context<'_>) -> async_graphql::Result<GuardObject> {
+        let manager = manager(ctx).clone();
+        let stop = async move { manager.stop_guard().await.map(Into::into).map_err(api) };
+        audited(ctx, "stopGuard", serde_json::json!({}), |_| None, stop).await
     }
 
     /// Deletes an ended session and its results; false when there was no such session.

@@ -8,7 +8,7 @@ use async_graphql::{Context, InputObject, Object, SimpleObject, ID};
 use super::{coded, manager, page_size};
 use crate::model::{parse_rfc3339_nanos, rfc3339_nanos, Severity};
 use crate::results::sqlite::{AlertFilter, AlertRecord};
-use crate::security::Rule;
+use crate::security::{GuardStatus, Rule};
 
 pub type AlertConnection = Connection<String, AlertObject, EmptyFields, EmptyFields>;
 
@@ -246,4 +246,43 @@ pub async fn alerts(
             .map(|a| Edge::new(a.id.to_string(), AlertObject(Arc::new(a)))),
     );
     Ok(connection)
+}
+
+/// The standing guard: the rules it runs, the trackers they read, and what it has cost.
+#[derive(SimpleObject)]
+#[graphql(name = "Guard")]
+pub struct GuardObject {
+    pub running: bool,
+    /// Rule ids.
+    pub rules: Vec<String>,
+    pub trackers: Vec<String>,
+    /// RFC 3339.
+    pub started_at: Option<String>,
+    pub events_seen: u64,
+    pub events_lost: u64,
+    /// Its BPF programs' run time so far (the kernel's bpf_stats, on while it runs), and
+    /// how many times they ran.
+    pub bpf_run_time_ns: u64,
+    pub bpf_runs: u64,
+    /// CPU time of its tracker threads so far (ring buffer reads, decoding, rules).
+    pub cpu_time_ns: u64,
+    /// A tracker that stopped on its own: the guard no longer sees its events.
+    pub failed_tracker: Option<String>,
+}
+
+impl From<GuardStatus> for GuardObject {
+    fn from(s: GuardStatus) -> Self {
+        Self {
+            running: s.running,
+            rules: s.rules,
+            trackers: s.trackers,
+            started_at: s.started_ns.map(rfc3339_nanos),
+            events_seen: s.events_seen,
+            events_lost: s.events_lost,
+            bpf_run_time_ns: s.cost.bpf_run_time.as_nanos() as u64,
+            bpf_runs: s.cost.bpf_runs,
+            cpu_time_ns: s.cost.cpu_time.as_nanos() as u64,
+            failed_tracker: s.failed_tracker,
+        }
+    }
 }

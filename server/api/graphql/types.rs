@@ -117,6 +117,8 @@ pub struct Health {
     pub btf: bool,
     pub uptime_secs: u64,
     pub active_sessions: usize,
+    /// The standing guard and its cost.
+    pub guard: super::security::GuardObject,
     pub store: StoreHealth,
 }
 

@@ -20,6 +20,7 @@ mod alerts;
 mod audit;
 mod columns;
 mod groups;
+mod guard;
 mod queries;
 mod retention;
 mod sessions;

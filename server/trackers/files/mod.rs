@@ -272,6 +272,8 @@ impl Tracker for FilesTracker {
             .expect("files.bpf.c declares read-only globals");
         rodata.file_type_mask = file_type_mask(&options.file_types);
         rodata.aggregate_opens = options.opens == Mode::Aggregate;
+        open.progs.files_sys_exit.set_autoload(options.io);
+        open.progs.files_openat_exit.set_autoload(!options.io);
         let mut skel = run.load(open)?;
         run.fill_cgroup_filter(&skel.maps.cgroup_filter)?;
         let (dropped, mut switch) = bss_generations!(skel);

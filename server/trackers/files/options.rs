@@ -55,6 +55,10 @@ pub struct FilesOptions {
     /// opens a file per request is not slowed by an event per request. `stream` reports
     /// every call with the fd it returned.
     pub opens: Mode,
+    /// Count reads and writes (default). Off, only openat is traced, on its own
+    /// tracepoint, so that no other system call pays for the tracker: the guard's way of
+    /// reading opens.
+    pub io: bool,
 }
 
 impl Default for FilesOptions {
@@ -63,6 +67,7 @@ impl Default for FilesOptions {
             interval_ms: IntervalMs::default(),
             file_types: vec![FileType::Regular],
             opens: Mode::Aggregate,
+            io: true,
         }
     }
 }
@@ -75,8 +80,16 @@ impl TrackerOptions for FilesOptions {
         Ok(())
     }
 
-    /// Reads and writes are always counted per interval.
+    /// Reads and writes are counted per interval, and so are opens by default.
     fn reports_totals(&self) -> bool {
-        true
+        self.io || self.opens == Mode::Aggregate
+    }
+
+    /// Without `io`, no read or write counts.
+    fn empty_fields(&self) -> Vec<&'static str> {
+        match self.io {
+            true => Vec::new(),
+            false => vec!["reads", "writes", "read_bytes", "write_bytes"],
+        }
     }
 }
