@@ -16,6 +16,8 @@ struct process_event process_event_layout = {};
  * working directory of execs. */
 const volatile u64 min_duration_ns = 0;
 const volatile bool report_cwd = false;
+/* Argument vector, parent comm, terminal and login uid of execs. */
+const volatile bool report_details = false;
 
 /*
  * Whether the exec'd name is a link to an open file rather than the file's name: busybox
@@ -47,6 +49,27 @@ static __always_inline void fill_who(struct process_event *e, struct task_struct
 	e->gid = cred->egid.val;
 	e->error = 0;
 	e->pad = 0;
+}
+
+/* The exec's argument vector (its first bytes: the kernel has just laid it out in the new
+ * image's memory, NUL-separated), parent comm, controlling terminal and login uid. */
+static __always_inline void fill_details(struct process_event *e, struct task_struct *task)
+{
+	struct task_struct *t = walkable(task);
+	struct mm_struct *mm = t->mm;
+	struct tty_struct *tty = t->signal->tty;
+	u64 size = mm->arg_end - mm->arg_start;
+
+	e->args_size = size;
+	if (size > MAX_ARGS_LEN - 1)
+		size = MAX_ARGS_LEN - 1;
+	if (bpf_probe_read_user(e->args, size, (const void *)mm->arg_start))
+		e->args_size = 0;
+	BPF_CORE_READ_STR_INTO(&e->parent_comm, task, real_parent, comm);
+	if (tty)
+		bpf_probe_read_kernel_str(e->tty, sizeof(e->tty), tty->name);
+	if (bpf_core_field_exists(task->loginuid))
+		e->login_uid = t->loginuid.val;
 }
 
 SEC("tp/sched/sched_process_exec")
@@ -91,6 +114,12 @@ int handle_exec(struct trace_event_raw_sched_process_exec *ctx)
 
 		full_path(BPF_CORE_READ(fs, pwd.dentry), BPF_CORE_READ(fs, pwd.mnt), e->cwd);
 	}
+	e->args_size = 0;
+	e->parent_comm[0] = '\0';
+	e->tty[0] = '\0';
+	e->login_uid = (u32)-1;
+	if (report_details)
+		fill_details(e, task);
 	submit_event(e);
 	return 0;
 }

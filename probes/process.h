@@ -5,6 +5,8 @@
 #include "common.h"
 
 #define MAX_FILENAME_LEN 256
+/* Bytes of an exec's argument vector kept (NUL-separated, as in the process's memory). */
+#define MAX_ARGS_LEN 256
 
 enum process_event_kind {
 	PROCESS_EXEC = 1,
@@ -29,6 +31,15 @@ struct process_event {
 	char filename[MAX_FILENAME_LEN];
 	/* exec, with the `cwd` option: the working directory */
 	char cwd[MAX_FILENAME_LEN];
+	/* exec, with the `exec_details` option: the argument vector's first bytes, its whole
+	 * size (more than MAX_ARGS_LEN: cut), the parent's comm, the controlling terminal's
+	 * name (empty: none) and the login uid (audit; -1 unset) */
+	char args[MAX_ARGS_LEN];
+	unsigned long long args_size;
+	char parent_comm[TASK_COMM_LEN];
+	char tty[TASK_COMM_LEN];
+	unsigned int login_uid;
+	unsigned int pad2;
 };
 
 #endif

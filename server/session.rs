@@ -1203,6 +1203,7 @@ mod tests {
                 filename: FixedStr::from("/bin/true"),
                 cwd: FixedStr::default(),
                 ids: Ids::default(),
+                details: None,
             }
             .into(),
         }

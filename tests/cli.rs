@@ -352,6 +352,7 @@ fn options_lists_each_trackers_own_options() {
                 "[\"regular\"]"
             ],
             ["opens", "aggregate|stream", "default", "\"aggregate\""],
+            ["io", "boolean", "default", "true"],
         ]
     );
     assert_eq!(
@@ -360,6 +361,7 @@ fn options_lists_each_trackers_own_options() {
             ["min_duration_ns", "integer", "default", "0"],
             ["failed_execs", "boolean", "default", "false"],
             ["cwd", "boolean", "default", "false"],
+            ["exec_details", "boolean", "default", "false"],
         ]
     );
     assert!(lines("tcp").is_empty());

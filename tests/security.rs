@@ -165,6 +165,7 @@ fn python(action: &str) -> String {
 fn options_of(tracker: &str) -> serde_json::Value {
     match tracker {
         "files" => serde_json::json!({ "opens": "stream" }),
+        "process" => serde_json::json!({ "exec_details": true }),
         _ => serde_json::json!({}),
     }
 }
@@ -1097,17 +1098,32 @@ fn miner_pool_connect() {
     }
 }
 
-/// A rule on execs: the python becomes `program` (same pid, so the pid filter keeps it).
-fn exec_rule(id: &str, program: &str, args: &str) {
+/// A rule on execs: the python becomes `program` with `args` (same pid, so the pid filter
+/// keeps it), where the lookalike becomes `lookalike` (`/usr/bin/id` when None); the alert
+/// says `says` (`was run: {program}` when None).
+fn exec_case(
+    id: &str,
+    program: &str,
+    args: &str,
+    lookalike: Option<(&str, &str)>,
+    says: Option<&str>,
+) {
     let comm = program.rsplit('/').next().unwrap();
+    let (other, other_args) = lookalike.unwrap_or(("/usr/bin/id", ""));
+    let other_comm = other.rsplit('/').next().unwrap();
+    let ran = format!("was run: {program}");
     rule_case(
         id,
         "process",
         &format!("os.execv('{program}', ['{comm}', {args}])"),
-        "os.execv('/usr/bin/id', ['id'])",
+        &format!("os.execv('{other}', ['{other_comm}', {other_args}])"),
         comm,
-        &format!("was run: {program}"),
+        says.unwrap_or(&ran),
     );
+}
+
+fn exec_rule(id: &str, program: &str, args: &str) {
+    exec_case(id, program, args, None, None);
 }
 
 #[test]
@@ -1466,5 +1482,136 @@ fn the_standing_guard_runs_until_stopped_and_survives_a_restart() {
             serde_json::json!(["setuid_bit_set", "exec_from_dev_shm"]),
             serde_json::json!(["process", "security"])
         )
+    );
+}
+
+#[test]
+fn netcat_remote_exec() {
+    if !root_or_skip("netcat_remote_exec") {
+        return;
+    }
+    // busybox's nc, under the name nc: with -f it talks to a file, so nothing listens.
+    let dir = own_dir("nc");
+    let nc = format!("{dir}/nc");
+    std::os::unix::fs::symlink("/bin/busybox", &nc).unwrap();
+    exec_case(
+        "netcat_remote_exec",
+        &nc,
+        "'-f', '/dev/null', '-e', '/bin/true'",
+        Some((&nc, "'-f', '/dev/null'")),
+        Some("runs a program for its connection: nc -f /dev/null -e /bin/true"),
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// A directory with one file holding `text`, for searches that must find something (grep
+/// fails when it finds nothing).
+fn haystack(name: &str, text: &str) -> String {
+    let dir = own_dir(name);
+    std::fs::write(format!("{dir}/hay"), text).unwrap();
+    dir
+}
+
+#[test]
+fn search_private_keys() {
+    if !root_or_skip("search_private_keys") {
+        return;
+    }
+    let dir = haystack("keys", "-----BEGIN RSA PRIVATE KEY-----\nhello\n");
+    exec_case(
+        "search_private_keys",
+        "/usr/bin/grep",
+        &format!("'-r', 'BEGIN RSA PRIVATE KEY', '{dir}'"),
+        Some(("/usr/bin/grep", &format!("'-r', 'hello', '{dir}'"))),
+        Some(&format!(
+            "searched for private keys: grep -r BEGIN RSA PRIVATE KEY {dir}"
+        )),
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn find_aws_credentials() {
+    if !root_or_skip("find_aws_credentials") {
+        return;
+    }
+    let dir = haystack("aws", "aws_secret_access_key = x\nregion = y\n");
+    exec_case(
+        "find_aws_credentials",
+        "/usr/bin/grep",
+        &format!("'-r', 'aws_secret_access_key', '{dir}'"),
+        Some(("/usr/bin/grep", &format!("'-r', 'region', '{dir}'"))),
+        Some("looked for AWS credentials: grep -r aws_secret_access_key"),
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// A shell whose parent is named nginx raises the rule; the same shell from a parent with
+/// another name does not. The process tracker traces every exec here (the shell is a
+/// child of the traced python), and the alerts are told apart by the shell's pid.
+#[test]
+fn shell_spawned_by_server() {
+    if !root_or_skip("shell_spawned_by_server") {
+        return;
+    }
+    let analyzer = Analyzer::new("shell_spawned_by_server");
+    let rules = analyzer
+        .set
+        .select(&["shell_spawned_by_server".to_string()])
+        .unwrap();
+    let matcher = RuleMatcher::new(
+        &analyzer.set,
+        &rules,
+        "process",
+        analyzer.alerts.sender(),
+        Metrics::new(),
+    );
+    let config = eunomia::engine::TrackerConfig {
+        options: options_of("process").as_object().cloned().unwrap(),
+        ..Default::default()
+    };
+    let handle = common::start_tracker(
+        "process",
+        config,
+        eunomia::handler::FanOut::new(vec![Box::new(matcher)]),
+    );
+    // Python named `name` starts `sh -c 'exit 0'`; returns the shell's pid.
+    let spawn_shell = |name: &str| -> u32 {
+        let script = format!(
+            "{}\nlibc.prctl(15, b'{name}', 0, 0, 0)\n\
+             child = os.fork()\nif child == 0:\n    os.execv('/bin/sh', ['sh', '-c', 'exit 0'])\n\
+             os.waitpid(child, 0)\nprint(child)",
+            with_libc("import os")
+        );
+        let out = std::process::Command::new("/usr/bin/python3")
+            .args(["-c", &script])
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+    };
+    let benign = spawn_shell("worker");
+    let web = spawn_shell("nginx");
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    handle.stop().unwrap();
+    let alerts = analyzer.runtime.block_on(async {
+        analyzer.alerts.flush().await;
+        let filter = AlertFilter {
+            rule: Some("shell_spawned_by_server".to_string()),
+            ..AlertFilter::default()
+        };
+        analyzer.alerts.list(&filter, 100, None).await.unwrap().0
+    });
+    let of = |pid: u32| alerts.iter().filter(|a| a.pid == pid).count();
+    assert_eq!((of(benign), of(web)), (0, 1), "{alerts:#?}");
+    let alert = alerts.iter().find(|a| a.pid == web).unwrap();
+    assert_eq!(alert.comm, "sh");
+    assert!(
+        alert
+            .output
+            .starts_with(&format!("sh (pid {web}) was started by nginx (pid "))
+            && alert.output.ends_with("): sh -c exit 0"),
+        "{}",
+        alert.output
     );
 }

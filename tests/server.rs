@@ -773,12 +773,12 @@ fn bad_input_gets_coded_errors_and_loses_nothing() {
         (
             json!({ "tracker": "process", "durationSecs": 1, "config": { "nonsense": 1 } }),
             "BAD_CONFIG",
-            "option `nonsense` does not apply to the process tracker (it takes: min_duration_ns, failed_execs, cwd)",
+            "option `nonsense` does not apply to the process tracker (it takes: min_duration_ns, failed_execs, cwd, exec_details)",
         ),
         (
             json!({ "tracker": "process", "durationSecs": 1, "config": { "mode": "stream" } }),
             "BAD_CONFIG",
-            "option `mode` does not apply to the process tracker (it takes: min_duration_ns, failed_execs, cwd)",
+            "option `mode` does not apply to the process tracker (it takes: min_duration_ns, failed_execs, cwd, exec_details)",
         ),
         (
             json!({ "tracker": "tcp", "durationSecs": 1, "config": { "min_duration_ns": 1000 } }),
@@ -1068,6 +1068,7 @@ fn trackers_list_their_options() {
                 json!(["aggregate", "stream"]),
                 json!("aggregate")
             ),
+            (json!("io"), json!("boolean"), json!([]), json!(true)),
         ]
     );
     assert_eq!(
@@ -1086,6 +1087,12 @@ fn trackers_list_their_options() {
                 json!(false)
             ),
             (json!("cwd"), json!("boolean"), json!([]), json!(false)),
+            (
+                json!("exec_details"),
+                json!("boolean"),
+                json!([]),
+                json!(false)
+            ),
         ]
     );
     assert!(of("tcp").is_empty() && of("ipc").is_empty());

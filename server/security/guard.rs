@@ -145,7 +145,8 @@ impl Guard {
 
 /// How the guard runs `tracker` for `rules`: for the security tracker only the calls the
 /// rules name that this kernel has (None when it has none of them), for the files tracker
-/// each open and no reads or writes; the server's own process left out. Its events wake the guard one by one, so that an alert or a kill
+/// each open and no reads or writes, for the process tracker each exec's arguments and
+/// parent; the server's own process left out. Its events wake the guard one by one, so that an alert or a kill
 /// does not wait for the next poll, except the files tracker's: an event per open of the
 /// whole host is batched unless a kill rule reads it.
 fn config_for(tracker: &str, rules: &[Arc<Rule>]) -> Option<TrackerConfig> {
@@ -158,6 +159,9 @@ fn config_for(tracker: &str, rules: &[Arc<Rule>]) -> Option<TrackerConfig> {
             options.insert("opens".into(), "stream".into());
             options.insert("io".into(), false.into());
             wake_per_event = kills;
+        }
+        "process" => {
+            options.insert("exec_details".into(), true.into());
         }
         "security" => {
             let sources = rules

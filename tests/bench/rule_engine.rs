@@ -93,6 +93,7 @@ fn exec(i: usize) -> Event {
             filename: FixedStr::from(program),
             cwd: FixedStr::default(),
             ids: Ids::default(),
+            details: None,
         }
         .into(),
     }

@@ -75,6 +75,7 @@ fn event(i: u64, comms: &[Comm], filename: &FixedStr<256>) -> Event {
             filename: *filename,
             cwd: FixedStr::default(),
             ids: Ids::default(),
+            details: None,
         }
     } else {
         ProcessEvent::Exit {

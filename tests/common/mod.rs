@@ -338,6 +338,7 @@ pub mod synthetic {
                 filename: FixedStr::from(filename),
                 cwd: FixedStr::default(),
                 ids: Ids::default(),
+                details: None,
             }
             .into(),
         }

@@ -6,8 +6,8 @@
 use super::{Event, Tracker};
 use crate::engine::{with_record, Run, TrackerError, TrackerOptions};
 use crate::model::{
-    errno_name, signal_name, EventBody, FieldFormat, FieldInfo, FieldType, FixedStr, TrackerInfo,
-    Value,
+    errno_name, signal_name, Comm, EventBody, FieldFormat, FieldInfo, FieldType, FixedStr,
+    TrackerInfo, Value,
 };
 use crate::{decode_header, run_ring_buffer_probe};
 
@@ -68,12 +68,59 @@ static INFO: TrackerInfo = TrackerInfo {
             "exec to exit, or process start to exit when the exec was not seen",
         )
         .shown_as(FieldFormat::Duration),
+        FieldInfo::new(
+            "args",
+            FieldType::Str,
+            "the argument vector, argv[0] first, joined by spaces; its first 255 bytes, \
+             then \"...\" when it is longer (exec, with the option exec_details)",
+        ),
+        FieldInfo::new(
+            "parent_comm",
+            FieldType::Str,
+            "the parent's command name (exec, with the option exec_details)",
+        ),
+        FieldInfo::new(
+            "tty",
+            FieldType::Str,
+            "the controlling terminal, e.g. pts/0; null without one (exec, with the option \
+             exec_details)",
+        ),
+        FieldInfo::new(
+            "login_uid",
+            FieldType::U64,
+            "the uid the session logged in as (audit's loginuid), kept across su and sudo; \
+             null when unset (exec, with the option exec_details)",
+        ),
     ],
     weight: None,
     stacks: None,
 };
 
 pub struct ProcessTracker;
+
+/// What an exec says with the option `exec_details`.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct ExecDetails {
+    /// The arguments joined by spaces, cut with "..." past 255 bytes.
+    pub args: FixedStr<259>,
+    pub parent_comm: Comm,
+    pub tty: Comm,
+    /// u32::MAX when unset.
+    pub login_uid: u32,
+}
+
+/// The argument vector from its raw bytes (NUL-separated) and its whole size.
+fn joined_args(raw: &[i8], size: u64) -> FixedStr<259> {
+    let len = raw.len().min(usize::try_from(size).unwrap_or(usize::MAX));
+    let bytes: Vec<u8> = raw[..len].iter().map(|&c| c as u8).collect();
+    let mut text: String = String::from_utf8_lossy(&bytes)
+        .trim_end_matches('\0')
+        .replace('\0', " ");
+    if size > len as u64 {
+        text.push_str("...");
+    }
+    FixedStr::from(text.as_str())
+}
 
 /// The effective user and group a process ran as at the event.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -89,6 +136,8 @@ pub enum ProcessEvent {
         /// Empty unless the `cwd` option is on.
         cwd: FixedStr<256>,
         ids: Ids,
+        /// With the `exec_details` option.
+        details: Option<ExecDetails>,
     },
     Exit {
         status: WaitStatus,
@@ -152,6 +201,30 @@ impl EventBody for ProcessEvent {
             (ProcessEvent::Exec { cwd, .. }, "cwd") if !cwd.as_str().is_empty() => {
                 Value::Str(cwd.as_str())
             }
+            (
+                ProcessEvent::Exec {
+                    details: Some(d), ..
+                },
+                "args",
+            ) => Value::Str(d.args.as_str()),
+            (
+                ProcessEvent::Exec {
+                    details: Some(d), ..
+                },
+                "parent_comm",
+            ) => Value::Str(d.parent_comm.as_str()),
+            (
+                ProcessEvent::Exec {
+                    details: Some(d), ..
+                },
+                "tty",
+            ) if !d.tty.as_str().is_empty() => Value::Str(d.tty.as_str()),
+            (
+                ProcessEvent::Exec {
+                    details: Some(d), ..
+                },
+                "login_uid",
+            ) if d.login_uid != u32::MAX => Value::U64(d.login_uid.into()),
             // Every Linux errno has a name (model::errno's test checks the table).
             (ProcessEvent::ExecFailed { error, .. }, "error") => {
                 errno_name(*error).map_or(Value::Null, Value::Str)
@@ -190,6 +263,13 @@ pub fn decode(bytes: &[u8], clock_offset: u64) -> Option<Event> {
                 filename: FixedStr::from_c_chars(&raw.filename),
                 cwd: FixedStr::from_c_chars(&raw.cwd),
                 ids,
+                // Only an exec with details has a parent: every task has one.
+                details: (raw.parent_comm[0] != 0).then(|| ExecDetails {
+                    args: joined_args(&raw.args, raw.args_size),
+                    parent_comm: FixedStr::from_c_chars(&raw.parent_comm),
+                    tty: FixedStr::from_c_chars(&raw.tty),
+                    login_uid: raw.login_uid,
+                }),
             },
             EXIT => ProcessEvent::Exit {
                 status: WaitStatus(raw.exit_code),
@@ -225,6 +305,10 @@ pub struct ProcessOptions {
     pub failed_execs: bool,
     /// Report each exec's working directory (`cwd`), at the cost of a path walk per exec.
     pub cwd: bool,
+    /// Report each exec's argument vector (`args`), parent command name (`parent_comm`),
+    /// controlling terminal (`tty`) and login uid (`login_uid`): what detection rules
+    /// read; a few reads per exec.
+    pub exec_details: bool,
 }
 
 impl TrackerOptions for ProcessOptions {
@@ -233,6 +317,10 @@ impl TrackerOptions for ProcessOptions {
         [
             (!self.failed_execs).then_some("error"),
             (!self.cwd).then_some("cwd"),
+            (!self.exec_details).then_some("args"),
+            (!self.exec_details).then_some("parent_comm"),
+            (!self.exec_details).then_some("tty"),
+            (!self.exec_details).then_some("login_uid"),
         ]
         .into_iter()
         .flatten()
@@ -262,6 +350,7 @@ impl Tracker for ProcessTracker {
                 .expect("process.bpf.c declares read-only globals");
             rodata.min_duration_ns = options.min_duration_ns;
             rodata.report_cwd = options.cwd;
+            rodata.report_details = options.exec_details;
         })
     }
 }
