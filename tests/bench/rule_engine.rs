@@ -60,11 +60,11 @@ fn open(i: usize) -> Event {
         ("/home/app/.cache/session", 0o102),
     ];
     let (path, flags) = match i % 1000 {
-        0 => ("/etc/shadow", 0),
+        3 => ("/etc/shadow", 0),
         n => PATHS[n % PATHS.len()],
     };
     Event {
-        header: header(i, if i % 1000 == 0 { "cat" } else { "nginx" }),
+        header: header(i, if i % 1000 == 3 { "cat" } else { "nginx" }),
         body: FilesEvent::Open {
             file: FileRef {
                 path: FixedStr::from(path),
