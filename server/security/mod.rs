@@ -8,6 +8,7 @@
 pub mod alerts;
 pub mod guard;
 pub mod matcher;
+mod prefilter;
 pub mod rules;
 pub mod standing;
 

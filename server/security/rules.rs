@@ -21,6 +21,7 @@ use cel::extractors::This;
 use cel::{Context, Program};
 use serde::{Deserialize, Serialize};
 
+use super::prefilter;
 use crate::model::{FieldFormat, FieldType, Record, Severity, TrackerInfo, Value};
 use crate::trackers::find_tracker;
 
@@ -128,6 +129,8 @@ pub struct Rule {
     enabled: AtomicBool,
     hits: AtomicU64,
     program: Program,
+    /// Tests of single fields the condition needs, checked before CEL runs.
+    prefilter: Vec<prefilter::Test>,
     parts: Vec<Part>,
 }
 
@@ -165,6 +168,9 @@ impl Rule {
         context: &Context<'_, '_>,
         record: &(dyn Record + Sync),
     ) -> Result<bool, String> {
+        if prefilter::rules_out(&self.prefilter, record) {
+            return Ok(false);
+        }
         let resolver = Fields(record);
         let mut scope = context.new_inner_scope();
         scope.set_variable_resolver(&resolver);
@@ -351,6 +357,17 @@ fn entry_lines(text: &str) -> Vec<usize> {
         .collect()
 }
 
+const O_ACCMODE: i64 = 0o3;
+const O_CREAT: i64 = 0o100;
+const O_TRUNC: i64 = 0o1000;
+
+/// The open-flag functions and the bits each tests (for the prefilters).
+const FLAG_FUNCTIONS: [(&str, i64); 3] = [
+    ("open_write", O_ACCMODE),
+    ("open_create", O_CREAT),
+    ("open_trunc", O_TRUNC),
+];
+
 /// Patterns `matches` keeps compiled, per thread (each tracker's matcher has its own);
 /// past this many distinct patterns they are dropped and compiled again.
 const REGEX_CACHE: usize = 1024;
@@ -387,9 +404,6 @@ fn matches(
 /// CEL's standard functions, `matches` (see [`matches`]), the open-flag tests the files
 /// tracker's `flags` need (CEL has no bitwise operators), and the lists.
 fn root_context(lists: &BTreeMap<String, Vec<Item>>) -> Context<'static, 'static> {
-    const O_ACCMODE: i64 = 0o3;
-    const O_CREAT: i64 = 0o100;
-    const O_TRUNC: i64 = 0o1000;
     let mut context = Context::default();
     let declared = "our function names are not CEL's";
     context.add_function("matches", matches).expect(declared);
@@ -492,6 +506,7 @@ fn build_rule(
         action: entry.action.unwrap_or_default(),
         enabled: AtomicBool::new(entry.enabled.unwrap_or(true)),
         hits: AtomicU64::new(0),
+        prefilter: prefilter::extract(program.expression(), lists, &FLAG_FUNCTIONS),
         program,
         parts,
     })
@@ -657,6 +672,22 @@ pub fn trackers_of(rules: &[Arc<Rule>]) -> BTreeSet<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The leading tests of single fields become prefilters, macros and negations
+    /// included; what is not one (a regex, a comprehension) is left to CEL.
+    #[test]
+    fn single_field_conjuncts_become_prefilters() {
+        let set = RuleSet::builtin();
+        let count = |id: &str| set.get(id).unwrap().prefilter.len();
+        // kind == "open", ret >= 0, !open_write(flags), path in ..., !(comm in ...)
+        assert_eq!(count("read_sensitive_file"), 5);
+        // kind, ret, open_write(flags), then a comprehension and a negated list
+        assert_eq!(count("write_below_binary_dir"), 4);
+        // kind, ret and the regex, compiled once
+        assert_eq!(count("proc_mem_opened"), 3);
+        // kind, ret, and the alternatives of the path as one test
+        assert_eq!(count("service_account_token_read"), 5);
+    }
 
     #[test]
     fn macros_expand_as_identifiers_only() {
