@@ -7,12 +7,9 @@
 //! (the field is null, or of another type) lets CEL decide: a prefilter never changes an
 //! answer, it only skips work.
 
-use std::collections::BTreeMap;
-
 use cel::common::ast::{operators, CallExpr, Expr, LiteralValue};
 use cel::IdedExpr;
 
-use super::rules::Item;
 use crate::model::{Record, Value};
 
 /// A literal a field is compared with.
@@ -133,13 +130,12 @@ pub fn rules_out(tests: &[Test], record: &dyn Record) -> bool {
     tests.iter().any(|t| t.holds(record) == Some(false))
 }
 
+/// A named list's items, by its name.
+pub type Lists<'a> = &'a dyn Fn(&str) -> Option<Vec<Literal>>;
+
 /// The tests found among the top-level conjuncts of `expr`; `lists` resolves list names;
 /// `flag_masks` gives the bit mask of each open-flag function (`open_write`: O_ACCMODE).
-pub fn extract(
-    expr: &IdedExpr,
-    lists: &BTreeMap<String, Vec<Item>>,
-    flag_masks: &[(&str, i64)],
-) -> Vec<Test> {
+pub fn extract(expr: &IdedExpr, lists: Lists<'_>, flag_masks: &[(&str, i64)]) -> Vec<Test> {
     let mut conjuncts = Vec::new();
     flatten(expr, operators::LOGICAL_AND, &mut conjuncts);
     conjuncts
@@ -159,11 +155,7 @@ fn flatten<'e>(expr: &'e IdedExpr, op: &str, out: &mut Vec<&'e IdedExpr>) {
     }
 }
 
-fn test_of(
-    expr: &IdedExpr,
-    lists: &BTreeMap<String, Vec<Item>>,
-    flag_masks: &[(&str, i64)],
-) -> Option<Test> {
+fn test_of(expr: &IdedExpr, lists: Lists<'_>, flag_masks: &[(&str, i64)]) -> Option<Test> {
     let Expr::Call(call) = &expr.expr else {
         return None;
     };
@@ -257,18 +249,10 @@ fn literal(expr: &IdedExpr) -> Option<Literal> {
 }
 
 /// A list literal of literals, or a named list.
-fn list(expr: &IdedExpr, lists: &BTreeMap<String, Vec<Item>>) -> Option<Vec<Literal>> {
+fn list(expr: &IdedExpr, lists: Lists<'_>) -> Option<Vec<Literal>> {
     match &expr.expr {
         Expr::List(items) => items.elements.iter().map(literal).collect(),
-        Expr::Ident(name) => lists.get(name).map(|items| {
-            items
-                .iter()
-                .map(|item| match item {
-                    Item::Int(v) => Literal::Int(*v),
-                    Item::Text(t) => Literal::Text(t.clone()),
-                })
-                .collect()
-        }),
+        Expr::Ident(name) => lists(name),
         _ => None,
     }
 }

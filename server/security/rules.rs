@@ -83,6 +83,16 @@ pub enum Item {
     Text(String),
 }
 
+impl Item {
+    /// The item as a prefilter compares it.
+    fn literal(&self) -> prefilter::Literal {
+        match self {
+            Item::Int(v) => prefilter::Literal::Int(*v),
+            Item::Text(t) => prefilter::Literal::Text(t.clone()),
+        }
+    }
+}
+
 /// One entry as written; which keys it has says what it is.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -506,7 +516,14 @@ fn build_rule(
         action: entry.action.unwrap_or_default(),
         enabled: AtomicBool::new(entry.enabled.unwrap_or(true)),
         hits: AtomicU64::new(0),
-        prefilter: prefilter::extract(program.expression(), lists, &FLAG_FUNCTIONS),
+        prefilter: prefilter::extract(
+            program.expression(),
+            &|name| {
+                let items = lists.get(name)?;
+                Some(items.iter().map(Item::literal).collect())
+            },
+            &FLAG_FUNCTIONS,
+        ),
         program,
         parts,
     })
