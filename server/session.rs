@@ -23,8 +23,8 @@ use crate::results::query::StoredEvent;
 use crate::results::sqlite::{SessionRecord, SessionStatus, Store, StoreError, StoreKind};
 use crate::results::SessionResults;
 use crate::security::{
-    AlertOptions, Alerts, GuardStatus, Rule, RuleError, RuleMatcher, RuleSet, StandingError,
-    StandingGuard,
+    AlertOptions, Alerts, Baselines, GuardStatus, Rule, RuleError, RuleMatcher, RuleSet,
+    StandingError, StandingGuard,
 };
 use crate::trackers::{find_tracker, AnyTracker, Event};
 
@@ -169,6 +169,7 @@ pub struct SessionManager {
     rules: parking_lot::RwLock<Arc<RuleSet>>,
     alerts: Arc<Alerts>,
     guard: Arc<StandingGuard>,
+    baselines: Arc<Baselines>,
 }
 
 /// An event as live subscribers get it: numbered in the session, not yet turned into JSON.
@@ -389,6 +390,7 @@ impl SessionManager {
             metrics.clone(),
         );
         let rules = Arc::new(rules);
+        let baselines = Baselines::open(store.clone(), guard.clone(), containers.clone()).await?;
         guard
             .restore(
                 rules.clone(),
@@ -410,6 +412,7 @@ impl SessionManager {
             rules: parking_lot::RwLock::new(rules),
             alerts,
             guard,
+            baselines,
         });
         manager.spawn_saver();
         Ok(manager)
@@ -456,6 +459,11 @@ impl SessionManager {
 
     pub fn guard_status(&self) -> GuardStatus {
         self.guard.status()
+    }
+
+    /// Learned baselines, learning and enforcing them.
+    pub fn baselines(&self) -> &Arc<Baselines> {
+        &self.baselines
     }
 
     /// Saves the final records the store refused (a full disk) again every second, until

@@ -138,8 +138,15 @@ pub fn guard(args: &GuardArgs) -> Result<(), RunError> {
         lost: lost.clone(),
     };
     let started = Instant::now();
-    let guard = Guard::start(&set, &rules, queue, containers, Metrics::new())
-        .map_err(|e| RunError::Failed(e.into()))?;
+    let guard = Guard::start(
+        &set,
+        &rules,
+        Default::default(),
+        queue,
+        containers,
+        Metrics::new(),
+    )
+    .map_err(|e| RunError::Failed(e.into()))?;
     eprintln!(
         "guard: {} rules on {}",
         guard.rules().len(),

@@ -9,16 +9,18 @@ use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::baseline::{self, ActiveBaselines, AnomalyDetector};
 use super::matcher::{AlertSink, RuleMatcher};
 use super::rules::{trackers_of, Action, Rule, RuleSet};
 use crate::container::{ContainerManager, Enrich};
 use crate::engine::{system, Stats, TrackerConfig, TrackerError, TrackerHandle};
+use crate::handler::{FanOut, Handler};
 use crate::metrics::Metrics;
 use crate::trackers::{find_tracker, security};
 
 #[derive(Debug, thiserror::Error)]
 pub enum GuardError {
-    #[error("the guard needs at least one enabled rule")]
+    #[error("the guard needs at least one enabled rule or a learned baseline")]
     NoRules,
     #[error("starting the guard's {tracker} tracker: {source}")]
     Tracker {
@@ -41,6 +43,8 @@ pub struct GuardCost {
 pub struct Guard {
     rules: Vec<String>,
     trackers: Vec<TrackerHandle>,
+    /// The baselines it checks containers' events against, when it runs their trackers.
+    enforced: Option<Arc<ActiveBaselines>>,
     /// Keeps the kernel's BPF run time accounting on while the guard runs.
     _stats: Option<OwnedFd>,
 }
@@ -48,23 +52,30 @@ pub struct Guard {
 impl Guard {
     /// Starts the trackers `rules` (of `set`; the disabled ones left out) read, each
     /// feeding a matcher that raises alerts into `sink`, its events enriched with their
-    /// containers. The server's own process is not traced.
+    /// containers; when there are `baselines`, also the trackers they read, whose events
+    /// of containers are checked against them. The server's own process is not traced.
     pub fn start(
         set: &RuleSet,
         rules: &[Arc<Rule>],
+        baselines: Arc<ActiveBaselines>,
         sink: impl AlertSink + Clone + 'static,
         containers: Arc<ContainerManager>,
         metrics: Metrics,
     ) -> Result<Guard, GuardError> {
         let rules: Vec<Arc<Rule>> = rules.iter().filter(|r| r.enabled()).cloned().collect();
-        if rules.is_empty() {
+        let enforces = !baselines.is_empty();
+        if rules.is_empty() && !enforces {
             return Err(GuardError::NoRules);
+        }
+        let mut wanted = trackers_of(&rules);
+        if enforces {
+            wanted.extend(baseline::TRACKERS.map(String::from));
         }
         let stats = system::enable_bpf_stats()
             .inspect_err(|err| tracing::warn!("BPF run time accounting is off: {err}"))
             .ok();
         let mut trackers = Vec::new();
-        for tracker in trackers_of(&rules) {
+        for tracker in wanted {
             let Some(config) = config_for(&tracker, &rules) else {
                 tracing::warn!(
                     tracker,
@@ -78,7 +89,17 @@ impl Guard {
             };
             let any = find_tracker(&tracker).map_err(failed)?;
             let matcher = RuleMatcher::new(set, &rules, &tracker, sink.clone(), metrics.clone());
-            let chain = Enrich::new(containers.clone(), matcher);
+            let mut links: Vec<Box<dyn Handler<_>>> = Vec::new();
+            if !matcher.is_empty() {
+                links.push(Box::new(matcher));
+            }
+            if enforces && baseline::TRACKERS.contains(&tracker.as_str()) {
+                links.push(Box::new(AnomalyDetector::new(
+                    baselines.clone(),
+                    sink.clone(),
+                )));
+            }
+            let chain = Enrich::new(containers.clone(), FanOut::new(links));
             let handle = any
                 .start(config, Box::new(chain), Default::default())
                 .map_err(failed)?;
@@ -87,6 +108,7 @@ impl Guard {
         Ok(Guard {
             rules: rules.iter().map(|r| r.id.clone()).collect(),
             trackers,
+            enforced: enforces.then_some(baselines),
             _stats: stats,
         })
     }
@@ -94,6 +116,11 @@ impl Guard {
     /// The ids of the rules it runs.
     pub fn rules(&self) -> &[String] {
         &self.rules
+    }
+
+    /// The ids of the baselines it enforces.
+    pub fn baselines(&self) -> Vec<i64> {
+        self.enforced.as_ref().map_or_else(Vec::new, |b| b.ids())
     }
 
     /// The trackers it runs.

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::alerts::Alerts;
+use super::baseline::{self, ActiveBaselines};
 use super::guard::{Guard, GuardCost, GuardError};
 use super::rules::RuleSet;
 use crate::container::ContainerManager;
@@ -36,6 +37,8 @@ pub struct GuardStatus {
     /// The rule ids it runs, and the trackers they read.
     pub rules: Vec<String>,
     pub trackers: Vec<String>,
+    /// Ids of the learned baselines it enforces.
+    pub baselines: Vec<i64>,
     pub started_ns: Option<u64>,
     pub events_seen: u64,
     pub events_lost: u64,
@@ -47,6 +50,9 @@ pub struct GuardStatus {
 struct Running {
     guard: Guard,
     started_ns: u64,
+    /// What it was started with, to start it again with baselines.
+    set: Arc<RuleSet>,
+    selection: Vec<String>,
 }
 
 pub struct StandingGuard {
@@ -57,6 +63,7 @@ pub struct StandingGuard {
     alerts: Arc<Alerts>,
     containers: Arc<ContainerManager>,
     metrics: Metrics,
+    baselines: Arc<ActiveBaselines>,
 }
 
 impl StandingGuard {
@@ -73,12 +80,14 @@ impl StandingGuard {
             alerts,
             containers,
             metrics,
+            baselines: Arc::default(),
         });
         guard.spawn_meter();
         guard
     }
 
-    /// Starts the guard on the rules of `set` that `selection` names (`*`: all).
+    /// Starts the guard on the rules of `set` that `selection` names (`*`: all), and the
+    /// learned baselines.
     pub async fn start(
         &self,
         set: Arc<RuleSet>,
@@ -88,15 +97,27 @@ impl StandingGuard {
         if let Some(running) = self.running.lock().as_ref() {
             return Err(StandingError::Running(running.guard.rules().join(", ")));
         }
+        self.start_locked(set, selection).await?;
+        Ok(self.status())
+    }
+
+    /// Starts the guard; the caller holds `changing` and knows that none runs.
+    async fn start_locked(
+        &self,
+        set: Arc<RuleSet>,
+        selection: Vec<String>,
+    ) -> Result<(), StandingError> {
         let rules = set.select(&selection).map_err(StandingError::UnknownRule)?;
-        let (sink, containers, metrics) = (
+        let (sink, containers, metrics, baselines, from) = (
             self.alerts.sender(),
             self.containers.clone(),
             self.metrics.clone(),
+            self.baselines.clone(),
+            set.clone(),
         );
         // Loading the programs blocks for a while: off the async workers.
         let guard = tokio::task::spawn_blocking(move || {
-            Guard::start(&set, &rules, sink, containers, metrics)
+            Guard::start(&from, &rules, baselines, sink, containers, metrics)
         })
         .await
         .map_err(|e| StandingError::Panicked(e.to_string()))??;
@@ -105,9 +126,55 @@ impl StandingGuard {
             tracing::warn!("the guard runs, but a restarted server will not know it: {err}");
         }
         tracing::info!(rules = ?guard.rules(), trackers = ?guard.trackers(), "guard started");
-        *self.running.lock() = Some(Running { guard, started_ns });
+        *self.running.lock() = Some(Running {
+            guard,
+            started_ns,
+            set,
+            selection,
+        });
         self.metrics.guard_running.set(1);
-        Ok(self.status())
+        Ok(())
+    }
+
+    /// The baselines the guard enforces (learning adds to them).
+    pub fn baselines(&self) -> &Arc<ActiveBaselines> {
+        &self.baselines
+    }
+
+    /// A baseline became ready: a running guard without the trackers baselines read is
+    /// started again with them (its rules' events are not watched for the moment this
+    /// takes, under a second).
+    pub async fn enforce_baselines(&self) {
+        let _changing = self.changing.lock().await;
+        let restart = {
+            let mut running = self.running.lock();
+            let lacks = running.as_ref().is_some_and(|r| {
+                let trackers = r.guard.trackers();
+                !baseline::TRACKERS.iter().all(|t| trackers.contains(t))
+            });
+            if lacks {
+                running.take()
+            } else {
+                None
+            }
+        };
+        let Some(Running {
+            guard,
+            set,
+            selection,
+            ..
+        }) = restart
+        else {
+            return;
+        };
+        tracing::info!("the guard starts again to enforce learned baselines");
+        if let Err(err) = tokio::task::spawn_blocking(move || guard.stop()).await {
+            tracing::warn!("guard stop panicked: {err}");
+        }
+        if let Err(err) = self.start_locked(set, selection).await {
+            self.metrics.guard_running.set(0);
+            tracing::error!("the guard did not start again with the baselines: {err}");
+        }
     }
 
     /// Stops the guard, if it runs; its trackers drain what they hold through the rules.
@@ -129,7 +196,10 @@ impl StandingGuard {
 
     pub fn status(&self) -> GuardStatus {
         let running = self.running.lock();
-        let Some(Running { guard, started_ns }) = running.as_ref() else {
+        let Some(Running {
+            guard, started_ns, ..
+        }) = running.as_ref()
+        else {
             return GuardStatus::default();
         };
         let stats = guard.stats();
@@ -137,6 +207,7 @@ impl StandingGuard {
             running: true,
             rules: guard.rules().to_vec(),
             trackers: guard.trackers().into_iter().map(String::from).collect(),
+            baselines: guard.baselines(),
             started_ns: Some(*started_ns),
             events_seen: stats.seen,
             events_lost: stats.lost(),

@@ -57,6 +57,7 @@ fn start_guard() -> eunomia::security::Guard {
     eunomia::security::Guard::start(
         &set,
         &rules,
+        Default::default(),
         Drop,
         containers,
         eunomia::metrics::Metrics::new(),

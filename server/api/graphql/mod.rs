@@ -21,7 +21,9 @@ use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 use tokio_stream::wrappers::BroadcastStream;
 
 pub use events::{EventContainer, EventObject};
-pub use security::{AlertConnection, AlertFilterInput, AlertObject, GuardObject, RuleObject};
+pub use security::{
+    AlertConnection, AlertFilterInput, AlertObject, BaselineObject, GuardObject, RuleObject,
+};
 pub use types::*;
 
 use crate::config::Role;
@@ -32,6 +34,7 @@ use crate::model::{rfc3339_nanos, wall_clock_ns, SessionId, Severity};
 use crate::results::query::{predicate, validate_conditions, Condition, EventsQuery};
 use crate::results::sqlite::{AuditEntry, SessionRecord, SessionStatus};
 use crate::results::{ResultsError, SessionResults};
+use crate::security::{BaselineError, LearnTarget};
 use crate::session::{tracker_info, LiveSubscription, SessionError, SessionManager};
 
 pub type EunomiaSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
@@ -198,6 +201,13 @@ impl QueryRoot {
     /// The standing guard: whether it runs, its rules and trackers, and its cost.
     async fn guard(&self, ctx: &Context<'_>) -> GuardObject {
         manager(ctx).guard_status().into()
+    }
+
+    /// Learned baselines, oldest first.
+    async fn baselines(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<BaselineObject>> {
+        let all = manager(ctx).baselines().list().await;
+        let all = all.map_err(|e| coded("INTERNAL", e.to_string()))?;
+        Ok(all.into_iter().map(Into::into).collect())
     }
 
     /// Stored alerts, newest first.
@@ -507,6 +517,53 @@ impl MutationRoot {
         let manager = manager(ctx).clone();
         let stop = async move { manager.stop_guard().await.map(Into::into).map_err(api) };
         audited(ctx, "stopGuard", serde_json::json!({}), |_| None, stop).await
+    }
+
+    /// Learns a baseline of one running container (`container`: name or id) or of every
+    /// running container of an image (`image`) for `durationSecs` (1 to 86400), in the
+    /// background: `baselines` shows it LEARNING, then READY. While the standing guard
+    /// runs, each thing a covered container does outside a ready baseline raises one
+    /// `anomaly` alert. Codes: UNKNOWN_CONTAINER, BAD_DURATION, BAD_USER_INPUT (neither or
+    /// both named), TOO_MANY_BASELINES (4 learn at once at most).
+    async fn learn_baseline(
+        &self,
+        ctx: &Context<'_>,
+        container: Option<String>,
+        image: Option<String>,
+        duration_secs: u64,
+    ) -> async_graphql::Result<BaselineObject> {
+        let args = serde_json::json!({
+            "container": container, "image": image, "durationSecs": duration_secs,
+        });
+        let baselines = manager(ctx).baselines().clone();
+        let learn = async move {
+            let target = match (container, image) {
+                (Some(c), None) => LearnTarget::Container(c),
+                (None, Some(i)) => LearnTarget::Image(i),
+                _ => return Err(security::baseline_error(BaselineError::BadScope)),
+            };
+            let learning = baselines.learn(target, duration_secs).await;
+            learning.map(Into::into).map_err(security::baseline_error)
+        };
+        audited(ctx, "learnBaseline", args, |_| None, learn).await
+    }
+
+    /// Deletes a learned baseline (the guard stops enforcing it at once); false when
+    /// there was none with this id.
+    async fn delete_baseline(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<bool> {
+        let args = serde_json::json!({ "id": id.0 });
+        let baselines = manager(ctx).baselines().clone();
+        let delete = async move {
+            let id: i64 = id.parse().map_err(|_| {
+                coded(
+                    "BAD_USER_INPUT",
+                    format!("no baseline has the id `{}`", id.0),
+                )
+            })?;
+            let deleted = baselines.delete(id).await;
+            deleted.map_err(|e| coded("INTERNAL", e.to_string()))
+        };
+        audited(ctx, "deleteBaseline", args, |_| None, delete).await
     }
 
     /// Deletes an ended session and its results; false when there was no such session.

@@ -8,7 +8,7 @@ use async_graphql::{Context, InputObject, Object, SimpleObject, ID};
 use super::{coded, manager, page_size};
 use crate::model::{parse_rfc3339_nanos, rfc3339_nanos, Severity};
 use crate::results::sqlite::{AlertFilter, AlertRecord};
-use crate::security::{GuardStatus, Rule};
+use crate::security::{Baseline, BaselineError, GuardStatus, Rule, Scope};
 
 pub type AlertConnection = Connection<String, AlertObject, EmptyFields, EmptyFields>;
 
@@ -256,6 +256,8 @@ pub struct GuardObject {
     /// Rule ids.
     pub rules: Vec<String>,
     pub trackers: Vec<String>,
+    /// The learned baselines it enforces.
+    pub baselines: Vec<ID>,
     /// RFC 3339.
     pub started_at: Option<String>,
     pub events_seen: u64,
@@ -276,6 +278,7 @@ impl From<GuardStatus> for GuardObject {
             running: s.running,
             rules: s.rules,
             trackers: s.trackers,
+            baselines: s.baselines.iter().map(|id| ID(id.to_string())).collect(),
             started_at: s.started_ns.map(rfc3339_nanos),
             events_seen: s.events_seen,
             events_lost: s.events_lost,
@@ -285,4 +288,72 @@ impl From<GuardStatus> for GuardObject {
             failed_tracker: s.failed_tracker,
         }
     }
+}
+
+/// A learned baseline: what a container, or every container of an image, did while it
+/// learned. The guard raises an `anomaly` alert for what lies outside it.
+#[derive(SimpleObject)]
+#[graphql(name = "Baseline")]
+pub struct BaselineObject {
+    pub id: ID,
+    /// The container's name, when it is one container's.
+    pub container: Option<String>,
+    /// The image, when it is every container's of an image.
+    pub image: Option<String>,
+    /// LEARNING, READY, FAILED, or INTERRUPTED (the server stopped while it learned).
+    pub state: String,
+    /// RFC 3339.
+    pub started_at: String,
+    pub duration_secs: u64,
+    /// Files executed, as the exec named them.
+    pub execs: Vec<String>,
+    /// Syscall names.
+    pub syscalls: Vec<String>,
+    /// Outbound connects, `address:port`.
+    pub connects: Vec<String>,
+    /// Directories of files opened for writing.
+    pub write_dirs: Vec<String>,
+    /// Events seen and lost while learning: a baseline that lost events may miss
+    /// behaviour and raise anomalies for it.
+    pub events_seen: u64,
+    pub events_lost: u64,
+    pub error: Option<String>,
+}
+
+impl From<Baseline> for BaselineObject {
+    fn from(b: Baseline) -> Self {
+        let (container, image) = match b.scope {
+            Scope::Container(name) => (Some(name), None),
+            Scope::Image(image) => (None, Some(image)),
+        };
+        let list = |items: std::collections::BTreeSet<String>| items.into_iter().collect();
+        Self {
+            id: ID(b.id.to_string()),
+            container,
+            image,
+            state: format!("{:?}", b.state).to_uppercase(),
+            started_at: rfc3339_nanos(b.started_ns),
+            duration_secs: b.duration_secs,
+            execs: list(b.profile.execs),
+            syscalls: list(b.profile.syscalls),
+            connects: list(b.profile.connects),
+            write_dirs: list(b.profile.write_dirs),
+            events_seen: b.events,
+            events_lost: b.lost,
+            error: b.error,
+        }
+    }
+}
+
+/// A baselines error as a GraphQL error with its code.
+pub fn baseline_error(err: BaselineError) -> async_graphql::Error {
+    let code = match &err {
+        BaselineError::BadDuration(_) => "BAD_DURATION",
+        BaselineError::BadScope => "BAD_USER_INPUT",
+        BaselineError::Container(e) => super::container_code(e),
+        BaselineError::NoContainerOfImage(_) => "UNKNOWN_CONTAINER",
+        BaselineError::TooMany => "TOO_MANY_BASELINES",
+        BaselineError::Store(_) => "INTERNAL",
+    };
+    coded(code, err.to_string())
 }

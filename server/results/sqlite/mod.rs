@@ -18,6 +18,7 @@
 
 mod alerts;
 mod audit;
+mod baselines;
 mod columns;
 mod groups;
 mod guard;
@@ -37,6 +38,7 @@ use sqlx::{Connection, SqliteConnection, SqlitePool};
 
 pub use alerts::{AlertFilter, AlertRecord};
 pub use audit::AuditEntry;
+pub use baselines::BaselineRecord;
 pub use retention::{RetentionPolicy, RetentionReport};
 pub use sessions::{SessionRecord, SessionStatus, StoreKind};
 pub use writer::{Failure, SqliteSink, WriterHealth};
