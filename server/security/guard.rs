@@ -190,6 +190,21 @@ fn config_for(tracker: &str, rules: &[Arc<Rule>]) -> Option<TrackerConfig> {
         "process" => {
             options.insert("exec_details".into(), true.into());
         }
+        // The kernel checks capabilities all the time (one per memory reservation): only
+        // those the rules name are sent, when every rule names some.
+        "capable" => {
+            let named: Option<Vec<Vec<String>>> = rules
+                .iter()
+                .filter(reads)
+                .map(|r| r.required_texts("capability"))
+                .collect();
+            if let Some(named) = named {
+                let mut capabilities: Vec<String> = named.concat();
+                capabilities.sort();
+                capabilities.dedup();
+                options.insert("capabilities".into(), capabilities.into());
+            }
+        }
         "security" => {
             let sources = rules
                 .iter()
@@ -217,4 +232,58 @@ fn config_for(tracker: &str, rules: &[Arc<Rule>]) -> Option<TrackerConfig> {
         options,
         ..TrackerConfig::default()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn capabilities_sent(yaml: Option<&str>, ids: &[&str]) -> Option<serde_json::Value> {
+        let set = yaml.map_or_else(RuleSet::builtin, |y| RuleSet::parse(y).unwrap());
+        let ids: Vec<String> = ids.iter().map(|s| s.to_string()).collect();
+        let rules = set.select(&ids).unwrap();
+        let config = config_for("capable", &rules).unwrap();
+        config.options.get("capabilities").cloned()
+    }
+
+    #[test]
+    fn the_capable_tracker_sends_only_the_capabilities_the_rules_require() {
+        let sent = capabilities_sent(None, &["container_unneeded_capability"]).unwrap();
+        let sent: Vec<&str> = sent
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c.as_str().unwrap())
+            .collect();
+        assert_eq!(sent.len(), 15, "{sent:?}");
+        assert!(sent.contains(&"CAP_NET_ADMIN") && !sent.contains(&"CAP_SYS_ADMIN"));
+
+        let yaml = r#"
+- rule: admin
+  name: n
+  description: d
+  severity: LOW
+  mitre: {technique: T1, name: n, tactic: t}
+  sources: [{tracker: capable}]
+  condition: capability == "CAP_SYS_ADMIN"
+  output: o
+- rule: any_denial
+  name: n
+  description: d
+  severity: LOW
+  mitre: {technique: T1, name: n, tactic: t}
+  sources: [{tracker: capable}]
+  condition: verdict == "denied"
+  output: o
+"#;
+        assert_eq!(
+            capabilities_sent(Some(yaml), &["admin"]),
+            Some(serde_json::json!(["CAP_SYS_ADMIN"]))
+        );
+        // A rule that reads every capability: the kernel sends them all.
+        assert_eq!(
+            capabilities_sent(Some(yaml), &["admin", "any_denial"]),
+            None
+        );
+    }
 }

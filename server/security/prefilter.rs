@@ -135,6 +135,32 @@ pub type Lists<'a> = &'a dyn Fn(&str) -> Option<Vec<Literal>>;
 
 /// The tests found among the top-level conjuncts of `expr`; `lists` resolves list names;
 /// `flag_masks` gives the bit mask of each open-flag function (`open_write`: O_ACCMODE).
+/// The texts `field` must equal for the tests to hold, when one test says so (`field ==
+/// "x"`, `field in [...]`): a filter the kernel can apply before any event is sent.
+pub fn required_texts(tests: &[Test], field: &str) -> Option<Vec<String>> {
+    let texts = |literals: &[Literal]| -> Option<Vec<String>> {
+        literals
+            .iter()
+            .map(|l| match l {
+                Literal::Text(t) => Some(t.clone()),
+                Literal::Int(_) => None,
+            })
+            .collect()
+    };
+    tests.iter().find_map(|test| match test {
+        Test::Field {
+            field: f,
+            check,
+            negated: false,
+        } if f == field => match check {
+            Check::Compare(Compare::Eq, literal) => texts(std::slice::from_ref(literal)),
+            Check::In(literals) => texts(literals),
+            _ => None,
+        },
+        _ => None,
+    })
+}
+
 pub fn extract(expr: &IdedExpr, lists: Lists<'_>, flag_masks: &[(&str, i64)]) -> Vec<Test> {
     let mut conjuncts = Vec::new();
     flatten(expr, operators::LOGICAL_AND, &mut conjuncts);

@@ -218,6 +218,12 @@ impl Rule {
         text
     }
 
+    /// The texts `field` must equal for the condition to hold, when a top-level test of
+    /// it says (`capability in [...]`); None when any value may match.
+    pub fn required_texts(&self, field: &str) -> Option<Vec<String>> {
+        prefilter::required_texts(&self.prefilter, field)
+    }
+
     /// The fields the output names, for an alert's `fields`.
     pub fn output_fields(&self) -> impl Iterator<Item = &str> {
         self.parts.iter().filter_map(|p| match p {
