@@ -8,6 +8,7 @@ use std::sync::Arc;
 use cel::Context;
 
 use super::alerts::{AlertSender, Raised};
+use super::prefilter::Plan;
 use super::rules::{Action, Rule, RuleSet};
 use crate::handler::{Flow, Handler};
 use crate::metrics::Metrics;
@@ -29,6 +30,10 @@ impl AlertSink for AlertSender {
 pub struct RuleMatcher {
     /// The selected rules that read this tracker's events.
     rules: Vec<Arc<Rule>>,
+    /// Their prefilters, each distinct test run once per event.
+    plan: Plan,
+    /// Per kind of event seen so far, the indices of the rules that read it.
+    by_kind: Vec<(&'static str, Vec<usize>)>,
     context: Context<'static, 'static>,
     alerts: Box<dyn AlertSink>,
     session: Option<SessionId>,
@@ -45,12 +50,15 @@ impl RuleMatcher {
         alerts: impl AlertSink + 'static,
         metrics: Metrics,
     ) -> Self {
+        let rules: Vec<Arc<Rule>> = rules
+            .iter()
+            .filter(|r| r.sources.iter().any(|s| s.tracker == tracker))
+            .cloned()
+            .collect();
         Self {
-            rules: rules
-                .iter()
-                .filter(|r| r.sources.iter().any(|s| s.tracker == tracker))
-                .cloned()
-                .collect(),
+            plan: Plan::new(rules.iter().map(|r| r.prefilter())),
+            by_kind: Vec::new(),
+            rules,
             context: set.context(),
             alerts: Box::new(alerts),
             session: None,
@@ -101,11 +109,23 @@ impl RuleMatcher {
 impl Handler<Event> for RuleMatcher {
     fn handle(&mut self, event: &Event) -> Flow {
         let (tracker, kind) = (event.body.info().name, event.body.kind());
-        for rule in &self.rules {
-            if !rule.enabled() || !rule.reads(tracker, kind) {
+        let readers = match self.by_kind.iter().position(|(k, _)| *k == kind) {
+            Some(at) => at,
+            None => {
+                let readers = (0..self.rules.len())
+                    .filter(|&i| self.rules[i].reads(tracker, kind))
+                    .collect();
+                self.by_kind.push((kind, readers));
+                self.by_kind.len() - 1
+            }
+        };
+        let mut fields = self.plan.begin(event);
+        for &i in &self.by_kind[readers].1 {
+            let rule = &self.rules[i];
+            if !rule.enabled() || !self.plan.allows(i, &mut fields) {
                 continue;
             }
-            match rule.matches(&self.context, event) {
+            match rule.evaluate(&self.context, event) {
                 Ok(true) => {
                     let mut output = rule.render(event);
                     if rule.action == Action::Kill {

@@ -181,6 +181,21 @@ impl Rule {
         if prefilter::rules_out(&self.prefilter, record) {
             return Ok(false);
         }
+        self.evaluate(context, record)
+    }
+
+    /// The tests of single fields the condition needs, for a caller that runs them
+    /// itself (a matcher shares them between rules) before [`Rule::evaluate`].
+    pub(crate) fn prefilter(&self) -> &[prefilter::Test] {
+        &self.prefilter
+    }
+
+    /// The condition in CEL alone, its prefilter taken as passed.
+    pub fn evaluate(
+        &self,
+        context: &Context<'_, '_>,
+        record: &(dyn Record + Sync),
+    ) -> Result<bool, String> {
         let resolver = Fields(record);
         let mut scope = context.new_inner_scope();
         scope.set_variable_resolver(&resolver);
@@ -696,16 +711,20 @@ pub fn trackers_of(rules: &[Arc<Rule>]) -> BTreeSet<String> {
 mod tests {
     use super::*;
 
-    /// The leading tests of single fields become prefilters, macros and negations
-    /// included; what is not one (a regex, a comprehension) is left to CEL.
+    /// The leading tests of single fields become prefilters, macros, negations and
+    /// `list.exists(x, field.startsWith(x))` included; what is not one is left to CEL.
     #[test]
     fn single_field_conjuncts_become_prefilters() {
         let set = RuleSet::builtin();
         let count = |id: &str| set.get(id).unwrap().prefilter.len();
         // kind == "open", ret >= 0, !open_write(flags), path in ..., !(comm in ...)
         assert_eq!(count("read_sensitive_file"), 5);
-        // kind, ret, open_write(flags), then a comprehension and a negated list
-        assert_eq!(count("write_below_binary_dir"), 4);
+        // kind, ret, open_write(flags), the comprehension over binary_dirs, a negated list
+        assert_eq!(count("write_below_binary_dir"), 5);
+        // `container_id != null` too
+        assert_eq!(count("terminal_shell_in_container"), 3);
+        // kind, ret; the comprehension's predicate is no single field's test
+        assert_eq!(count("shell_history_deleted"), 1);
         // kind, ret and the regex, compiled once
         assert_eq!(count("proc_mem_opened"), 3);
         // kind, ret, and the alternatives of the path as one test
