@@ -51,6 +51,9 @@ pub struct Metrics {
     pub guard_cpu_seconds: prometheus::Gauge,
     /// 1 while the standing guard runs.
     pub guard_running: IntGauge,
+    /// Things outside a learned baseline not alerted: the baseline had raised as many
+    /// anomalies as one may.
+    pub anomalies_unreported: IntCounter,
 }
 
 impl Metrics {
@@ -154,6 +157,12 @@ impl Metrics {
         let guard_running =
             IntGauge::new("eunomia_guard_running", "1 while the standing guard runs")
                 .expect("valid metric");
+        let anomalies_unreported = IntCounter::new(
+            "eunomia_anomalies_unreported_total",
+            "Things outside a learned baseline not alerted: the baseline had raised as many \
+             anomaly alerts as one may",
+        )
+        .expect("valid metric");
         for collector in [
             Box::new(events.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(lost.clone()),
@@ -169,6 +178,7 @@ impl Metrics {
             Box::new(guard_bpf_seconds.clone()),
             Box::new(guard_cpu_seconds.clone()),
             Box::new(guard_running.clone()),
+            Box::new(anomalies_unreported.clone()),
             Box::new(prometheus::process_collector::ProcessCollector::for_self()),
         ] {
             registry
@@ -191,6 +201,7 @@ impl Metrics {
             guard_bpf_seconds,
             guard_cpu_seconds,
             guard_running,
+            anomalies_unreported,
         }
     }
 

@@ -18,8 +18,15 @@ use super::rules::{Rule, RuleSet};
 use crate::container::{ContainerManager, Enrich};
 use crate::engine::{Stats, TrackerConfig, TrackerError};
 use crate::handler::{Flow, Handler};
+use crate::metrics::Metrics;
 use crate::model::{ContainerTag, EventBody, Value};
 use crate::trackers::{find_tracker, Event};
+
+/// Anomaly alerts one baseline raises at most: past them, a container that does
+/// something new at every turn (random file names, a port scan) is counted
+/// (`eunomia_anomalies_unreported_total`), not alerted, and the memory of what was
+/// raised stays bounded.
+pub const MAX_REPORTED: usize = 1024;
 
 /// The trackers whose events a baseline reads.
 pub const TRACKERS: [&str; 4] = ["process", "syscall", "tcp", "files"];
@@ -216,13 +223,19 @@ static ANOMALY: LazyLock<Arc<Rule>> = LazyLock::new(|| {
 pub struct AnomalyDetector {
     baselines: Arc<ActiveBaselines>,
     alerts: Box<dyn AlertSink>,
+    metrics: Metrics,
 }
 
 impl AnomalyDetector {
-    pub fn new(baselines: Arc<ActiveBaselines>, alerts: impl AlertSink + 'static) -> Self {
+    pub fn new(
+        baselines: Arc<ActiveBaselines>,
+        alerts: impl AlertSink + 'static,
+        metrics: Metrics,
+    ) -> Self {
         Self {
             baselines,
             alerts: Box::new(alerts),
+            metrics,
         }
     }
 }
@@ -236,14 +249,20 @@ impl Handler<Event> for AnomalyDetector {
             return Flow::Caught;
         };
         for baseline in self.baselines.0.read().iter() {
-            if !baseline.scope.covers(&tag)
-                || baseline.profile.contains(dimension, &item)
-                || !baseline
-                    .reported
-                    .lock()
-                    .insert((dimension, item.to_string()))
-            {
+            if !baseline.scope.covers(&tag) || baseline.profile.contains(dimension, &item) {
                 continue;
+            }
+            {
+                let mut reported = baseline.reported.lock();
+                if reported.len() >= MAX_REPORTED {
+                    if !reported.contains(&(dimension, item.to_string())) {
+                        self.metrics.anomalies_unreported.inc();
+                    }
+                    continue;
+                }
+                if !reported.insert((dimension, item.to_string())) {
+                    continue;
+                }
             }
             let output = format!(
                 "{}: {item} ({} pid {} in container {}, outside baseline {} of {})",
@@ -332,6 +351,63 @@ mod tests {
     #[test]
     fn the_anomaly_rule_loads() {
         assert_eq!(ANOMALY.id, "anomaly");
+    }
+
+    #[derive(Clone, Default)]
+    struct Count(Arc<std::sync::atomic::AtomicUsize>);
+
+    impl AlertSink for Count {
+        fn raise(&self, _: Raised) {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    fn exec_in(container: Option<ContainerTag>, filename: &str) -> Event {
+        use crate::model::FixedStr;
+        use crate::trackers::process::{Ids, ProcessEvent};
+        Event {
+            header: crate::model::Header {
+                pid: 7,
+                container,
+                ..Default::default()
+            },
+            body: ProcessEvent::Exec {
+                filename: FixedStr::from(filename),
+                cwd: FixedStr::default(),
+                ids: Ids::default(),
+                details: None,
+            }
+            .into(),
+        }
+    }
+
+    /// Each new item is one alert; a container that makes up new ones without end gets
+    /// MAX_REPORTED of them, and the rest are counted.
+    #[test]
+    fn anomalies_are_raised_once_each_and_at_most_max_reported() {
+        let web = ContainerTag::new("abc123", Some("web"), Some("nginx:1"));
+        let profile = Profile {
+            execs: ["/bin/sh".to_string()].into(),
+            ..Profile::default()
+        };
+        let baselines = Arc::new(ActiveBaselines::default());
+        baselines.insert(Learned::new(1, Scope::Container("web".into()), profile));
+        let count = Count::default();
+        let metrics = Metrics::new();
+        let mut detector = AnomalyDetector::new(baselines, count.clone(), metrics.clone());
+        let raised = || count.0.load(std::sync::atomic::Ordering::Relaxed);
+        detector.handle(&exec_in(Some(web), "/bin/sh"));
+        detector.handle(&exec_in(None, "/bin/nc"));
+        assert_eq!(raised(), 0);
+        for _ in 0..3 {
+            detector.handle(&exec_in(Some(web), "/bin/nc"));
+        }
+        assert_eq!(raised(), 1);
+        for i in 0..MAX_REPORTED + 4 {
+            detector.handle(&exec_in(Some(web), &format!("/tmp/x{i}")));
+        }
+        assert_eq!(raised(), MAX_REPORTED);
+        assert_eq!(metrics.anomalies_unreported.get(), 5);
     }
 
     #[test]

@@ -97,6 +97,7 @@ impl Guard {
                 links.push(Box::new(AnomalyDetector::new(
                     baselines.clone(),
                     sink.clone(),
+                    metrics.clone(),
                 )));
             }
             let chain = Enrich::new(containers.clone(), FanOut::new(links));
