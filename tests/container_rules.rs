@@ -192,3 +192,23 @@ fn container_unneeded_capability() {
         assert_eq!(event["capability"], "CAP_NET_ADMIN");
     }
 }
+
+#[test]
+fn new_binary_exec_in_container() {
+    if docker_or_skip("new_binary_exec_in_container") {
+        let event = container_rule(Case {
+            rule: "new_binary_exec_in_container",
+            run_args: &[],
+            exec_args: &[],
+            // A copy of busybox written now, then run (the image has no /tmp).
+            trigger:
+                "busybox mkdir -p /tmp && busybox cp /bin/busybox /tmp/dropped && /tmp/dropped true",
+            // The image's own busybox run, and a file written but not run.
+            lookalike:
+                "busybox mkdir -p /tmp && busybox cp /bin/busybox /tmp/kept && /bin/busybox true",
+            comm: "dropped",
+            says: "executed /tmp/dropped, written there while the guard ran",
+        });
+        assert_eq!(event["filename"], "/tmp/dropped");
+    }
+}

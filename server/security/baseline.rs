@@ -146,14 +146,7 @@ pub fn observed(event: &Event) -> Option<(Dimension, Cow<'_, str>)> {
             Some((Dimension::Connect, Cow::Owned(item)))
         }
         ("files", "open") => {
-            let Some(Value::U64(flags)) = body.get("flags") else {
-                return None;
-            };
-            let writes = (libc::O_ACCMODE | libc::O_CREAT | libc::O_TRUNC) as u64;
-            if flags & writes == 0 {
-                return None;
-            }
-            let path = text("path")?;
+            let path = observed_write(event)?;
             let dir = match path.rfind('/') {
                 Some(0) => "/",
                 Some(end) => &path[..end],
@@ -161,6 +154,25 @@ pub fn observed(event: &Event) -> Option<(Dimension, Cow<'_, str>)> {
             };
             Some((Dimension::WriteDir, Cow::Borrowed(dir)))
         }
+        _ => None,
+    }
+}
+
+/// The path of a file `event` opened for writing, creating or truncating it.
+pub fn observed_write(event: &Event) -> Option<&str> {
+    let body = &event.body;
+    if (body.tracker(), body.kind()) != ("files", "open") {
+        return None;
+    }
+    let Some(Value::U64(flags)) = body.get("flags") else {
+        return None;
+    };
+    let writes = (libc::O_ACCMODE | libc::O_CREAT | libc::O_TRUNC) as u64;
+    if flags & writes == 0 {
+        return None;
+    }
+    match body.get("path") {
+        Some(Value::Str(path)) => Some(path),
         _ => None,
     }
 }
@@ -353,32 +365,13 @@ mod tests {
         assert_eq!(ANOMALY.id, "anomaly");
     }
 
-    #[derive(Clone, Default)]
-    struct Count(Arc<std::sync::atomic::AtomicUsize>);
-
-    impl AlertSink for Count {
-        fn raise(&self, _: Raised) {
-            self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        }
-    }
-
     fn exec_in(container: Option<ContainerTag>, filename: &str) -> Event {
-        use crate::model::FixedStr;
-        use crate::trackers::process::{Ids, ProcessEvent};
-        Event {
-            header: crate::model::Header {
-                pid: 7,
-                container,
-                ..Default::default()
-            },
-            body: ProcessEvent::Exec {
-                filename: FixedStr::from(filename),
-                cwd: FixedStr::default(),
-                ids: Ids::default(),
-                details: None,
-            }
-            .into(),
-        }
+        let header = crate::model::Header {
+            pid: 7,
+            container,
+            ..Default::default()
+        };
+        crate::trackers::process::exec_event(header, filename)
     }
 
     /// Each new item is one alert; a container that makes up new ones without end gets
@@ -392,7 +385,7 @@ mod tests {
         };
         let baselines = Arc::new(ActiveBaselines::default());
         baselines.insert(Learned::new(1, Scope::Container("web".into()), profile));
-        let count = Count::default();
+        let count = crate::security::matcher::tests::Count::default();
         let metrics = Metrics::new();
         let mut detector = AnomalyDetector::new(baselines, count.clone(), metrics.clone());
         let raised = || count.0.load(std::sync::atomic::Ordering::Relaxed);

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::baseline::{self, ActiveBaselines, AnomalyDetector};
+use super::drift::WrittenFiles;
 use super::matcher::{AlertSink, RuleMatcher};
 use super::rules::{trackers_of, Action, Rule, RuleSet};
 use crate::container::{ContainerManager, Enrich};
@@ -75,6 +76,8 @@ impl Guard {
             .inspect_err(|err| tracing::warn!("BPF run time accounting is off: {err}"))
             .ok();
         let mut trackers = Vec::new();
+        // Files written while the guard runs, for rules that ask (drift).
+        let written = Arc::new(WrittenFiles::default());
         for tracker in wanted {
             let Some(config) = config_for(&tracker, &rules) else {
                 tracing::warn!(
@@ -88,7 +91,8 @@ impl Guard {
                 source,
             };
             let any = find_tracker(&tracker).map_err(failed)?;
-            let matcher = RuleMatcher::new(set, &rules, &tracker, sink.clone(), metrics.clone());
+            let matcher = RuleMatcher::new(set, &rules, &tracker, sink.clone(), metrics.clone())
+                .with_written(set, written.clone());
             let mut links: Vec<Box<dyn Handler<_>>> = Vec::new();
             if !matcher.is_empty() {
                 links.push(Box::new(matcher));

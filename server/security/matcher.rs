@@ -8,11 +8,13 @@ use std::sync::Arc;
 use cel::Context;
 
 use super::alerts::{AlertSender, Raised};
+use super::baseline::observed_write;
+use super::drift::WrittenFiles;
 use super::prefilter::Plan;
 use super::rules::{Action, Rule, RuleSet};
 use crate::handler::{Flow, Handler};
 use crate::metrics::Metrics;
-use crate::model::{wall_clock_ns, EventBody, SessionId};
+use crate::model::{wall_clock_ns, EventBody, SessionId, Value};
 use crate::trackers::Event;
 
 /// Where a matcher's alerts go: the server's alert writer, or the CLI's printer. Called on
@@ -35,6 +37,8 @@ pub struct RuleMatcher {
     /// Per kind of event seen so far, the indices of the rules that read it.
     by_kind: Vec<(&'static str, Vec<usize>)>,
     context: Context<'static, 'static>,
+    /// Where a files matcher records the files written, when a rule asks for them.
+    written: Option<Arc<WrittenFiles>>,
     alerts: Box<dyn AlertSink>,
     session: Option<SessionId>,
     metrics: Metrics,
@@ -60,9 +64,68 @@ impl RuleMatcher {
             by_kind: Vec::new(),
             rules,
             context: set.context(),
+            written: None,
             alerts: Box::new(alerts),
             session: None,
             metrics,
+        }
+    }
+
+    /// Its rules' `written_during_run` asks `written`, which this matcher, when it has
+    /// such a rule, fills with each file opened for writing and the execs that matched
+    /// nothing (see `drift`).
+    pub fn with_written(mut self, set: &RuleSet, written: Arc<WrittenFiles>) -> Self {
+        self.context = set.context_with(written.clone());
+        if self.rules.iter().any(|r| r.asks_written()) {
+            self.written = Some(written);
+        }
+        self
+    }
+
+    /// Records a file `event` opened for writing, and checks again the execs of it that
+    /// were checked before the write was recorded.
+    fn record_write(&self, written: &WrittenFiles, event: &Event) {
+        let opened = matches!(event.body.get("ret"), Some(Value::I64(fd)) if fd >= 0);
+        let Some(path) = observed_write(event).filter(|_| opened) else {
+            return;
+        };
+        let h = &event.header;
+        for exec in written.record(h.mnt_ns, path, h.ts_ns) {
+            let (tracker, kind) = (exec.body.info().name, exec.body.kind());
+            for rule in &self.rules {
+                if rule.asks_written() && rule.enabled() && rule.reads(tracker, kind) {
+                    self.check(rule, &exec);
+                }
+            }
+        }
+    }
+
+    /// Runs `rule`'s condition (its prefilter passed) on `event`, and raises an alert
+    /// when it holds. Returns whether it held.
+    fn check(&self, rule: &Arc<Rule>, event: &Event) -> bool {
+        match rule.evaluate(&self.context, event) {
+            Ok(true) => {
+                let mut output = rule.render(event);
+                if rule.action == Action::Kill {
+                    output.push_str(&self.kill(rule, event));
+                }
+                self.alerts.raise(Raised {
+                    rule: rule.clone(),
+                    event: *event,
+                    output,
+                    session: self.session.clone(),
+                });
+                true
+            }
+            Ok(false) => false,
+            Err(err) => {
+                tracing::debug!(rule = %rule.id, "condition failed on an event: {err}");
+                self.metrics
+                    .rule_errors
+                    .with_label_values(&[rule.id.as_str()])
+                    .inc();
+                false
+            }
         }
     }
 
@@ -119,35 +182,116 @@ impl Handler<Event> for RuleMatcher {
                 self.by_kind.len() - 1
             }
         };
+        if let Some(written) = &self.written {
+            self.record_write(written, event);
+        }
         let mut fields = self.plan.begin(event);
+        let mut unmatched_drift = false;
         for &i in &self.by_kind[readers].1 {
             let rule = &self.rules[i];
             if !rule.enabled() || !self.plan.allows(i, &mut fields) {
                 continue;
             }
-            match rule.evaluate(&self.context, event) {
-                Ok(true) => {
-                    let mut output = rule.render(event);
-                    if rule.action == Action::Kill {
-                        output.push_str(&self.kill(rule, event));
-                    }
-                    self.alerts.raise(Raised {
-                        rule: rule.clone(),
-                        event: *event,
-                        output,
-                        session: self.session.clone(),
-                    })
-                }
-                Ok(false) => {}
-                Err(err) => {
-                    tracing::debug!(rule = %rule.id, "condition failed on an event: {err}");
-                    self.metrics
-                        .rule_errors
-                        .with_label_values(&[rule.id.as_str()])
-                        .inc();
-                }
+            if !self.check(rule, event) && rule.asks_written() {
+                unmatched_drift = true;
+            }
+        }
+        // An exec in a container that may yet turn out to be of a file written before it.
+        if let (true, Some(written), Some(_)) =
+            (unmatched_drift, &self.written, event.header.container)
+        {
+            if let Some(Value::Str(filename)) = event.body.get("filename") {
+                written.park(filename, event);
             }
         }
         Flow::Caught
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+    use crate::model::{ContainerTag, FixedStr, Header};
+    use crate::trackers::files::{FileRef, FileType, FilesEvent};
+
+    /// Counts the alerts raised.
+    #[derive(Clone, Default)]
+    pub(crate) struct Count(pub Arc<AtomicUsize>);
+
+    impl AlertSink for Count {
+        fn raise(&self, _: Raised) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn header(ts_ns: u64) -> Header {
+        Header {
+            ts_ns,
+            pid: 9,
+            mnt_ns: 7,
+            container: Some(ContainerTag::new("abc", Some("web"), None)),
+            ..Header::default()
+        }
+    }
+
+    fn exec(ts_ns: u64) -> Event {
+        crate::trackers::process::exec_event(header(ts_ns), "/tmp/dropped")
+    }
+
+    fn write(ts_ns: u64) -> Event {
+        Event {
+            header: header(ts_ns),
+            body: FilesEvent::Open {
+                file: FileRef {
+                    path: FixedStr::from("/tmp/dropped"),
+                    file_type: Some(FileType::Regular),
+                },
+                flags: (libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC) as u32,
+                ret: 3,
+                opens: 1,
+            }
+            .into(),
+        }
+    }
+
+    /// The files and process trackers run on two threads: an exec checked before the
+    /// write it followed is recorded still raises its alert, once, when the write is.
+    #[test]
+    fn drift_is_found_whichever_tracker_is_read_first() {
+        let set = RuleSet::builtin();
+        let rules = set
+            .select(&["new_binary_exec_in_container".to_string()])
+            .unwrap();
+        let (count, written) = (Count::default(), Arc::new(WrittenFiles::default()));
+        let matcher = |tracker| {
+            RuleMatcher::new(&set, &rules, tracker, count.clone(), Metrics::new())
+                .with_written(&set, written.clone())
+        };
+        let (mut process, mut files) = (matcher("process"), matcher("files"));
+        let raised = || count.0.load(Ordering::Relaxed);
+
+        // In order: the write is recorded, then the exec matches.
+        files.handle(&write(100));
+        process.handle(&exec(200));
+        assert_eq!(raised(), 1);
+
+        // The exec first: parked, and raised when the write comes.
+        let (count2, written2) = (Count::default(), Arc::new(WrittenFiles::default()));
+        let matcher = |tracker| {
+            RuleMatcher::new(&set, &rules, tracker, count2.clone(), Metrics::new())
+                .with_written(&set, written2.clone())
+        };
+        let (mut process, mut files) = (matcher("process"), matcher("files"));
+        let raised = || count2.0.load(Ordering::Relaxed);
+        process.handle(&exec(50));
+        process.handle(&exec(200));
+        assert_eq!(raised(), 0);
+        files.handle(&write(100));
+        // The exec from before the write is no drift.
+        assert_eq!(raised(), 1);
+        files.handle(&write(300));
+        assert_eq!(raised(), 1);
     }
 }

@@ -8,6 +8,7 @@
 
 pub mod alerts;
 pub mod baseline;
+pub mod drift;
 pub mod guard;
 pub mod learning;
 pub mod matcher;

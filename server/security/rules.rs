@@ -21,6 +21,7 @@ use cel::extractors::This;
 use cel::{Context, Program};
 use serde::{Deserialize, Serialize};
 
+use super::drift::WrittenFiles;
 use super::prefilter;
 use crate::model::{FieldFormat, FieldType, Record, Severity, TrackerInfo, Value};
 use crate::trackers::find_tracker;
@@ -141,6 +142,8 @@ pub struct Rule {
     program: Program,
     /// Tests of single fields the condition needs, checked before CEL runs.
     prefilter: Vec<prefilter::Test>,
+    /// The condition asks `written_during_run`: its files tracker must record writes.
+    asks_written: bool,
     parts: Vec<Part>,
 }
 
@@ -182,6 +185,11 @@ impl Rule {
             return Ok(false);
         }
         self.evaluate(context, record)
+    }
+
+    /// Whether the condition asks `written_during_run`, which needs the files written.
+    pub fn asks_written(&self) -> bool {
+        self.asks_written
     }
 
     /// The tests of single fields the condition needs, for a caller that runs them
@@ -327,7 +335,7 @@ impl RuleSet {
                 }
             }
         }
-        let context = root_context(&lists);
+        let context = root_context(&lists, Arc::default());
         let mut rules: Vec<Arc<Rule>> = Vec::new();
         for (index, entry) in entries.into_iter().enumerate() {
             let Some(id) = entry.rule.clone() else {
@@ -351,9 +359,15 @@ impl RuleSet {
         self.rules.iter().find(|r| r.id == id)
     }
 
-    /// The root context rules are evaluated in: CEL's functions, ours, and the lists.
+    /// The root context rules are evaluated in: CEL's functions, ours, and the lists;
+    /// `written_during_run` knows no file.
     pub fn context(&self) -> Context<'static, 'static> {
-        root_context(&self.lists)
+        self.context_with(Arc::default())
+    }
+
+    /// The same, with `written_during_run` asking `written`.
+    pub fn context_with(&self, written: Arc<WrittenFiles>) -> Context<'static, 'static> {
+        root_context(&self.lists, written)
     }
 
     /// The rules `selection` names (`*` for all); an unknown id is an error naming it.
@@ -434,10 +448,21 @@ fn matches(
 
 /// CEL's standard functions, `matches` (see [`matches`]), the open-flag tests the files
 /// tracker's `flags` need (CEL has no bitwise operators), and the lists.
-fn root_context(lists: &BTreeMap<String, Vec<Item>>) -> Context<'static, 'static> {
+/// The function that asks `written` whether a file was written while its guard runs.
+pub const WRITTEN_DURING_RUN: &str = "written_during_run";
+
+fn root_context(
+    lists: &BTreeMap<String, Vec<Item>>,
+    written: Arc<WrittenFiles>,
+) -> Context<'static, 'static> {
     let mut context = Context::default();
     let declared = "our function names are not CEL's";
     context.add_function("matches", matches).expect(declared);
+    context
+        .add_function(WRITTEN_DURING_RUN, move |mnt_ns: i64, path: Arc<String>| {
+            u32::try_from(mnt_ns).is_ok_and(|ns| written.contains(ns, &path))
+        })
+        .expect(declared);
     context
         .add_function("open_write", |flags: i64| flags & O_ACCMODE != 0)
         .expect(declared);
@@ -537,6 +562,7 @@ fn build_rule(
         action: entry.action.unwrap_or_default(),
         enabled: AtomicBool::new(entry.enabled.unwrap_or(true)),
         hits: AtomicU64::new(0),
+        asks_written: expanded.contains(WRITTEN_DURING_RUN),
         prefilter: prefilter::extract(
             program.expression(),
             &|name| {

@@ -355,6 +355,21 @@ impl Tracker for ProcessTracker {
     }
 }
 
+/// An exec of `filename` with `header`, for other modules' tests.
+#[cfg(test)]
+pub(crate) fn exec_event(header: crate::model::Header, filename: &str) -> Event {
+    Event {
+        header,
+        body: ProcessEvent::Exec {
+            filename: FixedStr::from(filename),
+            cwd: FixedStr::default(),
+            ids: Ids::default(),
+            details: None,
+        }
+        .into(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
