@@ -13,6 +13,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::alerts::Raised;
+use super::drift::observed_write;
 use super::matcher::AlertSink;
 use super::rules::{Rule, RuleSet};
 use crate::container::{ContainerManager, Enrich};
@@ -154,25 +155,6 @@ pub fn observed(event: &Event) -> Option<(Dimension, Cow<'_, str>)> {
             };
             Some((Dimension::WriteDir, Cow::Borrowed(dir)))
         }
-        _ => None,
-    }
-}
-
-/// The path of a file `event` opened for writing, creating or truncating it.
-pub fn observed_write(event: &Event) -> Option<&str> {
-    let body = &event.body;
-    if (body.tracker(), body.kind()) != ("files", "open") {
-        return None;
-    }
-    let Some(Value::U64(flags)) = body.get("flags") else {
-        return None;
-    };
-    let writes = (libc::O_ACCMODE | libc::O_CREAT | libc::O_TRUNC) as u64;
-    if flags & writes == 0 {
-        return None;
-    }
-    match body.get("path") {
-        Some(Value::Str(path)) => Some(path),
         _ => None,
     }
 }

@@ -11,6 +11,7 @@
 
 use std::collections::{HashMap, VecDeque};
 
+use crate::model::{EventBody, Value};
 use crate::trackers::Event;
 
 /// Written files remembered at most; the oldest are forgotten first.
@@ -19,6 +20,25 @@ pub const MAX_WRITTEN: usize = 65_536;
 pub const MAX_PARKED: usize = 4096;
 
 type Key = (u32, String);
+
+/// The path of a file `event` opened for writing, creating or truncating it.
+pub fn observed_write(event: &Event) -> Option<&str> {
+    let body = &event.body;
+    if (body.tracker(), body.kind()) != ("files", "open") {
+        return None;
+    }
+    let Some(Value::U64(flags)) = body.get("flags") else {
+        return None;
+    };
+    let writes = (libc::O_ACCMODE | libc::O_CREAT | libc::O_TRUNC) as u64;
+    if flags & writes == 0 {
+        return None;
+    }
+    match body.get("path") {
+        Some(Value::Str(path)) => Some(path),
+        _ => None,
+    }
+}
 
 #[derive(Default)]
 pub struct WrittenFiles(parking_lot::Mutex<Written>);

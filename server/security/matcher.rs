@@ -8,8 +8,7 @@ use std::sync::Arc;
 use cel::Context;
 
 use super::alerts::{AlertSender, Raised};
-use super::baseline::observed_write;
-use super::drift::WrittenFiles;
+use super::drift::{observed_write, WrittenFiles};
 use super::prefilter::Plan;
 use super::rules::{Action, Rule, RuleSet};
 use crate::handler::{Flow, Handler};
