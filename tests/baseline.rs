@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use common::docker::{docker, docker_or_skip, unique_name, IMAGE};
 use common::server::Server;
-use common::TempDir;
+use common::{TempDir, Tmpfs};
 use serde_json::{json, Value};
 
 /// A loopback port whose connections are accepted and closed at once, for as long as the
@@ -279,4 +279,60 @@ fn a_learned_baseline_raises_one_anomaly_for_a_new_binary_and_one_for_a_new_port
     let guard = server.query("{ guard { baselines } }", json!({}))["guard"].clone();
     assert_eq!(guard, json!({"baselines": []}));
     server.query("mutation { stopGuard { running } }", json!({}));
+}
+
+/// Fills the file system of `dir` with a file, which is returned.
+fn fill(dir: &std::path::Path) -> PathBuf {
+    use std::io::Write;
+    let path = dir.join("filler");
+    let mut file = std::fs::File::create(&path).unwrap();
+    let chunk = vec![0u8; 1 << 16];
+    while file.write_all(&chunk).is_ok() {}
+    path
+}
+
+/// A fifth learner at once is refused; a store that is full when learning ends keeps
+/// the baselines LEARNING, and stores them READY, whole, once there is room.
+#[test]
+fn learned_baselines_wait_out_a_full_disk_and_a_fifth_learner_is_refused() {
+    if !docker_or_skip("learned_baselines_wait_out_a_full_disk_and_a_fifth_learner_is_refused") {
+        return;
+    }
+    let container = Looping::start(
+        "busybox mkdir -p /tmp && while true; do cat /etc/hostname > /tmp/state; sleep 0.1; done",
+    );
+    container.wait_for_file("/tmp/state");
+    let disk = Tmpfs::mount("baseline-full-disk", "16m");
+    let server = Server::start_in(disk.dir.path(), None);
+    let learn = "mutation($c: String) { learnBaseline(container: $c, durationSecs: 3) { id } }";
+    let args = json!({ "c": container.name });
+    let ids: Vec<Value> = (0..4)
+        .map(|_| server.query(learn, args.clone())["learnBaseline"]["id"].clone())
+        .collect();
+    let (code, message) = server.error(learn, args.clone(), None);
+    assert_eq!(code, "TOO_MANY_BASELINES", "{message}");
+
+    let filler = fill(disk.dir.path());
+    std::thread::sleep(Duration::from_secs(5));
+    let states = |server: &Server| -> Vec<Value> {
+        baselines(server)
+            .iter()
+            .map(|b| b["state"].clone())
+            .collect()
+    };
+    assert_eq!(states(&server), vec![json!("LEARNING"); 4]);
+
+    std::fs::remove_file(filler).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while states(&server) != vec![json!("READY"); 4] && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let all = baselines(&server);
+    assert_eq!(all.iter().map(|b| b["id"].clone()).collect::<Vec<_>>(), ids);
+    for baseline in &all {
+        assert_eq!(baseline["state"], "READY", "{baseline}");
+        // cat, run by busybox sh as an applet of its own file
+        assert_eq!(baseline["execs"], json!(["/bin/busybox"]), "{baseline}");
+        assert_eq!(baseline["writeDirs"], json!(["/tmp"]), "{baseline}");
+    }
 }

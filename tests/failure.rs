@@ -9,41 +9,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::server::{ws_next, ws_subscribe, Server};
-use common::{root_or_skip, run_copies, syscall_load, unique_binary, TempDir};
+use common::{root_or_skip, run_copies, syscall_load, unique_binary, TempDir, Tmpfs};
 use serde_json::{json, Value};
-
-/// A tmpfs of `size` mounted on a fresh directory, unmounted on drop.
-struct Tmpfs {
-    dir: TempDir,
-}
-
-impl Tmpfs {
-    fn mount(tag: &str, size: &str) -> Tmpfs {
-        let dir = TempDir::new(tag);
-        let status = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(dir.path())
-            .status()
-            .unwrap();
-        assert!(status.success(), "mounting a tmpfs on {:?}", dir.path());
-        Tmpfs { dir }
-    }
-
-    fn resize(&self, size: &str) {
-        let status = Command::new("mount")
-            .args(["-o", &format!("remount,size={size}")])
-            .arg(self.dir.path())
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(self.dir.path()).status();
-    }
-}
 
 fn stored_events(server: &Server, id: &str) -> u64 {
     let rows = server.session(id, r#"aggregate(groupBy: ["kind"]) { count }"#);

@@ -21,6 +21,7 @@ use crate::engine::{Stats, TrackerConfig, TrackerError};
 use crate::handler::{Flow, Handler};
 use crate::metrics::Metrics;
 use crate::model::{ContainerTag, EventBody, Value};
+use crate::trackers::files::FilesOptions;
 use crate::trackers::{find_tracker, Event};
 
 /// Anomaly alerts one baseline raises at most: past them, a container that does
@@ -289,15 +290,13 @@ impl Handler<Event> for Learner {
     }
 }
 
-/// How the guard and the learner run a baseline's `tracker`: every syscall counted in
-/// the kernel, every open (no reads or writes), execs with their details, as the guard's
-/// rules would have them.
-pub fn tracker_config(tracker: &str) -> TrackerConfig {
-    let mut options = serde_json::Map::new();
-    if tracker == "files" {
-        options.insert("opens".into(), "stream".into());
-        options.insert("io".into(), false.into());
-    }
+/// How the learner runs a baseline's `tracker`: syscalls counted in the kernel, each open
+/// (no reads or writes); the server's own process left out.
+fn tracker_config(tracker: &str) -> TrackerConfig {
+    let options = match tracker {
+        "files" => FilesOptions::opens_only(),
+        _ => serde_json::Map::new(),
+    };
     TrackerConfig {
         exclude_pid: Some(std::process::id()),
         options,

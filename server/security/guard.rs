@@ -17,6 +17,7 @@ use crate::container::{ContainerManager, Enrich};
 use crate::engine::{system, Stats, TrackerConfig, TrackerError, TrackerHandle};
 use crate::handler::{FanOut, Handler};
 use crate::metrics::Metrics;
+use crate::trackers::files::FilesOptions;
 use crate::trackers::{find_tracker, security};
 
 #[derive(Debug, thiserror::Error)]
@@ -188,8 +189,7 @@ fn config_for(tracker: &str, rules: &[Arc<Rule>]) -> Option<TrackerConfig> {
     let mut wake_per_event = true;
     match tracker {
         "files" => {
-            options.insert("opens".into(), "stream".into());
-            options.insert("io".into(), false.into());
+            options = FilesOptions::opens_only();
             wake_per_event = kills;
         }
         "process" => {

@@ -18,6 +18,8 @@ use crate::results::sqlite::{BaselineRecord, Store, StoreError};
 pub const MAX_LEARN_SECS: u64 = 86_400;
 /// Learning runs at once at most: each runs four trackers.
 pub const MAX_LEARNING: usize = 4;
+/// How often a learned baseline the store refused is offered again.
+const STORE_RETRY: Duration = Duration::from_secs(1);
 
 #[derive(Debug, thiserror::Error)]
 pub enum BaselineError {
@@ -286,16 +288,19 @@ impl Baselines {
             state = baseline.state.as_str(),
             "baseline learned"
         );
-        if let Err(err) = self.store.finish_baseline(&baseline.to_record()).await {
-            tracing::error!(id = baseline.id, "storing a learned baseline: {err}");
-            return;
-        }
+        // A store that fails (a full disk) is asked again every second: what was learned
+        // is not thrown away, and `baselines` says LEARNING until it is stored.
+        let record = baseline.to_record();
+        let still_there = loop {
+            match self.store.finish_baseline(&record).await {
+                Ok(still_there) => break still_there,
+                Err(err) => {
+                    tracing::warn!(id = baseline.id, "storing a learned baseline: {err}");
+                    tokio::time::sleep(STORE_RETRY).await;
+                }
+            }
+        };
         // Deleted while it learned: not enforced.
-        let still_there = self
-            .store
-            .baselines()
-            .await
-            .is_ok_and(|all| all.iter().any(|b| b.id == baseline.id));
         if baseline.state == BaselineState::Ready && still_there {
             self.guard.baselines().insert(Learned::new(
                 baseline.id,

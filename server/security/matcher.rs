@@ -84,10 +84,12 @@ impl RuleMatcher {
     /// Records a file `event` opened for writing, and checks again the execs of it that
     /// were checked before the write was recorded.
     fn record_write(&self, written: &WrittenFiles, event: &Event) {
-        let opened = matches!(event.body.get("ret"), Some(Value::I64(fd)) if fd >= 0);
-        let Some(path) = observed_write(event).filter(|_| opened) else {
+        let Some(path) = observed_write(event) else {
             return;
         };
+        if !matches!(event.body.get("ret"), Some(Value::I64(fd)) if fd >= 0) {
+            return;
+        }
         let h = &event.header;
         for exec in written.record(h.mnt_ns, path, h.ts_ns) {
             let (tracker, kind) = (exec.body.info().name, exec.body.kind());
@@ -255,42 +257,43 @@ pub(crate) mod tests {
         }
     }
 
-    /// The files and process trackers run on two threads: an exec checked before the
-    /// write it followed is recorded still raises its alert, once, when the write is.
-    #[test]
-    fn drift_is_found_whichever_tracker_is_read_first() {
-        let set = RuleSet::builtin();
+    /// A process and a files matcher of the drift rule, sharing their written files, and
+    /// the count of their alerts.
+    fn drift_matchers(set: &RuleSet) -> (Count, RuleMatcher, RuleMatcher) {
         let rules = set
             .select(&["new_binary_exec_in_container".to_string()])
             .unwrap();
         let (count, written) = (Count::default(), Arc::new(WrittenFiles::default()));
         let matcher = |tracker| {
-            RuleMatcher::new(&set, &rules, tracker, count.clone(), Metrics::new())
-                .with_written(&set, written.clone())
+            RuleMatcher::new(set, &rules, tracker, count.clone(), Metrics::new())
+                .with_written(set, written.clone())
         };
-        let (mut process, mut files) = (matcher("process"), matcher("files"));
-        let raised = || count.0.load(Ordering::Relaxed);
+        let (process, files) = (matcher("process"), matcher("files"));
+        (count, process, files)
+    }
+
+    /// The files and process trackers run on two threads: an exec checked before the
+    /// write it followed is recorded still raises its alert, once, when the write is.
+    #[test]
+    fn drift_is_found_whichever_tracker_is_read_first() {
+        let set = RuleSet::builtin();
+        let raised = |count: &Count| count.0.load(Ordering::Relaxed);
 
         // In order: the write is recorded, then the exec matches.
+        let (count, mut process, mut files) = drift_matchers(&set);
         files.handle(&write(100));
         process.handle(&exec(200));
-        assert_eq!(raised(), 1);
+        assert_eq!(raised(&count), 1);
 
         // The exec first: parked, and raised when the write comes.
-        let (count2, written2) = (Count::default(), Arc::new(WrittenFiles::default()));
-        let matcher = |tracker| {
-            RuleMatcher::new(&set, &rules, tracker, count2.clone(), Metrics::new())
-                .with_written(&set, written2.clone())
-        };
-        let (mut process, mut files) = (matcher("process"), matcher("files"));
-        let raised = || count2.0.load(Ordering::Relaxed);
+        let (count, mut process, mut files) = drift_matchers(&set);
         process.handle(&exec(50));
         process.handle(&exec(200));
-        assert_eq!(raised(), 0);
+        assert_eq!(raised(&count), 0);
         files.handle(&write(100));
         // The exec from before the write is no drift.
-        assert_eq!(raised(), 1);
+        assert_eq!(raised(&count), 1);
         files.handle(&write(300));
-        assert_eq!(raised(), 1);
+        assert_eq!(raised(&count), 1);
     }
 }

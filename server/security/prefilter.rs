@@ -253,13 +253,6 @@ fn assign_slots(test: &mut Test, fields: &mut Vec<String>) {
     }
 }
 
-/// Whether `record` surely fails one of `tests`.
-pub fn rules_out(tests: &[Test], record: &dyn Record) -> bool {
-    tests
-        .iter()
-        .any(|t| t.holds(&mut |_, name| record.get(name)) == Some(false))
-}
-
 /// A named list's items, by its name.
 pub type Lists<'a> = &'a dyn Fn(&str) -> Option<Vec<Literal>>;
 
@@ -471,6 +464,13 @@ mod tests {
     use crate::security::RuleSet;
     use crate::trackers::files::{FileRef, FileType, FilesEvent};
     use crate::trackers::Event;
+
+    /// Whether `record` surely fails one of `tests`, each run on its own.
+    fn rules_out(tests: &[Test], record: &dyn Record) -> bool {
+        tests
+            .iter()
+            .any(|t| t.holds(&mut |_, name| record.get(name)) == Some(false))
+    }
 
     fn open(path: &str, flags: u32, ret: i64, comm: &str) -> Event {
         Event {

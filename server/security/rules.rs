@@ -174,19 +174,6 @@ impl Rule {
         })
     }
 
-    /// Whether `record` matches, in `context` (the set's, see [`RuleSet::context`]). An
-    /// evaluation error (a field this event lacks, say) is no match; the caller counts it.
-    pub fn matches(
-        &self,
-        context: &Context<'_, '_>,
-        record: &(dyn Record + Sync),
-    ) -> Result<bool, String> {
-        if prefilter::rules_out(&self.prefilter, record) {
-            return Ok(false);
-        }
-        self.evaluate(context, record)
-    }
-
     /// Whether the condition asks `written_during_run`, which needs the files written.
     pub fn asks_written(&self) -> bool {
         self.asks_written
@@ -198,7 +185,10 @@ impl Rule {
         &self.prefilter
     }
 
-    /// The condition in CEL alone, its prefilter taken as passed.
+    /// Whether `record` matches the condition in CEL, in `context` (the set's, see
+    /// [`RuleSet::context`]), its prefilter (run by the caller, see `prefilter`) taken as
+    /// passed. An evaluation error (a field this event lacks, say) is no match; the caller
+    /// counts it.
     pub fn evaluate(
         &self,
         context: &Context<'_, '_>,

@@ -524,3 +524,38 @@ pub fn trace_python_also(
     handle.stop().unwrap();
     (printed, collector.events())
 }
+
+/// A tmpfs of `size` mounted on a fresh directory, unmounted on drop.
+pub struct Tmpfs {
+    pub dir: TempDir,
+}
+
+impl Tmpfs {
+    pub fn mount(tag: &str, size: &str) -> Tmpfs {
+        let dir = TempDir::new(tag);
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .unwrap();
+        assert!(status.success(), "mounting a tmpfs on {:?}", dir.path());
+        Tmpfs { dir }
+    }
+
+    pub fn resize(&self, size: &str) {
+        let status = std::process::Command::new("mount")
+            .args(["-o", &format!("remount,size={size}")])
+            .arg(self.dir.path())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg(self.dir.path())
+            .status();
+    }
+}

@@ -65,8 +65,9 @@ impl Store {
     }
 
     /// Records how learning ended: `ready` with a profile, or `failed` with an error.
-    pub async fn finish_baseline(&self, b: &BaselineRecord) -> Result<(), StoreError> {
-        sqlx::query(
+    /// False when the baseline was deleted meanwhile.
+    pub async fn finish_baseline(&self, b: &BaselineRecord) -> Result<bool, StoreError> {
+        let done = sqlx::query(
             "UPDATE baselines SET state = ?, profile = ?, events = ?, lost = ?, error = ? \
              WHERE id = ?",
         )
@@ -78,7 +79,7 @@ impl Store {
         .bind(b.id)
         .execute(&self.pool)
         .await?;
-        Ok(())
+        Ok(done.rows_affected() > 0)
     }
 
     /// Baselines a previous server was learning when it stopped become `interrupted`;

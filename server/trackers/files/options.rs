@@ -61,6 +61,19 @@ pub struct FilesOptions {
     pub io: bool,
 }
 
+impl FilesOptions {
+    /// Each open as an event and no reads or writes, as a tracker config's options: how
+    /// the guard and the baselines read files.
+    pub fn opens_only() -> serde_json::Map<String, serde_json::Value> {
+        let serde_json::Value::Object(options) =
+            serde_json::json!({"opens": "stream", "io": false})
+        else {
+            unreachable!("an object literal");
+        };
+        options
+    }
+}
+
 impl Default for FilesOptions {
     fn default() -> Self {
         Self {
