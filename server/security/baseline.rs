@@ -35,14 +35,29 @@ pub const TRACKERS: [&str; 4] = ["process", "syscall", "tcp", "files"];
 
 /// Whose behaviour a baseline is: one container (by name, so that a container recreated
 /// under its name keeps it) or every container of an image.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase", tag = "scope", content = "target")]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Scope {
     Container(String),
     Image(String),
 }
 
 impl Scope {
+    /// Its kind (`container` or `image`) and target, as the store keeps them.
+    pub fn parts(&self) -> (&'static str, &str) {
+        match self {
+            Scope::Container(name) => ("container", name),
+            Scope::Image(image) => ("image", image),
+        }
+    }
+
+    /// The scope the store's `parts` name.
+    pub fn from_parts(kind: &str, target: String) -> Scope {
+        match kind {
+            "image" => Scope::Image(target),
+            _ => Scope::Container(target),
+        }
+    }
+
     pub fn covers(&self, tag: &ContainerTag) -> bool {
         match self {
             Scope::Container(name) => tag.name.as_str() == name,

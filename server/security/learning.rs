@@ -85,10 +85,7 @@ pub struct Baseline {
 
 impl Baseline {
     fn from_record(r: BaselineRecord) -> Baseline {
-        let scope = match r.scope.as_str() {
-            "image" => Scope::Image(r.target),
-            _ => Scope::Container(r.target),
-        };
+        let scope = Scope::from_parts(&r.scope, r.target);
         let profile = r
             .profile
             .and_then(|json| serde_json::from_str(&json).ok())
@@ -107,14 +104,11 @@ impl Baseline {
     }
 
     fn to_record(&self) -> BaselineRecord {
-        let (scope, target) = match &self.scope {
-            Scope::Container(name) => ("container", name),
-            Scope::Image(image) => ("image", image),
-        };
+        let (scope, target) = self.scope.parts();
         BaselineRecord {
             id: self.id,
             scope: scope.to_string(),
-            target: target.clone(),
+            target: target.to_string(),
             started_ns: self.started_ns,
             duration_secs: self.duration_secs,
             state: self.state.as_str().to_string(),
@@ -202,10 +196,7 @@ impl Baselines {
             return Err(BaselineError::TooMany);
         }
         let started_ns = wall_clock_ns();
-        let (kind, name) = match &scope {
-            Scope::Container(name) => ("container", name),
-            Scope::Image(image) => ("image", image),
-        };
+        let (kind, name) = scope.parts();
         let id = match self
             .store
             .insert_baseline(kind, name, started_ns, duration_secs)
