@@ -9,14 +9,15 @@
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
-/* Gives user space the event layout through the skeleton's generated types. */
+/* Gives user space the record layouts through the skeleton's generated types. */
 struct process_event process_event_layout = {};
+struct process_exec_details process_exec_details_layout = {};
 
 /* The tracker's options: report only processes that lived at least this long; the
  * working directory of execs. */
 const volatile u64 min_duration_ns = 0;
 const volatile bool report_cwd = false;
-/* Argument vector, parent comm, terminal and login uid of execs. */
+/* Argument vector, parent comm and executable, terminal and login uid of execs. */
 const volatile bool report_details = false;
 
 /*
@@ -51,25 +52,56 @@ static __always_inline void fill_who(struct process_event *e, struct task_struct
 	e->pad = 0;
 }
 
-/* The exec's argument vector (its first bytes: the kernel has just laid it out in the new
- * image's memory, NUL-separated), parent comm, controlling terminal and login uid. */
-static __always_inline void fill_details(struct process_event *e, struct task_struct *task)
+/*
+ * The exec's first MAX_ARGS arguments. The kernel has just laid the new image's stack out:
+ * mm->start_stack points at argc, then the argv pointers, into the strings it copied
+ * back to back (NUL-separated) from arg_start to arg_end; so each argument's whole length
+ * is the distance to the next one.
+ */
+static __always_inline void fill_argv(struct process_exec_details *d, struct mm_struct *mm)
+{
+	unsigned long stack = mm->start_stack;
+	/* One pointer more than kept: where the last kept argument ends. Past argv's NULL
+	 * come envp and the auxiliary vector, so it is always there to read. */
+	unsigned long argv[MAX_ARGS + 1];
+	u64 argc = 0;
+	u32 i;
+
+	d->argc = 0;
+	if (bpf_probe_read_user(&argc, sizeof(argc), (const void *)stack) ||
+	    bpf_probe_read_user(argv, sizeof(argv), (const void *)(stack + sizeof(argc))))
+		return;
+	d->argc = argc;
+	if (argc <= MAX_ARGS)
+		argv[argc] = mm->arg_end;
+	for (i = 0; i < MAX_ARGS && i < argc; i++) {
+		d->arg_len[i] = argv[i + 1] - argv[i] - 1;
+		if (bpf_probe_read_user_str(d->argv[i], MAX_ARG_LEN, (const void *)argv[i]) < 0)
+			d->argv[i][0] = '\0';
+	}
+}
+
+/* The exec's argument vector, parent comm and executable, controlling terminal and login
+ * uid. */
+static __always_inline void fill_details(struct process_exec_details *d,
+					 struct task_struct *task)
 {
 	struct task_struct *t = walkable(task);
-	struct mm_struct *mm = t->mm;
 	struct tty_struct *tty = t->signal->tty;
-	u64 size = mm->arg_end - mm->arg_start;
+	struct file *parent_exe = BPF_CORE_READ(task, real_parent, mm, exe_file);
 
-	e->args_size = size;
-	if (size > MAX_ARGS_LEN - 1)
-		size = MAX_ARGS_LEN - 1;
-	if (bpf_probe_read_user(e->args, size, (const void *)mm->arg_start))
-		e->args_size = 0;
-	BPF_CORE_READ_STR_INTO(&e->parent_comm, task, real_parent, comm);
+	fill_argv(d, t->mm);
+	BPF_CORE_READ_STR_INTO(&d->parent_comm, task, real_parent, comm);
+	d->parent_exe[0] = '\0';
+	if (parent_exe)
+		full_path(BPF_CORE_READ(parent_exe, f_path.dentry),
+			  BPF_CORE_READ(parent_exe, f_path.mnt), d->parent_exe);
+	d->tty[0] = '\0';
 	if (tty)
-		bpf_probe_read_kernel_str(e->tty, sizeof(e->tty), tty->name);
+		bpf_probe_read_kernel_str(d->tty, sizeof(d->tty), tty->name);
+	d->login_uid = (u32)-1;
 	if (bpf_core_field_exists(task->loginuid))
-		e->login_uid = t->loginuid.val;
+		d->login_uid = t->loginuid.val;
 }
 
 SEC("tp/sched/sched_process_exec")
@@ -91,7 +123,7 @@ int handle_exec(struct trace_event_raw_sched_process_exec *ctx)
 	if (min_duration_ns)
 		return 0;
 
-	e = reserve_event(sizeof(*e));
+	e = reserve_event(report_details ? sizeof(struct process_exec_details) : sizeof(*e));
 	if (!e)
 		return 0;
 	fill_who(e, task, pid);
@@ -114,12 +146,8 @@ int handle_exec(struct trace_event_raw_sched_process_exec *ctx)
 
 		full_path(BPF_CORE_READ(fs, pwd.dentry), BPF_CORE_READ(fs, pwd.mnt), e->cwd);
 	}
-	e->args_size = 0;
-	e->parent_comm[0] = '\0';
-	e->tty[0] = '\0';
-	e->login_uid = (u32)-1;
 	if (report_details)
-		fill_details(e, task);
+		fill_details((struct process_exec_details *)e, task);
 	submit_event(e);
 	return 0;
 }

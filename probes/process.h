@@ -5,8 +5,9 @@
 #include "common.h"
 
 #define MAX_FILENAME_LEN 256
-/* Bytes of an exec's argument vector kept (NUL-separated, as in the process's memory). */
-#define MAX_ARGS_LEN 256
+/* Arguments of an exec kept, and bytes of each (with its NUL). */
+#define MAX_ARGS 16
+#define MAX_ARG_LEN 256
 
 enum process_event_kind {
 	PROCESS_EXEC = 1,
@@ -31,15 +32,25 @@ struct process_event {
 	char filename[MAX_FILENAME_LEN];
 	/* exec, with the `cwd` option: the working directory */
 	char cwd[MAX_FILENAME_LEN];
-	/* exec, with the `exec_details` option: the argument vector's first bytes, its whole
-	 * size (more than MAX_ARGS_LEN: cut), the parent's comm, the controlling terminal's
-	 * name (empty: none) and the login uid (audit; -1 unset) */
-	char args[MAX_ARGS_LEN];
-	unsigned long long args_size;
+};
+
+/*
+ * An exec with the `exec_details` option: a record of its own, so that events without
+ * details keep their size.
+ */
+struct process_exec_details {
+	struct process_event base;
+	/* The parent's comm and executable, the controlling terminal's name (empty: none),
+	 * the login uid (audit; -1 unset). */
 	char parent_comm[TASK_COMM_LEN];
+	char parent_exe[MAX_FILENAME_LEN];
 	char tty[TASK_COMM_LEN];
 	unsigned int login_uid;
-	unsigned int pad2;
+	/* The exec's whole argument count; the first MAX_ARGS arguments, each with its whole
+	 * length (MAX_ARG_LEN or more: cut). */
+	unsigned int argc;
+	unsigned int arg_len[MAX_ARGS];
+	char argv[MAX_ARGS][MAX_ARG_LEN];
 };
 
 #endif

@@ -312,7 +312,7 @@ impl Handler<Event> for LiveSink {
             if self.room(subscribers as u64) {
                 let _ = self.live.send(Arc::new(LiveEvent {
                     id: self.next_id,
-                    event: *event,
+                    event: event.clone(),
                     rendered: OnceLock::new(),
                 }));
             } else {

@@ -302,7 +302,7 @@ fn json_lines_use_the_contract_field_names() {
         "{\"tracker\":\"process\",\"kind\":\"exit\",\"ts\":\"2026-11-28T15:20:01.000000042Z\",\"pid\":42,\"ppid\":1,\
          \"comm\":\"we\\\"ird\",\"cgroup_id\":9,\"user_ns\":11,\"pid_ns\":12,\"mnt_ns\":13,\"container\":null,\
          \"container_id\":null,\"container_image\":null,\"filename\":null,\"cwd\":null,\"uid\":0,\"gid\":0,\"error\":null,\"exit_code\":7,\"signal\":null,\"core_dumped\":0,\"duration_ns\":1234,\
-         \"args\":null,\"parent_comm\":null,\"tty\":null,\"login_uid\":null}\n"
+         \"args\":null,\"argc\":null,\"parent_comm\":null,\"parent_exe\":null,\"tty\":null,\"login_uid\":null}\n"
     );
     let parsed: serde_json::Value = serde_json::from_str(buf.text().trim()).unwrap();
     assert_eq!(parsed["comm"], "we\"ird");
@@ -317,10 +317,10 @@ fn csv_has_a_header_and_quotes_when_needed() {
     Handler::<Event>::finish(&mut printer).unwrap();
     let text = buf.text();
     let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(lines[0], "tracker,kind,ts,pid,ppid,comm,cgroup_id,user_ns,pid_ns,mnt_ns,container,container_id,container_image,filename,cwd,uid,gid,error,exit_code,signal,core_dumped,duration_ns,args,parent_comm,tty,login_uid");
+    assert_eq!(lines[0], "tracker,kind,ts,pid,ppid,comm,cgroup_id,user_ns,pid_ns,mnt_ns,container,container_id,container_image,filename,cwd,uid,gid,error,exit_code,signal,core_dumped,duration_ns,args,argc,parent_comm,parent_exe,tty,login_uid");
     assert_eq!(
         lines[1],
-        "process,exec,2026-11-28T15:20:01.000000042Z,1,1,\"a,b\",9,11,12,13,,,,/x,,0,0,,,,,,,,,"
+        "process,exec,2026-11-28T15:20:01.000000042Z,1,1,\"a,b\",9,11,12,13,,,,/x,,0,0,,,,,,,,,,,"
     );
     assert_eq!(lines.len(), 3);
 }
@@ -698,11 +698,11 @@ fn text_table_shows_every_field_of_mixed_records() {
     ));
     Handler::<Event>::finish(&mut printer).unwrap();
     let expected = concat!(
-        "TRACKER          KIND             TS                  PID    PPID COMM             CGROUP_ID USER_NS  PID_NS  MNT_NS CONTAINER CONTAINER_ID CONTAINER_IMAGE FILENAME                         CWD                                  UID     GID ERROR   EXIT_CODE SIGNAL  CORE_DUMPED DURATION_NS ARGS    PARENT_COMM TTY     LOGIN_UID\n",
-        "process          exec             15:20:01.000000       1       1 a                        9      11      12      13                                        /bin/true                                                               0       0                                                                               \n",
-        "process          exit             15:20:01.000000 123456789       1 a-rather-long-co         9      11      12      13                                                                                                                0       0                 7                   0         1ns                             \n",
+        "TRACKER          KIND             TS                  PID    PPID COMM             CGROUP_ID USER_NS  PID_NS  MNT_NS CONTAINER CONTAINER_ID CONTAINER_IMAGE FILENAME                         CWD                                  UID     GID ERROR   EXIT_CODE SIGNAL  CORE_DUMPED DURATION_NS ARGS    ARGC    PARENT_COMM PARENT_EXE                       TTY     LOGIN_UID\n",
+        "process          exec             15:20:01.000000       1       1 a                        9      11      12      13                                        /bin/true                                                               0       0                                                                                                                        \n",
+        "process          exit             15:20:01.000000 123456789       1 a-rather-long-co         9      11      12      13                                                                                                                0       0                 7                   0         1ns                                                                      \n",
         // A path longer than its column is cut in the middle: the columns after it stay.
-        "process          exec             15:20:01.000000       2       1 b                        9      11      12      13                                        /usr/local/bi…er-than-its-column                                        0       0                                                                               \n",
+        "process          exec             15:20:01.000000       2       1 b                        9      11      12      13                                        /usr/local/bi…er-than-its-column                                        0       0                                                                                                                        \n",
     );
     assert_eq!(buf.text(), expected);
 }

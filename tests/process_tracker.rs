@@ -242,6 +242,77 @@ fn execs_name_the_file_behind_proc_self_exe_and_their_cwd() {
 }
 
 #[test]
+fn exec_details_give_each_argument_and_the_parent() {
+    if !root_or_skip("exec_details_give_each_argument_and_the_parent") {
+        return;
+    }
+    let long = "x".repeat(300);
+    let mut args: Vec<String> = vec!["a b".into(), long.clone(), "plain".into(), "it's".into()];
+    args.extend((1..=16).map(|i| format!("n{i}")));
+    let collector = Collector::default();
+    let config = TrackerConfig::default().with_options(ProcessOptions {
+        exec_details: true,
+        ..ProcessOptions::default()
+    });
+    let handle = start(config, collector.clone());
+    let mut command = Command::new("/bin/true");
+    command.args(&args);
+    // A session of its own: no controlling terminal, whatever the test runs under.
+    // SAFETY: setsid is async-signal-safe.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut command, || {
+            libc::setsid();
+            Ok(())
+        });
+    }
+    let mut child = command.spawn().unwrap();
+    let pid = child.id();
+    assert!(child.wait().unwrap().success());
+    let events = collector.wait_for(SETTLE, |_| {
+        collector.of_pid(pid).iter().any(|e| e.kind() == "exec")
+    });
+    handle.stop().unwrap();
+    let exec = events
+        .iter()
+        .find(|e| e.header.pid == pid && e.kind() == "exec")
+        .expect("the exec is seen");
+
+    // The first 16 arguments, the long one cut at 255 bytes, then a mark for the rest;
+    // the line splits back into exactly those words.
+    let Some(Value::Str(line)) = exec.get("args") else {
+        panic!("no args: {:?}", exec.get("args"));
+    };
+    let mut expected = vec!["/bin/true".to_string()];
+    expected.extend(args.iter().take(15).cloned());
+    expected[2] = format!("{}...", &long[..255]);
+    expected.push("...".into());
+    assert_eq!(shlex::split(line), Some(expected), "{line}");
+    assert!(line.starts_with("/bin/true 'a b' xxx"), "{line}");
+    assert_eq!(exec.get("argc"), Some(Value::U64(21)));
+
+    // The parent is this test's thread (it forked the child), read here at run time.
+    let comm = std::fs::read_to_string("/proc/thread-self/comm").unwrap();
+    assert_eq!(exec.get("parent_comm"), Some(Value::Str(comm.trim_end())));
+    let exe = std::env::current_exe().unwrap();
+    assert_eq!(
+        exec.get("parent_exe"),
+        Some(Value::Str(exe.to_str().unwrap()))
+    );
+    assert_eq!(exec.get("tty"), Some(Value::Null));
+    let login_uid: u32 = std::fs::read_to_string("/proc/self/loginuid")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let expected_login = if login_uid == u32::MAX {
+        Value::Null
+    } else {
+        Value::U64(login_uid.into())
+    };
+    assert_eq!(exec.get("login_uid"), Some(expected_login));
+}
+
+#[test]
 fn signal_death_names_the_signal() {
     if !root_or_skip("signal_death_names_the_signal") {
         return;

@@ -1524,7 +1524,7 @@ fn search_private_keys() {
         &format!("'-r', 'BEGIN RSA PRIVATE KEY', '{dir}'"),
         Some(("/usr/bin/grep", &format!("'-r', 'hello', '{dir}'"))),
         Some(&format!(
-            "searched for private keys: grep -r BEGIN RSA PRIVATE KEY {dir}"
+            "searched for private keys: grep -r 'BEGIN RSA PRIVATE KEY' {dir}"
         )),
     );
     std::fs::remove_dir_all(dir).unwrap();
@@ -1610,7 +1610,7 @@ fn shell_spawned_by_server() {
         alert
             .output
             .starts_with(&format!("sh (pid {web}) was started by nginx (pid "))
-            && alert.output.ends_with("): sh -c exit 0"),
+            && alert.output.ends_with("): sh -c 'exit 0'"),
         "{}",
         alert.output
     );

@@ -119,7 +119,7 @@ fn of_connection(events: &[Event], port: u16, peer_port: u16) -> Vec<Event> {
             u64_field(e, "sport") == u64::from(port)
                 && u64_field(e, "dport") == u64::from(peer_port)
         })
-        .copied()
+        .cloned()
         .collect()
 }
 

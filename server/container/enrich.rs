@@ -42,7 +42,7 @@ impl<N: Handler<Event>> Handler<Event> for Enrich<N> {
         match tag {
             None => self.next.handle(event),
             Some(tag) => {
-                let mut enriched = *event;
+                let mut enriched = event.clone();
                 enriched.header.container = Some(tag);
                 self.next.handle(&enriched)
             }

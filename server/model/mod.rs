@@ -437,7 +437,7 @@ pub fn short_id(id: &str) -> &str {
 
 /// One decoded kernel event: the header and a tracker's body (`trackers::Event` names
 /// it with the registry's body type).
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Event<B> {
     pub header: Header,
     pub body: B,

@@ -286,7 +286,7 @@ impl Handler<Event> for AnomalyDetector {
             // Raising only queues (never waits), so the read lock is held briefly.
             self.alerts.raise(Raised {
                 rule: ANOMALY.clone(),
-                event: *event,
+                event: event.clone(),
                 output,
                 session: None,
             });

@@ -97,7 +97,7 @@ impl WrittenFiles {
         }
         let key = (exec.header.mnt_ns, path.to_string());
         written.parked_order.push_back(key.clone());
-        written.parked.entry(key).or_default().push(*exec);
+        written.parked.entry(key).or_default().push(exec.clone());
     }
 }
 

@@ -112,7 +112,7 @@ impl RuleMatcher {
                 }
                 self.alerts.raise(Raised {
                     rule: rule.clone(),
-                    event: *event,
+                    event: event.clone(),
                     output,
                     session: self.session.clone(),
                 });

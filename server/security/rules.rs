@@ -436,11 +436,26 @@ fn matches(
     })
 }
 
-/// CEL's standard functions, `matches` (see [`matches`]), the open-flag tests the files
-/// tracker's `flags` need (CEL has no bitwise operators), and the lists.
 /// The function that asks `written` whether a file was written while its guard runs.
 pub const WRITTEN_DURING_RUN: &str = "written_during_run";
 
+/// `args.argv()`: an exec's quoted argument line (the process tracker's `args`) as the
+/// list of its words again, for tests of one argument (`args.argv().exists(a, a == "-e")`).
+fn argv(This(line): This<Arc<String>>) -> Result<Arc<Vec<cel::Value>>, cel::ExecutionError> {
+    let words = shlex::split(&line).ok_or_else(|| {
+        cel::ExecutionError::function_error("argv", format!("`{line}` is no quoted argument line"))
+    })?;
+    Ok(Arc::new(
+        words
+            .into_iter()
+            .map(|w| cel::Value::String(Arc::new(w)))
+            .collect(),
+    ))
+}
+
+/// CEL's standard functions, `matches` (see [`matches`]), `argv` (see [`argv`]), the
+/// open-flag tests the files tracker's `flags` need (CEL has no bitwise operators), and
+/// the lists.
 fn root_context(
     lists: &BTreeMap<String, Vec<Item>>,
     written: Arc<WrittenFiles>,
@@ -448,6 +463,7 @@ fn root_context(
     let mut context = Context::default();
     let declared = "our function names are not CEL's";
     context.add_function("matches", matches).expect(declared);
+    context.add_function("argv", argv).expect(declared);
     context
         .add_function(WRITTEN_DURING_RUN, move |mnt_ns: i64, path: Arc<String>| {
             u32::try_from(mnt_ns).is_ok_and(|ns| written.contains(ns, &path))
@@ -767,6 +783,36 @@ mod tests {
         );
         let cycle = HashMap::from([("a".to_string(), "a".to_string())]);
         assert!(expand("a", &cycle, 0).unwrap_err().contains("cycle"));
+    }
+
+    /// `argv()` gives back the words the process tracker quoted into `args`.
+    #[test]
+    fn argv_splits_the_quoted_argument_line() {
+        let run = |line: &str, condition: &str| {
+            let mut context = root_context(&BTreeMap::new(), Arc::default());
+            context.add_variable_from_value("args", cel::Value::String(Arc::new(line.into())));
+            Program::compile(condition).unwrap().execute(&context)
+        };
+        let line = "nc 'a b' \"it's\" -e /bin/sh";
+        assert_eq!(run(line, "args.argv().size()"), Ok(cel::Value::Int(5)));
+        assert_eq!(
+            run(line, "args.argv()[1] == 'a b'"),
+            Ok(cel::Value::Bool(true))
+        );
+        assert_eq!(
+            run(line, "args.argv()[2] == \"it's\""),
+            Ok(cel::Value::Bool(true))
+        );
+        assert_eq!(
+            run(line, "args.argv().exists(a, a == '-e')"),
+            Ok(cel::Value::Bool(true))
+        );
+        // `-e` inside a quoted word is no argument of its own.
+        assert_eq!(
+            run("sh -c 'nc -e x'", "args.argv().exists(a, a == '-e')"),
+            Ok(cel::Value::Bool(false))
+        );
+        assert!(run("a 'b", "args.argv().size() == 2").is_err());
     }
 
     #[test]

@@ -74,7 +74,7 @@ impl Collector {
 
 impl Handler<Event> for Collector {
     fn handle(&mut self, event: &Event) -> Flow {
-        self.0.lock().unwrap().push(*event);
+        self.0.lock().unwrap().push(event.clone());
         Flow::Caught
     }
 }

@@ -245,7 +245,7 @@ impl MemoryStore {
                         has_next = true;
                         break;
                     }
-                    page.push((*id, *event));
+                    page.push((*id, event.clone()));
                 }
             }
         }

@@ -50,7 +50,7 @@ impl MemoryStore {
         if ring.len() >= self.limits.recent_events {
             ring.pop_front();
         }
-        ring.push_back((id as i64, *event));
+        ring.push_back((id as i64, event.clone()));
     }
 }
 

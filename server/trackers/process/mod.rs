@@ -1,7 +1,11 @@
 //! The process tracker: exec and whole-process exit with exit status and lifetime,
 //! on `sched:sched_process_exec` and `sched:sched_process_exit`, with the effective user
 //! and group; with the option `failed_execs`, execs that failed (execsnoop's `-x`) on the
-//! exits of `execve` and `execveat`; with `cwd`, each exec's working directory.
+//! exits of `execve` and `execveat`; with `cwd`, each exec's working directory; with
+//! `exec_details`, what detection rules read of an exec: its arguments, parent, terminal
+//! and login uid.
+
+use std::sync::Arc;
 
 use super::{Event, Tracker};
 use crate::engine::{with_record, Run, TrackerError, TrackerOptions};
@@ -71,14 +75,29 @@ static INFO: TrackerInfo = TrackerInfo {
         FieldInfo::new(
             "args",
             FieldType::Str,
-            "the argument vector, argv[0] first, joined by spaces; its first 255 bytes, \
-             then \"...\" when it is longer (exec, with the option exec_details)",
+            "the argument vector, argv[0] first: its first 16 arguments, each quoted as a \
+             shell would need it and cut past 255 bytes with \"...\", joined by spaces, \
+             then a last \"...\" when there are more (exec, with the option exec_details); \
+             in rules, args.argv() splits it into a list",
+        ),
+        FieldInfo::new(
+            "argc",
+            FieldType::U64,
+            "how many arguments the exec had, all of them (exec, with the option \
+             exec_details)",
         ),
         FieldInfo::new(
             "parent_comm",
             FieldType::Str,
             "the parent's command name (exec, with the option exec_details)",
         ),
+        FieldInfo::new(
+            "parent_exe",
+            FieldType::Str,
+            "the parent's executable, its full path; null for a kernel thread (exec, with \
+             the option exec_details)",
+        )
+        .shown_as(FieldFormat::Path),
         FieldInfo::new(
             "tty",
             FieldType::Str,
@@ -99,28 +118,56 @@ static INFO: TrackerInfo = TrackerInfo {
 pub struct ProcessTracker;
 
 /// What an exec says with the option `exec_details`.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct ExecDetails {
-    /// The arguments joined by spaces, cut with "..." past 255 bytes.
-    pub args: FixedStr<259>,
+    /// Out of line: the arguments alone can take 4 KiB, which every event copied (into
+    /// the memory store, through channels) would otherwise carry.
+    pub text: Arc<ExecText>,
+    /// The exec's whole argument count.
+    pub argc: u32,
     pub parent_comm: Comm,
     pub tty: Comm,
     /// u32::MAX when unset.
     pub login_uid: u32,
 }
 
-/// The argument vector from its raw bytes (NUL-separated) and its whole size.
-fn joined_args(raw: &[i8], size: u64) -> FixedStr<259> {
-    let len = raw.len().min(usize::try_from(size).unwrap_or(usize::MAX));
-    let bytes: Vec<u8> = raw[..len].iter().map(|&c| c as u8).collect();
-    let mut text: String = String::from_utf8_lossy(&bytes)
-        .trim_end_matches('\0')
-        .replace('\0', " ");
-    if size > len as u64 {
-        text.push_str("...");
-    }
-    FixedStr::from(text.as_str())
+/// An exec's texts that are too long to keep inline.
+#[derive(Debug, Default, PartialEq)]
+pub struct ExecText {
+    /// The first arguments, quoted and joined (see the `args` field).
+    pub args: String,
+    /// Empty for a kernel thread's child.
+    pub parent_exe: String,
 }
+
+/// The arguments the kernel kept (each with its whole length), quoted as a shell needs
+/// them and joined by spaces: one line that splits back into the same words.
+fn joined_args(raw: &types::process_exec_details) -> String {
+    let kept = (raw.argc as usize).min(raw.argv.len());
+    let mut words: Vec<String> = raw.argv[..kept]
+        .iter()
+        .zip(raw.arg_len)
+        .map(|(arg, len)| {
+            let text = FixedStr::<{ MAX_ARG_LEN }>::from_c_chars(arg);
+            let mut word = text.as_str().to_owned();
+            if len as usize > word.len() {
+                word.push_str("...");
+            }
+            word
+        })
+        .collect();
+    if (raw.argc as usize) > kept {
+        words.push("...".into());
+    }
+    words
+        .iter()
+        .map(|w| shlex::try_quote(w).map_or_else(|_| w.replace('\0', ""), |q| q.into_owned()))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Bytes the kernel keeps of each argument, with its NUL.
+const MAX_ARG_LEN: usize = 256;
 
 /// The effective user and group a process ran as at the event.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -129,7 +176,7 @@ pub struct Ids {
     pub gid: u32,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum ProcessEvent {
     Exec {
         filename: FixedStr<256>,
@@ -206,13 +253,25 @@ impl EventBody for ProcessEvent {
                     details: Some(d), ..
                 },
                 "args",
-            ) => Value::Str(d.args.as_str()),
+            ) => Value::Str(&d.text.args),
+            (
+                ProcessEvent::Exec {
+                    details: Some(d), ..
+                },
+                "argc",
+            ) => Value::U64(d.argc.into()),
             (
                 ProcessEvent::Exec {
                     details: Some(d), ..
                 },
                 "parent_comm",
             ) => Value::Str(d.parent_comm.as_str()),
+            (
+                ProcessEvent::Exec {
+                    details: Some(d), ..
+                },
+                "parent_exe",
+            ) if !d.text.parent_exe.is_empty() => Value::Str(&d.text.parent_exe),
             (
                 ProcessEvent::Exec {
                     details: Some(d), ..
@@ -244,14 +303,16 @@ impl EventBody for ProcessEvent {
             (
                 _,
                 "filename" | "cwd" | "error" | "exit_code" | "signal" | "core_dumped"
-                | "duration_ns",
+                | "duration_ns" | "args" | "argc" | "parent_comm" | "parent_exe" | "tty"
+                | "login_uid",
             ) => Value::Null,
             _ => return None,
         })
     }
 }
 
-/// Decodes one ring buffer record of `probes/process.h`'s `struct process_event`.
+/// Decodes one ring buffer record of `probes/process.h`'s `struct process_event`, or of
+/// `struct process_exec_details` for an exec with details.
 pub fn decode(bytes: &[u8], clock_offset: u64) -> Option<Event> {
     with_record(bytes, |raw: &types::process_event| {
         let ids = Ids {
@@ -263,12 +324,17 @@ pub fn decode(bytes: &[u8], clock_offset: u64) -> Option<Event> {
                 filename: FixedStr::from_c_chars(&raw.filename),
                 cwd: FixedStr::from_c_chars(&raw.cwd),
                 ids,
-                // Only an exec with details has a parent: every task has one.
-                details: (raw.parent_comm[0] != 0).then(|| ExecDetails {
-                    args: joined_args(&raw.args, raw.args_size),
-                    parent_comm: FixedStr::from_c_chars(&raw.parent_comm),
-                    tty: FixedStr::from_c_chars(&raw.tty),
-                    login_uid: raw.login_uid,
+                details: with_record(bytes, |d: &types::process_exec_details| ExecDetails {
+                    text: Arc::new(ExecText {
+                        args: joined_args(d),
+                        parent_exe: FixedStr::<256>::from_c_chars(&d.parent_exe)
+                            .as_str()
+                            .to_owned(),
+                    }),
+                    argc: d.argc,
+                    parent_comm: FixedStr::from_c_chars(&d.parent_comm),
+                    tty: FixedStr::from_c_chars(&d.tty),
+                    login_uid: d.login_uid,
                 }),
             },
             EXIT => ProcessEvent::Exit {
@@ -305,9 +371,10 @@ pub struct ProcessOptions {
     pub failed_execs: bool,
     /// Report each exec's working directory (`cwd`), at the cost of a path walk per exec.
     pub cwd: bool,
-    /// Report each exec's argument vector (`args`), parent command name (`parent_comm`),
-    /// controlling terminal (`tty`) and login uid (`login_uid`): what detection rules
-    /// read; a few reads per exec.
+    /// Report each exec's argument vector (`args`, `argc`), parent command name and
+    /// executable (`parent_comm`, `parent_exe`), controlling terminal (`tty`) and login
+    /// uid (`login_uid`): what detection rules read; a few reads and a path walk per exec,
+    /// and a 5,056-byte record instead of 600.
     pub exec_details: bool,
 }
 
@@ -318,7 +385,9 @@ impl TrackerOptions for ProcessOptions {
             (!self.failed_execs).then_some("error"),
             (!self.cwd).then_some("cwd"),
             (!self.exec_details).then_some("args"),
+            (!self.exec_details).then_some("argc"),
             (!self.exec_details).then_some("parent_comm"),
+            (!self.exec_details).then_some("parent_exe"),
             (!self.exec_details).then_some("tty"),
             (!self.exec_details).then_some("login_uid"),
         ]
@@ -437,6 +506,60 @@ mod tests {
         let event = decode(&bytes_of(&segv_core), 0).expect("decodes");
         assert_eq!(event.get("signal"), Some(Value::Str("SIGSEGV")));
         assert_eq!(event.get("core_dumped"), Some(Value::U64(1)));
+    }
+
+    /// Details come in a record of their own; the arguments are quoted, cut ones marked.
+    #[test]
+    fn decodes_exec_details() {
+        let mut raw = types::process_exec_details {
+            base: raw_event(EXEC),
+            argc: 18,
+            login_uid: u32::MAX,
+            ..Default::default()
+        };
+        let text = |dst: &mut [i8], src: &str| {
+            for (d, s) in dst.iter_mut().zip(src.bytes().chain([0])) {
+                *d = s as i8;
+            }
+        };
+        let long = "y".repeat(255);
+        for i in 0..16 {
+            let arg = match i {
+                0 => "sh".to_string(),
+                1 => "a b".to_string(),
+                2 => long.clone(),
+                _ => format!("n{i}"),
+            };
+            text(&mut raw.argv[i], &arg);
+            raw.arg_len[i] = if i == 2 { 300 } else { arg.len() as u32 };
+        }
+        text(&mut raw.parent_comm, "bash");
+        text(&mut raw.parent_exe, "/usr/bin/bash");
+        // SAFETY: plain old data, as in bytes_of.
+        let bytes = unsafe {
+            std::slice::from_raw_parts(
+                (&raw as *const types::process_exec_details).cast::<u8>(),
+                std::mem::size_of_val(&raw),
+            )
+        };
+        let event = decode(bytes, 0).expect("decodes");
+        let tail: Vec<String> = (3..16).map(|i| format!("n{i}")).collect();
+        assert_eq!(
+            event.get("args"),
+            Some(Value::Str(&format!(
+                "sh 'a b' {long}... {} ...",
+                tail.join(" ")
+            )))
+        );
+        assert_eq!(event.get("argc"), Some(Value::U64(18)));
+        assert_eq!(event.get("parent_comm"), Some(Value::Str("bash")));
+        assert_eq!(event.get("parent_exe"), Some(Value::Str("/usr/bin/bash")));
+        assert_eq!(event.get("tty"), Some(Value::Null));
+        assert_eq!(event.get("login_uid"), Some(Value::Null));
+        // Without details the same fields are null, not unknown.
+        let plain = decode(&bytes_of(&raw_event(EXEC)), 0).expect("decodes");
+        assert_eq!(plain.get("args"), Some(Value::Null));
+        assert_eq!(plain.get("parent_exe"), Some(Value::Null));
     }
 
     #[test]
