@@ -12,6 +12,7 @@
 //! - `results`: where session results live, SQLite or in-memory aggregators, and the
 //!   query semantics both answer alike;
 //! - `metrics`: the Prometheus exporter; `config`: the TOML config loader;
+//! - `seccomp`: the seccomp manager (record, advise, enforce, verify);
 //! - `session`: timed tracing sessions (tracker + filter + chain + window);
 //! - `api`: the GraphQL API and its HTTP routes;
 //! - `app`: the command line (the seed's cmd) and `serve`.
@@ -25,6 +26,7 @@ pub mod handler;
 pub mod metrics;
 pub mod model;
 pub mod results;
+pub mod seccomp;
 pub mod security;
 pub mod session;
 pub mod trackers;

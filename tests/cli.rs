@@ -5,18 +5,7 @@ mod common;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use common::{root_or_skip, unique_binary};
-
-fn eunomia(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_eunomia"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
+use common::{eunomia, root_or_skip, stderr, unique_binary};
 
 /// What `eunomia` printed while `binary` ran: its output, the binary's pids, and how long
 /// the executions took from the first fork to the last reap.

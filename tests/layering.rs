@@ -17,6 +17,7 @@ const LAYERS: &[(&str, u32)] = &[
     ("container", 4),
     ("results", 4),
     ("security", 5),
+    ("seccomp", 5),
     ("session", 6),
     ("api", 7),
     ("app", 8),

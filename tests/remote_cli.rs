@@ -7,7 +7,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::server::Server;
-use common::{root_or_skip, run_copies, unique_binary, TempDir};
+use common::{root_or_skip, run_copies, stderr, unique_binary, TempDir};
 use serde_json::{json, Value};
 
 const OPERATOR: &str = "operator-secret-0123456789";
@@ -39,10 +39,6 @@ fn session(server: &Server, args: &[&str], env: &[(&str, &str)]) -> Output {
 
 fn stdout(out: &Output) -> String {
     String::from_utf8(out.stdout.clone()).unwrap()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 /// The command succeeded; its stdout.

@@ -6,7 +6,7 @@ mod common;
 
 use std::process::{Command, Output};
 
-use common::root_or_skip;
+use common::{root_or_skip, stderr};
 
 /// Runs `script` under `sh` in a private mount namespace; `$EUNOMIA` is the binary.
 fn in_mount_namespace(script: &str) -> Output {
@@ -15,10 +15,6 @@ fn in_mount_namespace(script: &str) -> Output {
         .env("EUNOMIA", env!("CARGO_BIN_EXE_eunomia"))
         .output()
         .unwrap()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 /// The last line of stderr: what the command said last (warnings, such as a missing

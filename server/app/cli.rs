@@ -1,6 +1,6 @@
 //! The command line (the seed's `cmd`): `eunomia run <tracker>`, `eunomia trackers`,
-//! `eunomia fields <tracker>`, `eunomia serve`, `eunomia session ...` (`remote`) and
-//! `eunomia guard`.
+//! `eunomia fields <tracker>`, `eunomia serve`, `eunomia session ...` (`remote`),
+//! `eunomia guard` and `eunomia seccomp ...`.
 //!
 //! Bad input exits with code 2 and a one-line message; a failure to trace exits with 1.
 
@@ -19,8 +19,9 @@ use super::args::{
 };
 use super::guard::{self, GuardArgs};
 use super::remote::{self, SessionArgs};
+use super::seccomp::{self, SeccompArgs};
 use super::serve::{self, ServeArgs};
-use super::RunError;
+use super::{exit_code, RunError};
 use crate::container::{ContainerManager, ContainerOptions, Enrich};
 use crate::engine::{Counters, TrackerConfig};
 use crate::handler::{self, FanIn, Filter, Predicate, Schema, SortBy, Stage};
@@ -67,6 +68,9 @@ pub enum Command {
     /// Run the detection rules on this host until Ctrl-C, printing alerts (JSON Lines in
     /// Falco's shape, or text).
     Guard(GuardArgs),
+    /// Record a command's calls into a seccomp profile, run a command under one (and
+    /// verify it), compare and merge profiles.
+    Seccomp(SeccompArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -183,20 +187,7 @@ pub fn main() -> ExitCode {
         Command::Session(args) => exit_code(remote::session(&args)),
         Command::Run(args) => exit_code(run(&args)),
         Command::Guard(args) => exit_code(guard::guard(&args)),
-    }
-}
-
-fn exit_code(result: Result<(), RunError>) -> ExitCode {
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(RunError::Usage(msg)) => {
-            eprintln!("error: {msg}");
-            ExitCode::from(2)
-        }
-        Err(RunError::Failed(err)) => {
-            eprintln!("error: {err:#}");
-            ExitCode::FAILURE
-        }
+        Command::Seccomp(args) => seccomp::seccomp(&args),
     }
 }
 

@@ -1,12 +1,15 @@
 //! The edges: the command line (the seed's cmd), `serve`, which assembles the server,
-//! `remote`, the command line's client of a server, and `guard`, the standing guard from
-//! the command line.
+//! `remote`, the command line's client of a server, `guard`, the standing guard from
+//! the command line, and `seccomp`, the seccomp manager's commands.
 
 pub mod args;
 pub mod cli;
 pub mod guard;
 pub mod remote;
+pub mod seccomp;
 pub mod serve;
+
+use std::process::ExitCode;
 
 /// How a command fails: the exit code tells the two apart.
 pub enum RunError {
@@ -14,6 +17,21 @@ pub enum RunError {
     Usage(String),
     /// Tracing failed: exit code 1.
     Failed(anyhow::Error),
+}
+
+/// The exit code of a command's result, with its error on stderr.
+pub fn exit_code(result: Result<(), RunError>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(RunError::Usage(msg)) => {
+            eprintln!("error: {msg}");
+            ExitCode::from(2)
+        }
+        Err(RunError::Failed(err)) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 impl<E: Into<anyhow::Error>> From<E> for RunError {

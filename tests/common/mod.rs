@@ -559,3 +559,16 @@ impl Drop for Tmpfs {
             .status();
     }
 }
+
+/// Runs the `eunomia` binary with `args` to its end.
+pub fn eunomia(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_eunomia"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// What a command printed on stderr.
+pub fn stderr(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}

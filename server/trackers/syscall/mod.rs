@@ -92,6 +92,14 @@ pub fn syscall_name(id: u32) -> Option<&'static str> {
         .filter(|name| !name.is_empty())
 }
 
+/// The x86_64 number of a syscall by name.
+pub fn syscall_number(name: &str) -> Option<u32> {
+    NAMES
+        .iter()
+        .position(|n| !n.is_empty() && *n == name)
+        .map(|id| id as u32)
+}
+
 /// Whether a return value is -errno (-4095..-1) rather than a result such as an address.
 pub fn is_error(ret: i64) -> bool {
     (-4095..0).contains(&ret)

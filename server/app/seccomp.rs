@@ -1,0 +1,203 @@
+//! `eunomia seccomp`: record a command's calls into a profile, run a command under a
+//! profile (and verify it: which calls it refused), compare, merge, and print the forms
+//! Docker and Kubernetes take.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+use oci_spec::runtime::LinuxSeccomp;
+
+use super::{exit_code, RunError};
+use crate::seccomp::filter::Filter;
+use crate::seccomp::profile::{self, diff, docker_run_line, merge, operator_object, to_json};
+use crate::seccomp::record::{record, Recording};
+
+#[derive(Debug, clap::Args)]
+pub struct SeccompArgs {
+    #[command(subcommand)]
+    pub command: SeccompCommand,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum SeccompCommand {
+    /// Run a command to its end, recording every call it and its children make from the
+    /// first instruction, and print the allow-list profile of them (OCI JSON).
+    Record {
+        /// Write the profile here instead of to stdout.
+        #[arg(short = 'o', long, value_name = "FILE")]
+        output: Option<PathBuf>,
+        #[arg(required = true, trailing_var_arg = true, value_name = "CMD")]
+        command: Vec<OsString>,
+    },
+    /// Run a command under a profile (installed before it execs, with no_new_privs) and
+    /// exit with its exit code.
+    Exec {
+        #[arg(long, value_name = "FILE")]
+        profile: PathBuf,
+        /// Also record the run and print on stderr each call the profile refused (name,
+        /// calls, commands) and how the command ended (needs root).
+        #[arg(long)]
+        verify: bool,
+        #[arg(required = true, trailing_var_arg = true, value_name = "CMD")]
+        command: Vec<OsString>,
+    },
+    /// The calls one profile allows and the other does not.
+    Diff { first: PathBuf, second: PathBuf },
+    /// One profile allowing what any of these does.
+    Merge {
+        #[arg(required = true, num_args = 2..)]
+        profiles: Vec<PathBuf>,
+    },
+    /// The profile as a security-profiles-operator `SeccompProfile` object (YAML).
+    Operator {
+        #[arg(long)]
+        name: String,
+        profile: PathBuf,
+    },
+    /// The `docker run` line that runs an image under the profile.
+    Docker {
+        profile: PathBuf,
+        image: String,
+        command: Vec<String>,
+    },
+}
+
+pub fn seccomp(args: &SeccompArgs) -> ExitCode {
+    match run(&args.command) {
+        Ok(code) => code,
+        Err(err) => exit_code(Err(err)),
+    }
+}
+
+fn run(command: &SeccompCommand) -> Result<ExitCode, RunError> {
+    match command {
+        SeccompCommand::Record { output, command } => {
+            crate::engine::system::check_ready()?;
+            let recording = record(&mut command_of(command), None).map_err(anyhow::Error::from)?;
+            let text = to_json(&recording.profile());
+            match output {
+                Some(path) => std::fs::write(path, text + "\n")?,
+                None => println!("{text}"),
+            }
+            eprintln!(
+                "recorded {} calls of {} kinds; the command {}; {} events lost",
+                recording.calls.values().map(|c| c.count).sum::<u64>(),
+                recording.calls.len(),
+                ended(&recording),
+                recording.lost
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        SeccompCommand::Exec {
+            profile,
+            verify,
+            command,
+        } => {
+            let profile = read(profile)?;
+            let filter = Filter::compile(&profile).map_err(|e| RunError::Usage(e.to_string()))?;
+            if !filter.unknown.is_empty() {
+                eprintln!(
+                    "left out, no x86_64 call has these names: {}",
+                    filter.unknown.join(", ")
+                );
+            }
+            let mut child = command_of(command);
+            if *verify {
+                crate::engine::system::check_ready()?;
+                let recording = record(&mut child, Some(&filter)).map_err(anyhow::Error::from)?;
+                report(&recording, &profile);
+                return Ok(exit_of(recording.status));
+            }
+            filter.install(&mut child);
+            let status = child
+                .status()
+                .map_err(|e| RunError::Usage(format!("{}: {e}", command[0].to_string_lossy())))?;
+            Ok(exit_of(status))
+        }
+        SeccompCommand::Diff { first, second } => {
+            let diff = diff(&read(first)?, &read(second)?);
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&diff).expect("serializes")
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        SeccompCommand::Merge { profiles } => {
+            let profiles = profiles
+                .iter()
+                .map(|p| read(p))
+                .collect::<Result<Vec<_>, _>>()?;
+            let merged = merge(&profiles).map_err(|e| RunError::Usage(e.to_string()))?;
+            println!("{}", to_json(&merged));
+            Ok(ExitCode::SUCCESS)
+        }
+        SeccompCommand::Operator { name, profile } => {
+            print!("{}", operator_object(name, &read(profile)?));
+            Ok(ExitCode::SUCCESS)
+        }
+        SeccompCommand::Docker {
+            profile,
+            image,
+            command,
+        } => {
+            read(profile)?;
+            let path = std::fs::canonicalize(profile)?;
+            println!(
+                "{}",
+                docker_run_line(&path.to_string_lossy(), image, command)
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn command_of(words: &[OsString]) -> Command {
+    let mut command = Command::new(&words[0]);
+    command.args(&words[1..]);
+    command
+}
+
+/// A profile file; one that cannot be read or is no profile is the caller's mistake.
+fn read(path: &Path) -> Result<LinuxSeccomp, RunError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| RunError::Usage(format!("{}: {e}", path.display())))?;
+    profile::parse(&text).map_err(|e| RunError::Usage(format!("{}: {e}", path.display())))
+}
+
+fn ended(recording: &Recording) -> String {
+    match (
+        recording.status.code(),
+        std::os::unix::process::ExitStatusExt::signal(&recording.status),
+    ) {
+        (Some(code), _) => format!("exited {code}"),
+        (None, Some(signal)) => format!("was killed by signal {signal}"),
+        (None, None) => "ended".into(),
+    }
+}
+
+/// What verification found, on stderr: the command's stdout stays its own.
+fn report(recording: &Recording, profile: &LinuxSeccomp) {
+    let denied = recording.denied(profile);
+    eprintln!(
+        "verify: the command {}; {} calls refused by the profile; {} events lost",
+        ended(recording),
+        denied.values().map(|c| c.count).sum::<u64>(),
+        recording.lost
+    );
+    for (name, calls) in denied {
+        eprintln!(
+            "denied {name}: {} calls by {}",
+            calls.count,
+            calls.comms.into_iter().collect::<Vec<_>>().join(", ")
+        );
+    }
+}
+
+/// The command's own exit code; 128 + the signal that killed it, as a shell says.
+fn exit_of(status: std::process::ExitStatus) -> ExitCode {
+    let code = status.code().unwrap_or_else(|| {
+        128 + std::os::unix::process::ExitStatusExt::signal(&status).unwrap_or(0)
+    });
+    ExitCode::from(u8::try_from(code).unwrap_or(u8::MAX))
+}

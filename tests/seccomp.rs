@@ -1,0 +1,184 @@
+//! The seccomp manager from the command line, against the real kernel (root): a command
+//! recorded from its first instruction, run again under the profile advised from it,
+//! and under a profile that lacks one of its calls.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::Output;
+
+use common::{eunomia, root_or_skip, stderr, syscall_load, TempDir};
+
+fn allowed(profile: &Path) -> BTreeSet<String> {
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(profile).unwrap()).unwrap();
+    assert_eq!(json["defaultAction"], "SCMP_ACT_ERRNO");
+    assert_eq!(json["defaultErrnoRet"], 1);
+    assert_eq!(
+        json["architectures"],
+        serde_json::json!(["SCMP_ARCH_X86_64"])
+    );
+    json["syscalls"][0]["names"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n.as_str().unwrap().to_string())
+        .collect()
+}
+
+/// `eunomia seccomp exec [--verify] --profile PROFILE -- COMMAND`.
+fn exec(profile: &Path, verify: bool, command: &[&str]) -> Output {
+    let mut args = vec!["seccomp", "exec", "--profile", profile.to_str().unwrap()];
+    if verify {
+        args.push("--verify");
+    }
+    args.push("--");
+    args.extend(command);
+    eunomia(&args)
+}
+
+/// Whether the `key` list of a JSON object names `call`.
+fn lists(diff: &serde_json::Value, key: &str, call: &str) -> bool {
+    diff[key]
+        .as_array()
+        .unwrap()
+        .contains(&serde_json::json!(call))
+}
+
+/// Records `syscall_load 0 2 1` (two opens, one failed open, no getppid), runs it again
+/// under the advised profile (clean), then `syscall_load 3` under it: each getppid is
+/// refused with EPERM, the program sees it (exit 7), and verify names the call.
+#[test]
+fn a_recorded_profile_runs_its_command_and_refuses_the_rest() {
+    if !root_or_skip("a_recorded_profile_runs_its_command_and_refuses_the_rest") {
+        return;
+    }
+    let (load, comm) = syscall_load("seccomp");
+    let load = load.to_str().unwrap();
+    let dir = TempDir::new("seccomp");
+    let record = |profile: &Path, args: &[&str]| {
+        let mut words = vec![
+            "seccomp",
+            "record",
+            "-o",
+            profile.to_str().unwrap(),
+            "--",
+            load,
+        ];
+        words.extend(args);
+        let out = eunomia(&words);
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains("the command exited 0; 0 events lost"),
+            "{}",
+            stderr(&out)
+        );
+    };
+    let profile = dir.join("load.json");
+    record(&profile, &["0", "2", "1"]);
+    let names = allowed(&profile);
+    for call in ["execve", "openat", "close", "exit_group"] {
+        assert!(names.contains(call), "{call} missing from {names:?}");
+    }
+    assert!(!names.contains("getppid"), "{names:?}");
+
+    let out = exec(&profile, true, &[load, "0", "2", "1"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stderr(&out);
+    assert!(
+        text.contains("verify: the command exited 0; 0 calls refused by the profile"),
+        "{text}"
+    );
+
+    let out = exec(&profile, true, &[load, "3"]);
+    assert_eq!(out.status.code(), Some(7), "{}", stderr(&out));
+    let text = stderr(&out);
+    assert!(
+        text.contains("verify: the command exited 7; 3 calls refused by the profile"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("denied getppid: 3 calls by {comm}\n")),
+        "{text}"
+    );
+
+    // Without verify: the same refusal, no tracing.
+    assert_eq!(exec(&profile, false, &[load, "3"]).status.code(), Some(7));
+
+    // A second recording with getppid: the diff is that call, the merge both.
+    let with = dir.join("with.json");
+    record(&with, &["5"]);
+    let out = eunomia(&[
+        "seccomp",
+        "diff",
+        profile.to_str().unwrap(),
+        with.to_str().unwrap(),
+    ]);
+    let diff: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(lists(&diff, "only_in_second", "getppid"), "{diff}");
+    assert!(!lists(&diff, "only_in_first", "getppid"), "{diff}");
+    let out = eunomia(&[
+        "seccomp",
+        "merge",
+        profile.to_str().unwrap(),
+        with.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let merged = dir.join("merged.json");
+    std::fs::write(&merged, &out.stdout).unwrap();
+    let union: BTreeSet<String> = allowed(&profile).union(&allowed(&with)).cloned().collect();
+    assert_eq!(allowed(&merged), union);
+    assert_eq!(
+        exec(&merged, false, &[load, "3", "2", "1"]).status.code(),
+        Some(0)
+    );
+}
+
+/// Bad profiles and commands: a clear message and exit code 2, nothing run.
+#[test]
+fn bad_profiles_are_refused_with_a_reason() {
+    let dir = TempDir::new("seccomp-bad");
+    let cases = [
+        ("{\"defaultAction\": ", "EOF while parsing"),
+        (
+            "{\"defaultAction\": \"SCMP_ACT_MAYBE\"}",
+            "unknown variant `SCMP_ACT_MAYBE`",
+        ),
+        ("[1, 2]", "not a seccomp profile"),
+        (
+            "{\"defaultAction\": \"SCMP_ACT_ERRNO\", \"syscalls\": [{\"names\": [\"read\"], \
+             \"action\": \"SCMP_ACT_NOTIFY\"}]}",
+            "SCMP_ACT_NOTIFY needs an agent",
+        ),
+    ];
+    for (i, (text, expected)) in cases.iter().enumerate() {
+        let path = dir.join(&format!("bad{i}.json"));
+        std::fs::write(&path, text).unwrap();
+        let out = eunomia(&[
+            "seccomp",
+            "exec",
+            "--profile",
+            path.to_str().unwrap(),
+            "--",
+            "/bin/true",
+        ]);
+        assert_eq!(out.status.code(), Some(2), "{text}: {}", stderr(&out));
+        assert!(stderr(&out).contains(expected), "{text}: {}", stderr(&out));
+        assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
+    }
+    let out = eunomia(&[
+        "seccomp",
+        "exec",
+        "--profile",
+        "/nonexistent/p.json",
+        "--",
+        "/bin/true",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("/nonexistent/p.json: No such file"),
+        "{}",
+        stderr(&out)
+    );
+}
