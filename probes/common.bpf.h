@@ -19,6 +19,10 @@ const volatile u32 target_pid = 0;
 const volatile u32 exclude_current_ppid = 0;
 const volatile u32 exclude_pid = 0;
 const volatile bool filter_cgroup = false;
+/* With filter_cgroup: compare the task's ancestor cgroup at this level of the hierarchy
+ * (0: its own cgroup), so that a cgroup's whole subtree is traced, those made later
+ * included. */
+const volatile u32 cgroup_level = 0;
 const volatile bool filter_comm = false;
 const volatile char target_comm[TASK_COMM_LEN] = {};
 
@@ -67,7 +71,8 @@ static __always_inline bool cgroup_matches(void)
 
 	if (!filter_cgroup)
 		return true;
-	cgid = bpf_get_current_cgroup_id();
+	cgid = cgroup_level ? bpf_get_current_ancestor_cgroup_id(cgroup_level) :
+			      bpf_get_current_cgroup_id();
 	return bpf_map_lookup_elem(&cgroup_filter, &cgid) != NULL;
 }
 
@@ -99,8 +104,14 @@ static __always_inline bool other_task_selected(struct task_struct *task)
 	if (exclude_current_ppid && BPF_CORE_READ(task, real_parent, tgid) == exclude_current_ppid)
 		return false;
 	if (filter_cgroup) {
-		u64 cgid = BPF_CORE_READ(task, cgroups, dfl_cgrp, kn, id);
+		struct cgroup *cgrp = BPF_CORE_READ(task, cgroups, dfl_cgrp);
+		u64 cgid;
 
+		/* Up to the ancestor at cgroup_level; the hierarchy is at most this deep here. */
+		for (int i = 0; i < 32 && cgrp && BPF_CORE_READ(cgrp, level) > (int)cgroup_level; i++)
+			cgrp = (void *)BPF_CORE_READ(cgrp, self.parent) -
+			       bpf_core_field_offset(struct cgroup, self);
+		cgid = BPF_CORE_READ(cgrp, kn, id);
 		if (!bpf_map_lookup_elem(&cgroup_filter, &cgid))
 			return false;
 	}

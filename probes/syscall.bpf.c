@@ -18,10 +18,14 @@ struct syscall_identity syscall_identity_layout = {};
 const volatile bool stream_mode = false;
 /* Latency needs sys_enter too; without it only sys_exit runs (user space skips loading). */
 const volatile bool measure_latency = true;
+/* Only calls of tasks under a seccomp filter: what a profile for a container must allow,
+ * without the runtime's set-up before it installs one. */
+const volatile bool seccomp_only = false;
 
 #define MAX_KEYS 65536
 
 /* x86_64 numbers of the calls that need care (see finish_call and handle_task_exit). */
+#define NR_rt_sigreturn 15
 #define NR_clone 56
 #define NR_fork 57
 #define NR_vfork 58
@@ -273,11 +277,17 @@ static __always_inline void finish_call(struct task_struct *task, long id, long 
 	} else {
 		if (!task_selected(task, pid))
 			return;
+		/* rt_sigreturn restores the interrupted registers, orig_ax among them, which it
+		 * sets to -1 (no restart): the only call that leaves this number behind. */
+		if (id == -1)
+			id = NR_rt_sigreturn;
 		/* A fork child's first return: its parent's call is the one that counts. */
 		if (ret == 0 && (id == NR_clone || id == NR_fork || id == NR_vfork || id == NR_clone3))
 			return;
 	}
 
+	if (seccomp_only && task->seccomp.mode == 0)
+		return;
 	if (!stream_mode) {
 		count_call(task, pid, tid, id, ret, latency);
 		return;

@@ -8,6 +8,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::Output;
 
+use common::docker::{docker_or_skip, IMAGE};
 use common::{eunomia, root_or_skip, stderr, syscall_load, TempDir};
 
 fn allowed(profile: &Path) -> BTreeSet<String> {
@@ -132,6 +133,104 @@ fn a_recorded_profile_runs_its_command_and_refuses_the_rest() {
     assert_eq!(
         exec(&merged, false, &[load, "3", "2", "1"]).status.code(),
         Some(0)
+    );
+}
+
+/// The loop Inspektor Gadget's advice fails: a busybox container recorded from its first
+/// instruction (runc's calls after it installs the filter included), then a fresh
+/// container under the advised profile starts and exits 0; one that calls what the
+/// recording never saw gets EPERM, and verify names the call.
+#[test]
+fn a_container_runs_under_the_profile_recorded_from_it() {
+    if !docker_or_skip("a_container_runs_under_the_profile_recorded_from_it") {
+        return;
+    }
+    let dir = TempDir::new("seccomp-docker");
+    let profile = dir.join("bb.json");
+    let script = "ls / ; cat /etc/hostname ; sleep 1";
+    let path = profile.to_str().unwrap();
+    let out = eunomia(&[
+        "seccomp", "record", "-o", path, "--image", IMAGE, "--", "sh", "-c", script,
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("the command exited 0; 0 events lost"),
+        "{}",
+        stderr(&out)
+    );
+    let names = allowed(&profile);
+    // The workload's exec, sh's wait for its children and its signal return among them.
+    for call in [
+        "execve",
+        "wait4",
+        "rt_sigreturn",
+        "getdents64",
+        "clock_nanosleep",
+    ] {
+        assert!(names.contains(call), "{call} missing from {names:?}");
+    }
+    // runc's set-up before the filter is not there: it needs no allowing.
+    for call in ["mount", "pivot_root", "mkdir", "mkdirat"] {
+        assert!(!names.contains(call), "{call} in {names:?}");
+    }
+
+    let verify = |script: &str| {
+        let mut args = vec![
+            "seccomp",
+            "exec",
+            "--verify",
+            "--profile",
+            path,
+            "--image",
+            IMAGE,
+        ];
+        args.extend(["--", "sh", "-c", script]);
+        eunomia(&args)
+    };
+    let out = verify(script);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stderr(&out);
+    assert!(
+        text.contains("verify: the command exited 0; 0 calls refused by the profile"),
+        "{text}"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("etc\n"),
+        "ls ran"
+    );
+
+    let out = verify("mkdir /tmp/x");
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let text = stderr(&out);
+    assert!(
+        text.contains("can't create directory '/tmp/x': Operation not permitted"),
+        "{text}"
+    );
+    assert!(
+        text.contains("verify: the command exited 1; 1 calls refused by the profile"),
+        "{text}"
+    );
+    let denied = regex::Regex::new(r"denied mkdir(at)?: 1 calls by mkdir\n").unwrap();
+    assert!(denied.is_match(&text), "{text}");
+
+    // The same refusal without verify, through the printed docker line's own flags.
+    let out = eunomia(&[
+        "seccomp",
+        "exec",
+        "--profile",
+        path,
+        "--image",
+        IMAGE,
+        "--",
+        "sh",
+        "-c",
+        "mkdir /x",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let out = eunomia(&["seccomp", "docker", path, IMAGE, "sh", "-c", script]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("docker run --rm --security-opt 'seccomp={path}' {IMAGE} sh -c '{script}'\n")
     );
 }
 

@@ -1045,6 +1045,12 @@ fn trackers_list_their_options() {
                 json!(1000)
             ),
             (json!("latency"), json!("boolean"), json!([]), json!(null)),
+            (
+                json!("seccomp_only"),
+                json!("boolean"),
+                json!([]),
+                json!(false)
+            ),
         ]
     );
     assert_eq!(

@@ -48,6 +48,7 @@ fn traced_counts(
         mode,
         latency,
         interval_ms: 100.try_into().unwrap(),
+        ..SyscallOptions::default()
     });
     let handle = start_tracker("syscall", config, collector.clone());
     let wall = run_load(path);

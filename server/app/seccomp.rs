@@ -10,8 +10,10 @@ use oci_spec::runtime::LinuxSeccomp;
 
 use super::{exit_code, RunError};
 use crate::seccomp::filter::Filter;
-use crate::seccomp::profile::{self, diff, docker_run_line, merge, operator_object, to_json};
-use crate::seccomp::record::{record, Recording};
+use crate::seccomp::profile::{
+    self, diff, docker_run_args, docker_run_line, merge, operator_object, to_json,
+};
+use crate::seccomp::record::{record, Enforced, Recording, Workload};
 
 #[derive(Debug, clap::Args)]
 pub struct SeccompArgs {
@@ -21,14 +23,15 @@ pub struct SeccompArgs {
 
 #[derive(Debug, clap::Subcommand)]
 pub enum SeccompCommand {
-    /// Run a command to its end, recording every call it and its children make from the
-    /// first instruction, and print the allow-list profile of them (OCI JSON).
+    /// Run a command (or a fresh container) to its end, recording every call it and its
+    /// children make from the first instruction, and print the allow-list profile of them
+    /// (OCI JSON).
     Record {
         /// Write the profile here instead of to stdout.
         #[arg(short = 'o', long, value_name = "FILE")]
         output: Option<PathBuf>,
-        #[arg(required = true, trailing_var_arg = true, value_name = "CMD")]
-        command: Vec<OsString>,
+        #[command(flatten)]
+        workload: WorkloadArgs,
     },
     /// Run a command under a profile (installed before it execs, with no_new_privs) and
     /// exit with its exit code.
@@ -39,8 +42,8 @@ pub enum SeccompCommand {
         /// calls, commands) and how the command ended (needs root).
         #[arg(long)]
         verify: bool,
-        #[arg(required = true, trailing_var_arg = true, value_name = "CMD")]
-        command: Vec<OsString>,
+        #[command(flatten)]
+        workload: WorkloadArgs,
     },
     /// The calls one profile allows and the other does not.
     Diff { first: PathBuf, second: PathBuf },
@@ -59,8 +62,44 @@ pub enum SeccompCommand {
     Docker {
         profile: PathBuf,
         image: String,
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         command: Vec<String>,
     },
+}
+
+/// A command to run here, or with `--image` in a fresh container (then the words are the
+/// container's command, the image's own without them).
+#[derive(Debug, clap::Args)]
+pub struct WorkloadArgs {
+    /// Run the words in a fresh container of this image (`docker run --rm`).
+    #[arg(long)]
+    image: Option<String>,
+    #[arg(
+        required_unless_present = "image",
+        trailing_var_arg = true,
+        value_name = "CMD"
+    )]
+    command: Vec<OsString>,
+}
+
+impl WorkloadArgs {
+    fn workload(&self) -> Workload {
+        match &self.image {
+            Some(image) => Workload::Container {
+                image: image.clone(),
+                command: self
+                    .command
+                    .iter()
+                    .map(|w| w.to_string_lossy().into_owned())
+                    .collect(),
+            },
+            None => {
+                let mut command = Command::new(&self.command[0]);
+                command.args(&self.command[1..]);
+                Workload::Command(command)
+            }
+        }
+    }
 }
 
 pub fn seccomp(args: &SeccompArgs) -> ExitCode {
@@ -72,9 +111,9 @@ pub fn seccomp(args: &SeccompArgs) -> ExitCode {
 
 fn run(command: &SeccompCommand) -> Result<ExitCode, RunError> {
     match command {
-        SeccompCommand::Record { output, command } => {
+        SeccompCommand::Record { output, workload } => {
             crate::engine::system::check_ready()?;
-            let recording = record(&mut command_of(command), None).map_err(anyhow::Error::from)?;
+            let recording = record(workload.workload(), None).map_err(anyhow::Error::from)?;
             let text = to_json(&recording.profile());
             match output {
                 Some(path) => std::fs::write(path, text + "\n")?,
@@ -90,11 +129,11 @@ fn run(command: &SeccompCommand) -> Result<ExitCode, RunError> {
             Ok(ExitCode::SUCCESS)
         }
         SeccompCommand::Exec {
-            profile,
+            profile: path,
             verify,
-            command,
+            workload,
         } => {
-            let profile = read(profile)?;
+            let profile = read(path)?;
             let filter = Filter::compile(&profile).map_err(|e| RunError::Usage(e.to_string()))?;
             if !filter.unknown.is_empty() {
                 eprintln!(
@@ -102,17 +141,32 @@ fn run(command: &SeccompCommand) -> Result<ExitCode, RunError> {
                     filter.unknown.join(", ")
                 );
             }
-            let mut child = command_of(command);
             if *verify {
                 crate::engine::system::check_ready()?;
-                let recording = record(&mut child, Some(&filter)).map_err(anyhow::Error::from)?;
+                let enforced = Enforced {
+                    filter: &filter,
+                    path,
+                };
+                let recording =
+                    record(workload.workload(), Some(enforced)).map_err(anyhow::Error::from)?;
                 report(&recording, &profile);
                 return Ok(exit_of(recording.status));
             }
-            filter.install(&mut child);
+            let mut child = match workload.workload() {
+                Workload::Command(mut command) => {
+                    filter.install(&mut command);
+                    command
+                }
+                Workload::Container { image, command } => {
+                    let words = docker_run_args(&path.to_string_lossy(), &image, &command);
+                    let mut docker = Command::new(&words[0]);
+                    docker.args(&words[1..]);
+                    docker
+                }
+            };
             let status = child
                 .status()
-                .map_err(|e| RunError::Usage(format!("{}: {e}", command[0].to_string_lossy())))?;
+                .map_err(|e| RunError::Usage(format!("{child:?}: {e}")))?;
             Ok(exit_of(status))
         }
         SeccompCommand::Diff { first, second } => {
@@ -150,12 +204,6 @@ fn run(command: &SeccompCommand) -> Result<ExitCode, RunError> {
             Ok(ExitCode::SUCCESS)
         }
     }
-}
-
-fn command_of(words: &[OsString]) -> Command {
-    let mut command = Command::new(&words[0]);
-    command.args(&words[1..]);
-    command
 }
 
 /// A profile file; one that cannot be read or is no profile is the caller's mistake.

@@ -32,6 +32,11 @@ pub struct TrackerConfig {
     pub exclude_pid: Option<u32>,
     /// Trace only tasks in these cgroup v2 ids; empty means every cgroup.
     pub cgroup_ids: Vec<u64>,
+    /// Match `cgroup_ids` against each task's ancestor cgroup at this level of the
+    /// hierarchy rather than its own cgroup (0): a cgroup's whole subtree, the cgroups
+    /// made in it later included. Set by the seccomp manager, not by requests.
+    #[serde(skip)]
+    pub cgroup_level: u32,
     /// Trace only tasks with this command name.
     pub comm: Option<String>,
     /// Ring buffer size: a power of two, at least one page.
@@ -53,6 +58,7 @@ impl Default for TrackerConfig {
             exclude_current_ppid: None,
             exclude_pid: None,
             cgroup_ids: Vec::new(),
+            cgroup_level: 0,
             comm: None,
             ringbuf_bytes: DEFAULT_RINGBUF_BYTES,
             wake_per_event: false,

@@ -45,6 +45,7 @@ macro_rules! apply_common_config {
         rodata.exclude_current_ppid = config.exclude_current_ppid.unwrap_or(0);
         rodata.exclude_pid = config.exclude_pid.unwrap_or(0);
         rodata.filter_cgroup = !config.cgroup_ids.is_empty();
+        rodata.cgroup_level = config.cgroup_level;
         rodata.filter_comm = config.comm.is_some();
         rodata.target_comm = config.comm_bytes();
         // Batched records wake the reader once an eighth of the ring buffer waits; 0 wakes

@@ -26,6 +26,8 @@ pub enum SeccompError {
     Filter(#[from] seccompiler::BackendError),
     #[error("recording needs cgroup v2, which is not mounted")]
     NoCgroupV2,
+    #[error("docker: {0}")]
+    Docker(String),
     #[error("{0}")]
     Io(#[from] std::io::Error),
     #[error(transparent)]

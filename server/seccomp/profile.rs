@@ -124,8 +124,8 @@ pub fn operator_object(name: &str, profile: &LinuxSeccomp) -> String {
     serde_yaml_ng::to_string(&object).expect("JSON values serialize as YAML")
 }
 
-/// The `docker run` line that runs `image` under the profile kept at `path`.
-pub fn docker_run_line(path: &str, image: &str, command: &[String]) -> String {
+/// The `docker run` words that run `image` under the profile kept at `path`.
+pub fn docker_run_args(path: &str, image: &str, command: &[String]) -> Vec<String> {
     let mut words = vec![
         "docker".to_string(),
         "run".into(),
@@ -135,6 +135,12 @@ pub fn docker_run_line(path: &str, image: &str, command: &[String]) -> String {
         image.into(),
     ];
     words.extend(command.iter().cloned());
+    words
+}
+
+/// The same as one line to paste into a shell.
+pub fn docker_run_line(path: &str, image: &str, command: &[String]) -> String {
+    let words = docker_run_args(path, image, command);
     shlex::try_join(words.iter().map(String::as_str)).unwrap_or_else(|_| words.join(" "))
 }
 

@@ -1,14 +1,16 @@
-//! Runs a command in a cgroup of its own, with the syscall tracker's aggregate mode
-//! filtered to that cgroup in the kernel: every call of the command and of its children,
-//! from its first instruction (the child joins the cgroup between fork and exec), and
-//! nothing else's. Under a profile, the calls it refused are the ones that are not in it.
+//! Runs a workload in a cgroup of its own, with the syscall tracker's aggregate mode
+//! filtered in the kernel to that cgroup's subtree: every call of the workload and of its
+//! children from its first instruction, and nothing else's. A command joins the cgroup
+//! between fork and exec; a container is started by Docker with the cgroup as its parent,
+//! so runc's own calls in the container, those after it installs the profile included,
+//! are recorded too. Under a profile, the calls it refused are those not in it.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -20,7 +22,7 @@ use super::profile::{advise, allowed};
 use super::SeccompError;
 use crate::engine::{Counters, Mode, TrackerConfig};
 use crate::handler::{Flow, Handler};
-use crate::trackers::syscall::{syscall_name, SyscallEvent, SyscallOptions};
+use crate::trackers::syscall::{syscall_name, syscall_number, SyscallEvent, SyscallOptions};
 use crate::trackers::{find_tracker, Body, Event};
 
 /// How often one call was made, how often it failed, and by which commands.
@@ -43,9 +45,14 @@ pub struct Recording {
 }
 
 impl Recording {
-    /// The allow-list profile of every call made.
+    /// The allow-list profile of every call made (but numbers that name no call: a
+    /// tracer's -1).
     pub fn profile(&self) -> LinuxSeccomp {
-        advise(self.calls.keys())
+        advise(
+            self.calls
+                .keys()
+                .filter(|name| syscall_number(name).is_some()),
+        )
     }
 
     /// The calls `profile` refused: made, not allowed by it, and failed.
@@ -59,16 +66,51 @@ impl Recording {
     }
 }
 
-/// Runs `command` to its end, recording its calls; under `filter` when one is given.
-pub fn record(command: &mut Command, filter: Option<&Filter>) -> Result<Recording, SeccompError> {
+/// What to run and record.
+pub enum Workload {
+    /// A command, run here.
+    Command(Command),
+    /// A fresh container of `image` running `command` (the image's own when empty),
+    /// started with the Docker CLI and removed when it ends.
+    Container { image: String, command: Vec<String> },
+}
+
+/// A profile to run a workload under: compiled for a command, a file for Docker.
+pub struct Enforced<'a> {
+    pub filter: &'a Filter,
+    pub path: &'a Path,
+}
+
+/// Runs `workload` to its end, recording its calls; under `profile` when one is given.
+pub fn record(
+    workload: Workload,
+    profile: Option<Enforced<'_>>,
+) -> Result<Recording, SeccompError> {
     let cgroup = OwnCgroup::create()?;
+    // In a container, what runc does before it installs the filter (mounts, pivot_root)
+    // needs no allowing; everything after, its own calls up to the exec included, does.
+    let seccomp_only = matches!(workload, Workload::Container { .. });
+    let mut command = match workload {
+        Workload::Command(mut command) => {
+            cgroup.join_before_exec(&mut command);
+            if let Some(profile) = &profile {
+                profile.filter.install(&mut command);
+            }
+            command
+        }
+        Workload::Container { image, command } => {
+            docker_run(&cgroup, &image, &command, profile.as_ref().map(|p| p.path))?
+        }
+    };
     let calls = Arc::new(Mutex::new(BTreeMap::new()));
     let config = TrackerConfig {
         cgroup_ids: vec![cgroup.id],
+        cgroup_level: cgroup.level,
         ..TrackerConfig::default()
     }
     .with_options(SyscallOptions {
         mode: Mode::Aggregate,
+        seccomp_only,
         ..SyscallOptions::default()
     });
     let counters = Arc::new(Counters::default());
@@ -77,10 +119,6 @@ pub fn record(command: &mut Command, filter: Option<&Filter>) -> Result<Recordin
         Box::new(Collect(calls.clone())),
         counters.clone(),
     )?;
-    cgroup.join_before_exec(command);
-    if let Some(filter) = filter {
-        filter.install(command);
-    }
     let status = command.spawn().and_then(|mut child| child.wait());
     cgroup.kill_rest();
     let stats = handle.stop()?;
@@ -117,24 +155,62 @@ impl Handler<Event> for Collect {
     }
 }
 
+/// `docker run` of a container whose cgroup Docker makes below `cgroup` (the cgroupfs
+/// driver takes any parent path; the systemd driver only slices, which is not done yet).
+fn docker_run(
+    cgroup: &OwnCgroup,
+    image: &str,
+    command: &[String],
+    profile: Option<&Path>,
+) -> Result<Command, SeccompError> {
+    let driver = Command::new("docker")
+        .args(["info", "--format", "{{.CgroupDriver}}"])
+        .output()
+        .map_err(|e| SeccompError::Docker(format!("running the docker CLI: {e}")))?;
+    let driver = String::from_utf8_lossy(&driver.stdout).trim().to_string();
+    if driver != "cgroupfs" {
+        return Err(SeccompError::Docker(format!(
+            "the engine's cgroup driver is `{driver}`; recording a container needs cgroupfs"
+        )));
+    }
+    let mut run = Command::new("docker");
+    run.args(["run", "--rm", "--cgroup-parent"])
+        .arg(format!("/{}", cgroup.name));
+    if let Some(path) = profile {
+        run.arg("--security-opt")
+            .arg(format!("seccomp={}", path.display()));
+    }
+    run.arg(image).args(command);
+    Ok(run)
+}
+
 /// A cgroup v2 directory made for one run, removed (its processes killed) when dropped.
 struct OwnCgroup {
     path: PathBuf,
+    name: String,
     id: u64,
+    /// Its depth below the root (which is level 0).
+    level: u32,
 }
 
 impl OwnCgroup {
     fn create() -> Result<OwnCgroup, SeccompError> {
         static RUNS: AtomicU64 = AtomicU64::new(0);
         let root = crate::container::v2_root().ok_or(SeccompError::NoCgroupV2)?;
-        let path = root.join(format!(
+        let name = format!(
             "eunomia-seccomp-{}-{}",
             std::process::id(),
             RUNS.fetch_add(1, Ordering::Relaxed)
-        ));
+        );
+        let path = root.join(&name);
         std::fs::create_dir(&path)?;
         let id = std::fs::metadata(&path)?.ino();
-        Ok(OwnCgroup { path, id })
+        Ok(OwnCgroup {
+            path,
+            name,
+            id,
+            level: 1,
+        })
     }
 
     /// The child writes itself into the cgroup between fork and exec: the kernel filter

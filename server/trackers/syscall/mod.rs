@@ -289,6 +289,7 @@ impl Tracker for SyscallTracker {
         // Timing calls needs sys_enter as well.
         let latency = options.latency();
         rodata.measure_latency = latency;
+        rodata.seccomp_only = options.seccomp_only;
         open.progs.handle_sys_enter.set_autoload(latency);
         // Only the per-CPU runs of aggregate mode can outlive a rename.
         open.progs.handle_task_rename.set_autoload(!stream);

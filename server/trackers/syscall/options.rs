@@ -15,6 +15,9 @@ pub struct SyscallOptions {
     /// Time every call, at the cost of a second probe per call; on by default in stream
     /// mode, off in aggregate mode.
     pub latency: Option<bool>,
+    /// Count only the calls of tasks that run under a seccomp filter: what a container's
+    /// seccomp profile must allow, without its runtime's set-up before it installs one.
+    pub seccomp_only: bool,
 }
 
 impl SyscallOptions {
