@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::Output;
 
-use common::docker::{docker_or_skip, IMAGE};
+use common::docker::{docker, docker_or_skip, unique_name, Container, IMAGE};
 use common::{eunomia, root_or_skip, stderr, syscall_load, TempDir};
 
 fn allowed(profile: &Path) -> BTreeSet<String> {
@@ -26,6 +26,11 @@ fn allowed(profile: &Path) -> BTreeSet<String> {
         .iter()
         .map(|n| n.as_str().unwrap().to_string())
         .collect()
+}
+
+/// Whether a profile has the call `sleep` makes (busybox builds differ in which).
+fn sleeps(names: &BTreeSet<String>) -> bool {
+    names.contains("clock_nanosleep") || names.contains("nanosleep")
 }
 
 /// `eunomia seccomp exec [--verify] --profile PROFILE -- COMMAND`.
@@ -71,7 +76,7 @@ fn a_recorded_profile_runs_its_command_and_refuses_the_rest() {
         let out = eunomia(&words);
         assert!(out.status.success(), "{}", stderr(&out));
         assert!(
-            stderr(&out).contains("the command exited 0; 0 events lost"),
+            stderr(&out).contains("the workload exited 0; 0 events lost"),
             "{}",
             stderr(&out)
         );
@@ -88,7 +93,7 @@ fn a_recorded_profile_runs_its_command_and_refuses_the_rest() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let text = stderr(&out);
     assert!(
-        text.contains("verify: the command exited 0; 0 calls refused by the profile"),
+        text.contains("verify: the workload exited 0; 0 calls refused by the profile"),
         "{text}"
     );
 
@@ -96,7 +101,7 @@ fn a_recorded_profile_runs_its_command_and_refuses_the_rest() {
     assert_eq!(out.status.code(), Some(7), "{}", stderr(&out));
     let text = stderr(&out);
     assert!(
-        text.contains("verify: the command exited 7; 3 calls refused by the profile"),
+        text.contains("verify: the workload exited 7; 3 calls refused by the profile"),
         "{text}"
     );
     assert!(
@@ -154,21 +159,16 @@ fn a_container_runs_under_the_profile_recorded_from_it() {
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
-        stderr(&out).contains("the command exited 0; 0 events lost"),
+        stderr(&out).contains("the workload exited 0; 0 events lost"),
         "{}",
         stderr(&out)
     );
     let names = allowed(&profile);
     // The workload's exec, sh's wait for its children and its signal return among them.
-    for call in [
-        "execve",
-        "wait4",
-        "rt_sigreturn",
-        "getdents64",
-        "clock_nanosleep",
-    ] {
+    for call in ["execve", "wait4", "rt_sigreturn", "getdents64"] {
         assert!(names.contains(call), "{call} missing from {names:?}");
     }
+    assert!(sleeps(&names), "{names:?}");
     // runc's set-up before the filter is not there: it needs no allowing.
     for call in ["mount", "pivot_root", "mkdir", "mkdirat"] {
         assert!(!names.contains(call), "{call} in {names:?}");
@@ -191,7 +191,7 @@ fn a_container_runs_under_the_profile_recorded_from_it() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let text = stderr(&out);
     assert!(
-        text.contains("verify: the command exited 0; 0 calls refused by the profile"),
+        text.contains("verify: the workload exited 0; 0 calls refused by the profile"),
         "{text}"
     );
     assert!(
@@ -207,7 +207,7 @@ fn a_container_runs_under_the_profile_recorded_from_it() {
         "{text}"
     );
     assert!(
-        text.contains("verify: the command exited 1; 1 calls refused by the profile"),
+        text.contains("verify: the workload exited 1; 1 calls refused by the profile"),
         "{text}"
     );
     let denied = regex::Regex::new(r"denied mkdir(at)?: 1 calls by mkdir\n").unwrap();
@@ -232,6 +232,72 @@ fn a_container_runs_under_the_profile_recorded_from_it() {
         String::from_utf8_lossy(&out.stdout),
         format!("docker run --rm --security-opt 'seccomp={path}' {IMAGE} sh -c '{script}'\n")
     );
+}
+
+/// A running container watched for a while: the calls of its loop, made under Docker's
+/// filter, and no others.
+#[test]
+fn a_running_container_is_advised_a_profile() {
+    if !docker_or_skip("a_running_container_is_advised_a_profile") {
+        return;
+    }
+    let name = unique_name("seccomp-advise");
+    let script = "while true; do cat /etc/hostname; sleep 0.2; done";
+    let id = docker(&[
+        "run",
+        "-d",
+        "--network",
+        "none",
+        "--name",
+        &name,
+        IMAGE,
+        "sh",
+        "-c",
+        script,
+    ]);
+    let _container = Container {
+        name: name.clone(),
+        id,
+    };
+    let dir = TempDir::new("seccomp-advise");
+    let profile = dir.join("loop.json");
+    let path = profile.to_str().unwrap();
+    let out = eunomia(&[
+        "seccomp",
+        "advise",
+        "--container",
+        &name,
+        "-d",
+        "2",
+        "-o",
+        path,
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("the workload was watched; 0 events lost"),
+        "{}",
+        stderr(&out)
+    );
+    let names = allowed(&profile);
+    // busybox cat copies with sendfile.
+    for call in ["execve", "wait4", "openat", "sendfile", "clone"] {
+        assert!(names.contains(call), "{call} missing from {names:?}");
+    }
+    assert!(sleeps(&names), "{names:?}");
+    assert!(
+        !names.contains("mount") && !names.contains("getppid"),
+        "{names:?}"
+    );
+
+    let out = eunomia(&[
+        "seccomp",
+        "advise",
+        "--container",
+        "no-such-container-x",
+        "-d",
+        "1",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
 }
 
 /// Bad profiles and commands: a clear message and exit code 2, nothing run.

@@ -3,17 +3,23 @@
 //! Docker and Kubernetes take.
 
 use std::ffi::OsString;
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use oci_spec::runtime::LinuxSeccomp;
 
+use super::args::parse_duration;
 use super::{exit_code, RunError};
+use crate::container::{ContainerManager, ContainerOptions};
 use crate::seccomp::filter::Filter;
 use crate::seccomp::profile::{
     self, diff, docker_run_args, docker_run_line, merge, operator_object, to_json,
 };
-use crate::seccomp::record::{record, Enforced, Recording, Workload};
+use crate::seccomp::record::{record, watch, Enforced, Recording, Workload};
 
 #[derive(Debug, clap::Args)]
 pub struct SeccompArgs {
@@ -32,6 +38,19 @@ pub enum SeccompCommand {
         output: Option<PathBuf>,
         #[command(flatten)]
         workload: WorkloadArgs,
+    },
+    /// Record a running container for a while (the calls its processes make under their
+    /// seccomp filter) and print the allow-list profile of them.
+    Advise {
+        /// The container: a name, an id or a unique id prefix.
+        #[arg(long, value_name = "NAME|ID")]
+        container: String,
+        /// How long to watch (`30`, `30s`, `2m`); Ctrl-C ends it sooner.
+        #[arg(short = 'd', long, value_parser = parse_duration)]
+        duration: Duration,
+        /// Write the profile here instead of to stdout.
+        #[arg(short = 'o', long, value_name = "FILE")]
+        output: Option<PathBuf>,
     },
     /// Run a command under a profile (installed before it execs, with no_new_privs) and
     /// exit with its exit code.
@@ -114,19 +133,33 @@ fn run(command: &SeccompCommand) -> Result<ExitCode, RunError> {
         SeccompCommand::Record { output, workload } => {
             crate::engine::system::check_ready()?;
             let recording = record(workload.workload(), None).map_err(anyhow::Error::from)?;
-            let text = to_json(&recording.profile());
-            match output {
-                Some(path) => std::fs::write(path, text + "\n")?,
-                None => println!("{text}"),
+            advised(&recording, output.as_deref())
+        }
+        SeccompCommand::Advise {
+            container,
+            duration,
+            output,
+        } => {
+            crate::engine::system::check_ready()?;
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let containers = ContainerManager::new(ContainerOptions::default());
+            runtime.block_on(containers.sync());
+            let cgroup_ids = containers
+                .resolve_running(container)
+                .map_err(|e| RunError::Usage(e.to_string()))?
+                .cgroup_ids;
+            let stop = Arc::new(AtomicBool::new(false));
+            for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+                signal_hook::flag::register(signal, stop.clone())?;
             }
-            eprintln!(
-                "recorded {} calls of {} kinds; the command {}; {} events lost",
-                recording.calls.values().map(|c| c.count).sum::<u64>(),
-                recording.calls.len(),
-                ended(&recording),
-                recording.lost
-            );
-            Ok(ExitCode::SUCCESS)
+            let deadline = Instant::now() + *duration;
+            let recording = watch(cgroup_ids, || {
+                stop.load(Ordering::Relaxed) || Instant::now() >= deadline
+            })
+            .map_err(anyhow::Error::from)?;
+            advised(&recording, output.as_deref())
         }
         SeccompCommand::Exec {
             profile: path,
@@ -150,7 +183,9 @@ fn run(command: &SeccompCommand) -> Result<ExitCode, RunError> {
                 let recording =
                     record(workload.workload(), Some(enforced)).map_err(anyhow::Error::from)?;
                 report(&recording, &profile);
-                return Ok(exit_of(recording.status));
+                return Ok(exit_of(
+                    recording.status.expect("a workload started here ends"),
+                ));
             }
             let mut child = match workload.workload() {
                 Workload::Command(mut command) => {
@@ -206,6 +241,23 @@ fn run(command: &SeccompCommand) -> Result<ExitCode, RunError> {
     }
 }
 
+/// Prints (or writes) the profile advised from a recording, and on stderr what it saw.
+fn advised(recording: &Recording, output: Option<&Path>) -> Result<ExitCode, RunError> {
+    let text = to_json(&recording.profile());
+    match output {
+        Some(path) => std::fs::write(path, text + "\n")?,
+        None => println!("{text}"),
+    }
+    eprintln!(
+        "recorded {} calls of {} kinds; the workload {}; {} events lost",
+        recording.calls.values().map(|c| c.count).sum::<u64>(),
+        recording.calls.len(),
+        ended(recording),
+        recording.lost
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
 /// A profile file; one that cannot be read or is no profile is the caller's mistake.
 fn read(path: &Path) -> Result<LinuxSeccomp, RunError> {
     let text = std::fs::read_to_string(path)
@@ -214,10 +266,10 @@ fn read(path: &Path) -> Result<LinuxSeccomp, RunError> {
 }
 
 fn ended(recording: &Recording) -> String {
-    match (
-        recording.status.code(),
-        std::os::unix::process::ExitStatusExt::signal(&recording.status),
-    ) {
+    let Some(status) = recording.status else {
+        return "was watched".into();
+    };
+    match (status.code(), ExitStatusExt::signal(&status)) {
         (Some(code), _) => format!("exited {code}"),
         (None, Some(signal)) => format!("was killed by signal {signal}"),
         (None, None) => "ended".into(),
@@ -228,7 +280,7 @@ fn ended(recording: &Recording) -> String {
 fn report(recording: &Recording, profile: &LinuxSeccomp) {
     let denied = recording.denied(profile);
     eprintln!(
-        "verify: the command {}; {} calls refused by the profile; {} events lost",
+        "verify: the workload {}; {} calls refused by the profile; {} events lost",
         ended(recording),
         denied.values().map(|c| c.count).sum::<u64>(),
         recording.lost
@@ -244,8 +296,8 @@ fn report(recording: &Recording, profile: &LinuxSeccomp) {
 
 /// The command's own exit code; 128 + the signal that killed it, as a shell says.
 fn exit_of(status: std::process::ExitStatus) -> ExitCode {
-    let code = status.code().unwrap_or_else(|| {
-        128 + std::os::unix::process::ExitStatusExt::signal(&status).unwrap_or(0)
-    });
+    let code = status
+        .code()
+        .unwrap_or_else(|| 128 + ExitStatusExt::signal(&status).unwrap_or(0));
     ExitCode::from(u8::try_from(code).unwrap_or(u8::MAX))
 }

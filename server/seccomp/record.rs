@@ -20,7 +20,7 @@ use oci_spec::runtime::LinuxSeccomp;
 use super::filter::Filter;
 use super::profile::{advise, allowed};
 use super::SeccompError;
-use crate::engine::{Counters, Mode, TrackerConfig};
+use crate::engine::{Counters, Mode, TrackerConfig, TrackerHandle};
 use crate::handler::{Flow, Handler};
 use crate::trackers::syscall::{syscall_name, syscall_number, SyscallEvent, SyscallOptions};
 use crate::trackers::{find_tracker, Body, Event};
@@ -38,7 +38,8 @@ pub struct Calls {
 pub struct Recording {
     /// By call name.
     pub calls: BTreeMap<String, Calls>,
-    pub status: ExitStatus,
+    /// How a workload started here ended; none for one watched.
+    pub status: Option<ExitStatus>,
     /// Events the tracker lost (ring buffer full, channel, malformed): a profile advised
     /// from a run that lost some may lack calls.
     pub lost: u64,
@@ -102,33 +103,63 @@ pub fn record(
             docker_run(&cgroup, &image, &command, profile.as_ref().map(|p| p.path))?
         }
     };
-    let calls = Arc::new(Mutex::new(BTreeMap::new()));
-    let config = TrackerConfig {
-        cgroup_ids: vec![cgroup.id],
-        cgroup_level: cgroup.level,
-        ..TrackerConfig::default()
-    }
-    .with_options(SyscallOptions {
-        mode: Mode::Aggregate,
-        seccomp_only,
-        ..SyscallOptions::default()
-    });
-    let counters = Arc::new(Counters::default());
-    let handle = find_tracker("syscall")?.start(
-        config,
-        Box::new(Collect(calls.clone())),
-        counters.clone(),
-    )?;
+    let tracing = Tracing::start(vec![cgroup.id], cgroup.level, seccomp_only)?;
     let status = command.spawn().and_then(|mut child| child.wait());
     cgroup.kill_rest();
-    let stats = handle.stop()?;
-    let status = status?;
-    let calls = std::mem::take(&mut *calls.lock().expect("no panic holds it"));
+    let recording = tracing.finish(None)?;
     Ok(Recording {
-        calls,
-        status,
-        lost: stats.lost(),
+        status: Some(status?),
+        ..recording
     })
+}
+
+/// Records the calls made in running cgroups (a container's) until `done` says so:
+/// only those made under a seccomp filter, as for a container started here.
+pub fn watch(cgroup_ids: Vec<u64>, done: impl Fn() -> bool) -> Result<Recording, SeccompError> {
+    let tracing = Tracing::start(cgroup_ids, 0, true)?;
+    while !done() && !tracing.handle.is_finished() {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    tracing.finish(None)
+}
+
+/// The syscall tracker in aggregate mode, counting per call name.
+struct Tracing {
+    handle: TrackerHandle,
+    calls: Arc<Mutex<BTreeMap<String, Calls>>>,
+}
+
+impl Tracing {
+    fn start(cgroup_ids: Vec<u64>, level: u32, seccomp_only: bool) -> Result<Self, SeccompError> {
+        let calls = Arc::new(Mutex::new(BTreeMap::new()));
+        let config = TrackerConfig {
+            cgroup_ids,
+            cgroup_level: level,
+            ..TrackerConfig::default()
+        }
+        .with_options(SyscallOptions {
+            mode: Mode::Aggregate,
+            seccomp_only,
+            ..SyscallOptions::default()
+        });
+        let handle = find_tracker("syscall")?.start(
+            config,
+            Box::new(Collect(calls.clone())),
+            Arc::new(Counters::default()),
+        )?;
+        Ok(Tracing { handle, calls })
+    }
+
+    /// Stops the tracker (its last totals drained) and hands over what it counted.
+    fn finish(self, status: Option<ExitStatus>) -> Result<Recording, SeccompError> {
+        let stats = self.handle.stop()?;
+        let calls = std::mem::take(&mut *self.calls.lock().expect("no panic holds it"));
+        Ok(Recording {
+            calls,
+            status,
+            lost: stats.lost(),
+        })
+    }
 }
 
 /// Sums the syscall tracker's interval totals per call.
