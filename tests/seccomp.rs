@@ -6,10 +6,12 @@ mod common;
 
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::process::Output;
+use std::process::{Command, Output};
 
 use common::docker::{docker, docker_or_skip, unique_name, Container, IMAGE};
+use common::server::Server;
 use common::{eunomia, root_or_skip, stderr, syscall_load, TempDir};
+use serde_json::json;
 
 fn allowed(profile: &Path) -> BTreeSet<String> {
     let json: serde_json::Value =
@@ -298,6 +300,135 @@ fn a_running_container_is_advised_a_profile() {
         "1",
     ]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+}
+
+/// Through the API: the profile of a syscall session, stored by name (from sessions or
+/// given whole), listed, compared, and used to run the same program again.
+#[test]
+fn profiles_come_from_sessions_and_are_kept_by_name() {
+    if !root_or_skip("profiles_come_from_sessions_and_are_kept_by_name") {
+        return;
+    }
+    let (load, comm) = syscall_load("scapi");
+    let server = Server::start("seccomp", None);
+    let record = |args: &[&str]| {
+        let id = server.start_session(json!({
+            "tracker": "syscall", "durationSecs": 60, "filter": { "comm": comm },
+        }));
+        let status = Command::new(&*load).args(args).status().unwrap();
+        assert!(status.success());
+        assert_eq!(server.stop_session(&id), "STOPPED");
+        id
+    };
+    let quiet = record(&["0", "2", "1"]);
+    let busy = record(&["4"]);
+    let profile = |id: &str| {
+        server.query(
+            "query($id: ID) { seccompProfile(sessionId: $id) }",
+            json!({ "id": id }),
+        )["seccompProfile"]
+            .clone()
+    };
+    let quiet_profile = profile(&quiet);
+    assert_eq!(quiet_profile["defaultAction"], "SCMP_ACT_ERRNO");
+    let names = |p: &serde_json::Value| -> BTreeSet<String> {
+        p["syscalls"][0]["names"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n.as_str().unwrap().to_string())
+            .collect()
+    };
+    assert!(names(&quiet_profile).contains("openat"), "{quiet_profile}");
+    assert!(
+        !names(&quiet_profile).contains("getppid"),
+        "{quiet_profile}"
+    );
+    assert!(names(&profile(&busy)).contains("getppid"));
+
+    // Saved from a session, from two (merged), and given whole.
+    let save = "mutation($name: String!, $ids: [ID!], $profile: JSON) { \
+        saveSeccompProfile(name: $name, sessionIds: $ids, profile: $profile) { name calls source } }";
+    let saved = server.query(save, json!({ "name": "quiet", "ids": [quiet] }));
+    assert_eq!(
+        saved["saveSeccompProfile"]["calls"],
+        names(&quiet_profile).len()
+    );
+    assert_eq!(
+        saved["saveSeccompProfile"]["source"],
+        format!("sessions: {quiet}")
+    );
+    let both = server.query(save, json!({ "name": "both", "ids": [quiet, busy] }));
+    let union: BTreeSet<String> = names(&quiet_profile)
+        .union(&names(&profile(&busy)))
+        .cloned()
+        .collect();
+    assert_eq!(both["saveSeccompProfile"]["calls"], union.len());
+    let given = server.query(save, json!({ "name": "tiny", "profile": quiet_profile }));
+    assert_eq!(given["saveSeccompProfile"]["source"], "given");
+    let listed = server.query("{ seccompProfiles { name } }", json!({}));
+    assert_eq!(
+        listed["seccompProfiles"],
+        json!([{ "name": "both" }, { "name": "quiet" }, { "name": "tiny" }])
+    );
+    let diff = server.query(
+        "{ diffSeccompProfiles(first: \"quiet\", second: \"both\") { onlyInFirst onlyInSecond } }",
+        json!({}),
+    );
+    assert_eq!(diff["diffSeccompProfiles"]["onlyInFirst"], json!([]));
+    assert!(diff["diffSeccompProfiles"]["onlyInSecond"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("getppid")));
+
+    // The stored profile runs the program it was recorded from, and refuses getppid.
+    let dir = TempDir::new("seccomp-api");
+    let path = dir.join("quiet.json");
+    let stored = server.query("{ seccompProfile(name: \"quiet\") }", json!({}));
+    std::fs::write(&path, stored["seccompProfile"].to_string()).unwrap();
+    let load = load.to_str().unwrap();
+    assert_eq!(
+        exec(&path, false, &[load, "0", "2", "1"]).status.code(),
+        Some(0)
+    );
+    assert_eq!(exec(&path, false, &[load, "2"]).status.code(), Some(7));
+
+    // Bad input: each with its code, nothing stored.
+    let process = server.start_session(json!({ "tracker": "process", "durationSecs": 60 }));
+    server.stop_session(&process);
+    let code = |query: &str, variables: serde_json::Value| server.error(query, variables, None).0;
+    assert_eq!(
+        code(
+            "query($id: ID) { seccompProfile(sessionId: $id) }",
+            json!({ "id": process })
+        ),
+        "NOT_A_SYSCALL_SESSION"
+    );
+    assert_eq!(
+        code("{ seccompProfile(name: \"nope\") }", json!({})),
+        "UNKNOWN_PROFILE"
+    );
+    assert_eq!(code("{ seccompProfile }", json!({})), "BAD_USER_INPUT");
+    assert_eq!(
+        code(save, json!({ "name": "../x", "ids": [quiet] })),
+        "BAD_USER_INPUT"
+    );
+    assert_eq!(
+        code(
+            save,
+            json!({ "name": "x", "profile": { "defaultAction": "NOPE" } })
+        ),
+        "BAD_PROFILE"
+    );
+    assert_eq!(
+        server.query(
+            "mutation { deleteSeccompProfile(name: \"tiny\") }",
+            json!({})
+        )["deleteSeccompProfile"],
+        true
+    );
+    let listed = server.query("{ seccompProfiles { name } }", json!({}));
+    assert_eq!(listed["seccompProfiles"].as_array().unwrap().len(), 2);
 }
 
 /// Bad profiles and commands: a clear message and exit code 2, nothing run.

@@ -6,6 +6,7 @@
 //! validation errors from async-graphql itself a code too.
 
 mod events;
+mod seccomp;
 mod security;
 mod types;
 
@@ -21,6 +22,7 @@ use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 use tokio_stream::wrappers::BroadcastStream;
 
 pub use events::{EventContainer, EventObject};
+pub use seccomp::{SeccompDiff, SeccompProfileInfo};
 pub use security::{
     AlertConnection, AlertFilterInput, AlertObject, BaselineObject, GuardObject, RuleObject,
 };
@@ -201,6 +203,36 @@ impl QueryRoot {
     /// The standing guard: whether it runs, its rules and trackers, and its cost.
     async fn guard(&self, ctx: &Context<'_>) -> GuardObject {
         manager(ctx).guard_status().into()
+    }
+
+    /// An allow-list seccomp profile (OCI JSON, as `docker run --security-opt seccomp=`
+    /// takes it): of every call a syscall session saw (`sessionId`), or one stored by
+    /// `name`. Codes: NOT_A_SYSCALL_SESSION, UNKNOWN_PROFILE, BAD_USER_INPUT.
+    async fn seccomp_profile(
+        &self,
+        ctx: &Context<'_>,
+        session_id: Option<ID>,
+        name: Option<String>,
+    ) -> async_graphql::Result<async_graphql::Json<serde_json::Value>> {
+        seccomp::profile(manager(ctx), session_id, name).await
+    }
+
+    /// The stored seccomp profiles, by name.
+    async fn seccomp_profiles(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<Vec<SeccompProfileInfo>> {
+        seccomp::list(manager(ctx)).await
+    }
+
+    /// The calls one stored profile allows and the other does not.
+    async fn diff_seccomp_profiles(
+        &self,
+        ctx: &Context<'_>,
+        first: String,
+        second: String,
+    ) -> async_graphql::Result<SeccompDiff> {
+        seccomp::diff(manager(ctx), &first, &second).await
     }
 
     /// Learned baselines, oldest first.
@@ -564,6 +596,36 @@ impl MutationRoot {
             deleted.map_err(|e| coded("INTERNAL", e.to_string()))
         };
         audited(ctx, "deleteBaseline", args, |_| None, delete).await
+    }
+
+    /// Stores a seccomp profile under `name` (replacing one of that name): advised from
+    /// syscall sessions (merged when several: what any of them called) or given whole.
+    /// Codes: BAD_USER_INPUT, BAD_PROFILE, NOT_A_SYSCALL_SESSION.
+    async fn save_seccomp_profile(
+        &self,
+        ctx: &Context<'_>,
+        name: String,
+        session_ids: Option<Vec<ID>>,
+        profile: Option<async_graphql::Json<serde_json::Value>>,
+    ) -> async_graphql::Result<SeccompProfileInfo> {
+        let args = serde_json::json!({
+            "name": name, "sessionIds": session_ids, "profile": profile.as_ref().map(|p| &p.0),
+        });
+        let manager = manager(ctx).clone();
+        let save = async move { seccomp::save(&manager, name, session_ids, profile).await };
+        audited(ctx, "saveSeccompProfile", args, |_| None, save).await
+    }
+
+    /// Deletes a stored seccomp profile; false when there was none of this name.
+    async fn delete_seccomp_profile(
+        &self,
+        ctx: &Context<'_>,
+        name: String,
+    ) -> async_graphql::Result<bool> {
+        let args = serde_json::json!({ "name": name });
+        let manager = manager(ctx).clone();
+        let delete = async move { seccomp::delete(&manager, &name).await };
+        audited(ctx, "deleteSeccompProfile", args, |_| None, delete).await
     }
 
     /// Deletes an ended session and its results; false when there was no such session.

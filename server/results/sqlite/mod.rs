@@ -24,6 +24,7 @@ mod groups;
 mod guard;
 mod queries;
 mod retention;
+mod seccomp_profiles;
 mod sessions;
 mod sql;
 mod writer;
@@ -40,6 +41,7 @@ pub use alerts::{AlertFilter, AlertRecord};
 pub use audit::AuditEntry;
 pub use baselines::BaselineRecord;
 pub use retention::{RetentionPolicy, RetentionReport};
+pub use seccomp_profiles::SeccompProfileRecord;
 pub use sessions::{SessionRecord, SessionStatus, StoreKind};
 pub use writer::{Failure, SqliteSink, WriterHealth};
 

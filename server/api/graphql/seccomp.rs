@@ -1,0 +1,194 @@
+//! The seccomp manager's part of the API: profiles advised from syscall sessions, kept by
+//! name, compared and merged.
+
+use async_graphql::{Json, SimpleObject, ID};
+use oci_spec::runtime::LinuxSeccomp;
+
+use super::{api, coded};
+use crate::model::SessionId;
+use crate::model::{rfc3339_nanos, wall_clock_ns};
+use crate::results::query::{AggOp, AggregateQuery};
+use crate::results::sqlite::SeccompProfileRecord;
+use crate::seccomp::profile::{self, advise, allowed, merge, ProfileDiff};
+use crate::session::SessionManager;
+
+/// A stored profile.
+#[derive(SimpleObject)]
+pub struct SeccompProfileInfo {
+    pub name: String,
+    /// How many calls it allows.
+    pub calls: usize,
+    /// `sessions: <id>, ...` when advised from sessions, `given` otherwise.
+    pub source: String,
+    pub saved_at: String,
+    /// The profile (OCI JSON).
+    pub profile: Json<serde_json::Value>,
+}
+
+/// What one profile allows and the other does not.
+#[derive(SimpleObject)]
+pub struct SeccompDiff {
+    pub only_in_first: Vec<String>,
+    pub only_in_second: Vec<String>,
+    pub in_both: Vec<String>,
+}
+
+impl From<ProfileDiff> for SeccompDiff {
+    fn from(d: ProfileDiff) -> Self {
+        SeccompDiff {
+            only_in_first: d.only_in_first,
+            only_in_second: d.only_in_second,
+            in_both: d.in_both,
+        }
+    }
+}
+
+fn bad_input(message: impl Into<String>) -> async_graphql::Error {
+    coded("BAD_USER_INPUT", message.into())
+}
+
+/// The allow-list profile of every call a syscall session saw.
+pub async fn of_session(manager: &SessionManager, id: ID) -> async_graphql::Result<LinuxSeccomp> {
+    let record = manager.find(&SessionId::from(id.0)).await.map_err(api)?;
+    if record.tracker != "syscall" {
+        return Err(coded(
+            "NOT_A_SYSCALL_SESSION",
+            format!(
+                "session {} ran the {} tracker: profiles come from syscall sessions",
+                record.id, record.tracker
+            ),
+        ));
+    }
+    let results = manager.results(&record).map_err(api)?;
+    let query = AggregateQuery {
+        group_by: vec!["syscall".into()],
+        op: AggOp::Count,
+        field: None,
+        top: None,
+        conditions: Vec::new(),
+    };
+    let rows = results
+        .aggregate(&query)
+        .await
+        .map_err(|e| coded("INTERNAL", e.to_string()))?;
+    // A call number the table has no name for (a tracer's -1) is no call to allow.
+    Ok(advise(rows.into_iter().filter_map(|r| {
+        let name = r.keys.into_iter().next()?;
+        crate::trackers::syscall::syscall_number(&name).map(|_| name)
+    })))
+}
+
+/// A stored profile by name; UNKNOWN_PROFILE when there is none.
+pub async fn stored(manager: &SessionManager, name: &str) -> async_graphql::Result<LinuxSeccomp> {
+    let record = manager
+        .store()
+        .seccomp_profile(name)
+        .await
+        .map_err(|e| coded("INTERNAL", e.to_string()))?
+        .ok_or_else(|| coded("UNKNOWN_PROFILE", format!("no seccomp profile `{name}`")))?;
+    profile::parse(&record.profile).map_err(|e| coded("INTERNAL", e.to_string()))
+}
+
+/// `seccompProfile(sessionId | name)`.
+pub async fn profile(
+    manager: &SessionManager,
+    session_id: Option<ID>,
+    name: Option<String>,
+) -> async_graphql::Result<Json<serde_json::Value>> {
+    let profile = match (session_id, name) {
+        (Some(id), None) => of_session(manager, id).await?,
+        (None, Some(name)) => stored(manager, &name).await?,
+        _ => return Err(bad_input("give either sessionId or name")),
+    };
+    Ok(Json(
+        serde_json::to_value(&profile).expect("a profile serializes"),
+    ))
+}
+
+pub fn info(record: SeccompProfileRecord) -> async_graphql::Result<SeccompProfileInfo> {
+    let parsed = profile::parse(&record.profile).map_err(|e| coded("INTERNAL", e.to_string()))?;
+    Ok(SeccompProfileInfo {
+        name: record.name,
+        calls: allowed(&parsed).len(),
+        source: record.source,
+        saved_at: rfc3339_nanos(record.saved_ns),
+        profile: Json(serde_json::to_value(&parsed).expect("a profile serializes")),
+    })
+}
+
+pub async fn list(manager: &SessionManager) -> async_graphql::Result<Vec<SeccompProfileInfo>> {
+    let all = manager.store().seccomp_profiles().await;
+    let all = all.map_err(|e| coded("INTERNAL", e.to_string()))?;
+    all.into_iter().map(info).collect()
+}
+
+pub async fn diff(
+    manager: &SessionManager,
+    first: &str,
+    second: &str,
+) -> async_graphql::Result<SeccompDiff> {
+    let (a, b) = (
+        stored(manager, first).await?,
+        stored(manager, second).await?,
+    );
+    Ok(profile::diff(&a, &b).into())
+}
+
+/// Names people can type and files can carry.
+fn check_name(name: &str) -> async_graphql::Result<()> {
+    let fine = !name.is_empty()
+        && name.len() <= 128
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    fine.then_some(()).ok_or_else(|| {
+        bad_input(format!(
+            "`{name}`: a profile name is 1 to 128 letters, digits, dots, dashes or underscores"
+        ))
+    })
+}
+
+/// `saveSeccompProfile`: advised from sessions (merged when several) or given whole.
+pub async fn save(
+    manager: &SessionManager,
+    name: String,
+    session_ids: Option<Vec<ID>>,
+    given: Option<Json<serde_json::Value>>,
+) -> async_graphql::Result<SeccompProfileInfo> {
+    check_name(&name)?;
+    let (profile, source) = match (session_ids, given) {
+        (Some(ids), None) if !ids.is_empty() => {
+            let mut profiles = Vec::new();
+            for id in &ids {
+                profiles.push(of_session(manager, id.clone()).await?);
+            }
+            let merged = merge(&profiles).map_err(|e| bad_input(e.to_string()))?;
+            let ids: Vec<&str> = ids.iter().map(|id| id.as_str()).collect();
+            (merged, format!("sessions: {}", ids.join(", ")))
+        }
+        (None, Some(Json(value))) => {
+            let profile = profile::parse(&value.to_string())
+                .map_err(|e| coded("BAD_PROFILE", e.to_string()))?;
+            (profile, "given".to_string())
+        }
+        _ => return Err(bad_input("give either sessionIds (one or more) or profile")),
+    };
+    let record = SeccompProfileRecord {
+        name,
+        profile: profile::to_json(&profile),
+        source,
+        saved_ns: wall_clock_ns(),
+    };
+    manager
+        .store()
+        .save_seccomp_profile(&record)
+        .await
+        .map_err(|e| coded("STORE", e.to_string()))?;
+    info(record)
+}
+
+/// `deleteSeccompProfile`: false when there was none of this name.
+pub async fn delete(manager: &SessionManager, name: &str) -> async_graphql::Result<bool> {
+    let deleted = manager.store().delete_seccomp_profile(name).await;
+    deleted.map_err(|e| coded("STORE", e.to_string()))
+}
