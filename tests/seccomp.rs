@@ -235,6 +235,41 @@ fn a_container_runs_under_the_profile_recorded_from_it() {
         String::from_utf8_lossy(&out.stdout),
         format!("docker run --rm --security-opt 'seccomp={path}' {IMAGE} sh -c '{script}'\n")
     );
+
+    // The same through the API, with a run cut short by its duration.
+    let server = Server::start("seccomp-verify", None);
+    let given: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&profile).unwrap()).unwrap();
+    let verify = "mutation($profile: JSON, $command: [String!]!, $secs: Int!) { \
+        verifySeccompProfile(profile: $profile, image: \"bb:latest\", command: $command, \
+        durationSecs: $secs) { exitCode denied { name calls commands } eventsLost } }";
+    let run = |command: &[&str], secs: u64| {
+        server.query(
+            verify,
+            json!({ "profile": given, "command": command, "secs": secs }),
+        )["verifySeccompProfile"]
+            .clone()
+    };
+    let refused = run(&["sh", "-c", "mkdir /tmp/x"], 60);
+    assert_eq!(refused["exitCode"], 1, "{refused}");
+    assert_eq!(refused["eventsLost"], 0, "{refused}");
+    let denied = refused["denied"].as_array().unwrap();
+    assert_eq!(denied.len(), 1, "{refused}");
+    assert!(
+        denied[0]["name"].as_str().unwrap().starts_with("mkdir"),
+        "{refused}"
+    );
+    assert_eq!(denied[0]["calls"], 1);
+    assert_eq!(denied[0]["commands"], json!(["mkdir"]));
+    let cut = run(&["sleep", "30"], 1);
+    assert_eq!(cut["exitCode"], 137, "{cut}");
+    assert_eq!(cut["denied"], json!([]), "{cut}");
+    let (code, _) = server.error(
+        verify,
+        json!({ "profile": given, "command": [], "secs": 0 }),
+        None,
+    );
+    assert_eq!(code, "BAD_DURATION");
 }
 
 /// A running container watched for a while: the calls of its loop, made under Docker's

@@ -132,7 +132,7 @@ fn run(command: &SeccompCommand) -> Result<ExitCode, RunError> {
     match command {
         SeccompCommand::Record { output, workload } => {
             crate::engine::system::check_ready()?;
-            let recording = record(workload.workload(), None).map_err(anyhow::Error::from)?;
+            let recording = record(workload.workload(), None, None).map_err(anyhow::Error::from)?;
             advised(&recording, output.as_deref())
         }
         SeccompCommand::Advise {
@@ -180,8 +180,8 @@ fn run(command: &SeccompCommand) -> Result<ExitCode, RunError> {
                     filter: &filter,
                     path,
                 };
-                let recording =
-                    record(workload.workload(), Some(enforced)).map_err(anyhow::Error::from)?;
+                let recording = record(workload.workload(), Some(enforced), None)
+                    .map_err(anyhow::Error::from)?;
                 report(&recording, &profile);
                 return Ok(exit_of(
                     recording.status.expect("a workload started here ends"),

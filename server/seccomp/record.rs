@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use oci_spec::runtime::LinuxSeccomp;
 
@@ -82,10 +83,12 @@ pub struct Enforced<'a> {
     pub path: &'a Path,
 }
 
-/// Runs `workload` to its end, recording its calls; under `profile` when one is given.
+/// Runs `workload` to its end, or until `limit` passes (then whatever runs in its cgroup
+/// is killed), recording its calls; under `profile` when one is given.
 pub fn record(
     workload: Workload,
     profile: Option<Enforced<'_>>,
+    limit: Option<Duration>,
 ) -> Result<Recording, SeccompError> {
     let cgroup = OwnCgroup::create()?;
     // In a container, what runc does before it installs the filter (mounts, pivot_root)
@@ -104,7 +107,16 @@ pub fn record(
         }
     };
     let tracing = Tracing::start(vec![cgroup.id], cgroup.level, seccomp_only)?;
-    let status = command.spawn().and_then(|mut child| child.wait());
+    let deadline = limit.map(|l| Instant::now() + l);
+    let status = command.spawn().and_then(|mut child| loop {
+        if let Some(status) = child.try_wait()? {
+            break Ok(status);
+        }
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            cgroup.kill_rest();
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    });
     cgroup.kill_rest();
     let recording = tracing.finish(None)?;
     Ok(Recording {
@@ -118,7 +130,7 @@ pub fn record(
 pub fn watch(cgroup_ids: Vec<u64>, done: impl Fn() -> bool) -> Result<Recording, SeccompError> {
     let tracing = Tracing::start(cgroup_ids, 0, true)?;
     while !done() && !tracing.handle.is_finished() {
-        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::thread::sleep(Duration::from_millis(20));
     }
     tracing.finish(None)
 }
@@ -278,7 +290,7 @@ impl Drop for OwnCgroup {
             match std::fs::remove_dir(&self.path) {
                 Ok(()) => return,
                 Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
-                    std::thread::sleep(std::time::Duration::from_millis(10))
+                    std::thread::sleep(Duration::from_millis(10))
                 }
                 Err(e) => {
                     tracing::warn!(path = %self.path.display(), "cgroup left behind: {e}");

@@ -22,7 +22,7 @@ use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 use tokio_stream::wrappers::BroadcastStream;
 
 pub use events::{EventContainer, EventObject};
-pub use seccomp::{SeccompDiff, SeccompProfileInfo};
+pub use seccomp::{DeniedCall, SeccompDiff, SeccompProfileInfo, SeccompVerification};
 pub use security::{
     AlertConnection, AlertFilterInput, AlertObject, BaselineObject, GuardObject, RuleObject,
 };
@@ -614,6 +614,31 @@ impl MutationRoot {
         let manager = manager(ctx).clone();
         let save = async move { seccomp::save(&manager, name, session_ids, profile).await };
         audited(ctx, "saveSeccompProfile", args, |_| None, save).await
+    }
+
+    /// Runs a fresh container of `image` (with `command`, or the image's own) under a
+    /// seccomp profile, stored (`name`) or given (`profile`), for at most `durationSecs`
+    /// (then it is killed), recorded from its first instruction: how it ended and each
+    /// call the profile refused. Codes: BAD_PROFILE, UNKNOWN_PROFILE, BAD_DURATION,
+    /// BAD_USER_INPUT, SECCOMP (Docker or the recording failed).
+    async fn verify_seccomp_profile(
+        &self,
+        ctx: &Context<'_>,
+        name: Option<String>,
+        profile: Option<async_graphql::Json<serde_json::Value>>,
+        image: String,
+        #[graphql(default)] command: Vec<String>,
+        #[graphql(default = 60)] duration_secs: u64,
+    ) -> async_graphql::Result<SeccompVerification> {
+        let args = serde_json::json!({
+            "name": name, "profile": profile.as_ref().map(|p| &p.0), "image": image,
+            "command": command, "durationSecs": duration_secs,
+        });
+        let manager = manager(ctx).clone();
+        let verify = async move {
+            seccomp::verify(&manager, name, profile, image, command, duration_secs).await
+        };
+        audited(ctx, "verifySeccompProfile", args, |_| None, verify).await
     }
 
     /// Deletes a stored seccomp profile; false when there was none of this name.

@@ -1,6 +1,9 @@
 //! The seccomp manager's part of the API: profiles advised from syscall sessions, kept by
 //! name, compared and merged.
 
+use std::os::unix::process::ExitStatusExt;
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use async_graphql::{Json, SimpleObject, ID};
 use oci_spec::runtime::LinuxSeccomp;
 
@@ -9,7 +12,10 @@ use crate::model::SessionId;
 use crate::model::{rfc3339_nanos, wall_clock_ns};
 use crate::results::query::{AggOp, AggregateQuery};
 use crate::results::sqlite::SeccompProfileRecord;
+use crate::seccomp::filter::Filter;
 use crate::seccomp::profile::{self, advise, allowed, merge, ProfileDiff};
+use crate::seccomp::record::{self, Enforced, Workload};
+use crate::seccomp::SeccompError;
 use crate::session::SessionManager;
 
 /// A stored profile.
@@ -191,4 +197,108 @@ pub async fn save(
 pub async fn delete(manager: &SessionManager, name: &str) -> async_graphql::Result<bool> {
     let deleted = manager.store().delete_seccomp_profile(name).await;
     deleted.map_err(|e| coded("STORE", e.to_string()))
+}
+
+/// A call the profile refused during a verification run.
+#[derive(SimpleObject)]
+pub struct DeniedCall {
+    pub name: String,
+    pub calls: u64,
+    /// The commands that made it.
+    pub commands: Vec<String>,
+}
+
+/// How a workload ran under a profile.
+#[derive(SimpleObject)]
+pub struct SeccompVerification {
+    /// The container's exit code; 128 + the signal when one ended it (137: killed at
+    /// the end of `durationSecs`).
+    pub exit_code: i32,
+    /// The calls the profile refused, each with how often and by which commands.
+    pub denied: Vec<DeniedCall>,
+    /// Events the tracker lost: when not 0, a refused call may be missing.
+    pub events_lost: u64,
+}
+
+/// Longest verification run the API starts.
+const MAX_VERIFY_SECS: u64 = 3600;
+
+/// `verifySeccompProfile`: a fresh container of `image` runs `command` under the profile
+/// (stored by `name`, or given) for at most `duration_secs`, recorded from its first
+/// instruction.
+pub async fn verify(
+    manager: &SessionManager,
+    name: Option<String>,
+    given: Option<Json<serde_json::Value>>,
+    image: String,
+    command: Vec<String>,
+    duration_secs: u64,
+) -> async_graphql::Result<SeccompVerification> {
+    let profile = match (name, given) {
+        (Some(name), None) => stored(manager, &name).await?,
+        (None, Some(Json(value))) => {
+            profile::parse(&value.to_string()).map_err(|e| coded("BAD_PROFILE", e.to_string()))?
+        }
+        _ => return Err(bad_input("give either name or profile")),
+    };
+    if !(1..=MAX_VERIFY_SECS).contains(&duration_secs) {
+        return Err(coded(
+            "BAD_DURATION",
+            format!("durationSecs must be 1 to {MAX_VERIFY_SECS}"),
+        ));
+    }
+    let filter = Filter::compile(&profile).map_err(|e| coded("BAD_PROFILE", e.to_string()))?;
+    let run = move || {
+        // Docker's CLI reads the profile from a file on this host.
+        let file = ProfileFile::write(&profile)?;
+        let enforced = Enforced {
+            filter: &filter,
+            path: &file.0,
+        };
+        let workload = Workload::Container { image, command };
+        let limit = Some(std::time::Duration::from_secs(duration_secs));
+        let recording = record::record(workload, Some(enforced), limit)?;
+        Ok::<_, SeccompError>((recording.denied(&profile), recording))
+    };
+    let (denied, recording) = tokio::task::spawn_blocking(run)
+        .await
+        .map_err(|e| coded("INTERNAL", e.to_string()))?
+        .map_err(|e| coded("SECCOMP", e.to_string()))?;
+    let status = recording.status.expect("a workload started here ends");
+    Ok(SeccompVerification {
+        exit_code: status
+            .code()
+            .unwrap_or_else(|| 128 + ExitStatusExt::signal(&status).unwrap_or(0)),
+        denied: denied
+            .into_iter()
+            .map(|(name, calls)| DeniedCall {
+                name,
+                calls: calls.count,
+                commands: calls.comms.into_iter().collect(),
+            })
+            .collect(),
+        events_lost: recording.lost,
+    })
+}
+
+/// A profile written to a file of its own for the run, removed after.
+struct ProfileFile(std::path::PathBuf);
+
+impl ProfileFile {
+    fn write(profile: &LinuxSeccomp) -> std::io::Result<ProfileFile> {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "eunomia-seccomp-{}-{}.json",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::write(&path, profile::to_json(profile))?;
+        Ok(ProfileFile(path))
+    }
+}
+
+impl Drop for ProfileFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }
