@@ -112,6 +112,21 @@ fn a_recorded_profile_runs_its_command_and_refuses_the_rest() {
         "{text}"
     );
 
+    // The Kubernetes forms of the same profile.
+    let kube = |extra: &[&str]| {
+        let mut args = vec!["seccomp", "kubernetes", "--name", "load"];
+        args.extend(extra);
+        args.push(profile.to_str().unwrap());
+        String::from_utf8(eunomia(&args).stdout).unwrap()
+    };
+    assert!(kube(&[]).contains("    type: Localhost\n    localhostProfile: profiles/load.json\n"));
+    let object = kube(&["--operator"]);
+    assert!(
+        object.contains("kind: SeccompProfile\nmetadata:\n  name: load\n"),
+        "{object}"
+    );
+    assert!(object.contains("  - openat\n"), "{object}");
+
     // Without verify: the same refusal, no tracing.
     assert_eq!(exec(&profile, false, &[load, "3"]).status.code(), Some(7));
 

@@ -17,7 +17,8 @@ use super::{exit_code, RunError};
 use crate::container::{ContainerManager, ContainerOptions};
 use crate::seccomp::filter::Filter;
 use crate::seccomp::profile::{
-    self, diff, docker_run_args, docker_run_line, merge, operator_object, to_json,
+    self, diff, docker_run_args, docker_run_line, localhost_security_context, merge,
+    operator_object, to_json,
 };
 use crate::seccomp::record::{record, watch, Enforced, Recording, Workload};
 
@@ -71,10 +72,14 @@ pub enum SeccompCommand {
         #[arg(required = true, num_args = 2..)]
         profiles: Vec<PathBuf>,
     },
-    /// The profile as a security-profiles-operator `SeccompProfile` object (YAML).
-    Operator {
+    /// For Kubernetes: the pod securityContext of a `Localhost` profile (and where the
+    /// file goes on each node), or with --operator a security-profiles-operator
+    /// `SeccompProfile` object (YAML).
+    Kubernetes {
         #[arg(long)]
         name: String,
+        #[arg(long)]
+        operator: bool,
         profile: PathBuf,
     },
     /// The `docker run` line that runs an image under the profile.
@@ -221,8 +226,16 @@ fn run(command: &SeccompCommand) -> Result<ExitCode, RunError> {
             println!("{}", to_json(&merged));
             Ok(ExitCode::SUCCESS)
         }
-        SeccompCommand::Operator { name, profile } => {
-            print!("{}", operator_object(name, &read(profile)?));
+        SeccompCommand::Kubernetes {
+            name,
+            operator,
+            profile,
+        } => {
+            let profile = read(profile)?;
+            match operator {
+                true => print!("{}", operator_object(name, &profile)),
+                false => print!("{}", localhost_security_context(name)),
+            }
             Ok(ExitCode::SUCCESS)
         }
         SeccompCommand::Docker {

@@ -124,6 +124,23 @@ pub fn operator_object(name: &str, profile: &LinuxSeccomp) -> String {
     serde_yaml_ng::to_string(&object).expect("JSON values serialize as YAML")
 }
 
+/// Where the kubelet looks for `Localhost` profiles, below its seccomp root.
+pub const KUBELET_PROFILES: &str = "/var/lib/kubelet/seccomp";
+
+/// The pod `securityContext` that runs a pod's containers under the profile, once it is
+/// on each node as `KUBELET_PROFILES/profiles/<name>.json` (the same JSON).
+pub fn localhost_security_context(name: &str) -> String {
+    let context = serde_json::json!({
+        "securityContext": {
+            "seccompProfile": {"type": "Localhost", "localhostProfile": format!("profiles/{name}.json")},
+        },
+    });
+    format!(
+        "# on each node: {KUBELET_PROFILES}/profiles/{name}.json (the profile's JSON as it is)\n{}",
+        serde_yaml_ng::to_string(&context).expect("JSON values serialize as YAML")
+    )
+}
+
 /// The `docker run` words that run `image` under the profile kept at `path`.
 pub fn docker_run_args(path: &str, image: &str, command: &[String]) -> Vec<String> {
     let mut words = vec![
@@ -198,6 +215,12 @@ mod tests {
         assert!(yaml.starts_with("apiVersion: security-profiles-operator.x-k8s.io/v1beta1\n"));
         assert!(yaml.contains("kind: SeccompProfile\n"), "{yaml}");
         assert!(yaml.contains("defaultAction: SCMP_ACT_ERRNO\n"), "{yaml}");
+        assert_eq!(
+            localhost_security_context("web"),
+            "# on each node: /var/lib/kubelet/seccomp/profiles/web.json (the profile's JSON as \
+             it is)\nsecurityContext:\n  seccompProfile:\n    type: Localhost\n    \
+             localhostProfile: profiles/web.json\n"
+        );
         assert_eq!(
             docker_run_line(
                 "/p/web 1.json",
