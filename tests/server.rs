@@ -691,7 +691,9 @@ fn live_views_are_sampled_and_what_they_miss_is_counted() {
         ..
     } = watched_stream_session(
         "samp",
-        4 << 20,
+        // Room for a busy machine's stalls (a fresh CI run lost 17% at 4 MiB once): what
+        // is tested is the live view's sampling, and the session must lose nothing.
+        16 << 20,
         "subscription($id: ID!) { sessionEvents(id: $id) { kind } }",
     );
     let started = Instant::now();

@@ -118,11 +118,9 @@ pub fn record(
         std::thread::sleep(Duration::from_millis(10));
     });
     cgroup.kill_rest();
-    let recording = tracing.finish(None)?;
-    Ok(Recording {
-        status: Some(status?),
-        ..recording
-    })
+    let mut recording = tracing.finish()?;
+    recording.status = Some(status?);
+    Ok(recording)
 }
 
 /// Records the calls made in running cgroups (a container's) until `done` says so:
@@ -132,7 +130,7 @@ pub fn watch(cgroup_ids: Vec<u64>, done: impl Fn() -> bool) -> Result<Recording,
     while !done() && !tracing.handle.is_finished() {
         std::thread::sleep(Duration::from_millis(20));
     }
-    tracing.finish(None)
+    tracing.finish()
 }
 
 /// The syscall tracker in aggregate mode, counting per call name.
@@ -163,12 +161,12 @@ impl Tracing {
     }
 
     /// Stops the tracker (its last totals drained) and hands over what it counted.
-    fn finish(self, status: Option<ExitStatus>) -> Result<Recording, SeccompError> {
+    fn finish(self) -> Result<Recording, SeccompError> {
         let stats = self.handle.stop()?;
         let calls = std::mem::take(&mut *self.calls.lock().expect("no panic holds it"));
         Ok(Recording {
             calls,
-            status,
+            status: None,
             lost: stats.lost(),
         })
     }
