@@ -107,8 +107,11 @@ static __always_inline bool other_task_selected(struct task_struct *task)
 		struct cgroup *cgrp = BPF_CORE_READ(task, cgroups, dfl_cgrp);
 		u64 cgid;
 
-		/* Up to the ancestor at cgroup_level; the hierarchy is at most this deep here. */
-		for (int i = 0; i < 32 && cgrp && BPF_CORE_READ(cgrp, level) > (int)cgroup_level; i++)
+		/* Up to the ancestor at cgroup_level, when one is asked for; the hierarchy is at
+		 * most this deep here. */
+		for (int i = 0; cgroup_level && i < 32 && cgrp &&
+				BPF_CORE_READ(cgrp, level) > (int)cgroup_level;
+		     i++)
 			cgrp = (void *)BPF_CORE_READ(cgrp, self.parent) -
 			       bpf_core_field_offset(struct cgroup, self);
 		cgid = BPF_CORE_READ(cgrp, kn, id);

@@ -220,3 +220,51 @@ fn sessions_answer_the_kernels_histogram_in_both_stores() {
         assert!(highs.windows(2).all(|w| w[0] < w[1]), "{store}: {session}");
     }
 }
+
+/// A cgroup filter picks the task that got the CPU by its own cgroup: a spinner in a
+/// cgroup of the test's is seen, one beside it on the same CPU is not.
+#[test]
+fn the_cgroup_filter_keeps_the_tasks_of_that_cgroup() {
+    if !root_or_skip("the_cgroup_filter_keeps_the_tasks_of_that_cgroup") {
+        return;
+    }
+    let dir = eunomia::container::v2_root()
+        .expect("cgroup v2 is mounted")
+        .join(format!("eunomia-runqlat-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cgroup_id = std::os::linux::fs::MetadataExt::st_ino(&std::fs::metadata(&dir).unwrap());
+    let collector = Collector::default();
+    let handle = start_tracker(
+        "runqlat",
+        TrackerConfig {
+            cgroup_ids: vec![cgroup_id],
+            ..TrackerConfig::default()
+        },
+        collector.clone(),
+    );
+    let spinner = "exec taskset -c 0 /bin/sh -c 'while :; do :; done'";
+    let inside_script = format!(
+        "echo $$ > {}; {spinner}",
+        dir.join("cgroup.procs").display()
+    );
+    let mut inside = Command::new("/bin/sh")
+        .args(["-c", &inside_script])
+        .spawn()
+        .unwrap();
+    let mut beside = Command::new("/bin/sh")
+        .args(["-c", spinner])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(1));
+    for child in [&mut inside, &mut beside] {
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+    assert_eq!(handle.stop().unwrap().lost(), 0);
+    std::fs::remove_dir(&dir).unwrap();
+    let events = collector.events();
+    let of = |pid: u32| events.iter().filter(|e| e.header.pid == pid).count();
+    assert!(of(inside.id()) > 0, "no event of the spinner in the cgroup");
+    assert_eq!(of(beside.id()), 0);
+    assert!(events.iter().all(|e| e.header.cgroup_id == cgroup_id));
+}
