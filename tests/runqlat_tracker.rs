@@ -221,8 +221,9 @@ fn sessions_answer_the_kernels_histogram_in_both_stores() {
     }
 }
 
-/// A cgroup filter picks the task that got the CPU by its own cgroup: a spinner in a
-/// cgroup of the test's is seen, one beside it on the same CPU is not.
+/// A cgroup filter picks the task that got the CPU by its own cgroup: a shell in a cgroup
+/// of the test's, woken each time its `sleep` ends, is seen; one beside it is not. (No
+/// spinning: the other tests here count CPU 0's switches.)
 #[test]
 fn the_cgroup_filter_keeps_the_tasks_of_that_cgroup() {
     if !root_or_skip("the_cgroup_filter_keeps_the_tasks_of_that_cgroup") {
@@ -264,7 +265,7 @@ fn the_cgroup_filter_keeps_the_tasks_of_that_cgroup() {
     std::fs::remove_dir(&dir).unwrap();
     let events = collector.events();
     let of = |pid: u32| events.iter().filter(|e| e.header.pid == pid).count();
-    assert!(of(inside.id()) > 0, "no event of the spinner in the cgroup");
+    assert!(of(inside.id()) > 0, "no event of the shell in the cgroup");
     assert_eq!(of(beside.id()), 0);
     assert!(events.iter().all(|e| e.header.cgroup_id == cgroup_id));
 }
