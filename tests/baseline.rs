@@ -8,7 +8,7 @@ use std::net::TcpListener;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use common::docker::{docker, docker_or_skip, unique_name, IMAGE};
+use common::docker::{docker_or_skip, Container, IMAGE};
 use common::server::Server;
 use common::{TempDir, Tmpfs};
 use serde_json::{json, Value};
@@ -28,33 +28,19 @@ fn closing_listener() -> u16 {
 
 /// A container on the host's network running `script`, removed when dropped.
 struct Looping {
-    name: String,
+    container: Container,
     root: PathBuf,
 }
 
 impl Looping {
     fn start(script: &str) -> Looping {
-        let name = unique_name("baseline");
-        // Exists before `docker run`, so that a failed run is still removed by name.
-        let mut looping = Looping {
-            name: name.clone(),
-            root: PathBuf::new(),
-        };
-        docker(&[
-            "run",
-            "-d",
-            "--network",
-            "host",
-            "--name",
-            &name,
-            IMAGE,
-            "sh",
-            "-c",
-            script,
-        ]);
-        let pid = docker(&["inspect", "-f", "{{.State.Pid}}", &name]);
-        looping.root = PathBuf::from(format!("/proc/{pid}/root"));
-        looping
+        let container = Container::run("baseline", "host", &["sh", "-c", script]);
+        let root = PathBuf::from(format!("/proc/{}/root", container.pid()));
+        Looping { container, root }
+    }
+
+    fn name(&self) -> &str {
+        &self.container.name
     }
 
     /// Writes a file in the container from the host (no event of the container's).
@@ -69,14 +55,6 @@ impl Looping {
             assert!(Instant::now() < deadline, "{path:?} did not appear");
             std::thread::sleep(Duration::from_millis(50));
         }
-    }
-}
-
-impl Drop for Looping {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("docker")
-            .args(["rm", "-f", &self.name])
-            .output();
     }
 }
 
@@ -156,9 +134,9 @@ fn a_learned_baseline_raises_one_anomaly_for_a_new_binary_and_one_for_a_new_port
             json!({"c": "no-such-container", "d": 5}),
             "UNKNOWN_CONTAINER",
         ),
-        (json!({"c": container.name, "d": 0}), "BAD_DURATION"),
+        (json!({"c": container.name(), "d": 0}), "BAD_DURATION"),
         (
-            json!({"c": container.name, "i": IMAGE, "d": 5}),
+            json!({"c": container.name(), "i": IMAGE, "d": 5}),
             "BAD_USER_INPUT",
         ),
         (json!({"i": "no-such-image:1", "d": 5}), "UNKNOWN_CONTAINER"),
@@ -180,11 +158,11 @@ fn a_learned_baseline_raises_one_anomaly_for_a_new_binary_and_one_for_a_new_port
     assert_eq!(started, json!({"trackers": ["security"], "baselines": []}));
     let learn = server.query(
         &format!("mutation($c: String) {{ learnBaseline(container: $c, durationSecs: 4) {{ {BASELINE_FIELDS} }} }}"),
-        json!({ "c": container.name }),
+        json!({ "c": container.name() }),
     )["learnBaseline"]
         .clone();
     assert_eq!(learn["state"], "LEARNING", "{learn}");
-    assert_eq!(learn["container"], container.name.as_str());
+    assert_eq!(learn["container"], container.name());
     let id = learn["id"].as_str().unwrap().to_string();
     let deadline = Instant::now() + Duration::from_secs(30);
     let learned = loop {
@@ -235,11 +213,11 @@ fn a_learned_baseline_raises_one_anomaly_for_a_new_binary_and_one_for_a_new_port
     );
     // The loop as it was learned: nothing is new.
     std::thread::sleep(Duration::from_millis(10 * ROUND_MS + 2000));
-    assert_eq!(anomalies(&server, &container.name), Vec::<String>::new());
+    assert_eq!(anomalies(&server, container.name()), Vec::<String>::new());
 
     // A new binary (a link to the same busybox: the same calls, another file).
     container.write("/tmp/run", "/tmp/x/cat /etc/hostname\n");
-    let after_exec = settled_anomalies(&server, &container.name, 1);
+    let after_exec = settled_anomalies(&server, container.name(), 1);
     assert_eq!(after_exec.len(), 1, "{after_exec:#?}");
     assert!(
         after_exec[0].starts_with("new_exec: /tmp/x/cat (cat pid "),
@@ -247,12 +225,13 @@ fn a_learned_baseline_raises_one_anomaly_for_a_new_binary_and_one_for_a_new_port
     );
     assert!(after_exec[0].ends_with(&format!(
         " in container {}, outside baseline {id} of container {})",
-        container.name, container.name
+        container.name(),
+        container.name()
     )));
 
     // A new port.
     container.write("/tmp/port", &format!("{new_port}\n"));
-    let after_port = settled_anomalies(&server, &container.name, 2);
+    let after_port = settled_anomalies(&server, container.name(), 2);
     assert_eq!(after_port.len(), 2, "{after_port:#?}");
     assert!(
         after_port[1].starts_with(&format!("new_connect: 127.0.0.1:{new_port} (busybox pid ")),
@@ -305,7 +284,7 @@ fn learned_baselines_wait_out_a_full_disk_and_a_fifth_learner_is_refused() {
     let disk = Tmpfs::mount("baseline-full-disk", "16m");
     let server = Server::start_in(disk.dir.path(), None);
     let learn = "mutation($c: String) { learnBaseline(container: $c, durationSecs: 3) { id } }";
-    let args = json!({ "c": container.name });
+    let args = json!({ "c": container.name() });
     let ids: Vec<Value> = (0..4)
         .map(|_| server.query(learn, args.clone())["learnBaseline"]["id"].clone())
         .collect();

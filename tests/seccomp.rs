@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use common::docker::{docker, docker_or_skip, unique_name, Container, IMAGE};
+use common::docker::{docker_or_skip, Container, IMAGE};
 use common::server::Server;
 use common::{eunomia, root_or_skip, stderr, syscall_load, TempDir};
 use serde_json::json;
@@ -294,24 +294,9 @@ fn a_running_container_is_advised_a_profile() {
     if !docker_or_skip("a_running_container_is_advised_a_profile") {
         return;
     }
-    let name = unique_name("seccomp-advise");
     let script = "while true; do cat /etc/hostname; sleep 0.2; done";
-    let id = docker(&[
-        "run",
-        "-d",
-        "--network",
-        "none",
-        "--name",
-        &name,
-        IMAGE,
-        "sh",
-        "-c",
-        script,
-    ]);
-    let _container = Container {
-        name: name.clone(),
-        id,
-    };
+    let container = Container::run("seccomp-advise", "none", &["sh", "-c", script]);
+    let name = container.name.clone();
     let dir = TempDir::new("seccomp-advise");
     let profile = dir.join("loop.json");
     let path = profile.to_str().unwrap();

@@ -11,13 +11,20 @@ use oci_spec::runtime::{
 };
 
 use super::SeccompError;
+use crate::trackers::syscall::syscall_number;
 
 /// The errno a refused call returns: EPERM, as Docker's default profile does.
 pub const EPERM: u32 = 1;
 
-/// The allow-list profile of `names`: every other call fails with EPERM.
+/// The x86_64 allow-list profile of `names`: every other call fails with EPERM. Names no
+/// x86_64 call has (a tracer's number without a name, another architecture's call) are
+/// left out: the profile is for this architecture alone.
 pub fn advise<S: AsRef<str>>(names: impl IntoIterator<Item = S>) -> LinuxSeccomp {
-    let names: BTreeSet<String> = names.into_iter().map(|n| n.as_ref().to_owned()).collect();
+    let names: BTreeSet<String> = names
+        .into_iter()
+        .map(|n| n.as_ref().to_owned())
+        .filter(|n| syscall_number(n).is_some())
+        .collect();
     let allow = LinuxSyscallBuilder::default()
         .names(names.into_iter().collect::<Vec<_>>())
         .action(LinuxSeccompAction::ScmpActAllow)

@@ -23,7 +23,7 @@ use super::profile::{advise, allowed};
 use super::SeccompError;
 use crate::engine::{Counters, Mode, TrackerConfig, TrackerHandle};
 use crate::handler::{Flow, Handler};
-use crate::trackers::syscall::{syscall_name, syscall_number, SyscallEvent, SyscallOptions};
+use crate::trackers::syscall::{syscall_name, SyscallEvent, SyscallOptions};
 use crate::trackers::{find_tracker, Body, Event};
 
 /// How often one call was made, how often it failed, and by which commands.
@@ -47,14 +47,9 @@ pub struct Recording {
 }
 
 impl Recording {
-    /// The allow-list profile of every call made (but numbers that name no call: a
-    /// tracer's -1).
+    /// The allow-list profile of every call made.
     pub fn profile(&self) -> LinuxSeccomp {
-        advise(
-            self.calls
-                .keys()
-                .filter(|name| syscall_number(name).is_some()),
-        )
+        advise(self.calls.keys())
     }
 
     /// The calls `profile` refused: made, not allowed by it, and failed.

@@ -164,32 +164,30 @@ pub fn unique_name(prefix: &str) -> String {
     format!("{prefix}-{}-{n}", std::process::id())
 }
 
-/// A detached container running `sleep 600`, removed when dropped.
+/// A detached container, removed when dropped.
 pub struct Container {
     pub name: String,
     pub id: String,
 }
 
 impl Container {
-    /// Starts a container named `unique_name(prefix)`.
+    /// Starts a container named `unique_name(prefix)` running `sleep 600`.
     pub fn start(prefix: &str) -> Container {
+        Container::run(prefix, "none", &["sleep", "600"])
+    }
+
+    /// Starts a container named `unique_name(prefix)` on `network` running `command`.
+    pub fn run(prefix: &str, network: &str, command: &[&str]) -> Container {
         // The guard exists before `docker run`, so a failed run (which can leave a
         // "Created" container behind) is still removed by name.
         let mut container = Container {
             name: unique_name(prefix),
             id: String::new(),
         };
-        container.id = docker(&[
-            "run",
-            "-d",
-            "--network",
-            "none",
-            "--name",
-            &container.name,
-            IMAGE,
-            "sleep",
-            "600",
-        ]);
+        let mut args = vec!["run", "-d", "--network", network, "--name", &container.name];
+        args.push(IMAGE);
+        args.extend(command);
+        container.id = docker(&args);
         container
     }
 

@@ -77,11 +77,9 @@ pub async fn of_session(manager: &SessionManager, id: ID) -> async_graphql::Resu
         .aggregate(&query)
         .await
         .map_err(|e| coded("INTERNAL", e.to_string()))?;
-    // A call number the table has no name for (a tracer's -1) is no call to allow.
-    Ok(advise(rows.into_iter().filter_map(|r| {
-        let name = r.keys.into_iter().next()?;
-        crate::trackers::syscall::syscall_number(&name).map(|_| name)
-    })))
+    Ok(advise(
+        rows.into_iter().filter_map(|r| r.keys.into_iter().next()),
+    ))
 }
 
 /// A stored profile by name; UNKNOWN_PROFILE when there is none.
