@@ -13,7 +13,7 @@ use dashmap::DashMap;
 use tokio::sync::{broadcast, Notify, OnceCell, OwnedSemaphorePermit, Semaphore};
 
 use crate::config::Config;
-use crate::container::{ContainerManager, Enrich, ResolveError};
+use crate::container::{ContainerManager, ContainerSelector, Enrich, ResolveError};
 use crate::engine::{Counters, Stats, TrackerConfig, TrackerError, TrackerHandle};
 use crate::handler::{FanOut, Flow, Handler, Predicate};
 use crate::metrics::{stage, Metrics};
@@ -93,8 +93,13 @@ pub struct StartRequest {
     pub pid: Option<u32>,
     pub comm: Option<String>,
     pub cgroup_id: Option<u64>,
-    /// A running container's name, id or id prefix: its cgroups are filtered in the kernel.
+    /// A running container's name, id or id prefix: its cgroups are filtered in the
+    /// kernel, and its new ones after a restart.
     pub container: Option<String>,
+    /// Containers of this name, running or created during the session.
+    pub container_name: Option<String>,
+    /// Containers of this image, running or created during the session.
+    pub image: Option<String>,
     /// Tracker configuration as JSON (keys of [`TrackerConfig`] other than the filter).
     pub config: Option<serde_json::Value>,
     pub store: StoreKind,
@@ -513,12 +518,13 @@ impl SessionManager {
         self.running.len()
     }
 
-    /// The tracker configuration of a request, and the id of the container it filters on.
+    /// The tracker configuration of a request, and the containers it follows: the id of
+    /// the one container it names, and the selector of those it takes in as they start.
     fn tracker_config(
         &self,
         tracker: &dyn AnyTracker,
         req: &StartRequest,
-    ) -> Result<(TrackerConfig, Option<String>), SessionError> {
+    ) -> Result<(TrackerConfig, Option<String>, Option<ContainerSelector>), SessionError> {
         let mut config = parse_config(req.config.as_ref())?;
         let filter_keys_in_config =
             config.target_pid.is_some() || config.comm.is_some() || !config.cgroup_ids.is_empty();
@@ -531,19 +537,43 @@ impl SessionManager {
         config.comm = req.comm.clone();
         config.exclude_pid = (!req.include_self).then(std::process::id);
         config.cgroup_ids = req.cgroup_id.into_iter().collect();
-        let container = match &req.container {
-            None => None,
-            Some(_) if req.cgroup_id.is_some() => {
-                return Err(SessionError::BadFilter(
-                    "give either cgroupId or container, not both".into(),
-                ))
-            }
-            Some(query) => {
+        let cgroup_filters = [
+            req.cgroup_id.is_some(),
+            req.container.is_some(),
+            req.container_name.is_some(),
+            req.image.is_some(),
+        ];
+        if cgroup_filters.iter().filter(|&&given| given).count() > 1 {
+            return Err(SessionError::BadFilter(
+                "give one of cgroupId, container, containerName and image".into(),
+            ));
+        }
+        let (container, selector) = match (&req.container, &req.container_name, &req.image) {
+            (Some(query), _, _) => {
                 let container = self.containers.resolve_running(query)?;
-                config.cgroup_ids = container.cgroup_ids;
-                Some(container.id)
+                let selector = ContainerSelector::Id(container.id.clone());
+                (Some(container.id), Some(selector))
             }
+            (_, Some(name), _) => (None, Some(ContainerSelector::Name(name.clone()))),
+            (_, _, Some(image)) => (None, Some(ContainerSelector::Image(image.clone()))),
+            _ => (None, None),
         };
+        if let Some(selector) = &selector {
+            for name in [&req.container_name, &req.image].into_iter().flatten() {
+                if name.trim().is_empty() {
+                    return Err(SessionError::BadFilter(
+                        "containerName and image must not be empty".into(),
+                    ));
+                }
+            }
+            config.cgroup_ids = self
+                .containers
+                .matching(selector)
+                .into_iter()
+                .flat_map(|c| c.cgroup_ids)
+                .collect();
+            config.follow_cgroups = true;
+        }
         tracker.check(&config).map_err(|e| match e {
             TrackerError::Config(msg)
                 if ["comm", "target_pid", "cgroup"]
@@ -554,7 +584,7 @@ impl SessionManager {
             }
             other => SessionError::BadConfig(other.to_string()),
         })?;
-        Ok((config, container))
+        Ok((config, container, selector))
     }
 
     /// Starts a session; returns once its programs are attached (status RUNNING).
@@ -583,7 +613,7 @@ impl SessionManager {
                 max,
             });
         }
-        let (tracker_config, container_id) = self.tracker_config(tracker, &req)?;
+        let (tracker_config, container_id, selector) = self.tracker_config(tracker, &req)?;
         let reservation = self.reserve(u64::from(tracker_config.ringbuf_bytes))?;
         let info = tracker.info();
         let started_at_ns = wall_clock_ns();
@@ -594,6 +624,8 @@ impl SessionManager {
             "cgroupId": req.cgroup_id,
             "container": req.container,
             "containerId": container_id,
+            "containerName": req.container_name,
+            "image": req.image,
         });
         if !req.rules.is_empty() {
             filter["rules"] = serde_json::json!(req.rules);
@@ -686,6 +718,9 @@ impl SessionManager {
                 return Err(SessionError::TrackerFailed(err.to_string()));
             }
         };
+        if let (Some(selector), Some(filter)) = (selector, handle.cgroup_filter()) {
+            self.containers.follow(selector, &filter);
+        }
         tracing::info!(session = %record.id, tracker = info.name, programs = ?handle.prog_ids(), "session started");
         let running = Arc::new(Running {
             record: Mutex::new(record.clone()),

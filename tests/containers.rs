@@ -443,3 +443,154 @@ fn cli_run_traces_one_container() {
         ]
     );
 }
+
+/// A process session's events as "container kind comm filename" lines, in order. runc's
+/// own set-up processes are left out: the first of them exit about as soon as the cgroup
+/// is made, so whether they are seen is a race; the workload comes well after.
+fn container_events(session: &Value) -> Vec<String> {
+    session["events"]["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| &e["node"])
+        .filter(|e| !e["comm"].as_str().unwrap().starts_with("runc"))
+        .map(|e| {
+            format!(
+                "{} {} {} {}",
+                e["container"]["name"].as_str().unwrap_or("host"),
+                e["kind"].as_str().unwrap(),
+                e["comm"].as_str().unwrap(),
+                e["data"]["filename"].as_str().unwrap_or("-"),
+            )
+        })
+        .collect()
+}
+
+/// A session that names a container before it exists traces it from its first exec (the
+/// container's cgroup joins the kernel filter as runc makes it), and again after a
+/// restart, in a new cgroup.
+#[test]
+fn a_session_follows_a_named_container_from_its_first_exec_and_through_a_restart() {
+    if !docker_or_skip(
+        "a_session_follows_a_named_container_from_its_first_exec_and_through_a_restart",
+    ) {
+        return;
+    }
+    let server = Server::start("containers-follow", None);
+    let name = common::docker::unique_name("eu-follow");
+    let _removed = Container {
+        name: name.clone(),
+        id: String::new(),
+    };
+    let script = "ls / >/dev/null; cat /etc/hostname >/dev/null";
+    let mut host_comm = String::new();
+    let session = session_after(
+        &server,
+        json!({ "tracker": "process", "durationSecs": 60, "filter": { "containerName": name } }),
+        || {
+            docker(&[
+                "run",
+                "--network",
+                "none",
+                "--name",
+                &name,
+                common::docker::IMAGE,
+                "sh",
+                "-c",
+                script,
+            ]);
+            host_comm = run_host_binary(2);
+            docker(&["start", "--attach", &name]);
+        },
+        r#"filter lostCount
+           events(first: 100) { edges { node { kind comm container { name } data } } }"#,
+    );
+    assert_eq!(session["filter"]["containerName"], name.as_str());
+    assert_eq!(session["lostCount"], 0);
+    // busybox sh forks `ls` without an exec, and execs itself for the last command.
+    let run = [
+        format!("{name} exec sh /bin/sh"),
+        format!("{name} exit ls -"),
+        format!("{name} exec exe /bin/busybox"),
+        format!("{name} exit cat -"),
+    ];
+    let lines = container_events(&session);
+    assert_eq!(lines, [run.clone(), run].concat());
+    assert!(!lines.iter().any(|l| l.contains(&host_comm)));
+}
+
+/// A session on an image takes in the running containers of that image and those that
+/// start during it, and no container of another image.
+#[test]
+fn a_session_follows_the_containers_of_an_image() {
+    if !docker_or_skip("a_session_follows_the_containers_of_an_image") {
+        return;
+    }
+    // An image name of this test's own, so that concurrent tests' containers stay out.
+    let image = format!("eu-follow-{}:t", std::process::id());
+    docker(&["tag", common::docker::IMAGE, &image]);
+    struct Untag(String);
+    impl Drop for Untag {
+        fn drop(&mut self) {
+            let _ = Command::new("docker").args(["rmi", &self.0]).output();
+        }
+    }
+    let _untag = Untag(image.clone());
+    let server = Server::start("containers-image", None);
+    let running = common::docker::unique_name("eu-img-a");
+    let _running = Container {
+        name: running.clone(),
+        id: docker(&[
+            "run",
+            "-d",
+            "--network",
+            "none",
+            "--name",
+            &running,
+            &image,
+            "sleep",
+            "600",
+        ]),
+    };
+    wait_container(&server, &running, Duration::from_secs(2));
+    let (later, other) = (
+        common::docker::unique_name("eu-img-b"),
+        common::docker::unique_name("eu-img-c"),
+    );
+    let _removed = [&later, &other].map(|name| Container {
+        name: name.clone(),
+        id: String::new(),
+    });
+    let session = session_after(
+        &server,
+        json!({ "tracker": "process", "durationSecs": 60, "filter": { "image": image } }),
+        || {
+            docker(&["exec", &running, "cat", "/etc/hostname"]);
+            for (name, image) in [(&later, image.as_str()), (&other, common::docker::IMAGE)] {
+                docker(&[
+                    "run",
+                    "--network",
+                    "none",
+                    "--name",
+                    name,
+                    image,
+                    "sh",
+                    "-c",
+                    "cat /etc/hostname",
+                ]);
+            }
+        },
+        r#"lostCount events(first: 100) { edges { node { kind comm container { name } data } } }"#,
+    );
+    assert_eq!(session["lostCount"], 0);
+    assert_eq!(
+        container_events(&session),
+        [
+            format!("{running} exec cat /bin/cat"),
+            format!("{running} exit cat -"),
+            format!("{later} exec sh /bin/sh"),
+            format!("{later} exec exe /bin/busybox"),
+            format!("{later} exit cat -"),
+        ]
+    );
+}

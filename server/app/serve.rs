@@ -100,6 +100,9 @@ async fn serve_async(config: Config) -> Result<(), RunError> {
     if let Err(err) = containers.watch_processes() {
         tracing::warn!("containers are kept current by rescans only: {err}");
     }
+    if let Err(err) = containers.watch_cgroups() {
+        tracing::warn!("sessions take in new containers at the next rescan only: {err}");
+    }
     let manager = SessionManager::new(store, metrics, config.clone(), containers).await?;
     spawn_retention(manager.clone(), RETENTION_INTERVAL);
     let app = http::router(graphql::schema(manager.clone()), manager.clone(), &config);

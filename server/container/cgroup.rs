@@ -24,7 +24,7 @@ pub struct ContainerPath {
     pub path: String,
 }
 
-fn is_container_id(s: &str) -> bool {
+pub(super) fn is_container_id(s: &str) -> bool {
     s.len() == 64
         && s.bytes()
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))

@@ -20,8 +20,8 @@ const API: &str = "/v1.41";
 /// The longest event line accepted; Docker's are well under a kilobyte.
 const MAX_LINE: usize = 1 << 20;
 /// `/events` restricted to container life-cycle events, URL-encoded:
-/// `{"type":["container"],"event":["start","die","destroy","pause","unpause","rename"]}`.
-const EVENTS_QUERY: &str = "/events?filters=%7B%22type%22%3A%5B%22container%22%5D%2C%22event%22%3A%5B%22start%22%2C%22die%22%2C%22destroy%22%2C%22pause%22%2C%22unpause%22%2C%22rename%22%5D%7D";
+/// `{"type":["container"],"event":["create","start","die","destroy","pause","unpause","rename"]}`.
+const EVENTS_QUERY: &str = "/events?filters=%7B%22type%22%3A%5B%22container%22%5D%2C%22event%22%3A%5B%22create%22%2C%22start%22%2C%22die%22%2C%22destroy%22%2C%22pause%22%2C%22unpause%22%2C%22rename%22%5D%7D";
 
 #[derive(Debug, thiserror::Error)]
 pub enum DockerError {
@@ -85,11 +85,14 @@ pub struct Details {
     pub pid: u32,
 }
 
-/// One container event: what happened (`start`, `die`, ...) to which container.
+/// One container event: what happened (`create`, `start`, `die`, ...) to which
+/// container, and its name and image as the event gives them.
 #[derive(Debug, PartialEq, Eq)]
 pub struct DockerEvent {
     pub action: String,
     pub id: String,
+    pub name: Option<String>,
+    pub image: Option<String>,
 }
 
 #[derive(serde::Deserialize)]
@@ -104,6 +107,8 @@ struct RawEvent {
 struct Actor {
     #[serde(rename = "ID")]
     id: String,
+    #[serde(rename = "Attributes", default)]
+    attributes: BTreeMap<String, String>,
 }
 
 impl DockerClient {
@@ -242,10 +247,12 @@ impl EventStream {
 
 /// An event line; `None` for blank lines and events of no container.
 fn parse_event(line: &[u8]) -> Option<DockerEvent> {
-    let raw: RawEvent = serde_json::from_slice(line).ok()?;
+    let mut raw: RawEvent = serde_json::from_slice(line).ok()?;
     Some(DockerEvent {
         action: raw.action,
         id: raw.actor.id,
+        name: raw.actor.attributes.remove("name"),
+        image: raw.actor.attributes.remove("image"),
     })
 }
 
@@ -261,7 +268,9 @@ mod tests {
             parse_event(line),
             Some(DockerEvent {
                 action: "start".into(),
-                id: "7f2f".into()
+                id: "7f2f".into(),
+                name: Some("web1".into()),
+                image: Some("bb:latest".into()),
             })
         );
         assert_eq!(parse_event(b"\n"), None);

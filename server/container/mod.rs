@@ -9,18 +9,20 @@
 //! - `runc`: containers from runc's state files;
 //! - `docker`: the Docker Engine API client;
 //! - `registry`: the bounded tables;
-//! - `enrich`: the handler that gives every event its container.
+//! - `enrich`: the handler that gives every event its container;
+//! - `follow`: sessions whose kernel filter takes containers in as they start.
 
 mod cgroup;
 mod docker;
 mod enrich;
+mod follow;
 mod registry;
 mod runc;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use parking_lot::Mutex;
 use std::time::Duration;
@@ -30,13 +32,14 @@ pub use cgroup::{
 };
 pub use docker::{DockerClient, DockerError, DEFAULT_SOCKET};
 pub use enrich::Enrich;
+pub use follow::ContainerSelector;
 pub use registry::{Container, ResolveError, DEAD_KEEP};
 
-use crate::engine::{Counters, TrackerConfig, TrackerError, TrackerHandle};
+use crate::engine::{CgroupFilter, Counters, TrackerConfig, TrackerError, TrackerHandle};
 use crate::handler::{Flow, Handler};
 use crate::model::{wall_clock_ns, ContainerTag};
-use crate::trackers::find_tracker;
-use crate::trackers::Event;
+use crate::trackers::{find_tracker, Body, Event};
+use follow::Followers;
 use registry::{Found, Registry};
 
 /// How often the cgroup tree is walked for containers no event announced, and for ones
@@ -44,6 +47,8 @@ use registry::{Found, Registry};
 pub const DEFAULT_RESCAN: Duration = Duration::from_secs(1);
 /// How long to wait before asking a Docker engine that was not there again.
 const DOCKER_RETRY: Duration = Duration::from_secs(1);
+/// Containers created and not yet seen running that are remembered by name and image.
+const ANNOUNCED_KEEP: usize = 256;
 
 /// Which runtime runs a container, as its cgroup path or state says.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, async_graphql::Enum)]
@@ -86,9 +91,23 @@ pub struct ContainerManager {
     root: Option<PathBuf>,
     docker: DockerClient,
     rescan_every: Duration,
-    /// The internal process tracker that reports exec and exit, when it runs.
-    watch: Mutex<Option<TrackerHandle>>,
+    /// The internal trackers, when they run: process (exec and exit) and cgroup (new
+    /// containers' cgroups).
+    watch: Mutex<Vec<TrackerHandle>>,
     watch_lost_reported: AtomicU64,
+    followers: Followers,
+    /// Containers the engine announced as created (id, name, image): their cgroup is made
+    /// when they start, before the engine says so.
+    announced: Mutex<VecDeque<Announced>>,
+    /// For lookups the cgroup watch's thread hands to the engine's API.
+    runtime: OnceLock<tokio::runtime::Handle>,
+}
+
+#[derive(Clone)]
+struct Announced {
+    id: String,
+    name: Option<String>,
+    image: Option<String>,
 }
 
 impl ContainerManager {
@@ -102,8 +121,11 @@ impl ContainerManager {
             root,
             docker: DockerClient::new(options.docker_socket),
             rescan_every: options.rescan_every,
-            watch: Mutex::new(None),
+            watch: Mutex::new(Vec::new()),
             watch_lost_reported: AtomicU64::new(0),
+            followers: Followers::default(),
+            announced: Mutex::new(VecDeque::new()),
+            runtime: OnceLock::new(),
         })
     }
 
@@ -200,6 +222,107 @@ impl ContainerManager {
             },
             details,
         );
+        if let Some(a) = self.announced(&c.id) {
+            self.registry.name_if_unknown(&c.id, a.name, a.image);
+        }
+        self.offer(&c.id);
+    }
+
+    /// Adds a known container's cgroups to the sessions that follow it.
+    fn offer(&self, id: &str) {
+        if self.followers.is_empty() {
+            return;
+        }
+        let Ok(c) = self.registry.resolve(id) else {
+            return;
+        };
+        let announced = self.announced(id);
+        let name = c
+            .name
+            .as_deref()
+            .or(announced.as_ref().and_then(|a| a.name.as_deref()));
+        let image = c
+            .image
+            .as_deref()
+            .or(announced.as_ref().and_then(|a| a.image.as_deref()));
+        self.followers.offer(&c.id, name, image, &c.cgroup_ids);
+    }
+
+    fn announced(&self, id: &str) -> Option<Announced> {
+        self.announced.lock().iter().find(|a| a.id == id).cloned()
+    }
+
+    /// A container's new cgroup (`path` below the v2 root): tagged for enrichment, and
+    /// added to the sessions that follow the container, before it runs anything (a
+    /// container being created or restarted).
+    fn cgroup_made(self: &Arc<Self>, path: &str, cgroup_id: u64) {
+        // A runtime's own parent, or one given with --cgroup-parent, names the container
+        // by its bare id.
+        let (id, runtime) = match parse_path(path) {
+            Some(c) => (c.id, c.runtime),
+            None => match path.rsplit('/').next() {
+                Some(last) if cgroup::is_container_id(last) => (last.to_string(), Runtime::Docker),
+                _ => return,
+            },
+        };
+        let known = self
+            .registry
+            .resolve(&id)
+            .ok()
+            .filter(|c| c.id == id && c.name.is_some());
+        let (name, image) = match (known, self.announced(&id)) {
+            (Some(c), _) => (c.name, c.image),
+            (None, Some(a)) => (a.name, a.image),
+            (None, None) => {
+                // Not announced yet (the engine's event stream is behind): ask the engine.
+                if let (Runtime::Docker, Some(runtime)) = (runtime, self.runtime.get()) {
+                    let (manager, id) = (self.clone(), id.clone());
+                    runtime.spawn(async move {
+                        if let Ok(Some(details)) = manager.docker.inspect(&id).await {
+                            let info = details.info;
+                            manager.container_cgroup_made(
+                                &id,
+                                Some(&info.name),
+                                Some(&info.image),
+                                cgroup_id,
+                            );
+                        }
+                    });
+                }
+                (None, None)
+            }
+        };
+        self.container_cgroup_made(&id, name.as_deref(), image.as_deref(), cgroup_id);
+    }
+
+    fn container_cgroup_made(
+        &self,
+        id: &str,
+        name: Option<&str>,
+        image: Option<&str>,
+        cgroup_id: u64,
+    ) {
+        self.registry
+            .tag_made(cgroup_id, ContainerTag::new(id, name, image));
+        self.followers.offer(id, name, image, &[cgroup_id]);
+    }
+
+    /// Makes a running tracker (started with `follow_cgroups`) trace the containers
+    /// `selector` matches: those running now and those that start while it runs.
+    pub fn follow(&self, selector: ContainerSelector, filter: &Arc<CgroupFilter>) {
+        self.followers.add(selector, filter);
+        for c in self.registry.list(false) {
+            self.offer(&c.id);
+        }
+    }
+
+    /// The running containers `selector` matches now.
+    pub fn matching(&self, selector: &ContainerSelector) -> Vec<Container> {
+        self.registry
+            .list(false)
+            .into_iter()
+            .filter(|c| selector.matches(&c.id, c.name.as_deref(), c.image.as_deref()))
+            .collect()
     }
 
     /// Walks the cgroup tree and runc's state for containers, and marks dead the known
@@ -245,7 +368,9 @@ impl ContainerManager {
                 });
             }
         }
+        let id = details.info.id.clone();
         self.registry.apply_engine(details.info, wall_clock_ns());
+        self.offer(&id);
         Ok(())
     }
 
@@ -259,6 +384,17 @@ impl ContainerManager {
         while let Some(event) = events.next().await? {
             match event.action.as_str() {
                 "die" | "destroy" => self.registry.mark_dead(&event.id, wall_clock_ns()),
+                "create" => {
+                    let mut announced = self.announced.lock();
+                    if announced.len() >= ANNOUNCED_KEEP {
+                        announced.pop_front();
+                    }
+                    announced.push_back(Announced {
+                        id: event.id,
+                        name: event.name,
+                        image: event.image,
+                    });
+                }
                 _ => self.sync_docker(&event.id).await?,
             }
         }
@@ -286,6 +422,7 @@ impl ContainerManager {
     /// Keeps the tables current on the running tokio runtime: periodic rescans, and
     /// Docker's event stream whenever its socket is there.
     pub fn spawn_background(self: &Arc<Self>) {
+        let _ = self.runtime.set(tokio::runtime::Handle::current());
         let manager = self.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(manager.rescan_every);
@@ -317,22 +454,33 @@ impl ContainerManager {
     /// seen (and new containers found) at once, and exited ones forgotten. Sessions
     /// never see its events or counts.
     pub fn watch_processes(self: &Arc<Self>) -> Result<(), TrackerError> {
-        let tracker = find_tracker("process")?;
-        let handle = tracker.start(
-            TrackerConfig::default(),
-            Box::new(ProcessWatch {
-                manager: self.clone(),
-            }),
-            Arc::new(Counters::default()),
-        )?;
-        *self.watch.lock() = Some(handle);
+        self.watch("process", TrackerConfig::default())
+    }
+
+    /// Runs a cgroup tracker of its own, so that sessions following containers take a
+    /// container in before it runs anything.
+    pub fn watch_cgroups(self: &Arc<Self>) -> Result<(), TrackerError> {
+        // The runtime goes on with the container's setup meanwhile: no batching.
+        let config = TrackerConfig {
+            wake_per_event: true,
+            ..TrackerConfig::default()
+        };
+        self.watch("cgroup", config)
+    }
+
+    fn watch(self: &Arc<Self>, tracker: &str, config: TrackerConfig) -> Result<(), TrackerError> {
+        let watch = Box::new(KernelWatch {
+            manager: self.clone(),
+        });
+        let handle = find_tracker(tracker)?.start(config, watch, Arc::new(Counters::default()))?;
+        self.watch.lock().push(handle);
         Ok(())
     }
 
     /// Logs what the internal process tracker lost since the last report; the next scan
     /// repairs the tables from the cgroup tree.
     fn report_watch_loss(&self) {
-        let lost = self.watch.lock().as_ref().map_or(0, |h| h.stats().lost());
+        let lost: u64 = self.watch.lock().iter().map(|h| h.stats().lost()).sum();
         let reported = self.watch_lost_reported.swap(lost, Ordering::Relaxed);
         if lost > reported {
             tracing::warn!(
@@ -378,14 +526,21 @@ impl ContainerManager {
     }
 }
 
-/// The internal process tracker's chain end: processes join and leave containers.
-struct ProcessWatch {
+/// The internal trackers' chain end: processes join and leave containers, containers'
+/// cgroups are made.
+struct KernelWatch {
     manager: Arc<ContainerManager>,
 }
 
-impl Handler<Event> for ProcessWatch {
+impl Handler<Event> for KernelWatch {
     fn handle(&mut self, event: &Event) -> Flow {
         let h = &event.header;
+        if let Body::Cgroup(cgroup) = &event.body {
+            if !cgroup.removed {
+                self.manager.cgroup_made(cgroup.path.as_str(), cgroup.id);
+            }
+            return Flow::Caught;
+        }
         match event.kind() {
             "exec" => {
                 if self.manager.lookup(h.cgroup_id, h.pid).is_some() {

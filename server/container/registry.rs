@@ -18,6 +18,8 @@ use crate::model::ContainerTag;
 pub const DEAD_KEEP: usize = 256;
 /// Cgroup ids known to be the host's; the cache is emptied when it reaches this size.
 const HOST_CACHE: usize = 8192;
+/// Containers' new cgroups tagged before any scan saw them.
+const MADE_KEEP: usize = 1024;
 /// An id prefix must be at least this long to select a container.
 const MIN_PREFIX: usize = 3;
 
@@ -84,6 +86,8 @@ struct Tables {
     live: HashMap<String, Container>,
     dead: VecDeque<Container>,
     pids: HashMap<u32, Arc<str>>,
+    /// Cgroups tagged as a runtime made them, oldest first (see `tag_made`).
+    made: VecDeque<u64>,
 }
 
 #[derive(Default)]
@@ -222,6 +226,18 @@ impl Registry {
         }
     }
 
+    /// Names a live container the engine announced but has not described yet (one that
+    /// ended before the engine's start event could be asked about).
+    pub fn name_if_unknown(&self, id: &str, name: Option<String>, image: Option<String>) {
+        let mut tables = self.lock();
+        let Some(container) = tables.live.get_mut(id).filter(|c| c.name.is_none()) else {
+            return;
+        };
+        container.name = name;
+        container.image = container.image.take().or(image);
+        self.publish(container);
+    }
+
     /// Marks a container dead (its processes are gone).
     pub fn mark_dead(&self, id: &str, now_ns: u64) {
         self.bury(&mut self.lock(), id, now_ns);
@@ -272,6 +288,29 @@ impl Registry {
         for id in cgroup_ids {
             self.tags.remove(id);
         }
+        self.generation.fetch_add(1, Ordering::Release);
+    }
+
+    /// Tags a cgroup a runtime has just made for a container, before anything runs in
+    /// it: the events of a container that ends before any scan sees it still name it.
+    /// The last `MADE_KEEP` such tags are kept, and any a known container claims.
+    pub fn tag_made(&self, cgroup_id: u64, tag: ContainerTag) {
+        let mut tables = self.lock();
+        tables.made.push_back(cgroup_id);
+        if tables.made.len() > MADE_KEEP {
+            if let Some(old) = tables.made.pop_front() {
+                let claimed = tables
+                    .live
+                    .values()
+                    .chain(&tables.dead)
+                    .any(|c| c.cgroup_ids.contains(&old));
+                if !claimed {
+                    self.tags.remove(&old);
+                }
+            }
+        }
+        self.host.remove(&cgroup_id);
+        self.tags.insert(cgroup_id, tag);
         self.generation.fetch_add(1, Ordering::Release);
     }
 

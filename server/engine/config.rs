@@ -37,6 +37,11 @@ pub struct TrackerConfig {
     /// made in it later included. Set by the seccomp manager, not by requests.
     #[serde(skip)]
     pub cgroup_level: u32,
+    /// Filter on cgroups even while `cgroup_ids` is empty: more are added as they appear
+    /// ([`TrackerHandle::cgroup_filter`](super::TrackerHandle::cgroup_filter)). Set for
+    /// sessions that follow containers, not by requests.
+    #[serde(skip)]
+    pub follow_cgroups: bool,
     /// Trace only tasks with this command name.
     pub comm: Option<String>,
     /// Ring buffer size: a power of two, at least one page.
@@ -59,6 +64,7 @@ impl Default for TrackerConfig {
             exclude_pid: None,
             cgroup_ids: Vec::new(),
             cgroup_level: 0,
+            follow_cgroups: false,
             comm: None,
             ringbuf_bytes: DEFAULT_RINGBUF_BYTES,
             wake_per_event: false,

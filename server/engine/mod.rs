@@ -22,7 +22,8 @@ use std::time::{Duration, Instant};
 
 use libbpf_rs::skel::OpenSkel;
 use libbpf_rs::{
-    Link, MapCore, MapFlags, Object, OpenObject, ProgramHandle, ProgramMut, RingBufferBuilder,
+    Link, MapCore, MapFlags, MapHandle, Object, OpenObject, ProgramHandle, ProgramMut,
+    RingBufferBuilder,
 };
 
 use crate::handler::Handler;
@@ -44,7 +45,7 @@ macro_rules! apply_common_config {
         rodata.target_pid = config.target_pid.unwrap_or(0);
         rodata.exclude_current_ppid = config.exclude_current_ppid.unwrap_or(0);
         rodata.exclude_pid = config.exclude_pid.unwrap_or(0);
-        rodata.filter_cgroup = !config.cgroup_ids.is_empty();
+        rodata.filter_cgroup = !config.cgroup_ids.is_empty() || config.follow_cgroups;
         rodata.cgroup_level = config.cgroup_level;
         rodata.filter_comm = config.comm.is_some();
         rodata.target_comm = config.comm_bytes();
@@ -234,7 +235,9 @@ pub struct Run<'a, E> {
     chain: &'a mut dyn Handler<E>,
     counters: &'a Counters,
     stop: &'a AtomicBool,
-    ready: Option<SyncSender<Vec<u32>>>,
+    ready: Option<SyncSender<Ready>>,
+    /// The probe's cgroup filter map, kept when the configuration follows cgroups.
+    cgroup_filter: RefCell<Option<MapHandle>>,
     /// Added to CLOCK_BOOTTIME stamps from BPF to get wall-clock time.
     clock_offset: u64,
     /// How programs are attached, when not by their section name.
@@ -266,11 +269,16 @@ impl<'a, E> Run<'a, E> {
         })
     }
 
-    /// Fills the probe's cgroup filter map from the configuration.
+    /// Fills the probe's cgroup filter map from the configuration, and keeps a handle on
+    /// it when cgroups are to be added while the instance runs.
     pub fn fill_cgroup_filter(&self, map: &dyn MapCore) -> Result<(), TrackerError> {
-        for id in &self.config.cgroup_ids {
-            map.update(&id.to_ne_bytes(), &[1u8], MapFlags::ANY)
-                .map_err(TrackerError::Map)?;
+        for &id in &self.config.cgroup_ids {
+            add_cgroup(map, id)?;
+        }
+        if self.config.follow_cgroups {
+            let id = map.info().map_err(TrackerError::Map)?.info.id;
+            *self.cgroup_filter.borrow_mut() =
+                Some(MapHandle::from_map_id(id).map_err(TrackerError::Map)?);
         }
         Ok(())
     }
@@ -323,7 +331,16 @@ impl<'a, E> Run<'a, E> {
             prog_ids.push(handle.id());
         }
         if let Some(ready) = self.ready.take() {
-            let _ = ready.send(prog_ids);
+            let cgroup_filter = self.cgroup_filter.take();
+            if self.config.follow_cgroups && cgroup_filter.is_none() {
+                return Err(TrackerError::Config(
+                    "this tracker cannot follow containers as they start".into(),
+                ));
+            }
+            let _ = ready.send(Ready {
+                prog_ids,
+                cgroup_filter,
+            });
         }
 
         let (counters, clock_offset) = (self.counters, self.clock_offset);
@@ -607,10 +624,34 @@ fn boot_to_wall_offset() -> u64 {
     wall_clock_ns().wrapping_sub(clock_ns(libc::CLOCK_BOOTTIME))
 }
 
+fn add_cgroup(map: &dyn MapCore, id: u64) -> Result<(), TrackerError> {
+    map.update(&id.to_ne_bytes(), &[1u8], MapFlags::ANY)
+        .map_err(TrackerError::Map)
+}
+
+/// What a tracker thread hands back once its programs are attached.
+struct Ready {
+    prog_ids: Vec<u32>,
+    cgroup_filter: Option<MapHandle>,
+}
+
+/// A running instance's cgroup filter, open to cgroups that appear while it runs: a
+/// container created or restarted during a session.
+#[derive(Debug)]
+pub struct CgroupFilter(MapHandle);
+
+impl CgroupFilter {
+    /// Traces the tasks of cgroup `id` from now on; fails when the filter is full.
+    pub fn add(&self, id: u64) -> Result<(), TrackerError> {
+        add_cgroup(&self.0, id)
+    }
+}
+
 /// One running tracker instance on its own thread.
 pub struct TrackerHandle {
     tracker: &'static str,
     prog_ids: Vec<u32>,
+    cgroup_filter: Option<Arc<CgroupFilter>>,
     stop: Arc<AtomicBool>,
     counters: Arc<Counters>,
     thread: Option<JoinHandle<Result<(), TrackerError>>>,
@@ -641,6 +682,7 @@ impl TrackerHandle {
                         counters: &counters,
                         stop: &stop,
                         ready: Some(ready_tx),
+                        cgroup_filter: RefCell::new(None),
                         clock_offset: boot_to_wall_offset(),
                         attach: None,
                     };
@@ -651,13 +693,15 @@ impl TrackerHandle {
         let mut handle = Self {
             tracker: name,
             prog_ids: Vec::new(),
+            cgroup_filter: None,
             stop,
             counters,
             thread: Some(thread),
         };
         match ready_rx.recv() {
-            Ok(prog_ids) => {
-                handle.prog_ids = prog_ids;
+            Ok(ready) => {
+                handle.prog_ids = ready.prog_ids;
+                handle.cgroup_filter = ready.cgroup_filter.map(|map| Arc::new(CgroupFilter(map)));
                 Ok(handle)
             }
             // The thread ended before it was ready: its result says why.
@@ -672,6 +716,11 @@ impl TrackerHandle {
     /// Kernel ids of this instance's BPF programs.
     pub fn prog_ids(&self) -> &[u32] {
         &self.prog_ids
+    }
+
+    /// The cgroup filter, when the configuration follows cgroups.
+    pub fn cgroup_filter(&self) -> Option<Arc<CgroupFilter>> {
+        self.cgroup_filter.clone()
     }
 
     pub fn stats(&self) -> Stats {

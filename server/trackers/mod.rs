@@ -6,6 +6,7 @@
 pub mod bind;
 pub mod biolatency;
 pub mod capable;
+pub mod cgroup;
 pub mod filelife;
 pub mod files;
 pub mod ipc;
@@ -186,6 +187,7 @@ register_trackers! {
     Offcpu => offcpu::OffcpuTracker, offcpu::OffcpuEvent;
     Memleak => memleak::MemleakTracker, memleak::MemleakEvent;
     Security => security::SecurityTracker, security::SecurityEvent;
+    Cgroup => cgroup::CgroupTracker, cgroup::CgroupEvent;
 }
 
 #[cfg(test)]

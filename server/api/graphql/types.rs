@@ -185,8 +185,15 @@ pub struct SessionFilterInput {
     pub pid: Option<u32>,
     pub comm: Option<String>,
     pub cgroup_id: Option<u64>,
-    /// A running container's name, id or unique id prefix: only its processes are traced.
+    /// A running container's name, id or unique id prefix: only its processes are traced,
+    /// through restarts.
     pub container: Option<String>,
+    /// Containers of this name, running now or created during the session: each is traced
+    /// from its first instruction, since its cgroup joins the kernel filter as it is made.
+    pub container_name: Option<String>,
+    /// Containers of this image (`bb` is `bb:latest`), running now or created during the
+    /// session, from their first instruction.
+    pub image: Option<String>,
     /// Trace the server's own process too (left out by default: its threads would report
     /// their own polling and storing among the results).
     #[graphql(default = false)]
@@ -223,6 +230,8 @@ impl StartSessionInput {
                 "comm": filter.comm,
                 "cgroupId": filter.cgroup_id,
                 "container": filter.container,
+                "containerName": filter.container_name,
+                "image": filter.image,
                 "includeSelf": filter.include_self,
             },
             "config": self.config.as_ref().map(|c| c.0.clone()),
@@ -249,6 +258,8 @@ impl StartSessionInput {
             comm: filter.comm,
             cgroup_id: filter.cgroup_id,
             container: filter.container,
+            container_name: filter.container_name,
+            image: filter.image,
             include_self: filter.include_self,
             config,
             store,
