@@ -5,8 +5,9 @@
 mod common;
 
 use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 
 use common::docker::{docker_or_skip, Container, IMAGE};
 use common::server::Server;
@@ -327,6 +328,7 @@ fn a_running_container_is_advised_a_profile() {
         "{names:?}"
     );
 
+    // Nothing of that name ever ran: waited for, nothing recorded, a failure.
     let out = eunomia(&[
         "seccomp",
         "advise",
@@ -335,7 +337,98 @@ fn a_running_container_is_advised_a_profile() {
         "-d",
         "1",
     ]);
-    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("no container no-such-container-x runs: waiting for one to start")
+            && stderr(&out).contains("recorded no call: container no-such-container-x did not run"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// `advise` started before its container: the container is recorded from its first
+/// instruction (its cgroup joins the filter as runc makes it), and a fresh container runs
+/// the same command under the advised profile.
+#[test]
+fn a_container_advised_before_it_starts_runs_under_its_profile() {
+    if !docker_or_skip("a_container_advised_before_it_starts_runs_under_its_profile") {
+        return;
+    }
+    let name = common::docker::unique_name("seccomp-later");
+    let _removed = Container {
+        name: name.clone(),
+        id: String::new(),
+    };
+    let dir = TempDir::new("seccomp-later");
+    let profile = dir.join("later.json");
+    let path = profile.to_str().unwrap();
+    let mut advise = Command::new(env!("CARGO_BIN_EXE_eunomia"))
+        .args([
+            "seccomp",
+            "advise",
+            "--container",
+            &name,
+            "-d",
+            "6",
+            "-o",
+            path,
+        ])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut waiting = String::new();
+    BufReader::new(advise.stderr.as_mut().unwrap())
+        .read_line(&mut waiting)
+        .unwrap();
+    assert_eq!(
+        waiting,
+        format!("no container {name} runs: waiting for one to start\n")
+    );
+    let script = "ls / ; cat /etc/hostname ; sleep 1";
+    let ran = Command::new("docker")
+        .args([
+            "run",
+            "--network",
+            "none",
+            "--name",
+            &name,
+            IMAGE,
+            "sh",
+            "-c",
+            script,
+        ])
+        .output()
+        .unwrap();
+    assert!(ran.status.success(), "{}", stderr(&ran));
+    let out = advise.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let names = allowed(&profile);
+    for call in ["execve", "wait4", "getdents64"] {
+        assert!(names.contains(call), "{call} missing from {names:?}");
+    }
+    assert!(sleeps(&names), "{names:?}");
+    for call in ["mount", "pivot_root", "mkdirat"] {
+        assert!(!names.contains(call), "{call} in {names:?}");
+    }
+    let under = Command::new("docker")
+        .args(["run", "--rm", "--network", "none", "--security-opt"])
+        .arg(format!("seccomp={path}"))
+        .args([IMAGE, "sh", "-c", script])
+        .output()
+        .unwrap();
+    assert_eq!(under.status.code(), Some(0), "{}", stderr(&under));
+    let refused = Command::new("docker")
+        .args(["run", "--rm", "--network", "none", "--security-opt"])
+        .arg(format!("seccomp={path}"))
+        .args([IMAGE, "sh", "-c", "mkdir /x"])
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(1), "{}", stderr(&refused));
+    assert!(
+        stderr(&refused).contains("Operation not permitted"),
+        "{}",
+        stderr(&refused)
+    );
 }
 
 /// Through the API: the profile of a syscall session, stored by name (from sessions or

@@ -818,6 +818,16 @@ fn bad_input_gets_coded_errors_and_loses_nothing() {
             "cgroup id 0 is no cgroup",
         ),
         (
+            json!({ "tracker": "process", "durationSecs": 1, "filter": { "containerName": "web1", "image": "bb" } }),
+            "BAD_FILTER",
+            "give one of cgroupId, container, containerName and image",
+        ),
+        (
+            json!({ "tracker": "process", "durationSecs": 1, "filter": { "image": " " } }),
+            "BAD_FILTER",
+            "containerName and image must not be empty",
+        ),
+        (
             json!({ "tracker": "process", "durationSecs": 1, "config": { "ringbuf_bytes": 2147483648u64 } }),
             "BAD_CONFIG",
             "ringbuf_bytes must be at most 268435456 (256 MiB), got 2147483648",

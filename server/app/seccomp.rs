@@ -14,7 +14,7 @@ use oci_spec::runtime::LinuxSeccomp;
 
 use super::args::parse_duration;
 use super::{exit_code, RunError};
-use crate::container::{ContainerManager, ContainerOptions};
+use crate::container::{ContainerManager, ContainerOptions, ContainerSelector, ResolveError};
 use crate::seccomp::filter::Filter;
 use crate::seccomp::profile::{
     self, diff, docker_run_args, docker_run_line, localhost_security_context, merge,
@@ -40,8 +40,10 @@ pub enum SeccompCommand {
         #[command(flatten)]
         workload: WorkloadArgs,
     },
-    /// Record a running container for a while (the calls its processes make under their
-    /// seccomp filter) and print the allow-list profile of them.
+    /// Record a container for a while (the calls its processes make under their seccomp
+    /// filter) and print the allow-list profile of them. A container that is not running
+    /// yet is waited for by name and recorded from its first instruction; a restart is
+    /// followed.
     Advise {
         /// The container: a name, an id or a unique id prefix.
         #[arg(long, value_name = "NAME|ID")]
@@ -146,24 +148,42 @@ fn run(command: &SeccompCommand) -> Result<ExitCode, RunError> {
             output,
         } => {
             crate::engine::system::check_ready()?;
-            let runtime = tokio::runtime::Builder::new_current_thread()
+            // The container manager follows Docker and new cgroups on this runtime meanwhile.
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
                 .enable_all()
                 .build()?;
             let containers = ContainerManager::new(ContainerOptions::default());
             runtime.block_on(containers.sync());
-            let cgroup_ids = containers
-                .resolve_running(container)
-                .map_err(|e| RunError::Usage(e.to_string()))?
-                .cgroup_ids;
+            runtime.block_on(async { containers.spawn_background() });
+            containers.watch_cgroups().map_err(anyhow::Error::from)?;
+            let selector = match containers.resolve_running(container) {
+                Ok(running) => ContainerSelector::Id(running.id),
+                Err(ResolveError::Unknown(_)) => ContainerSelector::Name(container.clone()),
+                Err(err) => return Err(RunError::Usage(err.to_string())),
+            };
             let stop = Arc::new(AtomicBool::new(false));
             for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
                 signal_hook::flag::register(signal, stop.clone())?;
             }
             let deadline = Instant::now() + *duration;
-            let recording = watch(cgroup_ids, || {
-                stop.load(Ordering::Relaxed) || Instant::now() >= deadline
-            })
+            let recording = watch(
+                |filter| {
+                    // Once the tracker is attached: a container started from now on is
+                    // recorded from its first instruction.
+                    if let ContainerSelector::Name(name) = &selector {
+                        eprintln!("no container {name} runs: waiting for one to start");
+                    }
+                    containers.follow(selector, filter)
+                },
+                || stop.load(Ordering::Relaxed) || Instant::now() >= deadline,
+            )
             .map_err(anyhow::Error::from)?;
+            if recording.calls.is_empty() {
+                return Err(
+                    anyhow::anyhow!("recorded no call: container {container} did not run").into(),
+                );
+            }
             advised(&recording, output.as_deref())
         }
         SeccompCommand::Exec {

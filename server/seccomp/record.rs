@@ -21,7 +21,7 @@ use oci_spec::runtime::LinuxSeccomp;
 use super::filter::Filter;
 use super::profile::{advise, allowed};
 use super::SeccompError;
-use crate::engine::{Counters, Mode, TrackerConfig, TrackerHandle};
+use crate::engine::{CgroupFilter, Counters, Mode, TrackerConfig, TrackerHandle};
 use crate::handler::{Flow, Handler};
 use crate::trackers::syscall::{syscall_name, SyscallEvent, SyscallOptions};
 use crate::trackers::{find_tracker, Body, Event};
@@ -118,10 +118,20 @@ pub fn record(
     Ok(recording)
 }
 
-/// Records the calls made in running cgroups (a container's) until `done` says so:
-/// only those made under a seccomp filter, as for a container started here.
-pub fn watch(cgroup_ids: Vec<u64>, done: impl Fn() -> bool) -> Result<Recording, SeccompError> {
-    let tracing = Tracing::start(cgroup_ids, 0, true)?;
+/// Records the calls made in the cgroups `follow` adds to the tracker's filter (a
+/// container's, as they appear) until `done` says so: only those made under a seccomp
+/// filter, as for a container started here.
+pub fn watch(
+    follow: impl FnOnce(&Arc<CgroupFilter>),
+    done: impl Fn() -> bool,
+) -> Result<Recording, SeccompError> {
+    let tracing = Tracing::start(Vec::new(), 0, true)?;
+    follow(
+        &tracing
+            .handle
+            .cgroup_filter()
+            .expect("the syscall tracker takes cgroups while it runs"),
+    );
     while !done() && !tracing.handle.is_finished() {
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -138,6 +148,7 @@ impl Tracing {
     fn start(cgroup_ids: Vec<u64>, level: u32, seccomp_only: bool) -> Result<Self, SeccompError> {
         let calls = Arc::new(Mutex::new(BTreeMap::new()));
         let config = TrackerConfig {
+            follow_cgroups: cgroup_ids.is_empty(),
             cgroup_ids,
             cgroup_level: level,
             ..TrackerConfig::default()
