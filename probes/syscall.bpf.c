@@ -21,11 +21,15 @@ const volatile bool measure_latency = true;
 /* Only calls of tasks under a seccomp filter: what a profile for a container must allow,
  * without the runtime's set-up before it installs one. */
 const volatile bool seccomp_only = false;
+/* Keep the first argument of socket, clone and personality (see struct syscall_key). */
+const volatile bool first_args = false;
 
 #define MAX_KEYS 65536
 
 /* x86_64 numbers of the calls that need care (see finish_call and handle_task_exit). */
 #define NR_rt_sigreturn 15
+#define NR_socket 41
+#define NR_personality 135
 #define NR_clone 56
 #define NR_fork 57
 #define NR_vfork 58
@@ -102,6 +106,12 @@ static __always_inline bool is_exec(long id)
 	return id == NR_execve || id == NR_execveat;
 }
 
+/* Whether the call's first argument is kept: the calls a seccomp profile narrows by it. */
+static __always_inline bool keeps_arg0(long id)
+{
+	return first_args && (id == NR_socket || id == NR_clone || id == NR_personality);
+}
+
 SEC("tp_btf/sys_enter")
 int BPF_PROG(handle_sys_enter, struct pt_regs *regs, long id)
 {
@@ -121,7 +131,8 @@ int BPF_PROG(handle_sys_enter, struct pt_regs *regs, long id)
 }
 
 static __always_inline void stream_call(struct task_struct *task, struct task_state *state,
-					u32 pid, long id, long ret, u64 now, u64 latency)
+					u32 pid, long id, long ret, u64 now, u64 latency,
+					u64 arg0)
 {
 	struct syscall_event *e = reserve_event(sizeof(*e));
 
@@ -132,6 +143,7 @@ static __always_inline void stream_call(struct task_struct *task, struct task_st
 	e->latency_ns = latency;
 	e->syscall_id = id;
 	e->timed = measure_latency;
+	e->arg0 = keeps_arg0(id) ? arg0 : 0;
 	submit_event(e);
 }
 
@@ -190,6 +202,7 @@ static __always_inline void run_key(struct syscall_key *key, struct syscall_run 
 	key->pid = run->pid;
 	key->syscall_id = id;
 	__builtin_memcpy(key->comm, run->comm, sizeof(key->comm));
+	key->arg0 = 0;
 }
 
 /* One of the run's ids into the rows (a bpf_loop step; `odd` names the generation). */
@@ -211,7 +224,7 @@ static long flush_step(u32 index, u32 *odd)
 }
 
 static __always_inline void count_call(struct task_struct *task, u32 pid, u32 tid, long id,
-				       long ret, u64 latency)
+				       long ret, u64 latency, u64 arg0)
 {
 	u32 gen = generation, renamed = renames, odd = gen & 1;
 	struct syscall_run *run = current_run(odd);
@@ -232,11 +245,14 @@ static __always_inline void count_call(struct task_struct *task, u32 pid, u32 ti
 		run->renames = renamed;
 		bpf_get_current_comm(run->comm, sizeof(run->comm));
 	}
-	if ((unsigned long)id >= SYSCALL_RUN_SLOTS) {
+	/* Rare calls, and those split by their argument, go to the rows at once. */
+	if ((unsigned long)id >= SYSCALL_RUN_SLOTS || keeps_arg0(id)) {
 		struct syscall_totals one = { 1, is_error(ret), latency };
 		struct syscall_key key;
 
 		run_key(&key, run, id);
+		if (keeps_arg0(id))
+			key.arg0 = arg0;
 		add_to_row(current_rows(odd), &key, &one);
 		return;
 	}
@@ -255,7 +271,7 @@ static __always_inline void count_call(struct task_struct *task, u32 pid, u32 ti
  * the call was filtered at entry and its id and start time kept; without, the filter runs
  * here and `id` is the one the caller read.
  */
-static __always_inline void finish_call(struct task_struct *task, long id, long ret)
+static __always_inline void finish_call(struct task_struct *task, long id, long ret, u64 arg0)
 {
 	u64 pid_tgid = bpf_get_current_pid_tgid();
 	u32 pid = pid_tgid >> 32, tid = (u32)pid_tgid;
@@ -289,7 +305,7 @@ static __always_inline void finish_call(struct task_struct *task, long id, long 
 	if (seccomp_only && task->seccomp.mode == 0)
 		return;
 	if (!stream_mode) {
-		count_call(task, pid, tid, id, ret, latency);
+		count_call(task, pid, tid, id, ret, latency, arg0);
 		return;
 	}
 	if (!state) {
@@ -300,13 +316,14 @@ static __always_inline void finish_call(struct task_struct *task, long id, long 
 			return;
 		}
 	}
-	stream_call(task, state, pid, id, ret, now, latency);
+	stream_call(task, state, pid, id, ret, now, latency, arg0);
 }
 
 SEC("tp_btf/sys_exit")
 int BPF_PROG(handle_sys_exit, struct pt_regs *regs, long ret)
 {
-	finish_call(bpf_get_current_task_btf(), regs->orig_ax, ret);
+	/* The saved user registers still hold the arguments: only ax takes the result. */
+	finish_call(bpf_get_current_task_btf(), regs->orig_ax, ret, regs->di);
 	return 0;
 }
 
@@ -328,7 +345,7 @@ int BPF_PROG(handle_task_exit, struct task_struct *p)
 	regs = (struct pt_regs *)bpf_task_pt_regs(task);
 	id = BPF_CORE_READ(regs, orig_ax);
 	if (id == NR_exit || id == NR_exit_group)
-		finish_call(task, id, 0);
+		finish_call(task, id, 0, 0);
 	return 0;
 }
 

@@ -18,6 +18,9 @@ struct syscall_key {
 	unsigned int pid;
 	unsigned int syscall_id;
 	char comm[TASK_COMM_LEN];
+	/* With first_args, the first argument of the calls a seccomp profile can narrow by
+	 * it (socket, clone, personality): their rows are split by it. 0 otherwise. */
+	unsigned long long arg0;
 };
 
 /* x86_64 system call numbers are below this; a call with another number (a bad one) is
@@ -54,6 +57,7 @@ struct syscall_event {
 	unsigned long long latency_ns;
 	unsigned int syscall_id;
 	unsigned int timed; /* latency_ns is measured */
+	unsigned long long arg0; /* as in struct syscall_key */
 };
 
 #endif

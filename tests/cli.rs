@@ -123,7 +123,7 @@ fn bad_input_exits_2_with_a_clear_message() {
         ),
         (
             &["run", "syscall", "--min-duration-ms", "5"],
-            "option `min_duration_ns` does not apply to the syscall tracker (it takes: mode, interval_ms, latency, seccomp_only)",
+            "option `min_duration_ns` does not apply to the syscall tracker (it takes: mode, interval_ms, latency, seccomp_only, first_args)",
         ),
         (
             &["run", "process", "--file-types", "tape"],
@@ -329,6 +329,7 @@ fn options_lists_each_trackers_own_options() {
             ["interval_ms", "integer", "default", "1000"],
             ["latency", "boolean", "default", "null"],
             ["seccomp_only", "boolean", "default", "false"],
+            ["first_args", "boolean", "default", "false"],
         ]
     );
     assert_eq!(

@@ -511,6 +511,7 @@ fn totals(comm: &str, syscall_id: u32, count: u64, latency_ns: u64) -> Event {
             count,
             errors: 0,
             latency_ns: Some(latency_ns),
+            arg0: None,
         }
         .into(),
     }

@@ -160,6 +160,113 @@ fn a_recorded_profile_runs_its_command_and_refuses_the_rest() {
     );
 }
 
+/// `--narrow`: socket is allowed only for the family the recording saw and clone only
+/// without namespace flags; another family is refused, and verify names the call.
+#[test]
+fn a_narrowed_profile_allows_only_the_socket_family_recorded() {
+    if !root_or_skip("a_narrowed_profile_allows_only_the_socket_family_recorded") {
+        return;
+    }
+    let script = "import os, socket, sys\n\
+        socket.socket(getattr(socket, sys.argv[1]), socket.SOCK_STREAM).close()\n\
+        pid = os.fork()\n\
+        os._exit(0) if pid == 0 else os.waitpid(pid, 0)\n";
+    let dir = TempDir::new("seccomp-narrow");
+    let profile = dir.join("narrow.json");
+    let path = profile.to_str().unwrap();
+    let out = eunomia(&[
+        "seccomp",
+        "record",
+        "--narrow",
+        "-o",
+        path,
+        "--",
+        "/usr/bin/python3",
+        "-c",
+        script,
+        "AF_UNIX",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&profile).unwrap()).unwrap();
+    let rules = json["syscalls"].as_array().unwrap();
+    let of = |name: &str| -> Vec<&serde_json::Value> {
+        rules
+            .iter()
+            .filter(|r| r["names"] == json!([name]))
+            .map(|r| &r["args"])
+            .collect()
+    };
+    assert_eq!(
+        of("socket"),
+        [&json!([{"index": 0, "value": libc::AF_UNIX, "op": "SCMP_CMP_EQ"}])]
+    );
+    assert_eq!(
+        of("clone"),
+        [
+            &json!([{"index": 0, "value": 0x7E02_0000u64, "valueTwo": 0, "op": "SCMP_CMP_MASKED_EQ"}])
+        ]
+    );
+    assert!(!names(&json).contains("socket") && !names(&json).contains("clone"));
+
+    let run = |family: &str| exec(&profile, true, &["/usr/bin/python3", "-c", script, family]);
+    let out = run("AF_UNIX");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("0 calls refused by the profile"),
+        "{}",
+        stderr(&out)
+    );
+    let out = run("AF_INET");
+    let text = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("PermissionError: [Errno 1] Operation not permitted"),
+        "{text}"
+    );
+    assert!(
+        text.contains("verify: the workload exited 1; 1 calls refused by the profile"),
+        "{text}"
+    );
+    assert!(
+        text.contains("denied socket: 1 calls by python3\n"),
+        "{text}"
+    );
+
+    // The same from a syscall session with option first_args.
+    let server = Server::start("seccomp-narrow", None);
+    let id = server.start_session(json!({
+        "tracker": "syscall", "durationSecs": 60, "filter": { "comm": "python3" },
+        "config": { "first_args": true },
+    }));
+    let status = Command::new("/usr/bin/python3")
+        .args(["-c", script, "AF_INET6"])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert_eq!(server.stop_session(&id), "STOPPED");
+    let profile = |narrow: bool| {
+        server.query(
+            "query($id: ID, $narrow: Boolean!) { seccompProfile(sessionId: $id, narrow: $narrow) }",
+            json!({ "id": id, "narrow": narrow }),
+        )["seccompProfile"]
+            .clone()
+    };
+    let narrowed = profile(true);
+    let socket: Vec<&serde_json::Value> = narrowed["syscalls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["names"] == json!(["socket"]))
+        .collect();
+    assert_eq!(
+        socket,
+        [&json!({"names": ["socket"], "action": "SCMP_ACT_ALLOW",
+                 "args": [{"index": 0, "value": libc::AF_INET6, "op": "SCMP_CMP_EQ"}]})]
+    );
+    assert!(names(&profile(false)).contains("socket"));
+}
+
 /// The loop Inspektor Gadget's advice fails: a busybox container recorded from its first
 /// instruction (runc's calls after it installs the filter included), then a fresh
 /// container under the advised profile starts and exits 0; one that calls what the

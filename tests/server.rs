@@ -1063,6 +1063,12 @@ fn trackers_list_their_options() {
                 json!([]),
                 json!(false)
             ),
+            (
+                json!("first_args"),
+                json!("boolean"),
+                json!([]),
+                json!(false)
+            ),
         ]
     );
     assert_eq!(

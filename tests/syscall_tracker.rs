@@ -581,3 +581,38 @@ fn a_session_counts_what_its_ring_buffer_lost() {
         );
     }
 }
+
+/// With `first_args`, socket calls carry their family, in stream mode each call and in
+/// aggregate mode rows split by it; calls that are not narrowed carry none.
+#[test]
+fn first_args_split_socket_calls_by_family() {
+    if !root_or_skip("first_args_split_socket_calls_by_family") {
+        return;
+    }
+    let script = "import socket, sys\n\
+        print('ready', flush=True)\n\
+        sys.stdin.readline()\n\
+        for _ in range(3): socket.socket(socket.AF_UNIX).close()\n\
+        for _ in range(2): socket.socket(socket.AF_INET).close()\n";
+    for mode in ["stream", "aggregate"] {
+        let options = serde_json::json!({ "mode": mode, "first_args": true });
+        let (_, events) = common::trace_python("syscall", options, script, &[], None, 5);
+        let mut sockets: BTreeMap<u64, u64> = BTreeMap::new();
+        for event in &events {
+            let (Some(Value::Str(name)), Some(Value::U64(count))) =
+                (event.get("syscall"), event.get("count"))
+            else {
+                panic!("{event:?}");
+            };
+            match (name, event.get("arg0")) {
+                ("socket", Some(Value::U64(family))) => {
+                    *sockets.entry(family).or_default() += count
+                }
+                ("clone" | "personality", _) => {}
+                (_, arg0) => assert_eq!(arg0, Some(Value::Null), "{event:?}"),
+            }
+        }
+        let (unix, inet) = (libc::AF_UNIX as u64, libc::AF_INET as u64);
+        assert_eq!(sockets, BTreeMap::from([(unix, 3), (inet, 2)]), "{mode}");
+    }
+}

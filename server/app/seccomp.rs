@@ -28,15 +28,26 @@ pub struct SeccompArgs {
     pub command: SeccompCommand,
 }
 
+/// Where the advised profile goes, and how narrow it is.
+#[derive(Debug, clap::Args)]
+pub struct AdviceArgs {
+    /// Write the profile here instead of to stdout.
+    #[arg(short = 'o', long, value_name = "FILE")]
+    output: Option<PathBuf>,
+    /// Allow socket, clone and personality only with the first arguments they were
+    /// given: socket's families, clone's namespace flags, the personalities.
+    #[arg(long)]
+    narrow: bool,
+}
+
 #[derive(Debug, clap::Subcommand)]
 pub enum SeccompCommand {
     /// Run a command (or a fresh container) to its end, recording every call it and its
     /// children make from the first instruction, and print the allow-list profile of them
     /// (OCI JSON).
     Record {
-        /// Write the profile here instead of to stdout.
-        #[arg(short = 'o', long, value_name = "FILE")]
-        output: Option<PathBuf>,
+        #[command(flatten)]
+        advice: AdviceArgs,
         #[command(flatten)]
         workload: WorkloadArgs,
     },
@@ -51,9 +62,8 @@ pub enum SeccompCommand {
         /// How long to watch (`30`, `30s`, `2m`); Ctrl-C ends it sooner.
         #[arg(short = 'd', long, value_parser = parse_duration)]
         duration: Duration,
-        /// Write the profile here instead of to stdout.
-        #[arg(short = 'o', long, value_name = "FILE")]
-        output: Option<PathBuf>,
+        #[command(flatten)]
+        advice: AdviceArgs,
     },
     /// Run a command under a profile (installed before it execs, with no_new_privs) and
     /// exit with its exit code.
@@ -137,15 +147,15 @@ pub fn seccomp(args: &SeccompArgs) -> ExitCode {
 
 fn run(command: &SeccompCommand) -> Result<ExitCode, RunError> {
     match command {
-        SeccompCommand::Record { output, workload } => {
+        SeccompCommand::Record { advice, workload } => {
             crate::engine::system::check_ready()?;
             let recording = record(workload.workload(), None, None).map_err(anyhow::Error::from)?;
-            advised(&recording, output.as_deref())
+            advised(&recording, advice)
         }
         SeccompCommand::Advise {
             container,
             duration,
-            output,
+            advice,
         } => {
             crate::engine::system::check_ready()?;
             // The container manager follows Docker and new cgroups on this runtime meanwhile.
@@ -184,7 +194,7 @@ fn run(command: &SeccompCommand) -> Result<ExitCode, RunError> {
                     anyhow::anyhow!("recorded no call: container {container} did not run").into(),
                 );
             }
-            advised(&recording, output.as_deref())
+            advised(&recording, advice)
         }
         SeccompCommand::Exec {
             profile: path,
@@ -275,9 +285,9 @@ fn run(command: &SeccompCommand) -> Result<ExitCode, RunError> {
 }
 
 /// Prints (or writes) the profile advised from a recording, and on stderr what it saw.
-fn advised(recording: &Recording, output: Option<&Path>) -> Result<ExitCode, RunError> {
-    let text = to_json(&recording.profile());
-    match output {
+fn advised(recording: &Recording, advice: &AdviceArgs) -> Result<ExitCode, RunError> {
+    let text = to_json(&recording.profile(advice.narrow));
+    match &advice.output {
         Some(path) => std::fs::write(path, text + "\n")?,
         None => println!("{text}"),
     }

@@ -4,14 +4,24 @@
 //! errors that say where, compared, merged, and given in security-profiles-operator's
 //! form.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use oci_spec::runtime::{
-    Arch, LinuxSeccomp, LinuxSeccompAction, LinuxSeccompBuilder, LinuxSyscallBuilder,
+    Arch, LinuxSeccomp, LinuxSeccompAction, LinuxSeccompArg, LinuxSeccompArgBuilder,
+    LinuxSeccompBuilder, LinuxSeccompOperator, LinuxSyscall, LinuxSyscallBuilder,
 };
 
 use super::SeccompError;
-use crate::trackers::syscall::syscall_number;
+use crate::trackers::syscall::{syscall_number, NARROWED_BY_ARG0};
+
+/// The first arguments a workload called socket, clone and personality with (the
+/// syscall tracker's `first_args`), by call name.
+pub type FirstArgs = BTreeMap<String, BTreeSet<u64>>;
+
+/// clone's flags that make namespaces (CLONE_NEWNS, NEWCGROUP, NEWUTS, NEWIPC, NEWUSER,
+/// NEWPID, NEWNET): the part of clone's flags a profile narrows, as Docker's default
+/// profile does. The rest (threads or processes, signals) varies with the C library.
+pub const CLONE_NAMESPACES: u64 = 0x7E02_0000;
 
 /// The errno a refused call returns: EPERM, as Docker's default profile does.
 pub const EPERM: u32 = 1;
@@ -37,6 +47,90 @@ pub fn advise<S: AsRef<str>>(names: impl IntoIterator<Item = S>) -> LinuxSeccomp
         .syscalls(vec![allow])
         .build()
         .expect("every field is set")
+}
+
+/// [`advise`], with socket, clone and personality allowed only with the first arguments
+/// the workload gave them: socket's families, clone's namespace flags (masked), the
+/// personalities. A call with no recorded argument stays allowed whole.
+pub fn advise_narrowed<S: AsRef<str>>(
+    names: impl IntoIterator<Item = S>,
+    first_args: &FirstArgs,
+) -> LinuxSeccomp {
+    let names: BTreeSet<String> = names.into_iter().map(|n| n.as_ref().to_owned()).collect();
+    let narrowed: Vec<(&str, &BTreeSet<u64>)> = NARROWED_BY_ARG0
+        .iter()
+        .filter(|name| names.contains(**name))
+        .filter_map(|name| Some((*name, first_args.get(*name).filter(|v| !v.is_empty())?)))
+        .collect();
+    let mut profile = advise(
+        names
+            .iter()
+            .filter(|n| !narrowed.iter().any(|(name, _)| name == n)),
+    );
+    let mut rules = profile.syscalls().clone().unwrap_or_default();
+    for (name, values) in narrowed {
+        let conditions: BTreeSet<(u64, Option<u64>)> = match name {
+            "clone" => values
+                .iter()
+                .map(|v| (CLONE_NAMESPACES, Some(v & CLONE_NAMESPACES)))
+                .collect(),
+            _ => values.iter().map(|&v| (v, None)).collect(),
+        };
+        rules.extend(conditions.into_iter().map(|(value, masked)| {
+            let op = match masked {
+                Some(_) => LinuxSeccompOperator::ScmpCmpMaskedEq,
+                None => LinuxSeccompOperator::ScmpCmpEq,
+            };
+            let mut arg = LinuxSeccompArgBuilder::default()
+                .index(0usize)
+                .value(value)
+                .op(op);
+            if let Some(datum) = masked {
+                arg = arg.value_two(datum);
+            }
+            LinuxSyscallBuilder::default()
+                .names(vec![name.to_string()])
+                .action(LinuxSeccompAction::ScmpActAllow)
+                .args(vec![arg.build().expect("index, value and op are set")])
+                .build()
+                .expect("names, action and args are all a syscall rule needs")
+        }));
+    }
+    profile.set_syscalls(Some(rules));
+    profile
+}
+
+/// Whether `profile` (an allow-list) lets call `name` through with first argument
+/// `arg0`: a rule names it without conditions, or with conditions on the first argument
+/// that `arg0` meets. Conditions on other arguments are taken as met: only the first is
+/// recorded.
+pub fn permits(profile: &LinuxSeccomp, name: &str, arg0: u64) -> bool {
+    let meets = |arg: &LinuxSeccompArg| {
+        let value = arg.value();
+        arg.index() != 0
+            || match arg.op() {
+                LinuxSeccompOperator::ScmpCmpEq => arg0 == value,
+                LinuxSeccompOperator::ScmpCmpNe => arg0 != value,
+                LinuxSeccompOperator::ScmpCmpLt => arg0 < value,
+                LinuxSeccompOperator::ScmpCmpLe => arg0 <= value,
+                LinuxSeccompOperator::ScmpCmpGt => arg0 > value,
+                LinuxSeccompOperator::ScmpCmpGe => arg0 >= value,
+                LinuxSeccompOperator::ScmpCmpMaskedEq => {
+                    arg0 & value == arg.value_two().unwrap_or(0)
+                }
+            }
+    };
+    allow_rules(profile)
+        .filter(|rule| rule.names().iter().any(|n| n == name))
+        .any(|rule| rule.args().iter().flatten().all(meets))
+}
+
+fn allow_rules(profile: &LinuxSeccomp) -> impl Iterator<Item = &LinuxSyscall> {
+    profile
+        .syscalls()
+        .iter()
+        .flatten()
+        .filter(|s| s.action() == LinuxSeccompAction::ScmpActAllow)
 }
 
 /// Reads a profile; a text that is not one is an error saying where and why. A profile
@@ -76,11 +170,7 @@ pub fn to_json(profile: &LinuxSeccomp) -> String {
 
 /// The calls an allow-list profile lets through (with or without argument conditions).
 pub fn allowed(profile: &LinuxSeccomp) -> BTreeSet<String> {
-    profile
-        .syscalls()
-        .iter()
-        .flatten()
-        .filter(|s| s.action() == LinuxSeccompAction::ScmpActAllow)
+    allow_rules(profile)
         .flat_map(|s| s.names().iter().cloned())
         .collect()
 }
@@ -115,7 +205,32 @@ pub fn merge(profiles: &[LinuxSeccomp]) -> Result<LinuxSeccomp, SeccompError> {
             i + 1
         )));
     }
-    Ok(advise(profiles.iter().flat_map(allowed)))
+    // A call allowed whole by one profile is allowed whole; one allowed only with some
+    // arguments by every profile that names it keeps the union of those rules.
+    let rules: Vec<&LinuxSyscall> = profiles.iter().flat_map(allow_rules).collect();
+    let whole: BTreeSet<&String> = rules
+        .iter()
+        .filter(|r| r.args().as_ref().is_none_or(|a| a.is_empty()))
+        .flat_map(|r| r.names())
+        .collect();
+    let mut merged = advise(whole.iter());
+    let mut conditional: Vec<LinuxSyscall> = Vec::new();
+    for rule in rules
+        .iter()
+        .filter(|r| r.args().as_ref().is_some_and(|a| !a.is_empty()))
+    {
+        for name in rule.names().iter().filter(|n| !whole.contains(n)) {
+            let mut one = (*rule).clone();
+            one.set_names(vec![name.clone()]);
+            if !conditional.contains(&one) {
+                conditional.push(one);
+            }
+        }
+    }
+    let mut all = merged.syscalls().clone().unwrap_or_default();
+    all.extend(conditional);
+    merged.set_syscalls(Some(all));
+    Ok(merged)
 }
 
 /// The profile as security-profiles-operator's `SeccompProfile` object (YAML), which
@@ -196,6 +311,49 @@ mod tests {
         assert_eq!(
             allowed(&merged).into_iter().collect::<Vec<_>>(),
             ["exit_group", "getppid", "read", "write"]
+        );
+    }
+
+    #[test]
+    fn narrowed_profiles_allow_only_the_first_arguments_seen() {
+        let first_args = FirstArgs::from([
+            ("socket".to_string(), BTreeSet::from([1, 10])),
+            // A thread and a fork: no namespace flag in either.
+            ("clone".to_string(), BTreeSet::from([0x3d0f00, 0x1200011])),
+        ]);
+        let narrowed = advise_narrowed(["read", "socket", "clone", "personality"], &first_args);
+        let json = serde_json::to_value(&narrowed).unwrap();
+        assert_eq!(
+            json["syscalls"],
+            serde_json::json!([
+                {"names": ["personality", "read"], "action": "SCMP_ACT_ALLOW"},
+                {"names": ["socket"], "action": "SCMP_ACT_ALLOW",
+                 "args": [{"index": 0, "value": 1, "op": "SCMP_CMP_EQ"}]},
+                {"names": ["socket"], "action": "SCMP_ACT_ALLOW",
+                 "args": [{"index": 0, "value": 10, "op": "SCMP_CMP_EQ"}]},
+                {"names": ["clone"], "action": "SCMP_ACT_ALLOW",
+                 "args": [{"index": 0, "value": CLONE_NAMESPACES, "valueTwo": 0,
+                           "op": "SCMP_CMP_MASKED_EQ"}]},
+            ])
+        );
+        assert!(permits(&narrowed, "socket", 10) && !permits(&narrowed, "socket", 2));
+        assert!(permits(&narrowed, "clone", 0x1200011));
+        // CLONE_NEWUSER | CLONE_NEWNS | SIGCHLD: a new namespace is refused.
+        assert!(!permits(&narrowed, "clone", 0x1002_0011));
+        assert!(permits(&narrowed, "personality", 8) && !permits(&narrowed, "mkdir", 0));
+        assert_eq!(
+            crate::seccomp::filter::Filter::compile(&narrowed)
+                .unwrap()
+                .unknown,
+            Vec::<String>::new()
+        );
+
+        // Merged with a profile that allows socket whole: socket is whole, clone narrow.
+        let merged = merge(&[narrowed.clone(), advise(["socket"])]).unwrap();
+        assert!(permits(&merged, "socket", 2) && !permits(&merged, "clone", 0x1002_0011));
+        assert_eq!(
+            merge(&[narrowed.clone(), narrowed.clone()]).unwrap(),
+            narrowed
         );
     }
 

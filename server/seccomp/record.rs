@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use oci_spec::runtime::LinuxSeccomp;
 
 use super::filter::Filter;
-use super::profile::{advise, allowed};
+use super::profile::{advise, advise_narrowed, allowed, permits};
 use super::SeccompError;
 use crate::engine::{CgroupFilter, Counters, Mode, TrackerConfig, TrackerHandle};
 use crate::handler::{Flow, Handler};
@@ -39,6 +39,8 @@ pub struct Calls {
 pub struct Recording {
     /// By call name.
     pub calls: BTreeMap<String, Calls>,
+    /// socket, clone and personality again, by name and first argument.
+    pub by_first_arg: BTreeMap<String, BTreeMap<u64, Calls>>,
     /// How a workload started here ended; none for one watched.
     pub status: Option<ExitStatus>,
     /// Events the tracker lost (ring buffer full, channel, malformed): a profile advised
@@ -47,19 +49,49 @@ pub struct Recording {
 }
 
 impl Recording {
-    /// The allow-list profile of every call made.
-    pub fn profile(&self) -> LinuxSeccomp {
-        advise(self.calls.keys())
+    /// The allow-list profile of every call made; with `narrow`, socket, clone and
+    /// personality only with the first arguments they were given.
+    pub fn profile(&self, narrow: bool) -> LinuxSeccomp {
+        match narrow {
+            false => advise(self.calls.keys()),
+            true => {
+                let first_args = self
+                    .by_first_arg
+                    .iter()
+                    .map(|(name, values)| (name.clone(), values.keys().copied().collect()))
+                    .collect();
+                advise_narrowed(self.calls.keys(), &first_args)
+            }
+        }
     }
 
-    /// The calls `profile` refused: made, not allowed by it, and failed.
+    /// The calls `profile` refused: made, not allowed by it (or not with the first
+    /// argument they were given), and failed.
     pub fn denied(&self, profile: &LinuxSeccomp) -> BTreeMap<String, Calls> {
         let allowed = allowed(profile);
-        self.calls
+        let mut denied: BTreeMap<String, Calls> = self
+            .calls
             .iter()
             .filter(|(name, calls)| !allowed.contains(*name) && calls.errors > 0)
             .map(|(name, calls)| (name.clone(), calls.clone()))
-            .collect()
+            .collect();
+        for (name, values) in &self.by_first_arg {
+            let refused = values
+                .iter()
+                .filter(|(&arg0, calls)| calls.errors > 0 && !permits(profile, name, arg0));
+            for (_, calls) in refused.filter(|_| allowed.contains(name)) {
+                denied.entry(name.clone()).or_default().add(calls);
+            }
+        }
+        denied
+    }
+}
+
+impl Calls {
+    fn add(&mut self, other: &Calls) {
+        self.count += other.count;
+        self.errors += other.errors;
+        self.comms.extend(other.comms.iter().cloned());
     }
 }
 
@@ -138,15 +170,22 @@ pub fn watch(
     tracing.finish()
 }
 
+/// What the tracker counted so far: per call, and per call and first argument.
+#[derive(Default)]
+struct Counted {
+    calls: BTreeMap<String, Calls>,
+    by_first_arg: BTreeMap<String, BTreeMap<u64, Calls>>,
+}
+
 /// The syscall tracker in aggregate mode, counting per call name.
 struct Tracing {
     handle: TrackerHandle,
-    calls: Arc<Mutex<BTreeMap<String, Calls>>>,
+    counted: Arc<Mutex<Counted>>,
 }
 
 impl Tracing {
     fn start(cgroup_ids: Vec<u64>, level: u32, seccomp_only: bool) -> Result<Self, SeccompError> {
-        let calls = Arc::new(Mutex::new(BTreeMap::new()));
+        let counted = Arc::new(Mutex::new(Counted::default()));
         let config = TrackerConfig {
             follow_cgroups: cgroup_ids.is_empty(),
             cgroup_ids,
@@ -156,30 +195,32 @@ impl Tracing {
         .with_options(SyscallOptions {
             mode: Mode::Aggregate,
             seccomp_only,
+            first_args: true,
             ..SyscallOptions::default()
         });
         let handle = find_tracker("syscall")?.start(
             config,
-            Box::new(Collect(calls.clone())),
+            Box::new(Collect(counted.clone())),
             Arc::new(Counters::default()),
         )?;
-        Ok(Tracing { handle, calls })
+        Ok(Tracing { handle, counted })
     }
 
     /// Stops the tracker (its last totals drained) and hands over what it counted.
     fn finish(self) -> Result<Recording, SeccompError> {
         let stats = self.handle.stop()?;
-        let calls = std::mem::take(&mut *self.calls.lock().expect("no panic holds it"));
+        let counted = std::mem::take(&mut *self.counted.lock().expect("no panic holds it"));
         Ok(Recording {
-            calls,
+            calls: counted.calls,
+            by_first_arg: counted.by_first_arg,
             status: None,
             lost: stats.lost(),
         })
     }
 }
 
-/// Sums the syscall tracker's interval totals per call.
-struct Collect(Arc<Mutex<BTreeMap<String, Calls>>>);
+/// Sums the syscall tracker's interval totals per call (and first argument).
+struct Collect(Arc<Mutex<Counted>>);
 
 impl Handler<Event> for Collect {
     fn handle(&mut self, event: &Event) -> Flow {
@@ -187,16 +228,23 @@ impl Handler<Event> for Collect {
             syscall_id,
             count,
             errors,
+            arg0,
             ..
         }) = event.body
         {
             let name = syscall_name(syscall_id)
                 .map_or_else(|| format!("syscall_{syscall_id}"), str::to_owned);
-            let mut calls = self.0.lock().expect("no panic holds it");
-            let entry = calls.entry(name).or_default();
-            entry.count += count;
-            entry.errors += errors;
-            entry.comms.insert(event.header.comm.as_str().to_owned());
+            let these = Calls {
+                count,
+                errors,
+                comms: BTreeSet::from([event.header.comm.as_str().to_owned()]),
+            };
+            let mut counted = self.0.lock().expect("no panic holds it");
+            if let Some(arg0) = arg0 {
+                let by_arg = counted.by_first_arg.entry(name.clone()).or_default();
+                by_arg.entry(arg0).or_default().add(&these);
+            }
+            counted.calls.entry(name).or_default().add(&these);
         }
         Flow::Caught
     }

@@ -207,14 +207,17 @@ impl QueryRoot {
 
     /// An allow-list seccomp profile (OCI JSON, as `docker run --security-opt seccomp=`
     /// takes it): of every call a syscall session saw (`sessionId`), or one stored by
-    /// `name`. Codes: NOT_A_SYSCALL_SESSION, UNKNOWN_PROFILE, BAD_USER_INPUT.
+    /// `name`. With `narrow`, a session's socket, clone and personality are allowed only
+    /// with the first arguments they were given (the session's option `first_args`).
+    /// Codes: NOT_A_SYSCALL_SESSION, UNKNOWN_PROFILE, BAD_USER_INPUT.
     async fn seccomp_profile(
         &self,
         ctx: &Context<'_>,
         session_id: Option<ID>,
         name: Option<String>,
+        #[graphql(default = false)] narrow: bool,
     ) -> async_graphql::Result<async_graphql::Json<serde_json::Value>> {
-        seccomp::profile(manager(ctx), session_id, name).await
+        seccomp::profile(manager(ctx), session_id, name, narrow).await
     }
 
     /// The stored seccomp profiles, by name.
@@ -599,20 +602,23 @@ impl MutationRoot {
     }
 
     /// Stores a seccomp profile under `name` (replacing one of that name): advised from
-    /// syscall sessions (merged when several: what any of them called) or given whole.
-    /// Codes: BAD_USER_INPUT, BAD_PROFILE, NOT_A_SYSCALL_SESSION.
+    /// syscall sessions (merged when several: what any of them called; `narrow` as for
+    /// `seccompProfile`) or given whole. Codes: BAD_USER_INPUT, BAD_PROFILE,
+    /// NOT_A_SYSCALL_SESSION.
     async fn save_seccomp_profile(
         &self,
         ctx: &Context<'_>,
         name: String,
         session_ids: Option<Vec<ID>>,
         profile: Option<async_graphql::Json<serde_json::Value>>,
+        #[graphql(default = false)] narrow: bool,
     ) -> async_graphql::Result<SeccompProfileInfo> {
         let args = serde_json::json!({
             "name": name, "sessionIds": session_ids, "profile": profile.as_ref().map(|p| &p.0),
+            "narrow": narrow,
         });
         let manager = manager(ctx).clone();
-        let save = async move { seccomp::save(&manager, name, session_ids, profile).await };
+        let save = async move { seccomp::save(&manager, name, session_ids, profile, narrow).await };
         audited(ctx, "saveSeccompProfile", args, |_| None, save).await
     }
 

@@ -1,6 +1,7 @@
 //! The seccomp manager's part of the API: profiles advised from syscall sessions, kept by
 //! name, compared and merged.
 
+use std::collections::BTreeSet;
 use std::os::unix::process::ExitStatusExt;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -13,7 +14,9 @@ use crate::model::{rfc3339_nanos, wall_clock_ns};
 use crate::results::query::{AggOp, AggregateQuery};
 use crate::results::sqlite::SeccompProfileRecord;
 use crate::seccomp::filter::Filter;
-use crate::seccomp::profile::{self, advise, allowed, merge, ProfileDiff};
+use crate::seccomp::profile::{
+    self, advise, advise_narrowed, allowed, merge, FirstArgs, ProfileDiff,
+};
 use crate::seccomp::record::{self, Enforced, Workload};
 use crate::seccomp::SeccompError;
 use crate::session::SessionManager;
@@ -53,8 +56,14 @@ fn bad_input(message: impl Into<String>) -> async_graphql::Error {
     coded("BAD_USER_INPUT", message.into())
 }
 
-/// The allow-list profile of every call a syscall session saw.
-pub async fn of_session(manager: &SessionManager, id: ID) -> async_graphql::Result<LinuxSeccomp> {
+/// The allow-list profile of every call a syscall session saw; with `narrow`, socket,
+/// clone and personality only with the first arguments they were given (a session with
+/// option `first_args`).
+pub async fn of_session(
+    manager: &SessionManager,
+    id: ID,
+    narrow: bool,
+) -> async_graphql::Result<LinuxSeccomp> {
     let record = manager.find(&SessionId::from(id.0)).await.map_err(api)?;
     if record.tracker != "syscall" {
         return Err(coded(
@@ -67,7 +76,7 @@ pub async fn of_session(manager: &SessionManager, id: ID) -> async_graphql::Resu
     }
     let results = manager.results(&record).map_err(api)?;
     let query = AggregateQuery {
-        group_by: vec!["syscall".into()],
+        group_by: vec!["syscall".into(), "arg0".into()],
         op: AggOp::Count,
         field: None,
         top: None,
@@ -77,9 +86,22 @@ pub async fn of_session(manager: &SessionManager, id: ID) -> async_graphql::Resu
         .aggregate(&query)
         .await
         .map_err(|e| coded("INTERNAL", e.to_string()))?;
-    Ok(advise(
-        rows.into_iter().filter_map(|r| r.keys.into_iter().next()),
-    ))
+    let mut names = BTreeSet::new();
+    let mut first_args = FirstArgs::new();
+    for row in rows {
+        let mut keys = row.keys.into_iter();
+        let (Some(name), arg0) = (keys.next(), keys.next()) else {
+            continue;
+        };
+        if let Some(arg0) = arg0.and_then(|a| a.parse::<u64>().ok()) {
+            first_args.entry(name.clone()).or_default().insert(arg0);
+        }
+        names.insert(name);
+    }
+    Ok(match narrow {
+        true => advise_narrowed(names, &first_args),
+        false => advise(names),
+    })
 }
 
 /// A stored profile by name; UNKNOWN_PROFILE when there is none.
@@ -98,9 +120,10 @@ pub async fn profile(
     manager: &SessionManager,
     session_id: Option<ID>,
     name: Option<String>,
+    narrow: bool,
 ) -> async_graphql::Result<Json<serde_json::Value>> {
     let profile = match (session_id, name) {
-        (Some(id), None) => of_session(manager, id).await?,
+        (Some(id), None) => of_session(manager, id, narrow).await?,
         (None, Some(name)) => stored(manager, &name).await?,
         _ => return Err(bad_input("give either sessionId or name")),
     };
@@ -158,13 +181,14 @@ pub async fn save(
     name: String,
     session_ids: Option<Vec<ID>>,
     given: Option<Json<serde_json::Value>>,
+    narrow: bool,
 ) -> async_graphql::Result<SeccompProfileInfo> {
     check_name(&name)?;
     let (profile, source) = match (session_ids, given) {
         (Some(ids), None) if !ids.is_empty() => {
             let mut profiles = Vec::new();
             for id in &ids {
-                profiles.push(of_session(manager, id.clone()).await?);
+                profiles.push(of_session(manager, id.clone(), narrow).await?);
             }
             let merged = merge(&profiles).map_err(|e| bad_input(e.to_string()))?;
             let ids: Vec<&str> = ids.iter().map(|id| id.as_str()).collect();

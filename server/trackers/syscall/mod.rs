@@ -58,6 +58,12 @@ static INFO: TrackerInfo = TrackerInfo {
             "return value, -errno on failure (stream mode)",
         )
         .shown_as(FieldFormat::Errno),
+        FieldInfo::new(
+            "arg0",
+            FieldType::U64,
+            "the first argument of socket (family), clone (flags) and personality \
+             (persona), with option first_args; null for other calls",
+        ),
     ],
     weight: Some("count"),
     stacks: None,
@@ -74,6 +80,8 @@ pub enum SyscallEvent {
         errors: u64,
         /// `None` unless the tracker times calls (`latency`).
         latency_ns: Option<u64>,
+        /// The first argument the calls were made with (see [`keeps_arg0`]).
+        arg0: Option<u64>,
     },
     /// One call (stream mode).
     Call {
@@ -81,7 +89,17 @@ pub enum SyscallEvent {
         ret: i64,
         /// `None` unless the tracker times calls (`latency`).
         latency_ns: Option<u64>,
+        arg0: Option<u64>,
     },
+}
+
+/// The calls whose first argument option `first_args` keeps (as `keeps_arg0` in
+/// probes/syscall.bpf.c): those a seccomp profile narrows by it.
+pub const NARROWED_BY_ARG0: [&str; 3] = ["socket", "clone", "personality"];
+
+/// Whether the first argument of call `syscall_id` is kept with `first_args`.
+pub fn keeps_arg0(syscall_id: u32) -> bool {
+    syscall_name(syscall_id).is_some_and(|name| NARROWED_BY_ARG0.contains(&name))
 }
 
 /// The x86_64 name of a syscall number; `None` for numbers no syscall has.
@@ -111,6 +129,12 @@ impl SyscallEvent {
             SyscallEvent::Totals { syscall_id, .. } | SyscallEvent::Call { syscall_id, .. } => {
                 syscall_id
             }
+        }
+    }
+
+    fn arg0(&self) -> Option<u64> {
+        match *self {
+            SyscallEvent::Totals { arg0, .. } | SyscallEvent::Call { arg0, .. } => arg0,
         }
     }
 }
@@ -146,22 +170,27 @@ impl EventBody for SyscallEvent {
             "errors" => Value::U64(errors),
             "latency_ns" => latency_ns.map_or(Value::Null, Value::U64),
             "ret" => ret,
+            "arg0" => self.arg0().map_or(Value::Null, Value::U64),
             _ => return None,
         })
     }
 }
 
-/// Decodes one stream-mode record (`probes/syscall.h`'s `struct syscall_event`).
-pub fn decode(bytes: &[u8], clock_offset: u64) -> Option<Event> {
-    with_record(bytes, |raw: &types::syscall_event| Event {
-        header: decode_header!(raw.header, clock_offset),
-        body: SyscallEvent::Call {
-            syscall_id: raw.syscall_id,
-            ret: raw.ret,
-            latency_ns: (raw.timed != 0).then_some(raw.latency_ns),
-        }
-        .into(),
-    })
+/// Decodes one stream-mode record (`probes/syscall.h`'s `struct syscall_event`) of a
+/// tracker that keeps first arguments (`first_args`) or not.
+pub fn decoder(first_args: bool) -> impl Fn(&[u8], u64) -> Option<Event> {
+    move |bytes, clock_offset| {
+        with_record(bytes, |raw: &types::syscall_event| Event {
+            header: decode_header!(raw.header, clock_offset),
+            body: SyscallEvent::Call {
+                syscall_id: raw.syscall_id,
+                ret: raw.ret,
+                latency_ns: (raw.timed != 0).then_some(raw.latency_ns),
+                arg0: (first_args && keeps_arg0(raw.syscall_id)).then_some(raw.arg0),
+            }
+            .into(),
+        })
+    }
 }
 
 fn accumulate(into: &mut types::syscall_totals, from: &types::syscall_totals) {
@@ -178,11 +207,11 @@ struct Generation<'a> {
     runs: &'a dyn MapCore,
 }
 
-/// Totals by (pid, comm, syscall id).
-type Totals = BTreeMap<(u32, [i8; 16], u32), types::syscall_totals>;
+/// Totals by (pid, comm, syscall id, first argument).
+type Totals = BTreeMap<(u32, [i8; 16], u32, u64), types::syscall_totals>;
 
-fn totals_key(key: &types::syscall_key) -> (u32, [i8; 16], u32) {
-    (key.pid, key.comm, key.syscall_id)
+fn totals_key(key: &types::syscall_key) -> (u32, [i8; 16], u32, u64) {
+    (key.pid, key.comm, key.syscall_id, key.arg0)
 }
 
 impl Generation<'_> {
@@ -212,7 +241,7 @@ impl Generation<'_> {
             for slot in &per_cpu {
                 with_record(slot, |run: &types::syscall_run| {
                     for &id in run.ids.iter().take(run.touched as usize) {
-                        let key = (run.pid, run.comm, u32::from(id));
+                        let key = (run.pid, run.comm, u32::from(id), 0);
                         if let Some(sum) = run.totals.get(usize::from(id)) {
                             accumulate(totals.entry(key).or_default(), sum);
                         }
@@ -233,11 +262,12 @@ impl Generation<'_> {
 fn emit_totals(
     totals: Totals,
     timed: bool,
+    first_args: bool,
     identities: &dyn MapCore,
     context: &DrainContext,
     emit: &mut dyn FnMut(Event),
 ) -> Result<(), TrackerError> {
-    for ((pid, comm, syscall_id), sum) in totals {
+    for ((pid, comm, syscall_id, arg0), sum) in totals {
         let who = identities
             .lookup(&pid.to_ne_bytes(), MapFlags::ANY)
             .map_err(TrackerError::Map)?;
@@ -262,6 +292,7 @@ fn emit_totals(
                 count: sum.count,
                 errors: sum.errors,
                 latency_ns: timed.then_some(sum.latency_ns),
+                arg0: (first_args && keeps_arg0(syscall_id)).then_some(arg0),
             }
             .into(),
         });
@@ -290,6 +321,8 @@ impl Tracker for SyscallTracker {
         let latency = options.latency();
         rodata.measure_latency = latency;
         rodata.seccomp_only = options.seccomp_only;
+        let first_args = options.first_args;
+        rodata.first_args = first_args;
         open.progs.handle_sys_enter.set_autoload(latency);
         // Only the per-CPU runs of aggregate mode can outlive a rename.
         open.progs.handle_task_rename.set_autoload(!stream);
@@ -314,9 +347,10 @@ impl Tracker for SyscallTracker {
                 for &quiet in switch.quiet(context) {
                     generations[quiet].take(&mut totals)?;
                 }
-                emit_totals(totals, latency, &maps.identities, context, emit)
+                emit_totals(totals, latency, first_args, &maps.identities, context, emit)
             }),
         });
+        let decode = decoder(first_args);
         run.serve_draining(skel.object(), &maps.events, dropped, decode, drain)
     }
 }
@@ -385,7 +419,7 @@ mod tests {
                 std::mem::size_of_val(&raw),
             )
         };
-        let event = decode(bytes, 5).expect("decodes");
+        let event = decoder(false)(bytes, 5).expect("decodes");
         assert_eq!(event.header.ts_ns, 15);
         assert_eq!(event.kind(), "call");
         assert_eq!(event.get("syscall"), Some(Value::Str("openat")));
@@ -394,7 +428,8 @@ mod tests {
         assert_eq!(event.get("count"), Some(Value::U64(1)));
         assert_eq!(event.get("errors"), Some(Value::U64(1)));
         assert_eq!(event.get("latency_ns"), Some(Value::U64(900)));
-        assert!(decode(&bytes[..bytes.len() - 1], 0).is_none());
+        assert!(decoder(false)(&bytes[..bytes.len() - 1], 0).is_none());
+        assert_eq!(event.get("arg0"), Some(Value::Null));
     }
 
     #[test]
@@ -406,6 +441,7 @@ mod tests {
             count: 7,
             errors: 1,
             latency_ns: None,
+            arg0: None,
         };
         assert_eq!(totals.kind(), "totals");
         assert_eq!(totals.get("ret"), Some(Value::Null));

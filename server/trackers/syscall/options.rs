@@ -18,6 +18,10 @@ pub struct SyscallOptions {
     /// Count only the calls of tasks that run under a seccomp filter: what a container's
     /// seccomp profile must allow, without its runtime's set-up before it installs one.
     pub seccomp_only: bool,
+    /// Keep the first argument of the calls a seccomp profile can narrow by it: socket's
+    /// family, clone's flags and personality's persona (field `arg0`; their totals are
+    /// split by it).
+    pub first_args: bool,
 }
 
 impl SyscallOptions {
@@ -40,6 +44,7 @@ impl TrackerOptions for SyscallOptions {
     fn empty_fields(&self) -> Vec<&'static str> {
         let ret = (!self.stream()).then_some("ret");
         let latency = (!self.latency()).then_some("latency_ns");
-        ret.into_iter().chain(latency).collect()
+        let arg0 = (!self.first_args).then_some("arg0");
+        ret.into_iter().chain(latency).chain(arg0).collect()
     }
 }
