@@ -548,30 +548,24 @@ impl SessionManager {
                 "give one of cgroupId, container, containerName and image".into(),
             ));
         }
-        let (container, selector) = match (&req.container, &req.container_name, &req.image) {
-            (Some(query), _, _) => {
-                let container = self.containers.resolve_running(query)?;
-                let selector = ContainerSelector::Id(container.id.clone());
-                (Some(container.id), Some(selector))
+        for given in [&req.container_name, &req.image].into_iter().flatten() {
+            if given.trim().is_empty() {
+                return Err(SessionError::BadFilter(
+                    "containerName and image must not be empty".into(),
+                ));
             }
-            (_, Some(name), _) => (None, Some(ContainerSelector::Name(name.clone()))),
-            (_, _, Some(image)) => (None, Some(ContainerSelector::Image(image.clone()))),
-            _ => (None, None),
+        }
+        let selector = self.containers.selector(
+            req.container.as_deref(),
+            req.container_name.as_deref(),
+            req.image.as_deref(),
+        )?;
+        let container = match &selector {
+            Some(ContainerSelector::Id(id)) => Some(id.clone()),
+            _ => None,
         };
         if let Some(selector) = &selector {
-            for name in [&req.container_name, &req.image].into_iter().flatten() {
-                if name.trim().is_empty() {
-                    return Err(SessionError::BadFilter(
-                        "containerName and image must not be empty".into(),
-                    ));
-                }
-            }
-            config.cgroup_ids = self
-                .containers
-                .matching(selector)
-                .into_iter()
-                .flat_map(|c| c.cgroup_ids)
-                .collect();
+            config.cgroup_ids = self.containers.cgroups_matching(selector);
             config.follow_cgroups = true;
         }
         tracker.check(&config).map_err(|e| match e {

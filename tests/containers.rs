@@ -594,3 +594,65 @@ fn a_session_follows_the_containers_of_an_image() {
         ]
     );
 }
+
+/// `eunomia run --container-name` takes in a container started after it began.
+#[test]
+fn cli_run_follows_a_container_started_later() {
+    if !docker_or_skip("cli_run_follows_a_container_started_later") {
+        return;
+    }
+    let name = common::docker::unique_name("eu-cli-later");
+    let _removed = Container {
+        name: name.clone(),
+        id: String::new(),
+    };
+    let run = common::CliRun::start(
+        &[
+            "run",
+            "process",
+            "--duration",
+            "4",
+            "--format",
+            "json",
+            "--container-name",
+            &name,
+        ],
+        &[],
+    );
+    run_host_binary(2);
+    docker(&[
+        "run",
+        "--network",
+        "none",
+        "--name",
+        &name,
+        common::docker::IMAGE,
+        "sh",
+        "-c",
+        "cat /etc/hostname",
+    ]);
+    let out = run.finish();
+    assert!(out.status.success());
+    let seen: Vec<String> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|e| !e["comm"].as_str().unwrap().starts_with("runc"))
+        .map(|e| {
+            format!(
+                "{} {} {}",
+                e["container"].as_str().unwrap(),
+                e["kind"].as_str().unwrap(),
+                e["comm"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            format!("{name} exec sh"),
+            format!("{name} exec exe"),
+            format!("{name} exit cat"),
+        ]
+    );
+}

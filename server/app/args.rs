@@ -28,10 +28,17 @@ pub struct TraceArgs {
     /// their own polling and printing or storing).
     #[arg(long)]
     pub include_self: bool,
-    /// Trace only this running container: a name, an id or a unique id prefix (filtered
-    /// in the kernel by its cgroups).
-    #[arg(long, value_name = "NAME|ID", conflicts_with = "cgroup_ids")]
+    /// Trace only this running container, through restarts: a name, an id or a unique id
+    /// prefix (filtered in the kernel by its cgroups).
+    #[arg(long, value_name = "NAME|ID", conflicts_with_all = ["cgroup_ids", "container_name", "image"])]
     pub container: Option<String>,
+    /// Trace the containers of this name, running or started while tracing (from their
+    /// first exec).
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["cgroup_ids", "image"])]
+    pub container_name: Option<String>,
+    /// Trace the containers of this image, running or started while tracing.
+    #[arg(long, value_name = "IMAGE", conflicts_with = "cgroup_ids")]
+    pub image: Option<String>,
     /// Ring buffer size in bytes (a power of two); larger absorbs longer bursts.
     #[arg(long, value_name = "BYTES")]
     pub ringbuf_bytes: Option<u32>,

@@ -311,11 +311,17 @@ fn run(args: &RunArgs) -> Result<(), RunError> {
     let containers = ContainerManager::new(ContainerOptions::default());
     runtime.block_on(containers.sync());
     runtime.block_on(async { containers.spawn_background() });
-    if let Some(query) = &trace.container {
-        config.cgroup_ids = containers
-            .resolve_running(query)
-            .map_err(|e| RunError::Usage(e.to_string()))?
-            .cgroup_ids;
+    let selector = containers
+        .selector(
+            trace.container.as_deref(),
+            trace.container_name.as_deref(),
+            trace.image.as_deref(),
+        )
+        .map_err(|e| RunError::Usage(e.to_string()))?;
+    if let Some(selector) = &selector {
+        config.cgroup_ids = containers.cgroups_matching(selector);
+        config.follow_cgroups = true;
+        containers.watch_cgroups()?;
     }
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -328,11 +334,14 @@ fn run(args: &RunArgs) -> Result<(), RunError> {
     // Filters run on the tracker thread, so dropped events never cross the channel;
     // enrichment comes first so that filters can use the container.
     let chain = Box::new(Enrich::new(
-        containers,
+        containers.clone(),
         Filter::new(predicates, fan_in.sender(counters.lost_channel.clone())),
     ));
     let started = Instant::now();
     let handle = tracker.start(config, chain, counters)?;
+    if let (Some(selector), Some(filter)) = (selector, handle.cgroup_filter()) {
+        containers.follow(selector, &filter);
+    }
     tracing::info!(tracker = info.name, programs = ?handle.prog_ids(), "tracing");
     // A person at a terminal is told it runs and how to end it, as bpftrace does; a
     // pipeline's consumer reads stdout and the summary only.

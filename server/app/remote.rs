@@ -281,6 +281,8 @@ fn start_session(client: &Client, args: &StartArgs, stdout: OutputFactory) -> Re
             "comm": trace.comm,
             "cgroupId": cgroup_id,
             "container": trace.container,
+            "containerName": trace.container_name,
+            "image": trace.image,
             "includeSelf": trace.include_self,
         },
         "config": config,

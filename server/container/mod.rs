@@ -316,12 +316,29 @@ impl ContainerManager {
         }
     }
 
-    /// The running containers `selector` matches now.
-    pub fn matching(&self, selector: &ContainerSelector) -> Vec<Container> {
+    /// The selector of a trace's container filter: one running container (by name, id
+    /// or prefix), a name or an image; `None` without one.
+    pub fn selector(
+        &self,
+        container: Option<&str>,
+        name: Option<&str>,
+        image: Option<&str>,
+    ) -> Result<Option<ContainerSelector>, ResolveError> {
+        Ok(match (container, name, image) {
+            (Some(query), _, _) => Some(ContainerSelector::Id(self.resolve_running(query)?.id)),
+            (_, Some(name), _) => Some(ContainerSelector::Name(name.to_string())),
+            (_, _, Some(image)) => Some(ContainerSelector::Image(image.to_string())),
+            _ => None,
+        })
+    }
+
+    /// The cgroups of the running containers `selector` matches now.
+    pub fn cgroups_matching(&self, selector: &ContainerSelector) -> Vec<u64> {
         self.registry
             .list(false)
             .into_iter()
             .filter(|c| selector.matches(&c.id, c.name.as_deref(), c.image.as_deref()))
+            .flat_map(|c| c.cgroup_ids)
             .collect()
     }
 
