@@ -73,6 +73,7 @@ pub struct Config {
     pub limits: Limits,
     pub security: Security,
     pub guard: GuardConfig,
+    pub metrics: MetricsConfig,
     pub tokens: Vec<Token>,
     pub tls: Option<Tls>,
     /// Serve plain HTTP on a non-loopback address (behind a TLS-terminating proxy).
@@ -95,6 +96,26 @@ impl Default for Security {
             rules_file: None,
             dedup_secs: 30,
             max_alerts: 100_000,
+        }
+    }
+}
+
+/// Metrics that sessions export.
+#[derive(Clone, Debug, PartialEq, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// How long a session's metrics stay on /metrics after it ends (a scraper's last
+    /// look at the final values).
+    pub session_keep_secs: u64,
+    /// Label sets one session metric may have; past it, samples go to `other`.
+    pub max_series: usize,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self {
+            session_keep_secs: 300,
+            max_series: 1000,
         }
     }
 }
@@ -204,6 +225,7 @@ impl Default for Config {
             limits: Limits::default(),
             security: Security::default(),
             guard: GuardConfig::default(),
+            metrics: MetricsConfig::default(),
             tokens: Vec::new(),
             tls: None,
             insecure_http: false,

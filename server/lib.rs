@@ -11,7 +11,8 @@
 //! - `container`: the container manager (cgroups, runc, Docker; enrichment);
 //! - `results`: where session results live, SQLite or in-memory aggregators, and the
 //!   query semantics both answer alike;
-//! - `metrics`: the Prometheus exporter; `config`: the TOML config loader;
+//! - `metrics`: the server's own Prometheus metrics; `exporter`: the metrics sessions
+//!   export from their events; `config`: the TOML config loader;
 //! - `seccomp`: the seccomp manager (record, advise, enforce, verify);
 //! - `session`: timed tracing sessions (tracker + filter + chain + window);
 //! - `api`: the GraphQL API and its HTTP routes;
@@ -22,6 +23,7 @@ pub mod app;
 pub mod config;
 pub mod container;
 pub mod engine;
+pub mod exporter;
 pub mod handler;
 pub mod metrics;
 pub mod model;

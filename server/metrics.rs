@@ -54,6 +54,8 @@ pub struct Metrics {
     /// Things outside a learned baseline not alerted: the baseline had raised as many
     /// anomalies as one may.
     pub anomalies_unreported: IntCounter,
+    /// Samples of session metrics past their cap on label sets, per metric name.
+    pub series_dropped: IntCounterVec,
 }
 
 impl Metrics {
@@ -163,8 +165,18 @@ impl Metrics {
              anomaly alerts as one may",
         )
         .expect("valid metric");
+        let series_dropped = IntCounterVec::new(
+            Opts::new(
+                "eunomia_metric_series_dropped_total",
+                "Samples of session metrics counted under the labels `other`: the metric had \
+                 as many label sets as one may",
+            ),
+            &["metric"],
+        )
+        .expect("valid metric");
         for collector in [
             Box::new(events.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(series_dropped.clone()),
             Box::new(lost.clone()),
             Box::new(sessions_active.clone()),
             Box::new(sessions.clone()),
@@ -202,7 +214,13 @@ impl Metrics {
             guard_cpu_seconds,
             guard_running,
             anomalies_unreported,
+            series_dropped,
         }
+    }
+
+    /// The registry `/metrics` renders: session metrics join and leave it.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
     }
 
     /// The text exposition format, for `/metrics`.

@@ -15,6 +15,7 @@ use tokio::sync::{broadcast, Notify, OnceCell, OwnedSemaphorePermit, Semaphore};
 use crate::config::Config;
 use crate::container::{ContainerManager, ContainerSelector, Enrich, ResolveError};
 use crate::engine::{Counters, Stats, TrackerConfig, TrackerError, TrackerHandle};
+use crate::exporter::{self, ExporterError, MetricSpec, SessionExport};
 use crate::handler::{FanOut, Flow, Handler, Predicate};
 use crate::metrics::{stage, Metrics};
 use crate::model::{wall_clock_ns, SessionId, TrackerInfo};
@@ -57,6 +58,8 @@ pub enum SessionError {
     BadConfig(String),
     #[error("invalid filter: {0}")]
     BadFilter(String),
+    #[error(transparent)]
+    BadMetrics(#[from] ExporterError),
     #[error(transparent)]
     Container(#[from] ResolveError),
     #[error("no session with id `{0}`")]
@@ -109,6 +112,8 @@ pub struct StartRequest {
     pub include_self: bool,
     /// Detection rules to run on the session's events, by id (`*`: all).
     pub rules: Vec<String>,
+    /// Metrics to export from the session's events.
+    pub metrics: Vec<MetricSpec>,
 }
 
 /// A running session's live parts.
@@ -131,6 +136,8 @@ struct Running {
     /// The final record: every caller that ends the session gets this one, and only the
     /// first does the work.
     ended: OnceCell<SessionRecord>,
+    /// Its exported metrics, removed from /metrics a while after it ends.
+    export: Mutex<Option<SessionExport>>,
     /// Its place among `max_concurrent` and its ring buffer budget, given back when it
     /// has ended.
     reservation: Mutex<Option<Reservation>>,
@@ -608,8 +615,9 @@ impl SessionManager {
             });
         }
         let (tracker_config, container_id, selector) = self.tracker_config(tracker, &req)?;
-        let reservation = self.reserve(u64::from(tracker_config.ringbuf_bytes))?;
         let info = tracker.info();
+        exporter::check(info, &req.metrics)?;
+        let reservation = self.reserve(u64::from(tracker_config.ringbuf_bytes))?;
         let started_at_ns = wall_clock_ns();
         let matcher = self.matcher_for(info.name, &req.rules)?;
         let mut filter = serde_json::json!({
@@ -640,6 +648,17 @@ impl SessionManager {
             error: None,
             memory_snapshot: None,
         };
+        let exported = match req.metrics.is_empty() {
+            true => None,
+            false => Some(exporter::register(
+                &self.metrics,
+                info,
+                record.label.as_deref().unwrap_or(record.id.as_str()),
+                &req.metrics,
+                self.config.metrics.max_series,
+            )?),
+        };
+        let (export, export_handler) = exported.unzip();
         self.store.insert_session(&record).await?;
 
         let counters = Arc::new(Counters::default());
@@ -687,6 +706,7 @@ impl SessionManager {
                     .chain(matcher.map(|m| {
                         Box::new(m.for_session(record.id.clone())) as Box<dyn Handler<Event>>
                     }))
+                    .chain(export_handler.map(|h| Box::new(h) as Box<dyn Handler<Event>>))
                     .collect(),
                 ),
             ),
@@ -700,6 +720,9 @@ impl SessionManager {
         let handle = match spawned {
             Ok(handle) => handle,
             Err(err) => {
+                if let Some(export) = export {
+                    export.unregister();
+                }
                 record.status = SessionStatus::Failed;
                 record.ended_at_ns = Some(wall_clock_ns());
                 record.error = Some(err.to_string());
@@ -728,6 +751,7 @@ impl SessionManager {
             stop: Arc::new(Notify::new()),
             store_failure,
             ended: OnceCell::new(),
+            export: Mutex::new(export),
             reservation: Mutex::new(Some(reservation)),
         });
         self.running.insert(record.id.clone(), running.clone());
@@ -866,6 +890,13 @@ impl SessionManager {
         if let Some(reservation) = running.reservation.lock().take() {
             drop(reservation);
             self.metrics.sessions_active.dec();
+        }
+        if let Some(export) = running.export.lock().take() {
+            let keep = Duration::from_secs(self.config.metrics.session_keep_secs);
+            tokio::spawn(async move {
+                tokio::time::sleep(keep).await;
+                export.unregister();
+            });
         }
         Some(record)
     }

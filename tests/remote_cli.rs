@@ -135,7 +135,7 @@ fn sessions_from_the_command_line() {
         api["session"],
         json!({ "tracker": "process", "status": "RUNNING", "store": "SQLITE", "label": "remote",
                 "filter": { "pid": null, "comm": comm, "cgroupId": null, "container": null,
-                            "containerId": null } })
+                            "containerId": null, "containerName": null, "image": null } })
     );
 
     // Two tails: one until the session ends, one until Ctrl-C.

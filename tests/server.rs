@@ -910,27 +910,7 @@ fn metrics_pass_promtool_and_count_events() {
     assert!(text.contains("eunomia_handler_duration_seconds_bucket"));
     assert!(!text.contains(&id), "no per-session labels");
 
-    let mut promtool = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("promtool is installed (make deps)");
-    use std::io::Write;
-    promtool
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = promtool.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "promtool: {} {}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::promtool_accepts(&text);
     assert_eq!(server.get("/healthz"), (200, "ok\n".to_string()));
 }
 

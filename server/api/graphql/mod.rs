@@ -86,6 +86,7 @@ pub fn api(err: SessionError) -> async_graphql::Error {
             SessionError::BadDuration { .. } => "BAD_DURATION",
             SessionError::BadConfig(_) => "BAD_CONFIG",
             SessionError::BadFilter(_) => "BAD_FILTER",
+            SessionError::BadMetrics(_) => "BAD_METRICS",
             SessionError::Container(e) => container_code(e),
             SessionError::NotFound(_) => "NOT_FOUND",
             SessionError::StillRunning(_) | SessionError::NotSaved(_) => "SESSION_RUNNING",
