@@ -74,6 +74,8 @@ pub struct Config {
     pub security: Security,
     pub guard: GuardConfig,
     pub metrics: MetricsConfig,
+    /// Standing exporters: trackers run from start-up to feed metrics.
+    pub exporters: Vec<ExporterConfig>,
     pub tokens: Vec<Token>,
     pub tls: Option<Tls>,
     /// Serve plain HTTP on a non-loopback address (behind a TLS-terminating proxy).
@@ -100,15 +102,67 @@ impl Default for Security {
     }
 }
 
-/// Metrics that sessions export.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, async_graphql::Enum,
+)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum MetricKind {
+    /// Counts events (weighted, for records that stand for many calls), or sums `field`.
+    Counter,
+    /// The last event's `field`.
+    Gauge,
+    /// Each event's `field`, in `buckets`.
+    Histogram,
+}
+
+/// One metric a session or a standing exporter exports (see `exporter`): in the API, a
+/// session's `metrics` entry; in the config, an `[[exporters]]` entry's.
+#[derive(
+    Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize, async_graphql::InputObject,
+)]
+#[serde(deny_unknown_fields)]
+#[graphql(name = "SessionMetric")]
+pub struct MetricSpec {
+    /// Exported as `eunomia_session_<name>` (a session's) or `eunomia_exporter_<name>`,
+    /// counters with `_total`.
+    pub name: String,
+    #[serde(rename = "type")]
+    #[graphql(name = "type")]
+    pub kind: MetricKind,
+    /// The measure: needed by gauges and histograms; a COUNTER without one counts events
+    /// (calls, for records that stand for many).
+    pub field: Option<String>,
+    /// Catalog fields whose values label the series.
+    #[serde(default)]
+    #[graphql(default)]
+    pub labels: Vec<String>,
+    /// Histogram bucket bounds, ascending; Prometheus's defaults when absent.
+    pub buckets: Option<Vec<f64>>,
+}
+
+/// A standing exporter: a tracker run from start-up only to feed `metrics`.
+#[derive(Clone, Debug, PartialEq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExporterConfig {
+    pub tracker: String,
+    /// The tracker's options, as a session's `config` gives them.
+    #[serde(default)]
+    pub options: serde_json::Map<String, serde_json::Value>,
+    pub metrics: Vec<MetricSpec>,
+}
+
+/// Metrics that sessions and standing exporters export.
 #[derive(Clone, Debug, PartialEq, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct MetricsConfig {
     /// How long a session's metrics stay on /metrics after it ends (a scraper's last
     /// look at the final values).
     pub session_keep_secs: u64,
-    /// Label sets one session metric may have; past it, samples go to `other`.
+    /// Label sets one metric may have; past it, samples go to `other`.
     pub max_series: usize,
+    /// Run the built-in standing exporters (per container: process starts and exits,
+    /// TCP connections and bytes, file bytes, syscall errors).
+    pub default_exporters: bool,
 }
 
 impl Default for MetricsConfig {
@@ -116,6 +170,7 @@ impl Default for MetricsConfig {
         Self {
             session_keep_secs: 300,
             max_series: 1000,
+            default_exporters: false,
         }
     }
 }
@@ -226,6 +281,7 @@ impl Default for Config {
             security: Security::default(),
             guard: GuardConfig::default(),
             metrics: MetricsConfig::default(),
+            exporters: Vec::new(),
             tokens: Vec::new(),
             tls: None,
             insecure_http: false,

@@ -56,6 +56,8 @@ pub struct Metrics {
     pub anomalies_unreported: IntCounter,
     /// Samples of session metrics past their cap on label sets, per metric name.
     pub series_dropped: IntCounterVec,
+    /// Name and help of every family registered at start-up.
+    families: Vec<(String, String)>,
 }
 
 impl Metrics {
@@ -165,6 +167,7 @@ impl Metrics {
              anomaly alerts as one may",
         )
         .expect("valid metric");
+        let mut families = Vec::new();
         let series_dropped = IntCounterVec::new(
             Opts::new(
                 "eunomia_metric_series_dropped_total",
@@ -193,6 +196,9 @@ impl Metrics {
             Box::new(anomalies_unreported.clone()),
             Box::new(prometheus::process_collector::ProcessCollector::for_self()),
         ] {
+            for desc in collector.desc() {
+                families.push((desc.fq_name.clone(), desc.help.clone()));
+            }
             registry
                 .register(collector)
                 .expect("metric names are unique");
@@ -215,7 +221,14 @@ impl Metrics {
             guard_running,
             anomalies_unreported,
             series_dropped,
+            families,
         }
+    }
+
+    /// The name and help of every family the server registers at start-up, whether or not
+    /// it has samples yet.
+    pub fn families(&self) -> &[(String, String)] {
+        &self.families
     }
 
     /// The registry `/metrics` renders: session metrics join and leave it.

@@ -653,9 +653,12 @@ impl SessionManager {
             false => Some(exporter::register(
                 &self.metrics,
                 info,
-                record.label.as_deref().unwrap_or(record.id.as_str()),
+                &exporter::Export {
+                    prefix: exporter::SESSION_PREFIX,
+                    session: Some(record.label.as_deref().unwrap_or(record.id.as_str())),
+                    max_series: self.config.metrics.max_series,
+                },
                 &req.metrics,
-                self.config.metrics.max_series,
             )?),
         };
         let (export, export_handler) = exported.unzip();

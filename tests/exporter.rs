@@ -247,3 +247,58 @@ fn prometheus_scrapes_the_count_the_session_aggregates() {
     };
     assert_eq!(Some(scraped), execs);
 }
+
+#[test]
+fn standing_exporters_run_from_start_up() {
+    if !root_or_skip("standing_exporters_run_from_start_up") {
+        return;
+    }
+    let (binary, comm) = unique_binary("st");
+    let config = "[metrics]\ndefault_exporters = true\n\
+        [[exporters]]\ntracker = \"process\"\n\
+        metrics = [{ name = \"standing_runs\", type = \"COUNTER\", labels = [\"comm\", \"kind\"] }]\n";
+    let server = Server::start("exporter-standing", Some(config));
+    run(&binary, 4);
+    let series = format!("eunomia_exporter_standing_runs_total{{comm=\"{comm}\",kind=\"exec\"}}");
+    let start = Instant::now();
+    let text = loop {
+        let (_, text) = server.get("/metrics");
+        match sample(&text, &series) {
+            Some(4.0) => break text,
+            got if start.elapsed() > Duration::from_secs(10) => panic!("{series}: {got:?}"),
+            _ => std::thread::sleep(Duration::from_millis(100)),
+        }
+    };
+    // The built-in set counts the host's processes too (no container label): these four
+    // execs at least.
+    let host_execs = sample(
+        &text,
+        "eunomia_exporter_container_process_events_total{container=\"\",kind=\"exec\"}",
+    );
+    assert!(host_execs.is_some_and(|n| n >= 4.0), "{host_execs:?}");
+    common::promtool_accepts(&text);
+
+    // An exporter that does not fit its tracker stops the start, with the reason.
+    let dir = TempDir::new("exporter-bad-config");
+    let path = dir.join("eunomia.toml");
+    std::fs::write(
+        &path,
+        "[[exporters]]\ntracker = \"process\"\nmetrics = [{ name = \"x\", type = \"GAUGE\" }]\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_eunomia"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--db"])
+        .arg(dir.join("db"))
+        .arg("--config")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(
+            "exporter of the process tracker: metric `x`: a Gauge needs a numeric `field`"
+        ),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

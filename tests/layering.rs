@@ -15,7 +15,7 @@ const LAYERS: &[(&str, u32)] = &[
     ("engine", 2),
     ("trackers", 3),
     ("container", 4),
-    ("exporter", 4),
+    ("exporter", 5),
     ("results", 4),
     ("security", 5),
     ("seccomp", 5),

@@ -65,6 +65,9 @@ pub enum Command {
     Session(SessionArgs),
     /// Print the GraphQL schema (SDL), as checked in at schema/schema.graphql.
     Schema,
+    /// List the metric families /metrics can carry: the server's own and the built-in
+    /// standing exporters' (sessions and `[[exporters]]` add the ones they declare).
+    Metrics,
     /// Run the detection rules on this host until Ctrl-C, printing alerts (JSON Lines in
     /// Falco's shape, or text).
     Guard(GuardArgs),
@@ -181,6 +184,19 @@ pub fn main() -> ExitCode {
         }
         Command::Schema => {
             print!("{}", crate::api::graphql::sdl());
+            ExitCode::SUCCESS
+        }
+        Command::Metrics => {
+            for (name, help) in crate::metrics::Metrics::new().families() {
+                println!("{name:<52} {help}");
+            }
+            for exporter in crate::exporter::default_exporters() {
+                for metric in &exporter.metrics {
+                    let name =
+                        crate::exporter::exported_name(crate::exporter::STANDING_PREFIX, metric);
+                    println!("{name:<52} built-in exporter: {} tracker", exporter.tracker);
+                }
+            }
             ExitCode::SUCCESS
         }
         Command::Serve(args) => exit_code(serve::serve(&args)),

@@ -13,6 +13,7 @@ use crate::api::{graphql, http};
 use crate::config::{Config, Tls};
 use crate::container::{ContainerManager, ContainerOptions};
 use crate::engine::system;
+use crate::exporter::{default_exporters, StandingExporters};
 use crate::metrics::Metrics;
 use crate::results::sqlite::{Store, StoreOptions};
 use crate::session::{spawn_retention, SessionManager};
@@ -102,6 +103,17 @@ async fn serve_async(config: Config) -> Result<(), RunError> {
     }
     if let Err(err) = containers.watch_cgroups() {
         tracing::warn!("sessions take in new containers at the next rescan only: {err}");
+    }
+    let mut exporters = config.exporters.clone();
+    if config.metrics.default_exporters {
+        exporters.extend(default_exporters());
+    }
+    // Kept until the server ends; a configured exporter that cannot run stops the start.
+    let standing =
+        StandingExporters::start(&exporters, &metrics, &containers, config.metrics.max_series)
+            .map_err(|e| RunError::Usage(e.to_string()))?;
+    if !standing.is_empty() {
+        tracing::info!(exporters = standing.len(), "standing exporters run");
     }
     let manager = SessionManager::new(store, metrics, config.clone(), containers).await?;
     spawn_retention(manager.clone(), RETENTION_INTERVAL);

@@ -14,42 +14,21 @@ use std::collections::HashSet;
 use prometheus::core::Collector;
 use prometheus::{CounterVec, GaugeVec, HistogramOpts, HistogramVec, IntCounter, Opts, Registry};
 
+mod standing;
+
+pub use crate::config::{MetricKind, MetricSpec};
+pub use standing::{default_exporters, StandingExporters};
+
 use crate::handler::{Flow, Handler};
 use crate::metrics::Metrics;
 use crate::model::{FieldFormat, FieldType, Record, TrackerInfo, Value};
 
 /// The label value of samples past a metric's cap on label sets.
 pub const OTHER: &str = "other";
-/// Exported names start with this.
-pub const PREFIX: &str = "eunomia_session_";
-
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, async_graphql::Enum,
-)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum MetricKind {
-    /// Counts events (weighted, for records that stand for many calls), or sums `field`.
-    Counter,
-    /// The last event's `field`.
-    Gauge,
-    /// Each event's `field`, in `buckets`.
-    Histogram,
-}
-
-/// One metric a session exports.
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct MetricSpec {
-    /// Exported as `eunomia_session_<name>`.
-    pub name: String,
-    #[serde(rename = "type")]
-    pub kind: MetricKind,
-    /// The measure: needed by gauges and histograms; a counter without one counts events.
-    pub field: Option<String>,
-    /// Catalog fields whose values label the series.
-    pub labels: Vec<String>,
-    /// Histogram bucket bounds, ascending; Prometheus's defaults when absent.
-    pub buckets: Option<Vec<f64>>,
-}
+/// Session metrics' names start with this.
+pub const SESSION_PREFIX: &str = "eunomia_session_";
+/// Standing exporters' names start with this.
+pub const STANDING_PREFIX: &str = "eunomia_exporter_";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ExporterError {
@@ -178,15 +157,29 @@ pub struct ExportHandler {
     labels: Vec<String>,
 }
 
-/// Registers a session's metrics (checked with [`check`]) under `session`; a name another
-/// session exports with other labels, or already under this session label, is an error
-/// and nothing is registered.
+/// The name `spec` is exported under: counters end in `_total`, as Prometheus's
+/// conventions (and promtool) want.
+pub fn exported_name(prefix: &str, spec: &MetricSpec) -> String {
+    let total = spec.kind == MetricKind::Counter && !spec.name.ends_with("_total");
+    format!("{prefix}{}{}", spec.name, if total { "_total" } else { "" })
+}
+
+/// Where a set of metrics is exported: names start with `prefix`, and `session` (when
+/// given) is a constant label.
+pub struct Export<'a> {
+    pub prefix: &'static str,
+    pub session: Option<&'a str>,
+    pub max_series: usize,
+}
+
+/// Registers a session's (or a standing exporter's) metrics, checked with [`check`]; a
+/// name exported elsewhere with other labels, or already under this session label, is
+/// an error and nothing is registered.
 pub fn register(
     metrics: &Metrics,
     info: &'static TrackerInfo,
-    session: &str,
+    export_as: &Export<'_>,
     specs: &[MetricSpec],
-    max_series: usize,
 ) -> Result<(SessionExport, ExportHandler), ExporterError> {
     check(info, specs)?;
     let registry = metrics.registry().clone();
@@ -196,20 +189,21 @@ pub fn register(
     };
     let mut exported = Vec::new();
     for spec in specs {
-        // Counters end in `_total`, as Prometheus's conventions (and promtool) want.
-        let total = spec.kind == MetricKind::Counter && !spec.name.ends_with("_total");
-        let name = format!("{PREFIX}{}{}", spec.name, if total { "_total" } else { "" });
+        let name = exported_name(export_as.prefix, spec);
         let scale = match spec.field.as_deref().map(|f| info.format_of(f)) {
             Some(FieldFormat::Duration) => 1e-9,
             _ => 1.0,
         };
         let help = format!(
-            "{:?} of the {} tracker's {} per session, declared by the session",
+            "{:?} of the {} tracker's {}",
             spec.kind,
             info.name,
             spec.field.as_deref().unwrap_or("events")
         );
-        let opts = Opts::new(&name, &help).const_label("session", session);
+        let mut opts = Opts::new(&name, &help);
+        if let Some(session) = export_as.session {
+            opts = opts.const_label("session", session);
+        }
         let labels: Vec<&str> = spec.labels.iter().map(String::as_str).collect();
         let vector = match spec.kind {
             MetricKind::Counter => CounterVec::new(opts, &labels).map(Vector::Counter),
@@ -248,7 +242,7 @@ pub fn register(
     let handler = ExportHandler {
         info,
         metrics: exported,
-        max_series,
+        max_series: export_as.max_series,
         labels: Vec::new(),
     };
     Ok((export, handler))

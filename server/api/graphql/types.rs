@@ -11,7 +11,7 @@ use async_graphql::{
 use super::events::EventObject;
 use super::{api, coded, manager, page_size, results_error, EVENTS_PAGE};
 use crate::container::{Container, ContainerState, Runtime};
-use crate::exporter::{MetricKind, MetricSpec};
+use crate::exporter::MetricSpec;
 use crate::handler::Op;
 use crate::model::rfc3339_nanos;
 use crate::model::SessionId;
@@ -201,35 +201,6 @@ pub struct SessionFilterInput {
     pub include_self: bool,
 }
 
-/// A metric the session exports at /metrics as `eunomia_session_<name>`, labelled with
-/// `session` (its label, or its id) and the fields in `labels`.
-#[derive(Clone, Debug, InputObject)]
-#[graphql(name = "SessionMetric")]
-pub struct SessionMetricInput {
-    pub name: String,
-    #[graphql(name = "type")]
-    pub kind: MetricKind,
-    /// The measure; a COUNTER without one counts events (calls, for records that stand
-    /// for many).
-    pub field: Option<String>,
-    #[graphql(default)]
-    pub labels: Vec<String>,
-    /// HISTOGRAM bucket bounds, ascending.
-    pub buckets: Option<Vec<f64>>,
-}
-
-impl From<SessionMetricInput> for MetricSpec {
-    fn from(m: SessionMetricInput) -> Self {
-        MetricSpec {
-            name: m.name,
-            kind: m.kind,
-            field: m.field,
-            labels: m.labels,
-            buckets: m.buckets,
-        }
-    }
-}
-
 #[derive(Clone, Debug, InputObject)]
 pub struct StartSessionInput {
     pub tracker: String,
@@ -246,7 +217,7 @@ pub struct StartSessionInput {
     /// Metrics exported from the session's events while it runs and for
     /// `metrics.session_keep_secs` after (code BAD_METRICS when one does not fit the
     /// tracker's fields or clashes with another session's).
-    pub metrics: Option<Vec<SessionMetricInput>>,
+    pub metrics: Option<Vec<MetricSpec>>,
 }
 
 impl StartSessionInput {
@@ -272,10 +243,7 @@ impl StartSessionInput {
             "store": format!("{:?}", self.store()).to_uppercase(),
             "label": self.label,
             "rules": self.rules,
-            "metrics": self.metrics.as_ref().map(|ms| ms.iter().map(|m| serde_json::json!({
-                "name": m.name, "type": m.kind, "field": m.field, "labels": m.labels,
-                "buckets": m.buckets,
-            })).collect::<Vec<_>>()),
+            "metrics": self.metrics,
         })
     }
 
@@ -303,12 +271,7 @@ impl StartSessionInput {
             store,
             label: self.label,
             rules: self.rules.unwrap_or_default(),
-            metrics: self
-                .metrics
-                .unwrap_or_default()
-                .into_iter()
-                .map(MetricSpec::from)
-                .collect(),
+            metrics: self.metrics.unwrap_or_default(),
         })
     }
 }
