@@ -435,6 +435,19 @@ mod tests {
         assert!(toml::from_str::<Config>("nonsense = 1").is_err());
     }
 
+    /// The README's example configuration is one this loader takes, every key of it.
+    #[test]
+    fn the_readme_example_loads() {
+        let readme = include_str!("../README.md");
+        let section = &readme[readme.find("### Configuration").expect("the section")..];
+        let start = section.find("```toml\n").expect("a toml block") + "```toml\n".len();
+        let text = &section[start..start + section[start..].find("```").unwrap()];
+        let config: Config = toml::from_str(text).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(config.metrics.max_series, 1000);
+        assert_eq!(config.exporters[0].metrics[0].name, "execs");
+        assert_eq!(config.guard.rules, ["*"]);
+    }
+
     #[test]
     fn refuses_shared_token_secrets_and_endless_sessions() {
         let config: Config = toml::from_str(
