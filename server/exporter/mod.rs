@@ -9,10 +9,14 @@
 //! are bounded per metric: past the cap, samples go to one series whose labels all read
 //! `other`, and `eunomia_metric_series_dropped_total{metric}` counts them.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::fmt::Write;
 
 use prometheus::core::Collector;
-use prometheus::{CounterVec, GaugeVec, HistogramOpts, HistogramVec, IntCounter, Opts, Registry};
+use prometheus::{
+    Counter, CounterVec, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, Opts,
+    Registry,
+};
 
 mod standing;
 
@@ -112,7 +116,22 @@ enum Vector {
     Histogram(HistogramVec),
 }
 
+/// One series of a metric: updated without the vector's lock and label hashing.
+enum Child {
+    Counter(Counter),
+    Gauge(Gauge),
+    Histogram(Histogram),
+}
+
 impl Vector {
+    fn child(&self, values: &[&str]) -> Child {
+        match self {
+            Vector::Counter(v) => Child::Counter(v.with_label_values(values)),
+            Vector::Gauge(v) => Child::Gauge(v.with_label_values(values)),
+            Vector::Histogram(v) => Child::Histogram(v.with_label_values(values)),
+        }
+    }
+
     fn collector(&self) -> Box<dyn Collector> {
         match self {
             Vector::Counter(v) => Box::new(v.clone()),
@@ -130,7 +149,9 @@ struct Exported {
     scale: f64,
     vector: Vector,
     /// Label sets given a series of their own so far (at most `max_series`).
-    series: HashSet<Vec<String>>,
+    series: HashMap<Vec<String>, Child>,
+    /// The series whose labels all read `other`, once the cap is reached.
+    other: Option<Child>,
     dropped: IntCounter,
 }
 
@@ -154,6 +175,7 @@ pub struct ExportHandler {
     info: &'static TrackerInfo,
     metrics: Vec<Exported>,
     max_series: usize,
+    /// Buffers for the label values of the event at hand, kept from event to event.
     labels: Vec<String>,
 }
 
@@ -235,15 +257,17 @@ pub fn register(
             spec: spec.clone(),
             scale,
             vector,
-            series: HashSet::new(),
+            series: HashMap::new(),
+            other: None,
             dropped: metrics.series_dropped.with_label_values(&[&name]),
         });
     }
+    let labels = specs.iter().map(|s| s.labels.len()).max().unwrap_or(0);
     let handler = ExportHandler {
         info,
         metrics: exported,
         max_series: export_as.max_series,
-        labels: Vec::new(),
+        labels: vec![String::new(); labels],
     };
     Ok((export, handler))
 }
@@ -251,20 +275,28 @@ pub fn register(
 impl<R: Record> Handler<R> for ExportHandler {
     fn handle(&mut self, event: &R) -> Flow {
         for metric in &mut self.metrics {
-            self.labels.clear();
-            for label in &metric.spec.labels {
-                self.labels
-                    .push(event.get(label).map_or_else(String::new, |v| v.to_string()));
-            }
-            if !metric.series.contains(&self.labels) {
-                if metric.series.len() < self.max_series {
-                    metric.series.insert(self.labels.clone());
-                } else {
-                    metric.dropped.inc();
-                    self.labels.iter_mut().for_each(|l| *l = OTHER.to_string());
+            let count = metric.spec.labels.len();
+            // The label values, written into buffers kept from event to event.
+            for (buffer, label) in self.labels.iter_mut().zip(&metric.spec.labels) {
+                buffer.clear();
+                if let Some(value) = event.get(label) {
+                    let _ = write!(buffer, "{value}");
                 }
             }
-            let values: Vec<&str> = self.labels.iter().map(String::as_str).collect();
+            let key = &self.labels[..count];
+            let child = if metric.series.contains_key(key) {
+                &metric.series[key]
+            } else if metric.series.len() < self.max_series {
+                let values: Vec<&str> = key.iter().map(String::as_str).collect();
+                let child = metric.vector.child(&values);
+                metric.series.entry(key.to_vec()).or_insert(child)
+            } else {
+                metric.dropped.inc();
+                let vector = &metric.vector;
+                metric
+                    .other
+                    .get_or_insert_with(|| vector.child(&vec![OTHER; count]))
+            };
             let measure = metric
                 .spec
                 .field
@@ -273,24 +305,13 @@ impl<R: Record> Handler<R> for ExportHandler {
                 .as_ref()
                 .and_then(Value::as_f64)
                 .map(|m| m * metric.scale);
-            match &metric.vector {
-                Vector::Counter(v) => {
-                    let amount = match &metric.spec.field {
-                        None => self.info.weight_of(event) as f64,
-                        Some(_) => measure.filter(|m| *m >= 0.0).unwrap_or(0.0),
-                    };
-                    v.with_label_values(&values).inc_by(amount);
-                }
-                Vector::Gauge(v) => {
-                    if let Some(m) = measure {
-                        v.with_label_values(&values).set(m);
-                    }
-                }
-                Vector::Histogram(v) => {
-                    if let Some(m) = measure {
-                        v.with_label_values(&values).observe(m);
-                    }
-                }
+            match child {
+                Child::Counter(c) => c.inc_by(match &metric.spec.field {
+                    None => self.info.weight_of(event) as f64,
+                    Some(_) => measure.filter(|m| *m >= 0.0).unwrap_or(0.0),
+                }),
+                Child::Gauge(g) => measure.into_iter().for_each(|m| g.set(m)),
+                Child::Histogram(h) => measure.into_iter().for_each(|m| h.observe(m)),
             }
         }
         Flow::Pass
