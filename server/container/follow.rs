@@ -73,8 +73,16 @@ impl Followers {
         self.list.lock().is_empty()
     }
 
-    /// Adds a container's cgroups to the filter of every session it matches.
-    pub fn offer(&self, id: &str, name: Option<&str>, image: Option<&str>, cgroup_ids: &[u64]) {
+    /// Adds a container's cgroups to the filter of every session it matches; returns how
+    /// many it added.
+    pub fn offer(
+        &self,
+        id: &str,
+        name: Option<&str>,
+        image: Option<&str>,
+        cgroup_ids: &[u64],
+    ) -> usize {
+        let mut added = 0;
         let mut list = self.list.lock();
         list.retain(|f| f.filter.strong_count() > 0);
         for follower in list
@@ -96,9 +104,12 @@ impl Followers {
                         "a session cannot follow this container's cgroup: {err}"
                     );
                     follower.added.remove(&cgroup_id);
+                    continue;
                 }
+                added += 1;
             }
         }
+        added
     }
 }
 

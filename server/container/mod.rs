@@ -255,7 +255,7 @@ impl ContainerManager {
     /// A container's new cgroup (`path` below the v2 root): tagged for enrichment, and
     /// added to the sessions that follow the container, before it runs anything (a
     /// container being created or restarted).
-    fn cgroup_made(self: &Arc<Self>, path: &str, cgroup_id: u64) {
+    fn cgroup_made(self: &Arc<Self>, path: &str, cgroup_id: u64, made_ns: u64) {
         // A runtime's own parent, or one given with --cgroup-parent, names the container
         // by its bare id.
         let (id, runtime) = match parse_path(path) {
@@ -284,7 +284,7 @@ impl ContainerManager {
                                 &id,
                                 Some(&info.name),
                                 Some(&info.image),
-                                cgroup_id,
+                                (cgroup_id, made_ns),
                             );
                         }
                     });
@@ -292,19 +292,30 @@ impl ContainerManager {
                 (None, None)
             }
         };
-        self.container_cgroup_made(&id, name.as_deref(), image.as_deref(), cgroup_id);
+        self.container_cgroup_made(&id, name.as_deref(), image.as_deref(), (cgroup_id, made_ns));
     }
 
+    /// Tags cgroup `made.0` (made at wall-clock `made.1`) and offers it to followers.
     fn container_cgroup_made(
         &self,
         id: &str,
         name: Option<&str>,
         image: Option<&str>,
-        cgroup_id: u64,
+        (cgroup_id, made_ns): (u64, u64),
     ) {
         self.registry
             .tag_made(cgroup_id, ContainerTag::new(id, name, image));
-        self.followers.offer(id, name, image, &[cgroup_id]);
+        let sessions = self.followers.offer(id, name, image, &[cgroup_id]);
+        if sessions > 0 {
+            let after_us = wall_clock_ns().saturating_sub(made_ns) / 1_000;
+            tracing::debug!(
+                container = id,
+                cgroup_id,
+                sessions,
+                after_us,
+                "a new container cgroup joins the filters of the sessions that follow it"
+            );
+        }
     }
 
     /// Makes a running tracker (started with `follow_cgroups`) trace the containers
@@ -554,7 +565,8 @@ impl Handler<Event> for KernelWatch {
         let h = &event.header;
         if let Body::Cgroup(cgroup) = &event.body {
             if !cgroup.removed {
-                self.manager.cgroup_made(cgroup.path.as_str(), cgroup.id);
+                self.manager
+                    .cgroup_made(cgroup.path.as_str(), cgroup.id, h.ts_ns);
             }
             return Flow::Caught;
         }
