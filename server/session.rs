@@ -616,7 +616,6 @@ impl SessionManager {
         }
         let (tracker_config, container_id, selector) = self.tracker_config(tracker, &req)?;
         let info = tracker.info();
-        exporter::check(info, &req.metrics)?;
         let reservation = self.reserve(u64::from(tracker_config.ringbuf_bytes))?;
         let started_at_ns = wall_clock_ns();
         let matcher = self.matcher_for(info.name, &req.rules)?;

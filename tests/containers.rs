@@ -444,6 +444,22 @@ fn cli_run_traces_one_container() {
     );
 }
 
+/// Runs a container named `name` of `image` with `sh -c script`, without a network, to
+/// its end (kept, so that it can be started again).
+fn run_to_end(name: &str, image: &str, script: &str) {
+    docker(&[
+        "run",
+        "--network",
+        "none",
+        "--name",
+        name,
+        image,
+        "sh",
+        "-c",
+        script,
+    ]);
+}
+
 /// A process session's events as "container kind comm filename" lines, in order. runc's
 /// own set-up processes are left out: the first of them exit about as soon as the cgroup
 /// is made, so whether they are seen is a race; the workload comes well after.
@@ -488,17 +504,7 @@ fn a_session_follows_a_named_container_from_its_first_exec_and_through_a_restart
         &server,
         json!({ "tracker": "process", "durationSecs": 60, "filter": { "containerName": name } }),
         || {
-            docker(&[
-                "run",
-                "--network",
-                "none",
-                "--name",
-                &name,
-                common::docker::IMAGE,
-                "sh",
-                "-c",
-                script,
-            ]);
+            run_to_end(&name, common::docker::IMAGE, script);
             host_comm = run_host_binary(2);
             docker(&["start", "--attach", &name]);
         },
@@ -567,17 +573,7 @@ fn a_session_follows_the_containers_of_an_image() {
         || {
             docker(&["exec", &running, "cat", "/etc/hostname"]);
             for (name, image) in [(&later, image.as_str()), (&other, common::docker::IMAGE)] {
-                docker(&[
-                    "run",
-                    "--network",
-                    "none",
-                    "--name",
-                    name,
-                    image,
-                    "sh",
-                    "-c",
-                    "cat /etc/hostname",
-                ]);
+                run_to_end(name, image, "cat /etc/hostname");
             }
         },
         r#"lostCount events(first: 100) { edges { node { kind comm container { name } data } } }"#,
@@ -620,17 +616,7 @@ fn cli_run_follows_a_container_started_later() {
         &[],
     );
     run_host_binary(2);
-    docker(&[
-        "run",
-        "--network",
-        "none",
-        "--name",
-        &name,
-        common::docker::IMAGE,
-        "sh",
-        "-c",
-        "cat /etc/hostname",
-    ]);
+    run_to_end(&name, common::docker::IMAGE, "cat /etc/hostname");
     let out = run.finish();
     assert!(out.status.success());
     let seen: Vec<String> = String::from_utf8(out.stdout)

@@ -22,7 +22,7 @@ use super::remote::{self, SessionArgs};
 use super::seccomp::{self, SeccompArgs};
 use super::serve::{self, ServeArgs};
 use super::{exit_code, RunError};
-use crate::container::{ContainerManager, ContainerOptions, Enrich};
+use crate::container::Enrich;
 use crate::engine::{Counters, TrackerConfig};
 use crate::handler::{self, FanIn, Filter, Predicate, Schema, SortBy, Stage};
 use crate::model::TrackerInfo;
@@ -320,13 +320,7 @@ fn run(args: &RunArgs) -> Result<(), RunError> {
     // Before the container manager asks Docker anything: without root, that one error.
     crate::engine::system::check_ready()?;
     // The container manager's Docker client and rescans run on this runtime meanwhile.
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()?;
-    let containers = ContainerManager::new(ContainerOptions::default());
-    runtime.block_on(containers.sync());
-    runtime.block_on(async { containers.spawn_background() });
+    let (_runtime, containers) = super::container_manager()?;
     let selector = containers
         .selector(
             trace.container.as_deref(),

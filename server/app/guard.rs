@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 
 use super::args::parse_duration;
 use super::RunError;
-use crate::container::{ContainerManager, ContainerOptions};
 use crate::handler::push_json_record;
 use crate::metrics::Metrics;
 use crate::model::{rfc3339_nanos, EventBody, Severity};
@@ -119,13 +118,7 @@ pub fn guard(args: &GuardArgs) -> Result<(), RunError> {
     };
     let rules = set.select(&selection).map_err(RunError::Usage)?;
     crate::engine::system::check_ready()?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()?;
-    let containers = ContainerManager::new(ContainerOptions::default());
-    runtime.block_on(containers.sync());
-    runtime.block_on(async { containers.spawn_background() });
+    let (_runtime, containers) = super::container_manager()?;
 
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {

@@ -10,6 +10,9 @@ pub mod seccomp;
 pub mod serve;
 
 use std::process::ExitCode;
+use std::sync::Arc;
+
+use crate::container::{ContainerManager, ContainerOptions};
 
 /// How a command fails: the exit code tells the two apart.
 pub enum RunError {
@@ -38,4 +41,17 @@ impl<E: Into<anyhow::Error>> From<E> for RunError {
     fn from(err: E) -> Self {
         RunError::Failed(err.into())
     }
+}
+
+/// A container manager for a command that traces here: synced once, then kept current
+/// (Docker's events, rescans) on the returned runtime, which must live as long as it.
+pub fn container_manager() -> Result<(tokio::runtime::Runtime, Arc<ContainerManager>), RunError> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    let containers = ContainerManager::new(ContainerOptions::default());
+    runtime.block_on(containers.sync());
+    runtime.block_on(async { containers.spawn_background() });
+    Ok((runtime, containers))
 }

@@ -14,7 +14,7 @@ use oci_spec::runtime::LinuxSeccomp;
 
 use super::args::parse_duration;
 use super::{exit_code, RunError};
-use crate::container::{ContainerManager, ContainerOptions, ContainerSelector, ResolveError};
+use crate::container::{ContainerSelector, ResolveError};
 use crate::seccomp::filter::Filter;
 use crate::seccomp::profile::{
     self, diff, docker_run_args, docker_run_line, localhost_security_context, merge,
@@ -159,13 +159,7 @@ fn run(command: &SeccompCommand) -> Result<ExitCode, RunError> {
         } => {
             crate::engine::system::check_ready()?;
             // The container manager follows Docker and new cgroups on this runtime meanwhile.
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(1)
-                .enable_all()
-                .build()?;
-            let containers = ContainerManager::new(ContainerOptions::default());
-            runtime.block_on(containers.sync());
-            runtime.block_on(async { containers.spawn_background() });
+            let (_runtime, containers) = super::container_manager()?;
             containers.watch_cgroups().map_err(anyhow::Error::from)?;
             let selector = match containers.resolve_running(container) {
                 Ok(running) => ContainerSelector::Id(running.id),
