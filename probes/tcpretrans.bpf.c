@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 /*
- * The tcpretrans tracker: every TCP retransmission, on `tcp:tcp_retransmit_skb`, with the
- * connection, its state, the segments retransmitted and the socket's network namespace;
- * with the `drops` option, also every packet the kernel drops on a TCP socket's behalf,
- * with its reason, on the BTF-typed `skb:kfree_skb`. Both run in whatever context they
+ * The tcpretrans tracker: every TCP retransmission, on the BTF-typed
+ * `tcp:tcp_retransmit_skb`, with the connection, its state, the segments retransmitted and
+ * the socket's network namespace; with the `drops` option, also every packet the kernel
+ * drops on a TCP socket's behalf, with its reason, on the BTF-typed `skb:kfree_skb`. Both run in whatever context they
  * happen (a timer, a softirq), so the pid, comm and cgroup filters do not apply; `netns`
  * selects the namespace.
  */
@@ -24,52 +24,75 @@ const volatile u32 target_netns = 0;
 /* enum skb_drop_reason: not a drop (freed normally). */
 #define SKB_CONSUMED 1
 
-SEC("tp/tcp/tcp_retransmit_skb")
-int handle_retransmit(struct trace_event_raw_tcp_retransmit_skb *ctx)
+/*
+ * An event about `sk`, with its connection filled in; NULL when the socket is not one to
+ * report (another namespace, not IP) or the ring buffer is full.
+ */
+static __always_inline struct tcpretrans_event *connection_event(const struct sock *sk)
 {
-	struct task_struct *task = bpf_get_current_task_btf();
-	struct trace_event_raw_tcp_retransmit_skb args;
-	struct skb_shared_info *shinfo;
 	struct tcpretrans_event *e;
-	const struct sock *sk;
-	const struct sk_buff *skb;
+	u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
 	u32 netns;
-	u16 segs;
 
-	/* A copy: CO-RE offsets into the context make loads the verifier refuses there. */
-	bpf_probe_read_kernel(&args, sizeof(args), ctx);
-	sk = args.skaddr;
-	skb = args.skbaddr;
+	if (family != AF_INET && family != AF_INET6)
+		return NULL;
 	netns = BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
 	if (target_netns && netns != target_netns)
-		return 0;
-	/* skb_shinfo(): the shared info sits at head + end. */
-	shinfo = (struct skb_shared_info *)(BPF_CORE_READ(skb, head) + BPF_CORE_READ(skb, end));
-	segs = BPF_CORE_READ(shinfo, gso_segs);
+		return NULL;
 	e = reserve_event(sizeof(*e));
 	if (!e)
-		return 0;
-	fill_header(&e->header, task, bpf_get_current_pid_tgid() >> 32);
-	e->family = args.family;
-	e->sport = args.sport;
-	e->dport = args.dport;
-	e->segs = segs ? segs : 1;
-	e->state = args.state;
-	/* Kernels since 6.16 say whether it was sent; before, only sent ones are traced. */
-	e->err = bpf_core_field_exists(args.err) ? args.err : 0;
+		return NULL;
+	fill_header(&e->header, bpf_get_current_task_btf(), bpf_get_current_pid_tgid() >> 32);
+	e->family = family;
+	e->sport = BPF_CORE_READ(sk, __sk_common.skc_num);
+	e->dport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	e->state = BPF_CORE_READ(sk, __sk_common.skc_state);
 	e->netns = netns;
+	e->err = 0;
 	e->reason = 0;
-	if (args.family == AF_INET6) {
-		__builtin_memcpy(e->saddr, args.saddr_v6, 16);
-		__builtin_memcpy(e->daddr, args.daddr_v6, 16);
+	e->segs = 1;
+	if (family == AF_INET6) {
+		BPF_CORE_READ_INTO(&e->saddr, sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
+		BPF_CORE_READ_INTO(&e->daddr, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
 	} else {
 		__builtin_memset(e->saddr, 0, 16);
 		__builtin_memset(e->daddr, 0, 16);
-		__builtin_memcpy(e->saddr, args.saddr, 4);
-		__builtin_memcpy(e->daddr, args.daddr, 4);
+		BPF_CORE_READ_INTO((u32 *)e->saddr, sk, __sk_common.skc_rcv_saddr);
+		BPF_CORE_READ_INTO((u32 *)e->daddr, sk, __sk_common.skc_daddr);
 	}
+	return e;
+}
+
+/*
+ * BTF-typed tracepoints (tp_btf), not classic ones: the kernel skips a classic tracepoint's
+ * program while any other tracing program runs on that CPU (a retransmission in a softirq
+ * that interrupts one is lost); a tp_btf program is skipped only when it interrupts itself.
+ */
+static __always_inline int report_retransmit(const struct sock *sk, const struct sk_buff *skb,
+					     int err)
+{
+	struct tcpretrans_event *e = connection_event(sk);
+
+	if (!e)
+		return 0;
+	/* tcp_skb_pcount(): what the kernel adds to RetransSegs for this skb. */
+	e->segs = BPF_CORE_READ((struct tcp_skb_cb *)&skb->cb, tcp_gso_segs) ?: 1;
+	e->err = err;
 	submit_event(e);
 	return 0;
+}
+
+/* Kernels before 6.16 trace sent retransmissions only, without a result. */
+SEC("tp_btf/tcp_retransmit_skb")
+int BPF_PROG(handle_retransmit, const struct sock *sk, const struct sk_buff *skb)
+{
+	return report_retransmit(sk, skb, 0);
+}
+
+SEC("tp_btf/tcp_retransmit_skb")
+int BPF_PROG(handle_retransmit_err, const struct sock *sk, const struct sk_buff *skb, int err)
+{
+	return report_retransmit(sk, skb, err);
 }
 
 /*
@@ -80,11 +103,8 @@ int handle_retransmit(struct trace_event_raw_tcp_retransmit_skb *ctx)
 static __always_inline int report_drop(struct sk_buff *skb, enum skb_drop_reason reason,
 				       struct sock *rx_sk)
 {
-	struct task_struct *task = bpf_get_current_task_btf();
 	struct tcpretrans_event *e;
 	struct sock *sk = BPF_CORE_READ(skb, sk);
-	u16 family;
-	u32 netns;
 
 	if (reason <= SKB_CONSUMED)
 		return 0;
@@ -92,33 +112,10 @@ static __always_inline int report_drop(struct sk_buff *skb, enum skb_drop_reason
 		sk = rx_sk;
 	if (!sk || BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
 		return 0;
-	family = BPF_CORE_READ(sk, __sk_common.skc_family);
-	if (family != AF_INET && family != AF_INET6)
-		return 0;
-	netns = BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
-	if (target_netns && netns != target_netns)
-		return 0;
-	e = reserve_event(sizeof(*e));
+	e = connection_event(sk);
 	if (!e)
 		return 0;
-	fill_header(&e->header, task, bpf_get_current_pid_tgid() >> 32);
-	e->family = family;
-	e->sport = BPF_CORE_READ(sk, __sk_common.skc_num);
-	e->dport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
-	e->segs = 1;
-	e->state = BPF_CORE_READ(sk, __sk_common.skc_state);
-	e->err = 0;
-	e->netns = netns;
 	e->reason = reason;
-	if (family == AF_INET6) {
-		BPF_CORE_READ_INTO(&e->saddr, sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
-		BPF_CORE_READ_INTO(&e->daddr, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
-	} else {
-		__builtin_memset(e->saddr, 0, 16);
-		__builtin_memset(e->daddr, 0, 16);
-		BPF_CORE_READ_INTO((u32 *)e->saddr, sk, __sk_common.skc_rcv_saddr);
-		BPF_CORE_READ_INTO((u32 *)e->daddr, sk, __sk_common.skc_daddr);
-	}
 	submit_event(e);
 	return 0;
 }

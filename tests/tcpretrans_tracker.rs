@@ -167,10 +167,11 @@ fn retransmitted_segments_match_the_namespaces_counters() {
     let _ = sender.0.wait();
     std::thread::sleep(Duration::from_millis(500));
     let retransmitted = pair.retransmitted() - before;
-    handle.stop().unwrap();
+    let stats = handle.stop().unwrap();
     drop(receiver);
 
     assert!(retransmitted > 0, "the transfer retransmitted nothing");
+    assert_eq!(stats.lost(), 0, "lost on the way: {stats:?}");
     let events = collector.events();
     let segs: u64 = events
         .iter()

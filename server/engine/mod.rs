@@ -14,6 +14,7 @@ pub use config::{IntervalMs, Mode, TrackerConfig, MAX_CGROUP_FILTER};
 pub use options::{NoOptions, OptionInfo, TrackerOptions};
 
 use std::cell::{Cell, RefCell};
+use std::os::fd::{AsFd, AsRawFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, SyncSender};
 use std::sync::Arc;
@@ -31,6 +32,8 @@ use system::StartupError;
 
 /// How often the ring buffer poll wakes to notice a stop request.
 const POLL_INTERVAL: Duration = Duration::from_millis(50);
+/// How often the kernel's count of skipped program runs is read (one syscall a program).
+const SKIPPED_READ_INTERVAL: Duration = Duration::from_secs(1);
 /// Records one poll takes at most before the loop looks at stop requests, drains and
 /// flushes again: tens of milliseconds at the fastest streams.
 const POLL_BUDGET: u32 = 1 << 16;
@@ -181,7 +184,8 @@ pub enum TrackerError {
 pub struct Counters {
     /// Records decoded and handed to the chain.
     pub seen: AtomicU64,
-    /// Reserve failures in BPF: the ring buffer was full.
+    /// Lost in the kernel: reserve failures in BPF (the ring buffer was full), and runs of
+    /// the probe's programs the kernel skipped (each may have been an event).
     pub lost_kernel: AtomicU64,
     /// Events a full channel in user space could not take (shared with fan-in senders).
     pub lost_channel: Arc<AtomicU64>,
@@ -314,7 +318,7 @@ impl<'a, E> Run<'a, E> {
         D: FnMut(&[u8], u64) -> Option<E>,
     {
         let mut links: Vec<Link> = Vec::new();
-        let mut prog_ids = Vec::new();
+        let mut programs = Vec::new();
         // Programs the tracker chose not to load (optional features) are not attached.
         for prog in object.progs_mut().filter(|prog| prog.autoload()) {
             let program = prog.name().to_string_lossy().into_owned();
@@ -326,9 +330,10 @@ impl<'a, E> Run<'a, E> {
                 program: program.clone(),
                 source,
             })?);
-            let handle = ProgramHandle::try_from(&prog)
-                .map_err(|source| TrackerError::Attach { program, source })?;
-            prog_ids.push(handle.id());
+            programs.push(
+                ProgramHandle::try_from(&prog)
+                    .map_err(|source| TrackerError::Attach { program, source })?,
+            );
         }
         if let Some(ready) = self.ready.take() {
             let cgroup_filter = self.cgroup_filter.take();
@@ -338,7 +343,7 @@ impl<'a, E> Run<'a, E> {
                 ));
             }
             let _ = ready.send(Ready {
-                prog_ids,
+                prog_ids: programs.iter().map(ProgramHandle::id).collect(),
                 cgroup_filter,
             });
         }
@@ -375,6 +380,15 @@ impl<'a, E> Run<'a, E> {
             // SAFETY: `dropped` points into the live, mmapped .bss that BPF updates; a
             // volatile read sees the kernel's writes.
             unsafe { std::ptr::read_volatile(dropped) }
+        };
+        // Runs the kernel skipped may each have been an event: counted lost too.
+        let mut skipped_read = Instant::now();
+        let mut lost_kernel = |every: Duration| {
+            if skipped_read.elapsed() >= every {
+                skipped_read = Instant::now();
+                let lost = read_dropped() + skipped_runs(&programs);
+                counters.lost_kernel.store(lost, Ordering::Relaxed);
+            }
         };
         let pull = |drain: &mut Drain<'_, E>, last: bool| {
             let context = DrainContext {
@@ -413,9 +427,7 @@ impl<'a, E> Run<'a, E> {
                     break;
                 }
             }
-            counters
-                .lost_kernel
-                .store(read_dropped(), Ordering::Relaxed);
+            lost_kernel(SKIPPED_READ_INTERVAL);
             if let Err(err) = chain.borrow_mut().flush() {
                 result = Err(TrackerError::Chain(err));
                 break;
@@ -428,13 +440,38 @@ impl<'a, E> Run<'a, E> {
         budget.set(u32::MAX);
         let drained = ringbuf.consume().map_err(TrackerError::Poll);
         let pulled = drain.as_mut().map_or(Ok(()), |d| pull(d, true));
-        counters
-            .lost_kernel
-            .store(read_dropped(), Ordering::Relaxed);
+        lost_kernel(Duration::ZERO);
         drop(ringbuf);
         let finished = chain.borrow_mut().finish().map_err(TrackerError::Chain);
         result.and(drained).and(pulled).and(finished)
     }
+}
+
+/// Runs of `programs` the kernel skipped so far: a classic tracepoint's program while
+/// another tracing program (or a map update from user space) ran on that CPU, any program
+/// that would have run inside itself.
+fn skipped_runs(programs: &[ProgramHandle]) -> u64 {
+    programs
+        .iter()
+        .map(|program| {
+            let mut info = libbpf_sys::bpf_prog_info::default();
+            let mut len = std::mem::size_of_val(&info) as u32;
+            // SAFETY: `info` is a bpf_prog_info of `len` bytes; the kernel fills at most
+            // that many. Its counted fields (no pointers set) make it write nothing else.
+            let rc = unsafe {
+                libbpf_sys::bpf_prog_get_info_by_fd(
+                    program.as_fd().as_raw_fd(),
+                    &mut info,
+                    &mut len,
+                )
+            };
+            if rc == 0 {
+                info.recursion_misses
+            } else {
+                0
+            }
+        })
+        .sum()
 }
 
 /// Detaches links in parallel: each waits for an RCU grace period (tens of milliseconds),

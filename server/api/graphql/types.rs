@@ -327,7 +327,8 @@ impl SessionObject {
         self.0.event_count
     }
 
-    /// Events lost at any stage (kernel ring buffer, channels, store).
+    /// Events lost at any stage (in the kernel: a full ring buffer or program runs the kernel
+    /// skipped; channels; store).
     async fn lost_count(&self) -> u64 {
         self.0.lost_count
     }

@@ -96,18 +96,18 @@ pub struct TcpretransEvent {
     pub reason: u32,
 }
 
-/// Whether the running kernel's `skb:kfree_skb` passes the receiving socket too (since
-/// 6.12: five arguments to its BTF trace function, with the context).
-fn kfree_skb_passes_rx_sk() -> bool {
+/// How many arguments the running kernel passes to the BTF-typed tracepoint `name`'s
+/// programs (its trace function's, less the context); 0 when its BTF does not say.
+fn tracepoint_arguments(name: &str) -> usize {
     use libbpf_rs::btf::{types::FuncProto, Btf, BtfType};
     let Ok(btf) = Btf::from_vmlinux() else {
-        return false;
+        return 0;
     };
-    btf.type_by_name::<BtfType<'_>>("btf_trace_kfree_skb")
+    btf.type_by_name::<BtfType<'_>>(&format!("btf_trace_{name}"))
         .map(|typedef| typedef.skip_mods_and_typedefs())
         .and_then(|pointer| pointer.next_type())
         .and_then(|proto| FuncProto::try_from(proto).ok())
-        .is_some_and(|proto| proto.len() == 5)
+        .map_or(0, |proto| proto.len().saturating_sub(1))
 }
 
 /// The running kernel's drop reasons by number, from its BTF (`enum skb_drop_reason`,
@@ -233,7 +233,12 @@ impl Tracker for TcpretransTracker {
                 .as_deref_mut()
                 .expect("tcpretrans.bpf.c declares read-only globals")
                 .target_netns = options.netns;
-            let rx_sk = kfree_skb_passes_rx_sk();
+            // Since 6.16 retransmissions pass their result (and failed ones are traced too);
+            // since 6.12 drops pass the receiving socket.
+            let with_err = tracepoint_arguments("tcp_retransmit_skb") == 3;
+            open.progs.handle_retransmit.set_autoload(!with_err);
+            open.progs.handle_retransmit_err.set_autoload(with_err);
+            let rx_sk = tracepoint_arguments("kfree_skb") == 4;
             open.progs.handle_drop.set_autoload(options.drops && !rx_sk);
             open.progs
                 .handle_drop_rx_sk
