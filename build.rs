@@ -1,4 +1,5 @@
-//! Compiles every `probes/*.bpf.c` into a libbpf skeleton in OUT_DIR, and turns the
+//! Compiles every `probes/*.bpf.c` into a libbpf skeleton in OUT_DIR (and lists the
+//! compiled objects in OUT_DIR/probe_objects.rs), and turns the
 //! integer `#define`s of `probes/common.h` and `probes/stacks.h` into Rust constants
 //! (OUT_DIR/common_h.rs, OUT_DIR/stacks_h.rs).
 //! It also watches `migrations/`: `sqlx::migrate!` embeds them, and a new file must
@@ -31,6 +32,7 @@ fn main() {
         );
     }
 
+    let mut objects = Vec::new();
     for source in sources {
         println!("cargo:rerun-if-changed={}", source.display());
         let file_name = source
@@ -41,10 +43,51 @@ fn main() {
         let skel = out_dir.join(format!("{name}.skel.rs"));
         SkeletonBuilder::new()
             .source(&source)
+            .obj(out_dir.join(format!("{name}.bpf.o")))
             .clang_args([OsStr::new("-I"), probes.as_os_str(), OsStr::new("-Wall")])
             .build_and_generate(&skel)
             .unwrap_or_else(|err| panic!("compiling {}: {err:#}", source.display()));
+        objects.push(name.to_string());
     }
+    write_probe_objects(&objects, &out_dir.join("probe_objects.rs"));
+}
+
+/// Each probe's compiled object: `ProbeObject` for its skeleton builder (in the tracker
+/// `server/trackers/<name>/`, as libbpf-cargo names it), and the list of them all.
+fn write_probe_objects(names: &[String], out: &std::path::Path) {
+    let builder = |name: &str| -> String {
+        let camel: String = name
+            .split('_')
+            .map(|part| {
+                let mut chars = part.chars();
+                chars.next().map_or(String::new(), |first| {
+                    first.to_ascii_uppercase().to_string() + chars.as_str()
+                })
+            })
+            .collect();
+        format!("{name}::skel::{camel}SkelBuilder")
+    };
+    let mut code = String::new();
+    for name in names {
+        code += &format!(
+            "impl crate::engine::ProbeObject for {} {{\n    \
+             const NAME: &'static str = \"{name}\";\n    \
+             const OBJECT: &'static [u8] =\n        \
+             include_bytes!(concat!(env!(\"OUT_DIR\"), \"/{name}.bpf.o\"));\n}}\n",
+            builder(name)
+        );
+    }
+    code += "/// Every probe's name and compiled object.\n\
+             pub static PROBE_OBJECTS: &[(&str, &[u8])] = &[\n";
+    for name in names {
+        let builder = builder(name);
+        code += &format!(
+            "    (<{builder} as crate::engine::ProbeObject>::NAME, \
+             <{builder} as crate::engine::ProbeObject>::OBJECT),\n"
+        );
+    }
+    code += "];\n";
+    fs::write(out, code).expect("OUT_DIR is writable");
 }
 
 /// `#define NAME 123` lines become `pub const NAME: usize = 123;`.

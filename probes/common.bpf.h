@@ -151,6 +151,13 @@ static __always_inline void submit_event(void *e)
 }
 
 /*
+ * The kernel's BTF type id of struct task_struct. Set by user space from the kernel's own
+ * BTF, not by a CO-RE type-id relocation: that one would take its id from whatever BTF
+ * libbpf relocates against, and the server relocates against a cached minimal BTF.
+ */
+const volatile u32 task_struct_id = 0;
+
+/*
  * `task` for direct loads, marked untrusted. Every pointer loaded from a trusted one makes
  * the verifier search the kernel's BTF by name for the field's trust annotations (a linear
  * search: it was 17% of a session's start); walking from an untrusted pointer skips that.
@@ -158,7 +165,7 @@ static __always_inline void submit_event(void *e)
  */
 static __always_inline struct task_struct *walkable(struct task_struct *task)
 {
-	return bpf_core_cast(task, struct task_struct);
+	return bpf_rdonly_cast(task, task_struct_id);
 }
 
 /* `task` must be a BTF pointer (bpf_get_current_task_btf()); pid, cgroup and comm are the

@@ -123,6 +123,9 @@ static __always_inline struct scratch *get_scratch(void)
 	return bpf_map_lookup_elem(&scratch_map, &zero);
 }
 
+/* The kernel's BTF type id of struct file, set by user space (see task_struct_id). */
+const volatile u32 file_struct_id = 0;
+
 static __always_inline struct path_scratch *path_scratch(void)
 {
 	struct scratch *s = get_scratch();
@@ -144,7 +147,7 @@ static __always_inline struct file *fd_file(struct task_struct *task, s64 fd)
 		return NULL;
 	/* An indexed pointer array is the one read the verifier wants through a helper. */
 	bpf_probe_read_kernel(&file, sizeof(file), (void *)((u64)fdt->fd + fd * sizeof(file)));
-	return file ? bpf_core_cast(file, struct file) : NULL;
+	return file ? bpf_rdonly_cast(file, file_struct_id) : NULL;
 }
 
 static __always_inline u32 file_type(struct inode *inode)

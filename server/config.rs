@@ -80,6 +80,9 @@ pub struct Config {
     pub tls: Option<Tls>,
     /// Serve plain HTTP on a non-loopback address (behind a TLS-terminating proxy).
     pub insecure_http: bool,
+    /// Where the minimal BTF of each probe is cached (faster session starts); empty: no
+    /// cache.
+    pub btf_cache: PathBuf,
 }
 
 /// The security analyzer's rules and alerts.
@@ -285,6 +288,7 @@ impl Default for Config {
             tokens: Vec::new(),
             tls: None,
             insecure_http: false,
+            btf_cache: PathBuf::from("/var/cache/eunomia/btf"),
         }
     }
 }

@@ -12,11 +12,12 @@ use super::RunError;
 use crate::api::{graphql, http};
 use crate::config::{Config, Tls};
 use crate::container::{ContainerManager, ContainerOptions};
-use crate::engine::system;
+use crate::engine::{core_btf, system};
 use crate::exporter::{default_exporters, StandingExporters};
 use crate::metrics::Metrics;
 use crate::results::sqlite::{Store, StoreOptions};
 use crate::session::{spawn_retention, SessionManager};
+use crate::trackers::PROBE_OBJECTS;
 
 /// `HOST:PORT`, the host a name (`localhost`) or an address: its first address.
 fn parse_listen(text: &str) -> Result<SocketAddr, String> {
@@ -76,6 +77,9 @@ pub fn serve(args: &ServeArgs) -> Result<(), RunError> {
         .validate()
         .map_err(|e| RunError::Usage(e.to_string()))?;
     system::check_ready()?;
+    if !config.btf_cache.as_os_str().is_empty() {
+        core_btf::enable(&config.btf_cache, PROBE_OBJECTS);
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

@@ -6,11 +6,13 @@
 
 pub mod buckets;
 pub mod config;
+pub mod core_btf;
 pub mod options;
 pub mod stacks;
 pub mod system;
 
 pub use config::{IntervalMs, Mode, TrackerConfig, MAX_CGROUP_FILTER};
+pub use core_btf::ProbeObject;
 pub use options::{NoOptions, OptionInfo, TrackerOptions};
 
 use std::cell::{Cell, RefCell};
@@ -52,6 +54,7 @@ macro_rules! apply_common_config {
         rodata.cgroup_level = config.cgroup_level;
         rodata.filter_comm = config.comm.is_some();
         rodata.target_comm = config.comm_bytes();
+        rodata.task_struct_id = $crate::engine::system::kernel_struct_id("task_struct");
         // Batched records wake the reader once an eighth of the ring buffer waits; 0 wakes
         // it for each.
         rodata.wakeup_bytes = match config.wake_per_event {
@@ -67,7 +70,13 @@ macro_rules! apply_common_config {
 macro_rules! open_probe {
     ($run:expr, $builder:ty, $storage:expr) => {{
         let config: &$crate::engine::TrackerConfig = $run.config();
-        libbpf_rs::skel::SkelBuilder::open(<$builder>::default(), $storage)
+        let mut builder = <$builder>::default();
+        if let Some(btf) = $run.core_btf::<$builder>() {
+            libbpf_rs::skel::SkelBuilder::object_builder_mut(&mut builder)
+                .btf_custom_path(btf)
+                .map_err($crate::engine::TrackerError::Open)?;
+        }
+        libbpf_rs::skel::SkelBuilder::open(builder, $storage)
             .map_err($crate::engine::TrackerError::Open)
             .and_then(|mut open| {
                 let rodata = open
@@ -246,6 +255,8 @@ pub struct Run<'a, E> {
     clock_offset: u64,
     /// How programs are attached, when not by their section name.
     attach: Option<Attach>,
+    /// The probe whose cached minimal BTF the skeleton was opened with, if it was.
+    core_btf: &'a Cell<Option<&'static str>>,
 }
 
 /// Attaches one program, for probes whose programs' sections name no target (perf events,
@@ -269,8 +280,22 @@ impl<'a, E> Run<'a, E> {
         check_tracepoints(open.open_object())?;
         let (loaded, log) = system::capture_libbpf_log(|| open.load());
         loaded.map_err(|err| {
+            if let Some(probe) = self.core_btf.get() {
+                tracing::warn!(
+                    probe,
+                    "a load against the cached minimal BTF failed: not used again"
+                );
+                core_btf::discard(probe);
+            }
             TrackerError::Load(system::verifier_gist(&log).unwrap_or_else(|| err.to_string()))
         })
+    }
+
+    /// The cached minimal BTF to open probe `P` with, if there is one (see [`core_btf`]).
+    pub fn core_btf<P: ProbeObject>(&self) -> Option<std::path::PathBuf> {
+        let path = core_btf::cached::<P>()?;
+        self.core_btf.set(Some(P::NAME));
+        Some(path)
     }
 
     /// Fills the probe's cgroup filter map from the configuration, and keeps a handle on
@@ -703,7 +728,7 @@ impl TrackerHandle {
         config: TrackerConfig,
         mut chain: Box<dyn Handler<E>>,
         counters: Arc<Counters>,
-        run: impl FnOnce(Run<'_, E>) -> Result<(), TrackerError> + Send + 'static,
+        run: impl Fn(Run<'_, E>) -> Result<(), TrackerError> + Send + 'static,
     ) -> Result<Self, TrackerError> {
         system::check_ready()?;
         let stop = Arc::new(AtomicBool::new(false));
@@ -713,17 +738,25 @@ impl TrackerHandle {
             thread::Builder::new()
                 .name(format!("tracker-{name}"))
                 .spawn(move || {
-                    let context = Run {
-                        config: &config,
-                        chain: &mut *chain,
-                        counters: &counters,
-                        stop: &stop,
-                        ready: Some(ready_tx),
-                        cgroup_filter: RefCell::new(None),
-                        clock_offset: boot_to_wall_offset(),
-                        attach: None,
+                    let core_btf = Cell::new(None);
+                    let mut attempt = || {
+                        run(Run {
+                            config: &config,
+                            chain: &mut *chain,
+                            counters: &counters,
+                            stop: &stop,
+                            ready: Some(ready_tx.clone()),
+                            cgroup_filter: RefCell::new(None),
+                            clock_offset: boot_to_wall_offset(),
+                            attach: None,
+                            core_btf: &core_btf,
+                        })
                     };
-                    run(context)
+                    match attempt() {
+                        // Discarded by the failed load: the second attempt uses the full BTF.
+                        Err(TrackerError::Load(_)) if core_btf.take().is_some() => attempt(),
+                        result => result,
+                    }
                 })
                 .map_err(TrackerError::Thread)?
         };

@@ -67,6 +67,28 @@ fn ensure_tracefs() -> Result<(), StartupError> {
     Ok(())
 }
 
+/// The structs probes cast pointers to (`bpf_rdonly_cast`, with the id user space gives).
+const CAST_STRUCTS: [&str; 2] = ["task_struct", "file"];
+
+/// The running kernel's BTF type id of `struct name`, one of [`CAST_STRUCTS`] (0 if its
+/// BTF cannot be read, which `check_ready` refuses before any probe loads).
+pub fn kernel_struct_id(name: &str) -> u32 {
+    static IDS: std::sync::LazyLock<Vec<u32>> = std::sync::LazyLock::new(|| {
+        use libbpf_rs::btf::{types::Struct, Btf};
+        let btf = Btf::from_vmlinux().ok();
+        CAST_STRUCTS
+            .iter()
+            .map(|name| {
+                btf.as_ref()
+                    .and_then(|btf| btf.type_by_name::<Struct<'_>>(name))
+                    .map_or(0, |t| t.type_id().into())
+            })
+            .collect()
+    });
+    let at = CAST_STRUCTS.iter().position(|known| *known == name);
+    at.map_or(0, |at| IDS[at])
+}
+
 /// Whether `category/name` (as in a `tp/category/name` section) exists on this kernel.
 pub fn tracepoint_exists(category: &str, name: &str) -> bool {
     Path::new(TRACEFS)

@@ -23,6 +23,9 @@ pub mod syscall;
 pub mod tcp;
 pub mod tcpretrans;
 
+// The probes' compiled objects (`PROBE_OBJECTS`), for the engine's BTF cache.
+include!(concat!(env!("OUT_DIR"), "/probe_objects.rs"));
+
 use std::sync::Arc;
 
 use crate::engine::{

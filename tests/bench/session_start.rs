@@ -1,7 +1,8 @@
 //! Benchmark (root): mutation-to-attached latency. `startSession` returns once the
 //! tracker's BPF programs are loaded and attached, so its HTTP round trip is the time from
 //! the mutation to tracing. Reports p50 and p99 over many sessions of each core tracker
-//! (each stopped after), and of stopSession.
+//! (each stopped after), and of stopSession: loading against the kernel's full BTF and
+//! against the cached minimal BTF, side by side.
 //!
 //! `cargo bench --bench session_start`
 
@@ -28,37 +29,66 @@ fn main() {
         0,
         "the benchmark loads BPF programs: run it as root"
     );
-    let server = Server::start("bench-start", None);
+    // Side by side: loading against the kernel's full BTF, and against each probe's
+    // cached minimal BTF (a fresh cache, made as the server starts).
+    let cache = common::TempDir::new("bench-btf");
+    let cached = format!("btf_cache = \"{}\"", cache.path().display());
+    let servers = [
+        (
+            "full BTF",
+            Server::start("bench-start-full", Some("btf_cache = \"\"")),
+        ),
+        (
+            "cached minimal BTF",
+            Server::start("bench-start-min", Some(&cached)),
+        ),
+    ];
     let start = "mutation($tracker: String!) { startSession(input: {tracker: $tracker, durationSecs: 60, store: MEMORY}) { id programIds } }";
     let stop = "mutation($id: ID!) { stopSession(id: $id) { status } }";
     for tracker in TRACKERS {
-        // One warm-up session: the first load also pages in the kernel's BTF.
-        let warm = server.query(start, json!({ "tracker": tracker }));
-        let programs = warm["startSession"]["programIds"].as_array().unwrap().len();
-        assert!(programs > 0, "attached when it returns");
-        server.query(stop, json!({ "id": warm["startSession"]["id"] }));
-
-        let mut latencies = Vec::with_capacity(SESSIONS);
-        let mut stops = Vec::with_capacity(SESSIONS);
-        for _ in 0..SESSIONS {
-            let began = Instant::now();
-            let data = server.query(start, json!({ "tracker": tracker }));
-            latencies.push(began.elapsed().as_secs_f64() * 1e3);
-            assert_eq!(
-                data["startSession"]["programIds"].as_array().unwrap().len(),
-                programs,
-                "attached when it returns"
-            );
-            let began = Instant::now();
-            server.query(stop, json!({ "id": data["startSession"]["id"] }));
-            stops.push(began.elapsed().as_secs_f64() * 1e3);
+        let mut programs = 0;
+        for (_, server) in &servers {
+            // One warm-up session: the first load also pages in the kernel's BTF.
+            let warm = server.query(start, json!({ "tracker": tracker }));
+            programs = warm["startSession"]["programIds"].as_array().unwrap().len();
+            assert!(programs > 0, "attached when it returns");
+            server.query(stop, json!({ "id": warm["startSession"]["id"] }));
         }
-        println!(
-            "{tracker:<8} startSession to attached over {SESSIONS} sessions: p50 {:.1} ms, p99 {:.1} ms; stopSession p50 {:.1} ms, p99 {:.1} ms",
-            percentile(&mut latencies, 50.0),
-            percentile(&mut latencies, 99.0),
-            percentile(&mut stops, 50.0),
-            percentile(&mut stops, 99.0)
-        );
+        let mut latencies = vec![Vec::with_capacity(SESSIONS); servers.len()];
+        let mut stops = vec![Vec::with_capacity(SESSIONS); servers.len()];
+        // Interleaved, so that both see the same machine.
+        for _ in 0..SESSIONS {
+            for (i, (_, server)) in servers.iter().enumerate() {
+                let began = Instant::now();
+                let data = server.query(start, json!({ "tracker": tracker }));
+                latencies[i].push(began.elapsed().as_secs_f64() * 1e3);
+                assert_eq!(
+                    data["startSession"]["programIds"].as_array().unwrap().len(),
+                    programs,
+                    "attached when it returns"
+                );
+                let began = Instant::now();
+                server.query(stop, json!({ "id": data["startSession"]["id"] }));
+                stops[i].push(began.elapsed().as_secs_f64() * 1e3);
+            }
+        }
+        for (i, (name, _)) in servers.iter().enumerate() {
+            println!(
+                "{tracker:<8} {name:<18} startSession to attached over {SESSIONS} sessions: p50 {:.1} ms, p99 {:.1} ms; stopSession p50 {:.1} ms, p99 {:.1} ms",
+                percentile(&mut latencies[i], 50.0),
+                percentile(&mut latencies[i], 99.0),
+                percentile(&mut stops[i], 50.0),
+                percentile(&mut stops[i], 99.0)
+            );
+        }
     }
+    let files: Vec<u64> = std::fs::read_dir(cache.path())
+        .unwrap()
+        .map(|entry| entry.unwrap().metadata().unwrap().len())
+        .collect();
+    println!(
+        "BTF cache: {} files, {} bytes in all",
+        files.len(),
+        files.iter().sum::<u64>()
+    );
 }

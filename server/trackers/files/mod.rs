@@ -271,6 +271,7 @@ impl Tracker for FilesTracker {
             .as_deref_mut()
             .expect("files.bpf.c declares read-only globals");
         rodata.file_type_mask = file_type_mask(&options.file_types);
+        rodata.file_struct_id = crate::engine::system::kernel_struct_id("file");
         rodata.aggregate_opens = options.opens == Mode::Aggregate;
         open.progs.files_sys_exit.set_autoload(options.io);
         open.progs.files_openat_exit.set_autoload(!options.io);
