@@ -1338,3 +1338,176 @@ fn a_dropped_trace_stops_its_session() {
         json!([{ "node": { "label": "dropped" } }])
     );
 }
+
+/// GraphQL over HTTP's GET: a query in the URL runs (with variables and operationName),
+/// with the same token rules as POST; a mutation is 405 and starts nothing; a browser gets
+/// the console; `/` leads to it.
+#[test]
+fn get_runs_queries_but_never_mutations() {
+    if !root_or_skip("get_runs_queries_but_never_mutations") {
+        return;
+    }
+    let server = Server::start("get", Some(&auth_config()));
+    let get = |query: &str, extra: &str, token: Option<&str>| -> (u16, Value) {
+        let path = format!(
+            "/graphql?query={}{extra}",
+            form_urlencoded::byte_serialize(query.as_bytes()).collect::<String>()
+        );
+        let (status, body) = server.get_as(&path, token);
+        (
+            status,
+            serde_json::from_str(&body).unwrap_or(Value::String(body)),
+        )
+    };
+    let (status, body) = get("{ health { version } }", "", Some(VIEWER));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"]["health"]["version"], env!("CARGO_PKG_VERSION"));
+
+    let variables = form_urlencoded::byte_serialize(br#"{"first":1}"#).collect::<String>();
+    let (status, body) = get(
+        "query A { health { version } } query B($first: Int) { sessions(first: $first) { nodes { id } } }",
+        &format!("&operationName=B&variables={variables}"),
+        Some(VIEWER),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"], json!({ "sessions": { "nodes": [] } }));
+
+    let (status, body) = get("{ health { version } }", "", None);
+    assert_eq!(status, 401);
+    assert_eq!(body["errors"][0]["extensions"]["code"], "UNAUTHENTICATED");
+    let (status, body) = get("{ health { version } }", "&variables=[1]", Some(VIEWER));
+    assert_eq!(status, 400);
+    assert_eq!(body["errors"][0]["extensions"]["code"], "BAD_REQUEST");
+
+    let start = r#"mutation { startSession(input: {tracker: "process", durationSecs: 5}) { id } }"#;
+    for (query, extra) in [
+        (start.to_string(), String::new()),
+        // The mutation named by operationName in a document that also holds a query.
+        (
+            format!(
+                "query Q {{ health {{ version }} }} mutation M {}",
+                &start[9..]
+            ),
+            "&operationName=M".into(),
+        ),
+    ] {
+        let (status, body) = get(&query, &extra, Some(OPERATOR));
+        assert_eq!(status, 405, "{body}");
+        assert_eq!(
+            body["errors"][0]["extensions"]["code"],
+            "METHOD_NOT_ALLOWED"
+        );
+    }
+    let sessions = server.query_as("{ sessions { nodes { id } } }", json!({}), Some(VIEWER));
+    assert_eq!(
+        sessions["sessions"]["nodes"],
+        json!([]),
+        "a GET started nothing"
+    );
+
+    // A browser asking with a query gets the console, which fills its editor from the URL.
+    let page = server
+        .client
+        .get(format!(
+            "{}/graphql?query=%7Bhealth%7Bversion%7D%7D",
+            server.url
+        ))
+        .header("accept", "text/html,application/xhtml+xml")
+        .send()
+        .unwrap();
+    assert_eq!(page.status().as_u16(), 200);
+    assert!(page.text().unwrap().contains("/graphql/assets/console.js"));
+    let (status, html) = server.get("/");
+    assert_eq!(status, 200);
+    assert!(html.contains("/graphql/assets/console.js"));
+}
+
+/// `timeseries(fill: true)` returns every bucket of the session's window, empty ones with
+/// count 0, for each group; without `fill` only buckets with events.
+#[test]
+fn timeseries_fill_returns_empty_buckets() {
+    if !root_or_skip("timeseries_fill_returns_empty_buckets") {
+        return;
+    }
+    let server = Server::start("fill", None);
+    let (binary, comm) = unique_binary("fill");
+    let id = server.start_session(json!({
+        "tracker": "process", "durationSecs": 3, "store": "SQLITE", "filter": { "comm": comm },
+    }));
+    run_copies(&binary, 4);
+    assert_eq!(server.wait_ended(&id, WINDOW), "COMPLETED");
+    let session = server.session(
+        &id,
+        r#"startedAt endedAt
+           sparse: timeseries(bucketSecs: 1) { start count }
+           filled: timeseries(bucketSecs: 1, fill: true) { start keys count value }
+           byKind: timeseries(bucketSecs: 1, groupBy: ["kind"], fill: true) { start keys count }"#,
+    );
+    let seconds = |rows: &Value| -> Vec<String> {
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["start"].as_str().unwrap()[..19].to_string())
+            .collect()
+    };
+    let counts = |rows: &Value| -> u64 {
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["count"].as_u64().unwrap())
+            .sum()
+    };
+    let sparse = &session["sparse"];
+    assert_eq!(counts(sparse), 8, "{sparse}");
+    assert!(sparse
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|r| r["count"].as_u64() > Some(0)));
+
+    // Every second from the start's to the end's, one after the other.
+    let filled = &session["filled"];
+    assert_eq!(counts(filled), 8, "{filled}");
+    let filled_seconds = seconds(filled);
+    assert_eq!(
+        filled_seconds.first().unwrap(),
+        &session["startedAt"].as_str().unwrap()[..19]
+    );
+    assert_eq!(
+        filled_seconds.last().unwrap(),
+        &session["endedAt"].as_str().unwrap()[..19]
+    );
+    let of_day = |s: &str| -> u64 {
+        let hms: Vec<u64> = s[11..].split(':').map(|p| p.parse().unwrap()).collect();
+        hms[0] * 3600 + hms[1] * 60 + hms[2]
+    };
+    for pair in filled_seconds.windows(2) {
+        assert_eq!(of_day(&pair[1]) - of_day(&pair[0]), 1, "{filled_seconds:?}");
+    }
+    assert!(
+        filled_seconds.len() >= 3,
+        "a 3 s session spans 3 or 4 buckets"
+    );
+    let empty: Vec<&Value> = filled
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["count"] == 0)
+        .collect();
+    assert_eq!(
+        empty.len(),
+        filled_seconds.len() - sparse.as_array().unwrap().len()
+    );
+    assert!(empty
+        .iter()
+        .all(|r| r["value"] == 0.0 && r["keys"] == json!([])));
+
+    // Grouped: both kinds in every bucket.
+    let by_kind = &session["byKind"];
+    assert_eq!(counts(by_kind), 8);
+    assert_eq!(
+        by_kind.as_array().unwrap().len(),
+        2 * filled_seconds.len(),
+        "{by_kind}"
+    );
+}

@@ -1,6 +1,7 @@
 //! The server: axum + async-graphql on one port. `POST /graphql`, `GET /graphql` (the
-//! console), `/graphql/ws` (subscriptions, graphql-transport-ws), `/metrics`, `/healthz`,
-//! and `/sessions/<id>/flamegraph.svg` for the stack trackers' sessions.
+//! console for a browser; a query from the URL for other clients), `/` (to the console),
+//! `/graphql/ws` (subscriptions, graphql-transport-ws), `/metrics`, `/healthz`, and
+//! `/sessions/<id>/flamegraph.svg` for the stack trackers' sessions.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -15,8 +16,9 @@ use async_graphql::Data;
 use async_graphql_axum::{GraphQLProtocol, GraphQLRequest, GraphQLResponse, GraphQLWebSocket};
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use axum::extract::{ConnectInfo, Path, State, WebSocketUpgrade};
+use axum::http::Uri;
 use axum::http::{header, HeaderMap, StatusCode};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum::Router;
 use subtle::ConstantTimeEq;
@@ -149,7 +151,8 @@ pub fn router(schema: EunomiaSchema, manager: Arc<SessionManager>, config: &Conf
         refusals: Arc::new(DashMap::new()),
     };
     let http_only = Router::new()
-        .route("/graphql", get(console).post(graphql))
+        .route("/", get(|| async { Redirect::to("/graphql") }))
+        .route("/graphql", get(graphql_get).post(graphql))
         .route("/graphql/assets/console.js", get(console_js))
         .route("/graphql/assets/console.css", get(console_css))
         .route("/metrics", get(metrics))
@@ -237,21 +240,118 @@ async fn graphql(
     headers: HeaderMap,
     request: GraphQLRequest,
 ) -> Response {
-    match authenticate(&state.tokens, presented(&headers)) {
-        Ok(caller) => GraphQLResponse::from(
-            state
-                .schema
-                .execute(request.into_inner().data(caller))
-                .await,
-        )
-        .into_response(),
+    execute(&state, client, &headers, request.into_inner()).await
+}
+
+/// `GET /graphql`. A browser (it accepts HTML), or a request without `query`, gets the
+/// console, which reads `query` and `variables` from the URL itself. Any other client has
+/// the query in the URL run (GraphQL over HTTP): queries only, since a link, a prefetch
+/// or a crawler must change nothing; a mutation is answered 405.
+async fn graphql_get(
+    State(state): State<AppState>,
+    ConnectInfo(client): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Response {
+    let browser = headers
+        .get(header::ACCEPT)
+        .and_then(|accept| accept.to_str().ok())
+        .is_some_and(|accept| accept.contains("text/html"));
+    if browser {
+        return console().await.into_response();
+    }
+    let Some(request) = url_request(uri.query().unwrap_or_default()) else {
+        return console().await.into_response();
+    };
+    let request = match request {
+        Ok(request) => request,
+        Err(message) => return refusal(StatusCode::BAD_REQUEST, "BAD_REQUEST", &message),
+    };
+    if !only_queries(&request) {
+        let mut response = refusal(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "METHOD_NOT_ALLOWED",
+            "only queries run over GET: send mutations and subscriptions with POST",
+        );
+        response
+            .headers_mut()
+            .insert(header::ALLOW, header::HeaderValue::from_static("GET, POST"));
+        return response;
+    }
+    execute(&state, client, &headers, request).await
+}
+
+/// The GraphQL request in a URL's query string (`query`, `variables` and `operationName`,
+/// as GraphQL over HTTP names them); None without `query`, an error for variables that
+/// are not a JSON object.
+fn url_request(query_string: &str) -> Option<Result<async_graphql::Request, String>> {
+    let (mut query, mut variables, mut operation) = (None, None, None);
+    for (key, value) in form_urlencoded::parse(query_string.as_bytes()) {
+        match key.as_ref() {
+            "query" => query = Some(value.into_owned()),
+            "variables" => variables = Some(value.into_owned()),
+            "operationName" => operation = Some(value.into_owned()),
+            _ => {}
+        }
+    }
+    let mut request = async_graphql::Request::new(query?);
+    if let Some(name) = operation {
+        request = request.operation_name(name);
+    }
+    if let Some(variables) = variables.filter(|v| !v.is_empty()) {
+        match serde_json::from_str::<serde_json::Value>(&variables) {
+            Ok(value @ serde_json::Value::Object(_)) => {
+                request = request.variables(async_graphql::Variables::from_json(value));
+            }
+            _ => return Some(Err("variables must be a JSON object".into())),
+        }
+    }
+    Some(Ok(request))
+}
+
+/// Whether the operation `request` runs is a query. A document that does not parse is
+/// left to the executor, which reports it as it would over POST.
+fn only_queries(request: &async_graphql::Request) -> bool {
+    use async_graphql::parser::types::{DocumentOperations, OperationType};
+    let Ok(document) = async_graphql::parser::parse_query(&request.query) else {
+        return true;
+    };
+    let is_query = |ty: OperationType| ty == OperationType::Query;
+    match &document.operations {
+        DocumentOperations::Single(operation) => is_query(operation.node.ty),
+        DocumentOperations::Multiple(operations) => match &request.operation_name {
+            Some(name) => operations
+                .get(name.as_str())
+                .is_none_or(|operation| is_query(operation.node.ty)),
+            None => operations
+                .values()
+                .all(|operation| is_query(operation.node.ty)),
+        },
+    }
+}
+
+/// A GraphQL error answer with `code`, before anything ran.
+fn refusal(status: StatusCode, code: &'static str, message: &str) -> Response {
+    let response = async_graphql::Response::from_errors(vec![
+        coded(code, message).into_server_error(Default::default())
+    ]);
+    (status, GraphQLResponse::from(response)).into_response()
+}
+
+/// Runs `request` for the caller its headers present.
+async fn execute(
+    state: &AppState,
+    client: SocketAddr,
+    headers: &HeaderMap,
+    request: async_graphql::Request,
+) -> Response {
+    match authenticate(&state.tokens, presented(headers)) {
+        Ok(caller) => {
+            GraphQLResponse::from(state.schema.execute(request.data(caller)).await).into_response()
+        }
         Err(err) => {
             state.refused(client.ip(), "graphql", &err).await;
-            let response =
-                async_graphql::Response::from_errors(vec![
-                    coded("UNAUTHENTICATED", err.message()).into_server_error(Default::default())
-                ]);
-            (StatusCode::UNAUTHORIZED, GraphQLResponse::from(response)).into_response()
+            refusal(StatusCode::UNAUTHORIZED, "UNAUTHENTICATED", err.message())
         }
     }
 }

@@ -420,8 +420,111 @@ pub fn order_buckets(rows: &mut [TimeBucketResult]) {
     });
 }
 
+/// Fills `rows` (ordered by [`order_buckets`]) with the empty buckets of `bucket_secs`
+/// between the one holding `from_ns` and the one holding `to_ns`: a row with value 0 and
+/// count 0 wherever a series (a key set of `rows`; the one series of no keys when
+/// `grouped` is false) has none, so that a chart needs to fill no gaps. Buckets start at
+/// multiples of `bucket_secs` since the epoch, as the stores group them. Err(rows it
+/// would return) past `max_rows`.
+pub fn fill_buckets(
+    rows: Vec<TimeBucketResult>,
+    bucket_secs: u64,
+    (from_ns, to_ns): (u64, u64),
+    grouped: bool,
+    max_rows: usize,
+) -> Result<Vec<TimeBucketResult>, u64> {
+    let bucket_ns = bucket_secs.saturating_mul(1_000_000_000).max(1);
+    let first = from_ns.min(to_ns) / bucket_ns * bucket_ns;
+    let last = rows
+        .iter()
+        .map(|r| r.start_ns)
+        .fold(to_ns / bucket_ns * bucket_ns, u64::max);
+    let first = rows.iter().map(|r| r.start_ns).fold(first, u64::min);
+    let mut series: Vec<Vec<String>> = rows.iter().map(|r| r.keys.clone()).collect();
+    series.sort();
+    series.dedup();
+    if series.is_empty() && !grouped {
+        series.push(Vec::new());
+    }
+    let buckets = (last - first) / bucket_ns + 1;
+    let total = buckets.saturating_mul(series.len() as u64);
+    if total > max_rows as u64 {
+        return Err(total);
+    }
+    let have: std::collections::HashSet<(u64, &[String])> = rows
+        .iter()
+        .map(|r| (r.start_ns, r.keys.as_slice()))
+        .collect();
+    let mut empty = Vec::new();
+    for bucket in 0..buckets {
+        let start_ns = first + bucket * bucket_ns;
+        for keys in &series {
+            if !have.contains(&(start_ns, keys.as_slice())) {
+                empty.push(TimeBucketResult {
+                    start_ns,
+                    keys: keys.clone(),
+                    value: 0.0,
+                    count: 0,
+                });
+            }
+        }
+    }
+    let mut filled = rows;
+    filled.extend(empty);
+    order_buckets(&mut filled);
+    Ok(filled)
+}
+
 #[cfg(test)]
 mod tests {
+    fn bucket(start_s: u64, keys: &[&str], count: u64) -> TimeBucketResult {
+        TimeBucketResult {
+            start_ns: start_s * 1_000_000_000,
+            keys: keys.iter().map(|k| k.to_string()).collect(),
+            value: count as f64,
+            count,
+        }
+    }
+
+    #[test]
+    fn filling_adds_each_series_empty_buckets_and_bounds_them() {
+        let rows = vec![bucket(10, &["a"], 3), bucket(12, &["b"], 1)];
+        // From 9.5 s to 13.2 s in buckets of 1 s: 9 to 13, two series.
+        let range = (9_500_000_000, 13_200_000_000);
+        let filled = fill_buckets(rows.clone(), 1, range, true, 100).unwrap();
+        let got: Vec<(u64, &str, u64)> = filled
+            .iter()
+            .map(|r| (r.start_ns / 1_000_000_000, r.keys[0].as_str(), r.count))
+            .collect();
+        let mut want = Vec::new();
+        for second in 9..=13 {
+            for key in ["a", "b"] {
+                let count = match (second, key) {
+                    (10, "a") => 3,
+                    (12, "b") => 1,
+                    _ => 0,
+                };
+                want.push((second, key, count));
+            }
+        }
+        // order_buckets: by start, then the larger value first, then keys.
+        want.sort_by(|x, y| x.0.cmp(&y.0).then(y.2.cmp(&x.2)).then(x.1.cmp(y.1)));
+        assert_eq!(got, want);
+        assert_eq!(fill_buckets(rows, 1, range, true, 9), Err(10));
+
+        // No events and no groupBy: one series of zeros; with a groupBy, no series at all.
+        let empty = fill_buckets(Vec::new(), 2, (0, 5_000_000_000), false, 100).unwrap();
+        assert_eq!(
+            empty.iter().map(|r| r.start_ns).collect::<Vec<_>>(),
+            [0, 2_000_000_000, 4_000_000_000]
+        );
+        assert!(empty.iter().all(|r| r.keys.is_empty() && r.count == 0));
+        assert_eq!(
+            fill_buckets(Vec::new(), 2, (0, 5_000_000_000), true, 100),
+            Ok(Vec::new())
+        );
+    }
+
     #[test]
     fn log2_buckets_split_at_powers_of_two() {
         let index: Vec<i32> = [-5, -1, 0, 1, 2, 3, 4, 7, 8, 1023, 1024]

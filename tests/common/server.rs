@@ -18,7 +18,7 @@ pub struct Server {
     pub url: String,
     pub db: PathBuf,
     pub dir: PathBuf,
-    client: reqwest::blocking::Client,
+    pub client: reqwest::blocking::Client,
     /// Set when the server speaks HTTPS: websockets trust the same authority.
     tls: Option<Arc<rustls::ClientConfig>>,
     /// What the server has written to stderr since it listened.

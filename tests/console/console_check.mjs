@@ -8,7 +8,8 @@
 // one is given, puts `{ health { version } }` into the query editor, presses the
 // run button and waits for the response pane to show the version; then it opens the
 // catalog panel and clicks the process tracker's `filename`, which must write
-// "filename" into the editor. It fails when
+// "filename" into the editor; a /graphql?query=...&variables=... link must open both in
+// the editors, and / must lead to the console. It fails when
 // the version is missing or empty, or when the page made any request to a host
 // other than the base URL's (the console must work with no internet access).
 // Prints `console ok: version <v>` and exits 0 on success; exits 1 with a reason
@@ -228,6 +229,34 @@ try {
     () => document.querySelector('.graphiql-query-editor .CodeMirror').CodeMirror.getValue(),
   );
   if (inserted !== '"filename"') await fail(`a click on filename wrote ${JSON.stringify(inserted)}`);
+
+  // A shared link opens its operation and variables in the editors; `/` leads here.
+  const linkQuery = 'query Linked($n: Int) { trackers { name } }';
+  const linkVariables = '{"n": 1}';
+  await page.goto(
+    `${pageUrl}?query=${encodeURIComponent(linkQuery)}&variables=${encodeURIComponent(linkVariables)}`,
+    { waitUntil: 'load' },
+  );
+  const linked = await page
+    .waitForFunction(
+      () => {
+        const query = document.querySelector('.graphiql-query-editor .CodeMirror')?.CodeMirror?.getValue();
+        const variables = document.querySelector('.graphiql-editor-tool .CodeMirror')?.CodeMirror?.getValue();
+        return query ? { query, variables } : false;
+      },
+      undefined,
+      { timeout: STEP_MS },
+    )
+    .then((handle) => handle.jsonValue())
+    .catch(() => fail('a ?query= link rendered no query editor', diagnostics()));
+  if (linked.query !== linkQuery) await fail(`a ?query= link opened ${JSON.stringify(linked.query)}`);
+  if (linked.variables !== linkVariables) {
+    await fail(`a ?variables= link opened ${JSON.stringify(linked.variables)}`);
+  }
+  const root = await page.goto(`${base.origin}/`, { waitUntil: 'load' });
+  if (!root?.ok() || new URL(page.url()).pathname !== '/graphql') {
+    await fail(`/ led to ${page.url()} (HTTP ${root?.status()})`);
+  }
 
   // Give late requests (fonts, lazy chunks) a moment to show up before judging.
   await page.waitForLoadState('networkidle', { timeout: 5000 }).catch(() => {});

@@ -8,6 +8,16 @@ export const TOKEN_KEY = 'eunomia.token';
 export const DEFAULT_QUERY =
   '{ health { version kernel uptimeSecs activeSessions } trackers { name description } }\n';
 
+// A shared link's operation: /graphql?query=...&variables=... opens in the editor.
+function linked(name) {
+  try {
+    return new URLSearchParams(window.location.search).get(name) ?? undefined;
+  } catch {
+    return undefined;
+  }
+}
+const LINKED = { query: linked('query'), variables: linked('variables') };
+
 function readToken() {
   try {
     return window.localStorage.getItem(TOKEN_KEY) || '';
@@ -158,6 +168,8 @@ export function App() {
           fetcher={fetcher}
           plugins={plugins}
           defaultQuery={DEFAULT_QUERY}
+          query={LINKED.query}
+          variables={LINKED.variables}
           shouldPersistHeaders={false}
         >
           <GraphiQL.Logo>Eunomia</GraphiQL.Logo>

@@ -13,16 +13,19 @@ use super::{api, coded, manager, page_size, results_error, EVENTS_PAGE};
 use crate::container::{Container, ContainerState, Runtime};
 use crate::exporter::MetricSpec;
 use crate::handler::Op;
-use crate::model::rfc3339_nanos;
 use crate::model::SessionId;
+use crate::model::{rfc3339_nanos, wall_clock_ns};
 use crate::results::query::{
-    check_histogram, check_per_call, AggOp, AggResult, AggregateQuery, Condition, EventsQuery,
-    HistogramQuery, HistogramResult, TimeBucketResult, TimeseriesQuery,
+    check_histogram, check_per_call, fill_buckets, AggOp, AggResult, AggregateQuery, Condition,
+    EventsQuery, HistogramQuery, HistogramResult, TimeBucketResult, TimeseriesQuery,
 };
 use crate::results::sqlite::{AuditEntry, SessionRecord, SessionStatus, StoreKind};
 use crate::results::{ResultsError, SessionResults};
 use crate::session::{reports_totals, totals_per_log2_bucket, tracker_info, StartRequest};
 use crate::trackers::AnyTracker;
+
+/// The most rows `timeseries(fill: true)` returns.
+const MAX_FILLED_ROWS: usize = 100_000;
 
 pub type SessionConnection = Connection<String, SessionObject, EmptyFields, EmptyFields>;
 pub type EventConnection = Connection<String, EventObject, EmptyFields, EmptyFields>;
@@ -416,7 +419,11 @@ impl SessionObject {
             .collect())
     }
 
-    /// Like aggregate, per time bucket of `bucketSecs`.
+    /// Like aggregate, per time bucket of `bucketSecs` (buckets start at multiples of it
+    /// since the epoch). Only buckets with events, unless `fill`: then every bucket from
+    /// the session's start to its end (now, while it runs), for every group, with value
+    /// and count 0 where there is nothing; BAD_QUERY past 100,000 rows.
+    #[allow(clippy::too_many_arguments)]
     async fn timeseries(
         &self,
         ctx: &Context<'_>,
@@ -425,6 +432,7 @@ impl SessionObject {
         #[graphql(default_with = "Some(AggOp::Count)")] op: Option<AggOp>,
         field: Option<String>,
         r#where: Option<Vec<ConditionInput>>,
+        #[graphql(default)] fill: bool,
     ) -> async_graphql::Result<Vec<TimeBucket>> {
         let bucket_secs = u64::try_from(bucket_secs)
             .map_err(|_| coded("BAD_QUERY", "bucketSecs must be at least 1"))?;
@@ -437,7 +445,24 @@ impl SessionObject {
         };
         self.check_per_call(query.op, query.field.as_deref())?;
         let results = self.results(ctx)?;
-        let rows = results.timeseries(&query).await.map_err(results_error)?;
+        let mut rows = results.timeseries(&query).await.map_err(results_error)?;
+        if fill {
+            let range = (
+                self.0.started_at_ns,
+                self.0.ended_at_ns.unwrap_or_else(wall_clock_ns),
+            );
+            let grouped = !query.group_by.is_empty();
+            rows = fill_buckets(rows, bucket_secs, range, grouped, MAX_FILLED_ROWS).map_err(
+                |would| {
+                    coded(
+                        "BAD_QUERY",
+                        format!(
+                            "filled, this is {would} rows (at most {MAX_FILLED_ROWS}): use larger buckets"
+                        ),
+                    )
+                },
+            )?;
+        }
         Ok(rows
             .into_iter()
             .map(|r| TimeBucket::new(r, &query.group_by))
