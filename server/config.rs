@@ -245,7 +245,16 @@ pub struct Limits {
 }
 
 #[derive(
-    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Deserialize, serde::Serialize,
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    serde::Deserialize,
+    serde::Serialize,
+    async_graphql::Enum,
 )]
 #[serde(rename_all = "snake_case")]
 pub enum Role {

@@ -920,6 +920,17 @@ fn console_works_offline_in_a_real_browser() {
         return;
     }
     let server = Server::start("console", Some(&auth_config()));
+    // For the sessions panel, which a viewer sees without stop buttons.
+    let started = server.query_as(
+        r#"mutation { startSession(input: {tracker: "process", durationSecs: 120, store: MEMORY}) { id } }"#,
+        json!({}),
+        Some(OPERATOR),
+    );
+    assert!(started["startSession"]["id"].is_string());
+    let me = server.query_as("{ me { name role } }", json!({}), Some(VIEWER));
+    assert_eq!(me["me"]["role"], "VIEWER");
+    let me = server.query_as("{ me { name role } }", json!({}), Some(OPERATOR));
+    assert_eq!(me["me"]["role"], "OPERATOR");
     let (status, html) = server.get("/graphql");
     assert_eq!(status, 200);
     assert!(html.contains("/graphql/assets/console.js"));

@@ -8,7 +8,9 @@
 // one is given, puts `{ health { version } }` into the query editor, presses the
 // run button and waits for the response pane to show the version; then it opens the
 // catalog panel and clicks the process tracker's `filename`, which must write
-// "filename" into the editor; a /graphql?query=...&variables=... link must open both in
+// "filename" into the editor; its "example" for process must fill both editors with an
+// operation the server accepts; the sessions panel must list a running session (the
+// caller starts one) without a stop button for a viewer, and "open" it; a /graphql?query=...&variables=... link must open both in
 // the editors, and / must lead to the console. It fails when
 // the version is missing or empty, or when the page made any request to a host
 // other than the base URL's (the console must work with no internet access).
@@ -229,6 +231,56 @@ try {
     () => document.querySelector('.graphiql-query-editor .CodeMirror').CodeMirror.getValue(),
   );
   if (inserted !== '"filename"') await fail(`a click on filename wrote ${JSON.stringify(inserted)}`);
+
+  // A tracker's example fills both editors; the server validates the operation it wrote.
+  await page
+    .click('details[data-tracker="process"] button[data-example="process"]')
+    .catch(() => fail('the catalog has no example for the process tracker', diagnostics()));
+  const example = await page.evaluate(() => ({
+    query: document.querySelector('.graphiql-query-editor .CodeMirror').CodeMirror.getValue(),
+    variables: document.querySelector('.graphiql-editor-tool .CodeMirror').CodeMirror.getValue(),
+  }));
+  if (!example.query.includes('mutation Start') || !example.query.includes('query Results')) {
+    await fail(`the example holds ${JSON.stringify(example.query)}`);
+  }
+  if (JSON.parse(example.variables).tracker !== 'process') {
+    await fail(`the example's variables are ${example.variables}`);
+  }
+  const checked = await page.evaluate(
+    async ({ query, token }) => {
+      const response = await fetch('/graphql', {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', ...(token ? { Authorization: `Bearer ${token}` } : {}) },
+        body: JSON.stringify({ query, operationName: 'Results', variables: { id: 'none' } }),
+      });
+      return response.json();
+    },
+    { query: example.query, token },
+  );
+  // An unknown session is a NOT_FOUND from the resolver: the document itself is valid.
+  const codes = (checked.errors ?? []).map((e) => e.extensions?.code ?? e.message);
+  if (codes.some((code) => code !== 'NOT_FOUND')) await fail(`the example does not run: ${JSON.stringify(checked)}`);
+
+  // The sessions panel lists the session the test started, with counts; a viewer gets
+  // no stop button; "open" puts the Results query for it into the editors.
+  await page
+    .click('[aria-label="Show Sessions"]')
+    .catch(() => fail('no sessions button in the sidebar', diagnostics()));
+  const row = await page
+    .waitForSelector('tr[data-session][data-status="RUNNING"]', { timeout: STEP_MS })
+    .catch(() => fail('the sessions panel lists no running session', diagnostics()));
+  const rowText = await row.textContent();
+  if (!rowText.includes('process') || !rowText.includes('events')) await fail(`a session row reads ${JSON.stringify(rowText)}`);
+  const sessionId = await row.getAttribute('data-session');
+  if (await row.$('button[data-action="stop"]')) await fail('a viewer is offered a stop button');
+  await row.$('button[data-action="open"]').then((button) => button.click());
+  const opened = await page.evaluate(() => ({
+    query: document.querySelector('.graphiql-query-editor .CodeMirror').CodeMirror.getValue(),
+    variables: document.querySelector('.graphiql-editor-tool .CodeMirror').CodeMirror.getValue(),
+  }));
+  if (!opened.query.includes('query Results') || JSON.parse(opened.variables).id !== sessionId) {
+    await fail(`"open" wrote ${JSON.stringify(opened)}`);
+  }
 
   // A shared link opens its operation and variables in the editors; `/` leads here.
   const linkQuery = 'query Linked($n: Int) { trackers { name } }';

@@ -2,11 +2,18 @@ import { useMemo, useState } from 'react';
 import { GraphiQL } from 'graphiql';
 import { createGraphiQLFetcher } from '@graphiql/toolkit';
 import { CATALOG_TITLE, CatalogIcon, makeCatalog } from './Catalog';
+import { SESSIONS_TITLE, SessionsIcon, makeSessions } from './Sessions';
 
 export const TOKEN_KEY = 'eunomia.token';
 
-export const DEFAULT_QUERY =
-  '{ health { version kernel uptimeSecs activeSessions } trackers { name description } }\n';
+// Several short lines: the editor is narrow beside the panels.
+export const DEFAULT_QUERY = `# The sidebar's "Trackers and fields" lists every tracker; its "example"
+# opens an operation that starts one and asks what it saw.
+{
+  health { version kernel uptimeSecs activeSessions }
+  trackers { name description }
+}
+`;
 
 // A shared link's operation: /graphql?query=...&variables=... opens in the editor.
 function linked(name) {
@@ -64,13 +71,13 @@ function authHeaders(token) {
   return token ? { Authorization: `Bearer ${token}` } : {};
 }
 
-// One query over HTTP with the token, for the console's own panels.
+// One operation over HTTP with the token, for the console's own panels.
 function makeLoader(token) {
-  return async (query) => {
+  return async (query, variables) => {
     const response = await fetchJson(endpoints().url, {
       method: 'POST',
       headers: { 'content-type': 'application/json', ...authHeaders(token) },
-      body: JSON.stringify({ query }),
+      body: JSON.stringify({ query, variables }),
     });
     return response.json();
   };
@@ -150,10 +157,13 @@ function TokenBar({ token, onApply }) {
 export function App() {
   const [token, setToken] = useState(readToken);
   const fetcher = useMemo(() => makeFetcher(token), [token]);
-  const plugins = useMemo(
-    () => [{ title: CATALOG_TITLE, icon: CatalogIcon, content: makeCatalog(makeLoader(token)) }],
-    [token],
-  );
+  const plugins = useMemo(() => {
+    const load = makeLoader(token);
+    return [
+      { title: CATALOG_TITLE, icon: CatalogIcon, content: makeCatalog(load) },
+      { title: SESSIONS_TITLE, icon: SessionsIcon, content: makeSessions(load) },
+    ];
+  }, [token]);
 
   const apply = (next) => {
     writeToken(next);

@@ -8,6 +8,34 @@ const CATALOG_QUERY = `{ trackers { name description weight
 
 export const CATALOG_TITLE = 'Trackers and fields';
 
+// What a session saw: status, counts, top groups, a filled timeseries, the first events.
+export const RESULTS_QUERY = `query Results($id: ID!) {
+  session(id: $id) {
+    status eventCount lostCount completeness
+    aggregate(groupBy: ["kind", "comm"], top: 10) { keys count }
+    chart: timeseries(bucketSecs: 1, fill: true) { start count }
+    events(first: 10) { edges { node { ts kind pid comm data } } }
+  }
+}
+`;
+
+// A tracker's example: start a short session, then ask what it saw. Made from the
+// catalog, so that every tracker has one and none goes stale.
+export function example(tracker) {
+  const query = `# ${tracker.name}: ${tracker.description}
+# Run Start (an operator's token), put the id it returns into the variables, then
+# run Results while the session runs or after it ended.
+mutation Start($tracker: String!) {
+  startSession(input: {tracker: $tracker, durationSecs: 10, store: MEMORY}) {
+    id status endsAt
+  }
+}
+
+${RESULTS_QUERY}`;
+  const variables = JSON.stringify({ tracker: tracker.name, id: 'the id Start returned' }, null, 2);
+  return { query, variables };
+}
+
 export function CatalogIcon() {
   return (
     <svg viewBox="0 0 24 24" width="20" height="20" aria-hidden="true">
@@ -27,7 +55,7 @@ export function CatalogIcon() {
 // at the query editor's cursor.
 export function makeCatalog(load) {
   return function Catalog() {
-    const { queryEditor } = useEditorContext({ nonNull: true });
+    const { queryEditor, variableEditor } = useEditorContext({ nonNull: true });
     const [state, setState] = useState({ trackers: null, error: null });
 
     useEffect(() => {
@@ -50,17 +78,36 @@ export function makeCatalog(load) {
       queryEditor.focus();
     };
 
+    const open = (tracker) => {
+      if (!queryEditor || !variableEditor) return;
+      const { query, variables } = example(tracker);
+      queryEditor.setValue(query);
+      variableEditor.setValue(variables);
+      queryEditor.focus();
+    };
+
     if (state.error) return <div className="eunomia-catalog-error">{state.error}</div>;
     if (!state.trackers) return <div>Loading the catalog...</div>;
     return (
       <div className="eunomia-catalog">
         <div className="graphiql-doc-explorer-title">{CATALOG_TITLE}</div>
-        <p>Click a field to write its name at the cursor (groupBy, field, where).</p>
+        <p>
+          Click a field to write its name at the cursor (groupBy, field, where); "example"
+          replaces the editors with an operation that starts the tracker and asks what it saw.
+        </p>
         {state.trackers.map((tracker) => (
           <details key={tracker.name} data-tracker={tracker.name}>
             <summary>
               <strong>{tracker.name}</strong> {tracker.description}
             </summary>
+            <button
+              type="button"
+              className="eunomia-example"
+              data-example={tracker.name}
+              onClick={() => open(tracker)}
+            >
+              example
+            </button>
             <ul>
               {tracker.fields.map((field) => (
                 <li key={field.name}>

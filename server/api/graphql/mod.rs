@@ -134,6 +134,14 @@ fn results_error(err: ResultsError) -> async_graphql::Error {
     coded(code, err.to_string())
 }
 
+/// The caller, as `me` describes it.
+#[derive(async_graphql::SimpleObject)]
+pub struct Me {
+    pub name: String,
+    /// VIEWER: queries and subscriptions; OPERATOR: mutations too.
+    pub role: Role,
+}
+
 fn manager<'a>(ctx: &Context<'a>) -> &'a Arc<SessionManager> {
     ctx.data_unchecked::<Arc<SessionManager>>()
 }
@@ -268,6 +276,16 @@ impl QueryRoot {
             .await?
             .folded_stacks(ctx, r#where)
             .await
+    }
+
+    /// Who the server takes the caller for: the token's name and role (without tokens
+    /// configured, every loopback caller is an operator). Clients show what it may do.
+    async fn me(&self, ctx: &Context<'_>) -> async_graphql::Result<Me> {
+        let caller = caller(ctx)?;
+        Ok(Me {
+            name: caller.name.clone(),
+            role: caller.role,
+        })
     }
 
     /// One session; an unknown id is a NOT_FOUND error.
