@@ -10,7 +10,8 @@
 // catalog panel and clicks the process tracker's `filename`, which must write
 // "filename" into the editor; its "example" for process must fill both editors with an
 // operation the server accepts; the sessions panel must list a running session (the
-// caller starts one) without a stop button for a viewer, and "open" it; a /graphql?query=...&variables=... link must open both in
+// caller starts one) without a stop button for a viewer, and "open" it; the containers,
+// alerts and health panels must render; a /graphql?query=...&variables=... link must open both in
 // the editors, and / must lead to the console. It fails when
 // the version is missing or empty, or when the page made any request to a host
 // other than the base URL's (the console must work with no internet access).
@@ -280,6 +281,21 @@ try {
   }));
   if (!opened.query.includes('query Results') || JSON.parse(opened.variables).id !== sessionId) {
     await fail(`"open" wrote ${JSON.stringify(opened)}`);
+  }
+
+  // The containers, alerts and health panels render from the API (the health panel
+  // with the version the query above returned).
+  for (const [title, ready] of [
+    ['Containers', '.eunomia-containers table, .eunomia-containers p'],
+    ['Alerts', '.eunomia-alerts table, .eunomia-alerts p'],
+    ['Health', `.eunomia-health dl[data-version="${version}"] [data-store-ok="true"]`],
+  ]) {
+    await page
+      .click(`[aria-label="Show ${title}"]`)
+      .catch(() => fail(`no ${title} button in the sidebar`, diagnostics()));
+    await page
+      .waitForSelector(ready, { timeout: STEP_MS })
+      .catch(async () => fail(`the ${title} panel did not render`, [await page.textContent('.graphiql-plugin').catch(() => ''), ...diagnostics()]));
   }
 
   // A shared link opens its operation and variables in the editors; `/` leads here.

@@ -3,6 +3,17 @@ import { GraphiQL } from 'graphiql';
 import { createGraphiQLFetcher } from '@graphiql/toolkit';
 import { CATALOG_TITLE, CatalogIcon, makeCatalog } from './Catalog';
 import { SESSIONS_TITLE, SessionsIcon, makeSessions } from './Sessions';
+import {
+  ALERTS_TITLE,
+  AlertsIcon,
+  CONTAINERS_TITLE,
+  ContainersIcon,
+  HEALTH_TITLE,
+  HealthIcon,
+  makeAlerts,
+  makeContainers,
+  makeHealth,
+} from './Overview';
 
 export const TOKEN_KEY = 'eunomia.token';
 
@@ -162,6 +173,9 @@ export function App() {
     return [
       { title: CATALOG_TITLE, icon: CatalogIcon, content: makeCatalog(load) },
       { title: SESSIONS_TITLE, icon: SessionsIcon, content: makeSessions(load) },
+      { title: CONTAINERS_TITLE, icon: ContainersIcon, content: makeContainers(load) },
+      { title: ALERTS_TITLE, icon: AlertsIcon, content: makeAlerts(load) },
+      { title: HEALTH_TITLE, icon: HealthIcon, content: makeHealth(load) },
     ];
   }, [token]);
 

@@ -1,0 +1,44 @@
+import { useCallback, useEffect, useState } from 'react';
+
+// Panels read their data again this often while open.
+export const REFRESH_MS = 2000;
+
+// `query`'s data, read now and every REFRESH_MS while the panel is mounted; the last
+// good data stays shown beside an error. `refresh` reads at once (after a mutation).
+export function usePolled(load, query) {
+  const [state, setState] = useState({ data: null, error: null });
+  const refresh = useCallback(async () => {
+    try {
+      const body = await load(query);
+      if (body.errors) setState((old) => ({ ...old, error: body.errors[0].message }));
+      else setState({ data: body.data, error: null });
+    } catch (err) {
+      setState((old) => ({ ...old, error: String(err) }));
+    }
+  }, [load, query]);
+  useEffect(() => {
+    refresh();
+    const timer = setInterval(refresh, REFRESH_MS);
+    return () => clearInterval(timer);
+  }, [refresh]);
+  return { ...state, refresh, setError: (error) => setState((old) => ({ ...old, error })) };
+}
+
+// A panel's frame: its title, the last error, and `children` once there is data.
+export function Panel({ title, className, polled, children }) {
+  return (
+    <div className={`eunomia-panel ${className}`}>
+      <div className="graphiql-doc-explorer-title">{title}</div>
+      {polled.error && <div className="eunomia-catalog-error">{polled.error}</div>}
+      {polled.data ? children(polled.data) : !polled.error && <div>Loading...</div>}
+    </div>
+  );
+}
+
+export function Icon({ d }) {
+  return (
+    <svg viewBox="0 0 24 24" width="20" height="20" aria-hidden="true">
+      <path d={d} stroke="currentColor" strokeWidth="2" fill="none" strokeLinecap="round" />
+    </svg>
+  );
+}
