@@ -10,7 +10,8 @@
 // catalog panel and clicks the process tracker's `filename`, which must write
 // "filename" into the editor; its "example" for process must fill both editors with an
 // operation the server accepts; the sessions panel must list a running session (the
-// caller starts one) without a stop button for a viewer, and "open" it; the containers,
+// caller starts one) without a stop button for a viewer, "open" it and chart it (a line
+// and an exec bar once grouped by kind); the containers,
 // alerts and health panels must render; a /graphql?query=...&variables=... link must open both in
 // the editors, and / must lead to the console. It fails when
 // the version is missing or empty, or when the page made any request to a host
@@ -282,6 +283,21 @@ try {
   if (!opened.query.includes('query Results') || JSON.parse(opened.variables).id !== sessionId) {
     await fail(`"open" wrote ${JSON.stringify(opened)}`);
   }
+
+  // "chart" draws the session: a uPlot line over its filled timeseries, and bars of its
+  // events by the picked field (the browser this check started made execs in its window).
+  await page.click(`tr[data-session="${sessionId}"] button[data-action="chart"]`);
+  await page
+    .waitForSelector(`[data-chart="${sessionId}"] .eunomia-line .uplot canvas`, { timeout: STEP_MS })
+    .catch(() => fail('the chart drew no line', diagnostics()));
+  await page.selectOption(`[data-chart="${sessionId}"] select`, 'kind');
+  await page
+    .waitForSelector(`[data-chart="${sessionId}"] .eunomia-bars tr[data-key="exec"]`, { timeout: STEP_MS })
+    .catch(async () =>
+      fail('no exec bar after picking kind', [await page.textContent(`[data-chart="${sessionId}"]`).catch(() => ''), ...diagnostics()]),
+    );
+  const buckets = Number(await page.getAttribute(`[data-chart="${sessionId}"] .eunomia-line`, 'data-buckets'));
+  if (!(buckets >= 1)) await fail(`the line has ${buckets} buckets`);
 
   // The containers, alerts and health panels render from the API (the health panel
   // with the version the query above returned).

@@ -1,5 +1,7 @@
+import { useState } from 'react';
 import { useEditorContext } from '@graphiql/react';
 import { RESULTS_QUERY } from './Catalog';
+import { SessionChart } from './SessionChart';
 import { Icon, Panel, usePolled } from './polled';
 
 export const SESSIONS_TITLE = 'Sessions';
@@ -20,11 +22,12 @@ function timeLeft(session) {
 }
 
 // The newest sessions with their counts. "open" puts the Results query for one into the
-// editors; operators also get stop and delete.
+// editors, "chart" draws it; operators also get stop and delete.
 export function makeSessions(load) {
   return function Sessions() {
     const { queryEditor, variableEditor } = useEditorContext({ nonNull: true });
     const polled = usePolled(load, LIST_QUERY);
+    const [charted, setCharted] = useState(null);
 
     const act = async (mutation, id) => {
       const body = await load(mutation, { id });
@@ -57,10 +60,19 @@ export function makeSessions(load) {
                         {s.eventCount} events, {s.lostCount} lost,{' '}
                         {Math.round(s.completeness * 1000) / 10}% complete
                       </div>
+                      {charted === s.id && <SessionChart load={load} id={s.id} />}
                     </td>
                     <td>
                       <button type="button" className="eunomia-example" data-action="open" onClick={() => open(s.id)}>
                         open
+                      </button>
+                      <button
+                        type="button"
+                        className="eunomia-example"
+                        data-action="chart"
+                        onClick={() => setCharted(charted === s.id ? null : s.id)}
+                      >
+                        chart
                       </button>
                       {operator && s.status === 'RUNNING' && (
                         <button type="button" className="eunomia-example" data-action="stop" onClick={() => act(STOP, s.id)}>
