@@ -934,26 +934,41 @@ fn console_works_offline_in_a_real_browser() {
     let (status, html) = server.get("/graphql");
     assert_eq!(status, 200);
     assert!(html.contains("/graphql/assets/console.js"));
-    let out = Command::new("node")
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/console/console_check.mjs"
-        ))
-        .args([server.url.as_str(), VIEWER])
-        .output()
-        .expect("node is installed");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "console check failed: {stdout} {}",
-        String::from_utf8_lossy(&out.stderr)
+    // A viewer sees; an operator also starts and stops sessions from the console.
+    for token in [VIEWER, OPERATOR] {
+        let out = Command::new("node")
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/console/console_check.mjs"
+            ))
+            .args([server.url.as_str(), token])
+            .output()
+            .expect("node is installed");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "console check failed: {stdout} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            stdout.contains(&format!(
+                "console ok: version {}",
+                env!("CARGO_PKG_VERSION")
+            )),
+            "{stdout}"
+        );
+    }
+    let started = server.query_as(
+        r#"{ sessions { nodes { label status } } }"#,
+        json!({}),
+        Some(VIEWER),
     );
     assert!(
-        stdout.contains(&format!(
-            "console ok: version {}",
-            env!("CARGO_PKG_VERSION")
-        )),
-        "{stdout}"
+        started["sessions"]["nodes"]
+            .as_array()
+            .unwrap()
+            .contains(&json!({ "label": "from-console", "status": "STOPPED" })),
+        "{started}"
     );
 }
 

@@ -10,7 +10,8 @@
 // catalog panel and clicks the process tracker's `filename`, which must write
 // "filename" into the editor; its "example" for process must fill both editors with an
 // operation the server accepts; the sessions panel must list a running session (the
-// caller starts one) without a stop button for a viewer, "open" it and chart it (a line
+// caller starts one) without stop and new-session buttons for a viewer (an operator
+// starts one with the form and stops it), "open" it and chart it (a line
 // and an exec bar once grouped by kind); the containers,
 // alerts and health panels must render; a /graphql?query=...&variables=... link must open both in
 // the editors, and / must lead to the console. It fails when
@@ -274,7 +275,34 @@ try {
   const rowText = await row.textContent();
   if (!rowText.includes('process') || !rowText.includes('events')) await fail(`a session row reads ${JSON.stringify(rowText)}`);
   const sessionId = await row.getAttribute('data-session');
-  if (await row.$('button[data-action="stop"]')) await fail('a viewer is offered a stop button');
+  const role = await page.evaluate(async (token) => {
+    const response = await fetch('/graphql', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', ...(token ? { Authorization: `Bearer ${token}` } : {}) },
+      body: JSON.stringify({ query: '{ me { role } }' }),
+    });
+    return (await response.json()).data.me.role;
+  }, token);
+  const stopButton = await row.$('button[data-action="stop"]');
+  if (role === 'VIEWER' && (stopButton || (await page.$('button[data-action="new"]')))) {
+    await fail('a viewer is offered a stop or new-session button');
+  }
+  if (role === 'OPERATOR') {
+    if (!stopButton) await fail('an operator has no stop button');
+    // The new-session form starts one, which then stops from its row.
+    await page.click('button[data-action="new"]');
+    await page.fill('.eunomia-new-session input[name="label"]', 'from-console');
+    await page.fill('.eunomia-new-session input[name="durationSecs"]', '60');
+    await page.click('.eunomia-new-session button[data-action="start"]');
+    const made = await page
+      .waitForSelector('tr[data-status="RUNNING"]:has-text("from-console")', { timeout: STEP_MS })
+      .catch(async () => fail('the new-session form started nothing', [await page.textContent('.eunomia-sessions').catch(() => ''), ...diagnostics()]));
+    const madeId = await made.getAttribute('data-session');
+    await page.click(`tr[data-session="${madeId}"] button[data-action="stop"]`);
+    await page
+      .waitForSelector(`tr[data-session="${madeId}"][data-status="STOPPED"]`, { timeout: STEP_MS })
+      .catch(() => fail('stop did not stop the session', diagnostics()));
+  }
   await row.$('button[data-action="open"]').then((button) => button.click());
   const opened = await page.evaluate(() => ({
     query: document.querySelector('.graphiql-query-editor .CodeMirror').CodeMirror.getValue(),

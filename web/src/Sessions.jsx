@@ -1,6 +1,7 @@
 import { useState } from 'react';
 import { useEditorContext } from '@graphiql/react';
 import { RESULTS_QUERY } from './Catalog';
+import { NewSession } from './NewSession';
 import { SessionChart } from './SessionChart';
 import { Icon, Panel, usePolled } from './polled';
 
@@ -22,12 +23,13 @@ function timeLeft(session) {
 }
 
 // The newest sessions with their counts. "open" puts the Results query for one into the
-// editors, "chart" draws it; operators also get stop and delete.
+// editors, "chart" draws it; operators also get stop, delete and a new-session form.
 export function makeSessions(load) {
   return function Sessions() {
     const { queryEditor, variableEditor } = useEditorContext({ nonNull: true });
     const polled = usePolled(load, LIST_QUERY);
     const [charted, setCharted] = useState(null);
+    const [creating, setCreating] = useState(false);
 
     const act = async (mutation, id) => {
       const body = await load(mutation, { id });
@@ -45,8 +47,20 @@ export function makeSessions(load) {
         {(data) => {
           const sessions = data.sessions.nodes;
           const operator = data.me.role === 'OPERATOR';
-          if (sessions.length === 0) return <p>No sessions yet: the catalog's examples start one.</p>;
+          const started = (id) => {
+            setCreating(false);
+            setCharted(id);
+            polled.refresh();
+          };
           return (
+            <>
+              {operator && (
+                <button type="button" className="eunomia-example" data-action="new" onClick={() => setCreating(!creating)}>
+                  new session
+                </button>
+              )}
+              {creating && <NewSession load={load} onStarted={started} />}
+              {sessions.length === 0 && <p>No sessions yet.</p>}
             <table>
               <tbody>
                 {sessions.map((s) => (
@@ -89,6 +103,7 @@ export function makeSessions(load) {
                 ))}
               </tbody>
             </table>
+            </>
           );
         }}
       </Panel>
