@@ -934,6 +934,22 @@ fn console_works_offline_in_a_real_browser() {
     let (status, html) = server.get("/graphql");
     assert_eq!(status, 200);
     assert!(html.contains("/graphql/assets/console.js"));
+    // Two stored profiles for the seccomp panel to download and diff.
+    for (name, calls) in [
+        ("console-a", ["read", "write", "exit_group"]),
+        ("console-b", ["read", "openat", "exit_group"]),
+    ] {
+        let profile = json!({
+            "defaultAction": "SCMP_ACT_ERRNO", "defaultErrnoRet": 1,
+            "architectures": ["SCMP_ARCH_X86_64"],
+            "syscalls": [{ "names": calls, "action": "SCMP_ACT_ALLOW" }],
+        });
+        server.query_as(
+            "mutation($name: String!, $profile: JSON!) { saveSeccompProfile(name: $name, profile: $profile) { name } }",
+            json!({ "name": name, "profile": profile }),
+            Some(OPERATOR),
+        );
+    }
     // A viewer sees; an operator also starts and stops sessions from the console.
     for token in [VIEWER, OPERATOR] {
         let out = Command::new("node")
@@ -942,6 +958,7 @@ fn console_works_offline_in_a_real_browser() {
                 "/tests/console/console_check.mjs"
             ))
             .args([server.url.as_str(), token])
+            .env("CONSOLE_CHECK_PROFILES", "console-a,console-b")
             .output()
             .expect("node is installed");
         let stdout = String::from_utf8_lossy(&out.stdout);
@@ -955,6 +972,13 @@ fn console_works_offline_in_a_real_browser() {
                 "console ok: version {}",
                 env!("CARGO_PKG_VERSION")
             )),
+            "{stdout}"
+        );
+        // dt and dd texts run together in textContent.
+        assert!(
+            stdout.contains(
+                "seccomp diff: only in console-awriteonly in console-bopenatin both2 calls"
+            ),
             "{stdout}"
         );
     }

@@ -13,7 +13,9 @@
 // caller starts one) without stop and new-session buttons for a viewer (an operator
 // starts one with the form and stops it), "open" it and chart it (a line
 // and an exec bar once grouped by kind); the containers,
-// alerts and health panels must render; a /graphql?query=...&variables=... link must open both in
+// alerts and health panels must render, rules be listed (an operator toggles one off and
+// on), alerts be filtered by severity, and with CONSOLE_CHECK_PROFILES two stored seccomp
+// profiles be downloaded and diffed; a /graphql?query=...&variables=... link must open both in
 // the editors, and / must lead to the console. It fails when
 // the version is missing or empty, or when the page made any request to a host
 // other than the base URL's (the console must work with no internet access).
@@ -327,11 +329,70 @@ try {
   const buckets = Number(await page.getAttribute(`[data-chart="${sessionId}"] .eunomia-line`, 'data-buckets'));
   if (!(buckets >= 1)) await fail(`the line has ${buckets} buckets`);
 
+  // The rules panel lists the rules with hits; an operator turns one off and on again.
+  await page.click('[aria-label="Show Rules"]').catch(() => fail('no Rules button in the sidebar', diagnostics()));
+  await page
+    .waitForSelector('.eunomia-rules tr[data-rule]', { timeout: STEP_MS })
+    .catch(() => fail('the rules panel lists no rule', diagnostics()));
+  const rules = await page.$$eval('.eunomia-rules tr[data-rule]', (rows) => rows.map((r) => r.getAttribute('data-rule')));
+  if (rules.length < 35) await fail(`the rules panel lists ${rules.length} rules`);
+  const toggles = await page.$$('.eunomia-rules button[data-action="toggle"]');
+  if (role === 'VIEWER' && toggles.length) await fail('a viewer is offered rule toggles');
+  if (role === 'OPERATOR') {
+    const first = `.eunomia-rules tr[data-rule="${rules[0]}"]`;
+    const was = await page.getAttribute(first, 'data-enabled');
+    const flipped = was === 'true' ? 'false' : 'true';
+    await page.click(`${first} button[data-action="toggle"]`);
+    await page
+      .waitForSelector(`${first}[data-enabled="${flipped}"]`, { timeout: STEP_MS })
+      .catch(() => fail(`toggling ${rules[0]} did not take`, diagnostics()));
+    await page.click(`${first} button[data-action="toggle"]`);
+    await page
+      .waitForSelector(`${first}[data-enabled="${was}"]`, { timeout: STEP_MS })
+      .catch(() => fail(`toggling ${rules[0]} back did not take`, diagnostics()));
+  }
+
+  // With CONSOLE_CHECK_PROFILES=a,b (two stored profiles): the seccomp panel lists them,
+  // downloads one as the OCI JSON the server holds, and diffs them.
+  const profiles = (process.env.CONSOLE_CHECK_PROFILES || '').split(',').filter(Boolean);
+  if (profiles.length === 2) {
+    const [a, b] = profiles;
+    await page.click('[aria-label="Show Seccomp profiles"]').catch(() => fail('no Seccomp button', diagnostics()));
+    await page
+      .waitForSelector(`.eunomia-seccomp tr[data-profile="${a}"]`, { timeout: STEP_MS })
+      .catch(() => fail(`the seccomp panel does not list ${a}`, diagnostics()));
+    const [download] = await Promise.all([
+      page.waitForEvent('download'),
+      page.click(`.eunomia-seccomp tr[data-profile="${a}"] button`),
+    ]);
+    if (download.suggestedFilename() !== `${a}.json`) await fail(`downloaded ${download.suggestedFilename()}`);
+    const saved = JSON.parse(fs.readFileSync(await download.path(), 'utf8'));
+    if (saved.defaultAction !== 'SCMP_ACT_ERRNO') await fail(`the download holds ${JSON.stringify(saved)}`);
+    await page.selectOption('.eunomia-diff select[name="first"]', a);
+    await page.selectOption('.eunomia-diff select[name="second"]', b);
+    await page.click('.eunomia-diff button');
+    const diffText = await page
+      .waitForSelector('.eunomia-diff-result', { timeout: STEP_MS })
+      .then((el) => el.textContent())
+      .catch(() => fail('the diff showed nothing', diagnostics()));
+    console.log(`seccomp diff: ${diffText}`);
+  }
+
+  // The alerts panel filters by severity.
+  await page.click('[aria-label="Show Alerts"]');
+  await page.selectOption('.eunomia-alerts select[name="minSeverity"]', 'CRITICAL');
+  await page
+    .waitForSelector('.eunomia-alerts p, .eunomia-alerts tr[data-alert]', { timeout: STEP_MS })
+    .catch(() => fail('the alerts panel did not render after a filter', diagnostics()));
+  if (await page.$('.eunomia-alerts .eunomia-catalog-error')) {
+    await fail(`the alerts panel shows an error: ${await page.textContent('.eunomia-alerts')}`);
+  }
+
   // The containers, alerts and health panels render from the API (the health panel
   // with the version the query above returned).
   for (const [title, ready] of [
     ['Containers', '.eunomia-containers table, .eunomia-containers p'],
-    ['Alerts', '.eunomia-alerts table, .eunomia-alerts p'],
+    ['Alerts', '.eunomia-alerts p, .eunomia-alerts tr[data-alert]'],
     ['Health', `.eunomia-health dl[data-version="${version}"] [data-store-ok="true"]`],
   ]) {
     await page

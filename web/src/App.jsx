@@ -13,6 +13,12 @@ import {
   makeAlerts,
   makeContainers,
   makeHealth,
+  makeRules,
+  makeSeccomp,
+  RULES_TITLE,
+  RulesIcon,
+  SECCOMP_TITLE,
+  SeccompIcon,
 } from './Overview';
 
 export const TOKEN_KEY = 'eunomia.token';
@@ -175,6 +181,8 @@ export function App() {
       { title: SESSIONS_TITLE, icon: SessionsIcon, content: makeSessions(load) },
       { title: CONTAINERS_TITLE, icon: ContainersIcon, content: makeContainers(load) },
       { title: ALERTS_TITLE, icon: AlertsIcon, content: makeAlerts(load) },
+      { title: RULES_TITLE, icon: RulesIcon, content: makeRules(load) },
+      { title: SECCOMP_TITLE, icon: SeccompIcon, content: makeSeccomp(load) },
       { title: HEALTH_TITLE, icon: HealthIcon, content: makeHealth(load) },
     ];
   }, [token]);

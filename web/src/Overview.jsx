@@ -1,3 +1,4 @@
+import { useState } from 'react';
 import { useEditorContext } from '@graphiql/react';
 import { Icon, Panel, usePolled } from './polled';
 
@@ -74,23 +75,37 @@ export function makeContainers(load) {
 }
 
 export const ALERTS_TITLE = 'Alerts';
-const ALERTS_QUERY = `{ alerts(first: 50) { nodes { id lastTs count rule severity technique tactic
-  comm pid containerName output } } }`;
+const SEVERITIES = ['INFO', 'LOW', 'MEDIUM', 'HIGH', 'CRITICAL'];
+
+function alertsQuery(minSeverity) {
+  return `{ alerts(first: 50, filter: {minSeverity: ${minSeverity}}) { nodes { id lastTs count rule
+    severity technique tactic comm pid containerName output event } } }`;
+}
 
 export function AlertsIcon() {
   return <Icon d="M12 4l9 16H3zM12 10v4M12 17v0.5" />;
 }
 
-// The newest alerts: severity, rule, MITRE technique and tactic, who, and the output.
+// The newest alerts at or above a severity: rule, MITRE technique and tactic, who, the
+// output, and the triggering event on a click.
 export function makeAlerts(load) {
   return function Alerts() {
-    const polled = usePolled(load, ALERTS_QUERY);
+    const [minSeverity, setMinSeverity] = useState('INFO');
+    const [shown, setShown] = useState(null);
+    const polled = usePolled(load, alertsQuery(minSeverity));
     return (
       <Panel title={ALERTS_TITLE} className="eunomia-alerts" polled={polled}>
-        {({ alerts }) =>
-          alerts.nodes.length === 0 ? (
-            <p>No alerts.</p>
-          ) : (
+        {({ alerts }) => (
+          <>
+            <label>
+              at least{' '}
+              <select name="minSeverity" value={minSeverity} onChange={(e) => setMinSeverity(e.target.value)}>
+                {SEVERITIES.map((s) => (
+                  <option key={s}>{s}</option>
+                ))}
+              </select>
+            </label>
+            {alerts.nodes.length === 0 && <p>No alerts.</p>}
             <table>
               <tbody>
                 {alerts.nodes.map((a) => (
@@ -103,11 +118,164 @@ export function makeAlerts(load) {
                         {a.lastTs}
                       </div>
                       <div>{a.output}</div>
+                      <button
+                        type="button"
+                        className="eunomia-example"
+                        data-action="event"
+                        onClick={() => setShown(shown === a.id ? null : a.id)}
+                      >
+                        event
+                      </button>
+                      {shown === a.id && <pre className="eunomia-event">{JSON.stringify(a.event, null, 2)}</pre>}
                     </td>
                   </tr>
                 ))}
               </tbody>
             </table>
+          </>
+        )}
+      </Panel>
+    );
+  };
+}
+
+export const RULES_TITLE = 'Rules';
+const RULES_QUERY = `{ me { role } rules { id name severity enabled hits
+  mitre { technique name tactic } } }`;
+const SET_ENABLED = `mutation($id: String!, $enabled: Boolean!) {
+  setRuleEnabled(id: $id, enabled: $enabled) { id enabled }
+}`;
+
+export function RulesIcon() {
+  return <Icon d="M5 6h14M5 12h14M5 18h8M17 16l2 2 3-4" />;
+}
+
+// The detection rules with their hits; operators turn them on and off.
+export function makeRules(load) {
+  return function Rules() {
+    const polled = usePolled(load, RULES_QUERY);
+    const toggle = async (rule) => {
+      const body = await load(SET_ENABLED, { id: rule.id, enabled: !rule.enabled });
+      if (body.errors) polled.setError(body.errors[0].message);
+      polled.refresh();
+    };
+    return (
+      <Panel title={RULES_TITLE} className="eunomia-rules" polled={polled}>
+        {({ me, rules }) => (
+          <table>
+            <tbody>
+              {rules.map((r) => (
+                <tr key={r.id} data-rule={r.id} data-enabled={String(r.enabled)}>
+                  <td>
+                    <strong className={`eunomia-severity-${r.severity}`}>{r.severity}</strong> {r.name}
+                    <div className="eunomia-type">
+                      {r.id}; {r.mitre.technique} {r.mitre.name} ({r.mitre.tactic}); {r.hits} hits
+                    </div>
+                  </td>
+                  <td>
+                    {me.role === 'OPERATOR' ? (
+                      <button type="button" className="eunomia-example" data-action="toggle" onClick={() => toggle(r)}>
+                        {r.enabled ? 'disable' : 'enable'}
+                      </button>
+                    ) : (
+                      <span className="eunomia-type">{r.enabled ? 'on' : 'off'}</span>
+                    )}
+                  </td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        )}
+      </Panel>
+    );
+  };
+}
+
+export const SECCOMP_TITLE = 'Seccomp profiles';
+const PROFILES_QUERY = '{ seccompProfiles { name calls source savedAt } }';
+const DIFF_QUERY = `query($first: String!, $second: String!) {
+  diffSeccompProfiles(first: $first, second: $second) { onlyInFirst onlyInSecond inBoth }
+}`;
+const PROFILE_QUERY = 'query($name: String!) { seccompProfile(name: $name) }';
+
+export function SeccompIcon() {
+  return <Icon d="M12 3l8 3v6c0 5-4 8-8 9-4-1-8-4-8-9V6z" />;
+}
+
+// Stored seccomp profiles: download one as OCI JSON, or diff two.
+export function makeSeccomp(load) {
+  return function Seccomp() {
+    const polled = usePolled(load, PROFILES_QUERY);
+    const [pair, setPair] = useState({ first: '', second: '' });
+    const [diff, setDiff] = useState(null);
+    const compare = async () => {
+      const body = await load(DIFF_QUERY, pair);
+      if (body.errors) polled.setError(body.errors[0].message);
+      else setDiff(body.data.diffSeccompProfiles);
+    };
+    const download = async (name) => {
+      const body = await load(PROFILE_QUERY, { name });
+      if (body.errors) {
+        polled.setError(body.errors[0].message);
+        return;
+      }
+      const blob = new Blob([JSON.stringify(body.data.seccompProfile, null, 2)], { type: 'application/json' });
+      const link = document.createElement('a');
+      link.href = URL.createObjectURL(blob);
+      link.download = `${name}.json`;
+      link.click();
+      URL.revokeObjectURL(link.href);
+    };
+    return (
+      <Panel title={SECCOMP_TITLE} className="eunomia-seccomp" polled={polled}>
+        {({ seccompProfiles: profiles }) =>
+          profiles.length === 0 ? (
+            <p>No stored profiles: saveSeccompProfile stores one.</p>
+          ) : (
+            <>
+              <table>
+                <tbody>
+                  {profiles.map((p) => (
+                    <tr key={p.name} data-profile={p.name}>
+                      <td>
+                        <strong>{p.name}</strong>
+                        <div className="eunomia-type">
+                          {p.calls} calls; {p.source}; {p.savedAt}
+                        </div>
+                      </td>
+                      <td>
+                        <button type="button" className="eunomia-example" onClick={() => download(p.name)}>
+                          JSON
+                        </button>
+                      </td>
+                    </tr>
+                  ))}
+                </tbody>
+              </table>
+              <div className="eunomia-diff">
+                {['first', 'second'].map((side) => (
+                  <select key={side} name={side} value={pair[side]} onChange={(e) => setPair({ ...pair, [side]: e.target.value })}>
+                    <option value="">{side}</option>
+                    {profiles.map((p) => (
+                      <option key={p.name}>{p.name}</option>
+                    ))}
+                  </select>
+                ))}
+                <button type="button" className="eunomia-example" disabled={!pair.first || !pair.second} onClick={compare}>
+                  diff
+                </button>
+              </div>
+              {diff && (
+                <dl className="eunomia-diff-result">
+                  <dt>only in {pair.first}</dt>
+                  <dd>{diff.onlyInFirst.join(' ') || 'none'}</dd>
+                  <dt>only in {pair.second}</dt>
+                  <dd>{diff.onlyInSecond.join(' ') || 'none'}</dd>
+                  <dt>in both</dt>
+                  <dd>{diff.inBoth.length} calls</dd>
+                </dl>
+              )}
+            </>
           )
         }
       </Panel>
