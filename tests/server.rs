@@ -920,7 +920,13 @@ fn console_works_offline_in_a_real_browser() {
         return;
     }
     let server = Server::start("console", Some(&auth_config()));
-    // For the sessions panel, which a viewer sees without stop buttons.
+    // For the sessions panel, which a viewer sees without stop buttons: a profile session
+    // (a flame graph) and, newer, a process one (listed first).
+    server.query_as(
+        r#"mutation { startSession(input: {tracker: "profile", durationSecs: 120, store: MEMORY}) { id } }"#,
+        json!({}),
+        Some(OPERATOR),
+    );
     let started = server.query_as(
         r#"mutation { startSession(input: {tracker: "process", durationSecs: 120, store: MEMORY}) { id } }"#,
         json!({}),

@@ -12,7 +12,8 @@
 // operation the server accepts; the sessions panel must list a running session (the
 // caller starts one) without stop and new-session buttons for a viewer (an operator
 // starts one with the form and stops it), "open" it and chart it (a line
-// and an exec bar once grouped by kind); the containers,
+// and an exec bar once grouped by kind), export its bars as CSV and its events as JSON
+// Lines, and draw the flame graph of a profile session (the caller starts one); the containers,
 // alerts and health panels must render, rules be listed (an operator toggles one off and
 // on), alerts be filtered by severity, and with CONSOLE_CHECK_PROFILES two stored seccomp
 // profiles be downloaded and diffed; a /graphql?query=...&variables=... link must open both in
@@ -328,6 +329,38 @@ try {
     );
   const buckets = Number(await page.getAttribute(`[data-chart="${sessionId}"] .eunomia-line`, 'data-buckets'));
   if (!(buckets >= 1)) await fail(`the line has ${buckets} buckets`);
+
+  // Exports: the bars as CSV, the events as JSON Lines.
+  const saved = async (selector) => {
+    const [download] = await Promise.all([page.waitForEvent('download'), page.click(selector)]);
+    return { name: download.suggestedFilename(), text: fs.readFileSync(await download.path(), 'utf8') };
+  };
+  const csv = await saved(`[data-chart="${sessionId}"] button[data-export="csv"]`);
+  const csvLines = csv.text.trim().split('\n');
+  if (csv.name !== `${sessionId}-kind.csv` || csvLines[0] !== 'kind,count' || !csvLines.some((l) => /^exec,[1-9]/.test(l))) {
+    await fail(`the CSV export is ${JSON.stringify(csv)}`);
+  }
+  const jsonl = await saved(`[data-chart="${sessionId}"] button[data-export="jsonl"]`);
+  const events = jsonl.text.trim().split('\n').map((line) => JSON.parse(line));
+  if (jsonl.name !== `${sessionId}.jsonl` || !events.some((e) => e.kind === 'exec')) {
+    await fail(`the JSON Lines export is ${jsonl.name}: ${jsonl.text.slice(0, 200)}`);
+  }
+
+  // A stack tracker's session (the caller starts a profile one) draws its flame graph.
+  const profileRow = await page
+    .waitForSelector('tr[data-session]:has-text("profile")', { timeout: STEP_MS })
+    .catch(() => fail('no profile session listed', diagnostics()));
+  const profileId = await profileRow.getAttribute('data-session');
+  await page.click(`tr[data-session="${profileId}"] button[data-action="chart"]`);
+  await page
+    .waitForFunction(
+      (id) => document.querySelector(`[data-chart="${id}"] img.eunomia-flame`)?.naturalWidth > 0,
+      profileId,
+      { timeout: STEP_MS },
+    )
+    .catch(async () => fail('no flame graph drawn', [await page.textContent(`[data-chart="${profileId}"]`).catch(() => ''), ...diagnostics()]));
+  const folded = await saved(`[data-chart="${profileId}"] button[data-export="folded"]`);
+  if (folded.name !== `${profileId}.folded`) await fail(`the folded export is named ${folded.name}`);
 
   // The rules panel lists the rules with hits; an operator turns one off and on again.
   await page.click('[aria-label="Show Rules"]').catch(() => fail('no Rules button in the sidebar', diagnostics()));

@@ -88,9 +88,10 @@ function authHeaders(token) {
   return token ? { Authorization: `Bearer ${token}` } : {};
 }
 
-// One operation over HTTP with the token, for the console's own panels.
+// One operation over HTTP with the token, for the console's own panels; `load.get(path)`
+// fetches another of the server's paths with the token (the flame graph).
 function makeLoader(token) {
-  return async (query, variables) => {
+  const load = async (query, variables) => {
     const response = await fetchJson(endpoints().url, {
       method: 'POST',
       headers: { 'content-type': 'application/json', ...authHeaders(token) },
@@ -98,6 +99,8 @@ function makeLoader(token) {
     });
     return response.json();
   };
+  load.get = (path) => window.fetch(path, { headers: authHeaders(token) });
+  return load;
 }
 
 function makeFetcher(token) {

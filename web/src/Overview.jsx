@@ -1,6 +1,6 @@
 import { useState } from 'react';
 import { useEditorContext } from '@graphiql/react';
-import { Icon, Panel, usePolled } from './polled';
+import { Icon, Panel, saveFile, usePolled } from './polled';
 
 // The trackers a container's "trace" buttons start.
 const TRACE = ['process', 'syscall', 'tcp', 'files'];
@@ -219,12 +219,7 @@ export function makeSeccomp(load) {
         polled.setError(body.errors[0].message);
         return;
       }
-      const blob = new Blob([JSON.stringify(body.data.seccompProfile, null, 2)], { type: 'application/json' });
-      const link = document.createElement('a');
-      link.href = URL.createObjectURL(blob);
-      link.download = `${name}.json`;
-      link.click();
-      URL.revokeObjectURL(link.href);
+      saveFile(`${name}.json`, JSON.stringify(body.data.seccompProfile, null, 2), 'application/json');
     };
     return (
       <Panel title={SECCOMP_TITLE} className="eunomia-seccomp" polled={polled}>

@@ -42,3 +42,12 @@ export function Icon({ d }) {
     </svg>
   );
 }
+
+// Hands `text` to the browser as a file download named `name`.
+export function saveFile(name, text, type) {
+  const link = document.createElement('a');
+  link.href = URL.createObjectURL(new Blob([text], { type }));
+  link.download = name;
+  link.click();
+  URL.revokeObjectURL(link.href);
+}
