@@ -956,6 +956,17 @@ fn console_works_offline_in_a_real_browser() {
             Some(OPERATOR),
         );
     }
+    // Processes for the live events view, while the browser checks run.
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let execs = {
+        let done = done.clone();
+        std::thread::spawn(move || {
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ = Command::new("/bin/true").status();
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        })
+    };
     // A viewer sees; an operator also starts and stops sessions from the console.
     for token in [VIEWER, OPERATOR] {
         let out = Command::new("node")
@@ -988,6 +999,8 @@ fn console_works_offline_in_a_real_browser() {
             "{stdout}"
         );
     }
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    execs.join().unwrap();
     let started = server.query_as(
         r#"{ sessions { nodes { label status } } }"#,
         json!({}),

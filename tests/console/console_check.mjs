@@ -13,7 +13,8 @@
 // caller starts one) without stop and new-session buttons for a viewer (an operator
 // starts one with the form and stops it), "open" it and chart it (a line
 // and an exec bar once grouped by kind), export its bars as CSV and its events as JSON
-// Lines, and draw the flame graph of a profile session (the caller starts one); the containers,
+// Lines, show live events over the websocket (the caller runs processes meanwhile), and
+// draw the flame graph of a profile session (the caller starts one); the containers,
 // alerts and health panels must render, rules be listed (an operator toggles one off and
 // on), alerts be filtered by severity, and with CONSOLE_CHECK_PROFILES two stored seccomp
 // profiles be downloaded and diffed; a /graphql?query=...&variables=... link must open both in
@@ -345,6 +346,15 @@ try {
   if (jsonl.name !== `${sessionId}.jsonl` || !events.some((e) => e.kind === 'exec')) {
     await fail(`the JSON Lines export is ${jsonl.name}: ${jsonl.text.slice(0, 200)}`);
   }
+
+  // Live events over the websocket (the caller runs processes meanwhile): rows appear.
+  await page.click(`[data-chart="${sessionId}"] button[data-action="live"]`);
+  await page
+    .waitForSelector(`[data-chart="${sessionId}"] .eunomia-live .eunomia-live-row[data-seq]`, { timeout: STEP_MS })
+    .catch(async () => fail('no live event arrived', [await page.textContent(`[data-chart="${sessionId}"] .eunomia-live`).catch(() => ''), ...diagnostics()]));
+  const received = Number(await page.getAttribute(`[data-chart="${sessionId}"] .eunomia-live`, 'data-received'));
+  if (!(received >= 1)) await fail(`the live view counted ${received} events`);
+  await page.click(`[data-chart="${sessionId}"] button[data-action="live"]`);
 
   // A stack tracker's session (the caller starts a profile one) draws its flame graph.
   const profileRow = await page

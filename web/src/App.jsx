@@ -1,5 +1,6 @@
 import { useMemo, useState } from 'react';
 import { GraphiQL } from 'graphiql';
+import { createClient } from 'graphql-ws';
 import { createGraphiQLFetcher } from '@graphiql/toolkit';
 import { CATALOG_TITLE, CatalogIcon, makeCatalog } from './Catalog';
 import { SESSIONS_TITLE, SessionsIcon, makeSessions } from './Sessions';
@@ -100,6 +101,20 @@ function makeLoader(token) {
     return response.json();
   };
   load.get = (path) => window.fetch(path, { headers: authHeaders(token) });
+  // `load.subscribe(query, variables, onNext, onError)` over graphql-transport-ws (one
+  // connection for the panels, made on first use); returns the unsubscribe function.
+  let client = null;
+  load.subscribe = (query, variables, onNext, onError) => {
+    client ??= createClient({ url: endpoints().subscriptionUrl, connectionParams: authHeaders(token) });
+    return client.subscribe(
+      { query, variables },
+      {
+        next: (message) => (message.errors ? onError(message.errors[0].message) : onNext(message.data)),
+        error: (err) => onError(err?.message ?? err?.reason ?? String(err)),
+        complete: () => {},
+      },
+    );
+  };
   return load;
 }
 

@@ -1,6 +1,7 @@
 import { useEffect, useRef, useState } from 'react';
 import uPlot from 'uplot';
 import 'uplot/dist/uPlot.min.css';
+import { LiveEvents } from './LiveEvents';
 import { saveFile, usePolled } from './polled';
 
 // One session as charts: events per second over its window (timeseries with fill, so
@@ -89,6 +90,7 @@ function Bars({ rows }) {
 
 export function SessionChart({ load, id }) {
   const [groupBy, setGroupBy] = useState('comm');
+  const [live, setLive] = useState(false);
   const polled = usePolled(load, chartQuery(id, groupBy));
   if (!polled.data) return <div className="eunomia-chart">{polled.error ?? 'Loading...'}</div>;
   const { session, trackers } = polled.data;
@@ -158,6 +160,12 @@ export function SessionChart({ load, id }) {
         )}
       </div>
       {tracker?.stackMeasure && <FlameGraph load={load} id={id} />}
+      {session.status === 'RUNNING' && (
+        <button type="button" className="eunomia-example" data-action="live" onClick={() => setLive(!live)}>
+          {live ? 'stop live events' : 'live events'}
+        </button>
+      )}
+      {live && <LiveEvents load={load} id={id} />}
     </div>
   );
 }
