@@ -81,8 +81,13 @@ fn the_cache_fills_and_bad_files_cost_no_session() {
     let cache = TempDir::new("btf-cache");
     let dir = cache.join("btf");
     let server = Server::start("btf-fill", Some(&config(&dir)));
+    // Done once every probe has its file and no maker's partial files remain (a maker
+    // removes its copy of the object just after renaming the result into place).
+    let done = |files: &[PathBuf]| {
+        files.len() == probes() && files.iter().all(|f| f.extension().unwrap() == "btf")
+    };
     let began = Instant::now();
-    while files(&dir).len() < probes() && began.elapsed() < Duration::from_secs(30) {
+    while !done(&files(&dir)) && began.elapsed() < Duration::from_secs(30) {
         std::thread::sleep(Duration::from_millis(100));
     }
     let made = files(&dir);
