@@ -11,6 +11,8 @@ import path from 'node:path';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 
+// How long the page may take to open the live view (a timeout, not a machine value).
+const OPEN_MS = 20000;
 const [base, id, token = ''] = process.argv.slice(2);
 if (!base || !id) {
   console.error('usage: node tests/console/live_bench.mjs <base-url> <session-id> [token]');
@@ -31,7 +33,7 @@ if (token) {
 await page.click('[aria-label="Show Sessions"]');
 await page.click(`tr[data-session="${id}"] button[data-action="chart"]`);
 await page.click(`[data-chart="${id}"] button[data-action="live"]`);
-await page.waitForSelector(`[data-chart="${id}"] .eunomia-live`, { timeout: 20000 }).catch(async () => {
+await page.waitForSelector(`[data-chart="${id}"] .eunomia-live`, { timeout: OPEN_MS }).catch(async () => {
   console.error('the live view did not open');
   await browser.close();
   process.exit(1);

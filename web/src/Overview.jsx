@@ -154,11 +154,6 @@ export function RulesIcon() {
 export function makeRules(load) {
   return function Rules() {
     const polled = usePolled(load, RULES_QUERY);
-    const toggle = async (rule) => {
-      const body = await load(SET_ENABLED, { id: rule.id, enabled: !rule.enabled });
-      if (body.errors) polled.setError(body.errors[0].message);
-      polled.refresh();
-    };
     return (
       <Panel title={RULES_TITLE} className="eunomia-rules" polled={polled}>
         {({ me, rules }) => (
@@ -174,7 +169,7 @@ export function makeRules(load) {
                   </td>
                   <td>
                     {me.role === 'OPERATOR' ? (
-                      <button type="button" className="eunomia-example" data-action="toggle" onClick={() => toggle(r)}>
+                      <button type="button" className="eunomia-example" data-action="toggle" onClick={() => polled.mutate(SET_ENABLED, { id: r.id, enabled: !r.enabled })}>
                         {r.enabled ? 'disable' : 'enable'}
                       </button>
                     ) : (

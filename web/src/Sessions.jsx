@@ -31,11 +31,6 @@ export function makeSessions(load) {
     const [charted, setCharted] = useState(null);
     const [creating, setCreating] = useState(false);
 
-    const act = async (mutation, id) => {
-      const body = await load(mutation, { id });
-      if (body.errors) polled.setError(body.errors[0].message);
-      polled.refresh();
-    };
     const open = (id) => {
       if (!queryEditor || !variableEditor) return;
       queryEditor.setValue(RESULTS_QUERY);
@@ -89,12 +84,12 @@ export function makeSessions(load) {
                         chart
                       </button>
                       {operator && s.status === 'RUNNING' && (
-                        <button type="button" className="eunomia-example" data-action="stop" onClick={() => act(STOP, s.id)}>
+                        <button type="button" className="eunomia-example" data-action="stop" onClick={() => polled.mutate(STOP, { id: s.id })}>
                           stop
                         </button>
                       )}
                       {operator && s.status !== 'RUNNING' && (
-                        <button type="button" className="eunomia-example" data-action="delete" onClick={() => act(DELETE, s.id)}>
+                        <button type="button" className="eunomia-example" data-action="delete" onClick={() => polled.mutate(DELETE, { id: s.id })}>
                           delete
                         </button>
                       )}

@@ -4,7 +4,8 @@ import { useCallback, useEffect, useState } from 'react';
 export const REFRESH_MS = 2000;
 
 // `query`'s data, read now and every REFRESH_MS while the panel is mounted; the last
-// good data stays shown beside an error. `refresh` reads at once (after a mutation).
+// good data stays shown beside an error. `refresh` reads at once; `mutate` runs a
+// mutation and then reads.
 export function usePolled(load, query) {
   const [state, setState] = useState({ data: null, error: null });
   const refresh = useCallback(async () => {
@@ -21,7 +22,14 @@ export function usePolled(load, query) {
     const timer = setInterval(refresh, REFRESH_MS);
     return () => clearInterval(timer);
   }, [refresh]);
-  return { ...state, refresh, setError: (error) => setState((old) => ({ ...old, error })) };
+  const setError = (error) => setState((old) => ({ ...old, error }));
+  // Runs a mutation the panel offers, shows its error if any, and reads the data again.
+  const mutate = async (mutation, variables) => {
+    const body = await load(mutation, variables);
+    if (body.errors) setError(body.errors[0].message);
+    refresh();
+  };
+  return { ...state, refresh, setError, mutate };
 }
 
 // A panel's frame: its title, the last error, and `children` once there is data.
