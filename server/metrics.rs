@@ -61,6 +61,31 @@ pub struct Metrics {
 }
 
 impl Metrics {
+    /// `eunomia_events_lost_total` as it stands: (tracker, stage, events) for each series
+    /// that has counted any.
+    pub fn losses(&self) -> Vec<(String, String, u64)> {
+        use prometheus::core::Collector;
+        let mut out = Vec::new();
+        for family in self.lost.collect() {
+            for metric in family.get_metric() {
+                let label = |name: &str| {
+                    metric
+                        .get_label()
+                        .iter()
+                        .find(|l| l.name() == name)
+                        .map(|l| l.value().to_string())
+                        .unwrap_or_default()
+                };
+                let events = metric.get_counter().value() as u64;
+                if events > 0 {
+                    out.push((label("tracker"), label("stage"), events));
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
     pub fn new() -> Self {
         let registry = Registry::new();
         let events = IntCounterVec::new(

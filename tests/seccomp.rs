@@ -295,6 +295,11 @@ fn a_container_runs_under_the_profile_recorded_from_it() {
         assert!(names.contains(call), "{call} missing from {names:?}");
     }
     assert!(sleeps(&names), "{names:?}");
+    // runc's calls after it installs the filter, which busybox's sh, ls, cat and sleep
+    // never make: without them the container would not start under the profile.
+    for call in ["capset", "setgroups", "setuid", "setgid"] {
+        assert!(names.contains(call), "runc's {call} missing from {names:?}");
+    }
     // runc's set-up before the filter is not there: it needs no allowing.
     for call in ["mount", "pivot_root", "mkdir", "mkdirat"] {
         assert!(!names.contains(call), "{call} in {names:?}");
@@ -574,8 +579,9 @@ fn profiles_come_from_sessions_and_are_kept_by_name() {
     assert!(names(&profile(&busy)).contains("getppid"));
 
     // Saved from a session, from two (merged), and given whole.
-    let save = "mutation($name: String!, $ids: [ID!], $profile: JSON) { \
-        saveSeccompProfile(name: $name, sessionIds: $ids, profile: $profile) { name calls source } }";
+    let save = "mutation($name: String!, $ids: [ID!], $merge: [String!], $profile: JSON) { \
+        saveSeccompProfile(name: $name, sessionIds: $ids, merge: $merge, profile: $profile) \
+        { name calls source } }";
     let saved = server.query(save, json!({ "name": "quiet", "ids": [quiet] }));
     assert_eq!(
         saved["saveSeccompProfile"]["calls"],
@@ -593,10 +599,27 @@ fn profiles_come_from_sessions_and_are_kept_by_name() {
     assert_eq!(both["saveSeccompProfile"]["calls"], union.len());
     let given = server.query(save, json!({ "name": "tiny", "profile": quiet_profile }));
     assert_eq!(given["saveSeccompProfile"]["source"], "given");
+    // Stored profiles merged by name: what either allows.
+    server.query(save, json!({ "name": "busy", "ids": [busy] }));
+    let merged = server.query(
+        save,
+        json!({ "name": "merged", "merge": ["quiet", "busy"] }),
+    );
+    assert_eq!(merged["saveSeccompProfile"]["calls"], union.len());
+    assert_eq!(
+        merged["saveSeccompProfile"]["source"],
+        "merged: quiet, busy"
+    );
     let listed = server.query("{ seccompProfiles { name } }", json!({}));
     assert_eq!(
         listed["seccompProfiles"],
-        json!([{ "name": "both" }, { "name": "quiet" }, { "name": "tiny" }])
+        json!([
+            { "name": "both" },
+            { "name": "busy" },
+            { "name": "merged" },
+            { "name": "quiet" },
+            { "name": "tiny" }
+        ])
     );
     let diff = server.query(
         "{ diffSeccompProfiles(first: \"quiet\", second: \"both\") { onlyInFirst onlyInSecond } }",
@@ -641,6 +664,17 @@ fn profiles_come_from_sessions_and_are_kept_by_name() {
         "BAD_USER_INPUT"
     );
     assert_eq!(
+        code(save, json!({ "name": "x", "merge": ["quiet", "nope"] })),
+        "UNKNOWN_PROFILE"
+    );
+    assert_eq!(
+        code(
+            save,
+            json!({ "name": "x", "ids": [quiet], "merge": ["quiet"] })
+        ),
+        "BAD_USER_INPUT"
+    );
+    assert_eq!(
         code(
             save,
             json!({ "name": "x", "profile": { "defaultAction": "NOPE" } })
@@ -655,7 +689,7 @@ fn profiles_come_from_sessions_and_are_kept_by_name() {
         true
     );
     let listed = server.query("{ seccompProfiles { name } }", json!({}));
-    assert_eq!(listed["seccompProfiles"].as_array().unwrap().len(), 2);
+    assert_eq!(listed["seccompProfiles"].as_array().unwrap().len(), 4);
 }
 
 /// Bad profiles and commands: a clear message and exit code 2, nothing run.

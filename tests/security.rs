@@ -16,7 +16,20 @@ use eunomia::security::{AlertOptions, Alerts, RuleError, RuleMatcher, RuleSet};
 #[test]
 fn the_builtin_rules_load_each_with_a_mitre_technique() {
     let set = RuleSet::builtin();
-    assert!(set.rules().len() >= 10, "{} rules", set.rules().len());
+    assert!(set.rules().len() >= 35, "{} rules", set.rules().len());
+    // Every built-in rule has its own test (a trigger and a lookalike), named after it.
+    let tests = [
+        include_str!("security.rs"),
+        include_str!("container_rules.rs"),
+    ];
+    for rule in set.rules() {
+        let test = format!("fn {}()", rule.id);
+        assert!(
+            tests.iter().any(|t| t.contains(&test)),
+            "no test for rule {}",
+            rule.id
+        );
+    }
     for rule in set.rules() {
         assert!(rule.mitre.technique.starts_with('T'), "{}", rule.id);
         assert!(!rule.mitre.tactic.is_empty(), "{}", rule.id);
@@ -68,6 +81,22 @@ fn bad_rules_files_are_refused_naming_the_entry_and_its_line() {
     let message = refused(&rule("path.matches('(')", "\"x\""));
     assert!(
         message.contains("`r1`") && message.contains("condition"),
+        "{message}"
+    );
+    // Behind a guard that is false on the dry run's empty event: found all the same.
+    let message = refused(&rule("kind == 'open' && path.matches('(')", "\"x\""));
+    assert!(
+        message.contains("`r1`") && message.contains("bad regex `(`"),
+        "{message}"
+    );
+    let message = refused(&rule("kind == 'open' && 'x' < pid", "\"x\""));
+    assert!(
+        message.contains("`pid` is a number, compared with a text"),
+        "{message}"
+    );
+    let message = refused(&rule("kind == 'open' && comm == 7", "\"x\""));
+    assert!(
+        message.contains("`comm` is a text, compared with a number"),
         "{message}"
     );
     let message = refused(&rule("path == '/x'", "\"{nope}\""));
@@ -484,11 +513,12 @@ fn sessions_raise_alerts_that_the_api_lists_streams_and_counts() {
         serde_json::json!({}),
     );
     // Runs a python that reads /etc/shadow `times` times once told to, traced by a
-    // session with every rule; returns its pid once it has ended.
+    // session with every rule; returns its pid once it has ended. It lives on for a
+    // while after, so that the alert can read its executable.
     let read_shadow = |times: usize| {
         let script = format!(
-            "import sys\nprint('ready', flush=True)\nsys.stdin.readline()\n\
-             for _ in range({times}): open('/etc/shadow').read()\n"
+            "import sys, time\nprint('ready', flush=True)\nsys.stdin.readline()\n\
+             for _ in range({times}): open('/etc/shadow').read()\ntime.sleep(1)\n"
         );
         let mut child = std::process::Command::new("/usr/bin/python3")
             .args(["-c", &script])
@@ -509,7 +539,8 @@ fn sessions_raise_alerts_that_the_api_lists_streams_and_counts() {
         child.id()
     };
     let alerts_query = r#"{ alerts(filter: {rule: "read_sensitive_file"}) {
-        edges { node { rule severity technique tactic tracker pid comm count output sessionId } } } }"#;
+        edges { node { rule severity technique techniqueName tactic tracker pid comm exe count output
+        sessionId } } } }"#;
     let alerts = |want: usize| {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         loop {
@@ -530,6 +561,12 @@ fn sessions_raise_alerts_that_the_api_lists_streams_and_counts() {
     assert_eq!(alert["comm"], "python3");
     assert_eq!(alert["severity"], "HIGH");
     assert_eq!(alert["technique"], "T1003.008");
+    assert_eq!(
+        alert["techniqueName"],
+        "OS Credential Dumping: /etc/passwd and /etc/shadow"
+    );
+    let python = std::fs::canonicalize("/usr/bin/python3").unwrap();
+    assert_eq!(alert["exe"], python.to_str().unwrap());
     assert_eq!(alert["tactic"], "credential-access");
     assert_eq!(alert["tracker"], "files");
     assert_eq!(
@@ -590,6 +627,25 @@ fn sessions_raise_alerts_that_the_api_lists_streams_and_counts() {
     assert_eq!(reloaded["reloadRules"], 1);
     let listed = server.query("{ rules { id } }", serde_json::json!({}))["rules"].clone();
     assert_eq!(listed, serde_json::json!([{ "id": "r1" }]));
+
+    // SIGHUP reloads the file too: a bad one is reported and r1 kept, a good one brings r2.
+    let hangup = |rules: &str, said: &str| {
+        std::fs::write(&rules_file, rules).unwrap();
+        // SAFETY: signalling the server this test started.
+        unsafe { libc::kill(server.pid() as i32, libc::SIGHUP) };
+        server.wait_for_log(said, std::time::Duration::from_secs(10));
+        server.query("{ rules { id } }", serde_json::json!({}))["rules"].clone()
+    };
+    let kept = hangup(
+        "- rule: broken\n  condition: 'x ==\n",
+        "keeping the current detection rules",
+    );
+    assert_eq!(kept, serde_json::json!([{ "id": "r1" }]));
+    let replaced = hangup(
+        &GOOD.replace("rule: r1", "rule: r2"),
+        "reloaded 1 detection rules",
+    );
+    assert_eq!(replaced, serde_json::json!([{ "id": "r2" }]));
 }
 
 /// A directory of this test's own under /tmp, made anew.
@@ -1112,7 +1168,7 @@ fn exec_case(
     let (other, other_args) = lookalike.unwrap_or(("/usr/bin/id", ""));
     let other_comm = other.rsplit('/').next().unwrap();
     let ran = format!("was run: {program}");
-    rule_case(
+    let alert = rule_case(
         id,
         "process",
         &format!("os.execv('{program}', ['{comm}', {args}])"),
@@ -1120,6 +1176,9 @@ fn exec_case(
         comm,
         says.unwrap_or(&ran),
     );
+    // An exec's alert names the file executed, whether or not the process still lives.
+    assert_eq!(alert.exe.as_deref(), Some(program));
+    assert!(!alert.technique_name.is_empty(), "{alert:?}");
 }
 
 fn exec_rule(id: &str, program: &str, args: &str) {

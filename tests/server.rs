@@ -731,6 +731,101 @@ fn live_views_are_sampled_and_what_they_miss_is_counted() {
         .parse()
         .unwrap();
     assert_eq!(delivered + missed, seen);
+    // Health says the same, per tracker and stage.
+    let health = server.query("{ health { lost { tracker stage events } } }", json!({}));
+    let lost = health["health"]["lost"].as_array().unwrap();
+    assert!(
+        lost.contains(&json!({ "tracker": "syscall", "stage": "subscription", "events": missed })),
+        "{health}"
+    );
+}
+
+/// `sessionEventBatches` carries every event of a live view in a few messages, numbered
+/// without a gap; `sessionUpdated` without an id follows every session to its end; bad
+/// batch sizes are refused.
+#[test]
+fn live_batches_carry_every_event_and_updates_follow_all_sessions() {
+    if !root_or_skip("live_batches_carry_every_event_and_updates_follow_all_sessions") {
+        return;
+    }
+    // Below the live sample's budget of one 100 ms window, so that none is sampled away.
+    const CALLS: u64 = 600;
+    let Watched {
+        server,
+        load,
+        id,
+        mut ws,
+        ..
+    } = watched_stream_session(
+        "batch",
+        16 << 20,
+        "subscription($id: ID!) { sessionEventBatches(id: $id, intervalMs: 200) { events { seq kind } } }",
+    );
+    let mut updates = server.ws_connect(None).unwrap();
+    ws_subscribe(
+        &mut updates,
+        "u",
+        "subscription { sessionUpdated { id status eventCount } }",
+        json!({}),
+    );
+    // An update of the running session shows the subscription is live.
+    let running = ws_next(&mut updates);
+    assert_eq!(
+        running["payload"]["data"]["sessionUpdated"]["id"], id,
+        "{running}"
+    );
+    common::run_load(&load, CALLS);
+    server.stop_session(&id);
+    let (mut messages, mut seqs) = (0, Vec::new());
+    loop {
+        let message = ws_next(&mut ws);
+        if message["type"] != "next" {
+            assert_eq!(message["type"], "complete", "{message}");
+            break;
+        }
+        messages += 1;
+        for event in message["payload"]["data"]["sessionEventBatches"]["events"]
+            .as_array()
+            .unwrap()
+        {
+            seqs.push(event["seq"].as_u64().unwrap());
+        }
+    }
+    let seen = server.session(&id, "eventCount lostCount");
+    assert_eq!(seen["lostCount"], 0, "{seen}");
+    let seen = seen["eventCount"].as_u64().unwrap();
+    assert!(seen >= CALLS, "{seen}");
+    assert_eq!(seqs, (1..=seen).collect::<Vec<_>>());
+    assert!(messages <= 5, "{seen} events in {messages} messages");
+
+    let last = loop {
+        let update = ws_next(&mut updates)["payload"]["data"]["sessionUpdated"].clone();
+        if update["id"] == id && update["status"] != "RUNNING" {
+            break update;
+        }
+    };
+    assert_eq!(last["status"], "STOPPED", "{last}");
+    assert_eq!(last["eventCount"], seen);
+
+    for (case, (interval, most)) in [(5, 10), (100, 0), (100, 10_001)].into_iter().enumerate() {
+        let name = format!("bad{case}");
+        ws_subscribe(
+            &mut updates,
+            &name,
+            "subscription($id: ID!, $i: Int!, $m: Int!) { sessionEventBatches(id: $id, intervalMs: $i, maxEvents: $m) { events { seq } } }",
+            json!({ "id": id, "i": interval, "m": most }),
+        );
+        let refused = loop {
+            let message = ws_next(&mut updates);
+            if message["id"] == name.as_str() {
+                break message;
+            }
+        };
+        assert_eq!(
+            refused["payload"]["errors"][0]["extensions"]["code"], "BAD_USER_INPUT",
+            "{refused}"
+        );
+    }
 }
 
 #[test]

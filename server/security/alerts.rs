@@ -48,7 +48,8 @@ pub struct Raised {
 
 /// What the writer's queue carries.
 enum Queued {
-    Alert(Box<Raised>),
+    /// With the process's executable, read when it was raised.
+    Alert(Box<Raised>, Option<String>),
     /// Answered once everything queued before it is stored.
     Flush(oneshot::Sender<()>),
 }
@@ -69,7 +70,12 @@ impl AlertSender {
             .with_label_values(&[rule.id.as_str(), rule.severity.as_str()])
             .inc();
         let tracker = raised.event.body.info().name;
-        if self.tx.try_send(Queued::Alert(Box::new(raised))).is_err() {
+        let exe = exe_of(&raised.event);
+        if self
+            .tx
+            .try_send(Queued::Alert(Box::new(raised), exe))
+            .is_err()
+        {
             self.metrics
                 .lost
                 .with_label_values(&[tracker, stage::ALERTS])
@@ -142,8 +148,8 @@ async fn write_alerts(
     let window = u64::try_from(options.dedup.as_nanos()).unwrap_or(u64::MAX);
     let mut recent: HashMap<DedupKey, (i64, u64)> = HashMap::new();
     while let Some(queued) = rx.recv().await {
-        let raised = match queued {
-            Queued::Alert(raised) => *raised,
+        let (raised, exe) = match queued {
+            Queued::Alert(raised, exe) => (*raised, exe),
             Queued::Flush(done) => {
                 let _ = done.send(());
                 continue;
@@ -164,7 +170,7 @@ async fn write_alerts(
                 continue;
             }
         }
-        let mut alert = record_of(&raised);
+        let mut alert = record_of(&raised, exe);
         match store.insert_alert(&alert).await {
             Ok(id) => {
                 alert.id = id;
@@ -190,7 +196,20 @@ async fn write_alerts(
     }
 }
 
-fn record_of(raised: &Raised) -> AlertRecord {
+/// The executable of the event's process: an exec's own file, or else what
+/// `/proc/<pid>/exe` says while the process lives (alerts are rare: one readlink each).
+fn exe_of(event: &Event) -> Option<String> {
+    if event.body.info().name == "process" && event.body.kind() == "exec" {
+        if let Some(Value::Str(path)) = event.get("filename") {
+            return Some(path.to_string());
+        }
+    }
+    std::fs::read_link(format!("/proc/{}/exe", event.header.pid))
+        .ok()
+        .map(|path| path.to_string_lossy().into_owned())
+}
+
+fn record_of(raised: &Raised, exe: Option<String>) -> AlertRecord {
     let event = &raised.event;
     let text = |name: &str| match event.get(name) {
         Some(Value::Str(s)) => Some(s.to_string()),
@@ -207,12 +226,14 @@ fn record_of(raised: &Raised) -> AlertRecord {
         rule: rule.id.clone(),
         severity: rule.severity,
         technique: rule.mitre.technique.clone(),
+        technique_name: rule.mitre.name.clone(),
         tactic: rule.mitre.tactic.clone(),
         tracker: event.body.info().name.to_string(),
         session_id: raised.session.clone(),
         pid: event.header.pid,
         ppid: event.header.ppid,
         comm: event.header.comm.as_str().to_string(),
+        exe,
         container_id: text("container_id"),
         container_name: text("container"),
         container_image: text("container_image"),

@@ -16,6 +16,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
+use cel::common::ast::{operators, EntryExpr, Expr, LiteralValue};
 use cel::common::value::CowVal;
 use cel::extractors::This;
 use cel::{Context, Program};
@@ -542,6 +543,9 @@ fn build_rule(
             }
         }
     }
+    // Checked on the whole expression, since the dry run below skips what a false guard
+    // (`kind == "open" && ...`) short-circuits.
+    static_check(&program.expression().expr, &field_type)?;
     // A dry run on an event of zero values finds type errors (a number compared with a
     // text, a bad regex) before any event does.
     let zero = ZeroEvent(&infos);
@@ -615,6 +619,98 @@ impl Record for ZeroEvent<'_> {
 
 /// The variables CEL's comprehension macros bind (`list.exists(x, ...)`): names of the
 /// condition's own, not fields.
+/// Finds, anywhere in a condition, a `matches` pattern that is no valid regex and a field
+/// compared with a literal of another type (`pid == "1"`, `comm == 1`).
+fn static_check(expr: &Expr, field_type: &dyn Fn(&str) -> Option<FieldType>) -> Result<(), String> {
+    let literal_is_text = |e: &Expr| match e {
+        Expr::Literal(LiteralValue::String(_)) => Some(true),
+        Expr::Literal(LiteralValue::Int(_) | LiteralValue::UInt(_) | LiteralValue::Double(_)) => {
+            Some(false)
+        }
+        _ => None,
+    };
+    let children: Vec<&Expr> = match expr {
+        Expr::Call(call) => {
+            if call.func_name == "matches" {
+                if let Some(Expr::Literal(LiteralValue::String(pattern))) =
+                    call.args.last().map(|a| &a.expr)
+                {
+                    regex::Regex::new(pattern.inner())
+                        .map_err(|e| format!("condition: bad regex `{}`: {e}", pattern.inner()))?;
+                }
+            }
+            if COMPARISONS.contains(&call.func_name.as_str()) && call.args.len() == 2 {
+                for (side, other) in [(0, 1), (1, 0)] {
+                    let (Expr::Ident(name), Some(text)) = (
+                        &call.args[side].expr,
+                        literal_is_text(&call.args[other].expr),
+                    ) else {
+                        continue;
+                    };
+                    let field_is_text = match field_type(name) {
+                        Some(ty) => ty == FieldType::Str,
+                        None => continue,
+                    };
+                    if field_is_text != text {
+                        let (field, value) = if field_is_text {
+                            ("text", "number")
+                        } else {
+                            ("number", "text")
+                        };
+                        return Err(format!(
+                            "condition: `{name}` is a {field}, compared with a {value}"
+                        ));
+                    }
+                }
+            }
+            call.target
+                .iter()
+                .map(|t| &t.expr)
+                .chain(call.args.iter().map(|a| &a.expr))
+                .collect()
+        }
+        Expr::Comprehension(c) => vec![
+            &c.iter_range.expr,
+            &c.accu_init.expr,
+            &c.loop_cond.expr,
+            &c.loop_step.expr,
+            &c.result.expr,
+        ],
+        Expr::List(list) => list.elements.iter().map(|e| &e.expr).collect(),
+        Expr::Select(select) => vec![&select.operand.expr],
+        Expr::Map(map) => map
+            .entries
+            .iter()
+            .flat_map(|entry| match &entry.expr {
+                EntryExpr::MapEntry(m) => vec![&m.key.expr, &m.value.expr],
+                EntryExpr::StructField(f) => vec![&f.value.expr],
+            })
+            .collect(),
+        Expr::Struct(st) => st
+            .entries
+            .iter()
+            .flat_map(|entry| match &entry.expr {
+                EntryExpr::MapEntry(m) => vec![&m.key.expr, &m.value.expr],
+                EntryExpr::StructField(f) => vec![&f.value.expr],
+            })
+            .collect(),
+        Expr::Unspecified | Expr::Ident(_) | Expr::Literal(_) => Vec::new(),
+    };
+    children
+        .into_iter()
+        .try_for_each(|child| static_check(child, field_type))
+}
+
+/// CEL's comparison operators.
+const COMPARISONS: [&str; 6] = [
+    operators::EQUALS,
+    operators::NOT_EQUALS,
+    operators::LESS,
+    operators::LESS_EQUALS,
+    operators::GREATER,
+    operators::GREATER_EQUALS,
+];
+
 fn comprehension_variables(condition: &str) -> Vec<String> {
     const MACROS: [&str; 6] = [
         "all(",

@@ -315,6 +315,16 @@ impl QueryRoot {
                     failed_batches: health.failed_batches,
                 }
             },
+            lost: manager
+                .metrics()
+                .losses()
+                .into_iter()
+                .map(|(tracker, stage, events)| StageLoss {
+                    tracker,
+                    stage,
+                    events,
+                })
+                .collect(),
         }
     }
 
@@ -622,22 +632,29 @@ impl MutationRoot {
 
     /// Stores a seccomp profile under `name` (replacing one of that name): advised from
     /// syscall sessions (merged when several: what any of them called; `narrow` as for
-    /// `seccompProfile`) or given whole. Codes: BAD_USER_INPUT, BAD_PROFILE,
-    /// NOT_A_SYSCALL_SESSION.
+    /// `seccompProfile`), merged from stored profiles (`merge`: what any of them allows),
+    /// or given whole. Codes: BAD_USER_INPUT, BAD_PROFILE, NOT_A_SYSCALL_SESSION,
+    /// UNKNOWN_PROFILE.
     async fn save_seccomp_profile(
         &self,
         ctx: &Context<'_>,
         name: String,
         session_ids: Option<Vec<ID>>,
+        merge: Option<Vec<String>>,
         profile: Option<async_graphql::Json<serde_json::Value>>,
         #[graphql(default = false)] narrow: bool,
     ) -> async_graphql::Result<SeccompProfileInfo> {
         let args = serde_json::json!({
-            "name": name, "sessionIds": session_ids, "profile": profile.as_ref().map(|p| &p.0),
-            "narrow": narrow,
+            "name": name, "sessionIds": session_ids, "merge": merge,
+            "profile": profile.as_ref().map(|p| &p.0), "narrow": narrow,
         });
         let manager = manager(ctx).clone();
-        let save = async move { seccomp::save(&manager, name, session_ids, profile, narrow).await };
+        let source = seccomp::SaveSource {
+            session_ids,
+            merge,
+            given: profile,
+        };
+        let save = async move { seccomp::save(&manager, name, source, narrow).await };
         audited(ctx, "saveSeccompProfile", args, |_| None, save).await
     }
 
@@ -720,6 +737,42 @@ impl SubscriptionRoot {
         events_of(manager, record, types::conditions(r#where), from_start).await
     }
 
+    /// The events `sessionEvents` gives, gathered into batches: one message at most every
+    /// `intervalMs` (10 to 5,000) unless `maxEvents` (1 to 10,000) fill it first, so that
+    /// a browser watching thousands of events a second handles a few messages a second.
+    /// Codes: BAD_USER_INPUT, and those of `sessionEvents`.
+    async fn session_event_batches(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        r#where: Option<Vec<ConditionInput>>,
+        #[graphql(default = false)] from_start: bool,
+        #[graphql(default = 100)] interval_ms: u32,
+        #[graphql(default = 1000)] max_events: u32,
+    ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<EventBatch>>> {
+        if !(10..=5000).contains(&interval_ms) || !(1..=10_000).contains(&max_events) {
+            return Err(coded(
+                "BAD_USER_INPUT",
+                format!(
+                    "intervalMs must be 10 to 5000 and maxEvents 1 to 10000, got {interval_ms} and {max_events}"
+                ),
+            ));
+        }
+        let (manager, record) = subscribed_session(ctx, id).await?;
+        let events = events_of(manager, record, types::conditions(r#where), from_start).await?;
+        let interval = Duration::from_millis(u64::from(interval_ms));
+        Ok(
+            tokio_stream::StreamExt::chunks_timeout(events, max_events as usize, interval).map(
+                |chunk| {
+                    let events = chunk
+                        .into_iter()
+                        .collect::<async_graphql::Result<Vec<_>>>()?;
+                    Ok(EventBatch { events })
+                },
+            ),
+        )
+    }
+
     /// One request for one question: starts a session (as `startSession` does), streams
     /// its events that meet `where` from the first one, and ends with the session's final
     /// record, whose results can be asked in the same selection
@@ -785,14 +838,21 @@ impl SubscriptionRoot {
         })
     }
 
-    /// The session's status and counts: now, about every second while it runs, and when it ends.
+    /// The session's status and counts: now, about every second while it runs, and when it
+    /// ends. Without `id`, every session's updates (a list kept current), until dropped.
     async fn session_updated(
         &self,
         ctx: &Context<'_>,
-        id: ID,
-    ) -> async_graphql::Result<impl Stream<Item = SessionObject>> {
+        id: Option<ID>,
+    ) -> async_graphql::Result<BoxStream<'static, SessionObject>> {
         // Subscribed before the session is read, so that no update falls in between.
         let receiver = manager(ctx).subscribe_updates();
+        let Some(id) = id else {
+            caller(ctx)?;
+            let all = BroadcastStream::new(receiver)
+                .filter_map(|item| futures_util::future::ready(item.ok().map(SessionObject)));
+            return Ok(all.boxed());
+        };
         let (_, current) = subscribed_session(ctx, id).await?;
         let ended = current.status != SessionStatus::Running;
         let id = current.id.clone();
@@ -815,7 +875,8 @@ impl SubscriptionRoot {
                 )
             })
             .take_while(|item| futures_util::future::ready(item.is_some()))
-            .filter_map(|item| futures_util::future::ready(item.map(SessionObject))))
+            .filter_map(|item| futures_util::future::ready(item.map(SessionObject)))
+            .boxed())
     }
 }
 
@@ -939,6 +1000,12 @@ fn live_events(
         };
         async move { event }
     })
+}
+
+/// Events of a live session that arrived together (`sessionEventBatches`).
+#[derive(async_graphql::SimpleObject)]
+pub struct EventBatch {
+    pub events: Vec<EventObject>,
 }
 
 /// What `trace` streams: one of the session's events, or, last, its final record.

@@ -175,31 +175,50 @@ fn check_name(name: &str) -> async_graphql::Result<()> {
     })
 }
 
-/// `saveSeccompProfile`: advised from sessions (merged when several) or given whole.
+/// Where `saveSeccompProfile` takes a profile from: exactly one of these is given.
+pub struct SaveSource {
+    pub session_ids: Option<Vec<ID>>,
+    pub merge: Option<Vec<String>>,
+    pub given: Option<Json<serde_json::Value>>,
+}
+
+/// `saveSeccompProfile`: advised from sessions (merged when several), merged from stored
+/// profiles, or given whole.
 pub async fn save(
     manager: &SessionManager,
     name: String,
-    session_ids: Option<Vec<ID>>,
-    given: Option<Json<serde_json::Value>>,
+    source: SaveSource,
     narrow: bool,
 ) -> async_graphql::Result<SeccompProfileInfo> {
     check_name(&name)?;
-    let (profile, source) = match (session_ids, given) {
-        (Some(ids), None) if !ids.is_empty() => {
+    let merged =
+        |profiles: Vec<LinuxSeccomp>| merge(&profiles).map_err(|e| bad_input(e.to_string()));
+    let (profile, source) = match (source.session_ids, source.merge, source.given) {
+        (Some(ids), None, None) if !ids.is_empty() => {
             let mut profiles = Vec::new();
             for id in &ids {
                 profiles.push(of_session(manager, id.clone(), narrow).await?);
             }
-            let merged = merge(&profiles).map_err(|e| bad_input(e.to_string()))?;
             let ids: Vec<&str> = ids.iter().map(|id| id.as_str()).collect();
-            (merged, format!("sessions: {}", ids.join(", ")))
+            (merged(profiles)?, format!("sessions: {}", ids.join(", ")))
         }
-        (None, Some(Json(value))) => {
+        (None, Some(names), None) if !names.is_empty() => {
+            let mut profiles = Vec::new();
+            for stored_name in &names {
+                profiles.push(stored(manager, stored_name).await?);
+            }
+            (merged(profiles)?, format!("merged: {}", names.join(", ")))
+        }
+        (None, None, Some(Json(value))) => {
             let profile = profile::parse(&value.to_string())
                 .map_err(|e| coded("BAD_PROFILE", e.to_string()))?;
             (profile, "given".to_string())
         }
-        _ => return Err(bad_input("give either sessionIds (one or more) or profile")),
+        _ => {
+            return Err(bad_input(
+                "give one of sessionIds (one or more), merge (stored profiles) or profile",
+            ))
+        }
     };
     let record = SeccompProfileRecord {
         name,

@@ -161,6 +161,11 @@ impl AlertObject {
         &self.0.technique
     }
 
+    /// MITRE ATT&CK technique name.
+    async fn technique_name(&self) -> &str {
+        &self.0.technique_name
+    }
+
     async fn tactic(&self) -> &str {
         &self.0.tactic
     }
@@ -183,6 +188,11 @@ impl AlertObject {
 
     async fn comm(&self) -> &str {
         &self.0.comm
+    }
+
+    /// The process's executable; null when it had gone before it could be read.
+    async fn exe(&self) -> Option<&str> {
+        self.0.exe.as_deref()
     }
 
     async fn container_id(&self) -> Option<&str> {

@@ -124,6 +124,18 @@ pub struct Health {
     /// The standing guard and its cost.
     pub guard: super::security::GuardObject,
     pub store: StoreHealth,
+    /// Events lost since the server started, per tracker and stage (what
+    /// `eunomia_events_lost_total` counts); only those that lost any.
+    pub lost: Vec<StageLoss>,
+}
+
+/// Events one tracker lost at one stage: kernel (a full ring buffer, or program runs the
+/// kernel skipped), channel, malformed, sqlite, memory, subscription or alerts.
+#[derive(SimpleObject)]
+pub struct StageLoss {
+    pub tracker: String,
+    pub stage: String,
+    pub events: u64,
 }
 
 /// How the SQLite store fares.

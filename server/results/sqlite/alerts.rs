@@ -18,13 +18,17 @@ pub struct AlertRecord {
     pub count: u64,
     pub rule: String,
     pub severity: Severity,
+    /// MITRE ATT&CK technique id and name.
     pub technique: String,
+    pub technique_name: String,
     pub tactic: String,
     pub tracker: String,
     pub session_id: Option<SessionId>,
     pub pid: u32,
     pub ppid: u32,
     pub comm: String,
+    /// The process's executable, when it could be read.
+    pub exe: Option<String>,
     pub container_id: Option<String>,
     pub container_name: Option<String>,
     pub container_image: Option<String>,
@@ -45,18 +49,18 @@ pub struct AlertFilter {
     pub since_ns: Option<u64>,
 }
 
-const COLUMNS: &str = "id, ts, last_ts, count, rule, severity, technique, tactic, tracker, \
-                       session_id, pid, ppid, comm, container_id, container_name, \
-                       container_image, output, event";
+const COLUMNS: &str = "id, ts, last_ts, count, rule, severity, technique, technique_name, \
+                       tactic, tracker, session_id, pid, ppid, comm, exe, container_id, \
+                       container_name, container_image, output, event";
 
 impl Store {
     /// Stores a new alert; returns its id.
     pub async fn insert_alert(&self, a: &AlertRecord) -> Result<i64, StoreError> {
         let done = sqlx::query(
             "INSERT INTO alerts (ts, last_ts, count, rule, severity, severity_rank, technique, \
-             tactic, tracker, session_id, pid, ppid, comm, container_id, container_name, \
-             container_image, output, event) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             technique_name, tactic, tracker, session_id, pid, ppid, comm, exe, container_id, \
+             container_name, container_image, output, event) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(a.ts_ns as i64)
         .bind(a.last_ts_ns as i64)
@@ -65,12 +69,14 @@ impl Store {
         .bind(a.severity.as_str())
         .bind(a.severity as i64)
         .bind(&a.technique)
+        .bind(&a.technique_name)
         .bind(&a.tactic)
         .bind(&a.tracker)
         .bind(a.session_id.as_ref().map(SessionId::as_str))
         .bind(i64::from(a.pid))
         .bind(i64::from(a.ppid))
         .bind(&a.comm)
+        .bind(&a.exe)
         .bind(&a.container_id)
         .bind(&a.container_name)
         .bind(&a.container_image)
@@ -163,6 +169,7 @@ fn alert_of(row: &sqlx::sqlite::SqliteRow) -> Result<AlertRecord, StoreError> {
             .find(|s| s.as_str() == severity)
             .ok_or_else(|| StoreError::Corrupt(format!("alert severity `{severity}`")))?,
         technique: row.try_get("technique")?,
+        technique_name: row.try_get("technique_name")?,
         tactic: row.try_get("tactic")?,
         tracker: row.try_get("tracker")?,
         session_id: row
@@ -171,6 +178,7 @@ fn alert_of(row: &sqlx::sqlite::SqliteRow) -> Result<AlertRecord, StoreError> {
         pid: number("pid")? as u32,
         ppid: number("ppid")? as u32,
         comm: row.try_get("comm")?,
+        exe: row.try_get("exe")?,
         container_id: row.try_get("container_id")?,
         container_name: row.try_get("container_name")?,
         container_image: row.try_get("container_image")?,
