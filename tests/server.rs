@@ -1011,10 +1011,19 @@ fn metrics_pass_promtool_and_count_events() {
 
 #[test]
 fn console_works_offline_in_a_real_browser() {
-    if !root_or_skip("console_works_offline_in_a_real_browser") {
+    if !common::docker::docker_or_skip("console_works_offline_in_a_real_browser") {
         return;
     }
+    // For the containers panel: running before the server starts, so listed at once.
+    let container = common::docker::Container::start("console");
     let server = Server::start("console", Some(&auth_config()));
+    // For the alerts panel: a session whose rule alerts on each cat of /etc/shadow.
+    server.query_as(
+        r#"mutation { startSession(input: {tracker: "files", durationSecs: 120, store: MEMORY,
+            filter: {comm: "cat"}, config: {opens: "stream"}, rules: ["read_sensitive_file"]}) { id } }"#,
+        json!({}),
+        Some(OPERATOR),
+    );
     // For the sessions panel, which a viewer sees without stop buttons: a profile session
     // (a flame graph) and, newer, a process one (listed first).
     server.query_as(
@@ -1051,13 +1060,23 @@ fn console_works_offline_in_a_real_browser() {
             Some(OPERATOR),
         );
     }
-    // Processes for the live events view, while the browser checks run.
+    // Processes for the live events view, and alerts for the alerts panel, while the
+    // browser checks run.
     let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let execs = {
         let done = done.clone();
         std::thread::spawn(move || {
-            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+            for round in 0u64.. {
+                if done.load(std::sync::atomic::Ordering::Relaxed) {
+                    break;
+                }
                 let _ = Command::new("/bin/true").status();
+                if round % 5 == 0 {
+                    let _ = Command::new("/bin/cat")
+                        .arg("/etc/shadow")
+                        .stdout(std::process::Stdio::null())
+                        .status();
+                }
                 std::thread::sleep(Duration::from_millis(100));
             }
         })
@@ -1071,6 +1090,7 @@ fn console_works_offline_in_a_real_browser() {
             ))
             .args([server.url.as_str(), token])
             .env("CONSOLE_CHECK_PROFILES", "console-a,console-b")
+            .env("CONSOLE_CHECK_CONTAINER", &container.name)
             .output()
             .expect("node is installed");
         let stdout = String::from_utf8_lossy(&out.stdout);

@@ -4,6 +4,7 @@
 // page must load nothing from anywhere else: the check at the end fails the
 // build on any external URL, protocol-relative URL, @import or non-data url().
 import * as esbuild from 'esbuild';
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -87,13 +88,23 @@ function fail(message) {
   process.exit(1);
 }
 
+// The sources are TypeScript: esbuild only strips the types, so tsc checks them first
+// (tsconfig.json: strict) and a type error fails the build.
+try {
+  execFileSync(process.execPath, [path.join(here, 'node_modules/typescript/bin/tsc'), '-p', here], {
+    stdio: 'inherit',
+  });
+} catch {
+  fail('tsc found type errors (above)');
+}
+
 // Start from an empty dist/ so that no stale file survives.
 fs.mkdirSync(dist, { recursive: true });
 for (const name of fs.readdirSync(dist)) fs.rmSync(path.join(dist, name), { recursive: true });
 
 const result = await esbuild.build({
   absWorkingDir: here,
-  entryPoints: { console: 'src/main.jsx' },
+  entryPoints: { console: 'src/main.tsx' },
   outdir: dist,
   bundle: true,
   minify: true,

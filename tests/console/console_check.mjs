@@ -279,6 +279,16 @@ try {
   const rowText = await row.textContent();
   if (!rowText.includes('process') || !rowText.includes('events')) await fail(`a session row reads ${JSON.stringify(rowText)}`);
   const sessionId = await row.getAttribute('data-session');
+  // Its counts move while the caller runs processes: pushed by sessionUpdated (the list
+  // itself is read only every 30 s).
+  const eventsBefore = Number(await row.getAttribute('data-events'));
+  await page
+    .waitForFunction(
+      ({ id, before }) => Number(document.querySelector(`tr[data-session="${id}"]`)?.dataset.events) > before,
+      { id: sessionId, before: eventsBefore },
+      { timeout: 8000 },
+    )
+    .catch(() => fail(`the session's event count stayed at ${eventsBefore}: no live update`, diagnostics()));
   const role = await page.evaluate(async (token) => {
     const response = await fetch('/graphql', {
       method: 'POST',
@@ -322,9 +332,9 @@ try {
   await page
     .waitForSelector(`[data-chart="${sessionId}"] .eunomia-line .uplot canvas`, { timeout: STEP_MS })
     .catch(() => fail('the chart drew no line', diagnostics()));
-  await page.selectOption(`[data-chart="${sessionId}"] select`, 'kind');
+  await page.selectOption(`[data-chart="${sessionId}"] select[name="groupBy"]`, 'kind');
   await page
-    .waitForSelector(`[data-chart="${sessionId}"] .eunomia-bars tr[data-key="exec"]`, { timeout: STEP_MS })
+    .waitForSelector(`[data-chart="${sessionId}"] .eunomia-aggregate tr[data-key="exec"]`, { timeout: STEP_MS })
     .catch(async () =>
       fail('no exec bar after picking kind', [await page.textContent(`[data-chart="${sessionId}"]`).catch(() => ''), ...diagnostics()]),
     );
@@ -346,6 +356,31 @@ try {
   if (jsonl.name !== `${sessionId}.jsonl` || !events.some((e) => e.kind === 'exec')) {
     await fail(`the JSON Lines export is ${jsonl.name}: ${jsonl.text.slice(0, 200)}`);
   }
+
+  // Another operation on a numeric field: the longest exec-to-exit time by kind, in ns.
+  await page.selectOption(`[data-chart="${sessionId}"] select[name="op"]`, 'MAX');
+  await page
+    .waitForFunction(
+      (id) => {
+        const bar = document.querySelector(`[data-chart="${id}"] .eunomia-aggregate tr[data-key="exit"]`);
+        const field = document.querySelector(`[data-chart="${id}"] select[name="field"]`)?.value;
+        return field === 'duration_ns' && Number(bar?.dataset.value) > 0;
+      },
+      sessionId,
+      { timeout: STEP_MS },
+    )
+    .catch(async () =>
+      fail('no MAX(duration_ns) bar for exit', [await page.textContent(`[data-chart="${sessionId}"]`).catch(() => ''), ...diagnostics()]),
+    );
+  // The process tracker has one per-event measure: its spread is drawn unasked.
+  await page
+    .waitForSelector(
+      `[data-chart="${sessionId}"] .eunomia-histogram[data-field="duration_ns"] .eunomia-histogram-bars tr[data-value]`,
+      { timeout: STEP_MS },
+    )
+    .catch(async () =>
+      fail('no histogram of duration_ns', [await page.textContent(`[data-chart="${sessionId}"]`).catch(() => ''), ...diagnostics()]),
+    );
 
   // Live events over the websocket (the caller runs processes meanwhile): rows appear.
   await page.click(`[data-chart="${sessionId}"] button[data-action="live"]`);
@@ -430,17 +465,81 @@ try {
   if (await page.$('.eunomia-alerts .eunomia-catalog-error')) {
     await fail(`the alerts panel shows an error: ${await page.textContent('.eunomia-alerts')}`);
   }
+  // The caller's rule session alerts on a cat of /etc/shadow twice a second: at HIGH they
+  // show, and new ones arrive through alertRaised (the list is read only every 30 s).
+  await page.selectOption('.eunomia-alerts select[name="minSeverity"]', 'HIGH');
+  await page
+    .waitForSelector('.eunomia-alerts tr[data-rule="read_sensitive_file"]', { timeout: STEP_MS })
+    .catch(async () => fail('no read_sensitive_file alert listed', [await page.textContent('.eunomia-alerts').catch(() => ''), ...diagnostics()]));
+  const alertText = await page.textContent('.eunomia-alerts tr[data-rule="read_sensitive_file"]');
+  if (!alertText.includes('T1003.008') || !alertText.includes('OS Credential Dumping') || !alertText.includes('cat (')) {
+    await fail(`an alert reads ${JSON.stringify(alertText)}`);
+  }
+  const alertIds = await page.$$eval('.eunomia-alerts tr[data-alert]', (rows) => rows.map((r) => r.dataset.alert));
+  await page
+    .waitForFunction(
+      (known) => [...document.querySelectorAll('.eunomia-alerts tr[data-alert]')].some((r) => !known.includes(r.dataset.alert)),
+      alertIds,
+      { timeout: 5000 },
+    )
+    .catch(() => fail('no new alert arrived live', diagnostics()));
+
+  // Opens a sidebar panel; one already open (its button then reads "Hide ...") stays.
+  const showPanel = async (title) => {
+    if (await page.$(`[aria-label="Hide ${title}"]`)) return;
+    await page.click(`[aria-label="Show ${title}"]`).catch(() => fail(`no ${title} button in the sidebar`, diagnostics()));
+  };
+
+  // With CONSOLE_CHECK_CONTAINER (a running container's name): it is listed with its
+  // namespaces, and its "trace" button writes a startSession for it into the editors,
+  // which an operator runs.
+  const containerName = process.env.CONSOLE_CHECK_CONTAINER;
+  if (containerName) {
+    await showPanel('Containers');
+    const containerRow = await page
+      .waitForSelector(`.eunomia-containers tr[data-container]:has-text("${containerName}")`, { timeout: STEP_MS })
+      .catch(() => fail(`the containers panel does not list ${containerName}`, diagnostics()));
+    const containerId = await containerRow.getAttribute('data-container');
+    const namespaces = await containerRow.$eval('[data-namespaces]', (el) => el.dataset.namespaces);
+    if (!/\bpid:\d+/.test(namespaces) || !/\bmnt:\d+/.test(namespaces)) await fail(`its namespaces read ${JSON.stringify(namespaces)}`);
+    await containerRow.$('button[data-trace="process"]').then((button) => button.click());
+    const traced = await page.evaluate(() => ({
+      query: document.querySelector('.graphiql-query-editor .CodeMirror').CodeMirror.getValue(),
+      variables: document.querySelector('.graphiql-editor-tool .CodeMirror').CodeMirror.getValue(),
+    }));
+    const tracedVars = JSON.parse(traced.variables);
+    if (!traced.query.includes('startSession') || tracedVars.container !== containerId || tracedVars.tracker !== 'process') {
+      await fail(`"trace" wrote ${JSON.stringify(traced)}`);
+    }
+    if (role === 'OPERATOR') {
+      await page
+        .waitForFunction((query) => localStorage.getItem('graphiql:query') === query, traced.query)
+        .catch(() => fail('GraphiQL did not take the trace mutation'));
+      await page.evaluate(() => document.querySelector('.graphiql-response .CodeMirror')?.CodeMirror?.setValue(''));
+      await page.click('.graphiql-execute-button');
+      await page
+        .waitForFunction(
+          () => /"status": "RUNNING"/.test(document.querySelector('.graphiql-response .CodeMirror')?.CodeMirror?.getValue() ?? ''),
+          undefined,
+          { timeout: STEP_MS },
+        )
+        .catch(async () =>
+          fail('the trace mutation did not start a session', [
+            await page.evaluate(() => document.querySelector('.graphiql-response .CodeMirror')?.CodeMirror?.getValue() ?? ''),
+            ...diagnostics(),
+          ]),
+        );
+    }
+  }
 
   // The containers, alerts and health panels render from the API (the health panel
-  // with the version the query above returned).
+  // with the version the query above returned, and the losses since start).
   for (const [title, ready] of [
     ['Containers', '.eunomia-containers table, .eunomia-containers p'],
     ['Alerts', '.eunomia-alerts p, .eunomia-alerts tr[data-alert]'],
-    ['Health', `.eunomia-health dl[data-version="${version}"] [data-store-ok="true"]`],
+    ['Health', `.eunomia-health dl[data-version="${version}"] [data-store-ok="true"] ~ .eunomia-losses`],
   ]) {
-    await page
-      .click(`[aria-label="Show ${title}"]`)
-      .catch(() => fail(`no ${title} button in the sidebar`, diagnostics()));
+    await showPanel(title);
     await page
       .waitForSelector(ready, { timeout: STEP_MS })
       .catch(async () => fail(`the ${title} panel did not render`, [await page.textContent('.graphiql-plugin').catch(() => ''), ...diagnostics()]));

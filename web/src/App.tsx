@@ -1,6 +1,6 @@
-import { useMemo, useState } from 'react';
+import { type FormEvent, useMemo, useState } from 'react';
 import { GraphiQL } from 'graphiql';
-import { createClient } from 'graphql-ws';
+import { type Client, createClient } from 'graphql-ws';
 import { createGraphiQLFetcher } from '@graphiql/toolkit';
 import { CATALOG_TITLE, CatalogIcon, makeCatalog } from './Catalog';
 import { SESSIONS_TITLE, SessionsIcon, makeSessions } from './Sessions';
@@ -21,6 +21,7 @@ import {
   SECCOMP_TITLE,
   SeccompIcon,
 } from './Overview';
+import type { Load, Variables } from './polled';
 
 export const TOKEN_KEY = 'eunomia.token';
 
@@ -34,7 +35,7 @@ export const DEFAULT_QUERY = `# The sidebar's "Trackers and fields" lists every 
 `;
 
 // A shared link's operation: /graphql?query=...&variables=... opens in the editor.
-function linked(name) {
+function linked(name: string): string | undefined {
   try {
     return new URLSearchParams(window.location.search).get(name) ?? undefined;
   } catch {
@@ -51,7 +52,7 @@ function readToken() {
   }
 }
 
-function writeToken(token) {
+function writeToken(token: string) {
   try {
     if (token) window.localStorage.setItem(TOKEN_KEY, token);
     else window.localStorage.removeItem(TOKEN_KEY);
@@ -73,7 +74,7 @@ function endpoints() {
 // GraphiQL parses every answer as JSON. The server answers some failures (body
 // too large, request timed out) with plain text or nothing: show those as a
 // GraphQL error naming the HTTP status instead of a JSON parse error.
-async function fetchJson(url, init) {
+async function fetchJson(url: RequestInfo | URL, init?: RequestInit): Promise<Response> {
   const response = await window.fetch(url, init);
   const type = response.headers.get('content-type') || '';
   if (type.includes('json')) return response;
@@ -85,14 +86,14 @@ async function fetchJson(url, init) {
   });
 }
 
-function authHeaders(token) {
+function authHeaders(token: string): Record<string, string> {
   return token ? { Authorization: `Bearer ${token}` } : {};
 }
 
 // One operation over HTTP with the token, for the console's own panels; `load.get(path)`
 // fetches another of the server's paths with the token (the flame graph).
-function makeLoader(token) {
-  const load = async (query, variables) => {
+function makeLoader(token: string): Load {
+  const request = async (query: string, variables?: Variables) => {
     const response = await fetchJson(endpoints().url, {
       method: 'POST',
       headers: { 'content-type': 'application/json', ...authHeaders(token) },
@@ -100,25 +101,30 @@ function makeLoader(token) {
     });
     return response.json();
   };
-  load.get = (path) => window.fetch(path, { headers: authHeaders(token) });
-  // `load.subscribe(query, variables, onNext, onError)` over graphql-transport-ws (one
-  // connection for the panels, made on first use); returns the unsubscribe function.
-  let client = null;
-  load.subscribe = (query, variables, onNext, onError) => {
+  // One graphql-transport-ws connection for the panels, made on first use.
+  let client: Client | null = null;
+  const subscribe: Load['subscribe'] = (query, variables, onNext, onError) => {
     client ??= createClient({ url: endpoints().subscriptionUrl, connectionParams: authHeaders(token) });
     return client.subscribe(
       { query, variables },
       {
-        next: (message) => (message.errors ? onError(message.errors[0].message) : onNext(message.data)),
-        error: (err) => onError(err?.message ?? err?.reason ?? String(err)),
+        next: (message) =>
+          message.errors ? onError(message.errors[0].message) : onNext(message.data as never),
+        error: (err: unknown) => {
+          const e = err as { message?: string; reason?: string } | null;
+          onError(e?.message ?? e?.reason ?? String(err));
+        },
         complete: () => {},
       },
     );
   };
-  return load;
+  return Object.assign(request, {
+    get: (path: string) => window.fetch(path, { headers: authHeaders(token) }),
+    subscribe,
+  }) as Load;
 }
 
-function makeFetcher(token) {
+function makeFetcher(token: string) {
   const auth = authHeaders(token);
   return createGraphiQLFetcher({
     ...endpoints(),
@@ -132,12 +138,12 @@ function makeFetcher(token) {
   });
 }
 
-function TokenBar({ token, onApply }) {
+function TokenBar({ token, onApply }: { token: string; onApply: (token: string) => void }) {
   const [draft, setDraft] = useState(token);
   const [shown, setShown] = useState(false);
   const dirty = draft.trim() !== token;
 
-  const submit = (event) => {
+  const submit = (event: FormEvent) => {
     event.preventDefault();
     onApply(draft.trim());
   };
@@ -205,7 +211,7 @@ export function App() {
     ];
   }, [token]);
 
-  const apply = (next) => {
+  const apply = (next: string) => {
     writeToken(next);
     setToken(next);
   };

@@ -1,5 +1,7 @@
 import { useEffect, useState } from 'react';
 import { useEditorContext } from '@graphiql/react';
+import type { Load } from './polled';
+import type { Tracker } from './schema';
 
 // The catalog as `trackers` gives it: what groupBy, field and where take, and what a
 // session's config takes, per tracker.
@@ -21,7 +23,7 @@ export const RESULTS_QUERY = `query Results($id: ID!) {
 
 // A tracker's example: start a short session, then ask what it saw. Made from the
 // catalog, so that every tracker has one and none goes stale.
-export function example(tracker) {
+export function example(tracker: Tracker) {
   const query = `# ${tracker.name}: ${tracker.description}
 # Run Start (an operator's token), put the id it returns into the variables, then
 # run Results while the session runs or after it ended.
@@ -53,17 +55,20 @@ export function CatalogIcon() {
 // The panel: each tracker's fields and options. GraphiQL completes the schema's names;
 // field names are string values it cannot know, so a click on one writes it, quoted,
 // at the query editor's cursor.
-export function makeCatalog(load) {
+export function makeCatalog(load: Load) {
   return function Catalog() {
     const { queryEditor, variableEditor } = useEditorContext({ nonNull: true });
-    const [state, setState] = useState({ trackers: null, error: null });
+    const [state, setState] = useState<{ trackers: Tracker[] | null; error: string | null }>({
+      trackers: null,
+      error: null,
+    });
 
     useEffect(() => {
       let live = true;
-      load(CATALOG_QUERY)
+      load<{ trackers: Tracker[] }>(CATALOG_QUERY)
         .then((body) => {
           if (!live) return;
-          if (body.errors) setState({ trackers: null, error: body.errors[0].message });
+          if (body.errors || !body.data) setState({ trackers: null, error: body.errors?.[0].message ?? 'no data' });
           else setState({ trackers: body.data.trackers, error: null });
         })
         .catch((err) => live && setState({ trackers: null, error: String(err) }));
@@ -72,13 +77,13 @@ export function makeCatalog(load) {
       };
     }, []);
 
-    const insert = (name) => {
+    const insert = (name: string) => {
       if (!queryEditor) return;
       queryEditor.replaceSelection(JSON.stringify(name));
       queryEditor.focus();
     };
 
-    const open = (tracker) => {
+    const open = (tracker: Tracker) => {
       if (!queryEditor || !variableEditor) return;
       const { query, variables } = example(tracker);
       queryEditor.setValue(query);

@@ -1,19 +1,47 @@
 import { useState } from 'react';
 import { useEditorContext } from '@graphiql/react';
-import { Icon, Panel, saveFile, usePolled } from './polled';
+import { Action, Icon, type Load, Panel, saveFile, usePolled, useSubscription } from './polled';
+import type { Role } from './schema';
 
 // The trackers a container's "trace" buttons start.
 const TRACE = ['process', 'syscall', 'tcp', 'files'];
 
 export const CONTAINERS_TITLE = 'Containers';
-const CONTAINERS_QUERY = '{ containers { id name image runtime state pids } }';
+const CONTAINERS_QUERY = `{ containers { id name image runtime state pids
+  namespaces { pid mnt net user uts } } }`;
+
+interface Namespaces {
+  pid: number | null;
+  mnt: number | null;
+  net: number | null;
+  user: number | null;
+  uts: number | null;
+}
+
+interface Container {
+  id: string;
+  name: string | null;
+  image: string | null;
+  runtime: string;
+  state: string;
+  pids: number[];
+  namespaces: Namespaces;
+}
+
+// "pid:4026532571 mnt:..." for the namespaces that are known.
+function namespaceText(ns: Namespaces) {
+  return (Object.entries(ns) as [string, number | null][])
+    .filter(([, inode]) => inode !== null)
+    .map(([kind, inode]) => `${kind}:${inode}`)
+    .join(' ');
+}
 
 export function ContainersIcon() {
   return <Icon d="M4 7h16v12H4zM8 7V4h8v3" />;
 }
 
 // A Start mutation for `tracker` on one container (its restarts followed).
-function traceContainer(tracker, container) {
+function traceContainer(tracker: string, container: Container) {
   const query = `# ${tracker} in container ${container.name ?? container.id}
 mutation Trace($tracker: String!, $container: String!) {
   startSession(input: {tracker: $tracker, durationSecs: 30, store: MEMORY,
@@ -23,11 +51,11 @@ mutation Trace($tracker: String!, $container: String!) {
   return { query, variables: JSON.stringify({ tracker, container: container.id }, null, 2) };
 }
 
-export function makeContainers(load) {
+export function makeContainers(load: Load) {
   return function Containers() {
     const { queryEditor, variableEditor } = useEditorContext({ nonNull: true });
-    const polled = usePolled(load, CONTAINERS_QUERY);
-    const trace = (tracker, container) => {
+    const polled = usePolled<{ containers: Container[] }>(load, CONTAINERS_QUERY);
+    const trace = (tracker: string, container: Container) => {
       if (!queryEditor || !variableEditor) return;
       const { query, variables } = traceContainer(tracker, container);
       queryEditor.setValue(query);
@@ -47,6 +75,9 @@ export function makeContainers(load) {
                       <strong>{c.name ?? c.id.slice(0, 12)}</strong> {c.image ?? ''}
                       <div className="eunomia-type">
                         {c.runtime} {c.state}, pids {c.pids.join(' ') || 'none'}
+                      </div>
+                      <div className="eunomia-type" data-namespaces={namespaceText(c.namespaces)}>
+                        namespaces {namespaceText(c.namespaces) || 'unknown'}
                       </div>
                       <div>
                         trace:{' '}
@@ -77,9 +108,35 @@ export function makeContainers(load) {
 export const ALERTS_TITLE = 'Alerts';
 const SEVERITIES = ['INFO', 'LOW', 'MEDIUM', 'HIGH', 'CRITICAL'];
 
-function alertsQuery(minSeverity) {
-  return `{ alerts(first: 50, filter: {minSeverity: ${minSeverity}}) { nodes { id lastTs count rule
-    severity technique tactic comm pid containerName output event } } }`;
+const ALERT_FIELDS = `id lastTs count rule severity technique techniqueName tactic comm pid exe
+  containerName output event`;
+
+function alertsQuery(minSeverity: string) {
+  return `{ alerts(first: 50, filter: {minSeverity: ${minSeverity}}) { nodes { ${ALERT_FIELDS} } } }`;
+}
+// New alerts as they are raised: the panel shows them at once, without reading the list.
+const RAISED = `subscription($least: Severity) { alertRaised(minSeverity: $least) { ${ALERT_FIELDS} } }`;
+// The list is read again this rarely: new alerts come through RAISED, and this catches
+// repeats counted up in stored alerts (which are not sent again).
+const ALERTS_REFRESH_MS = 30_000;
+// The most alerts shown.
+const ALERTS_SHOWN = 50;
+
+interface Alert {
+  id: string;
+  lastTs: string;
+  count: number;
+  rule: string;
+  severity: string;
+  technique: string;
+  techniqueName: string;
+  tactic: string;
+  comm: string;
+  pid: number;
+  exe: string | null;
+  containerName: string | null;
+  output: string;
+  event: unknown;
 }
 
 export function AlertsIcon() {
@@ -88,15 +145,21 @@ export function AlertsIcon() {
 
 // The newest alerts at or above a severity: rule, MITRE technique and tactic, who, the
 // output, and the triggering event on a click.
-export function makeAlerts(load) {
+export function makeAlerts(load: Load) {
   return function Alerts() {
     const [minSeverity, setMinSeverity] = useState('INFO');
-    const [shown, setShown] = useState(null);
-    const polled = usePolled(load, alertsQuery(minSeverity));
+    const [shown, setShown] = useState<string | null>(null);
+    const polled = usePolled<{ alerts: { nodes: Alert[] } }>(load, alertsQuery(minSeverity), ALERTS_REFRESH_MS);
+    const live = useSubscription<{ alertRaised: Alert }>(load, RAISED, { least: minSeverity }, ({ alertRaised: alert }) =>
+      polled.setData((data) => ({
+        alerts: { nodes: [alert, ...data.alerts.nodes.filter((a) => a.id !== alert.id)].slice(0, ALERTS_SHOWN) },
+      })),
+    );
     return (
       <Panel title={ALERTS_TITLE} className="eunomia-alerts" polled={polled}>
         {({ alerts }) => (
           <>
+            {live && <div className="eunomia-catalog-error">live alerts: {live}</div>}
             <label>
               at least{' '}
               <select name="minSeverity" value={minSeverity} onChange={(e) => setMinSeverity(e.target.value)}>
@@ -109,23 +172,21 @@ export function makeAlerts(load) {
             <table>
               <tbody>
                 {alerts.nodes.map((a) => (
-                  <tr key={a.id} data-alert={a.id} data-severity={a.severity}>
+                  <tr key={a.id} data-alert={a.id} data-severity={a.severity} data-rule={a.rule}>
                     <td>
                       <strong className={`eunomia-severity-${a.severity}`}>{a.severity}</strong> {a.rule}
                       {a.count > 1 ? ` (x${a.count})` : ''}
+                      <div className="eunomia-type" title={a.techniqueName}>
+                        {a.technique} {a.techniqueName} ({a.tactic})
+                      </div>
                       <div className="eunomia-type">
-                        {a.technique} {a.tactic}; {a.comm} ({a.pid}){a.containerName ? ` in ${a.containerName}` : ''};{' '}
-                        {a.lastTs}
+                        {a.comm} ({a.pid}){a.exe ? ` ${a.exe}` : ''}
+                        {a.containerName ? ` in ${a.containerName}` : ''}; {a.lastTs}
                       </div>
                       <div>{a.output}</div>
-                      <button
-                        type="button"
-                        className="eunomia-example"
-                        data-action="event"
-                        onClick={() => setShown(shown === a.id ? null : a.id)}
-                      >
+                      <Action action="event" onClick={() => setShown(shown === a.id ? null : a.id)}>
                         event
-                      </button>
+                      </Action>
                       {shown === a.id && <pre className="eunomia-event">{JSON.stringify(a.event, null, 2)}</pre>}
                     </td>
                   </tr>
@@ -150,10 +211,19 @@ export function RulesIcon() {
   return <Icon d="M5 6h14M5 12h14M5 18h8M17 16l2 2 3-4" />;
 }
 
+interface Rule {
+  id: string;
+  name: string;
+  severity: string;
+  enabled: boolean;
+  hits: number;
+  mitre: { technique: string; name: string; tactic: string };
+}
+
 // The detection rules with their hits; operators turn them on and off.
-export function makeRules(load) {
+export function makeRules(load: Load) {
   return function Rules() {
-    const polled = usePolled(load, RULES_QUERY);
+    const polled = usePolled<{ me: { role: Role }; rules: Rule[] }>(load, RULES_QUERY);
     return (
       <Panel title={RULES_TITLE} className="eunomia-rules" polled={polled}>
         {({ me, rules }) => (
@@ -169,9 +239,9 @@ export function makeRules(load) {
                   </td>
                   <td>
                     {me.role === 'OPERATOR' ? (
-                      <button type="button" className="eunomia-example" data-action="toggle" onClick={() => polled.mutate(SET_ENABLED, { id: r.id, enabled: !r.enabled })}>
+                      <Action action="toggle" onClick={() => polled.mutate(SET_ENABLED, { id: r.id, enabled: !r.enabled })}>
                         {r.enabled ? 'disable' : 'enable'}
-                      </button>
+                      </Action>
                     ) : (
                       <span className="eunomia-type">{r.enabled ? 'on' : 'off'}</span>
                     )}
@@ -197,21 +267,34 @@ export function SeccompIcon() {
   return <Icon d="M12 3l8 3v6c0 5-4 8-8 9-4-1-8-4-8-9V6z" />;
 }
 
+interface Profile {
+  name: string;
+  calls: number;
+  source: string;
+  savedAt: string;
+}
+
+interface Diff {
+  onlyInFirst: string[];
+  onlyInSecond: string[];
+  inBoth: string[];
+}
+
 // Stored seccomp profiles: download one as OCI JSON, or diff two.
-export function makeSeccomp(load) {
+export function makeSeccomp(load: Load) {
   return function Seccomp() {
-    const polled = usePolled(load, PROFILES_QUERY);
+    const polled = usePolled<{ seccompProfiles: Profile[] }>(load, PROFILES_QUERY);
     const [pair, setPair] = useState({ first: '', second: '' });
-    const [diff, setDiff] = useState(null);
+    const [diff, setDiff] = useState<Diff | null>(null);
     const compare = async () => {
-      const body = await load(DIFF_QUERY, pair);
-      if (body.errors) polled.setError(body.errors[0].message);
+      const body = await load<{ diffSeccompProfiles: Diff }>(DIFF_QUERY, pair);
+      if (body.errors || !body.data) polled.setError(body.errors?.[0].message ?? 'no data');
       else setDiff(body.data.diffSeccompProfiles);
     };
-    const download = async (name) => {
-      const body = await load(PROFILE_QUERY, { name });
-      if (body.errors) {
-        polled.setError(body.errors[0].message);
+    const download = async (name: string) => {
+      const body = await load<{ seccompProfile: unknown }>(PROFILE_QUERY, { name });
+      if (body.errors || !body.data) {
+        polled.setError(body.errors?.[0].message ?? 'no data');
         return;
       }
       saveFile(`${name}.json`, JSON.stringify(body.data.seccompProfile, null, 2), 'application/json');
@@ -243,7 +326,7 @@ export function makeSeccomp(load) {
                 </tbody>
               </table>
               <div className="eunomia-diff">
-                {['first', 'second'].map((side) => (
+                {(['first', 'second'] as const).map((side) => (
                   <select key={side} name={side} value={pair[side]} onChange={(e) => setPair({ ...pair, [side]: e.target.value })}>
                     <option value="">{side}</option>
                     {profiles.map((p) => (
@@ -276,15 +359,34 @@ export function makeSeccomp(load) {
 export const HEALTH_TITLE = 'Health';
 const HEALTH_QUERY = `{ health { version kernel btf uptimeSecs activeSessions
   guard { running eventsSeen eventsLost bpfRunTimeNs cpuTimeNs failedTracker }
-  store { ok lastError lastErrorAt failedBatches } } }`;
+  store { ok lastError lastErrorAt failedBatches }
+  lost { tracker stage events } } }`;
+
+interface Health {
+  version: string;
+  kernel: string;
+  btf: boolean;
+  uptimeSecs: number;
+  activeSessions: number;
+  guard: {
+    running: boolean;
+    eventsSeen: number;
+    eventsLost: number;
+    bpfRunTimeNs: number;
+    cpuTimeNs: number;
+    failedTracker: string | null;
+  };
+  store: { ok: boolean; lastError: string | null; lastErrorAt: string | null; failedBatches: number };
+  lost: { tracker: string; stage: string; events: number }[];
+}
 
 export function HealthIcon() {
   return <Icon d="M3 12h4l3-7 4 14 3-7h4" />;
 }
 
-export function makeHealth(load) {
+export function makeHealth(load: Load) {
   return function Health() {
-    const polled = usePolled(load, HEALTH_QUERY);
+    const polled = usePolled<{ health: Health }>(load, HEALTH_QUERY);
     return (
       <Panel title={HEALTH_TITLE} className="eunomia-health" polled={polled}>
         {({ health: h }) => (
@@ -308,6 +410,24 @@ export function makeHealth(load) {
                 ? `running: ${h.guard.eventsSeen} events, ${h.guard.eventsLost} lost, ` +
                   `BPF ${Math.round(h.guard.bpfRunTimeNs / 1e6)} ms, CPU ${Math.round(h.guard.cpuTimeNs / 1e6)} ms`
                 : `off${h.guard.failedTracker ? ` (${h.guard.failedTracker} failed)` : ''}`}
+            </dd>
+            <dt>events lost since start</dt>
+            <dd className="eunomia-losses">
+              {h.lost.length === 0 ? (
+                'none'
+              ) : (
+                <table>
+                  <tbody>
+                    {h.lost.map((l) => (
+                      <tr key={`${l.tracker}/${l.stage}`} data-tracker={l.tracker} data-stage={l.stage}>
+                        <td>{l.tracker}</td>
+                        <td>{l.stage}</td>
+                        <td>{l.events}</td>
+                      </tr>
+                    ))}
+                  </tbody>
+                </table>
+              )}
             </dd>
           </dl>
         )}
