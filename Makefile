@@ -1,6 +1,6 @@
 # Set-up and everyday commands. Run as root on Debian/Ubuntu; each target installs what
 # it needs first.
-.PHONY: deps build run test bench mutants vmlinux schema console
+.PHONY: deps build run test bench mutants vmlinux schema console screenshots
 
 CARGO ?= cargo
 # Build and test tools from Debian: the BPF toolchain, bpftool (vmlinux.h), and the
@@ -20,8 +20,9 @@ deps:
 	fi
 	@# The machine's Node.js may come from elsewhere; Debian's only when there is none.
 	@command -v npm >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm
-	@# playwright-core drives Debian's chromium in the console test.
-	@[ -d web/node_modules/playwright-core ] || (cd web && npm ci --no-audit --no-fund)
+	@# playwright-core drives Debian's chromium in the console test; typescript and
+	@# esbuild rebuild the console for the test that compares it with web/dist.
+	@[ -d web/node_modules/playwright-core ] && [ -d web/node_modules/typescript ] || (cd web && npm ci --no-audit --no-fund)
 
 build: deps
 	$(CARGO) build --release --locked
@@ -77,3 +78,9 @@ schema:
 # Rebuilds the console's committed bundle in web/dist/.
 console:
 	cd web && ./build.sh
+
+# Rebuilds the console screenshots the README shows: the browser test against a real
+# server (root, Docker), three of its pages kept in web/screenshots/.
+screenshots: deps
+	dir=$$(mktemp -d) && EUNOMIA_CONSOLE_SHOTS=$$dir CI=true $(CARGO) test --locked --test server -- console_works_offline_in_a_real_browser && \
+		cp $$dir/chart-operator.png $$dir/flamegraph-operator.png $$dir/alerts-viewer.png web/screenshots/ && rm -rf $$dir

@@ -1024,13 +1024,37 @@ fn console_works_offline_in_a_real_browser() {
         json!({}),
         Some(OPERATOR),
     );
-    // For the sessions panel, which a viewer sees without stop buttons: a profile session
-    // (a flame graph) and, newer, a process one (listed first).
-    server.query_as(
-        r#"mutation { startSession(input: {tracker: "profile", durationSecs: 120, store: MEMORY}) { id } }"#,
-        json!({}),
+    use std::io::{BufRead, Write};
+    // For the flame graph: a profile session of a program that spends 90% of 2 s in
+    // spin_here, ended before the browser looks.
+    let (hot, _) =
+        common::build_program("stack_work.c", &["-O0", "-fno-omit-frame-pointer"], "hot");
+    let mut child = Command::new(&*hot)
+        .arg("profile")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    assert_eq!(lines.next().unwrap().unwrap(), "ready");
+    let profiled = server.query_as(
+        "mutation($pid: Int!) { startSession(input: {tracker: \"profile\", durationSecs: 120,
+            store: MEMORY, filter: {pid: $pid}, config: {frequency: 499}}) { id programIds } }",
+        json!({ "pid": child.id() }),
         Some(OPERATOR),
     );
+    let profiled = profiled["startSession"]["id"].as_str().unwrap().to_string();
+    child.stdin.take().unwrap().write_all(b"go\n").unwrap();
+    assert_eq!(lines.next().unwrap().unwrap(), "done");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    server.query_as(
+        "mutation($id: ID!) { stopSession(id: $id) { status } }",
+        json!({ "id": profiled }),
+        Some(OPERATOR),
+    );
+    // For the sessions panel, which a viewer sees without stop buttons: a process session
+    // (listed first, being the newest).
     let started = server.query_as(
         r#"mutation { startSession(input: {tracker: "process", durationSecs: 120, store: MEMORY}) { id } }"#,
         json!({}),
@@ -1060,12 +1084,17 @@ fn console_works_offline_in_a_real_browser() {
             Some(OPERATOR),
         );
     }
+    // The program the operator's form session filters on: run exactly 20 times once
+    // that session runs.
+    let (program, program_comm) = common::syscall_load("form");
     // Processes for the live events view, and alerts for the alerts panel, while the
     // browser checks run.
     let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let execs = {
+    let background = {
         let done = done.clone();
+        let (url, program) = (server.url.clone(), program.to_path_buf());
         std::thread::spawn(move || {
+            let mut ran_program = false;
             for round in 0u64.. {
                 if done.load(std::sync::atomic::Ordering::Relaxed) {
                     break;
@@ -1077,10 +1106,17 @@ fn console_works_offline_in_a_real_browser() {
                         .stdout(std::process::Stdio::null())
                         .status();
                 }
+                if !ran_program && form_session_runs(&url) {
+                    for _ in 0..20 {
+                        common::run_load(&program, 1);
+                    }
+                    ran_program = true;
+                }
                 std::thread::sleep(Duration::from_millis(100));
             }
         })
     };
+    let shots = common::TempDir::new("console-shots");
     // A viewer sees; an operator also starts and stops sessions from the console.
     for token in [VIEWER, OPERATOR] {
         let out = Command::new("node")
@@ -1091,6 +1127,9 @@ fn console_works_offline_in_a_real_browser() {
             .args([server.url.as_str(), token])
             .env("CONSOLE_CHECK_PROFILES", "console-a,console-b")
             .env("CONSOLE_CHECK_CONTAINER", &container.name)
+            .env("CONSOLE_CHECK_PROGRAM", &program_comm)
+            .env("CONSOLE_CHECK_HOT", "spin_here")
+            .env("CONSOLE_CHECK_SHOTS", shots.path())
             .output()
             .expect("node is installed");
         let stdout = String::from_utf8_lossy(&out.stdout);
@@ -1115,19 +1154,74 @@ fn console_works_offline_in_a_real_browser() {
         );
     }
     done.store(true, std::sync::atomic::Ordering::Relaxed);
-    execs.join().unwrap();
-    let started = server.query_as(
-        r#"{ sessions { nodes { label status } } }"#,
+    background.join().unwrap();
+    // The form's session: stopped from the page, 20 execs and 20 exits of the program.
+    let sessions = server.query_as(
+        r#"{ sessions { nodes { label status filter eventCount } } }"#,
         json!({}),
         Some(VIEWER),
     );
-    assert!(
-        started["sessions"]["nodes"]
+    let form = sessions["sessions"]["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["label"] == "from-console")
+        .unwrap_or_else(|| panic!("{sessions}"))
+        .clone();
+    assert_eq!(form["status"], "STOPPED", "{form}");
+    assert_eq!(form["filter"]["comm"], program_comm.as_str(), "{form}");
+    assert_eq!(form["eventCount"], 40, "{form}");
+    // A screenshot of every panel, for each role, as the check's artefacts.
+    let mut taken: Vec<String> = std::fs::read_dir(shots.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    taken.sort();
+    assert_eq!(taken.len(), 2 * CONSOLE_PAGES.len(), "{taken:?}");
+    if let Some(keep) = std::env::var_os("EUNOMIA_CONSOLE_SHOTS") {
+        for name in &taken {
+            std::fs::copy(
+                shots.path().join(name),
+                std::path::Path::new(&keep).join(name),
+            )
+            .unwrap();
+        }
+    }
+}
+
+/// The pages the console check photographs for each role.
+const CONSOLE_PAGES: [&str; 8] = [
+    "catalog",
+    "sessions",
+    "chart",
+    "flamegraph",
+    "rules",
+    "alerts",
+    "containers",
+    "health",
+];
+
+/// Whether the operator's form session (label `from-console`) runs on the server at `url`
+/// with its programs attached (a session is listed RUNNING while its tracker loads).
+fn form_session_runs(url: &str) -> bool {
+    let answer = common::server::http_client(None)
+        .post(format!("{url}/graphql"))
+        .bearer_auth(OPERATOR)
+        .json(&json!({ "query": "{ sessions(status: RUNNING) { nodes { label programIds } } }" }))
+        .send()
+        .and_then(|r| r.json::<serde_json::Value>());
+    answer.is_ok_and(|body| {
+        body["data"]["sessions"]["nodes"]
             .as_array()
-            .unwrap()
-            .contains(&json!({ "label": "from-console", "status": "STOPPED" })),
-        "{started}"
-    );
+            .is_some_and(|nodes| {
+                nodes.iter().any(|n| {
+                    n["label"] == "from-console"
+                        && n["programIds"]
+                            .as_array()
+                            .is_some_and(|ids| !ids.is_empty())
+                })
+            })
+    })
 }
 
 /// `trackers { options }` lists each tracker's own options as the console's session form

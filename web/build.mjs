@@ -10,7 +10,11 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-const dist = path.join(here, 'dist');
+// CONSOLE_OUT builds elsewhere (the license list too), for the test that compares a
+// fresh build with the committed dist/.
+const out = process.env.CONSOLE_OUT ? path.resolve(process.env.CONSOLE_OUT) : null;
+const dist = out ?? path.join(here, 'dist');
+const licenses = path.join(out ?? here, 'THIRD_PARTY_LICENSES.txt');
 const EXPECTED = ['console.css', 'console.js', 'index.html'];
 
 // Documentation links inside the bundled libraries, rewritten so that the bundle
@@ -193,7 +197,7 @@ const notice = [
   '',
   ...sorted.flatMap((p) => ['='.repeat(78), `${p.name} ${p.version}`, '-'.repeat(78), p.text, '']),
 ].join('\n');
-fs.writeFileSync(path.join(here, 'THIRD_PARTY_LICENSES.txt'), notice);
+fs.writeFileSync(licenses, notice);
 
 for (const name of names) {
   const size = fs.statSync(path.join(dist, name)).size;

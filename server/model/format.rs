@@ -7,7 +7,7 @@ use std::fmt::Write;
 use super::{errno_name, Value};
 
 /// A field's reading for people.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, async_graphql::Enum)]
 #[serde(rename_all = "snake_case")]
 pub enum FieldFormat {
     /// The number as it is.

@@ -4,27 +4,21 @@
 //
 //   node tests/console/console_check.mjs <base-url> [token]
 //
-// It opens <base-url>/graphql, sets the token through the page's token input when
-// one is given, puts `{ health { version } }` into the query editor, presses the
-// run button and waits for the response pane to show the version; then it opens the
-// catalog panel and clicks the process tracker's `filename`, which must write
-// "filename" into the editor; its "example" for process must fill both editors with an
-// operation the server accepts; the sessions panel must list a running session (the
-// caller starts one) without stop and new-session buttons for a viewer (an operator
-// starts one with the form and stops it), "open" it and chart it (a line
-// and an exec bar once grouped by kind), export its bars as CSV and its events as JSON
-// Lines, show live events over the websocket (the caller runs processes meanwhile), and
-// draw the flame graph of a profile session (the caller starts one); the containers,
-// alerts and health panels must render, rules be listed (an operator toggles one off and
-// on), alerts be filtered by severity, and with CONSOLE_CHECK_PROFILES two stored seccomp
-// profiles be downloaded and diffed; a /graphql?query=...&variables=... link must open both in
-// the editors, and / must lead to the console. It fails when
-// the version is missing or empty, or when the page made any request to a host
-// other than the base URL's (the console must work with no internet access).
+// What it checks is listed in web/README.md ("The browser test"): the token bar with
+// a wrong and a right token, GraphiQL's run button, the catalog and its examples, the
+// sessions panel kept live by sessionUpdated (a viewer's forged mutation refused; an
+// operator's form session counting the caller's 20 runs exactly and stopping within 1 s),
+// charts (operations, histogram, exports, live events in batches, a flame graph whose hot
+// function holds most samples), rules, the live alert feed, seccomp profiles, a real
+// container traced from its panel, health, shared links, and that the page asks no host
+// but the server for anything (the console must work with no internet access).
 // Prints `console ok: version <v>` and exits 0 on success; exits 1 with a reason
 // otherwise (2 for bad usage or a missing browser / playwright-core).
 // Environment: CHROMIUM (default /usr/bin/chromium), CONSOLE_CHECK_TIMEOUT_MS
-// (default 60000), CONSOLE_CHECK_SCREENSHOT (a PNG path: screenshot on success).
+// (default 60000), CONSOLE_CHECK_SCREENSHOT (a PNG path: screenshot on success),
+// CONSOLE_CHECK_SHOTS (a directory: a screenshot of each page), and the caller's
+// fixtures CONSOLE_CHECK_PROFILES, CONSOLE_CHECK_PROGRAM, CONSOLE_CHECK_HOT and
+// CONSOLE_CHECK_CONTAINER.
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -132,7 +126,7 @@ try {
       '--disable-component-update',
       '--disable-sync',
     ],
-    viewport: { width: 1400, height: 900 },
+    viewport: { width: 1280, height: 800 },
   });
 } catch (err) {
   await fail(`cannot start ${CHROMIUM}: ${err.message.split('\n')[0]}`);
@@ -141,6 +135,30 @@ context.setDefaultTimeout(STEP_MS);
 context.on('request', (request) => note(request.url()));
 
 const page = context.pages()[0] ?? (await context.newPage());
+
+// With CONSOLE_CHECK_SHOTS (a directory): a screenshot of each page, named
+// <page>-<role>.png, as the check's artefacts.
+const SHOTS = process.env.CONSOLE_CHECK_SHOTS;
+let shotRole = 'anonymous';
+async function shot(name) {
+  if (SHOTS) await page.screenshot({ path: path.join(SHOTS, `${name}-${shotRole}.png`) });
+}
+
+// One GraphQL operation from inside the page (same origin, as a script on it could),
+// with `token` when there is one; the parsed answer.
+function ask(query, variables = {}, operationName = undefined) {
+  return page.evaluate(
+    async ({ query, variables, operationName, token }) => {
+      const response = await fetch('/graphql', {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', ...(token ? { Authorization: `Bearer ${token}` } : {}) },
+        body: JSON.stringify({ query, variables, operationName }),
+      });
+      return response.json();
+    },
+    { query, variables, operationName, token },
+  );
+}
 page.on('websocket', (ws) => note(ws.url()));
 page.on('pageerror', (err) => pageErrors.push(err.message));
 page.on('console', (msg) => {
@@ -159,6 +177,14 @@ try {
     .catch(() => fail('GraphiQL did not render a query editor', diagnostics()));
 
   if (token) {
+    // A wrong token says so in the bar, with the server's reason.
+    await page.fill('#eunomia-token-input', 'not-a-token');
+    await page.click('#eunomia-token-apply');
+    const refused = await page
+      .waitForSelector('#eunomia-token-check.refused', { timeout: STEP_MS })
+      .then((el) => el.textContent())
+      .catch(() => fail('a wrong token is not reported in the bar', diagnostics()));
+    if (!refused.includes('UNAUTHENTICATED')) await fail(`a wrong token reads ${JSON.stringify(refused)}`);
     await page.fill('#eunomia-token-input', token);
     await page.click('#eunomia-token-apply');
     await page
@@ -166,6 +192,11 @@ try {
       .catch(() => fail('the token bar did not take the token'));
     const stored = await page.evaluate(() => localStorage.getItem('eunomia.token'));
     if (stored !== token) await fail('the token was not stored in localStorage under eunomia.token');
+    const accepted = await page
+      .waitForSelector('#eunomia-token-check.accepted', { timeout: STEP_MS })
+      .then((el) => el.textContent())
+      .catch(() => fail('the bar does not say whom the token names', diagnostics()));
+    shotRole = accepted.includes('(operator)') ? 'operator' : 'viewer';
   }
 
   // Put the query into GraphiQL's (CodeMirror 5) query editor and check it took.
@@ -253,20 +284,11 @@ try {
   if (JSON.parse(example.variables).tracker !== 'process') {
     await fail(`the example's variables are ${example.variables}`);
   }
-  const checked = await page.evaluate(
-    async ({ query, token }) => {
-      const response = await fetch('/graphql', {
-        method: 'POST',
-        headers: { 'content-type': 'application/json', ...(token ? { Authorization: `Bearer ${token}` } : {}) },
-        body: JSON.stringify({ query, operationName: 'Results', variables: { id: 'none' } }),
-      });
-      return response.json();
-    },
-    { query: example.query, token },
-  );
+  const checked = await ask(example.query, { id: 'none' }, 'Results');
   // An unknown session is a NOT_FOUND from the resolver: the document itself is valid.
   const codes = (checked.errors ?? []).map((e) => e.extensions?.code ?? e.message);
   if (codes.some((code) => code !== 'NOT_FOUND')) await fail(`the example does not run: ${JSON.stringify(checked)}`);
+  await shot('catalog');
 
   // The sessions panel lists the session the test started, with counts; a viewer gets
   // no stop button; "open" puts the Results query for it into the editors.
@@ -289,34 +311,60 @@ try {
       { timeout: 8000 },
     )
     .catch(() => fail(`the session's event count stayed at ${eventsBefore}: no live update`, diagnostics()));
-  const role = await page.evaluate(async (token) => {
-    const response = await fetch('/graphql', {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', ...(token ? { Authorization: `Bearer ${token}` } : {}) },
-      body: JSON.stringify({ query: '{ me { role } }' }),
-    });
-    return (await response.json()).data.me.role;
-  }, token);
+  const role = (await ask('{ me { role } }')).data.me.role;
   const stopButton = await row.$('button[data-action="stop"]');
   if (role === 'VIEWER' && (stopButton || (await page.$('button[data-action="new"]')))) {
     await fail('a viewer is offered a stop or new-session button');
   }
+  if (role === 'VIEWER') {
+    // A mutation forged from the page with the viewer's token is refused.
+    const forged = await ask('mutation($id: ID!) { stopSession(id: $id) { status } }', { id: sessionId });
+    if (forged.errors?.[0]?.extensions?.code !== 'FORBIDDEN') await fail(`a viewer's forged stopSession got ${JSON.stringify(forged)}`);
+  }
+  const program = process.env.CONSOLE_CHECK_PROGRAM;
   if (role === 'OPERATOR') {
     if (!stopButton) await fail('an operator has no stop button');
-    // The new-session form starts one, which then stops from its row.
+    // The new-session form starts a process session on the caller's program, which the
+    // caller then runs exactly 20 times: its counters and bars say 20, and it stops from
+    // its row within a second.
     await page.click('button[data-action="new"]');
     await page.fill('.eunomia-new-session input[name="label"]', 'from-console');
     await page.fill('.eunomia-new-session input[name="durationSecs"]', '60');
+    if (program) await page.fill('.eunomia-new-session input[name="comm"]', program);
     await page.click('.eunomia-new-session button[data-action="start"]');
     const made = await page
       .waitForSelector('tr[data-status="RUNNING"]:has-text("from-console")', { timeout: STEP_MS })
       .catch(async () => fail('the new-session form started nothing', [await page.textContent('.eunomia-sessions').catch(() => ''), ...diagnostics()]));
     const madeId = await made.getAttribute('data-session');
+    if (program) {
+      const chart = `[data-chart="${madeId}"]`;
+      await page
+        .waitForSelector(`${chart} .eunomia-kind[data-kind="exec"][data-count="20"]`, { timeout: STEP_MS })
+        .catch(async () => fail('the exec counter did not reach 20', [await page.textContent(chart).catch(() => ''), ...diagnostics()]));
+      await page
+        .waitForSelector(`tr[data-session="${madeId}"][data-events="40"]`, { timeout: STEP_MS })
+        .catch(async () => fail('the row did not count 20 execs and 20 exits', [await page.textContent(`tr[data-session="${madeId}"]`).catch(() => '')]));
+      await page.click(`${chart} .eunomia-kind[data-kind="exec"]`);
+      await page.selectOption(`${chart} select[name="groupBy"]`, 'comm');
+      await page
+        .waitForFunction(
+          ({ chart, program }) => {
+            const bars = [...document.querySelectorAll(`${chart} .eunomia-aggregate tr[data-key]`)];
+            return bars.length === 1 && bars[0].dataset.key === program && bars[0].dataset.value === '20';
+          },
+          { chart, program },
+          { timeout: STEP_MS },
+        )
+        .catch(async () => fail(`no single bar of 20 for ${program}`, [await page.textContent(chart).catch(() => ''), ...diagnostics()]));
+    }
     await page.click(`tr[data-session="${madeId}"] button[data-action="stop"]`);
     await page
-      .waitForSelector(`tr[data-session="${madeId}"][data-status="STOPPED"]`, { timeout: STEP_MS })
-      .catch(() => fail('stop did not stop the session', diagnostics()));
+      .waitForSelector(`tr[data-session="${madeId}"][data-status="STOPPED"]`, { timeout: 1000 })
+      .catch(() => fail('stop did not show STOPPED within 1 s', diagnostics()));
+    const status = (await ask('query($id: ID!) { session(id: $id) { status } }', { id: madeId })).data?.session?.status;
+    if (status !== 'STOPPED') await fail(`the server says the stopped session is ${status}`);
   }
+  await shot('sessions');
   await row.$('button[data-action="open"]').then((button) => button.click());
   const opened = await page.evaluate(() => ({
     query: document.querySelector('.graphiql-query-editor .CodeMirror').CodeMirror.getValue(),
@@ -381,6 +429,8 @@ try {
     .catch(async () =>
       fail('no histogram of duration_ns', [await page.textContent(`[data-chart="${sessionId}"]`).catch(() => ''), ...diagnostics()]),
     );
+  await page.$eval(`[data-chart="${sessionId}"]`, (chart) => chart.scrollTo(0, 0));
+  await shot('chart');
 
   // Live events over the websocket (the caller runs processes meanwhile): rows appear.
   await page.click(`[data-chart="${sessionId}"] button[data-action="live"]`);
@@ -406,6 +456,24 @@ try {
     .catch(async () => fail('no flame graph drawn', [await page.textContent(`[data-chart="${profileId}"]`).catch(() => ''), ...diagnostics()]));
   const folded = await saved(`[data-chart="${profileId}"] button[data-export="folded"]`);
   if (folded.name !== `${profileId}.folded`) await fail(`the folded export is named ${folded.name}`);
+  // With CONSOLE_CHECK_HOT (the profiled program's hot function): the drawing's frames
+  // of that function hold most of the samples, more than any other leaf could.
+  const hot = process.env.CONSOLE_CHECK_HOT;
+  if (hot) {
+    const svg = await page.evaluate(
+      async ({ id, token }) =>
+        (await fetch(`/sessions/${id}/flamegraph.svg`, { headers: token ? { Authorization: `Bearer ${token}` } : {} })).text(),
+      { id: profileId, token },
+    );
+    let share = 0;
+    for (const m of svg.matchAll(/<title>([^<]*?) \(([\d,]+) samples?, ([\d.]+)%\)<\/title>/g)) {
+      if (m[1] === hot) share += Number(m[3]);
+    }
+    if (!(share > 50)) await fail(`${hot} holds ${share}% of the flame graph`, [svg.slice(0, 400)]);
+    console.log(`flame graph: ${hot} ${share.toFixed(1)}%`);
+  }
+  await page.locator(`[data-chart="${profileId}"] img.eunomia-flame`).scrollIntoViewIfNeeded();
+  await shot('flamegraph');
 
   // The rules panel lists the rules with hits; an operator turns one off and on again.
   await page.click('[aria-label="Show Rules"]').catch(() => fail('no Rules button in the sidebar', diagnostics()));
@@ -414,6 +482,7 @@ try {
     .catch(() => fail('the rules panel lists no rule', diagnostics()));
   const rules = await page.$$eval('.eunomia-rules tr[data-rule]', (rows) => rows.map((r) => r.getAttribute('data-rule')));
   if (rules.length < 35) await fail(`the rules panel lists ${rules.length} rules`);
+  await shot('rules');
   const toggles = await page.$$('.eunomia-rules button[data-action="toggle"]');
   if (role === 'VIEWER' && toggles.length) await fail('a viewer is offered rule toggles');
   if (role === 'OPERATOR') {
@@ -480,9 +549,10 @@ try {
     .waitForFunction(
       (known) => [...document.querySelectorAll('.eunomia-alerts tr[data-alert]')].some((r) => !known.includes(r.dataset.alert)),
       alertIds,
-      { timeout: 5000 },
+      { timeout: 2000 },
     )
-    .catch(() => fail('no new alert arrived live', diagnostics()));
+    .catch(() => fail('no new alert arrived within 2 s', diagnostics()));
+  await shot('alerts');
 
   // Opens a sidebar panel; one already open (its button then reads "Hide ...") stays.
   const showPanel = async (title) => {
@@ -529,7 +599,13 @@ try {
             ...diagnostics(),
           ]),
         );
+      const answer = JSON.parse(
+        await page.evaluate(() => document.querySelector('.graphiql-response .CodeMirror').CodeMirror.getValue()),
+      );
+      const filter = (await ask('query($id: ID!) { session(id: $id) { filter } }', { id: answer.data.startSession.id })).data?.session?.filter;
+      if (!JSON.stringify(filter).includes(containerId)) await fail(`the traced session's filter is ${JSON.stringify(filter)}`);
     }
+    await shot('containers');
   }
 
   // The containers, alerts and health panels render from the API (the health panel
@@ -544,6 +620,7 @@ try {
       .waitForSelector(ready, { timeout: STEP_MS })
       .catch(async () => fail(`the ${title} panel did not render`, [await page.textContent('.graphiql-plugin').catch(() => ''), ...diagnostics()]));
   }
+  await shot('health');
 
   // A shared link opens its operation and variables in the editors; `/` leads here.
   const linkQuery = 'query Linked($n: Int) { trackers { name } }';

@@ -1,4 +1,4 @@
-import { type FormEvent, useMemo, useState } from 'react';
+import { type FormEvent, useEffect, useMemo, useState } from 'react';
 import { GraphiQL } from 'graphiql';
 import { type Client, createClient } from 'graphql-ws';
 import { createGraphiQLFetcher } from '@graphiql/toolkit';
@@ -138,7 +138,42 @@ function makeFetcher(token: string) {
   });
 }
 
-function TokenBar({ token, onApply }: { token: string; onApply: (token: string) => void }) {
+// What the server makes of the token: who it names, or why it refused it.
+type Identity = { name: string; role: string } | { refused: string } | null;
+
+// Asks the server who the token names, whenever it changes, so that a wrong or expired
+// token says so in the bar instead of leaving empty panels.
+function useIdentity(load: Load, token: string): Identity {
+  const [identity, setIdentity] = useState<Identity>(null);
+  useEffect(() => {
+    let live = true;
+    setIdentity(null);
+    load<{ me: { name: string; role: string } }>('{ me { name role } }')
+      .then((body) => {
+        if (!live) return;
+        if (body.errors || !body.data) {
+          const error = body.errors?.[0];
+          const code = error?.extensions?.code;
+          setIdentity({ refused: `${code ? `${code}: ` : ''}${error?.message ?? 'no answer'}` });
+        } else setIdentity(body.data.me);
+      })
+      .catch((err) => live && setIdentity({ refused: String(err) }));
+    return () => {
+      live = false;
+    };
+  }, [load, token]);
+  return identity;
+}
+
+function TokenBar({
+  token,
+  identity,
+  onApply,
+}: {
+  token: string;
+  identity: Identity;
+  onApply: (token: string) => void;
+}) {
   const [draft, setDraft] = useState(token);
   const [shown, setShown] = useState(false);
   const dirty = draft.trim() !== token;
@@ -155,6 +190,17 @@ function TokenBar({ token, onApply }: { token: string; onApply: (token: string) 
   return (
     <header className="eunomia-bar">
       <span className="eunomia-title">Eunomia console</span>
+      {identity && (
+        <span
+          id="eunomia-token-check"
+          className={'refused' in identity ? 'refused' : 'accepted'}
+          title={'refused' in identity ? identity.refused : undefined}
+        >
+          {'refused' in identity
+            ? `the server refused ${token ? 'this token' : 'to answer without a token'}: ${identity.refused}`
+            : `${identity.name} (${identity.role.toLowerCase()})`}
+        </span>
+      )}
       <form className="eunomia-token" onSubmit={submit}>
         <label htmlFor="eunomia-token-input">Token</label>
         <input
@@ -190,6 +236,7 @@ function TokenBar({ token, onApply }: { token: string; onApply: (token: string) 
         <span id="eunomia-token-status" className={token ? 'on' : 'off'}>
           {token ? 'token set' : 'no token'}
         </span>
+
       </form>
     </header>
   );
@@ -198,8 +245,9 @@ function TokenBar({ token, onApply }: { token: string; onApply: (token: string) 
 export function App() {
   const [token, setToken] = useState(readToken);
   const fetcher = useMemo(() => makeFetcher(token), [token]);
+  const load = useMemo(() => makeLoader(token), [token]);
+  const identity = useIdentity(load, token);
   const plugins = useMemo(() => {
-    const load = makeLoader(token);
     return [
       { title: CATALOG_TITLE, icon: CatalogIcon, content: makeCatalog(load) },
       { title: SESSIONS_TITLE, icon: SessionsIcon, content: makeSessions(load) },
@@ -209,7 +257,7 @@ export function App() {
       { title: SECCOMP_TITLE, icon: SeccompIcon, content: makeSeccomp(load) },
       { title: HEALTH_TITLE, icon: HealthIcon, content: makeHealth(load) },
     ];
-  }, [token]);
+  }, [load]);
 
   const apply = (next: string) => {
     writeToken(next);
@@ -218,7 +266,7 @@ export function App() {
 
   return (
     <div className="eunomia-root">
-      <TokenBar token={token} onApply={apply} />
+      <TokenBar token={token} identity={identity} onApply={apply} />
       <main className="eunomia-graphiql">
         <GraphiQL
           fetcher={fetcher}

@@ -2,8 +2,9 @@ import { useEffect, useRef, useState } from 'react';
 import uPlot from 'uplot';
 import 'uplot/dist/uPlot.min.css';
 import { LiveEvents } from './LiveEvents';
+import { type Format, formatValue } from './format';
 import { Action, type Load, saveFile, usePolled } from './polled';
-import type { Tracker } from './schema';
+import type { Field, Tracker } from './schema';
 
 // What the bars apply to each group: COUNT counts events, the rest take a numeric field.
 const OPS = ['COUNT', 'SUM', 'AVG', 'MIN', 'MAX', 'P50', 'P95', 'P99'] as const;
@@ -29,6 +30,7 @@ interface ChartData {
   session: {
     tracker: string;
     status: string;
+    kinds: { keys: string[]; count: number }[];
     timeseries: Bucket[];
     aggregate: AggRow[];
     histogram?: HistogramRow[];
@@ -37,6 +39,8 @@ interface ChartData {
 }
 
 interface Picked {
+  // Only events of this kind ('' for all) in the line, the bars and the histogram.
+  kind: string;
   groupBy: string;
   op: Op;
   // The field `op` applies to (not COUNT), and the field drawn as a histogram.
@@ -48,15 +52,17 @@ interface Picked {
 // that quiet seconds show as 0), its events grouped by a field with an operation, and
 // how a numeric field's values spread.
 function chartQuery(id: string, p: Picked) {
+  const where = p.kind ? `where: [{field: "kind", value: ${JSON.stringify(p.kind)}}]` : '';
   const field = p.op === 'COUNT' || !p.field ? '' : `, field: ${JSON.stringify(p.field)}`;
   const histogram = p.histogram
-    ? `histogram(field: ${JSON.stringify(p.histogram)}) { count buckets { low le count } }`
+    ? `histogram(field: ${JSON.stringify(p.histogram)} ${where}) { count buckets { low le count } }`
     : '';
   return `{ session(id: ${JSON.stringify(id)}) { tracker status
-    timeseries(bucketSecs: 1, fill: true) { start count }
-    aggregate(groupBy: [${JSON.stringify(p.groupBy)}], op: ${p.op}${field}, top: 10) { keys value count }
+    kinds: aggregate(groupBy: ["kind"]) { keys count }
+    timeseries(bucketSecs: 1, fill: true ${where}) { start count }
+    aggregate(groupBy: [${JSON.stringify(p.groupBy)}], op: ${p.op}${field}, top: 10 ${where}) { keys value count }
     ${histogram} }
-    trackers { name stackMeasure fields { name type description measure total } } }`;
+    trackers { name stackMeasure fields { name type description measure total format } } }`;
 }
 
 const EVENTS_PAGE = `query($id: ID!, $after: String) { session(id: $id) {
@@ -103,6 +109,7 @@ function LineChart({ buckets }: { buckets: Bucket[] }) {
           width: Math.max(240, box.current!.clientWidth),
           height: 160,
           series: [{}, { label: 'events/s', stroke: 'steelblue', fill: 'rgba(70,130,180,0.15)' }],
+          axes: [{ label: 'time' }, { label: 'events/s', size: 70 }],
           legend: { show: false },
         },
         [xs, ys],
@@ -116,8 +123,16 @@ function LineChart({ buckets }: { buckets: Bucket[] }) {
   return <div className="eunomia-line" ref={box} data-buckets={buckets.length} />;
 }
 
-// Horizontal bars, one per row, scaled to the largest.
-function Bars({ rows, className }: { rows: { key: string; value: number }[]; className: string }) {
+// Horizontal bars, one per row, scaled to the largest; values shown in `format`.
+function Bars({
+  rows,
+  className,
+  format,
+}: {
+  rows: { key: string; value: number }[];
+  className: string;
+  format?: Format;
+}) {
   const most = Math.max(1, ...rows.map((r) => r.value));
   if (rows.length === 0) return <p className={className}>No events yet.</p>;
   return (
@@ -125,11 +140,13 @@ function Bars({ rows, className }: { rows: { key: string; value: number }[]; cla
       <tbody>
         {rows.map((r) => (
           <tr key={r.key} data-key={r.key} data-value={r.value}>
-            <td className="eunomia-bar-key">{r.key}</td>
-            <td className="eunomia-bar-cell">
-              <div className="eunomia-bar" style={{ width: `${(100 * Math.max(0, r.value)) / most}%` }} />
+            <td className="eunomia-bar-key" title={r.key}>
+              {r.key}
             </td>
-            <td>{Number.isInteger(r.value) ? r.value : r.value.toFixed(1)}</td>
+            <td className="eunomia-bar-cell">
+              <div className="eunomia-bar-fill" style={{ width: `${(100 * Math.max(0, r.value)) / most}%` }} />
+            </td>
+            <td className="eunomia-bar-value">{formatValue(r.value, format)}</td>
           </tr>
         ))}
       </tbody>
@@ -137,10 +154,11 @@ function Bars({ rows, className }: { rows: { key: string; value: number }[]; cla
   );
 }
 
-// A histogram's buckets as bars labelled with their upper bound, as bpftrace's hist().
-function histogramRows(row: HistogramRow | undefined) {
+// A histogram's buckets as bars labelled with their range in the field's format, as
+// bpftrace's hist() prints them.
+function histogramRows(row: HistogramRow | undefined, format?: Format) {
   return (row?.buckets ?? []).map((b) => ({
-    key: b.low === null ? '< 0' : `${b.low} .. ${b.le}`,
+    key: b.low === null ? '< 0' : `${formatValue(b.low, format)} .. ${formatValue(b.le, format)}`,
     value: b.count,
   }));
 }
@@ -167,8 +185,8 @@ function Select({
   );
 }
 
-export function SessionChart({ load, id }: { load: Load; id: string }) {
-  const [picked, setPicked] = useState<Picked>({ groupBy: 'comm', op: 'COUNT', field: '', histogram: '' });
+export function SessionChart({ load, id, onClose }: { load: Load; id: string; onClose: () => void }) {
+  const [picked, setPicked] = useState<Picked>({ kind: '', groupBy: 'comm', op: 'COUNT', field: '', histogram: '' });
   // The histogram field is chosen for the user once the tracker's fields are known.
   const [chosen, setChosen] = useState(false);
   const [live, setLive] = useState(false);
@@ -185,6 +203,7 @@ export function SessionChart({ load, id }: { load: Load; id: string }) {
     }
   }, [chosen, tracker, measures, spreads]);
   if (!polled.data) return <div className="eunomia-chart">{polled.error ?? 'Loading...'}</div>;
+  const fieldOf = (name: string): Field | undefined => tracker?.fields.find((f) => f.name === name);
   const { session } = polled.data;
   const fields = tracker?.fields ?? [];
   const pick = (key: keyof Picked) => (value: string) => setPicked({ ...picked, [key]: value });
@@ -229,7 +248,31 @@ export function SessionChart({ load, id }: { load: Load; id: string }) {
   );
   return (
     <div className="eunomia-chart" data-chart={id}>
+      <div className="eunomia-chart-head">
+        <strong>
+          {session.tracker} session {id.slice(0, 8)}
+        </strong>{' '}
+        <span className="eunomia-type">{session.status}</span>
+        <button type="button" className="eunomia-close" data-action="close" title="close" onClick={onClose}>
+          ×
+        </button>
+      </div>
       {polled.error && <div className="eunomia-catalog-error">{polled.error}</div>}
+      <div className="eunomia-kinds">
+        {session.kinds.map((k) => (
+          <button
+            key={k.keys[0]}
+            type="button"
+            className={`eunomia-kind${picked.kind === k.keys[0] ? ' picked' : ''}`}
+            data-kind={k.keys[0]}
+            data-count={k.count}
+            title="show only these events (again: all)"
+            onClick={() => setPicked({ ...picked, kind: picked.kind === k.keys[0] ? '' : k.keys[0] })}
+          >
+            {k.keys[0]} {k.count}
+          </button>
+        ))}
+      </div>
       <LineChart buckets={session.timeseries} />
       <div className="eunomia-picker">
         <Select name="op" value={picked.op} choices={OPS} onChange={pick('op')} />
@@ -237,13 +280,19 @@ export function SessionChart({ load, id }: { load: Load; id: string }) {
         {' by '}
         <Select name="groupBy" value={picked.groupBy} choices={groupChoices} onChange={pick('groupBy')} />
       </div>
-      <Bars rows={bars} className="eunomia-aggregate" />
+      <Bars rows={bars} className="eunomia-aggregate" format={picked.op === 'COUNT' ? undefined : fieldOf(picked.field)?.format} />
       {spreads.length > 0 && (
         <div className="eunomia-histogram" data-field={picked.histogram}>
           <label>
-            spread of <Select name="histogram" value={picked.histogram} choices={['', ...spreads]} onChange={pick('histogram')} />
+            spread of <Select name="histogram" value={picked.histogram} choices={['', ...spreads]} onChange={pick('histogram')} />{' '}
+            <span className="eunomia-type">{fieldOf(picked.histogram)?.description} (events per range)</span>
           </label>
-          {picked.histogram && <Bars rows={histogramRows(session.histogram?.[0])} className="eunomia-histogram-bars" />}
+          {picked.histogram && (
+            <Bars
+              rows={histogramRows(session.histogram?.[0], fieldOf(picked.histogram)?.format)}
+              className="eunomia-histogram-bars"
+            />
+          )}
         </div>
       )}
       <div className="eunomia-exports">

@@ -103,7 +103,7 @@ export function makeSessions(load: Load) {
                         <div className="eunomia-type">
                           {s.eventCount} events, {s.lostCount} lost, {Math.round(s.completeness * 1000) / 10}% complete
                         </div>
-                        {charted === s.id && <SessionChart load={load} id={s.id} />}
+                        {charted === s.id && <SessionChart load={load} id={s.id} onClose={() => setCharted(null)} />}
                       </td>
                       <td>
                         <Action action="open" onClick={() => open(s.id)}>

@@ -1,4 +1,5 @@
 // The shapes of what the panels ask the GraphQL API for (the subset each selects).
+import type { Format } from './format';
 
 export interface Field {
   name: string;
@@ -8,6 +9,7 @@ export interface Field {
   // A sum over many calls in one record: AVG, MIN, MAX, percentiles and histograms of it
   // are refused.
   total: boolean;
+  format: Format;
 }
 
 export interface TrackerOption {

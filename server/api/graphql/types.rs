@@ -66,6 +66,7 @@ impl TrackerDesc {
                 description: f.description.to_string(),
                 measure: f.measure,
                 total: f.total,
+                format: f.format,
             })
             .collect()
     }
@@ -112,6 +113,9 @@ pub struct FieldDesc {
     /// A quantity that a record standing for many calls holds the sum of: AVG, MIN, MAX
     /// and percentiles of it are refused in sessions of such records.
     pub total: bool,
+    /// How people read it: DURATION values are nanoseconds, ERRNO a return value,
+    /// OPEN_FLAGS open(2) flags, OCTAL and HEX numbers written so, PATH a path.
+    pub format: crate::model::FieldFormat,
 }
 
 #[derive(SimpleObject)]
