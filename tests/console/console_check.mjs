@@ -553,6 +553,27 @@ try {
     )
     .catch(() => fail('no new alert arrived within 2 s', diagnostics()));
   await shot('alerts');
+  // Filtered by rule: another rule's name leaves none of these, this one's only these.
+  const byRule = async (rule, holds, what) => {
+    await page.fill('.eunomia-alerts input[name="rule"]', rule);
+    await page.press('.eunomia-alerts input[name="rule"]', 'Tab');
+    await page
+      .waitForFunction(holds, undefined, { timeout: STEP_MS })
+      .catch(async () => fail(what, [await page.textContent('.eunomia-alerts').catch(() => '')]));
+  };
+  await byRule(
+    'write_below_etc',
+    () => !document.querySelector('.eunomia-alerts tr[data-alert]') && document.querySelector('.eunomia-alerts p'),
+    'filtering alerts by another rule left some listed',
+  );
+  await byRule(
+    'read_sensitive_file',
+    () => {
+      const rows = [...document.querySelectorAll('.eunomia-alerts tr[data-alert]')];
+      return rows.length > 0 && rows.every((r) => r.dataset.rule === 'read_sensitive_file');
+    },
+    'filtering alerts by their rule listed none, or others',
+  );
 
   // Opens a sidebar panel; one already open (its button then reads "Hide ...") stays.
   const showPanel = async (title) => {

@@ -109,10 +109,27 @@ export const ALERTS_TITLE = 'Alerts';
 const SEVERITIES = ['INFO', 'LOW', 'MEDIUM', 'HIGH', 'CRITICAL'];
 
 const ALERT_FIELDS = `id lastTs count rule severity technique techniqueName tactic comm pid exe
-  containerName output event`;
+  containerId containerName output event`;
 
-function alertsQuery(minSeverity: string) {
-  return `{ alerts(first: 50, filter: {minSeverity: ${minSeverity}}) { nodes { ${ALERT_FIELDS} } } }`;
+interface AlertsFilter {
+  minSeverity: string;
+  // A rule id, and a container's name or id prefix; empty for any.
+  rule: string;
+  container: string;
+}
+
+function alertsQuery(f: AlertsFilter) {
+  const rule = f.rule ? `, rule: ${JSON.stringify(f.rule)}` : '';
+  const container = f.container ? `, container: ${JSON.stringify(f.container)}` : '';
+  return `{ alerts(first: 50, filter: {minSeverity: ${f.minSeverity}${rule}${container}}) { nodes { ${ALERT_FIELDS} } } }`;
+}
+
+// Whether a pushed alert passes the filters the list was read with (the subscription
+// filters by severity only).
+function passes(alert: Alert, f: AlertsFilter) {
+  const inContainer =
+    !f.container || alert.containerName === f.container || (alert.containerId ?? '').startsWith(f.container);
+  return (!f.rule || alert.rule === f.rule) && inContainer;
 }
 // New alerts as they are raised: the panel shows them at once, without reading the list.
 const RAISED = `subscription($least: Severity) { alertRaised(minSeverity: $least) { ${ALERT_FIELDS} } }`;
@@ -134,6 +151,7 @@ interface Alert {
   comm: string;
   pid: number;
   exe: string | null;
+  containerId: string | null;
   containerName: string | null;
   output: string;
   event: unknown;
@@ -147,27 +165,38 @@ export function AlertsIcon() {
 // output, and the triggering event on a click.
 export function makeAlerts(load: Load) {
   return function Alerts() {
-    const [minSeverity, setMinSeverity] = useState('INFO');
+    const [filter, setFilter] = useState<AlertsFilter>({ minSeverity: 'INFO', rule: '', container: '' });
     const [shown, setShown] = useState<string | null>(null);
-    const polled = usePolled<{ alerts: { nodes: Alert[] } }>(load, alertsQuery(minSeverity), ALERTS_REFRESH_MS);
-    const live = useSubscription<{ alertRaised: Alert }>(load, RAISED, { least: minSeverity }, ({ alertRaised: alert }) =>
-      polled.setData((data) => ({
-        alerts: { nodes: [alert, ...data.alerts.nodes.filter((a) => a.id !== alert.id)].slice(0, ALERTS_SHOWN) },
-      })),
+    const polled = usePolled<{ alerts: { nodes: Alert[] } }>(load, alertsQuery(filter), ALERTS_REFRESH_MS);
+    const live = useSubscription<{ alertRaised: Alert }>(
+      load,
+      RAISED,
+      { least: filter.minSeverity },
+      ({ alertRaised: alert }) =>
+        passes(alert, filter) &&
+        polled.setData((data) => ({
+          alerts: { nodes: [alert, ...data.alerts.nodes.filter((a) => a.id !== alert.id)].slice(0, ALERTS_SHOWN) },
+        })),
     );
+    const set = (key: keyof AlertsFilter) => (event: { target: { value: string } }) =>
+      setFilter({ ...filter, [key]: event.target.value.trim() });
     return (
       <Panel title={ALERTS_TITLE} className="eunomia-alerts" polled={polled}>
         {({ alerts }) => (
           <>
             {live && <div className="eunomia-catalog-error">live alerts: {live}</div>}
-            <label>
-              at least{' '}
-              <select name="minSeverity" value={minSeverity} onChange={(e) => setMinSeverity(e.target.value)}>
-                {SEVERITIES.map((s) => (
-                  <option key={s}>{s}</option>
-                ))}
-              </select>
-            </label>
+            <div className="eunomia-alert-filters">
+              <label>
+                at least{' '}
+                <select name="minSeverity" value={filter.minSeverity} onChange={set('minSeverity')}>
+                  {SEVERITIES.map((s) => (
+                    <option key={s}>{s}</option>
+                  ))}
+                </select>
+              </label>
+              <input name="rule" placeholder="rule id" defaultValue={filter.rule} onBlur={set('rule')} />
+              <input name="container" placeholder="container" defaultValue={filter.container} onBlur={set('container')} />
+            </div>
             {alerts.nodes.length === 0 && <p>No alerts.</p>}
             <table>
               <tbody>
