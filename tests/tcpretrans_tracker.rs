@@ -204,15 +204,33 @@ const FILTERED: &str = "import ctypes, socket, struct, sys, time\n\
     print(port, flush=True)\n\
     sys.stdin.readline()\n\
     client.send(b'x')\n\
-    time.sleep(1.0)\n\
     print('sent', flush=True)\n\
     sys.stdin.readline()\n";
+
+/// The retransmissions the tracker is stopped after: the first two come about 0.2 and
+/// 0.6 s after the send, the third about 0.8 s after the second.
+const RETRANSMISSIONS_SEEN: u64 = 2;
 
 #[test]
 fn drops_are_reported_with_the_kernels_reason() {
     if !root_or_skip("drops_are_reported_with_the_kernels_reason") {
         return;
     }
+    // The tracker is stopped right after the second retransmission. A busy machine may
+    // still be stopping it when the third comes, which one of its programs then sees and
+    // the other may not: that run, and only that, is measured again.
+    for attempt in 1..=3 {
+        if drops_once() {
+            return;
+        }
+        eprintln!("attempt {attempt}: a retransmission came while the tracker stopped");
+    }
+    panic!("in 3 attempts, a retransmission came each time while the tracker stopped");
+}
+
+/// One run of the drop scenario; false when a retransmission came while the tracker was
+/// stopping (nothing can then be compared exactly).
+fn drops_once() -> bool {
     use std::io::{BufRead, Write};
     let pair = Pair::new();
     let mut program = KillOnDrop(
@@ -236,18 +254,27 @@ fn drops_are_reported_with_the_kernels_reason() {
     let before = pair.retransmitted();
     stdin.write_all(b"go\n").unwrap();
     assert_eq!(lines.next().unwrap().unwrap(), "sent");
-    // Between two retransmissions (at about 0.2, 0.6 and 1.4 s): none is in flight.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while pair.retransmitted() - before < RETRANSMISSIONS_SEEN {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no second retransmission"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
     handle.stop().unwrap();
     let retransmitted = pair.retransmitted() - before;
     stdin.write_all(b"end\n").unwrap();
     let _ = program.0.wait();
+    if retransmitted != RETRANSMISSIONS_SEEN {
+        return false;
+    }
 
     let events = collector.events();
     let drops: Vec<_> = events
         .iter()
         .filter(|e| e.get("kind") == Some(Value::Str("drop")))
         .collect();
-    assert!(retransmitted >= 1, "nothing was retransmitted");
     assert_eq!(drops.len() as u64, 1 + retransmitted, "{events:#?}");
     assert!(
         drops
@@ -261,4 +288,5 @@ fn drops_are_reported_with_the_kernels_reason() {
     );
     let retransmits = events.len() - drops.len();
     assert_eq!(retransmits as u64, retransmitted, "{events:#?}");
+    true
 }
