@@ -164,6 +164,10 @@ pub struct SessionManager {
     config: Arc<Config>,
     containers: Arc<ContainerManager>,
     running: DashMap<SessionId, Arc<Running>>,
+    /// Sessions whose row is stored (as RUNNING) while their tracker still loads and
+    /// attaches: readers see them STARTING, so that nobody acts on a session that cannot
+    /// see events yet.
+    starting: DashMap<SessionId, ()>,
     /// Places for running sessions: taken before a session starts, so that parallel starts
     /// cannot exceed `max_concurrent`.
     slots: Arc<Semaphore>,
@@ -418,6 +422,7 @@ impl SessionManager {
             slots,
             ringbuf_in_use: Arc::new(AtomicU64::new(0)),
             unsaved: DashMap::new(),
+            starting: DashMap::new(),
             ended_memory: DashMap::new(),
             updates,
             started: Instant::now(),
@@ -661,6 +666,9 @@ impl SessionManager {
             )?),
         };
         let (export, export_handler) = exported.unzip();
+        // Marked before the row is stored, so that no reader sees the row RUNNING, and
+        // kept until the tracker is attached and the session is in `running` (or failed).
+        let _starting = Starting::mark(&self.starting, &record.id);
         self.store.insert_session(&record).await?;
 
         let counters = Arc::new(Counters::default());
@@ -987,14 +995,12 @@ impl SessionManager {
         let mut updates = self.updates.subscribe();
         loop {
             let current = self.find(id).await?;
-            if current.status != SessionStatus::Running {
+            if current.status.has_ended() {
                 return Ok(current);
             }
             loop {
                 match updates.recv().await {
-                    Ok(update) if update.id == *id && update.status != SessionStatus::Running => {
-                        break
-                    }
+                    Ok(update) if update.id == *id && update.status.has_ended() => break,
                     Ok(_) => {}
                     // Fell behind the updates: look again.
                     Err(broadcast::error::RecvError::Lagged(_)) => break,
@@ -1015,10 +1021,15 @@ impl SessionManager {
             .ok_or_else(|| SessionError::NotFound(id.clone()))
     }
 
-    /// Overlays live counts, or a final record not saved yet, on a record from the store.
-    pub fn with_live_counts(&self, record: SessionRecord) -> SessionRecord {
+    /// Overlays live counts, or a final record not saved yet, on a record from the store;
+    /// a session still attaching reads STARTING.
+    pub fn with_live_counts(&self, mut record: SessionRecord) -> SessionRecord {
         if let Some(running) = self.running.get(&record.id) {
             return self.live_record(&running);
+        }
+        if self.starting.contains_key(&record.id) {
+            record.status = SessionStatus::Starting;
+            return record;
         }
         match self.unsaved.get(&record.id) {
             Some(unsaved) => unsaved.clone(),
@@ -1029,7 +1040,7 @@ impl SessionManager {
     /// Deletes an ended session and its results; a running one, or one still ending, is
     /// refused. It runs to the end even if the caller goes away.
     pub async fn delete(self: &Arc<Self>, id: &SessionId) -> Result<bool, SessionError> {
-        if self.running.contains_key(id) {
+        if self.running.contains_key(id) || self.starting.contains_key(id) {
             return Err(SessionError::StillRunning(id.clone()));
         }
         if self.unsaved.contains_key(id) {
@@ -1217,11 +1228,35 @@ fn apply_counts(record: &mut SessionRecord, stats: &Stats) {
 
 pub fn status_label(status: SessionStatus) -> &'static str {
     match status {
+        SessionStatus::Starting => "STARTING",
         SessionStatus::Running => "RUNNING",
         SessionStatus::Completed => "COMPLETED",
         SessionStatus::Stopped => "STOPPED",
         SessionStatus::Failed => "FAILED",
         SessionStatus::Interrupted => "INTERRUPTED",
+    }
+}
+
+/// A session in the manager's starting set while this lives: dropped when its start ends,
+/// however it ends (attached, failed, or its caller gone).
+struct Starting<'a> {
+    set: &'a DashMap<SessionId, ()>,
+    id: SessionId,
+}
+
+impl<'a> Starting<'a> {
+    fn mark(set: &'a DashMap<SessionId, ()>, id: &SessionId) -> Self {
+        set.insert(id.clone(), ());
+        Starting {
+            set,
+            id: id.clone(),
+        }
+    }
+}
+
+impl Drop for Starting<'_> {
+    fn drop(&mut self) {
+        self.set.remove(&self.id);
     }
 }
 

@@ -740,6 +740,68 @@ fn live_views_are_sampled_and_what_they_miss_is_counted() {
     );
 }
 
+/// A session is listed STARTING while its tracker loads and attaches, and RUNNING only
+/// once it is attached (its programs loaded): a client that waits for RUNNING in the list
+/// misses none of its workload's events.
+#[test]
+fn a_session_reads_starting_until_its_tracker_is_attached() {
+    if !root_or_skip("a_session_reads_starting_until_its_tracker_is_attached") {
+        return;
+    }
+    let server = std::sync::Arc::new(Server::start("starting", None));
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = {
+        let (server, done) = (server.clone(), done.clone());
+        std::thread::spawn(move || {
+            let mut seen = Vec::new();
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                let listed =
+                    server.query("{ sessions { nodes { id status programIds } } }", json!({}));
+                seen.extend(
+                    listed["sessions"]["nodes"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .cloned(),
+                );
+            }
+            seen
+        })
+    };
+    // The security tracker with every call loads some forty programs: a start that lasts.
+    let id = server.start_session(json!({ "tracker": "security", "durationSecs": 30 }));
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let seen: Vec<Value> = watcher
+        .join()
+        .unwrap()
+        .into_iter()
+        .filter(|s| s["id"] == id.as_str())
+        .collect();
+    let attached = |s: &Value| !s["programIds"].as_array().unwrap().is_empty();
+    assert!(
+        seen.iter().any(|s| s["status"] == "STARTING"),
+        "never seen starting: {seen:?}"
+    );
+    // (A STARTING one may show programs: its fields are read one after the other, and it
+    // can attach in between.)
+    for s in &seen {
+        match s["status"].as_str().unwrap() {
+            "STARTING" => {}
+            "RUNNING" => assert!(attached(s), "listed RUNNING before it was attached: {s}"),
+            other => panic!("{other}: {s}"),
+        }
+    }
+    assert_eq!(server.session(&id, "status")["status"], "RUNNING");
+    // Once attached, it is in the RUNNING list and not in the STARTING one.
+    let lists = server.query(
+        "{ starting: sessions(status: STARTING) { nodes { id } } \
+           running: sessions(status: RUNNING) { nodes { id } } }",
+        json!({}),
+    );
+    assert_eq!(lists["starting"]["nodes"], json!([]), "{lists}");
+    assert_eq!(lists["running"]["nodes"], json!([{ "id": id }]), "{lists}");
+}
+
 /// `sessionEventBatches` carries every event of a live view in a few messages, numbered
 /// without a gap; `sessionUpdated` without an id follows every session to its end; bad
 /// batch sizes are refused.

@@ -117,7 +117,7 @@ export function makeSessions(load: Load) {
                             stop
                           </Action>
                         )}
-                        {operator && s.status !== 'RUNNING' && (
+                        {operator && s.status !== 'RUNNING' && s.status !== 'STARTING' && (
                           <Action action="delete" onClick={() => polled.mutate(DELETE, { id: s.id })}>
                             delete
                           </Action>

@@ -187,19 +187,25 @@ impl QueryRoot {
     ) -> async_graphql::Result<SessionConnection> {
         let first = page_size(first, SESSIONS_PAGE)?;
         let manager = manager(ctx);
+        // The store holds a starting session as RUNNING; which of the two it is shows once
+        // the live state is laid over it.
+        let stored = status.map(|s| match s {
+            SessionStatus::Starting => SessionStatus::Running,
+            other => other,
+        });
         let (rows, has_next) = manager
             .store()
-            .list_sessions(status, first, after.as_deref())
+            .list_sessions(stored, first, after.as_deref())
             .await
             .map_err(|e| api(e.into()))?;
         let mut connection = SessionConnection::new(after.is_some(), has_next);
         connection
             .edges
-            .extend(rows.into_iter().map(|(cursor, record)| {
-                async_graphql::connection::Edge::new(
-                    cursor,
-                    SessionObject(manager.with_live_counts(record)),
-                )
+            .extend(rows.into_iter().filter_map(|(cursor, record)| {
+                let record = manager.with_live_counts(record);
+                status
+                    .is_none_or(|s| record.status == s)
+                    .then(|| async_graphql::connection::Edge::new(cursor, SessionObject(record)))
             }));
         Ok(connection)
     }
@@ -854,7 +860,7 @@ impl SubscriptionRoot {
             return Ok(all.boxed());
         };
         let (_, current) = subscribed_session(ctx, id).await?;
-        let ended = current.status != SessionStatus::Running;
+        let ended = current.status.has_ended();
         let id = current.id.clone();
         let updates = BroadcastStream::new(receiver).filter_map(move |item| {
             let record = item.ok().filter(|r| r.id == id);
@@ -869,7 +875,7 @@ impl SubscriptionRoot {
         // End right after the update that ends the session.
         Ok(stream
             .flat_map(|record| {
-                let last = record.status != SessionStatus::Running;
+                let last = record.status.has_ended();
                 futures_util::stream::iter(
                     std::iter::once(Some(record)).chain(last.then_some(None)),
                 )

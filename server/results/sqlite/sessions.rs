@@ -46,6 +46,9 @@ impl<'r> Decode<'r, Sqlite> for SessionId {
     clap::ValueEnum,
 )]
 pub enum SessionStatus {
+    /// Its tracker is loading and attaching: it sees no event yet. Shown while
+    /// `startSession` runs; the store holds such a session as RUNNING.
+    Starting,
     Running,
     Completed,
     Stopped,
@@ -96,12 +99,20 @@ macro_rules! stored_as_text {
 }
 
 stored_as_text!(SessionStatus {
+    Starting => "STARTING",
     Running => "RUNNING",
     Completed => "COMPLETED",
     Stopped => "STOPPED",
     Failed => "FAILED",
     Interrupted => "INTERRUPTED"
 });
+impl SessionStatus {
+    /// Whether the session is over: neither starting nor running.
+    pub fn has_ended(self) -> bool {
+        !matches!(self, Self::Starting | Self::Running)
+    }
+}
+
 stored_as_text!(StoreKind {
     Sqlite => "SQLITE",
     Memory => "MEMORY"
