@@ -61,8 +61,12 @@ fn session_after(server: &Server, input: Value, work: impl FnOnce(), fields: &st
     server.session(&id, fields)
 }
 
+/// Runs a host binary of a name no other call uses (tests run in parallel threads of one
+/// process, and a shared name would count one test's runs in another's), `times` times.
 fn run_host_binary(times: usize) -> String {
-    let (binary, comm) = unique_binary("ch");
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let (binary, comm) = unique_binary(&format!("ch{n}"));
     for _ in 0..times {
         assert!(Command::new(&binary).status().unwrap().success());
     }
