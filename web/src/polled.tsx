@@ -46,13 +46,23 @@ export interface Polled<T> {
 // subscription pushed).
 export function usePolled<T>(load: Load, query: string, everyMs: number = REFRESH_MS): Polled<T> {
   const [state, setState] = useState<{ data: T | null; error: string | null }>({ data: null, error: null });
+  // Answers can arrive out of order: one to a query the panel no longer asks (a picker
+  // changed while it was in flight), or older than one already shown, is dropped.
+  const current = useRef(query);
+  current.current = query;
+  const issued = useRef(0);
+  const shown = useRef(0);
   const refresh = useCallback(async () => {
+    const id = ++issued.current;
+    const fresh = () => query === current.current && id > shown.current;
     try {
       const body = await load<T>(query);
+      if (!fresh()) return;
+      shown.current = id;
       if (body.errors) setState((old) => ({ ...old, error: body.errors![0].message }));
       else setState({ data: body.data ?? null, error: null });
     } catch (err) {
-      setState((old) => ({ ...old, error: String(err) }));
+      if (fresh()) setState((old) => ({ ...old, error: String(err) }));
     }
   }, [load, query]);
   useEffect(() => {
