@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
-use cel::common::ast::{operators, EntryExpr, Expr, LiteralValue};
+use cel::common::ast::{operators, EntryExpr, Expr, LiteralValue, MapExpr, StructExpr};
 use cel::common::value::CowVal;
 use cel::extractors::This;
 use cel::{Context, Program};
@@ -678,16 +678,7 @@ fn static_check(expr: &Expr, field_type: &dyn Fn(&str) -> Option<FieldType>) -> 
         ],
         Expr::List(list) => list.elements.iter().map(|e| &e.expr).collect(),
         Expr::Select(select) => vec![&select.operand.expr],
-        Expr::Map(map) => map
-            .entries
-            .iter()
-            .flat_map(|entry| match &entry.expr {
-                EntryExpr::MapEntry(m) => vec![&m.key.expr, &m.value.expr],
-                EntryExpr::StructField(f) => vec![&f.value.expr],
-            })
-            .collect(),
-        Expr::Struct(st) => st
-            .entries
+        Expr::Map(MapExpr { entries }) | Expr::Struct(StructExpr { entries, .. }) => entries
             .iter()
             .flat_map(|entry| match &entry.expr {
                 EntryExpr::MapEntry(m) => vec![&m.key.expr, &m.value.expr],
