@@ -7,7 +7,7 @@ CARGO ?= cargo
 # reference tools the tests compare against.
 DEB_PACKAGES := clang libelf-dev zlib1g-dev libc6-dev linux-libc-dev pkg-config make bpftool python3 \
 	util-linux strace bpftrace prometheus chromium docker.io busybox-static runc \
-	kmod passwd python3-kubernetes python3-yaml
+	kmod passwd python3-kubernetes python3-yaml postgresql
 ARGS ?= serve
 
 deps:

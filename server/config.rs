@@ -34,6 +34,10 @@
 //! [guard]
 //! enabled = true        # run the standing guard from start-up
 //! rules = ["*"]         # rule ids, "*" for all
+//! [fleet]
+//! database = "postgres://eunomia@db.example/eunomia"   # shared by the fleet's nodes
+//! node = "web-1"        # this server's name in the fleet (default: the hostname)
+//! cgroup = "/sys/fs/cgroup/node-a"   # optional: fleet sessions trace this cgroup only
 //! [[tokens]]
 //! name = "ci"
 //! role = "operator"   # or "viewer"
@@ -83,6 +87,21 @@ pub struct Config {
     /// Where the minimal BTF of each probe is cached (faster session starts); empty: no
     /// cache.
     pub btf_cache: PathBuf,
+    pub fleet: FleetConfig,
+}
+
+/// Membership of a fleet: servers that share one PostgreSQL database and run sessions
+/// together (see `fleet`).
+#[derive(Clone, Debug, Default, PartialEq, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FleetConfig {
+    /// `postgres://...`; none: this server is in no fleet.
+    pub database: Option<String>,
+    /// This server's name among the nodes; empty: the hostname.
+    pub node: String,
+    /// A cgroup (v2 directory) that this node's fleet sessions are kept to, for nodes
+    /// that share a host; none: the whole host.
+    pub cgroup: Option<PathBuf>,
 }
 
 /// The security analyzer's rules and alerts.
@@ -298,6 +317,7 @@ impl Default for Config {
             tls: None,
             insecure_http: false,
             btf_cache: PathBuf::from("/var/cache/eunomia/btf"),
+            fleet: FleetConfig::default(),
         }
     }
 }

@@ -15,6 +15,7 @@
 //!   export from their events; `config`: the TOML config loader;
 //! - `seccomp`: the seccomp manager (record, advise, enforce, verify);
 //! - `session`: timed tracing sessions (tracker + filter + chain + window);
+//! - `fleet`: sessions run by several servers together over a shared PostgreSQL;
 //! - `api`: the GraphQL API and its HTTP routes;
 //! - `app`: the command line (the seed's cmd) and `serve`.
 
@@ -24,6 +25,7 @@ pub mod config;
 pub mod container;
 pub mod engine;
 pub mod exporter;
+pub mod fleet;
 pub mod handler;
 pub mod metrics;
 pub mod model;

@@ -88,8 +88,9 @@ pub enum SessionError {
     Guard(#[from] StandingError),
 }
 
-/// What startSession asks for, checked.
-#[derive(Clone, Debug)]
+/// What startSession asks for, checked. Serialized as a fleet session's request, which
+/// every node of the fleet starts.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct StartRequest {
     pub tracker: String,
     pub duration_secs: i64,

@@ -20,8 +20,9 @@ const LAYERS: &[(&str, u32)] = &[
     ("security", 5),
     ("seccomp", 5),
     ("session", 6),
-    ("api", 7),
-    ("app", 8),
+    ("fleet", 7),
+    ("api", 8),
+    ("app", 9),
 ];
 
 type Module = Vec<String>;

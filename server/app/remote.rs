@@ -58,7 +58,8 @@ const INPUT_CODES: &[&str] = &[
 ];
 /// What the commands ask of a session.
 const SESSION_FIELDS: &str =
-    "id tracker label status store startedAt endsAt endedAt eventCount lostCount error filter config";
+    "id tracker label status store startedAt endsAt endedAt eventCount lostCount error filter config \
+     nodes { node status eventCount lostCount error }";
 
 #[derive(Debug, clap::Args)]
 pub struct SessionArgs {
@@ -126,6 +127,10 @@ pub struct StartArgs {
     /// A label to know it by.
     #[arg(long)]
     pub label: Option<String>,
+    /// Run it on these nodes of the server's fleet, comma-separated (`'*'`: every node
+    /// heard from in the last few seconds): a fleet session.
+    #[arg(long, value_delimiter = ',', value_name = "NODES")]
+    pub nodes: Vec<String>,
     /// Return when the session ends, and print it with its final counts (the window
     /// must end within the server's request timeout).
     #[arg(long)]
@@ -288,6 +293,7 @@ fn start_session(client: &Client, args: &StartArgs, stdout: OutputFactory) -> Re
         "config": config,
         "store": args.store.as_str(),
         "label": args.label,
+        "nodes": (!args.nodes.is_empty()).then_some(&args.nodes),
     });
     let data = client.request(
         &format!(
@@ -593,6 +599,19 @@ fn print_session(session: &Json, print: &PrintArgs, stdout: OutputFactory) -> Re
                 .filter(|(name, _)| chosen.is_empty() || chosen.contains(name))
             {
                 writeln!(out, "{name:<8} {value}")?;
+            }
+            // A fleet session's parts, one line per node.
+            for part in session["nodes"].as_array().into_iter().flatten() {
+                let error = part["error"].as_str().map(|e| format!(" ({e})"));
+                writeln!(
+                    out,
+                    "node     {} {} events={} lost={}{}",
+                    text(&part["node"]),
+                    text(&part["status"]),
+                    part["eventCount"],
+                    part["lostCount"],
+                    error.unwrap_or_default()
+                )?;
             }
         }
     }

@@ -14,6 +14,7 @@ use crate::config::{Config, Tls};
 use crate::container::{ContainerManager, ContainerOptions};
 use crate::engine::{core_btf, system};
 use crate::exporter::{default_exporters, StandingExporters};
+use crate::fleet::Fleet;
 use crate::metrics::Metrics;
 use crate::results::sqlite::{Store, StoreOptions};
 use crate::session::{spawn_retention, SessionManager};
@@ -49,6 +50,13 @@ pub struct ServeArgs {
     /// Allow plain HTTP on a non-loopback address, for a TLS-terminating proxy in front.
     #[arg(long)]
     pub insecure_http: bool,
+    /// Join the fleet whose shared database this is (`postgres://...`): run fleet
+    /// sessions with the other nodes ([fleet] database).
+    #[arg(long, value_name = "URL")]
+    pub fleet: Option<String>,
+    /// This server's name in the fleet ([fleet] node; default the hostname).
+    #[arg(long)]
+    pub node: Option<String>,
 }
 
 /// How long open connections (subscriptions) get to close after shutdown begins.
@@ -73,6 +81,12 @@ pub fn serve(args: &ServeArgs) -> Result<(), RunError> {
         });
     }
     config.insecure_http |= args.insecure_http;
+    if let Some(fleet) = &args.fleet {
+        config.fleet.database = Some(fleet.clone());
+    }
+    if let Some(node) = &args.node {
+        config.fleet.node = node.clone();
+    }
     config
         .validate()
         .map_err(|e| RunError::Usage(e.to_string()))?;
@@ -121,7 +135,18 @@ async fn serve_async(config: Config) -> Result<(), RunError> {
     }
     let manager = SessionManager::new(store, metrics, config.clone(), containers).await?;
     spawn_retention(manager.clone(), RETENTION_INTERVAL);
-    let app = http::router(graphql::schema(manager.clone()), manager.clone(), &config);
+    let fleet = match &config.fleet.database {
+        Some(database) => {
+            let fleet = Fleet::join(&config.fleet, database, manager.clone())
+                .await
+                .map_err(|e| RunError::Usage(format!("cannot join the fleet: {e}")))?;
+            eprintln!("eunomia: node {} of the fleet", fleet.node());
+            Some(fleet)
+        }
+        None => None,
+    };
+    let schema = graphql::schema(manager.clone(), fleet);
+    let app = http::router(schema, manager.clone(), &config);
     let listener = std::net::TcpListener::bind(config.listen)
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
     let addr = listener.local_addr()?;

@@ -39,6 +39,12 @@ pub enum ResultsError {
     /// The database failed to answer.
     #[error("storage: {0}")]
     Store(StoreError),
+    /// The fleet's database failed to answer.
+    #[error("fleet database: {0}")]
+    Fleet(String),
+    /// A question this store cannot answer yet.
+    #[error("{0}")]
+    Unsupported(&'static str),
 }
 
 /// Both stores check queries with [`QueryError`]; it is one kind of error whichever did.
@@ -48,6 +54,12 @@ impl From<MemoryError> for ResultsError {
             MemoryError::Query(err) => Self::Query(err),
             other => Self::Memory(other),
         }
+    }
+}
+
+impl From<QueryError> for ResultsError {
+    fn from(err: QueryError) -> Self {
+        Self::Query(err)
     }
 }
 

@@ -315,6 +315,11 @@ impl AggregateQuery {
 }
 
 impl TimeseriesQuery {
+    /// The bucket width in nanoseconds.
+    pub fn bucket_ns(&self) -> i64 {
+        i64::try_from(self.bucket_secs.saturating_mul(1_000_000_000)).unwrap_or(i64::MAX)
+    }
+
     pub fn validate(&self, info: &TrackerInfo) -> Result<(), QueryError> {
         if self.bucket_secs == 0 {
             return Err(QueryError::BadBucket);
@@ -407,6 +412,18 @@ pub fn order_and_truncate(rows: &mut Vec<AggResult>, top: Option<usize>) {
     });
     if let Some(top) = top {
         rows.truncate(top);
+    }
+}
+
+impl TimeBucketResult {
+    /// A group's row in the bucket that starts at `start_ns`.
+    pub fn of_group(start_ns: i64, row: AggResult) -> Self {
+        Self {
+            start_ns: start_ns as u64,
+            keys: row.keys,
+            value: row.value,
+            count: row.count,
+        }
     }
 }
 

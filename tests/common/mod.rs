@@ -227,6 +227,8 @@ pub fn assert_unloaded(ids: &[u32], what: &str) {
     }
 }
 pub mod docker;
+pub mod fleet;
+pub mod postgres;
 pub mod queries;
 pub mod server;
 

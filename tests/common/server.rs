@@ -63,11 +63,13 @@ impl Server {
         let mut child = command.stderr(Stdio::piped()).spawn().unwrap();
         let mut stderr = BufReader::new(child.stderr.take().unwrap());
         let mut line = String::new();
+        let mut said = String::new();
         let url = loop {
+            said.push_str(&line);
             line.clear();
             assert!(
                 stderr.read_line(&mut line).unwrap() > 0,
-                "server exited before listening"
+                "server exited before listening, saying:\n{said}"
             );
             if let Some(rest) = line.trim().strip_prefix("eunomia: listening on ") {
                 break rest

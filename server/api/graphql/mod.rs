@@ -6,6 +6,7 @@
 //! validation errors from async-graphql itself a code too.
 
 mod events;
+mod fleet;
 mod seccomp;
 mod security;
 mod types;
@@ -30,6 +31,7 @@ pub use types::*;
 
 use crate::config::Role;
 use crate::container::ResolveError;
+use crate::fleet::Fleet;
 use crate::handler::Predicate;
 use crate::model::TrackerInfo;
 use crate::model::{rfc3339_nanos, wall_clock_ns, SessionId, Severity};
@@ -53,10 +55,13 @@ pub struct Caller {
 }
 
 /// Builds the schema with the configured depth and complexity limits.
-pub fn schema(manager: Arc<SessionManager>) -> EunomiaSchema {
+pub fn schema(manager: Arc<SessionManager>, fleet: Option<Arc<Fleet>>) -> EunomiaSchema {
     let limits = manager.config().limits.clone();
-    Schema::build(QueryRoot, MutationRoot, SubscriptionRoot)
-        .data(manager)
+    let mut schema = Schema::build(QueryRoot, MutationRoot, SubscriptionRoot).data(manager);
+    if let Some(fleet) = fleet {
+        schema = schema.data(fleet);
+    }
+    schema
         .limit_depth(limits.query_depth)
         .limit_complexity(limits.query_complexity)
         .extension(ErrorCodes)
@@ -130,6 +135,8 @@ fn results_error(err: ResultsError) -> async_graphql::Error {
             | crate::results::sqlite::StoreError::TooManyGroups(_),
         ) => "QUERY_TOO_COSTLY",
         ResultsError::Store(_) => "INTERNAL",
+        ResultsError::Unsupported(_) => "UNSUPPORTED",
+        ResultsError::Fleet(_) => "FLEET_UNAVAILABLE",
     };
     coded(code, err.to_string())
 }
@@ -294,12 +301,24 @@ impl QueryRoot {
         })
     }
 
+    /// The fleet's sessions (see `startSession`'s `nodes`), newest first; code NO_FLEET
+    /// on a server in no fleet.
+    async fn fleet_sessions(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = 20, validator(minimum = 1, maximum = 1000))] first: i32,
+    ) -> async_graphql::Result<Vec<SessionObject>> {
+        let fleet = fleet::fleet(ctx)?;
+        let records = fleet
+            .list(first as usize)
+            .await
+            .map_err(fleet::fleet_error)?;
+        Ok(records.into_iter().map(SessionObject).collect())
+    }
+
     /// One session; an unknown id is a NOT_FOUND error.
     async fn session(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<SessionObject> {
-        let record = manager(ctx)
-            .find(&SessionId::from(id.0))
-            .await
-            .map_err(api)?;
+        let record = fleet::find(ctx, &SessionId::from(id.0)).await?;
         Ok(SessionObject(record))
     }
 
@@ -510,8 +529,18 @@ impl MutationRoot {
         }
         let args = input.audit_args();
         let created = |s: Option<&SessionObject>| s.map(|s| s.0.id.clone());
+        let fleet = match &input.nodes {
+            Some(_) => Some(fleet::fleet(ctx)?.clone()),
+            None => None,
+        };
         audited(ctx, "startSession", args, created, async move {
+            let nodes = input.nodes.clone();
             let request = input.into_request()?;
+            if let (Some(fleet), Some(nodes)) = (fleet, nodes) {
+                return Ok(SessionObject(
+                    fleet::start(&fleet, request, &nodes, wait).await?,
+                ));
+            }
             let started = manager.start(request).await.map_err(api)?;
             if !wait {
                 return Ok(SessionObject(started));
@@ -530,6 +559,14 @@ impl MutationRoot {
         id: ID,
     ) -> async_graphql::Result<SessionObject> {
         let id = SessionId::from(id.0);
+        if Fleet::is_fleet_id(id.as_str()) {
+            let (fleet, target) = (fleet::fleet(ctx)?.clone(), id.clone());
+            let stop = async move {
+                let record = fleet.stop(target.as_str()).await;
+                Ok(SessionObject(record.map_err(fleet::fleet_error)?))
+            };
+            return audited_on_session(ctx, "stopSession", &id, stop).await;
+        }
         let (manager, target) = (manager(ctx).clone(), id.clone());
         let stop = async move { Ok(SessionObject(manager.stop(&target).await.map_err(api)?)) };
         audited_on_session(ctx, "stopSession", &id, stop).await

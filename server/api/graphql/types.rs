@@ -12,6 +12,7 @@ use super::events::EventObject;
 use super::{api, coded, manager, page_size, results_error, EVENTS_PAGE};
 use crate::container::{Container, ContainerState, Runtime};
 use crate::exporter::MetricSpec;
+use crate::fleet::{Fleet, Part};
 use crate::handler::Op;
 use crate::model::SessionId;
 use crate::model::{rfc3339_nanos, wall_clock_ns};
@@ -237,6 +238,11 @@ pub struct StartSessionInput {
     /// `metrics.session_keep_secs` after (code BAD_METRICS when one does not fit the
     /// tracker's fields or clashes with another session's).
     pub metrics: Option<Vec<MetricSpec>>,
+    /// Run the session on these nodes of the fleet (`["*"]`: every node heard from in
+    /// the last few seconds), each with the same tracker, filters and window; the
+    /// session is then the fleet's (see `Session.nodes`). Code NO_FLEET on a server in
+    /// no fleet.
+    pub nodes: Option<Vec<String>>,
 }
 
 impl StartSessionInput {
@@ -263,6 +269,7 @@ impl StartSessionInput {
             "label": self.label,
             "rules": self.rules,
             "metrics": self.metrics,
+            "nodes": self.nodes,
         })
     }
 
@@ -318,6 +325,19 @@ impl SessionObject {
 
     async fn store(&self) -> StoreKind {
         self.0.store
+    }
+
+    /// A fleet session's parts, one per node, by node name: each node's status, counts
+    /// and lost events. Null for a session of this server alone. The session's
+    /// `aggregate`, `timeseries` and `events` read every node's events, and group and
+    /// filter by the field `node` too.
+    async fn nodes(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Vec<Part>>> {
+        if !Fleet::is_fleet_id(self.0.id.as_str()) {
+            return Ok(None);
+        }
+        let fleet = super::fleet::fleet(ctx)?;
+        let parts = fleet.parts(self.0.id.as_str()).await;
+        Ok(Some(parts.map_err(super::fleet::fleet_error)?))
     }
 
     /// RFC 3339.
@@ -539,6 +559,11 @@ fn top_rows(top: Option<i32>) -> async_graphql::Result<Option<usize>> {
 /// Outside the `#[Object]` block, which would make it a field.
 impl SessionObject {
     fn results(&self, ctx: &Context<'_>) -> async_graphql::Result<Arc<dyn SessionResults>> {
+        if Fleet::is_fleet_id(self.0.id.as_str()) {
+            return super::fleet::fleet(ctx)?
+                .results(&self.0)
+                .map_err(super::fleet::fleet_error);
+        }
         manager(ctx).results(&self.0).map_err(api)
     }
 

@@ -124,19 +124,12 @@ impl Store {
         q: &TimeseriesQuery,
     ) -> Result<Vec<TimeBucketResult>, StoreError> {
         q.validate(info)?;
-        let bucket_ns =
-            i64::try_from(q.bucket_secs.saturating_mul(1_000_000_000)).unwrap_or(i64::MAX);
         let groups = self
-            .grouped(session_id, info, Some(bucket_ns), q.into())
+            .grouped(session_id, info, Some(q.bucket_ns()), q.into())
             .await?;
         let mut rows: Vec<TimeBucketResult> = groups
             .into_iter()
-            .map(|(start_ns, row)| TimeBucketResult {
-                start_ns: start_ns as u64,
-                keys: row.keys,
-                value: row.value,
-                count: row.count,
-            })
+            .map(|(start_ns, row)| TimeBucketResult::of_group(start_ns, row))
             .collect();
         order_buckets(&mut rows);
         Ok(rows)

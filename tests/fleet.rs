@@ -1,0 +1,341 @@
+//! A fleet of real servers on one real PostgreSQL (root): three `eunomia serve`
+//! processes with their own node names, ports and SQLite files, each kept to a cgroup of
+//! its own (`[fleet] cgroup`, as nodes that share a host), run one fleet session.
+
+mod common;
+
+use std::time::Duration;
+
+use common::fleet::{nodes, wait_ended, wait_running};
+use common::postgres::Postgres;
+use common::root_or_skip;
+use common::server::Server;
+use serde_json::{json, Value};
+
+/// A private PostgreSQL for a root test; skips (fails in CI) where either is missing.
+fn database(test: &str) -> Option<Postgres> {
+    match root_or_skip(test) {
+        true => Postgres::start_or_skip(test),
+        false => None,
+    }
+}
+
+fn start_fleet_session(origin: &Server, secs: u64) -> String {
+    let data = origin.query(
+        "mutation($input: StartSessionInput!) { startSession(input: $input) { id status nodes { node status } } }",
+        json!({ "input": { "tracker": "process", "durationSecs": secs, "nodes": ["*"] } }),
+    );
+    let session = &data["startSession"];
+    assert_eq!(session["status"], "RUNNING", "{session}");
+    session["id"].as_str().unwrap().to_string()
+}
+
+fn part<'a>(session: &'a Value, node: &str) -> &'a Value {
+    session["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["node"] == node)
+        .unwrap_or_else(|| panic!("no part of {node}: {session}"))
+}
+
+/// Exec counts of the fleet session per (node, comm), asked of `server`.
+fn execs_by_node(server: &Server, id: &str) -> Vec<(String, String, u64)> {
+    let data = server.query(
+        r#"query($id: ID!) { session(id: $id) {
+             aggregate(groupBy: ["node", "comm"], where: [{field: "kind", value: "exec"}]) { keys count }
+           } }"#,
+        json!({ "id": id }),
+    );
+    let mut rows: Vec<(String, String, u64)> = data["session"]["aggregate"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let key = |i: usize| r["keys"][i].as_str().unwrap().to_string();
+            (key(0), key(1), r["count"].as_u64().unwrap())
+        })
+        .collect();
+    rows.sort();
+    rows
+}
+
+#[test]
+fn a_fleet_session_counts_every_nodes_execs_exactly() {
+    let Some(postgres) = database("a_fleet_session_counts_every_nodes_execs_exactly") else {
+        return;
+    };
+    let fleet = nodes(&postgres, &["alpha", "beta", "gamma"]);
+    let runs: [usize; 3] = [20, 30, 40];
+    // Any node may start it; another answers for it.
+    let id = start_fleet_session(&fleet[1].server, 5);
+    wait_running(&fleet[0].server, &id, &["alpha", "beta", "gamma"]);
+    for (node, n) in fleet.iter().zip(runs) {
+        node.cgroup.run(&node.workload.0, n);
+    }
+    let session = wait_ended(&fleet[0].server, &id, Duration::from_secs(30));
+    assert_eq!(session["status"], "COMPLETED", "{session}");
+    for (node, n) in fleet.iter().zip(runs) {
+        let part = part(&session, node.name);
+        assert_eq!(part["status"], "COMPLETED", "{part}");
+        // n execs and n exits of the workload, and the shell's own exit.
+        assert_eq!(part["eventCount"], 2 * n + 1, "{part}");
+        assert_eq!(part["shippedCount"], 2 * n + 1, "{part}");
+        assert_eq!(part["lostCount"], 0, "{part}");
+        // The part is a session of its node, which answers for it alone.
+        let local = part["localSessionId"].as_str().unwrap();
+        let own = node.server.session(local, "status eventCount");
+        assert_eq!(
+            own,
+            json!({ "status": "COMPLETED", "eventCount": 2 * n + 1 })
+        );
+    }
+    assert_eq!(session["eventCount"], 2 * 90 + 3);
+    let listed = fleet[2]
+        .server
+        .query("{ fleetSessions { id status } }", json!({}));
+    assert_eq!(
+        listed["fleetSessions"],
+        json!([{ "id": id, "status": "COMPLETED" }])
+    );
+    let expected: Vec<(String, String, u64)> = fleet
+        .iter()
+        .zip(runs)
+        .map(|(node, n)| (node.name.to_string(), node.workload.1.clone(), n as u64))
+        .collect();
+    assert_eq!(execs_by_node(&fleet[2].server, &id), expected);
+
+    let totals = fleet[0].server.query(
+        r#"query($id: ID!) { session(id: $id) {
+             all: aggregate(groupBy: [], where: [{field: "kind", value: "exec"}]) { count }
+             beta: aggregate(groupBy: ["comm"], where: [{field: "node", value: "beta"}, {field: "kind", value: "exec"}]) { keys count }
+             perNode: timeseries(bucketSecs: 3600, groupBy: ["node"], where: [{field: "kind", value: "exec"}]) { keys count }
+             slowest: aggregate(groupBy: ["node"], op: MAX, field: "duration_ns", where: [{field: "kind", value: "exit"}, {field: "comm", op: CONTAINS, value: "fl"}]) { keys count }
+             events(first: 3, where: [{field: "node", value: "gamma"}, {field: "kind", value: "exec"}]) {
+               edges { node { comm data } }
+             }
+           } }"#,
+        json!({ "id": id }),
+    );
+    let totals = &totals["session"];
+    assert_eq!(totals["all"], json!([{ "count": 90 }]));
+    assert_eq!(
+        totals["beta"],
+        json!([{ "keys": [fleet[1].workload.1], "count": 30 }])
+    );
+    // One hour's bucket holds the whole window (or two, when it spans the hour).
+    let mut per_node: std::collections::BTreeMap<String, u64> = Default::default();
+    for bucket in totals["perNode"].as_array().unwrap() {
+        *per_node
+            .entry(bucket["keys"][0].as_str().unwrap().into())
+            .or_default() += bucket["count"].as_u64().unwrap();
+    }
+    let per_node: Vec<(String, u64)> = per_node.into_iter().collect();
+    assert_eq!(
+        per_node,
+        [
+            ("alpha".into(), 20),
+            ("beta".into(), 30),
+            ("gamma".into(), 40)
+        ]
+    );
+    // MAX over each node's workload exits: as many as it ran, and no other comm's.
+    let slowest: Vec<(String, u64)> = totals["slowest"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["keys"][0].as_str().unwrap().to_string(),
+                r["count"].as_u64().unwrap(),
+            )
+        })
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    assert_eq!(
+        slowest,
+        [
+            ("alpha".into(), 20),
+            ("beta".into(), 30),
+            ("gamma".into(), 40)
+        ]
+    );
+    let events = totals["events"]["edges"].as_array().unwrap();
+    assert_eq!(events.len(), 3);
+    for event in events {
+        assert_eq!(event["node"]["comm"], fleet[2].workload.1.as_str());
+        assert_eq!(event["node"]["data"]["node"], "gamma");
+    }
+    // What the fleet database holds, asked of PostgreSQL itself.
+    let rows = postgres.psql(&format!(
+        "SELECT node, count(*) FROM fleet_events WHERE session_id = '{id}' AND kind = 'exec' \
+         GROUP BY node ORDER BY node"
+    ));
+    assert_eq!(rows, "alpha|20\nbeta|30\ngamma|40");
+}
+
+#[test]
+fn a_node_killed_mid_window_reads_interrupted_and_the_others_complete() {
+    let Some(postgres) =
+        database("a_node_killed_mid_window_reads_interrupted_and_the_others_complete")
+    else {
+        return;
+    };
+    let mut fleet = nodes(&postgres, &["north", "south", "west"]);
+    let id = start_fleet_session(&fleet[0].server, 6);
+    wait_running(&fleet[0].server, &id, &["north", "south", "west"]);
+    fleet[2].server.kill();
+    for (node, n) in fleet.iter().zip([20, 30]) {
+        node.cgroup.run(&node.workload.0, n);
+    }
+    let session = wait_ended(&fleet[0].server, &id, Duration::from_secs(40));
+    assert_eq!(session["status"], "INTERRUPTED", "{session}");
+    assert_eq!(part(&session, "north")["status"], "COMPLETED", "{session}");
+    assert_eq!(part(&session, "south")["status"], "COMPLETED", "{session}");
+    let west = part(&session, "west");
+    assert_eq!(west["status"], "INTERRUPTED", "{session}");
+    assert_eq!(
+        west["error"], "the node stopped answering while its part ran",
+        "{session}"
+    );
+    let counts: Vec<(String, u64)> = execs_by_node(&fleet[1].server, &id)
+        .into_iter()
+        .map(|(node, _, n)| (node, n))
+        .collect();
+    assert_eq!(
+        counts,
+        [("north".to_string(), 20), ("south".to_string(), 30)]
+    );
+
+    // A restarted node marks the part it had been running INTERRUPTED at once, with the
+    // reason, and takes part in the next fleet session.
+    fleet[2].restart(&postgres);
+    let next = start_fleet_session(&fleet[2].server, 3);
+    wait_running(&fleet[2].server, &next, &["north", "south", "west"]);
+    fleet[2].cgroup.run(&fleet[2].workload.0, 40);
+    let session = wait_ended(&fleet[2].server, &next, Duration::from_secs(30));
+    assert_eq!(session["status"], "COMPLETED", "{session}");
+    assert_eq!(part(&session, "west")["eventCount"], 81, "{session}");
+}
+
+#[test]
+fn fleet_input_errors_have_codes() {
+    if !root_or_skip("fleet_input_errors_have_codes") {
+        return;
+    }
+    // A server in no fleet refuses a fleet session with a code, and starts nothing.
+    let alone = Server::start("fleet-alone", None);
+    let (code, message) = alone.error(
+        "mutation { startSession(input: {tracker: \"process\", durationSecs: 2, nodes: [\"*\"]}) { id } }",
+        json!({}),
+        None,
+    );
+    assert_eq!(code, "NO_FLEET", "{message}");
+    let Some(postgres) = Postgres::start_or_skip("fleet_input_errors_have_codes") else {
+        return;
+    };
+    let fleet = nodes(&postgres, &["solo"]);
+    let server = &fleet[0].server;
+    for (input, expected) in [
+        (
+            json!({"tracker": "process", "durationSecs": 2, "nodes": ["bad name"]}),
+            "BAD_USER_INPUT",
+        ),
+        (
+            json!({"tracker": "nope", "durationSecs": 2, "nodes": ["*"]}),
+            "UNKNOWN_TRACKER",
+        ),
+        (
+            json!({"tracker": "process", "durationSecs": 0, "nodes": ["*"]}),
+            "BAD_DURATION",
+        ),
+    ] {
+        let (code, message) = server.error(
+            "mutation($input: StartSessionInput!) { startSession(input: $input) { id } }",
+            json!({ "input": input }),
+            None,
+        );
+        assert_eq!(code, expected, "{input}: {message}");
+    }
+    assert_eq!(postgres.psql("SELECT count(*) FROM fleet_sessions"), "0");
+    let (code, _) = server.error(
+        "query { session(id: \"fleet-0000\") { id } }",
+        json!({}),
+        None,
+    );
+    assert_eq!(code, "NOT_FOUND");
+    // A node named but never heard from reads NO_ANSWER once the window has ended.
+    let data = server.query(
+        "mutation { startSession(input: {tracker: \"process\", durationSecs: 1, nodes: [\"solo\", \"ghost\"]}) { id } }",
+        json!({}),
+    );
+    let id = data["startSession"]["id"].as_str().unwrap().to_string();
+    let session = wait_ended(server, &id, Duration::from_secs(20));
+    assert_eq!(part(&session, "solo")["status"], "COMPLETED", "{session}");
+    assert_eq!(part(&session, "ghost")["status"], "NO_ANSWER", "{session}");
+    assert_eq!(session["status"], "INTERRUPTED", "{session}");
+    // The CLI starts a fleet session and prints each node's part.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_eunomia"))
+        .args([
+            "session", "start", "process", "-d", "1s", "--nodes", "solo", "--wait",
+        ])
+        .env("EUNOMIA_SERVER", &server.url)
+        .env_remove("EUNOMIA_TOKEN")
+        .output()
+        .unwrap();
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{printed}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(printed.contains("status   COMPLETED"), "{printed}");
+    assert!(
+        printed.contains("node     solo COMPLETED events="),
+        "{printed}"
+    );
+    // Histograms of fleet sessions are refused by name, not answered wrongly.
+    let (code, _) = server.error(
+        "query($id: ID!) { session(id: $id) { histogram(groupBy: [], field: \"exit_code\") { count } } }",
+        json!({ "id": id }),
+        None,
+    );
+    assert_eq!(code, "UNSUPPORTED");
+}
+
+#[test]
+fn parts_run_through_an_outage_of_the_fleet_database_and_lose_nothing() {
+    let Some(postgres) =
+        database("parts_run_through_an_outage_of_the_fleet_database_and_lose_nothing")
+    else {
+        return;
+    };
+    let fleet = nodes(&postgres, &["east", "delta"]);
+    let id = start_fleet_session(&fleet[0].server, 8);
+    wait_running(&fleet[0].server, &id, &["east", "delta"]);
+    // The database goes away mid-window; the nodes record on into their own stores.
+    postgres.stop();
+    for (node, n) in fleet.iter().zip([20, 30]) {
+        node.cgroup.run(&node.workload.0, n);
+    }
+    // Longer than a node takes to be called silent, while every node is.
+    std::thread::sleep(Duration::from_secs(6));
+    postgres.start();
+    let session = wait_ended(&fleet[1].server, &id, Duration::from_secs(40));
+    assert_eq!(session["status"], "COMPLETED", "{session}");
+    for (name, n) in [("east", 20), ("delta", 30)] {
+        let part = part(&session, name);
+        assert_eq!(part["status"], "COMPLETED", "{part}");
+        assert_eq!(part["eventCount"], 2 * n + 1, "{part}");
+        assert_eq!(part["lostCount"], 0, "{part}");
+    }
+    let counts: Vec<(String, u64)> = execs_by_node(&fleet[0].server, &id)
+        .into_iter()
+        .map(|(node, _, n)| (node, n))
+        .collect();
+    assert_eq!(
+        counts,
+        [("delta".to_string(), 30), ("east".to_string(), 20)]
+    );
+}
