@@ -275,6 +275,44 @@ fn fleet_input_errors_have_codes() {
     assert_eq!(part(&session, "solo")["status"], "COMPLETED", "{session}");
     assert_eq!(part(&session, "ghost")["status"], "NO_ANSWER", "{session}");
     assert_eq!(session["status"], "INTERRUPTED", "{session}");
+    // Histograms of fleet sessions are refused by name, not answered wrongly.
+    let (code, _) = server.error(
+        "query($id: ID!) { session(id: $id) { histogram(groupBy: [], field: \"exit_code\") { count } } }",
+        json!({ "id": id }),
+        None,
+    );
+    assert_eq!(code, "UNSUPPORTED");
+    assert_eq!(
+        server.query("{ health { node } }", json!({}))["health"]["node"],
+        "solo"
+    );
+    assert_eq!(
+        alone.query("{ health { node } }", json!({}))["health"]["node"],
+        Value::Null
+    );
+    // A running fleet session is not deleted; stopped, it ends STOPPED within a look or
+    // two of its node, with the events its part recorded, and is deleted with them.
+    let long = start_fleet_session(server, 60);
+    wait_running(server, &long, &["solo"]);
+    let delete = "mutation($id: ID!) { deleteSession(id: $id) }";
+    let (code, _) = server.error(delete, json!({ "id": long }), None);
+    assert_eq!(code, "SESSION_RUNNING");
+    fleet[0].cgroup.run(&fleet[0].workload.0, 5);
+    assert_eq!(server.stop_session(&long), "RUNNING");
+    let stopped = wait_ended(server, &long, Duration::from_secs(10));
+    assert_eq!(stopped["status"], "STOPPED", "{stopped}");
+    assert_eq!(part(&stopped, "solo")["eventCount"], 11, "{stopped}");
+    let held = format!("SELECT count(*) FROM fleet_events WHERE session_id = '{long}'");
+    assert_eq!(postgres.psql(&held), "11");
+    assert_eq!(
+        server.query(delete, json!({ "id": long }))["deleteSession"],
+        true
+    );
+    assert_eq!(
+        server.query(delete, json!({ "id": long }))["deleteSession"],
+        false
+    );
+    assert_eq!(postgres.psql(&held), "0");
     // The CLI starts a fleet session and prints each node's part.
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_eunomia"))
         .args([
@@ -295,13 +333,6 @@ fn fleet_input_errors_have_codes() {
         printed.contains("node     solo COMPLETED events="),
         "{printed}"
     );
-    // Histograms of fleet sessions are refused by name, not answered wrongly.
-    let (code, _) = server.error(
-        "query($id: ID!) { session(id: $id) { histogram(groupBy: [], field: \"exit_code\") { count } } }",
-        json!({ "id": id }),
-        None,
-    );
-    assert_eq!(code, "UNSUPPORTED");
 }
 
 #[test]

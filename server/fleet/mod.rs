@@ -38,6 +38,8 @@ const CHANNEL: &str = "eunomia_fleet";
 const BEAT: Duration = Duration::from_secs(1);
 /// A node silent this long is taken for gone, and its running parts for INTERRUPTED.
 pub const SILENT: Duration = Duration::from_secs(5);
+/// How often a node deletes fleet sessions past `retention.max_age_secs` (any node may).
+const EXPIRE_EVERY: Duration = Duration::from_secs(60);
 /// The database's clock in nanoseconds, which every node's beats are written in.
 const DB_NOW: &str = "(extract(epoch FROM clock_timestamp()) * 1000000000)::BIGINT";
 /// Fleet session ids start with this, so that any node tells them from its own.
@@ -375,6 +377,53 @@ impl Fleet {
         })
     }
 
+    /// Deletes an ended fleet session and every node's events of it; false when there
+    /// is none. One that may still record is refused.
+    pub async fn delete(&self, id: &str) -> Result<bool, FleetError> {
+        match self.record(id).await {
+            Ok(record) if !record.status.has_ended() => {
+                return Err(SessionError::StillRunning(record.id).into())
+            }
+            Ok(_) => {}
+            Err(FleetError::NotFound(_)) => return Ok(false),
+            Err(err) => return Err(err),
+        }
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM fleet_events WHERE session_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM fleet_sessions WHERE id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Deletes the fleet sessions whose window ended more than `retention.max_age_secs`
+    /// ago and that no part may still add to, with their events.
+    async fn expire(&self) -> Result<(), FleetError> {
+        let Some(max_age) = self.manager.config().retention.max_age_secs else {
+            return Ok(());
+        };
+        let before = wall_clock_ns() as i64 - (max_age as i64).saturating_mul(1_000_000_000);
+        let old: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM fleet_sessions s WHERE ends_at < $1 AND NOT EXISTS \
+             (SELECT 1 FROM fleet_parts p WHERE p.session_id = s.id \
+              AND p.status IN ('PENDING', 'STARTING', 'RUNNING'))",
+        )
+        .bind(before)
+        .fetch_all(&self.pool)
+        .await?;
+        for id in old {
+            if self.delete(&id).await? {
+                tracing::info!(id, "fleet session past retention deleted");
+            }
+        }
+        Ok(())
+    }
+
     /// The newest fleet sessions, newest first, at most `limit`.
     pub async fn list(&self, limit: usize) -> Result<Vec<SessionRecord>, FleetError> {
         let ids: Vec<String> = sqlx::query_scalar(
@@ -475,6 +524,7 @@ impl Fleet {
         };
         let mut beat = tokio::time::interval(BEAT);
         beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut expire = tokio::time::interval(EXPIRE_EVERY);
         loop {
             let notified = async {
                 match listener.as_mut() {
@@ -487,6 +537,11 @@ impl Fleet {
                 _ = beat.tick() => {
                     if let Err(err) = self.beat().await {
                         tracing::warn!("fleet heartbeat: {err}");
+                    }
+                }
+                _ = expire.tick() => {
+                    if let Err(err) = self.expire().await {
+                        tracing::warn!("fleet retention: {err}");
                     }
                 }
                 got = notified => if let Err(err) = got {

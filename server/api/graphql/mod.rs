@@ -330,6 +330,7 @@ impl QueryRoot {
             btf: std::path::Path::new("/sys/kernel/btf/vmlinux").exists(),
             uptime_secs: manager.uptime().as_secs(),
             active_sessions: manager.active_sessions(),
+            node: ctx.data_opt::<Arc<Fleet>>().map(|f| f.node().to_string()),
             guard: manager.guard_status().into(),
             store: {
                 let health = manager.store().health();
@@ -741,6 +742,16 @@ impl MutationRoot {
     /// Deletes an ended session and its results; false when there was no such session.
     async fn delete_session(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<bool> {
         let id = SessionId::from(id.0);
+        if Fleet::is_fleet_id(id.as_str()) {
+            let (fleet, target) = (fleet::fleet(ctx)?.clone(), id.clone());
+            let delete = async move {
+                fleet
+                    .delete(target.as_str())
+                    .await
+                    .map_err(fleet::fleet_error)
+            };
+            return audited_on_session(ctx, "deleteSession", &id, delete).await;
+        }
         let (manager, target) = (manager(ctx).clone(), id.clone());
         let delete = async move { manager.delete(&target).await.map_err(api) };
         audited_on_session(ctx, "deleteSession", &id, delete).await

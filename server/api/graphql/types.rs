@@ -126,6 +126,8 @@ pub struct Health {
     pub btf: bool,
     pub uptime_secs: u64,
     pub active_sessions: usize,
+    /// This server's name in its fleet; null when it is in none.
+    pub node: Option<String>,
     /// The standing guard and its cost.
     pub guard: super::security::GuardObject,
     pub store: StoreHealth,
