@@ -243,6 +243,10 @@ fn fleet_input_errors_have_codes() {
             "BAD_USER_INPUT",
         ),
         (
+            json!({"tracker": "process", "durationSecs": 2, "nodes": vec!["n"; 1025]}),
+            "BAD_USER_INPUT",
+        ),
+        (
             json!({"tracker": "nope", "durationSecs": 2, "nodes": ["*"]}),
             "UNKNOWN_TRACKER",
         ),

@@ -38,6 +38,8 @@ const CHANNEL: &str = "eunomia_fleet";
 const BEAT: Duration = Duration::from_secs(1);
 /// A node silent this long is taken for gone, and its running parts for INTERRUPTED.
 pub const SILENT: Duration = Duration::from_secs(5);
+/// The most nodes one fleet session may name (each is a row and a part to follow).
+pub const MAX_NODES: usize = 1024;
 /// How often a node deletes fleet sessions past `retention.max_age_secs` (any node may).
 const EXPIRE_EVERY: Duration = Duration::from_secs(60);
 /// The database's clock in nanoseconds, which every node's beats are written in.
@@ -57,6 +59,8 @@ pub enum FleetError {
     NotFound(String),
     #[error("nodes {0:?} name no node of the fleet heard from in the last {secs}s", secs = SILENT.as_secs())]
     NoNodes(Vec<String>),
+    #[error("a fleet session names at most {MAX_NODES} nodes, got {0}")]
+    TooManyNodes(usize),
     #[error("node names must be 1 to 64 letters, digits, '.', '_' or '-'; got `{0}`")]
     BadNodeName(String),
     #[error("fleet.cgroup {path}: {error}")]
@@ -243,6 +247,9 @@ impl Fleet {
                 max,
             }
             .into());
+        }
+        if nodes.len() > MAX_NODES {
+            return Err(FleetError::TooManyNodes(nodes.len()));
         }
         let now = wall_clock_ns() as i64;
         let mut targets = BTreeSet::new();

@@ -31,7 +31,7 @@ pub(super) fn fleet_error(err: FleetError) -> async_graphql::Error {
         FleetError::Session(err) => return api(err),
         FleetError::NotFound(_) => "NOT_FOUND",
         FleetError::NoNodes(_) => "NO_NODES",
-        FleetError::BadNodeName(_) => "BAD_USER_INPUT",
+        FleetError::BadNodeName(_) | FleetError::TooManyNodes(_) => "BAD_USER_INPUT",
         FleetError::Db(_)
         | FleetError::Migrate(_)
         | FleetError::Corrupt(_)
