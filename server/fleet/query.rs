@@ -8,9 +8,9 @@ use sqlx::{Arguments, Encode, Postgres, Row, Type};
 use crate::handler::{AggOp, Op};
 use crate::model::{rfc3339_nanos, FieldInfo, FieldType, TrackerInfo};
 use crate::results::query::{
-    catalog_field, order_and_truncate, order_buckets, AggResult, AggregateQuery, Condition,
-    EventsQuery, HistogramQuery, HistogramResult, QueryError, Selection, StoredEvent,
-    TimeBucketResult, TimeseriesQuery,
+    catalog_field, order_and_truncate, order_buckets, order_histograms, AggResult, AggregateQuery,
+    Condition, EventsQuery, HistogramQuery, HistogramResult, Log2Bucket, QueryError, Selection,
+    StoredEvent, TimeBucketResult, TimeseriesQuery,
 };
 use crate::results::{ResultsError, SessionResults};
 
@@ -216,11 +216,89 @@ impl SessionResults for FleetResults {
         Ok(rows)
     }
 
-    async fn histogram(&self, _q: &HistogramQuery) -> Result<Vec<HistogramResult>, ResultsError> {
-        Err(ResultsError::Unsupported(
-            "histograms of fleet sessions are not built yet; ask a node for its part's \
-             (the part's localSessionId), or use aggregate with P50/P95/P99",
-        ))
+    async fn histogram(&self, q: &HistogramQuery) -> Result<Vec<HistogramResult>, ResultsError> {
+        let checked = HistogramQuery {
+            group_by: fields_without_node(&q.group_by),
+            conditions: without_node(&q.conditions),
+            ..q.clone()
+        };
+        checked.validate(self.info)?;
+        let dims = self.dims(&q.group_by)?;
+        let x = expr(catalog_field(self.info, &q.field)?);
+        // A value that totals its record's calls counts those calls at their mean, as in
+        // the other stores; any other value counts once.
+        let (calls, whole) = match self.info.summed_over(&q.field) {
+            Some(weight) => {
+                let n = format!(
+                    "GREATEST(COALESCE({}, 1), 1)",
+                    expr(catalog_field(self.info, weight)?)
+                );
+                (n.clone(), format!("div(trunc({x}), {n})"))
+            }
+            None => ("1".to_string(), format!("trunc({x})")),
+        };
+        // Log2Bucket::index_of: -1 below zero, 0 for zero, else the value's bit length.
+        let index = format!(
+            "CASE WHEN {whole} < 0 THEN -1 WHEN {whole} = 0 THEN 0 \
+             ELSE length(ltrim(({whole})::BIGINT::BIT(64)::TEXT, '0')) END"
+        );
+        let mut sql = Statement::new("SELECT ");
+        for d in &dims {
+            sql.push(&format!("({})::TEXT, ", d.expr()));
+        }
+        sql.push(&format!(
+            "{index} AS bucket, SUM({calls})::BIGINT, SUM({x})::FLOAT8 FROM fleet_events \
+             WHERE {x} IS NOT NULL AND session_id = "
+        ));
+        sql.bind(self.id.clone());
+        sql.conditions(self.info, &q.conditions)?;
+        let keys: Vec<String> = (1..=dims.len()).map(|i| i.to_string()).collect();
+        sql.push(&format!(
+            " GROUP BY {}",
+            keys.into_iter()
+                .chain(["bucket".into()])
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+        let rows = sqlx::query_with(&sql.text, sql.args)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        let mut groups: std::collections::BTreeMap<Vec<String>, HistogramResult> =
+            Default::default();
+        for row in &rows {
+            let keys = dims
+                .iter()
+                .enumerate()
+                .map(|(i, dim)| dim.key(row_text(row, i)?))
+                .collect::<Result<Vec<_>, _>>()?;
+            let index: i32 = row.try_get(dims.len()).map_err(db)?;
+            let count: i64 = row.try_get(dims.len() + 1).map_err(db)?;
+            let sum: f64 = row.try_get(dims.len() + 2).map_err(db)?;
+            let group = groups
+                .entry(keys.clone())
+                .or_insert_with(|| HistogramResult {
+                    keys,
+                    count: 0,
+                    sum: 0.0,
+                    buckets: Vec::new(),
+                });
+            group.count += count as u64;
+            group.sum += sum;
+            group.buckets.push(Log2Bucket {
+                index,
+                count: count as u64,
+            });
+        }
+        let mut rows: Vec<HistogramResult> = groups
+            .into_values()
+            .map(|mut g| {
+                g.buckets.sort_by_key(|b| b.index);
+                g
+            })
+            .collect();
+        order_histograms(&mut rows, q.top);
+        Ok(rows)
     }
 }
 

@@ -42,9 +42,6 @@ pub enum ResultsError {
     /// The fleet's database failed to answer.
     #[error("fleet database: {0}")]
     Fleet(String),
-    /// A question this store cannot answer yet.
-    #[error("{0}")]
-    Unsupported(&'static str),
 }
 
 /// Both stores check queries with [`QueryError`]; it is one kind of error whichever did.

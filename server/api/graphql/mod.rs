@@ -135,7 +135,6 @@ fn results_error(err: ResultsError) -> async_graphql::Error {
             | crate::results::sqlite::StoreError::TooManyGroups(_),
         ) => "QUERY_TOO_COSTLY",
         ResultsError::Store(_) => "INTERNAL",
-        ResultsError::Unsupported(_) => "UNSUPPORTED",
         ResultsError::Fleet(_) => "FLEET_UNAVAILABLE",
     };
     coded(code, err.to_string())

@@ -331,8 +331,8 @@ impl SessionObject {
 
     /// A fleet session's parts, one per node, by node name: each node's status, counts
     /// and lost events. Null for a session of this server alone. The session's
-    /// `aggregate`, `timeseries` and `events` read every node's events, and group and
-    /// filter by the field `node` too.
+    /// `aggregate`, `timeseries`, `histogram` and `events` read every node's events,
+    /// and group and filter by the field `node` too.
     async fn nodes(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Vec<Part>>> {
         if !Fleet::is_fleet_id(self.0.id.as_str()) {
             return Ok(None);
