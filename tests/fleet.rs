@@ -40,14 +40,18 @@ fn part<'a>(session: &'a Value, node: &str) -> &'a Value {
 }
 
 /// Exec counts of the fleet session per (node, comm), asked of `server`.
-fn execs_by_node(server: &Server, id: &str) -> Vec<(String, String, u64)> {
+fn exec_rows(server: &Server, id: &str) -> Value {
     let data = server.query(
         r#"query($id: ID!) { session(id: $id) {
              aggregate(groupBy: ["node", "comm"], where: [{field: "kind", value: "exec"}]) { keys count }
            } }"#,
         json!({ "id": id }),
     );
-    let mut rows: Vec<(String, String, u64)> = data["session"]["aggregate"]
+    data["session"]["aggregate"].clone()
+}
+
+fn execs_by_node(server: &Server, id: &str) -> Vec<(String, String, u64)> {
+    let mut rows: Vec<(String, String, u64)> = exec_rows(server, id)
         .as_array()
         .unwrap()
         .iter()
@@ -58,6 +62,17 @@ fn execs_by_node(server: &Server, id: &str) -> Vec<(String, String, u64)> {
         .collect();
     rows.sort();
     rows
+}
+
+/// Rows' counts summed by their first key (the node), in node order.
+fn by_node(rows: &Value) -> Vec<(String, u64)> {
+    let mut sums = std::collections::BTreeMap::<String, u64>::new();
+    for row in rows.as_array().unwrap() {
+        *sums
+            .entry(row["keys"][0].as_str().unwrap().into())
+            .or_default() += row["count"].as_u64().unwrap();
+    }
+    sums.into_iter().collect()
 }
 
 #[test]
@@ -124,43 +139,14 @@ fn a_fleet_session_counts_every_nodes_execs_exactly() {
         json!([{ "keys": [fleet[1].workload.1], "count": 30 }])
     );
     // One hour's bucket holds the whole window (or two, when it spans the hour).
-    let mut per_node: std::collections::BTreeMap<String, u64> = Default::default();
-    for bucket in totals["perNode"].as_array().unwrap() {
-        *per_node
-            .entry(bucket["keys"][0].as_str().unwrap().into())
-            .or_default() += bucket["count"].as_u64().unwrap();
-    }
-    let per_node: Vec<(String, u64)> = per_node.into_iter().collect();
-    assert_eq!(
-        per_node,
-        [
-            ("alpha".into(), 20),
-            ("beta".into(), 30),
-            ("gamma".into(), 40)
-        ]
-    );
+    let per_node = [
+        ("alpha".into(), 20),
+        ("beta".into(), 30),
+        ("gamma".into(), 40),
+    ];
+    assert_eq!(by_node(&totals["perNode"]), per_node);
     // MAX over each node's workload exits: as many as it ran, and no other comm's.
-    let slowest: Vec<(String, u64)> = totals["slowest"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| {
-            (
-                r["keys"][0].as_str().unwrap().to_string(),
-                r["count"].as_u64().unwrap(),
-            )
-        })
-        .collect::<std::collections::BTreeSet<_>>()
-        .into_iter()
-        .collect();
-    assert_eq!(
-        slowest,
-        [
-            ("alpha".into(), 20),
-            ("beta".into(), 30),
-            ("gamma".into(), 40)
-        ]
-    );
+    assert_eq!(by_node(&totals["slowest"]), per_node);
     let events = totals["events"]["edges"].as_array().unwrap();
     assert_eq!(events.len(), 3);
     for event in events {
@@ -233,12 +219,8 @@ fn a_node_killed_mid_window_reads_interrupted_and_the_others_complete() {
         west["error"], "the node stopped answering while its part ran",
         "{session}"
     );
-    let counts: Vec<(String, u64)> = execs_by_node(&fleet[1].server, &id)
-        .into_iter()
-        .map(|(node, _, n)| (node, n))
-        .collect();
     assert_eq!(
-        counts,
+        by_node(&exec_rows(&fleet[1].server, &id)),
         [("north".to_string(), 20), ("south".to_string(), 30)]
     );
 
@@ -392,12 +374,8 @@ fn parts_run_through_an_outage_of_the_fleet_database_and_lose_nothing() {
         assert_eq!(part["eventCount"], 2 * n + 1, "{part}");
         assert_eq!(part["lostCount"], 0, "{part}");
     }
-    let counts: Vec<(String, u64)> = execs_by_node(&fleet[0].server, &id)
-        .into_iter()
-        .map(|(node, _, n)| (node, n))
-        .collect();
     assert_eq!(
-        counts,
+        by_node(&exec_rows(&fleet[0].server, &id)),
         [("delta".to_string(), 30), ("east".to_string(), 20)]
     );
 }

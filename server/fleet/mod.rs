@@ -67,6 +67,8 @@ pub enum FleetError {
     Scope { path: String, error: String },
     #[error("corrupt fleet row: {0}")]
     Corrupt(String),
+    #[error("reading a part's events from this node's store: {0}")]
+    LocalEvents(#[from] crate::results::ResultsError),
 }
 
 /// A part's state, as `fleet_parts.status` holds it.
@@ -619,16 +621,11 @@ fn node_name(configured: &str) -> Result<String, FleetError> {
     }
 }
 
-/// A cgroup v2 directory's id: its inode number, which `bpf_get_current_cgroup_id` gives.
+/// A cgroup v2 directory's id (`bpf_get_current_cgroup_id`'s), checked to be one.
 fn cgroup_id(path: &std::path::Path) -> Result<u64, FleetError> {
-    use std::os::unix::fs::MetadataExt;
-    let scope_error = |error: String| FleetError::Scope {
+    let id = crate::container::cgroup_id(path, "").filter(|_| path.join("cgroup.procs").exists());
+    id.ok_or_else(|| FleetError::Scope {
         path: path.display().to_string(),
-        error,
-    };
-    let meta = std::fs::metadata(path).map_err(|e| scope_error(e.to_string()))?;
-    if !meta.is_dir() || !path.join("cgroup.procs").exists() {
-        return Err(scope_error("not a cgroup v2 directory".into()));
-    }
-    Ok(meta.ino())
+        error: "not a cgroup v2 directory".into(),
+    })
 }

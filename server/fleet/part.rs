@@ -2,6 +2,7 @@
 //! tracker, filters and window, whose events are copied into `fleet_events` as they are
 //! stored, and whose end (with its counts) is written to `fleet_parts`.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::Row;
@@ -10,6 +11,7 @@ use super::{Fleet, FleetError, PartStatus};
 use crate::model::{wall_clock_ns, SessionId};
 use crate::results::query::{EventsQuery, StoredEvent};
 use crate::results::sqlite::StoreKind;
+use crate::results::SessionResults;
 use crate::session::StartRequest;
 
 /// How often a running part copies its new events and looks for a stop request.
@@ -49,8 +51,12 @@ async fn run_part(fleet: &Fleet, id: &str) -> Result<(), FleetError> {
     tracing::info!(id, local = %local.id, "fleet part running");
     let mut part = Follow {
         id,
+        shipper: Shipper {
+            results: fleet.manager.results(&local)?,
+            after: None,
+            shipped: 0,
+        },
         local: local.id,
-        shipper: Shipper::default(),
         marked_running: false,
         stop_asked: false,
     };
@@ -108,7 +114,7 @@ impl Follow<'_> {
             // Every event is stored or counted lost once the store has flushed.
             let flushed = fleet.manager.store().flush().await;
             flushed.map_err(crate::session::SessionError::from)?;
-            while self.shipper.ship(fleet, id, &self.local).await? == SHIP_BATCH {}
+            while self.shipper.ship(fleet, id).await? == SHIP_BATCH {}
             let counts = (self.shipper.shipped, record.lost_count);
             let status = PartStatus::of_local(record.status);
             finish(fleet, id, status, Some(counts), record.error).await?;
@@ -120,7 +126,7 @@ impl Follow<'_> {
             return Ok(false);
         }
         // Copies until it has caught up, so that the copy keeps pace with the store.
-        while self.shipper.ship(fleet, id, &self.local).await? == SHIP_BATCH {}
+        while self.shipper.ship(fleet, id).await? == SHIP_BATCH {}
         sqlx::query(
             "UPDATE fleet_parts SET event_count = $3, shipped_count = $3, lost_count = $4 \
              WHERE session_id = $1 AND node = $2",
@@ -177,8 +183,9 @@ async fn finish(
 }
 
 /// Copies a local session's events into `fleet_events`, in their local order.
-#[derive(Default)]
 struct Shipper {
+    /// The local session's events, in its node's own store.
+    results: Arc<dyn SessionResults>,
     /// The local id of the last event copied.
     after: Option<i64>,
     shipped: u64,
@@ -186,24 +193,14 @@ struct Shipper {
 
 impl Shipper {
     /// Copies the next batch of stored events; returns how many.
-    async fn ship(
-        &mut self,
-        fleet: &Fleet,
-        id: &str,
-        local: &SessionId,
-    ) -> Result<usize, FleetError> {
-        let record = fleet.manager.find(local).await?;
-        let results = fleet.manager.results(&record)?;
+    async fn ship(&mut self, fleet: &Fleet, id: &str) -> Result<usize, FleetError> {
         let query = EventsQuery {
             first: SHIP_BATCH,
             after: self.after,
             through: None,
             conditions: Vec::new(),
         };
-        let (events, _) = results
-            .events(&query)
-            .await
-            .map_err(|e| FleetError::Corrupt(format!("reading the part's events: {e}")))?;
+        let (events, _) = self.results.events(&query).await?;
         let Some(last) = events.last() else {
             return Ok(0);
         };

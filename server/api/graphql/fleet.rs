@@ -36,6 +36,7 @@ pub(super) fn fleet_error(err: FleetError) -> async_graphql::Error {
         | FleetError::Migrate(_)
         | FleetError::Corrupt(_)
         | FleetError::Scope { .. } => "FLEET_UNAVAILABLE",
+        FleetError::LocalEvents(_) => "INTERNAL",
     };
     coded(code, message)
 }
