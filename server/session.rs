@@ -581,16 +581,7 @@ impl SessionManager {
             config.cgroup_ids = self.containers.cgroups_matching(selector);
             config.follow_cgroups = true;
         }
-        tracker.check(&config).map_err(|e| match e {
-            TrackerError::Config(msg)
-                if ["comm", "target_pid", "cgroup"]
-                    .iter()
-                    .any(|f| msg.starts_with(f)) =>
-            {
-                SessionError::BadFilter(msg)
-            }
-            other => SessionError::BadConfig(other.to_string()),
-        })?;
+        check_config(tracker, &config)?;
         Ok((config, container, selector))
     }
 
@@ -604,7 +595,13 @@ impl SessionManager {
             .map_err(|e| SessionError::TrackerFailed(e.to_string()))?
     }
 
-    async fn start_now(self: &Arc<Self>, req: StartRequest) -> Result<SessionRecord, SessionError> {
+    /// What any server can check of a request before one starts it: its tracker, its
+    /// duration and its tracker configuration (a fleet checks them once, at its origin,
+    /// before any node starts). Containers are left to the node that runs it.
+    pub fn check_request(
+        &self,
+        req: &StartRequest,
+    ) -> Result<&'static dyn AnyTracker, SessionError> {
         let tracker = find_tracker(&req.tracker).map_err(|_| SessionError::UnknownTracker {
             name: req.tracker.clone(),
             known: crate::trackers::TRACKERS
@@ -620,6 +617,12 @@ impl SessionManager {
                 max,
             });
         }
+        check_config(tracker, &parse_config(req.config.as_ref())?)?;
+        Ok(tracker)
+    }
+
+    async fn start_now(self: &Arc<Self>, req: StartRequest) -> Result<SessionRecord, SessionError> {
+        let tracker = self.check_request(&req)?;
         let (tracker_config, container_id, selector) = self.tracker_config(tracker, &req)?;
         let info = tracker.info();
         let reservation = self.reserve(u64::from(tracker_config.ringbuf_bytes))?;
@@ -1164,6 +1167,20 @@ impl SessionManager {
 
 /// A request's or a stored session's `config` as a tracker configuration; none or null is
 /// the defaults.
+/// The tracker's verdict on a configuration: a filter it refuses is BadFilter.
+fn check_config(tracker: &dyn AnyTracker, config: &TrackerConfig) -> Result<(), SessionError> {
+    tracker.check(config).map_err(|e| match e {
+        TrackerError::Config(msg)
+            if ["comm", "target_pid", "cgroup"]
+                .iter()
+                .any(|f| msg.starts_with(f)) =>
+        {
+            SessionError::BadFilter(msg)
+        }
+        other => SessionError::BadConfig(other.to_string()),
+    })
+}
+
 fn parse_config(value: Option<&serde_json::Value>) -> Result<TrackerConfig, SessionError> {
     match value {
         None | Some(serde_json::Value::Null) => Ok(TrackerConfig::default()),

@@ -270,6 +270,10 @@ fn fleet_input_errors_have_codes() {
             json!({"tracker": "process", "durationSecs": 0, "nodes": ["*"]}),
             "BAD_DURATION",
         ),
+        (
+            json!({"tracker": "process", "durationSecs": 2, "nodes": ["*"], "config": {"ringbuf_bytes": 3}}),
+            "BAD_CONFIG",
+        ),
     ] {
         let (code, message) = server.error(
             "mutation($input: StartSessionInput!) { startSession(input: $input) { id } }",

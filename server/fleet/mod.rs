@@ -241,15 +241,7 @@ impl Fleet {
         request: StartRequest,
         nodes: &[String],
     ) -> Result<SessionRecord, FleetError> {
-        let info = tracker_info(&request.tracker)?;
-        let max = self.manager.config().sessions.max_duration_secs;
-        if request.duration_secs < 1 || request.duration_secs as u64 > max {
-            return Err(SessionError::BadDuration {
-                got: request.duration_secs,
-                max,
-            }
-            .into());
-        }
+        let info = self.manager.check_request(&request)?.info();
         if nodes.len() > MAX_NODES {
             return Err(FleetError::TooManyNodes(nodes.len()));
         }
