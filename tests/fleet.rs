@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::fleet::{nodes, wait_ended, wait_running};
+use common::fleet::{nodes, nodes_configured, wait_ended, wait_running};
 use common::postgres::Postgres;
 use common::root_or_skip;
 use common::server::Server;
@@ -382,4 +382,36 @@ fn parts_run_through_an_outage_of_the_fleet_database_and_lose_nothing() {
         by_node(&exec_rows(&fleet[0].server, &id)),
         [("delta".to_string(), 30), ("east".to_string(), 20)]
     );
+}
+
+#[test]
+fn a_fleet_question_past_its_time_is_stopped_in_postgresql_too() {
+    let Some(postgres) = database("a_fleet_question_past_its_time_is_stopped_in_postgresql_too")
+    else {
+        return;
+    };
+    let fleet = nodes_configured(&postgres, &["slow"], "[limits]\nrequest_timeout_secs = 2\n");
+    let server = &fleet[0].server;
+    let id = start_fleet_session(server, 1);
+    let session = wait_ended(server, &id, Duration::from_secs(20));
+    assert_eq!(session["status"], "COMPLETED", "{session}");
+    // Three million events of another node: a P99 over them takes PostgreSQL seconds on
+    // a small machine, past this server's request time of 2 s.
+    postgres.psql(&format!(
+        "INSERT INTO fleet_events (session_id, node, local_id, ts, tracker, kind, pid, ppid, \
+         comm, cgroup_id, data) SELECT '{id}', 'synthetic', g, g, 'process', 'exit', 1, 1, \
+         'synthetic', 0, jsonb_build_object('duration_ns', g % 1000003) \
+         FROM generate_series(1, 3000000) g"
+    ));
+    let (code, message) = server.error(
+        r#"query($id: ID!) { session(id: $id) { aggregate(op: P99, field: "duration_ns", groupBy: ["comm"]) { keys value } } }"#,
+        json!({ "id": id }),
+        None,
+    );
+    assert_eq!(code, "QUERY_TOO_COSTLY", "{message}");
+    // PostgreSQL stopped it itself: nothing of it runs on once the caller has its answer.
+    let active = "SELECT count(*) FROM pg_stat_activity \
+                  WHERE state = 'active' AND query LIKE '%percentile_disc%' \
+                  AND query NOT LIKE '%pg_stat_activity%'";
+    assert_eq!(postgres.psql(active), "0");
 }

@@ -472,6 +472,7 @@ impl Fleet {
             self.pool.clone(),
             record.id.to_string(),
             tracker_info(&record.tracker)?,
+            Duration::from_secs(self.manager.config().limits.request_timeout_secs),
         )))
     }
 

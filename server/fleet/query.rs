@@ -2,6 +2,8 @@
 //! [`crate::results::query`], plus one field every fleet event has: `node`, the node that
 //! recorded it, to group and filter by.
 
+use std::time::Duration;
+
 use sqlx::postgres::{PgArguments, PgPool, PgRow};
 use sqlx::{Arguments, Encode, Postgres, Row, Type};
 
@@ -14,6 +16,9 @@ use crate::results::query::{
 };
 use crate::results::{ResultsError, SessionResults};
 
+/// What a question's budget leaves of the request's time for the answer to reach its caller.
+const QUESTION_MARGIN: Duration = Duration::from_millis(250);
+
 /// The field of a fleet event that says which node recorded it.
 pub const NODE: &str = "node";
 
@@ -21,11 +26,39 @@ pub struct FleetResults {
     pool: PgPool,
     id: String,
     info: &'static TrackerInfo,
+    /// How long PostgreSQL may work on one question: a little less than the request's
+    /// time, so that the caller hears why, and nothing runs on after the caller gave up.
+    budget: Duration,
 }
 
 impl FleetResults {
-    pub fn new(pool: PgPool, id: String, info: &'static TrackerInfo) -> Self {
-        Self { pool, id, info }
+    pub fn new(pool: PgPool, id: String, info: &'static TrackerInfo, request: Duration) -> Self {
+        let budget = request.saturating_sub(QUESTION_MARGIN).max(QUESTION_MARGIN);
+        Self {
+            pool,
+            id,
+            info,
+            budget,
+        }
+    }
+
+    /// Asks one question under the budget (statement_timeout for its transaction only:
+    /// the node's copying and bookkeeping keep no such bound).
+    async fn fetch(&self, sql: Statement) -> Result<Vec<PgRow>, ResultsError> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        sqlx::query(&format!(
+            "SET LOCAL statement_timeout = {}",
+            self.budget.as_millis()
+        ))
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        let rows = sqlx::query_with(&sql.text, sql.args)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        Ok(rows)
     }
 
     /// Groups, calls and values of the session's events that meet the selection's
@@ -80,10 +113,7 @@ impl FleetResults {
         }
         // A group whose records stand for no calls has nothing to say.
         sql.push(&format!(" HAVING SUM({weight}) > 0"));
-        let rows = sqlx::query_with(&sql.text, sql.args)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db)?;
+        let rows = self.fetch(sql).await?;
         let offset = usize::from(bucket_ns.is_some());
         rows.iter()
             .map(|row| {
@@ -155,10 +185,7 @@ impl SessionResults for FleetResults {
         sql.conditions(self.info, &q.conditions)?;
         sql.push(" ORDER BY id LIMIT ");
         sql.bind(i64::try_from(q.first).unwrap_or(i64::MAX).saturating_add(1));
-        let rows = sqlx::query_with(&sql.text, sql.args)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db)?;
+        let rows = self.fetch(sql).await?;
         let more = rows.len() > q.first;
         let events = rows
             .iter()
@@ -260,10 +287,7 @@ impl SessionResults for FleetResults {
                 .collect::<Vec<_>>()
                 .join(", ")
         ));
-        let rows = sqlx::query_with(&sql.text, sql.args)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db)?;
+        let rows = self.fetch(sql).await?;
         let mut groups: std::collections::BTreeMap<Vec<String>, HistogramResult> =
             Default::default();
         for row in &rows {
@@ -351,7 +375,15 @@ fn row_text(row: &PgRow, i: usize) -> Result<Option<String>, ResultsError> {
 }
 
 fn db(err: sqlx::Error) -> ResultsError {
-    ResultsError::Fleet(err.to_string())
+    // 57014: PostgreSQL's statement_timeout (the request's time) stopped the question.
+    match err.as_database_error().and_then(|e| e.code()) {
+        Some(code) if code == "57014" => ResultsError::TooCostly(
+            "the question ran past the request's time and PostgreSQL stopped it; \
+             narrow it with conditions or fewer groups"
+                .to_string(),
+        ),
+        _ => ResultsError::Fleet(err.to_string()),
+    }
 }
 
 fn db_text(text: String) -> ResultsError {

@@ -39,6 +39,9 @@ pub enum ResultsError {
     /// The database failed to answer.
     #[error("storage: {0}")]
     Store(StoreError),
+    /// The question ran past its time in the fleet's database, which stopped it.
+    #[error("{0}")]
+    TooCostly(String),
     /// The fleet's database failed to answer.
     #[error("fleet database: {0}")]
     Fleet(String),

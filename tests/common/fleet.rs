@@ -58,11 +58,18 @@ pub struct Node {
     /// A program under a name of its own, and that name (its comm).
     pub workload: (TestBinary, String),
     pub dir: TempDir,
+    /// The end of its configuration (see [`nodes_configured`]).
+    pub config: String,
 }
 
 /// Starts one server per name, each in the fleet of `postgres` and kept to a cgroup of
 /// its own.
 pub fn nodes(postgres: &Postgres, names: &[&'static str]) -> Vec<Node> {
+    nodes_configured(postgres, names, "")
+}
+
+/// As [`nodes`], each server's configuration ending with `config` (TOML tables).
+pub fn nodes_configured(postgres: &Postgres, names: &[&'static str], config: &str) -> Vec<Node> {
     names
         .iter()
         .map(|&name| {
@@ -70,10 +77,11 @@ pub fn nodes(postgres: &Postgres, names: &[&'static str]) -> Vec<Node> {
             let cgroup = Cgroup::new(name);
             Node {
                 name,
-                server: launch(postgres, name, &dir, &cgroup),
+                server: launch(postgres, name, &dir, &cgroup, config),
                 cgroup,
                 workload: unique_binary(&format!("fl{name}")),
                 dir,
+                config: config.to_string(),
             }
         })
         .collect()
@@ -82,12 +90,12 @@ pub fn nodes(postgres: &Postgres, names: &[&'static str]) -> Vec<Node> {
 impl Node {
     /// Starts the node's server again, on the database it had.
     pub fn restart(&mut self, postgres: &Postgres) {
-        self.server = launch(postgres, self.name, &self.dir, &self.cgroup);
+        self.server = launch(postgres, self.name, &self.dir, &self.cgroup, &self.config);
     }
 }
 
-fn launch(postgres: &Postgres, name: &str, dir: &TempDir, cgroup: &Cgroup) -> Server {
-    let config = format!("[fleet]\ncgroup = \"{}\"\n", cgroup.0.display());
+fn launch(postgres: &Postgres, name: &str, dir: &TempDir, cgroup: &Cgroup, more: &str) -> Server {
+    let config = format!("[fleet]\ncgroup = \"{}\"\n{more}", cgroup.0.display());
     let args: Vec<OsString> = ["--fleet", &postgres.url, "--node", name]
         .iter()
         .map(OsString::from)

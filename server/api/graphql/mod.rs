@@ -133,7 +133,8 @@ fn results_error(err: ResultsError) -> async_graphql::Error {
         ResultsError::Store(
             crate::results::sqlite::StoreError::QueryBudget(_)
             | crate::results::sqlite::StoreError::TooManyGroups(_),
-        ) => "QUERY_TOO_COSTLY",
+        )
+        | ResultsError::TooCostly(_) => "QUERY_TOO_COSTLY",
         ResultsError::Store(_) => "INTERNAL",
         ResultsError::Fleet(_) => "FLEET_UNAVAILABLE",
     };
