@@ -16,6 +16,8 @@ pub mod stage {
     pub const MALFORMED: &str = "malformed";
     /// The SQLite writer's queue was full.
     pub const SQLITE: &str = "sqlite";
+    /// The PostgreSQL writer's queue was full (PostgreSQL as the server's store).
+    pub const POSTGRES: &str = "postgres";
     /// A memory store reached its group cap.
     pub const MEMORY: &str = "memory";
     /// A live subscriber fell behind.
@@ -33,6 +35,7 @@ pub struct Metrics {
     pub sessions: IntCounterVec,
     pub handler_duration: Histogram,
     pub sqlite_write_duration: Histogram,
+    pub postgres_write_duration: Histogram,
     /// Requests refused for missing or wrong credentials (each audited, at most one per
     /// client address a second).
     pub auth_refused: IntCounter,
@@ -134,6 +137,16 @@ impl Metrics {
             ]),
         )
         .expect("valid metric");
+        let postgres_write_duration = Histogram::with_opts(
+            HistogramOpts::new(
+                "eunomia_postgres_write_duration_seconds",
+                "Time to write one batch of events to PostgreSQL, when it is the store",
+            )
+            .buckets(vec![
+                1e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2, 5e-2, 0.1, 0.25, 0.5, 1.0,
+            ]),
+        )
+        .expect("valid metric");
         let auth_refused = IntCounter::new(
             "eunomia_auth_refused_total",
             "Requests and websockets refused for missing or wrong credentials",
@@ -210,6 +223,7 @@ impl Metrics {
             Box::new(sessions.clone()),
             Box::new(handler_duration.clone()),
             Box::new(sqlite_write_duration.clone()),
+            Box::new(postgres_write_duration.clone()),
             Box::new(auth_refused.clone()),
             Box::new(alerts.clone()),
             Box::new(rule_errors.clone()),
@@ -236,6 +250,7 @@ impl Metrics {
             sessions,
             handler_duration,
             sqlite_write_duration,
+            postgres_write_duration,
             auth_refused,
             alerts,
             rule_errors,

@@ -21,7 +21,7 @@ use crate::metrics::{stage, Metrics};
 use crate::model::{wall_clock_ns, SessionId, TrackerInfo};
 use crate::results::memory::{MemoryLimits, MemoryStore};
 use crate::results::query::StoredEvent;
-use crate::results::sqlite::{SessionRecord, SessionStatus, Store, StoreError, StoreKind};
+use crate::results::store::{SessionRecord, SessionStatus, Store, StoreError, StoreKind};
 use crate::results::SessionResults;
 use crate::security::{
     AlertOptions, Alerts, Baselines, GuardStatus, Rule, RuleError, RuleMatcher, RuleSet,
@@ -1064,7 +1064,7 @@ impl SessionManager {
     pub fn results(&self, record: &SessionRecord) -> Result<Arc<dyn SessionResults>, SessionError> {
         let info = tracker_info(&record.tracker)?;
         Ok(match record.store {
-            StoreKind::Sqlite => Arc::new(self.store.session_results(record.id.clone(), info)),
+            StoreKind::Sqlite => self.store.session_results(record.id.clone(), info),
             StoreKind::Memory => self.memory_store(record, info)?,
         })
     }
@@ -1281,7 +1281,7 @@ impl Drop for Starting<'_> {
 /// Retention runs at start-up and then every interval.
 pub fn spawn_retention(manager: Arc<SessionManager>, every: Duration) {
     tokio::spawn(async move {
-        let policy = crate::results::sqlite::RetentionPolicy {
+        let policy = crate::results::store::RetentionPolicy {
             max_age_secs: manager.config.retention.max_age_secs,
             max_events: manager.config.retention.max_events,
         };

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use common::{root_or_skip, trace_python_also, TempDir};
 use eunomia::metrics::Metrics;
 use eunomia::model::Severity;
-use eunomia::results::sqlite::{AlertFilter, AlertRecord, Store, StoreOptions};
+use eunomia::results::store::{AlertFilter, AlertRecord, Store, StoreOptions};
 use eunomia::security::{AlertOptions, Alerts, RuleError, RuleMatcher, RuleSet};
 
 #[test]

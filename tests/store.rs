@@ -17,11 +17,23 @@ use eunomia::results::query::{
     apply_op, AggOp, Condition, HistogramQuery, HistogramResult, Log2Bucket, QueryError,
     StoredEvent, TimeBucketResult, TimeseriesQuery,
 };
-use eunomia::results::sqlite::{
+use eunomia::results::store::{
     AuditEntry, RetentionPolicy, RetentionReport, SessionRecord, SessionStatus, Store, StoreError,
     StoreKind, StoreOptions,
 };
+use eunomia::results::{ResultsError, SessionResults};
 use eunomia::trackers::Event;
+
+/// A session's results in the store, asked as the API asks them.
+trait Ask {
+    fn of(&self, id: &eunomia::model::SessionId) -> Arc<dyn SessionResults>;
+}
+
+impl Ask for Store {
+    fn of(&self, id: &eunomia::model::SessionId) -> Arc<dyn SessionResults> {
+        self.session_results(id.clone(), info())
+    }
+}
 
 const MS: u64 = 1_000_000;
 
@@ -122,7 +134,8 @@ async fn page_ids(
     conditions: &[Condition],
 ) -> (Vec<u32>, bool, Option<i64>) {
     let (events, has_next) = store
-        .events(&"w".into(), &events_page(first, after, conditions), info())
+        .of(&"w".into())
+        .events(&events_page(first, after, conditions))
         .await
         .unwrap();
     let last = events.last().map(|e| e.id);
@@ -244,7 +257,8 @@ async fn events_come_back_whole_in_pages_and_filtered() {
     let events = workload();
 
     let (all, has_next) = store
-        .events(&"w".into(), &events_page(100, None, &[]), info())
+        .of(&"w".into())
+        .events(&events_page(100, None, &[]))
         .await
         .unwrap();
     assert!(!has_next);
@@ -310,26 +324,21 @@ async fn events_come_back_whole_in_pages_and_filtered() {
 
     assert!(matches!(
         store
-            .events(
-                &"w".into(),
-                &events_page(10, None, &[cond("nope", Op::Eq, "1")]),
-                info()
-            )
+            .of(&"w".into())
+            .events(&events_page(10, None, &[cond("nope", Op::Eq, "1")]))
             .await,
-        Err(StoreError::Query(QueryError::UnknownField { .. }))
+        Err(ResultsError::Query(QueryError::UnknownField { .. }))
     ));
     assert!(matches!(
         store
-            .events(
-                &"w".into(),
-                &events_page(10, None, &[cond("pid", Op::Eq, "one")]),
-                info()
-            )
+            .of(&"w".into())
+            .events(&events_page(10, None, &[cond("pid", Op::Eq, "one")]))
             .await,
-        Err(StoreError::Query(QueryError::NotANumber { .. }))
+        Err(ResultsError::Query(QueryError::NotANumber { .. }))
     ));
     let (none, next) = store
-        .events(&"other".into(), &events_page(10, None, &[]), info())
+        .of(&"other".into())
+        .events(&events_page(10, None, &[]))
         .await
         .unwrap();
     assert!(none.is_empty() && !next);
@@ -340,11 +349,8 @@ async fn events_come_back_whole_in_pages_and_filtered() {
 async fn count_by_kind_and_comm() {
     let (_dir, store) = workload_store("count").await;
     let rows = store
-        .aggregate(
-            &"w".into(),
-            info(),
-            &query(&["kind", "comm"], AggOp::Count, None),
-        )
+        .of(&"w".into())
+        .aggregate(&query(&["kind", "comm"], AggOp::Count, None))
         .await
         .unwrap();
     // Value descending, then keys ascending.
@@ -363,39 +369,35 @@ async fn count_by_kind_and_comm() {
     // The same through the general path (a condition on a field the counts do not keep).
     let mut q = query(&["kind", "comm"], AggOp::Count, None);
     q.conditions = vec![cond("pid", Op::Gt, "0")];
-    assert_eq!(
-        store.aggregate(&"w".into(), info(), &q).await.unwrap(),
-        rows
-    );
+    assert_eq!(store.of(&"w".into()).aggregate(&q).await.unwrap(), rows);
 
     // Conditions on counted fields, top, and no grouping at all.
     let mut q = query(&["comm"], AggOp::Count, None);
     q.conditions = vec![cond("kind", Op::Eq, "exit")];
     q.top = Some(2);
     assert_eq!(
-        store.aggregate(&"w".into(), info(), &q).await.unwrap(),
+        store.of(&"w".into()).aggregate(&q).await.unwrap(),
         [row(&["grep"], 2.0, 2), row(&["sh"], 2.0, 2)]
     );
     assert_eq!(
         store
-            .aggregate(&"w".into(), info(), &query(&[], AggOp::Count, None))
+            .of(&"w".into())
+            .aggregate(&query(&[], AggOp::Count, None))
             .await
             .unwrap(),
         [row(&[], 9.0, 9)]
     );
     assert_eq!(
         store
-            .aggregate(&"empty".into(), info(), &query(&[], AggOp::Count, None))
+            .of(&"empty".into())
+            .aggregate(&query(&[], AggOp::Count, None))
             .await
             .unwrap(),
         []
     );
     let mut none = query(&["kind"], AggOp::Count, None);
     none.conditions = vec![cond("comm", Op::Eq, "nobody")];
-    assert_eq!(
-        store.aggregate(&"w".into(), info(), &none).await.unwrap(),
-        []
-    );
+    assert_eq!(store.of(&"w".into()).aggregate(&none).await.unwrap(), []);
     store.close().await.unwrap();
 }
 
@@ -463,10 +465,7 @@ async fn value_ops_on_duration() {
     ];
     for (op, rows) in expect {
         assert_eq!(
-            store
-                .aggregate(&"w".into(), info(), &ops(op))
-                .await
-                .unwrap(),
+            store.of(&"w".into()).aggregate(&ops(op)).await.unwrap(),
             rows,
             "{op:?}"
         );
@@ -484,25 +483,24 @@ async fn value_ops_on_duration() {
         (AggOp::P99, 50.0),
     ] {
         assert_eq!(
-            store
-                .aggregate(&"w".into(), info(), &whole(op))
-                .await
-                .unwrap(),
+            store.of(&"w".into()).aggregate(&whole(op)).await.unwrap(),
             [row(&[], value, 9)],
             "{op:?}"
         );
     }
     assert!(matches!(
         store
-            .aggregate(&"w".into(), info(), &query(&[], AggOp::Sum, Some("comm")))
+            .of(&"w".into())
+            .aggregate(&query(&[], AggOp::Sum, Some("comm")))
             .await,
-        Err(StoreError::Query(QueryError::NotNumeric(_)))
+        Err(ResultsError::Query(QueryError::NotNumeric(_)))
     ));
     assert!(matches!(
         store
-            .aggregate(&"w".into(), info(), &query(&[], AggOp::P50, None))
+            .of(&"w".into())
+            .aggregate(&query(&[], AggOp::P50, None))
             .await,
-        Err(StoreError::Query(QueryError::FieldRequired { .. }))
+        Err(ResultsError::Query(QueryError::FieldRequired { .. }))
     ));
     store.close().await.unwrap();
 }
@@ -518,11 +516,8 @@ async fn percentiles_are_exact_nearest_rank() {
     store_events(&store, &session("h", T0, SessionStatus::Running), &hundred).await;
     for (op, value) in [(AggOp::P50, 50.0), (AggOp::P95, 95.0), (AggOp::P99, 99.0)] {
         let rows = store
-            .aggregate(
-                &"h".into(),
-                info(),
-                &query(&["comm"], op, Some("duration_ns")),
-            )
+            .of(&"h".into())
+            .aggregate(&query(&["comm"], op, Some("duration_ns")))
             .await
             .unwrap();
         assert_eq!(rows, [row(&["hundred"], value, 100)], "{op:?}");
@@ -542,11 +537,8 @@ async fn percentiles_are_exact_nearest_rank() {
     store_events(&store, &session("g", T0, SessionStatus::Running), &events).await;
     for op in [AggOp::P50, AggOp::P95, AggOp::P99] {
         let rows = store
-            .aggregate(
-                &"g".into(),
-                info(),
-                &query(&["comm"], op, Some("duration_ns")),
-            )
+            .of(&"g".into())
+            .aggregate(&query(&["comm"], op, Some("duration_ns")))
             .await
             .unwrap();
         assert_eq!(rows.len(), 60);
@@ -565,11 +557,8 @@ async fn percentiles_are_exact_nearest_rank() {
 async fn null_and_time_group_keys() {
     let (_dir, store) = workload_store("nulls").await;
     let rows = store
-        .aggregate(
-            &"w".into(),
-            info(),
-            &query(&["exit_code"], AggOp::Count, None),
-        )
+        .of(&"w".into())
+        .aggregate(&query(&["exit_code"], AggOp::Count, None))
         .await
         .unwrap();
     assert_eq!(
@@ -582,11 +571,8 @@ async fn null_and_time_group_keys() {
         ]
     );
     let rows = store
-        .aggregate(
-            &"w".into(),
-            info(),
-            &query(&["kind", "signal"], AggOp::Count, None),
-        )
+        .of(&"w".into())
+        .aggregate(&query(&["kind", "signal"], AggOp::Count, None))
         .await
         .unwrap();
     assert_eq!(
@@ -608,11 +594,8 @@ async fn null_and_time_group_keys() {
     )
     .await;
     let rows = store
-        .aggregate(
-            &"n".into(),
-            info(),
-            &query(&["filename"], AggOp::Count, None),
-        )
+        .of(&"n".into())
+        .aggregate(&query(&["filename"], AggOp::Count, None))
         .await
         .unwrap();
     assert_eq!(rows, [row(&["null"], 2.0, 2), row(&["null"], 1.0, 1)]);
@@ -620,7 +603,7 @@ async fn null_and_time_group_keys() {
     let mut q = query(&["ts", "pid"], AggOp::Count, None);
     q.conditions = vec![cond("comm", Op::Eq, "cat")];
     assert_eq!(
-        store.aggregate(&"w".into(), info(), &q).await.unwrap(),
+        store.of(&"w".into()).aggregate(&q).await.unwrap(),
         [row(&["2026-11-28T09:20:05.000000000Z", "104"], 1.0, 1)]
     );
     store.close().await.unwrap();
@@ -637,7 +620,7 @@ async fn timeseries_buckets() {
         conditions: Vec::new(),
     };
     assert_eq!(
-        store.timeseries(&"w".into(), info(), &q).await.unwrap(),
+        store.of(&"w".into()).timeseries(&q).await.unwrap(),
         [
             bucket(T0, &["exec"], 1.0, 1),
             bucket(T0, &["exit"], 1.0, 1),
@@ -657,7 +640,7 @@ async fn timeseries_buckets() {
         conditions: vec![cond("comm", Op::Ne, "vi")],
     };
     assert_eq!(
-        store.timeseries(&"w".into(), info(), &q).await.unwrap(),
+        store.of(&"w".into()).timeseries(&q).await.unwrap(),
         [
             bucket(T0, &[], 40.0, 4),
             bucket(T0 + 2 * SEC, &[], 60.0, 3),
@@ -674,7 +657,7 @@ async fn timeseries_buckets() {
     // T0 is 09:20:00, so the hour bucket starts at 09:00:00.
     let hour = T0 - 20 * 60 * SEC;
     assert_eq!(
-        store.timeseries(&"w".into(), info(), &q).await.unwrap(),
+        store.of(&"w".into()).timeseries(&q).await.unwrap(),
         [
             bucket(hour, &["cat"], 50.0, 1),
             bucket(hour, &["grep"], 20.0, 3),
@@ -690,8 +673,8 @@ async fn timeseries_buckets() {
         conditions: Vec::new(),
     };
     assert!(matches!(
-        store.timeseries(&"w".into(), info(), &bad).await,
-        Err(StoreError::Query(QueryError::BadBucket))
+        store.of(&"w".into()).timeseries(&bad).await,
+        Err(ResultsError::Query(QueryError::BadBucket))
     ));
     store.close().await.unwrap();
 }
@@ -814,7 +797,8 @@ async fn retention_by_age_and_by_event_cap() {
     let ids: Vec<&str> = left.iter().map(|(_, r)| r.id.as_str()).collect();
     assert_eq!(ids, ["empty", "run"]);
     let (events, _) = store
-        .events(&"run".into(), &events_page(10, None, &[]), info())
+        .of(&"run".into())
+        .events(&events_page(10, None, &[]))
         .await
         .unwrap();
     assert_eq!(events.len(), 4);
@@ -840,7 +824,8 @@ async fn retention_by_age_and_by_event_cap() {
         .expect("the running session stays");
     assert_eq!(run.status, SessionStatus::Running);
     let (events, _) = store
-        .events(&"run".into(), &events_page(10, None, &[]), info())
+        .of(&"run".into())
+        .events(&events_page(10, None, &[]))
         .await
         .unwrap();
     assert_eq!(events.len(), 4, "with its events");
@@ -867,7 +852,7 @@ async fn heavy_queries_never_hold_up_session_control() {
                 record.id.clone(),
             );
             tokio::spawn(async move {
-                store.aggregate(&id, info(), &heavy).await.unwrap();
+                store.of(&id).aggregate(&heavy).await.unwrap();
                 answered.fetch_add(1, Ordering::SeqCst);
             })
         })
@@ -906,16 +891,16 @@ async fn a_query_past_its_budget_is_stopped() {
     store_events(&store, &record, &burst(60_000, T0)).await;
     let heavy = query(&["filename"], AggOp::Count, None);
     let started = std::time::Instant::now();
-    let err = store
-        .aggregate(&record.id, info(), &heavy)
-        .await
-        .unwrap_err();
-    assert!(matches!(err, StoreError::QueryBudget(_)), "{err}");
+    let err = store.of(&record.id).aggregate(&heavy).await.unwrap_err();
+    assert!(
+        matches!(err, ResultsError::Store(StoreError::QueryBudget(_))),
+        "{err}"
+    );
     assert!(started.elapsed() < std::time::Duration::from_secs(2));
     // event_counts answers this one at once, on the same pool.
     let light = query(&["kind"], AggOp::Count, None);
     assert_eq!(
-        store.aggregate(&record.id, info(), &light).await.unwrap(),
+        store.of(&record.id).aggregate(&light).await.unwrap(),
         vec![row(&["exec"], 60_000.0, 60_000)]
     );
 }
@@ -931,15 +916,13 @@ async fn reopening_keeps_everything() {
         .await
         .unwrap();
     let (events, _) = store
-        .events(&"keep".into(), &events_page(100, None, &[]), info())
+        .of(&"keep".into())
+        .events(&events_page(100, None, &[]))
         .await
         .unwrap();
     let counts = store
-        .aggregate(
-            &"keep".into(),
-            info(),
-            &query(&["kind", "comm"], AggOp::Count, None),
-        )
+        .of(&"keep".into())
+        .aggregate(&query(&["kind", "comm"], AggOp::Count, None))
         .await
         .unwrap();
     let (audit, _) = store.audit_log(10, None).await.unwrap();
@@ -952,18 +935,16 @@ async fn reopening_keeps_everything() {
     );
     assert_eq!(
         store
-            .events(&"keep".into(), &events_page(100, None, &[]), info())
+            .of(&"keep".into())
+            .events(&events_page(100, None, &[]))
             .await
             .unwrap(),
         (events, false)
     );
     assert_eq!(
         store
-            .aggregate(
-                &"keep".into(),
-                info(),
-                &query(&["kind", "comm"], AggOp::Count, None)
-            )
+            .of(&"keep".into())
+            .aggregate(&query(&["kind", "comm"], AggOp::Count, None))
             .await
             .unwrap(),
         counts
@@ -1015,7 +996,8 @@ async fn a_full_queue_counts_every_loss() {
     store.flush().await.unwrap();
     let stored = store.event_total().await.unwrap();
     let (events, _) = store
-        .events(&"l".into(), &events_page(1000, None, &[]), info())
+        .of(&"l".into())
+        .events(&events_page(1000, None, &[]))
         .await
         .unwrap();
     assert_eq!(events.len() as u64, stored);
@@ -1064,7 +1046,8 @@ async fn stored_sessions_get_their_calls_counted() {
     let syscall = eunomia::trackers::find_tracker("syscall").unwrap().info();
     for (id, tracker, calls) in [("s", syscall, 12.0), ("p", info(), 2.0)] {
         let rows = store
-            .aggregate(&id.into(), tracker, &query(&["comm"], AggOp::Count, None))
+            .session_results(id.into(), tracker)
+            .aggregate(&query(&["comm"], AggOp::Count, None))
             .await
             .unwrap();
         assert_eq!(rows, [row(&["sh"], calls, calls as u64)], "{id}");
@@ -1234,7 +1217,8 @@ async fn events_stored_as_json_move_into_typed_columns() {
 
     let store = open(&dir).await;
     let (after, more) = store
-        .events(&"w".into(), &events_page(100, None, &[]), info())
+        .of(&"w".into())
+        .events(&events_page(100, None, &[]))
         .await
         .unwrap();
     assert!(!more);
@@ -1246,11 +1230,8 @@ async fn events_stored_as_json_move_into_typed_columns() {
         .collect();
     assert_eq!(after, unnumbered);
     let codes = store
-        .aggregate(
-            &"w".into(),
-            info(),
-            &query(&["exit_code"], AggOp::Count, None),
-        )
+        .of(&"w".into())
+        .aggregate(&query(&["exit_code"], AggOp::Count, None))
         .await
         .unwrap();
     // Exit codes 0 (three), 7, 1; the four execs have none.
@@ -1264,11 +1245,8 @@ async fn events_stored_as_json_move_into_typed_columns() {
         [("0", 3), ("1", 1), ("7", 1), ("null", 4)].map(|(k, n)| (k.to_string(), n))
     );
     let p99 = store
-        .aggregate(
-            &"w".into(),
-            info(),
-            &query(&[], AggOp::P99, Some("duration_ns")),
-        )
+        .of(&"w".into())
+        .aggregate(&query(&[], AggOp::P99, Some("duration_ns")))
         .await
         .unwrap();
     assert_eq!(p99[0].value, 50.0);
@@ -1311,17 +1289,18 @@ async fn a_grouping_past_the_group_limit_is_refused() {
     .await;
     // Six processes: six groups.
     let err = store
-        .aggregate(&"w".into(), info(), &query(&["pid"], AggOp::Count, None))
+        .of(&"w".into())
+        .aggregate(&query(&["pid"], AggOp::Count, None))
         .await
         .unwrap_err();
-    assert!(matches!(err, StoreError::TooManyGroups(5)), "{err}");
+    assert!(
+        matches!(err, ResultsError::Store(StoreError::TooManyGroups(5))),
+        "{err}"
+    );
     assert!(err.to_string().contains("more than 5 groups"), "{err}");
     let mut by_comm = store
-        .aggregate(
-            &"w".into(),
-            info(),
-            &query(&["comm"], AggOp::Sum, Some("duration_ns")),
-        )
+        .of(&"w".into())
+        .aggregate(&query(&["comm"], AggOp::Sum, Some("duration_ns")))
         .await
         .unwrap();
     by_comm.sort_by(|a, b| a.keys.cmp(&b.keys));
@@ -1356,7 +1335,7 @@ async fn histograms_count_each_value_in_its_power_of_two() {
     };
     // [8, 16) is bucket 4, [16, 32) 5, [32, 64) 6.
     assert_eq!(
-        store.histogram(&"w".into(), info(), &q).await.unwrap(),
+        store.of(&"w".into()).histogram(&q).await.unwrap(),
         [
             histogram(&["grep"], 60.0, vec![bucket(5, 1), bucket(6, 1)]),
             histogram(&["sh"], 40.0, vec![bucket(4, 1), bucket(5, 1)]),
@@ -1366,13 +1345,13 @@ async fn histograms_count_each_value_in_its_power_of_two() {
     q.group_by.clear();
     q.conditions = vec![cond("exit_code", Op::Eq, "0")];
     assert_eq!(
-        store.histogram(&"w".into(), info(), &q).await.unwrap(),
+        store.of(&"w".into()).histogram(&q).await.unwrap(),
         [histogram(&[], 100.0, vec![bucket(4, 1), bucket(6, 2)])]
     );
     q.field = "comm".into();
-    let err = store.histogram(&"w".into(), info(), &q).await.unwrap_err();
+    let err = store.of(&"w".into()).histogram(&q).await.unwrap_err();
     assert!(
-        matches!(err, StoreError::Query(QueryError::NotNumeric(_))),
+        matches!(err, ResultsError::Query(QueryError::NotNumeric(_))),
         "{err}"
     );
 }
@@ -1451,7 +1430,11 @@ async fn in_kernel_histogram_rows_give_the_same_buckets_in_both_stores() {
     sink.finish().unwrap();
     store.flush().await.unwrap();
     assert_eq!(
-        store.histogram(&record.id, runqlat, &q).await.unwrap(),
+        store
+            .session_results(record.id.clone(), runqlat)
+            .histogram(&q)
+            .await
+            .unwrap(),
         want
     );
 }

@@ -29,8 +29,8 @@ use crate::api::graphql::{coded, Caller, EunomiaSchema};
 use crate::config::{Config, Role, Token};
 use crate::model::wall_clock_ns;
 use crate::model::SessionId;
-use crate::results::sqlite::AuditEntry;
 use crate::results::stacks::{flame_graph as draw_flame_graph, folded_stacks};
+use crate::results::store::AuditEntry;
 use crate::results::ResultsError;
 use crate::session::{tracker_info, SessionError, SessionManager};
 

@@ -28,7 +28,7 @@ use crate::handler::{
     OwnedRecord, Predicate, Schema, TextPrinter,
 };
 use crate::model::{parse_rfc3339_nanos, FieldType, Record, TrackerInfo, Value};
-use crate::results::sqlite::{SessionStatus, StoreKind};
+use crate::results::store::{SessionStatus, StoreKind};
 use crate::trackers::{find_tracker, AnyTracker};
 
 /// Where `eunomia serve` listens by default.

@@ -14,9 +14,9 @@ use crate::config::{Config, Tls};
 use crate::container::{ContainerManager, ContainerOptions};
 use crate::engine::{core_btf, system};
 use crate::exporter::{default_exporters, StandingExporters};
-use crate::fleet::Fleet;
+use crate::fleet::{node_name, Fleet};
 use crate::metrics::Metrics;
-use crate::results::sqlite::{Store, StoreOptions};
+use crate::results::store::{Store, StoreError, StoreOptions};
 use crate::session::{spawn_retention, SessionManager};
 use crate::trackers::PROBE_OBJECTS;
 
@@ -109,9 +109,16 @@ async fn serve_async(config: Config) -> Result<(), RunError> {
     let metrics = Metrics::new();
     let options = StoreOptions {
         query_budget: Duration::from_secs(config.limits.request_timeout_secs),
+        node: Some(node_name(&config.fleet.node).map_err(|e| RunError::Usage(e.to_string()))?),
         ..StoreOptions::default()
     };
-    let store = Store::open(&config.db, options, metrics.clone()).await?;
+    let store = Store::open(&config.db, options, metrics.clone())
+        .await
+        .map_err(|e| match e {
+            // Another server holds it: the operator's to fix (exit 2).
+            StoreError::InUse { .. } => RunError::Usage(e.to_string()),
+            other => other.into(),
+        })?;
     let config = Arc::new(config);
     let containers = ContainerManager::new(ContainerOptions::default());
     containers.sync().await;
@@ -153,7 +160,7 @@ async fn serve_async(config: Config) -> Result<(), RunError> {
     eprintln!(
         "eunomia: listening on {}://{addr}/graphql (database {})",
         if tls.is_some() { "https" } else { "http" },
-        config.db.display()
+        crate::results::store::shown(&config.db)
     );
 
     let handle = axum_server::Handle::new();

@@ -7,7 +7,7 @@
 //! and window ([`part`]). While the part runs, the node copies its new events from the
 //! local store into `fleet_events`: the local store is the buffer, so a slow or
 //! unreachable database delays the copy and loses nothing. `session(id)` and the queries
-//! on it answer for the whole fleet from PostgreSQL ([`query`]).
+//! on it answer for the whole fleet from PostgreSQL ([`PgResults`]).
 //!
 //! Nodes beat every second in `fleet_nodes`. A started part whose node has been silent
 //! for [`SILENT`] reads INTERRUPTED; a part no node picked up before its window ended
@@ -15,7 +15,6 @@
 //! local sessions behind them ended with the old process.
 
 mod part;
-mod query;
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
@@ -26,11 +25,10 @@ use sqlx::Row;
 
 use crate::config::FleetConfig;
 use crate::model::{wall_clock_ns, SessionId};
-use crate::results::sqlite::{SessionRecord, SessionStatus, StoreKind};
+use crate::results::postgres::{PgResults, Table};
+use crate::results::store::{SessionRecord, SessionStatus, StoreKind};
 use crate::results::SessionResults;
 use crate::session::{tracker_info, SessionError, SessionManager, StartRequest};
-
-pub use query::FleetResults;
 
 /// The notification channel: payloads are fleet session ids.
 const CHANNEL: &str = "eunomia_fleet";
@@ -468,8 +466,9 @@ impl Fleet {
 
     /// The fleet session's results, read from the fleet database.
     pub fn results(&self, record: &SessionRecord) -> Result<Arc<dyn SessionResults>, FleetError> {
-        Ok(Arc::new(FleetResults::new(
+        Ok(Arc::new(PgResults::new(
             self.pool.clone(),
+            Table::Fleet,
             record.id.to_string(),
             tracker_info(&record.tracker)?,
             Duration::from_secs(self.manager.config().limits.request_timeout_secs),
@@ -596,7 +595,7 @@ impl Fleet {
 }
 
 /// A node's name: the configured one, else the hostname.
-fn node_name(configured: &str) -> Result<String, FleetError> {
+pub fn node_name(configured: &str) -> Result<String, FleetError> {
     let name = match configured.trim() {
         "" => std::fs::read_to_string("/proc/sys/kernel/hostname")
             .unwrap_or_default()

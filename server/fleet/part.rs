@@ -10,7 +10,7 @@ use sqlx::Row;
 use super::{Fleet, FleetError, PartStatus};
 use crate::model::{wall_clock_ns, SessionId};
 use crate::results::query::{EventsQuery, StoredEvent};
-use crate::results::sqlite::StoreKind;
+use crate::results::store::StoreKind;
 use crate::results::SessionResults;
 use crate::session::StartRequest;
 

@@ -1,18 +1,24 @@
-//! Where session results live and how they are asked: SQLite (`sqlite`) or in-memory
-//! aggregators (`memory`), both answering the same `query` semantics, and both behind
+//! Where session results live and how they are asked: the server's database ([`store`],
+//! SQLite (`sqlite`) or PostgreSQL (`postgres`), fed by one [`writer`]) or in-memory
+//! aggregators (`memory`), all answering the same `query` semantics, and all behind
 //! [`SessionResults`], so that whoever asks need not know which store a session uses.
 
+pub mod db;
 pub mod memory;
+pub mod postgres;
 pub mod query;
 pub mod sqlite;
 pub mod stacks;
+pub mod store;
+pub mod writer;
+
+pub use db::{StoreError, StoreOptions};
 
 use memory::MemoryError;
 use query::{
     AggResult, AggregateQuery, EventsQuery, HistogramQuery, HistogramResult, QueryError,
     StoredEvent, TimeBucketResult, TimeseriesQuery,
 };
-use sqlite::StoreError;
 
 /// One session's results, whichever store keeps them.
 #[async_trait::async_trait]
@@ -70,4 +76,10 @@ impl From<StoreError> for ResultsError {
             other => Self::Store(other),
         }
     }
+}
+
+/// Returns free heap pages to the system, after a burst of rows or closed connections.
+pub fn release_heap() {
+    // SAFETY: malloc_trim has no preconditions; it only returns free heap pages.
+    unsafe { libc::malloc_trim(0) };
 }

@@ -14,7 +14,7 @@ use super::rules::Rule;
 use crate::handler::push_json_record;
 use crate::metrics::{stage, Metrics};
 use crate::model::{EventBody, Record, SessionId, Value};
-use crate::results::sqlite::{AlertFilter, AlertRecord, Store, StoreError};
+use crate::results::store::{AlertFilter, AlertRecord, Store, StoreError};
 use crate::trackers::Event;
 
 /// How the alert writer behaves.

@@ -12,7 +12,7 @@ use super::baseline::{self, Learned, Profile, Scope};
 use super::standing::StandingGuard;
 use crate::container::{ContainerManager, ResolveError};
 use crate::model::wall_clock_ns;
-use crate::results::sqlite::{BaselineRecord, Store, StoreError};
+use crate::results::store::{BaselineRecord, Store, StoreError};
 
 /// The longest a baseline may learn.
 pub const MAX_LEARN_SECS: u64 = 86_400;

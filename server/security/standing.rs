@@ -13,7 +13,7 @@ use super::rules::RuleSet;
 use crate::container::ContainerManager;
 use crate::metrics::Metrics;
 use crate::model::wall_clock_ns;
-use crate::results::sqlite::{Store, StoreError};
+use crate::results::store::{Store, StoreError};
 
 /// How often the guard's cost is written into the metrics.
 const METER_EVERY: Duration = Duration::from_secs(2);

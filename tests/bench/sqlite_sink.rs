@@ -23,7 +23,7 @@ use eunomia::handler::{Handler, Op};
 use eunomia::metrics::Metrics;
 use eunomia::model::{Comm, FixedStr, Header};
 use eunomia::results::query::{nearest_rank, AggOp, AggregateQuery, Condition, HistogramQuery};
-use eunomia::results::sqlite::{SessionRecord, SessionStatus, Store, StoreKind, StoreOptions};
+use eunomia::results::store::{SessionRecord, SessionStatus, Store, StoreKind, StoreOptions};
 use eunomia::trackers::find_tracker;
 use eunomia::trackers::process::{Ids, ProcessEvent, WaitStatus};
 use eunomia::trackers::Event;

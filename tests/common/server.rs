@@ -49,7 +49,18 @@ impl Server {
         args: Vec<OsString>,
         trusted_ca: Option<&str>,
     ) -> Server {
-        let db = dir.join("eunomia.db");
+        Server::launch_on(&dir.join("eunomia.db"), dir, config, args, trusted_ca)
+    }
+
+    /// As [`Server::launch`], on the database `db` (a file, or a PostgreSQL URL).
+    pub fn launch_on(
+        db: &Path,
+        dir: &Path,
+        config: Option<&str>,
+        args: Vec<OsString>,
+        trusted_ca: Option<&str>,
+    ) -> Server {
+        let db = db.to_path_buf();
         let mut command = Command::new(env!("CARGO_BIN_EXE_eunomia"));
         command
             .args(["serve", "--listen", "127.0.0.1:0", "--db"])

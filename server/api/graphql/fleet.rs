@@ -9,7 +9,7 @@ use async_graphql::Context;
 use super::{api, coded, manager};
 use crate::fleet::{Fleet, FleetError};
 use crate::model::SessionId;
-use crate::results::sqlite::SessionRecord;
+use crate::results::store::SessionRecord;
 use crate::session::StartRequest;
 
 /// How often `startSession(wait: true)` looks at a fleet session's parts.

@@ -36,7 +36,7 @@ use crate::handler::Predicate;
 use crate::model::TrackerInfo;
 use crate::model::{rfc3339_nanos, wall_clock_ns, SessionId, Severity};
 use crate::results::query::{predicate, validate_conditions, Condition, EventsQuery};
-use crate::results::sqlite::{AuditEntry, SessionRecord, SessionStatus};
+use crate::results::store::{AuditEntry, SessionRecord, SessionStatus};
 use crate::results::{ResultsError, SessionResults};
 use crate::security::{BaselineError, LearnTarget};
 use crate::session::{tracker_info, LiveSubscription, SessionError, SessionManager};
@@ -102,9 +102,7 @@ pub fn api(err: SessionError) -> async_graphql::Error {
             | SessionError::Guard(crate::security::StandingError::UnknownRule(_)) => "UNKNOWN_RULE",
             SessionError::Guard(crate::security::StandingError::Running(_)) => "GUARD_RUNNING",
             SessionError::Guard(_) => "GUARD_FAILED",
-            SessionError::Store(crate::results::sqlite::StoreError::BadCursor(_)) => {
-                "BAD_USER_INPUT"
-            }
+            SessionError::Store(crate::results::StoreError::BadCursor(_)) => "BAD_USER_INPUT",
             SessionError::Store(_) | SessionError::Snapshot(_) | SessionError::StoreBehind(..) => {
                 "INTERNAL"
             }
@@ -131,8 +129,8 @@ fn results_error(err: ResultsError) -> async_graphql::Error {
     let code = match &err {
         ResultsError::Query(_) | ResultsError::Memory(_) => "BAD_QUERY",
         ResultsError::Store(
-            crate::results::sqlite::StoreError::QueryBudget(_)
-            | crate::results::sqlite::StoreError::TooManyGroups(_),
+            crate::results::StoreError::QueryBudget(_)
+            | crate::results::StoreError::TooManyGroups(_),
         )
         | ResultsError::TooCostly(_) => "QUERY_TOO_COSTLY",
         ResultsError::Store(_) => "INTERNAL",

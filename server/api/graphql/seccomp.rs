@@ -12,7 +12,7 @@ use super::{api, coded};
 use crate::model::SessionId;
 use crate::model::{rfc3339_nanos, wall_clock_ns};
 use crate::results::query::{AggOp, AggregateQuery};
-use crate::results::sqlite::SeccompProfileRecord;
+use crate::results::store::SeccompProfileRecord;
 use crate::seccomp::filter::Filter;
 use crate::seccomp::profile::{
     self, advise, advise_narrowed, allowed, merge, FirstArgs, ProfileDiff,

@@ -7,7 +7,7 @@ use async_graphql::{Context, InputObject, Object, SimpleObject, ID};
 
 use super::{coded, manager, page_size};
 use crate::model::{parse_rfc3339_nanos, rfc3339_nanos, Severity};
-use crate::results::sqlite::{AlertFilter, AlertRecord};
+use crate::results::store::{AlertFilter, AlertRecord};
 use crate::security::{Baseline, BaselineError, GuardStatus, Rule, Scope};
 
 pub type AlertConnection = Connection<String, AlertObject, EmptyFields, EmptyFields>;

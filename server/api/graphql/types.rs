@@ -20,7 +20,7 @@ use crate::results::query::{
     check_histogram, check_per_call, fill_buckets, AggOp, AggResult, AggregateQuery, Condition,
     EventsQuery, HistogramQuery, HistogramResult, TimeBucketResult, TimeseriesQuery,
 };
-use crate::results::sqlite::{AuditEntry, SessionRecord, SessionStatus, StoreKind};
+use crate::results::store::{AuditEntry, SessionRecord, SessionStatus, StoreKind};
 use crate::results::{ResultsError, SessionResults};
 use crate::session::{reports_totals, totals_per_log2_bucket, tracker_info, StartRequest};
 use crate::trackers::AnyTracker;

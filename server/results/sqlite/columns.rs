@@ -12,14 +12,12 @@ use std::borrow::Cow;
 use sqlx::sqlite::{SqliteArguments, SqliteRow};
 use sqlx::{Arguments, Row, SqlitePool, TypeInfo, ValueRef};
 
-use super::StoreError;
 use crate::handler::{push_json_record, KeyValue, OwnedRecord};
-use crate::model::{FieldInfo, FieldType, Record, TrackerInfo, Value};
+use crate::model::{FieldInfo, FieldType, TrackerInfo};
 use crate::results::query::StoredEvent;
+use crate::results::writer::{int_value, Cell, COLUMNS};
+use crate::results::StoreError;
 use crate::trackers::TRACKERS;
-
-/// Common fields that have been columns of their own since the first schema.
-pub(super) const COLUMNS: [&str; 7] = ["tracker", "kind", "ts", "pid", "ppid", "comm", "cgroup_id"];
 
 /// The column that holds `field`. Names come from the catalog (identifiers), never from
 /// the user, so they can be part of SQL text.
@@ -150,105 +148,22 @@ fn read_value(row: &SqliteRow, i: usize, ty: FieldType) -> Result<KeyValue, Stor
         ("TEXT", _) => KeyValue::Str(row.try_get::<String, _>(i)?.into()),
         ("REAL", FieldType::I64) => KeyValue::I64(row.try_get::<f64, _>(i)? as i64),
         ("REAL", _) => KeyValue::U64(row.try_get::<f64, _>(i)? as u64),
-        ("INTEGER", FieldType::I64 | FieldType::Str) => KeyValue::I64(row.try_get(i)?),
-        ("INTEGER", FieldType::Time) => KeyValue::Time(row.try_get::<i64, _>(i)? as u64),
-        ("INTEGER", FieldType::U64) => KeyValue::U64(row.try_get::<i64, _>(i)? as u64),
+        ("INTEGER", ty) => int_value(row.try_get(i)?, ty),
         (other, _) => return Err(StoreError::Corrupt(format!("a field stored as {other}"))),
     })
 }
 
-/// One typed value of an event, as the writer binds it. Text is a range of its chunk's
-/// `text`, so that a row's values take no allocation of their own.
-#[derive(Clone, Copy, Debug)]
-pub(super) enum Cell {
-    Null,
-    Int(i64),
-    /// A u64 past i64::MAX, as SQLite's JSON functions read one.
-    Real(f64),
-    Text {
-        start: u32,
-        end: u32,
-    },
-}
-
-/// Where each of a tracker's fields, in the order [`Record::visit`] gives them, goes in a
-/// row's cells (none for the fields that have columns of their own): worked out once per
-/// sink, so that each event is one pass over its fields.
-pub(super) struct TypedLayout {
-    pub(super) info: &'static TrackerInfo,
-    slots: Vec<(&'static str, Option<usize>)>,
-    pub(super) width: usize,
-}
-
-impl TypedLayout {
-    pub(super) fn new(info: &'static TrackerInfo) -> Self {
-        let mut width = 0;
-        let slots = info
-            .all_fields()
-            .map(|f| {
-                let slot = (!COLUMNS.contains(&f.name)).then(|| {
-                    width += 1;
-                    width - 1
-                });
-                (f.name, slot)
-            })
-            .collect();
-        Self { info, slots, width }
+/// Binds a typed value; `text` is the chunk's text the ranges point into.
+pub(super) fn bind_cell<'q>(
+    cell: Cell,
+    args: &mut SqliteArguments<'q>,
+    text: &'q str,
+) -> Result<(), sqlx::Error> {
+    match cell {
+        Cell::Null => args.add(None::<i64>),
+        Cell::Int(v) => args.add(v),
+        Cell::Real(v) => args.add(v),
+        Cell::Text { start, end } => args.add(&text[start as usize..end as usize]),
     }
-
-    /// Appends `event`'s typed values to `cells` (exactly `width` of them, null where the
-    /// event gave none), their text to `text`.
-    pub(super) fn push_cells(&self, event: &dyn Record, cells: &mut Vec<Cell>, text: &mut String) {
-        let base = cells.len();
-        cells.resize(base + self.width, Cell::Null);
-        let mut at = 0;
-        event.visit(&mut |name, value| {
-            // Fields come in catalog order; a name out of that order is looked up.
-            let i = match self.slots.get(at) {
-                Some((n, _)) if *n == name => at,
-                _ => match self.slots.iter().position(|(n, _)| *n == name) {
-                    Some(i) => i,
-                    None => return,
-                },
-            };
-            at = i + 1;
-            if let Some(slot) = self.slots[i].1 {
-                cells[base + slot] = Cell::of(value, text);
-            }
-        });
-    }
-}
-
-impl Cell {
-    fn of(value: Value<'_>, text: &mut String) -> Self {
-        let unsigned = |v: u64| i64::try_from(v).map_or(Cell::Real(v as f64), Cell::Int);
-        match value {
-            Value::Null => Cell::Null,
-            Value::U64(v) | Value::Time(v) => unsigned(v),
-            Value::I64(v) => Cell::Int(v),
-            Value::Str(s) => {
-                let start = text.len() as u32;
-                text.push_str(s);
-                Cell::Text {
-                    start,
-                    end: text.len() as u32,
-                }
-            }
-        }
-    }
-
-    /// Binds the value; `text` is the chunk's text the ranges point into.
-    pub(super) fn bind<'q>(
-        &self,
-        args: &mut SqliteArguments<'q>,
-        text: &'q str,
-    ) -> Result<(), sqlx::Error> {
-        match *self {
-            Cell::Null => args.add(None::<i64>),
-            Cell::Int(v) => args.add(v),
-            Cell::Real(v) => args.add(v),
-            Cell::Text { start, end } => args.add(&text[start as usize..end as usize]),
-        }
-        .map_err(sqlx::Error::Encode)
-    }
+    .map_err(sqlx::Error::Encode)
 }

@@ -1,86 +1,31 @@
-//! The SQLite store: sessions, their events and the audit trail in one file (WAL).
-//!
-//! Events reach it from tracker threads through [`SqliteSink`], which hands chunks of rows
-//! to a single writer task over a queue bounded in events; what the queue cannot take is
-//! counted as lost, never dropped silently. The writer commits each batch in one
-//! transaction with multi-row INSERTs, and keeps per-session counts by (tracker, kind,
-//! comm) in the same transaction, which answer the common COUNTs without reading events.
-//! Every catalog field is a column (`columns`), so other groupings read no JSON.
-//! A second task checkpoints the write-ahead log beside the writer.
+//! The SQLite store's events: every catalog field a column (`columns`), so groupings
+//! read no JSON; batches written by [`writer`]'s connection with per-session counts by
+//! (tracker, kind, comm) in the same transaction, which answer the common COUNTs
+//! without reading events; questions on read connections of their own (`queries`), over
+//! `sql` (statements and group keys) and `groups` (the one-pass grouping function).
+//! The records beside them (sessions, audit, alerts ...) are written for both databases at once, one level up.
 //!
 //! Queries follow the semantics of [`crate::results::query`]; a `ts` condition compares as
 //! nanoseconds when its value is a number, else as RFC 3339 text.
-//!
-//! [`Store`] is the one door; its methods live beside what they touch: `sessions`
-//! (records), `queries` (events, aggregate, timeseries), `audit`, `retention`, `writer`
-//! (the sink, the batching writer), all over `sql` (statements and group keys),
-//! `columns` (the typed columns) and `groups` (the one-pass grouping function).
 
-mod alerts;
-mod audit;
-mod baselines;
 mod columns;
 mod groups;
-mod guard;
 mod queries;
-mod retention;
-mod seccomp_profiles;
-mod sessions;
 mod sql;
 mod writer;
 
 use std::path::Path;
-use std::sync::atomic::AtomicU64;
-use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Connection, SqliteConnection, SqlitePool};
+use sqlx::Connection;
+use sqlx::{SqliteConnection, SqlitePool};
 
-pub use alerts::{AlertFilter, AlertRecord};
-pub use audit::AuditEntry;
-pub use baselines::BaselineRecord;
-pub use retention::{RetentionPolicy, RetentionReport};
-pub use seccomp_profiles::SeccompProfileRecord;
-pub use sessions::{SessionRecord, SessionStatus, StoreKind};
-pub use writer::{Failure, SqliteSink, WriterHealth};
+pub use queries::SqliteResults;
 
-use crate::metrics::{stage, Metrics};
-use crate::model::SessionId;
-use crate::results::query::QueryError;
-use writer::Writer;
-
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("database: {0}")]
-    Sqlx(#[from] sqlx::Error),
-    #[error("migrating the database: {0}")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
-    #[error(transparent)]
-    Query(#[from] QueryError),
-    /// A pagination cursor this store did not hand out.
-    #[error("`{0}` is not a valid cursor")]
-    BadCursor(String),
-    #[error("no session `{0}`")]
-    UnknownSession(SessionId),
-    #[error("corrupt row in the database: {0}")]
-    Corrupt(String),
-    #[error("the database writer has stopped")]
-    WriterGone,
-    #[error("the query ran longer than its budget of {0:?} and was stopped; narrow it with conditions or fewer groups")]
-    QueryBudget(Duration),
-    #[error(
-        "the query makes more than {0} groups; narrow it with conditions or group by fewer fields"
-    )]
-    TooManyGroups(usize),
-    #[error("{path} is in use by another eunomia server{holder}; stop it or give another --db")]
-    InUse { path: String, holder: String },
-    #[error("locking {path}: {source}")]
-    Lock {
-        path: String,
-        source: std::io::Error,
-    },
-}
+use crate::metrics::Metrics;
+use crate::results::writer::Writer;
+use crate::results::{release_heap, StoreError, StoreOptions};
 
 /// Connections for viewers' queries: on two cores, more would only share them.
 const READ_CONNECTIONS: u32 = 2;
@@ -91,39 +36,13 @@ const IDLE_CONNECTION: Duration = Duration::from_secs(10);
 /// How often the heap is looked at for memory closed connections left behind.
 const TRIM_EVERY: Duration = Duration::from_secs(5);
 
-#[derive(Clone, Debug)]
-pub struct StoreOptions {
-    /// Events the writer's queue holds before sinks count losses.
-    pub queue_capacity: usize,
-    /// Rows the writer gathers into one transaction (it may exceed this by part of a chunk).
-    pub batch_size: usize,
-    /// How long one viewer's question may run in SQLite before it is interrupted.
-    pub query_budget: Duration,
-    /// Most groups one question over events may make (each holds its key and state).
-    pub max_groups: usize,
-}
-
-impl Default for StoreOptions {
-    fn default() -> Self {
-        Self {
-            queue_capacity: 65_536,
-            batch_size: 4096,
-            query_budget: Duration::from_secs(30),
-            max_groups: 1_000_000,
-        }
-    }
-}
-
-pub struct Store {
-    /// Sessions, audit, retention: the server's own reads and writes.
-    pool: SqlitePool,
+/// A SQLite database's events: its writer, and the connections viewers' questions use.
+pub struct SqliteEvents {
     /// Viewers' questions over stored events, on connections of their own: however heavy
     /// they are, session control and auditing never wait behind them.
     reads: SqlitePool,
     query_budget: Duration,
     max_groups: usize,
-    writer: Writer,
-    metrics: Metrics,
     /// Held while the store is open: see [`lock_database`].
     _lock: std::fs::File,
 }
@@ -187,19 +106,26 @@ async fn trim_after_closing(pools: [SqlitePool; 2]) {
     }
 }
 
-/// Returns free heap pages to the system.
-pub(super) fn release_heap() {
-    // SAFETY: malloc_trim has no preconditions; it only returns free heap pages.
-    unsafe { libc::malloc_trim(0) };
-}
+/// The statements that delete a session's events, in the transaction that deletes it.
+pub const DELETE_EVENTS: [&str; 2] = [
+    "DELETE FROM events WHERE session_id = $1",
+    "DELETE FROM event_counts WHERE session_id = $1",
+];
+/// The events stored for the session `sessions.id` (the counts are kept with the events).
+pub const STORED_COUNT: &str = "SELECT SUM(n) FROM event_counts c WHERE c.session_id = sessions.id";
+/// Whether the session `sessions.id` holds events.
+pub const HAS_EVENTS: &str = "SELECT 1 FROM event_counts WHERE session_id = sessions.id";
+/// Events stored across all sessions, as `total`.
+pub const TOTAL: &str = "SELECT COALESCE(SUM(n), 0) AS total FROM event_counts";
 
-impl Store {
-    /// Opens (creating and migrating) the database and starts the writer.
+impl SqliteEvents {
+    /// Opens (creating and migrating) the database at `path` and starts the writer: the
+    /// pool for the records, the events, and their writer.
     pub async fn open(
         path: &Path,
-        options: StoreOptions,
-        metrics: Metrics,
-    ) -> Result<Store, StoreError> {
+        options: &StoreOptions,
+        metrics: &Metrics,
+    ) -> Result<(SqlitePool, SqliteEvents, Writer), StoreError> {
         let lock = lock_database(path)?;
         let connect = SqliteConnectOptions::new()
             .filename(path)
@@ -246,57 +172,22 @@ impl Store {
         tokio::spawn(trim_after_closing([pool.clone(), reads.clone()]));
         let writer_conn = SqliteConnection::connect_with(&connect).await?;
         let writer = Writer::start(
-            writer_conn,
-            connect,
-            pool.clone(),
-            &options,
+            writer::WriterConnection::new(writer_conn, connect, pool.clone()),
+            options,
             metrics.sqlite_write_duration.clone(),
         );
         tracing::info!(path = %path.display(), "SQLite store open");
-        Ok(Store {
-            pool,
+        let events = SqliteEvents {
             reads,
             query_budget: options.query_budget,
             max_groups: options.max_groups,
-            writer,
-            metrics,
             _lock: lock,
-        })
+        };
+        Ok((pool, events, writer))
     }
 
-    /// A chain end that stores `session_id`'s events; what the queue cannot take is added
-    /// to `lost` and to the `sqlite` loss metric of `tracker`.
-    pub fn event_sink(
-        &self,
-        session_id: &SessionId,
-        tracker: &'static str,
-        lost: Arc<AtomicU64>,
-        failure: Failure,
-    ) -> SqliteSink {
-        let lost_metric = self
-            .metrics
-            .lost
-            .with_label_values(&[tracker, stage::SQLITE]);
-        self.writer.sink(session_id, lost, lost_metric, failure)
-    }
-
-    /// How the event writer fares: a failing store (a full disk) says why and since when.
-    pub fn health(&self) -> WriterHealth {
-        self.writer.health()
-    }
-
-    /// Returns once every event enqueued before the call is committed (or counted lost,
-    /// should its batch fail).
-    pub async fn flush(&self) -> Result<(), StoreError> {
-        self.writer.flush().await
-    }
-
-    /// Commits what is queued, stops the writer and closes the database. Sinks still alive
-    /// count what they send afterwards as lost.
-    pub async fn close(self) -> Result<(), StoreError> {
-        let stopped = self.writer.stop().await;
-        self.pool.close().await;
+    /// Closes the read connections.
+    pub async fn close(&self) {
         self.reads.close().await;
-        stopped
     }
 }

@@ -9,14 +9,16 @@ use sqlx::{Row, Sqlite};
 
 use super::columns::{select_list, stored_event};
 use super::groups;
-use super::sql::{expr, limit_plus_one, page, GroupKey, Grouping, Statement};
-use super::{Store, StoreError};
+use super::sql::{expr, GroupKey, Grouping, Statement};
+use super::SqliteEvents;
 use crate::model::{FieldInfo, SessionId, TrackerInfo};
+use crate::results::db::{limit_plus_one, page};
 use crate::results::query::{
     catalog_field, order_and_truncate, order_buckets, order_histograms, validate_conditions, AggOp,
     AggResult, AggregateQuery, Condition, EventsQuery, HistogramQuery, HistogramResult, Log2Bucket,
     Selection, StoredEvent, TimeBucketResult, TimeseriesQuery,
 };
+use crate::results::StoreError;
 use crate::results::{ResultsError, SessionResults};
 
 /// The fields `event_counts` counts events by, columns of the same names there.
@@ -29,12 +31,12 @@ const SQLITE_INTERRUPT: &str = "9";
 
 /// One SQLITE session's results: its rows in the store.
 pub struct SqliteResults {
-    store: Arc<Store>,
+    store: Arc<SqliteEvents>,
     session_id: SessionId,
     info: &'static TrackerInfo,
 }
 
-impl Store {
+impl SqliteEvents {
     /// A read connection whose statements SQLite interrupts once the query budget is
     /// spent: one viewer's question cannot hold a connection, or a core, for longer.
     async fn bounded_read(&self) -> Result<PoolConnection<Sqlite>, StoreError> {
@@ -304,7 +306,7 @@ impl Store {
     }
 }
 
-/// What [`Store::one_pass`] asks of each group: `eunomia_groups`' op, over which field,
+/// What [`SqliteEvents::one_pass`] asks of each group: `eunomia_groups`' op, over which field,
 /// of which events.
 struct Ask<'a> {
     op: &'static str,

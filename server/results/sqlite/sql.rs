@@ -10,31 +10,6 @@ use crate::handler::Op;
 use crate::model::{rfc3339_nanos, FieldInfo, FieldType, TrackerInfo};
 use crate::results::query::{catalog_field, Condition, QueryError};
 
-/// `LIMIT first + 1`: the extra row says whether another page follows.
-pub(super) fn limit_plus_one(first: usize) -> i64 {
-    i64::try_from(first).unwrap_or(i64::MAX).saturating_add(1)
-}
-
-/// The first `first` of `rows` (fetched with [`limit_plus_one`]) read by `read`, and
-/// whether another page follows.
-pub(super) fn page<T>(
-    rows: &[SqliteRow],
-    first: usize,
-    read: impl FnMut(&SqliteRow) -> Result<T, StoreError>,
-) -> Result<(Vec<T>, bool), StoreError> {
-    let items = rows
-        .iter()
-        .take(first)
-        .map(read)
-        .collect::<Result<_, _>>()?;
-    Ok((items, rows.len() > first))
-}
-
-pub(super) fn json_column(row: &SqliteRow, name: &str) -> Result<serde_json::Value, StoreError> {
-    let text: String = row.try_get(name)?;
-    serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(format!("{name}: {e}")))
-}
-
 /// SQL text with its bound values, in order. Values are always bound, never spliced in.
 pub(super) struct Statement {
     pub(super) text: String,

@@ -2,6 +2,8 @@
 
 use super::{Store, StoreError};
 use crate::model::SessionId;
+use crate::params;
+use crate::results::db::Param;
 
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct RetentionPolicy {
@@ -28,13 +30,13 @@ impl Store {
         let mut report = RetentionReport::default();
         if let Some(age) = policy.max_age_secs {
             let cutoff = now_ns.saturating_sub(age.saturating_mul(1_000_000_000)) as i64;
-            let old: Vec<SessionId> = sqlx::query_scalar(
-                "SELECT id FROM sessions WHERE status != 'RUNNING' AND ended_at < ? \
-                 ORDER BY started_at, id",
-            )
-            .bind(cutoff)
-            .fetch_all(&self.pool)
-            .await?;
+            let old = self
+                .session_ids(
+                    "SELECT id FROM sessions WHERE status != 'RUNNING' AND ended_at < $1 \
+                     ORDER BY started_at, id",
+                    params![cutoff],
+                )
+                .await?;
             for id in old {
                 self.delete_for_retention(&id, &mut report).await?;
             }
@@ -43,13 +45,12 @@ impl Store {
             let mut total = self.event_total().await?;
             if total > cap {
                 // Sessions without events would free nothing, so they stay.
-                let oldest: Vec<SessionId> = sqlx::query_scalar(
+                let sql = format!(
                     "SELECT id FROM sessions WHERE status != 'RUNNING' \
-                     AND EXISTS (SELECT 1 FROM event_counts WHERE session_id = sessions.id) \
-                     ORDER BY started_at, id",
-                )
-                .fetch_all(&self.pool)
-                .await?;
+                     AND EXISTS ({}) ORDER BY started_at, id",
+                    self.events.has_events_sql()
+                );
+                let oldest = self.session_ids(&sql, params![]).await?;
                 for id in oldest {
                     if total <= cap {
                         break;
@@ -83,11 +84,25 @@ impl Store {
         Ok(events.unwrap_or(0))
     }
 
+    async fn session_ids(
+        &self,
+        sql: &str,
+        params: Vec<Param>,
+    ) -> Result<Vec<SessionId>, StoreError> {
+        self.db
+            .fetch_all(sql, params)
+            .await?
+            .iter()
+            .map(|row| Ok(SessionId::from(row.text("id")?)))
+            .collect()
+    }
+
     /// Events stored across all sessions.
     pub async fn event_total(&self) -> Result<u64, StoreError> {
-        let total: i64 = sqlx::query_scalar("SELECT COALESCE(SUM(n), 0) FROM event_counts")
-            .fetch_one(&self.pool)
+        let row = self
+            .db
+            .fetch_optional(self.events.total_sql(), params![])
             .await?;
-        Ok(total as u64)
+        Ok(row.map(|r| r.int("total")).transpose()?.unwrap_or(0) as u64)
     }
 }

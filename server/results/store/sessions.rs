@@ -4,14 +4,13 @@ use std::str::FromStr;
 
 use sqlx::encode::IsNull;
 use sqlx::error::BoxDynError;
-use sqlx::sqlite::{
-    SqliteArgumentValue, SqliteArguments, SqliteRow, SqliteTypeInfo, SqliteValueRef,
-};
-use sqlx::{Decode, Encode, Row, Sqlite, Type};
+use sqlx::sqlite::{SqliteArgumentValue, SqliteTypeInfo, SqliteValueRef};
+use sqlx::{Decode, Encode, Sqlite, Type};
 
-use super::sql::{json_column, limit_plus_one, page};
 use super::{Store, StoreError};
 use crate::model::SessionId;
+use crate::params;
+use crate::results::db::{limit_plus_one, page, DbRow, Param};
 
 // Session ids are stored as TEXT. Here rather than beside the type: the model knows no
 // database.
@@ -140,39 +139,45 @@ pub struct SessionRecord {
 
 impl Store {
     pub async fn insert_session(&self, s: &SessionRecord) -> Result<(), StoreError> {
-        let query = sqlx::query(
-            "INSERT INTO sessions (id, tracker, label, status, store, filter, config, started_at, \
-             ends_at, ended_at, event_count, lost_count, error, memory_snapshot) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&s.id);
-        bind_session_columns(query, s).execute(&self.pool).await?;
+        let mut params = params![s.id.as_str()];
+        params.extend(session_columns(s));
+        self.db
+            .execute(
+                "INSERT INTO sessions (id, tracker, label, status, store, filter, config, \
+                 started_at, ends_at, ended_at, event_count, lost_count, error, memory_snapshot) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+                params,
+            )
+            .await?;
         Ok(())
     }
 
     /// Writes every column of the session but its id; an unknown id is an error.
     pub async fn update_session(&self, s: &SessionRecord) -> Result<(), StoreError> {
-        let query = sqlx::query(
-            "UPDATE sessions SET tracker = ?, label = ?, status = ?, store = ?, filter = ?, \
-             config = ?, started_at = ?, ends_at = ?, ended_at = ?, event_count = ?, \
-             lost_count = ?, error = ?, memory_snapshot = ? WHERE id = ?",
-        );
-        let done = bind_session_columns(query, s)
-            .bind(&s.id)
-            .execute(&self.pool)
+        let mut params = session_columns(s);
+        params.push(s.id.as_str().into());
+        let changed = self
+            .db
+            .execute(
+                "UPDATE sessions SET tracker = $1, label = $2, status = $3, store = $4, \
+                 filter = $5, config = $6, started_at = $7, ends_at = $8, ended_at = $9, \
+                 event_count = $10, lost_count = $11, error = $12, memory_snapshot = $13 \
+                 WHERE id = $14",
+                params,
+            )
             .await?;
-        if done.rows_affected() == 0 {
+        if changed == 0 {
             return Err(StoreError::UnknownSession(s.id.clone()));
         }
         Ok(())
     }
 
     pub async fn get_session(&self, id: &SessionId) -> Result<Option<SessionRecord>, StoreError> {
-        let row = sqlx::query("SELECT * FROM sessions WHERE id = ?")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.map(|r| session_from_row(&r)).transpose()
+        self.db
+            .fetch_optional("SELECT * FROM sessions WHERE id = $1", params![id.as_str()])
+            .await?
+            .map(|r| session_from_row(&r))
+            .transpose()
     }
 
     /// Newest first (started_at desc, id desc). `after` is a cursor this returned; the
@@ -184,17 +189,20 @@ impl Store {
         after: Option<&str>,
     ) -> Result<(Vec<(String, SessionRecord)>, bool), StoreError> {
         let after = after.map(parse_session_cursor).transpose()?;
-        let rows = sqlx::query(
-            "SELECT * FROM sessions WHERE (?1 IS NULL OR status = ?1) \
-             AND (?2 IS NULL OR started_at < ?2 OR (started_at = ?2 AND id < ?3)) \
-             ORDER BY started_at DESC, id DESC LIMIT ?4",
-        )
-        .bind(status.map(SessionStatus::as_str))
-        .bind(after.as_ref().map(|(started, _)| *started))
-        .bind(after.as_ref().map(|(_, id)| id))
-        .bind(limit_plus_one(first))
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = self
+            .db
+            .fetch_all(
+                "SELECT * FROM sessions WHERE ($1 IS NULL OR status = $1) \
+                 AND ($2 IS NULL OR started_at < $2 OR (started_at = $2 AND id < $3)) \
+                 ORDER BY started_at DESC, id DESC LIMIT $4",
+                params![
+                    status.map(SessionStatus::as_str),
+                    after.as_ref().map(|(started, _)| *started),
+                    after.as_ref().map(|(_, id)| id.as_str()),
+                    limit_plus_one(first),
+                ],
+            )
+            .await?;
         page(&rows, first, |row| {
             let record = session_from_row(row)?;
             Ok((session_cursor(&record), record))
@@ -212,42 +220,32 @@ impl Store {
         &self,
         id: &SessionId,
     ) -> Result<Option<u64>, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let events = sqlx::query("DELETE FROM events WHERE session_id = ?")
-            .bind(id)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        sqlx::query("DELETE FROM event_counts WHERE session_id = ?")
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-        let sessions = sqlx::query("DELETE FROM sessions WHERE id = ?")
-            .bind(id)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        tx.commit().await?;
-        Ok((sessions > 0).then_some(events))
+        let mut statements: Vec<(&str, Vec<Param>)> = self
+            .events
+            .delete_statements()
+            .iter()
+            .map(|sql| (*sql, params![id.as_str()]))
+            .collect();
+        statements.push(("DELETE FROM sessions WHERE id = $1", params![id.as_str()]));
+        let changed = self.db.transaction(&statements).await?;
+        let sessions = changed.last().copied().unwrap_or(0);
+        Ok((sessions > 0).then_some(changed[0]))
     }
 
     /// Sessions a previous server left RUNNING become INTERRUPTED, ended now.
     pub async fn mark_running_interrupted(&self, now_ns: u64) -> Result<u64, StoreError> {
-        // The counts were never saved: what is stored is counted again from event_counts
-        // (kept in the same transactions as the events), and what was lost is unknown.
-        let done = sqlx::query(
-            "UPDATE sessions SET status = 'INTERRUPTED', ended_at = ?1, \
-             event_count = COALESCE( \
-               (SELECT SUM(n) FROM event_counts c WHERE c.session_id = sessions.id), 0), \
-             error = CASE store WHEN 'MEMORY' THEN ?2 ELSE ?3 END \
+        // The counts were never saved: what is stored is counted again from the events
+        // table (or its counts, kept in the same transactions as the events), and what
+        // was lost is unknown.
+        let sql = format!(
+            "UPDATE sessions SET status = 'INTERRUPTED', ended_at = $1, \
+             event_count = COALESCE(({}), 0), \
+             error = CASE store WHEN 'MEMORY' THEN $2 ELSE $3 END \
              WHERE status = 'RUNNING'",
-        )
-        .bind(now_ns as i64)
-        .bind(INTERRUPTED_IN_MEMORY)
-        .bind(INTERRUPTED_STORED)
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected())
+            self.events.stored_count_sql()
+        );
+        let params = params![now_ns, INTERRUPTED_IN_MEMORY, INTERRUPTED_STORED];
+        Ok(self.db.execute(&sql, params).await?)
     }
 }
 
@@ -269,43 +267,42 @@ fn parse_session_cursor(cursor: &str) -> Result<(i64, SessionId), StoreError> {
         .ok_or_else(|| StoreError::BadCursor(cursor.to_string()))
 }
 
-type SqliteQuery<'q> = sqlx::query::Query<'q, sqlx::Sqlite, SqliteArguments<'q>>;
-
-/// Binds every session column but the id, in the order insert and update name them.
-fn bind_session_columns<'q>(query: SqliteQuery<'q>, s: &'q SessionRecord) -> SqliteQuery<'q> {
-    query
-        .bind(&s.tracker)
-        .bind(&s.label)
-        .bind(s.status.as_str())
-        .bind(s.store.as_str())
-        .bind(s.filter.to_string())
-        .bind(s.config.to_string())
-        .bind(s.started_at_ns as i64)
-        .bind(s.ends_at_ns as i64)
-        .bind(s.ended_at_ns.map(|v| v as i64))
-        .bind(s.event_count as i64)
-        .bind(s.lost_count as i64)
-        .bind(&s.error)
-        .bind(s.memory_snapshot.as_ref().map(|v| v.to_string()))
+/// Every session column but the id, in the order insert and update name them.
+fn session_columns(s: &SessionRecord) -> Vec<Param> {
+    params![
+        &s.tracker,
+        &s.label,
+        s.status.as_str(),
+        s.store.as_str(),
+        s.filter.to_string(),
+        s.config.to_string(),
+        s.started_at_ns,
+        s.ends_at_ns,
+        s.ended_at_ns,
+        s.event_count,
+        s.lost_count,
+        &s.error,
+        s.memory_snapshot.as_ref().map(|v| v.to_string()),
+    ]
 }
 
-fn session_from_row(r: &SqliteRow) -> Result<SessionRecord, StoreError> {
-    let snapshot: Option<String> = r.try_get("memory_snapshot")?;
+fn session_from_row(r: &DbRow) -> Result<SessionRecord, StoreError> {
     Ok(SessionRecord {
-        id: r.try_get("id")?,
-        tracker: r.try_get("tracker")?,
-        label: r.try_get("label")?,
-        status: r.try_get::<String, _>("status")?.parse()?,
-        store: r.try_get::<String, _>("store")?.parse()?,
-        filter: json_column(r, "filter")?,
-        config: json_column(r, "config")?,
-        started_at_ns: r.try_get::<i64, _>("started_at")? as u64,
-        ends_at_ns: r.try_get::<i64, _>("ends_at")? as u64,
-        ended_at_ns: r.try_get::<Option<i64>, _>("ended_at")?.map(|v| v as u64),
-        event_count: r.try_get::<i64, _>("event_count")? as u64,
-        lost_count: r.try_get::<i64, _>("lost_count")? as u64,
-        error: r.try_get("error")?,
-        memory_snapshot: snapshot
+        id: SessionId::from(r.text("id")?),
+        tracker: r.text("tracker")?,
+        label: r.opt_text("label")?,
+        status: r.text("status")?.parse()?,
+        store: r.text("store")?.parse()?,
+        filter: r.json("filter")?,
+        config: r.json("config")?,
+        started_at_ns: r.int("started_at")? as u64,
+        ends_at_ns: r.int("ends_at")? as u64,
+        ended_at_ns: r.opt_int("ended_at")?.map(|v| v as u64),
+        event_count: r.int("event_count")? as u64,
+        lost_count: r.int("lost_count")? as u64,
+        error: r.opt_text("error")?,
+        memory_snapshot: r
+            .opt_text("memory_snapshot")?
             .map(|s| serde_json::from_str(&s))
             .transpose()
             .map_err(|e| StoreError::Corrupt(format!("memory_snapshot: {e}")))?,

@@ -1,6 +1,8 @@
-//! A fleet session's results, asked of `fleet_events` in PostgreSQL with the semantics of
-//! [`crate::results::query`], plus one field every fleet event has: `node`, the node that
-//! recorded it, to group and filter by.
+//! A session's results asked of PostgreSQL, with the semantics of
+//! [`crate::results::query`]: a server's own session in `events` (when PostgreSQL is its
+//! store), a fleet session in `fleet_events`. Both tables have the same columns, the
+//! catalog's other fields in `data` (JSONB), and one field more than the catalog's:
+//! `node`, the server that recorded the event, to group and filter by.
 
 use std::time::Duration;
 
@@ -14,16 +16,42 @@ use crate::results::query::{
     Condition, EventsQuery, HistogramQuery, HistogramResult, Log2Bucket, QueryError, Selection,
     StoredEvent, TimeBucketResult, TimeseriesQuery,
 };
-use crate::results::{ResultsError, SessionResults};
+use crate::results::{ResultsError, SessionResults, StoreError};
 
 /// What a question's budget leaves of the request's time for the answer to reach its caller.
 const QUESTION_MARGIN: Duration = Duration::from_millis(250);
 
-/// The field of a fleet event that says which node recorded it.
+/// The field of an event that says which node recorded it.
 pub const NODE: &str = "node";
 
-pub struct FleetResults {
+/// Which table holds the session's events.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Table {
+    /// The server's own `events`: a failure is the store's.
+    Store,
+    /// `fleet_events`: a failure is the fleet database's.
+    Fleet,
+}
+
+impl Table {
+    fn name(self) -> &'static str {
+        match self {
+            Table::Store => "events",
+            Table::Fleet => "fleet_events",
+        }
+    }
+
+    fn unavailable(self, error: String) -> ResultsError {
+        match self {
+            Table::Store => ResultsError::Store(StoreError::Corrupt(error)),
+            Table::Fleet => ResultsError::Fleet(error),
+        }
+    }
+}
+
+pub struct PgResults {
     pool: PgPool,
+    table: Table,
     id: String,
     info: &'static TrackerInfo,
     /// How long PostgreSQL may work on one question: a little less than the request's
@@ -31,11 +59,18 @@ pub struct FleetResults {
     budget: Duration,
 }
 
-impl FleetResults {
-    pub fn new(pool: PgPool, id: String, info: &'static TrackerInfo, request: Duration) -> Self {
+impl PgResults {
+    pub fn new(
+        pool: PgPool,
+        table: Table,
+        id: String,
+        info: &'static TrackerInfo,
+        request: Duration,
+    ) -> Self {
         let budget = request.saturating_sub(QUESTION_MARGIN).max(QUESTION_MARGIN);
         Self {
             pool,
+            table,
             id,
             info,
             budget,
@@ -45,19 +80,19 @@ impl FleetResults {
     /// Asks one question under the budget (statement_timeout for its transaction only:
     /// the node's copying and bookkeeping keep no such bound).
     async fn fetch(&self, sql: Statement) -> Result<Vec<PgRow>, ResultsError> {
-        let mut tx = self.pool.begin().await.map_err(db)?;
+        let mut tx = self.pool.begin().await.map_err(|e| self.failed(e))?;
         sqlx::query(&format!(
             "SET LOCAL statement_timeout = {}",
             self.budget.as_millis()
         ))
         .execute(&mut *tx)
         .await
-        .map_err(db)?;
+        .map_err(|e| self.failed(e))?;
         let rows = sqlx::query_with(&sql.text, sql.args)
             .fetch_all(&mut *tx)
             .await
-            .map_err(db)?;
-        tx.commit().await.map_err(db)?;
+            .map_err(|e| self.failed(e))?;
+        tx.commit().await.map_err(|e| self.failed(e))?;
         Ok(rows)
     }
 
@@ -103,8 +138,9 @@ impl FleetResults {
             sql.push(&format!("({d})::TEXT, "));
         }
         sql.push(&format!(
-            "SUM({weight})::BIGINT, COALESCE(({value})::FLOAT8, 0) FROM fleet_events \
-             WHERE session_id = "
+            "SUM({weight})::BIGINT, COALESCE(({value})::FLOAT8, 0) FROM {} \
+             WHERE session_id = ",
+            self.table.name()
         ));
         sql.bind(self.id.clone());
         sql.conditions(self.info, conditions)?;
@@ -118,19 +154,23 @@ impl FleetResults {
         rows.iter()
             .map(|row| {
                 let start = match offset {
-                    1 => row_text(row, 0)?
+                    1 => self
+                        .row_text(row, 0)?
                         .unwrap_or_default()
                         .parse::<i64>()
-                        .map_err(|e| db_text(e.to_string()))?,
+                        .map_err(|e| self.corrupt(e.to_string()))?,
                     _ => 0,
                 };
                 let keys = group_by
                     .iter()
                     .enumerate()
-                    .map(|(i, dim)| dim.key(row_text(row, i + offset)?))
+                    .map(|(i, dim)| {
+                        dim.key(self.row_text(row, i + offset)?)
+                            .map_err(|e| self.corrupt(e))
+                    })
                     .collect::<Result<_, _>>()?;
-                let count: i64 = row.try_get(dims.len()).map_err(db)?;
-                let value: f64 = row.try_get(dims.len() + 1).map_err(db)?;
+                let count: i64 = row.try_get(dims.len()).map_err(|e| self.failed(e))?;
+                let value: f64 = row.try_get(dims.len() + 1).map_err(|e| self.failed(e))?;
                 Ok((
                     start,
                     AggResult {
@@ -170,17 +210,22 @@ fn without_node(conditions: &[Condition]) -> Vec<Condition> {
 }
 
 #[async_trait::async_trait]
-impl SessionResults for FleetResults {
+impl SessionResults for PgResults {
     async fn events(&self, q: &EventsQuery) -> Result<(Vec<StoredEvent>, bool), ResultsError> {
         crate::results::query::validate_conditions(self.info, &without_node(&q.conditions))?;
-        let mut sql = Statement::new(
+        let mut sql = Statement::new(&format!(
             "SELECT id, node, seq, ts, tracker, kind, pid, ppid, comm, cgroup_id, data \
-             FROM fleet_events WHERE session_id = ",
-        );
+             FROM {} WHERE session_id = ",
+            self.table.name()
+        ));
         sql.bind(self.id.clone());
         if let Some(after) = q.after {
             sql.push(" AND id > ");
             sql.bind(after);
+        }
+        if let Some(through) = q.through {
+            sql.push(" AND seq <= ");
+            sql.bind(through);
         }
         sql.conditions(self.info, &q.conditions)?;
         sql.push(" ORDER BY id LIMIT ");
@@ -210,7 +255,7 @@ impl SessionResults for FleetResults {
                 })
             })
             .collect::<Result<_, sqlx::Error>>()
-            .map_err(db)?;
+            .map_err(|e| self.failed(e))?;
         Ok((events, more))
     }
 
@@ -274,8 +319,9 @@ impl SessionResults for FleetResults {
             sql.push(&format!("({})::TEXT, ", d.expr()));
         }
         sql.push(&format!(
-            "{index} AS bucket, SUM({calls})::BIGINT, SUM({x})::FLOAT8 FROM fleet_events \
-             WHERE {x} IS NOT NULL AND session_id = "
+            "{index} AS bucket, SUM({calls})::BIGINT, SUM({x})::FLOAT8 FROM {} \
+             WHERE {x} IS NOT NULL AND session_id = ",
+            self.table.name()
         ));
         sql.bind(self.id.clone());
         sql.conditions(self.info, &q.conditions)?;
@@ -294,11 +340,11 @@ impl SessionResults for FleetResults {
             let keys = dims
                 .iter()
                 .enumerate()
-                .map(|(i, dim)| dim.key(row_text(row, i)?))
+                .map(|(i, dim)| dim.key(self.row_text(row, i)?).map_err(|e| self.corrupt(e)))
                 .collect::<Result<Vec<_>, _>>()?;
-            let index: i32 = row.try_get(dims.len()).map_err(db)?;
-            let count: i64 = row.try_get(dims.len() + 1).map_err(db)?;
-            let sum: f64 = row.try_get(dims.len() + 2).map_err(db)?;
+            let index: i32 = row.try_get(dims.len()).map_err(|e| self.failed(e))?;
+            let count: i64 = row.try_get(dims.len() + 1).map_err(|e| self.failed(e))?;
+            let sum: f64 = row.try_get(dims.len() + 2).map_err(|e| self.failed(e))?;
             let group = groups
                 .entry(keys.clone())
                 .or_insert_with(|| HistogramResult {
@@ -340,16 +386,15 @@ impl Dim {
         }
     }
 
-    /// A group key's text as query.rs says: RFC 3339 for times, "null" for a null.
-    fn key(&self, text: Option<String>) -> Result<String, ResultsError> {
+    /// A group key's text as query.rs says: RFC 3339 for times, "null" for a null; what
+    /// is wrong with it, if anything.
+    fn key(&self, text: Option<String>) -> Result<String, String> {
         let Some(text) = text else {
             return Ok("null".to_string());
         };
         match self {
             Dim::Field(f) if f.name == "ts" => {
-                let ns: u64 = text
-                    .parse()
-                    .map_err(|_| db_text(format!("a ts of `{text}`")))?;
+                let ns: u64 = text.parse().map_err(|_| format!("a ts of `{text}`"))?;
                 Ok(rfc3339_nanos(ns))
             }
             _ => Ok(text),
@@ -370,24 +415,27 @@ fn expr(field: &FieldInfo) -> String {
     }
 }
 
-fn row_text(row: &PgRow, i: usize) -> Result<Option<String>, ResultsError> {
-    row.try_get(i).map_err(db)
-}
-
-fn db(err: sqlx::Error) -> ResultsError {
-    // 57014: PostgreSQL's statement_timeout (the request's time) stopped the question.
-    match err.as_database_error().and_then(|e| e.code()) {
-        Some(code) if code == "57014" => ResultsError::TooCostly(
-            "the question ran past the request's time and PostgreSQL stopped it; \
-             narrow it with conditions or fewer groups"
-                .to_string(),
-        ),
-        _ => ResultsError::Fleet(err.to_string()),
+impl PgResults {
+    fn row_text(&self, row: &PgRow, i: usize) -> Result<Option<String>, ResultsError> {
+        row.try_get(i).map_err(|e| self.failed(e))
     }
-}
 
-fn db_text(text: String) -> ResultsError {
-    ResultsError::Fleet(format!("corrupt fleet row: {text}"))
+    fn failed(&self, err: sqlx::Error) -> ResultsError {
+        // 57014: PostgreSQL's statement_timeout (the request's time) stopped the question.
+        match err.as_database_error().and_then(|e| e.code()) {
+            Some(code) if code == "57014" => ResultsError::TooCostly(
+                "the question ran past the request's time and PostgreSQL stopped it; \
+                 narrow it with conditions or fewer groups"
+                    .to_string(),
+            ),
+            _ => self.table.unavailable(err.to_string()),
+        }
+    }
+
+    fn corrupt(&self, text: String) -> ResultsError {
+        self.table
+            .unavailable(format!("corrupt row of {}: {text}", self.table.name()))
+    }
 }
 
 /// SQL text with its bound values (`$1`, `$2` ...), never spliced in.
