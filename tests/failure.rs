@@ -292,7 +292,7 @@ fn a_second_server_on_one_database_is_refused() {
         .arg(&first.db)
         .output()
         .unwrap();
-    assert_eq!(second.status.code(), Some(1));
+    assert_eq!(second.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&second.stderr);
     assert!(
         stderr.contains(&format!(

@@ -12,9 +12,15 @@
 //!    the others (a `where` on another field, groupings by fields of the tracker, SUM,
 //!    percentiles alone and per group, a histogram per group) read every event.
 //!
-//! `cargo bench --bench sqlite_sink` (EUNOMIA_BENCH_ONLY=queries skips 1 and 2)
+//! `cargo bench --bench sqlite_sink` (EUNOMIA_BENCH_ONLY=queries skips 1 and 2).
+//! With EUNOMIA_BENCH_STORE=postgres the same runs go to a private PostgreSQL (as root,
+//! `initdb` and `pg_ctl` as the tests start it), each run in a schema of its own: the
+//! store of `--db postgres://...`.
 
-use std::path::{Path, PathBuf};
+#[path = "../common/mod.rs"]
+mod common;
+
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -146,19 +152,47 @@ async fn feed(store: &Store, session_id: &str, pace: Option<f64>) -> Run {
     }
 }
 
-/// A fresh database file per run, so runs do not grow one file.
-fn fresh_db(dir: &Path, name: &str) -> PathBuf {
-    let path = dir.join(format!("{name}.db"));
-    for suffix in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
-    }
-    path
+/// Where the runs store their events.
+enum Target {
+    Sqlite(PathBuf),
+    Postgres(common::postgres::Postgres),
 }
 
-async fn run_once(dir: &Path, options: StoreOptions, pace: Option<f64>) -> Run {
-    let store = Store::open(&fresh_db(dir, "run"), options, Metrics::new())
-        .await
-        .unwrap();
+static RUN: AtomicU64 = AtomicU64::new(0);
+
+impl Target {
+    /// A fresh database per run, so runs do not grow one: a file, or a schema.
+    fn fresh(&self, name: &str, options: StoreOptions) -> (PathBuf, StoreOptions) {
+        match self {
+            Target::Sqlite(dir) => {
+                let path = dir.join(format!("{name}.db"));
+                for suffix in ["", "-wal", "-shm"] {
+                    let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+                }
+                (path, options)
+            }
+            Target::Postgres(postgres) => {
+                let node = format!("{name}{}", RUN.fetch_add(1, Ordering::Relaxed));
+                let options = StoreOptions {
+                    node: Some(node),
+                    ..options
+                };
+                (PathBuf::from(&postgres.url), options)
+            }
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            Target::Sqlite(_) => "sqlite",
+            Target::Postgres(_) => "postgres",
+        }
+    }
+}
+
+async fn run_once(target: &Target, options: StoreOptions, pace: Option<f64>) -> Run {
+    let (db, options) = target.fresh("run", options);
+    let store = Store::open(&db, options, Metrics::new()).await.unwrap();
     let run = feed(&store, "bench", pace).await;
     store.close().await.unwrap();
     run
@@ -172,19 +206,27 @@ fn median(mut v: Vec<f64>) -> f64 {
 /// p50 and p99 (nearest rank) of QUERIES runs of `query`.
 async fn latency(store: &Store, question: &Question) -> (Duration, Duration, usize) {
     let info = find_tracker("process").unwrap().info();
-    let session = "bench".into();
+    let session: eunomia::model::SessionId = "bench".into();
     let mut times = Vec::new();
     let mut groups = 0;
     for _ in 0..QUERIES {
         let started = Instant::now();
         let counted = match question {
             Question::Aggregate(q) => {
-                let rows = store.aggregate(&session, info, q).await.unwrap();
+                let rows = store
+                    .session_results(session.clone(), info)
+                    .aggregate(q)
+                    .await
+                    .unwrap();
                 groups = rows.len();
                 rows.iter().map(|r| r.count).sum::<u64>()
             }
             Question::Histogram(q) => {
-                let rows = store.histogram(&session, info, q).await.unwrap();
+                let rows = store
+                    .session_results(session.clone(), info)
+                    .histogram(q)
+                    .await
+                    .unwrap();
                 groups = rows.len();
                 // Only exits have a duration.
                 rows.iter().map(|r| r.count).sum::<u64>() * 2
@@ -276,15 +318,23 @@ fn questions() -> Vec<(&'static str, Question)> {
 async fn main() {
     let dir = std::env::temp_dir().join(format!("eunomia-bench-sqlite-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
+    let target = match std::env::var("EUNOMIA_BENCH_STORE").as_deref() {
+        Ok("postgres") => Target::Postgres(
+            common::postgres::Postgres::start_or_skip("sqlite_sink")
+                .expect("PostgreSQL's server (Debian: postgresql)"),
+        ),
+        _ => Target::Sqlite(dir.clone()),
+    };
+    let store_name = target.name();
 
     let queries_only = std::env::var("EUNOMIA_BENCH_ONLY").is_ok_and(|o| o == "queries");
     let mut full = Vec::new();
     for _ in 0..if queries_only { 0 } else { RUNS } {
-        full.push(run_once(&dir, StoreOptions::default(), None).await);
+        full.push(run_once(&target, StoreOptions::default(), None).await);
     }
     if !full.is_empty() {
         println!(
-            "sqlite sink, full speed: {EVENTS} events x {RUNS} runs: median {:.0} events/s \
+            "{store_name} sink, full speed: {EVENTS} events x {RUNS} runs: median {:.0} events/s \
          stored (runs: {}), tracker thread handing over {:.0} events/s; lost per run: {:?}",
             median(full.iter().map(|r| r.rate).collect()),
             full.iter()
@@ -302,7 +352,7 @@ async fn main() {
         loop {
             let mut runs = Vec::new();
             for _ in 0..RUNS {
-                runs.push(run_once(&dir, StoreOptions::default(), Some(pace)).await);
+                runs.push(run_once(&target, StoreOptions::default(), Some(pace)).await);
             }
             let lost: Vec<u64> = runs.iter().map(|r| r.lost).collect();
             println!(
@@ -317,33 +367,35 @@ async fn main() {
         }
         match sustained {
             Some(rate) => println!(
-                "sqlite sink: the queue overflows at full speed; sustained zero-loss rate {rate:.0} events/s (3 runs of {EVENTS} each)"
+                "{store_name} sink: the queue overflows at full speed; sustained zero-loss rate {rate:.0} events/s (3 runs of {EVENTS} each)"
             ),
             None => println!(
-                "sqlite sink: the queue overflows at full speed and at {FIRST_PACE:.0} events/s"
+                "{store_name} sink: the queue overflows at full speed and at {FIRST_PACE:.0} events/s"
             ),
         }
     }
 
     // A session of exactly EVENTS events: a queue that holds them all loses none.
     let metrics = Metrics::new();
-    let store = Store::open(
-        &fresh_db(&dir, "aggregate"),
+    let (db, options) = target.fresh(
+        "aggregate",
         StoreOptions {
             queue_capacity: EVENTS as usize,
             ..StoreOptions::default()
         },
-        metrics.clone(),
-    )
-    .await
-    .unwrap();
+    );
+    let store = Store::open(&db, options, metrics.clone()).await.unwrap();
     let run = feed(&store, "bench", None).await;
     assert_eq!(run.lost, 0);
-    let batches = metrics.sqlite_write_duration.get_sample_count();
+    let written = match target {
+        Target::Sqlite(_) => &metrics.sqlite_write_duration,
+        Target::Postgres(_) => &metrics.postgres_write_duration,
+    };
+    let batches = written.get_sample_count();
     println!(
         "  writer alone (queue never full): {:.0} events/s, {batches} batches, {:.1} ms per batch",
         run.rate,
-        metrics.sqlite_write_duration.get_sample_sum() * 1000.0 / batches.max(1) as f64,
+        written.get_sample_sum() * 1000.0 / batches.max(1) as f64,
     );
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     for (name, query) in questions() {
