@@ -233,6 +233,25 @@ fn a_node_killed_mid_window_reads_interrupted_and_the_others_complete() {
     let session = wait_ended(&fleet[2].server, &next, Duration::from_secs(30));
     assert_eq!(session["status"], "COMPLETED", "{session}");
     assert_eq!(part(&session, "west")["eventCount"], 81, "{session}");
+
+    // Retention: a node that joins with `max_age_secs = 1` deletes both ended fleet
+    // sessions, with every node's events, at once (and every minute after).
+    std::thread::sleep(Duration::from_millis(1500));
+    let held = "SELECT (SELECT count(*) FROM fleet_sessions) || '/' || \
+                (SELECT count(*) FROM fleet_parts) || '/' || (SELECT count(*) FROM fleet_events)";
+    assert_ne!(postgres.psql(held), "0/0/0");
+    fleet[0].config = "[retention]\nmax_age_secs = 1\n".to_string();
+    fleet[0].server.stop();
+    fleet[0].restart(&postgres);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while postgres.psql(held) != "0/0/0" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{}",
+            postgres.psql(held)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 #[test]

@@ -87,6 +87,25 @@ fn a_server_on_postgresql_keeps_sessions_events_and_audit_there() {
          GROUP BY node, kind ORDER BY kind"
     );
     assert_eq!(postgres.psql(&in_table), "pgone|exec|20\npgone|exit|20");
+    // A u64 value past i64's range falls in bucket 64, the last (its bit length).
+    let row = format!(
+        "INSERT INTO eunomia_pgone.events (node, session_id, ts, tracker, kind, pid, ppid, \
+         comm, cgroup_id, data) VALUES ('pgone', '{id}', 1, 'process', 'exit', 1, 1, 'big', 0, \
+         '{{\"duration_ns\": 18446744073709551615}}')"
+    );
+    postgres.psql(&row);
+    let big = server.session(
+        &id,
+        r#"histogram(field: "duration_ns", where: [{field: "comm", value: "big"}]) { count buckets { low high count } }"#,
+    );
+    assert_eq!(
+        big["histogram"],
+        json!([{ "count": 1, "buckets": [{ "low": 2f64.powi(63), "high": 2f64.powi(64), "count": 1 }] }]),
+        "{big}"
+    );
+    postgres.psql(&format!(
+        "DELETE FROM eunomia_pgone.events WHERE session_id = '{id}' AND comm = 'big'"
+    ));
     assert_eq!(
         postgres.psql(&format!(
             "SELECT status, event_count FROM eunomia_pgone.sessions WHERE id = '{id}'"
@@ -152,6 +171,25 @@ fn a_server_on_postgresql_keeps_sessions_events_and_audit_there() {
         2,
         "{listed}"
     );
+    // Retention at start-up: past 45 stored events, the oldest ended session goes.
+    drop(server);
+    let server = server_on(
+        &postgres,
+        &dir,
+        "pgone",
+        Some("[retention]\nmax_events = 45\n"),
+    );
+    let (code, _) = server.error(
+        "query($id: ID!) { session(id: $id) { id } }",
+        json!({ "id": id }),
+        None,
+    );
+    assert_eq!(code, "NOT_FOUND");
+    assert_eq!(
+        postgres.psql("SELECT count(*) FROM eunomia_pgone.events"),
+        "10"
+    );
+    assert_eq!(server.session(&running, "eventCount")["eventCount"], 10);
     // Another node on the same database has its own schema, and sees none of these.
     let other_dir = TempDir::new("pg-store-other");
     let other = server_on(&postgres, &other_dir, "pgtwo", None);

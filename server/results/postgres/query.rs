@@ -309,9 +309,11 @@ impl SessionResults for PgResults {
             }
             None => ("1".to_string(), format!("trunc({x})")),
         };
-        // Log2Bucket::index_of: -1 below zero, 0 for zero, else the value's bit length.
+        // Log2Bucket::index_of: -1 below zero, 0 for zero, else the value's bit length;
+        // a field's values are at most u64's, so past i64 (2^63) the length is 64.
         let index = format!(
             "CASE WHEN {whole} < 0 THEN -1 WHEN {whole} = 0 THEN 0 \
+             WHEN {whole} >= 9223372036854775808 THEN 64 \
              ELSE length(ltrim(({whole})::BIGINT::BIT(64)::TEXT, '0')) END"
         );
         let mut sql = Statement::new("SELECT ");
