@@ -104,6 +104,32 @@ pub struct FleetConfig {
     pub cgroup: Option<PathBuf>,
 }
 
+impl FleetConfig {
+    /// This server's node name: `node`, else the hostname; `Err` with the name when it is
+    /// not one (see [`is_node_name`]).
+    pub fn node_name(&self) -> Result<String, String> {
+        let name = match self.node.trim() {
+            "" => std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .unwrap_or_default()
+                .trim()
+                .to_string(),
+            name => name.to_string(),
+        };
+        match is_node_name(&name) {
+            true => Ok(name),
+            false => Err(name),
+        }
+    }
+}
+
+/// Whether `name` can name a node: 1 to 64 letters, digits, `.`, `_` or `-`.
+pub fn is_node_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+}
+
 /// The security analyzer's rules and alerts.
 #[derive(Clone, Debug, PartialEq, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]

@@ -337,6 +337,13 @@ fn fleet_input_errors_have_codes() {
     assert_eq!(server.stop_session(&long), "RUNNING");
     let stopped = wait_ended(server, &long, Duration::from_secs(10));
     assert_eq!(stopped["status"], "STOPPED", "{stopped}");
+    // A fleet session has no one node; its part, a session of the node's own, has.
+    let local = part(&stopped, "solo")["localSessionId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(server.session(&long, "node")["node"], Value::Null);
+    assert_eq!(server.session(&local, "node")["node"], "solo");
     assert_eq!(part(&stopped, "solo")["eventCount"], 11, "{stopped}");
     let held = format!("SELECT count(*) FROM fleet_events WHERE session_id = '{long}'");
     assert_eq!(postgres.psql(&held), "11");

@@ -52,6 +52,7 @@ fn a_server_on_postgresql_keeps_sessions_events_and_audit_there() {
     assert_eq!(server.wait_ended(&id, WINDOW), "COMPLETED");
     let session = exec_count(&server, &id);
     assert_eq!(session["eventCount"], 40, "{session}");
+    assert_eq!(server.session(&id, "node")["node"], "pgone");
     assert_eq!(session["lostCount"], 0, "{session}");
     assert_eq!(
         session["aggregate"],

@@ -14,7 +14,7 @@ use crate::config::{Config, Tls};
 use crate::container::{ContainerManager, ContainerOptions};
 use crate::engine::{core_btf, system};
 use crate::exporter::{default_exporters, StandingExporters};
-use crate::fleet::{node_name, Fleet};
+use crate::fleet::Fleet;
 use crate::metrics::Metrics;
 use crate::results::store::{Store, StoreError, StoreOptions};
 use crate::session::{spawn_retention, SessionManager};
@@ -109,7 +109,11 @@ async fn serve_async(config: Config) -> Result<(), RunError> {
     let metrics = Metrics::new();
     let options = StoreOptions {
         query_budget: Duration::from_secs(config.limits.request_timeout_secs),
-        node: Some(node_name(&config.fleet.node).map_err(|e| RunError::Usage(e.to_string()))?),
+        node: Some(config.fleet.node_name().map_err(|name| {
+            RunError::Usage(format!(
+                "`{name}` cannot name a node: use 1 to 64 letters, digits, `.`, `_` or `-`"
+            ))
+        })?),
         ..StoreOptions::default()
     };
     let store = Store::open(&config.db, options, metrics.clone())

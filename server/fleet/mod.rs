@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use sqlx::postgres::{PgListener, PgPool, PgPoolOptions};
 use sqlx::Row;
 
-use crate::config::FleetConfig;
+use crate::config::{is_node_name, FleetConfig};
 use crate::model::{wall_clock_ns, SessionId};
 use crate::results::postgres::{PgResults, Table};
 use crate::results::store::{SessionRecord, SessionStatus, StoreKind};
@@ -174,7 +174,7 @@ impl Fleet {
         database: &str,
         manager: Arc<SessionManager>,
     ) -> Result<Arc<Self>, FleetError> {
-        let node = node_name(&config.node)?;
+        let node = config.node_name().map_err(FleetError::BadNodeName)?;
         let scope = match &config.cgroup {
             Some(path) => Some(cgroup_id(path)?),
             None => None,
@@ -255,7 +255,10 @@ impl Fleet {
                 .await?;
                 targets.extend(alive);
             } else {
-                targets.insert(node_name(node)?);
+                if !is_node_name(node) {
+                    return Err(FleetError::BadNodeName(node.clone()));
+                }
+                targets.insert(node.clone());
             }
         }
         if targets.is_empty() {
@@ -591,25 +594,6 @@ impl Fleet {
             tokio::spawn(part::run(self.clone(), id));
         }
         Ok(())
-    }
-}
-
-/// A node's name: the configured one, else the hostname.
-pub fn node_name(configured: &str) -> Result<String, FleetError> {
-    let name = match configured.trim() {
-        "" => std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .unwrap_or_default()
-            .trim()
-            .to_string(),
-        name => name.to_string(),
-    };
-    let valid = (1..=64).contains(&name.len())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
-    match valid {
-        true => Ok(name),
-        false => Err(FleetError::BadNodeName(name)),
     }
 }
 

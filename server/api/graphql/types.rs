@@ -329,6 +329,16 @@ impl SessionObject {
         self.0.store
     }
 
+    /// The node that recorded the session: this server's name (`--node`, `[fleet] node`,
+    /// else its hostname), which its events carry in PostgreSQL. Null for a fleet
+    /// session, recorded by every node in `nodes`.
+    async fn node(&self, ctx: &Context<'_>) -> Option<String> {
+        if Fleet::is_fleet_id(self.0.id.as_str()) {
+            return None;
+        }
+        super::manager(ctx).config().fleet.node_name().ok()
+    }
+
     /// A fleet session's parts, one per node, by node name: each node's status, counts
     /// and lost events. Null for a session of this server alone. The session's
     /// `aggregate`, `timeseries`, `histogram` and `events` read every node's events,
