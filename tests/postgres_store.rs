@@ -180,6 +180,12 @@ fn a_server_on_postgresql_keeps_sessions_events_and_audit_there() {
         "pgone",
         Some("[retention]\nmax_events = 45\n"),
     );
+    // It runs beside the start: wait for it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while postgres.psql("SELECT count(*) FROM eunomia_pgone.sessions") != "1" {
+        assert!(std::time::Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let (code, _) = server.error(
         "query($id: ID!) { session(id: $id) { id } }",
         json!({ "id": id }),
