@@ -243,15 +243,7 @@ fn a_node_killed_mid_window_reads_interrupted_and_the_others_complete() {
     fleet[0].config = "[retention]\nmax_age_secs = 1\n".to_string();
     fleet[0].server.stop();
     fleet[0].restart(&postgres);
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while postgres.psql(held) != "0/0/0" {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{}",
-            postgres.psql(held)
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    postgres.wait_for(held, "0/0/0", Duration::from_secs(10));
 }
 
 #[test]

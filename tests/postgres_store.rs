@@ -146,15 +146,7 @@ fn a_server_on_postgresql_keeps_sessions_events_and_audit_there() {
     // The writer commits within moments; wait until the rows are there.
     let stored =
         format!("SELECT count(*) FROM eunomia_pgone.events WHERE session_id = '{running}'");
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while postgres.psql(&stored) != "10" {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{}",
-            postgres.psql(&stored)
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    postgres.wait_for(&stored, "10", Duration::from_secs(10));
     server.kill();
     let server = server_on(&postgres, &dir, "pgone", None);
     let interrupted = server.session(&running, "status eventCount");
@@ -181,11 +173,11 @@ fn a_server_on_postgresql_keeps_sessions_events_and_audit_there() {
         Some("[retention]\nmax_events = 45\n"),
     );
     // It runs beside the start: wait for it.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while postgres.psql("SELECT count(*) FROM eunomia_pgone.sessions") != "1" {
-        assert!(std::time::Instant::now() < deadline);
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    postgres.wait_for(
+        "SELECT count(*) FROM eunomia_pgone.sessions",
+        "1",
+        Duration::from_secs(10),
+    );
     let (code, _) = server.error(
         "query($id: ID!) { session(id: $id) { id } }",
         json!({ "id": id }),
@@ -274,26 +266,14 @@ fn a_postgresql_outage_loses_events_only_counted() {
     }));
     run_copies(&binary, 3);
     let stored = format!("SELECT count(*) FROM eunomia_pgout.events WHERE session_id = '{id}'");
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while postgres.psql(&stored) != "6" {
-        assert!(std::time::Instant::now() < deadline);
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    postgres.wait_for(&stored, "6", Duration::from_secs(10));
     // A short outage: the writer's connection waits for the database (up to 10 s), and
     // nothing is lost.
     postgres.stop();
     run_copies(&binary, 4);
     std::thread::sleep(Duration::from_secs(1));
     postgres.start();
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    while postgres.psql(&stored) != "14" {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{}",
-            postgres.psql(&stored)
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    postgres.wait_for(&stored, "14", Duration::from_secs(15));
     // A long one: the batch fails, its events are counted lost, and the session FAILED.
     postgres.stop();
     run_copies(&binary, 7);

@@ -160,32 +160,32 @@ pub enum DbRow {
 }
 
 impl DbRow {
-    pub fn int(&self, name: &str) -> Result<i64, StoreError> {
+    /// A column's value, of a type both databases decode.
+    fn get<T>(&self, name: &str) -> Result<T, StoreError>
+    where
+        T: for<'r> sqlx::Decode<'r, sqlx::Sqlite> + sqlx::Type<sqlx::Sqlite>,
+        T: for<'r> sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>,
+    {
         Ok(match self {
             DbRow::Sqlite(r) => r.try_get(name)?,
             DbRow::Postgres(r) => r.try_get(name)?,
         })
+    }
+
+    pub fn int(&self, name: &str) -> Result<i64, StoreError> {
+        self.get(name)
     }
 
     pub fn opt_int(&self, name: &str) -> Result<Option<i64>, StoreError> {
-        Ok(match self {
-            DbRow::Sqlite(r) => r.try_get(name)?,
-            DbRow::Postgres(r) => r.try_get(name)?,
-        })
+        self.get(name)
     }
 
     pub fn text(&self, name: &str) -> Result<String, StoreError> {
-        Ok(match self {
-            DbRow::Sqlite(r) => r.try_get(name)?,
-            DbRow::Postgres(r) => r.try_get(name)?,
-        })
+        self.get(name)
     }
 
     pub fn opt_text(&self, name: &str) -> Result<Option<String>, StoreError> {
-        Ok(match self {
-            DbRow::Sqlite(r) => r.try_get(name)?,
-            DbRow::Postgres(r) => r.try_get(name)?,
-        })
+        self.get(name)
     }
 
     /// A column that holds JSON as text.
@@ -287,6 +287,20 @@ impl Db {
         }
         Ok(changed)
     }
+}
+
+/// What the records' statements (deleting a session, counting again after a crash,
+/// retention) need to know of a database's events.
+pub struct EventSql {
+    /// The statements that delete session `$1`'s events, in the transaction that
+    /// deletes the session.
+    pub delete: &'static [&'static str],
+    /// A subquery: the number of events stored for the session `sessions.id`.
+    pub stored_count: &'static str,
+    /// A subquery with a row when the session `sessions.id` holds events.
+    pub has_events: &'static str,
+    /// A query of the events stored across all sessions, as `total`.
+    pub total: &'static str,
 }
 
 /// `LIMIT first + 1`: the extra row says whether another page follows.

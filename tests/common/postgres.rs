@@ -118,6 +118,23 @@ impl Postgres {
     }
 
     /// Runs `sql` with psql; returns its unaligned output.
+    /// Waits until `sql` answers `want` (within `within`), as rows written by a server's
+    /// tasks appear; fails with the last answer.
+    pub fn wait_for(&self, sql: &str, want: &str, within: std::time::Duration) {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            let got = self.psql(sql);
+            if got == want {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{sql}: {got}, not {want}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+
     pub fn psql(&self, sql: &str) -> String {
         let out = Command::new("psql")
             .args([

@@ -18,17 +18,17 @@ pub use query::{PgResults, Table, NODE};
 use crate::handler::push_json_record;
 use crate::metrics::Metrics;
 use crate::model::{SessionId, TrackerInfo};
+use crate::results::db::EventSql;
 use crate::results::writer::{BatchWriter, Chunk, Writer};
 use crate::results::{StoreError, StoreOptions};
 
-/// The statements that delete a session's events, in the transaction that deletes it.
-pub const DELETE_EVENTS: [&str; 1] = ["DELETE FROM events WHERE session_id = $1"];
-/// The events stored for the session `sessions.id`.
-pub const STORED_COUNT: &str = "SELECT count(*) FROM events e WHERE e.session_id = sessions.id";
-/// Whether the session `sessions.id` holds events.
-pub const HAS_EVENTS: &str = "SELECT 1 FROM events e WHERE e.session_id = sessions.id";
-/// Events stored across all sessions, as `total`.
-pub const TOTAL: &str = "SELECT count(*) AS total FROM events";
+/// PostgreSQL's events for the records' statements, counted from the rows themselves.
+pub const EVENT_SQL: EventSql = EventSql {
+    delete: &["DELETE FROM events WHERE session_id = $1"],
+    stored_count: "SELECT count(*) FROM events e WHERE e.session_id = sessions.id",
+    has_events: "SELECT 1 FROM events e WHERE e.session_id = sessions.id",
+    total: "SELECT count(*) AS total FROM events",
+};
 
 /// Connections to the database: the writer's batches, the records, viewers' questions.
 const CONNECTIONS: u32 = 6;

@@ -41,10 +41,20 @@ impl Table {
         }
     }
 
-    fn unavailable(self, error: String) -> ResultsError {
+    /// The database failed to answer.
+    fn failed(self, err: sqlx::Error) -> ResultsError {
         match self {
-            Table::Store => ResultsError::Store(StoreError::Corrupt(error)),
-            Table::Fleet => ResultsError::Fleet(error),
+            Table::Store => ResultsError::Store(StoreError::Sqlx(err)),
+            Table::Fleet => ResultsError::Fleet(err.to_string()),
+        }
+    }
+
+    /// A row it gave does not read as an event.
+    fn corrupt(self, text: String) -> ResultsError {
+        let text = format!("corrupt row of {}: {text}", self.name());
+        match self {
+            Table::Store => ResultsError::Store(StoreError::Corrupt(text)),
+            Table::Fleet => ResultsError::Fleet(text),
         }
     }
 }
@@ -430,13 +440,12 @@ impl PgResults {
                  narrow it with conditions or fewer groups"
                     .to_string(),
             ),
-            _ => self.table.unavailable(err.to_string()),
+            _ => self.table.failed(err),
         }
     }
 
     fn corrupt(&self, text: String) -> ResultsError {
-        self.table
-            .unavailable(format!("corrupt row of {}: {text}", self.table.name()))
+        self.table.corrupt(text)
     }
 }
 

@@ -24,6 +24,7 @@ use sqlx::{SqliteConnection, SqlitePool};
 pub use queries::SqliteResults;
 
 use crate::metrics::Metrics;
+use crate::results::db::EventSql;
 use crate::results::writer::Writer;
 use crate::results::{release_heap, StoreError, StoreOptions};
 
@@ -106,17 +107,16 @@ async fn trim_after_closing(pools: [SqlitePool; 2]) {
     }
 }
 
-/// The statements that delete a session's events, in the transaction that deletes it.
-pub const DELETE_EVENTS: [&str; 2] = [
-    "DELETE FROM events WHERE session_id = $1",
-    "DELETE FROM event_counts WHERE session_id = $1",
-];
-/// The events stored for the session `sessions.id` (the counts are kept with the events).
-pub const STORED_COUNT: &str = "SELECT SUM(n) FROM event_counts c WHERE c.session_id = sessions.id";
-/// Whether the session `sessions.id` holds events.
-pub const HAS_EVENTS: &str = "SELECT 1 FROM event_counts WHERE session_id = sessions.id";
-/// Events stored across all sessions, as `total`.
-pub const TOTAL: &str = "SELECT COALESCE(SUM(n), 0) AS total FROM event_counts";
+/// SQLite's events for the records' statements: the counts are kept with the events.
+pub const EVENT_SQL: EventSql = EventSql {
+    delete: &[
+        "DELETE FROM events WHERE session_id = $1",
+        "DELETE FROM event_counts WHERE session_id = $1",
+    ],
+    stored_count: "SELECT SUM(n) FROM event_counts c WHERE c.session_id = sessions.id",
+    has_events: "SELECT 1 FROM event_counts WHERE session_id = sessions.id",
+    total: "SELECT COALESCE(SUM(n), 0) AS total FROM event_counts",
+};
 
 impl SqliteEvents {
     /// Opens (creating and migrating) the database at `path` and starts the writer: the

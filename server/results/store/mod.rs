@@ -32,7 +32,7 @@ pub use crate::results::{StoreError, StoreOptions};
 
 use crate::metrics::{stage, Metrics};
 use crate::model::{SessionId, TrackerInfo};
-use crate::results::db::Db;
+use crate::results::db::{Db, EventSql};
 use crate::results::postgres::{self, PgEvents};
 use crate::results::sqlite::{self, SqliteEvents};
 use crate::results::writer::Writer;
@@ -67,36 +67,11 @@ pub fn shown(db: &Path) -> String {
 }
 
 impl Events {
-    /// The statements that delete session `$1`'s events, in the transaction that deletes
-    /// the session.
-    fn delete_statements(&self) -> &'static [&'static str] {
+    /// The statements over this database's events that the records' code runs.
+    fn sql(&self) -> &'static EventSql {
         match self {
-            Events::Sqlite(_) => &sqlite::DELETE_EVENTS,
-            Events::Postgres(_) => &postgres::DELETE_EVENTS,
-        }
-    }
-
-    /// A subquery: the number of events stored for the session `sessions.id`.
-    fn stored_count_sql(&self) -> &'static str {
-        match self {
-            Events::Sqlite(_) => sqlite::STORED_COUNT,
-            Events::Postgres(_) => postgres::STORED_COUNT,
-        }
-    }
-
-    /// A subquery with a row when the session `sessions.id` holds events.
-    fn has_events_sql(&self) -> &'static str {
-        match self {
-            Events::Sqlite(_) => sqlite::HAS_EVENTS,
-            Events::Postgres(_) => postgres::HAS_EVENTS,
-        }
-    }
-
-    /// A query of the events stored across all sessions, as `total`.
-    fn total_sql(&self) -> &'static str {
-        match self {
-            Events::Sqlite(_) => sqlite::TOTAL,
-            Events::Postgres(_) => postgres::TOTAL,
+            Events::Sqlite(_) => &sqlite::EVENT_SQL,
+            Events::Postgres(_) => &postgres::EVENT_SQL,
         }
     }
 }

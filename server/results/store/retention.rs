@@ -48,7 +48,7 @@ impl Store {
                 let sql = format!(
                     "SELECT id FROM sessions WHERE status != 'RUNNING' \
                      AND EXISTS ({}) ORDER BY started_at, id",
-                    self.events.has_events_sql()
+                    self.events.sql().has_events
                 );
                 let oldest = self.session_ids(&sql, params![]).await?;
                 for id in oldest {
@@ -101,7 +101,7 @@ impl Store {
     pub async fn event_total(&self) -> Result<u64, StoreError> {
         let row = self
             .db
-            .fetch_optional(self.events.total_sql(), params![])
+            .fetch_optional(self.events.sql().total, params![])
             .await?;
         Ok(row.map(|r| r.int("total")).transpose()?.unwrap_or(0) as u64)
     }

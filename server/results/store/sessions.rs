@@ -222,7 +222,8 @@ impl Store {
     ) -> Result<Option<u64>, StoreError> {
         let mut statements: Vec<(&str, Vec<Param>)> = self
             .events
-            .delete_statements()
+            .sql()
+            .delete
             .iter()
             .map(|sql| (*sql, params![id.as_str()]))
             .collect();
@@ -242,7 +243,7 @@ impl Store {
              event_count = COALESCE(({}), 0), \
              error = CASE store WHEN 'MEMORY' THEN $2 ELSE $3 END \
              WHERE status = 'RUNNING'",
-            self.events.stored_count_sql()
+            self.events.sql().stored_count
         );
         let params = params![now_ns, INTERRUPTED_IN_MEMORY, INTERRUPTED_STORED];
         Ok(self.db.execute(&sql, params).await?)
