@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
 /*
  * What every Eunomia probe shares: the filter configuration written by user space
- * before load (read-only globals, the seed's `env`), the in-kernel filters, the
- * ring buffer and the counter of events the ring buffer could not take.
+ * (the seed's `env`), the in-kernel filters, the ring buffer and the counter of events
+ * the ring buffer could not take.
  */
 #ifndef EUNOMIA_COMMON_BPF_H
 #define EUNOMIA_COMMON_BPF_H
@@ -14,17 +14,8 @@
 
 #include "common.h"
 
-/* Set by user space before load; 0 / false means "no filter". */
-const volatile u32 target_pid = 0;
-const volatile u32 exclude_current_ppid = 0;
-const volatile u32 exclude_pid = 0;
-const volatile bool filter_cgroup = false;
-/* With filter_cgroup: compare the task's ancestor cgroup at this level of the hierarchy
- * (0: its own cgroup), so that a cgroup's whole subtree is traced, those made later
- * included. */
-const volatile u32 cgroup_level = 0;
-const volatile bool filter_comm = false;
-const volatile char target_comm[TASK_COMM_LEN] = {};
+/* Written by user space after load, before the programs are attached. */
+struct filter_config filter SEC(".data.filter") = {};
 
 /* Cgroup ids (v2) whose tasks are traced when filter_cgroup is set. */
 struct {
@@ -53,11 +44,11 @@ static __always_inline bool comm_matches(void)
 {
 	char comm[TASK_COMM_LEN];
 
-	if (!filter_comm)
+	if (!filter.filter_comm)
 		return true;
 	bpf_get_current_comm(comm, sizeof(comm));
 	for (int i = 0; i < TASK_COMM_LEN; i++) {
-		if (comm[i] != target_comm[i])
+		if (comm[i] != filter.target_comm[i])
 			return false;
 		if (comm[i] == '\0')
 			break;
@@ -69,9 +60,9 @@ static __always_inline bool cgroup_matches(void)
 {
 	u64 cgid;
 
-	if (!filter_cgroup)
+	if (!filter.filter_cgroup)
 		return true;
-	cgid = cgroup_level ? bpf_get_current_ancestor_cgroup_id(cgroup_level) :
+	cgid = filter.cgroup_level ? bpf_get_current_ancestor_cgroup_id(filter.cgroup_level) :
 			      bpf_get_current_cgroup_id();
 	return bpf_map_lookup_elem(&cgroup_filter, &cgid) != NULL;
 }
@@ -79,11 +70,12 @@ static __always_inline bool cgroup_matches(void)
 /* Every in-kernel filter; pid is the thread group id of the current task. */
 static __always_inline bool task_selected(struct task_struct *task, u32 pid)
 {
-	if (target_pid && pid != target_pid)
+	if (filter.target_pid && pid != filter.target_pid)
 		return false;
-	if (exclude_pid && pid == exclude_pid)
+	if (filter.exclude_pid && pid == filter.exclude_pid)
 		return false;
-	if (exclude_current_ppid && BPF_CORE_READ(task, real_parent, tgid) == exclude_current_ppid)
+	if (filter.exclude_current_ppid &&
+	    BPF_CORE_READ(task, real_parent, tgid) == filter.exclude_current_ppid)
 		return false;
 	return cgroup_matches() && comm_matches();
 }
@@ -97,20 +89,21 @@ static __always_inline bool other_task_selected(struct task_struct *task)
 	u32 pid = BPF_CORE_READ(task, tgid);
 	char comm[TASK_COMM_LEN];
 
-	if (target_pid && pid != target_pid)
+	if (filter.target_pid && pid != filter.target_pid)
 		return false;
-	if (exclude_pid && pid == exclude_pid)
+	if (filter.exclude_pid && pid == filter.exclude_pid)
 		return false;
-	if (exclude_current_ppid && BPF_CORE_READ(task, real_parent, tgid) == exclude_current_ppid)
+	if (filter.exclude_current_ppid &&
+	    BPF_CORE_READ(task, real_parent, tgid) == filter.exclude_current_ppid)
 		return false;
-	if (filter_cgroup) {
+	if (filter.filter_cgroup) {
 		struct cgroup *cgrp = BPF_CORE_READ(task, cgroups, dfl_cgrp);
 		u64 cgid;
 
 		/* Up to the ancestor at cgroup_level, when one is asked for; the hierarchy is at
 		 * most this deep here. */
-		for (int i = 0; cgroup_level && i < 32 && cgrp &&
-				BPF_CORE_READ(cgrp, level) > (int)cgroup_level;
+		for (int i = 0; filter.cgroup_level && i < 32 && cgrp &&
+				BPF_CORE_READ(cgrp, level) > (int)filter.cgroup_level;
 		     i++)
 			cgrp = (void *)BPF_CORE_READ(cgrp, self.parent) -
 			       bpf_core_field_offset(struct cgroup, self);
@@ -118,10 +111,10 @@ static __always_inline bool other_task_selected(struct task_struct *task)
 		if (!bpf_map_lookup_elem(&cgroup_filter, &cgid))
 			return false;
 	}
-	if (filter_comm) {
+	if (filter.filter_comm) {
 		BPF_CORE_READ_STR_INTO(&comm, task, comm);
 		for (int i = 0; i < TASK_COMM_LEN; i++) {
-			if (comm[i] != target_comm[i])
+			if (comm[i] != filter.target_comm[i])
 				return false;
 			if (comm[i] == '\0')
 				break;

@@ -11,6 +11,24 @@
 /* Cgroup ids one probe can filter on (the cgroup_filter map). */
 #define CGROUP_FILTER_MAX 1024
 
+/*
+ * The in-kernel filters of one instance: in a writable global (section .data.filter) that
+ * user space writes after load, so that an instance loaded and verified in advance (the
+ * server's warm pool) takes any session's filters. 0 means "no filter".
+ */
+struct filter_config {
+	unsigned int target_pid;
+	unsigned int exclude_current_ppid;
+	unsigned int exclude_pid;
+	/* With filter_cgroup: compare the task's ancestor cgroup at this level of the
+	 * hierarchy (0: its own cgroup), so that a cgroup's whole subtree is traced, those
+	 * made later included. */
+	unsigned int cgroup_level;
+	unsigned char filter_cgroup;
+	unsigned char filter_comm;
+	char target_comm[TASK_COMM_LEN];
+};
+
 struct event_header {
 	unsigned long long ts_ns; /* CLOCK_BOOTTIME */
 	unsigned long long cgroup_id;

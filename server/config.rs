@@ -12,6 +12,7 @@
 //! max_duration_secs = 3600
 //! max_concurrent = 16
 //! ringbuf_budget_bytes = 1073741824
+//! warm = ["process", "syscall", "tcp", "files", "ipc"]   # trackers loaded ahead; [] for none
 //! [retention]
 //! max_age_secs = 604800
 //! max_events = 50000000
@@ -256,6 +257,8 @@ pub struct SessionLimits {
     pub max_concurrent: usize,
     /// Ring buffer bytes all running sessions may lock in the kernel together.
     pub ringbuf_budget_bytes: u64,
+    /// Trackers the warm pool keeps an instance of, loaded ahead of its session.
+    pub warm: Vec<String>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, serde::Deserialize)]
@@ -354,6 +357,9 @@ impl Default for SessionLimits {
             max_duration_secs: 3600,
             max_concurrent: 16,
             ringbuf_budget_bytes: 1 << 30,
+            warm: ["process", "syscall", "tcp", "files", "ipc"]
+                .map(String::from)
+                .to_vec(),
         }
     }
 }

@@ -33,6 +33,7 @@ pub struct Metrics {
     pub lost: IntCounterVec,
     pub sessions_active: IntGauge,
     pub sessions: IntCounterVec,
+    pub session_starts: IntCounterVec,
     pub handler_duration: Histogram,
     pub sqlite_write_duration: Histogram,
     pub postgres_write_duration: Histogram,
@@ -115,6 +116,15 @@ impl Metrics {
                 "Sessions ended, per tracker and final status",
             ),
             &["tracker", "status"],
+        )
+        .expect("valid metric");
+        let session_starts = IntCounterVec::new(
+            Opts::new(
+                "eunomia_sessions_started_total",
+                "Sessions started, per tracker and instance: warm (loaded ahead, from the \
+                 warm pool) or cold (loaded for the session)",
+            ),
+            &["tracker", "instance"],
         )
         .expect("valid metric");
         let handler_duration = Histogram::with_opts(
@@ -221,6 +231,7 @@ impl Metrics {
             Box::new(lost.clone()),
             Box::new(sessions_active.clone()),
             Box::new(sessions.clone()),
+            Box::new(session_starts.clone()),
             Box::new(handler_duration.clone()),
             Box::new(sqlite_write_duration.clone()),
             Box::new(postgres_write_duration.clone()),
@@ -248,6 +259,7 @@ impl Metrics {
             lost,
             sessions_active,
             sessions,
+            session_starts,
             handler_duration,
             sqlite_write_duration,
             postgres_write_duration,

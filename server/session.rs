@@ -27,6 +27,7 @@ use crate::security::{
     AlertOptions, Alerts, Baselines, GuardStatus, Rule, RuleError, RuleMatcher, RuleSet,
     StandingError, StandingGuard,
 };
+use crate::trackers::warm::WarmPool;
 use crate::trackers::{find_tracker, AnyTracker, Event};
 
 /// Live events a slow subscriber may fall behind by before it loses some (counted).
@@ -187,6 +188,7 @@ pub struct SessionManager {
     alerts: Arc<Alerts>,
     guard: Arc<StandingGuard>,
     baselines: Arc<Baselines>,
+    warm: WarmPool,
 }
 
 /// An event as live subscribers get it: numbered in the session, not yet turned into JSON.
@@ -379,6 +381,7 @@ impl SessionManager {
         metrics: Metrics,
         config: Arc<Config>,
         containers: Arc<ContainerManager>,
+        warm: WarmPool,
     ) -> Result<Arc<Self>, SessionError> {
         let interrupted = store.mark_running_interrupted(wall_clock_ns()).await?;
         if interrupted > 0 {
@@ -431,6 +434,7 @@ impl SessionManager {
             alerts,
             guard,
             baselines,
+            warm,
         });
         manager.spawn_saver();
         Ok(manager)
@@ -726,13 +730,22 @@ impl SessionManager {
             ),
         };
         let spawn_counters = counters.clone();
+        let manager = self.clone();
         let spawned = tokio::task::spawn_blocking(move || {
-            tracker.start(tracker_config, Box::new(chain), spawn_counters)
+            manager
+                .warm
+                .start(tracker, tracker_config, Box::new(chain), spawn_counters)
         })
         .await
         .map_err(|e| SessionError::TrackerFailed(e.to_string()))?;
         let handle = match spawned {
-            Ok(handle) => handle,
+            Ok((handle, start)) => {
+                self.metrics
+                    .session_starts
+                    .with_label_values(&[info.name, start.label()])
+                    .inc();
+                handle
+            }
             Err(err) => {
                 if let Some(export) = export {
                     export.unregister();

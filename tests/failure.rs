@@ -22,14 +22,6 @@ fn stored_events(server: &Server, id: &str) -> u64 {
         .sum()
 }
 
-fn metric(server: &Server, name: &str, labels: &str) -> f64 {
-    let (_, text) = server.get("/metrics");
-    text.lines()
-        .find(|l| l.starts_with(name) && l.contains(labels))
-        .and_then(|l| l.rsplit(' ').next())
-        .map_or(0.0, |v| v.parse().unwrap())
-}
-
 /// The database on a 2 MiB tmpfs, a syscall stream session fills it: the batch that
 /// does not fit is rolled back, its events are counted lost at stage `sqlite`, the
 /// session ends FAILED with the error, health says so, and once there is room again
@@ -62,7 +54,7 @@ fn a_full_disk_fails_the_session_and_writes_resume_with_room() {
     let stored = session["eventCount"].as_u64().unwrap();
     assert_eq!(stored_events(&server, &id), stored);
     assert!(session["lostCount"].as_u64().unwrap() > 0, "{session}");
-    assert!(metric(&server, "eunomia_events_lost_total", "stage=\"sqlite\"") > 0.0);
+    assert!(server.metric("eunomia_events_lost_total", "stage=\"sqlite\"") > 0.0);
     // The store says what failed, and when; it may already be ok again if a small batch
     // fitted after the session ended.
     let health = server.query(
@@ -175,7 +167,7 @@ fn a_client_that_hangs_up_mid_mutation_leaves_nothing_running() {
     );
     let health = server.query("{ health { activeSessions } }", json!({}));
     assert_eq!(health["health"]["activeSessions"], 0);
-    assert_eq!(metric(&server, "eunomia_sessions_active", ""), 0.0);
+    assert_eq!(server.metric("eunomia_sessions_active", ""), 0.0);
 }
 
 /// Twelve parallel starts with `max_concurrent = 2`: exactly two run.
@@ -275,7 +267,7 @@ fn racing_stops_and_deletes_agree_on_one_end() {
         None,
     );
     assert_eq!(code, "NOT_FOUND");
-    assert_eq!(metric(&server, "eunomia_sessions_active", ""), 0.0);
+    assert_eq!(server.metric("eunomia_sessions_active", ""), 0.0);
 }
 
 /// A second server on a database in use exits at once, naming the first; the first is

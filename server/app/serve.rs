@@ -18,6 +18,7 @@ use crate::fleet::Fleet;
 use crate::metrics::Metrics;
 use crate::results::store::{Store, StoreError, StoreOptions};
 use crate::session::{spawn_retention, SessionManager};
+use crate::trackers::warm::WarmPool;
 use crate::trackers::PROBE_OBJECTS;
 
 /// `HOST:PORT`, the host a name (`localhost`) or an address: its first address.
@@ -144,7 +145,9 @@ async fn serve_async(config: Config) -> Result<(), RunError> {
     if !standing.is_empty() {
         tracing::info!(exporters = standing.len(), "standing exporters run");
     }
-    let manager = SessionManager::new(store, metrics, config.clone(), containers).await?;
+    let warm = WarmPool::new(&config.sessions.warm)
+        .map_err(|e| RunError::Usage(format!("[sessions] warm: {e}")))?;
+    let manager = SessionManager::new(store, metrics, config.clone(), containers, warm).await?;
     spawn_retention(manager.clone(), RETENTION_INTERVAL);
     let fleet = match &config.fleet.database {
         Some(database) => {

@@ -49,6 +49,13 @@ pub const DEFAULT_RESCAN: Duration = Duration::from_secs(1);
 const DOCKER_RETRY: Duration = Duration::from_secs(1);
 /// Containers created and not yet seen running that are remembered by name and image.
 const ANNOUNCED_KEEP: usize = 256;
+/// The watchers' ring buffers, which stay mapped (twice: the kernel maps the data pages
+/// back to back) for the server's life. 1 MiB holds the exec and exit records of about 850
+/// processes, and the reader is woken each time an eighth of it waits; a loss is counted
+/// and repaired by the next rescan. Cgroups are made a few a second and wake the reader
+/// each.
+const PROCESS_WATCH_RINGBUF_BYTES: u32 = 1 << 20;
+const CGROUP_WATCH_RINGBUF_BYTES: u32 = 64 << 10;
 
 /// Which runtime runs a container, as its cgroup path or state says.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, async_graphql::Enum)]
@@ -482,7 +489,11 @@ impl ContainerManager {
     /// seen (and new containers found) at once, and exited ones forgotten. Sessions
     /// never see its events or counts.
     pub fn watch_processes(self: &Arc<Self>) -> Result<(), TrackerError> {
-        self.watch("process", TrackerConfig::default())
+        let config = TrackerConfig {
+            ringbuf_bytes: PROCESS_WATCH_RINGBUF_BYTES,
+            ..TrackerConfig::default()
+        };
+        self.watch("process", config)
     }
 
     /// Runs a cgroup tracker of its own, so that sessions following containers take a
@@ -491,6 +502,7 @@ impl ContainerManager {
         // The runtime goes on with the container's setup meanwhile: no batching.
         let config = TrackerConfig {
             wake_per_event: true,
+            ringbuf_bytes: CGROUP_WATCH_RINGBUF_BYTES,
             ..TrackerConfig::default()
         };
         self.watch("cgroup", config)

@@ -1,6 +1,6 @@
 //! What a tracker instance is started with: the filter and ring buffer settings every
-//! probe shares (written into its read-only globals before load), and the tracker's own
-//! options, kept as JSON until the tracker parses them into its typed
+//! probe shares (the ring buffer's written into its read-only globals before load, the
+//! filters into its `filter` global after load), and the tracker's own options, kept as JSON until the tracker parses them into its typed
 //! [`TrackerOptions`](super::TrackerOptions).
 
 use std::time::Duration;
@@ -17,7 +17,13 @@ pub const MAX_RINGBUF_BYTES: u32 = 256 << 20;
 /// The cgroup filter map's capacity in the probes.
 pub const MAX_CGROUP_FILTER: usize = common_h::CGROUP_FILTER_MAX;
 
-/// Configuration that reaches the BPF side before load (the seed's `env`). As JSON it is
+/// Offsets in `struct filter_config`: the flags after four u32s, the comm after them.
+pub const FILTER_FLAGS: usize = 16;
+pub const FILTER_COMM: usize = FILTER_FLAGS + 2;
+/// Its size, with the padding to its u32 alignment.
+pub const FILTER_CONFIG_BYTES: usize = (FILTER_COMM + common_h::TASK_COMM_LEN).next_multiple_of(4);
+
+/// Configuration that reaches the BPF side (the seed's `env`). As JSON it is
 /// one flat object: the keys below, and any other key is an option of the tracker.
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(default)]
@@ -125,13 +131,40 @@ impl TrackerConfig {
         Ok(())
     }
 
-    /// `comm` as the BPF side stores it: NUL-padded bytes.
-    pub fn comm_bytes(&self) -> [i8; common_h::TASK_COMM_LEN] {
-        let mut out = [0i8; common_h::TASK_COMM_LEN];
-        let comm = self.comm.as_deref().unwrap_or("").as_bytes();
-        for (dst, &src) in out.iter_mut().zip(comm).take(common_h::TASK_COMM_LEN - 1) {
-            *dst = src as i8;
+    /// This configuration without its filters: what a probe is loaded with, since the
+    /// filters are written after load. Two configurations with the same key load the
+    /// same programs.
+    pub fn load_key(&self) -> TrackerConfig {
+        TrackerConfig {
+            target_pid: None,
+            exclude_current_ppid: None,
+            exclude_pid: None,
+            cgroup_ids: Vec::new(),
+            cgroup_level: 0,
+            follow_cgroups: false,
+            comm: None,
+            ..self.clone()
         }
+    }
+
+    /// The filters as the probes' `struct filter_config` (probes/common.h) lays them out:
+    /// four u32s, two flags, then the NUL-padded comm.
+    pub fn filter(&self) -> [u8; FILTER_CONFIG_BYTES] {
+        let mut out = [0u8; FILTER_CONFIG_BYTES];
+        let words = [
+            self.target_pid.unwrap_or(0),
+            self.exclude_current_ppid.unwrap_or(0),
+            self.exclude_pid.unwrap_or(0),
+            self.cgroup_level,
+        ];
+        for (chunk, word) in out.chunks_exact_mut(4).zip(words) {
+            chunk.copy_from_slice(&word.to_ne_bytes());
+        }
+        out[FILTER_FLAGS] = u8::from(!self.cgroup_ids.is_empty() || self.follow_cgroups);
+        out[FILTER_FLAGS + 1] = u8::from(self.comm.is_some());
+        let comm = self.comm.as_deref().unwrap_or("").as_bytes();
+        let kept = comm.len().min(common_h::TASK_COMM_LEN - 1);
+        out[FILTER_COMM..FILTER_COMM + kept].copy_from_slice(&comm[..kept]);
         out
     }
 }

@@ -18,7 +18,7 @@ pub use options::{NoOptions, OptionInfo, TrackerOptions};
 use std::cell::{Cell, RefCell};
 use std::os::fd::{AsFd, AsRawFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{self, SyncSender};
+use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -40,20 +40,14 @@ const SKIPPED_READ_INTERVAL: Duration = Duration::from_secs(1);
 /// flushes again: tens of milliseconds at the fastest streams.
 const POLL_BUDGET: u32 = 1 << 16;
 
-/// Writes the common filter configuration into a skeleton's read-only globals. A macro
-/// because each skeleton has its own `rodata` type with the same field names.
+/// Writes what every probe reads before load into a skeleton's read-only globals. A macro
+/// because each skeleton has its own `rodata` type with the same field names. The
+/// filters are written after load ([`Run::load`]).
 #[macro_export]
 macro_rules! apply_common_config {
     ($rodata:expr, $config:expr) => {{
         let rodata = $rodata;
         let config: &$crate::engine::TrackerConfig = $config;
-        rodata.target_pid = config.target_pid.unwrap_or(0);
-        rodata.exclude_current_ppid = config.exclude_current_ppid.unwrap_or(0);
-        rodata.exclude_pid = config.exclude_pid.unwrap_or(0);
-        rodata.filter_cgroup = !config.cgroup_ids.is_empty() || config.follow_cgroups;
-        rodata.cgroup_level = config.cgroup_level;
-        rodata.filter_comm = config.comm.is_some();
-        rodata.target_comm = config.comm_bytes();
         rodata.task_struct_id = $crate::engine::system::kernel_struct_id("task_struct");
         // Batched records wake the reader once an eighth of the ring buffer waits; 0 wakes
         // it for each.
@@ -185,6 +179,8 @@ pub enum TrackerError {
     Thread(std::io::Error),
     #[error("the tracker thread panicked")]
     Panicked,
+    #[error("no session claimed the instance")]
+    Unclaimed,
 }
 
 /// Live counters of one tracker instance. Loss is never silent: every stage that can
@@ -244,19 +240,29 @@ impl Stats {
 
 /// What a tracker's `run` gets: its configuration and the engine's side of the bargain.
 pub struct Run<'a, E> {
+    /// What the probe is loaded with: the session's configuration, or for an instance
+    /// loaded ahead of its session, one that differs from it in the filters alone (see
+    /// [`TrackerConfig::load_key`]).
     config: &'a TrackerConfig,
-    chain: &'a mut dyn Handler<E>,
-    counters: &'a Counters,
-    stop: &'a AtomicBool,
-    ready: Option<SyncSender<Ready>>,
+    /// The session, once the probe is loaded ([`load`](Self::load) waits for it).
+    assignment: &'a RefCell<Option<Assignment<E>>>,
+    assignments: &'a Receiver<Assignment<E>>,
     /// The probe's cgroup filter map, kept when the configuration follows cgroups.
     cgroup_filter: RefCell<Option<MapHandle>>,
-    /// Added to CLOCK_BOOTTIME stamps from BPF to get wall-clock time.
-    clock_offset: u64,
     /// How programs are attached, when not by their section name.
     attach: Option<Attach>,
     /// The probe whose cached minimal BTF the skeleton was opened with, if it was.
     core_btf: &'a Cell<Option<&'static str>>,
+}
+
+/// A session's side of an instance, handed to it once its probe is loaded.
+struct Assignment<E> {
+    /// The session's whole configuration, filters included.
+    config: TrackerConfig,
+    chain: Box<dyn Handler<E>>,
+    counters: Arc<Counters>,
+    stop: Arc<AtomicBool>,
+    ready: SyncSender<Ready>,
 }
 
 /// Attaches one program, for probes whose programs' sections name no target (perf events,
@@ -274,12 +280,13 @@ impl<'a, E> Run<'a, E> {
         self
     }
 
-    /// Loads an opened skeleton: checks its tracepoints first, and on failure reports the
-    /// gist of the verifier log rather than a bare errno.
+    /// Loads an opened skeleton (checks its tracepoints first, and on failure reports the
+    /// gist of the verifier log rather than a bare errno), then waits for its session if
+    /// it has none yet and writes the session's filters into the loaded probe.
     pub fn load<'obj, O: OpenSkel<'obj>>(&self, open: O) -> Result<O::Output, TrackerError> {
         check_tracepoints(open.open_object())?;
         let (loaded, log) = system::capture_libbpf_log(|| open.load());
-        loaded.map_err(|err| {
+        let skel = loaded.map_err(|err| {
             if let Some(probe) = self.core_btf.get() {
                 tracing::warn!(
                     probe,
@@ -288,7 +295,25 @@ impl<'a, E> Run<'a, E> {
                 core_btf::discard(probe);
             }
             TrackerError::Load(system::verifier_gist(&log).unwrap_or_else(|| err.to_string()))
-        })
+        })?;
+        if self.assignment.borrow().is_none() {
+            let assignment = self
+                .assignments
+                .recv()
+                .map_err(|_| TrackerError::Unclaimed)?;
+            *self.assignment.borrow_mut() = Some(assignment);
+        }
+        write_filter(
+            libbpf_rs::skel::Skel::object(&skel),
+            &*self.session_config()?,
+        )?;
+        Ok(skel)
+    }
+
+    /// The session's own configuration, once [`load`](Self::load) has it.
+    fn session_config(&self) -> Result<std::cell::Ref<'_, TrackerConfig>, TrackerError> {
+        std::cell::Ref::filter_map(self.assignment.borrow(), |a| a.as_ref().map(|a| &a.config))
+            .map_err(|_| TrackerError::Unclaimed)
     }
 
     /// The cached minimal BTF to open probe `P` with, if there is one (see [`core_btf`]).
@@ -301,10 +326,11 @@ impl<'a, E> Run<'a, E> {
     /// Fills the probe's cgroup filter map from the configuration, and keeps a handle on
     /// it when cgroups are to be added while the instance runs.
     pub fn fill_cgroup_filter(&self, map: &dyn MapCore) -> Result<(), TrackerError> {
-        for &id in &self.config.cgroup_ids {
+        let config = self.session_config()?;
+        for &id in &config.cgroup_ids {
             add_cgroup(map, id)?;
         }
-        if self.config.follow_cgroups {
+        if config.follow_cgroups {
             let id = map.info().map_err(TrackerError::Map)?.info.id;
             *self.cgroup_filter.borrow_mut() =
                 Some(MapHandle::from_map_id(id).map_err(TrackerError::Map)?);
@@ -332,7 +358,7 @@ impl<'a, E> Run<'a, E> {
     /// `drain.every`, and once more after the programs are detached, `drain.pull` hands
     /// the aggregates to the chain.
     pub fn serve_draining<D>(
-        mut self,
+        self,
         object: &Object,
         ring: &dyn MapCore,
         dropped: &u64,
@@ -342,12 +368,20 @@ impl<'a, E> Run<'a, E> {
     where
         D: FnMut(&[u8], u64) -> Option<E>,
     {
+        let Assignment {
+            config,
+            mut chain,
+            counters,
+            stop,
+            ready,
+        } = self.assignment.take().ok_or(TrackerError::Unclaimed)?;
+        let mut attach = self.attach;
         let mut links: Vec<Link> = Vec::new();
         let mut programs = Vec::new();
         // Programs the tracker chose not to load (optional features) are not attached.
         for prog in object.progs_mut().filter(|prog| prog.autoload()) {
             let program = prog.name().to_string_lossy().into_owned();
-            let attached = match self.attach.as_mut() {
+            let attached = match attach.as_mut() {
                 Some(attach) => attach(&prog),
                 None => prog.attach().map(|link| vec![link]),
             };
@@ -360,22 +394,21 @@ impl<'a, E> Run<'a, E> {
                     .map_err(|source| TrackerError::Attach { program, source })?,
             );
         }
-        if let Some(ready) = self.ready.take() {
-            let cgroup_filter = self.cgroup_filter.take();
-            if self.config.follow_cgroups && cgroup_filter.is_none() {
-                return Err(TrackerError::Config(
-                    "this tracker cannot follow containers as they start".into(),
-                ));
-            }
-            let _ = ready.send(Ready {
-                prog_ids: programs.iter().map(ProgramHandle::id).collect(),
-                cgroup_filter,
-            });
+        let cgroup_filter = self.cgroup_filter.take();
+        if config.follow_cgroups && cgroup_filter.is_none() {
+            return Err(TrackerError::Config(
+                "this tracker cannot follow containers as they start".into(),
+            ));
         }
+        let _ = ready.send(Ready {
+            prog_ids: programs.iter().map(ProgramHandle::id).collect(),
+            cgroup_filter,
+        });
 
-        let (counters, clock_offset) = (self.counters, self.clock_offset);
+        // Taken now, not at load: an instance loaded ahead may have waited for hours.
+        let clock_offset = boot_to_wall_offset();
         // Shared by the ring buffer callback (events) and this loop (drain, flush, finish).
-        let chain = RefCell::new(&mut *self.chain);
+        let chain = RefCell::new(&mut *chain);
         // Records one poll may still take: libbpf reads for as long as records keep coming,
         // so under a steady stream a poll would never return to notice a stop request.
         let budget = Cell::new(u32::MAX);
@@ -429,7 +462,7 @@ impl<'a, E> Run<'a, E> {
 
         let mut result = Ok(());
         let mut last_drain = Instant::now();
-        while !self.stop.load(Ordering::Relaxed) {
+        while !stop.load(Ordering::Relaxed) {
             let timeout = match &drain {
                 Some(d) => POLL_INTERVAL.min(d.every.saturating_sub(last_drain.elapsed())),
                 None => POLL_INTERVAL,
@@ -691,6 +724,31 @@ fn add_cgroup(map: &dyn MapCore, id: u64) -> Result<(), TrackerError> {
         .map_err(TrackerError::Map)
 }
 
+/// Writes `config`'s filters into a loaded probe's `filter` global (`struct filter_config`
+/// in probes/common.h, alone in its section `.data.filter`). Written after load, so that
+/// an instance loaded ahead of its session takes any session's filters.
+fn write_filter(object: &Object, config: &TrackerConfig) -> Result<(), TrackerError> {
+    let map = object
+        .maps()
+        .find(|map| map.name() == FILTER_SECTION)
+        .ok_or_else(|| TrackerError::Config(format!("the probe has no {FILTER_SECTION}")))?;
+    let mut value = vec![0u8; map.value_size() as usize];
+    let filter = config.filter();
+    if value.len() < filter.len() {
+        return Err(TrackerError::Config(format!(
+            "the probe's {FILTER_SECTION} is {} bytes, not {}",
+            value.len(),
+            filter.len()
+        )));
+    }
+    value[..filter.len()].copy_from_slice(&filter);
+    map.update(&0u32.to_ne_bytes(), &value, MapFlags::ANY)
+        .map_err(TrackerError::Map)
+}
+
+/// The section (and so the map) of every probe's `filter` global.
+const FILTER_SECTION: &str = ".data.filter";
+
 /// What a tracker thread hands back once its programs are attached.
 struct Ready {
     prog_ids: Vec<u32>,
@@ -719,66 +777,116 @@ pub struct TrackerHandle {
     thread: Option<JoinHandle<Result<(), TrackerError>>>,
 }
 
-impl TrackerHandle {
-    /// Starts tracker `name` on its own thread, where `run` opens, loads and attaches its
-    /// probe and serves it (`Run::serve`); returns once the programs are attached, or with
-    /// why they are not. The configuration is checked by the caller.
-    pub fn spawn<E: 'static>(
+/// An instance whose probe is loading or loaded on its own thread, with no program
+/// attached, until a session claims it ([`start`](Self::start)). Dropped unclaimed, its
+/// thread unloads the probe and ends.
+pub struct Preloaded<E> {
+    tracker: &'static str,
+    /// What the probe was loaded with.
+    config: TrackerConfig,
+    assign: SyncSender<Assignment<E>>,
+    thread: JoinHandle<Result<(), TrackerError>>,
+}
+
+impl<E: 'static> Preloaded<E> {
+    /// Starts tracker `name`'s thread, where `run` opens and loads its probe with
+    /// `config` and then, once a session claims it, attaches and serves it
+    /// ([`Run::serve`]). Returns at once; the configuration is checked by the caller.
+    pub fn spawn(
         name: &'static str,
         config: TrackerConfig,
-        mut chain: Box<dyn Handler<E>>,
-        counters: Arc<Counters>,
         run: impl Fn(Run<'_, E>) -> Result<(), TrackerError> + Send + 'static,
     ) -> Result<Self, TrackerError> {
         system::check_ready()?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let (ready_tx, ready_rx) = mpsc::sync_channel(1);
-        let thread = {
-            let (stop, counters) = (stop.clone(), counters.clone());
-            thread::Builder::new()
-                .name(format!("tracker-{name}"))
-                .spawn(move || {
-                    let core_btf = Cell::new(None);
-                    let mut attempt = || {
-                        run(Run {
-                            config: &config,
-                            chain: &mut *chain,
-                            counters: &counters,
-                            stop: &stop,
-                            ready: Some(ready_tx.clone()),
-                            cgroup_filter: RefCell::new(None),
-                            clock_offset: boot_to_wall_offset(),
-                            attach: None,
-                            core_btf: &core_btf,
-                        })
-                    };
-                    match attempt() {
-                        // Discarded by the failed load: the second attempt uses the full BTF.
-                        Err(TrackerError::Load(_)) if core_btf.take().is_some() => attempt(),
-                        result => result,
+        let (assign, assignments) = mpsc::sync_channel(1);
+        let loaded_with = config.clone();
+        let thread = thread::Builder::new()
+            .name(format!("tracker-{name}"))
+            .spawn(move || {
+                let core_btf = Cell::new(None);
+                let assignment = RefCell::new(None);
+                let attempt = || {
+                    run(Run {
+                        config: &loaded_with,
+                        assignment: &assignment,
+                        assignments: &assignments,
+                        cgroup_filter: RefCell::new(None),
+                        attach: None,
+                        core_btf: &core_btf,
+                    })
+                };
+                let result = match attempt() {
+                    // Discarded by the failed load: the second attempt uses the full BTF.
+                    Err(TrackerError::Load(_)) if core_btf.take().is_some() => attempt(),
+                    result => result,
+                };
+                // A session that claimed the instance hears of its failure; an instance
+                // loaded ahead fails unheard otherwise.
+                match &result {
+                    Err(TrackerError::Unclaimed) => {}
+                    Err(err)
+                        if assignment.borrow().is_none() && assignments.try_recv().is_err() =>
+                    {
+                        tracing::warn!(tracker = name, "an instance loaded ahead failed: {err}")
                     }
-                })
-                .map_err(TrackerError::Thread)?
-        };
-        let mut handle = Self {
+                    _ => {}
+                }
+                result
+            })
+            .map_err(TrackerError::Thread)?;
+        Ok(Self {
             tracker: name,
-            prog_ids: Vec::new(),
-            cgroup_filter: None,
-            stop,
-            counters,
-            thread: Some(thread),
-        };
-        match ready_rx.recv() {
-            Ok(ready) => {
-                handle.prog_ids = ready.prog_ids;
-                handle.cgroup_filter = ready.cgroup_filter.map(|map| Arc::new(CgroupFilter(map)));
-                Ok(handle)
-            }
-            // The thread ended before it was ready: its result says why.
-            Err(_) => Err(handle.join().err().unwrap_or(TrackerError::Panicked)),
-        }
+            config,
+            assign,
+            thread,
+        })
     }
 
+    /// Whether a session with `config` can claim this instance: it is loaded (or still
+    /// loading) with the same configuration but for the filters.
+    pub fn fits(&self, config: &TrackerConfig) -> bool {
+        !self.thread.is_finished() && self.config.load_key() == config.load_key()
+    }
+
+    /// Hands the instance to a session with `config` (which [`fits`](Self::fits) it) and
+    /// `chain`; returns once its programs are attached, or with why they are not.
+    pub fn start(
+        self,
+        config: TrackerConfig,
+        chain: Box<dyn Handler<E>>,
+        counters: Arc<Counters>,
+    ) -> Result<TrackerHandle, TrackerError> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (ready, ready_rx) = mpsc::sync_channel(1);
+        let mut handle = TrackerHandle {
+            tracker: self.tracker,
+            prog_ids: Vec::new(),
+            cgroup_filter: None,
+            stop: stop.clone(),
+            counters: counters.clone(),
+            thread: Some(self.thread),
+        };
+        let assignment = Assignment {
+            config,
+            chain,
+            counters,
+            stop,
+            ready,
+        };
+        // A thread that ended (its load failed) has dropped its receiver, and one that
+        // fails later drops `ready`: either way its result says why.
+        if self.assign.send(assignment).is_ok() {
+            if let Ok(ready) = ready_rx.recv() {
+                handle.prog_ids = ready.prog_ids;
+                handle.cgroup_filter = ready.cgroup_filter.map(|map| Arc::new(CgroupFilter(map)));
+                return Ok(handle);
+            }
+        }
+        Err(handle.join().err().unwrap_or(TrackerError::Panicked))
+    }
+}
+
+impl TrackerHandle {
     pub fn tracker(&self) -> &'static str {
         self.tracker
     }

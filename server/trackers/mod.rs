@@ -22,6 +22,7 @@ pub mod signal;
 pub mod syscall;
 pub mod tcp;
 pub mod tcpretrans;
+pub mod warm;
 
 // The probes' compiled objects (`PROBE_OBJECTS`), for the engine's BTF cache.
 include!(concat!(env!("OUT_DIR"), "/probe_objects.rs"));
@@ -29,7 +30,8 @@ include!(concat!(env!("OUT_DIR"), "/probe_objects.rs"));
 use std::sync::Arc;
 
 use crate::engine::{
-    options, Counters, OptionInfo, Run, TrackerConfig, TrackerError, TrackerHandle, TrackerOptions,
+    options, Counters, OptionInfo, Preloaded, Run, TrackerConfig, TrackerError, TrackerHandle,
+    TrackerOptions,
 };
 use crate::handler::Handler;
 use crate::model::{EventBody, TrackerInfo, Value};
@@ -41,6 +43,9 @@ pub type Event = crate::model::Event<Body>;
 pub trait Tracker: Sync + 'static {
     /// Its own options ([`NoOptions`](crate::engine::NoOptions) if it takes none).
     type Options: TrackerOptions;
+    /// Whether an instance can be loaded before its session's filters are known, in the
+    /// server's warm pool: not when loading it reads them.
+    const PRELOADS: bool = true;
     fn info(&self) -> &'static TrackerInfo;
     /// Opens, configures, loads and attaches the probe, then hands over to [`Run::serve`].
     fn run(&self, run: Run<'_, Event>, options: &Self::Options) -> Result<(), TrackerError>;
@@ -69,7 +74,14 @@ pub trait AnyTracker: Sync {
         config: TrackerConfig,
         chain: Box<dyn Handler<Event>>,
         counters: Arc<Counters>,
-    ) -> Result<TrackerHandle, TrackerError>;
+    ) -> Result<TrackerHandle, TrackerError> {
+        self.preload(config.clone())?.start(config, chain, counters)
+    }
+    /// Checks `config` and starts loading an instance with it, for a session whose
+    /// configuration [`fits`](Preloaded::fits) it to claim.
+    fn preload(&'static self, config: TrackerConfig) -> Result<Preloaded<Event>, TrackerError>;
+    /// See [`Tracker::PRELOADS`].
+    fn preloads(&self) -> bool;
 }
 
 impl<T: Tracker> AnyTracker for T {
@@ -97,20 +109,15 @@ impl<T: Tracker> AnyTracker for T {
         parse_options(self, config).map_or(Vec::new(), |options| options.empty_fields())
     }
 
-    fn start(
-        &'static self,
-        config: TrackerConfig,
-        chain: Box<dyn Handler<Event>>,
-        counters: Arc<Counters>,
-    ) -> Result<TrackerHandle, TrackerError> {
+    fn preload(&'static self, config: TrackerConfig) -> Result<Preloaded<Event>, TrackerError> {
         let options = parse_options(self, &config)?;
-        TrackerHandle::spawn(
-            Tracker::info(self).name,
-            config,
-            chain,
-            counters,
-            move |run| self.run(run, &options),
-        )
+        Preloaded::spawn(Tracker::info(self).name, config, move |run| {
+            self.run(run, &options)
+        })
+    }
+
+    fn preloads(&self) -> bool {
+        T::PRELOADS
     }
 }
 
@@ -201,6 +208,42 @@ mod tests {
     /// (into the memory store's ring, through channels): 904 bytes, an exec's two inline
     /// paths (624 before the cwd). Longer text (an exec's arguments) is kept out of line,
     /// behind an `Arc`, rather than making every event bigger.
+    /// The filters user space writes after load are laid out as the probes' own
+    /// `struct filter_config`, as the generated skeleton types it.
+    #[test]
+    fn filters_are_written_as_the_probes_lay_them_out() {
+        use process::skel::types::filter_config;
+        let config = TrackerConfig {
+            target_pid: Some(7),
+            exclude_current_ppid: Some(8),
+            exclude_pid: Some(9),
+            cgroup_ids: vec![5],
+            cgroup_level: 2,
+            comm: Some("nginx".into()),
+            ..TrackerConfig::default()
+        };
+        let bytes = config.filter();
+        assert_eq!(bytes.len(), std::mem::size_of::<filter_config>());
+        // SAFETY: as many bytes as the type, which is made of integers only.
+        let written: filter_config =
+            unsafe { bytes.as_ptr().cast::<filter_config>().read_unaligned() };
+        let comm: Vec<u8> = written.target_comm.iter().map(|&c| c as u8).collect();
+        assert_eq!(
+            (
+                written.target_pid,
+                written.exclude_current_ppid,
+                written.exclude_pid,
+                written.cgroup_level,
+                written.filter_cgroup,
+                written.filter_comm,
+                comm.as_slice()
+            ),
+            (7, 8, 9, 2, 1, 1, b"nginx\0\0\0\0\0\0\0\0\0\0\0".as_slice())
+        );
+        let none = TrackerConfig::default().filter();
+        assert!(none.iter().all(|&b| b == 0), "no filter is all zeros");
+    }
+
     #[test]
     fn events_stay_within_an_execs_two_paths() {
         let size = std::mem::size_of::<Event>();

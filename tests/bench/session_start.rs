@@ -22,6 +22,30 @@ fn percentile(v: &mut [f64], p: f64) -> f64 {
     v[((p / 100.0 * v.len() as f64).ceil() as usize).clamp(1, v.len()) - 1]
 }
 
+/// The BPF programs and maps process `pid` holds open, and the maps' locked kernel
+/// memory, from its file descriptors' fdinfo.
+fn bpf_held(pid: u32) -> (usize, usize, u64) {
+    let mut programs = std::collections::BTreeSet::new();
+    let mut maps = std::collections::BTreeMap::new();
+    for entry in std::fs::read_dir(format!("/proc/{pid}/fdinfo")).unwrap() {
+        let Ok(info) = std::fs::read_to_string(entry.unwrap().path()) else {
+            continue;
+        };
+        let field = |name: &str| {
+            info.lines()
+                .find_map(|line| line.strip_prefix(name))
+                .and_then(|value| value.trim().parse::<u64>().ok())
+        };
+        if let Some(id) = field("prog_id:") {
+            programs.insert(id);
+        }
+        if let (Some(id), Some(memlock)) = (field("map_id:"), field("memlock:")) {
+            maps.insert(id, memlock);
+        }
+    }
+    (programs.len(), maps.len(), maps.values().sum())
+}
+
 fn main() {
     // SAFETY: geteuid has no preconditions.
     assert_eq!(
@@ -29,20 +53,37 @@ fn main() {
         0,
         "the benchmark loads BPF programs: run it as root"
     );
-    // Side by side: loading against the kernel's full BTF, and against each probe's
-    // cached minimal BTF (a fresh cache, made as the server starts).
+    // Side by side: loading against the kernel's full BTF, against each probe's cached
+    // minimal BTF (a fresh cache, made as the server starts), and the warm pool.
     let cache = common::TempDir::new("bench-btf");
-    let cached = format!("btf_cache = \"{}\"", cache.path().display());
+    let cached = format!("btf_cache = \"{}\"\n", cache.path().display());
+    let cold = "[sessions]\nwarm = []\n";
     let servers = [
         (
             "full BTF",
-            Server::start("bench-start-full", Some("btf_cache = \"\"")),
+            Server::start(
+                "bench-start-full",
+                Some(&format!("btf_cache = \"\"\n{cold}")),
+            ),
         ),
         (
             "cached minimal BTF",
-            Server::start("bench-start-min", Some(&cached)),
+            Server::start("bench-start-min", Some(&format!("{cached}{cold}"))),
+        ),
+        (
+            "warm pool",
+            Server::start("bench-start-warm", Some(&cached)),
         ),
     ];
+    // Once the pool's instances are loaded: what they hold beyond a server without them.
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let (without, with) = (bpf_held(servers[1].1.pid()), bpf_held(servers[2].1.pid()));
+    println!(
+        "warm pool, idle: {} programs loaded and not attached, {} maps, {:.1} MiB of kernel memory",
+        with.0 - without.0,
+        with.1 - without.1,
+        (with.2 - without.2) as f64 / f64::from(1 << 20)
+    );
     let start = "mutation($tracker: String!) { startSession(input: {tracker: $tracker, durationSecs: 60, store: MEMORY}) { id programIds } }";
     let stop = "mutation($id: ID!) { stopSession(id: $id) { status } }";
     for tracker in TRACKERS {

@@ -129,6 +129,16 @@ impl Server {
         }
     }
 
+    /// The value of the first series of metric `name` whose labels contain `labels`; 0
+    /// when there is none.
+    pub fn metric(&self, name: &str, labels: &str) -> f64 {
+        let (_, text) = self.get("/metrics");
+        text.lines()
+            .find(|l| l.starts_with(name) && l.contains(labels))
+            .and_then(|l| l.rsplit(' ').next())
+            .map_or(0.0, |v| v.parse().unwrap())
+    }
+
     /// The server's process id.
     pub fn pid(&self) -> u32 {
         self.child.as_ref().expect("server running").id()

@@ -156,6 +156,8 @@ pub fn allocator_library(pid: u32, name: &str) -> Result<String, TrackerError> {
 
 impl Tracker for MemleakTracker {
     type Options = MemleakOptions;
+    // Its uprobes attach to the target process's libc, named by the filter.
+    const PRELOADS: bool = false;
 
     fn info(&self) -> &'static TrackerInfo {
         &INFO
