@@ -9,7 +9,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::server::Server;
-use common::{loaded_prog_ids, root_or_skip, run_copies, unique_binary};
+use common::{root_or_skip, run_copies, unique_binary};
 use serde_json::{json, Value};
 
 fn starts(server: &Server, instance: &str) -> f64 {
@@ -38,10 +38,11 @@ fn counts(server: &Server, id: &str) -> Vec<(String, String, u64)> {
     rows
 }
 
-/// How many BPF programs are loaded, once no more have come or gone for half a second.
-fn settled_program_count() -> usize {
+/// How many BPF programs `server` holds, once none has come or gone for half a second.
+fn settled_program_count(server: &Server) -> usize {
+    let held = || common::bpf_held(server.pid()).0;
     let deadline = Instant::now() + Duration::from_secs(10);
-    let mut count = loaded_prog_ids().len();
+    let mut count = held();
     let mut since = Instant::now();
     while since.elapsed() < Duration::from_millis(500) {
         assert!(
@@ -49,7 +50,7 @@ fn settled_program_count() -> usize {
             "programs kept loading and unloading"
         );
         std::thread::sleep(Duration::from_millis(50));
-        let now = loaded_prog_ids().len();
+        let now = held();
         if now != count {
             (count, since) = (now, Instant::now());
         }
@@ -63,7 +64,7 @@ fn sessions_claim_warm_instances_with_their_own_filters() {
         return;
     }
     let server = Server::start("warm", Some("[sessions]\nwarm = [\"process\"]\n"));
-    let idle = settled_program_count();
+    let idle = settled_program_count(&server);
     let (one, one_comm) = unique_binary("wa");
     let (two, two_comm) = unique_binary("wb");
     // Each session runs both binaries (5 and 3 times) and, filtered by comm, sees its own.
@@ -106,8 +107,9 @@ fn sessions_claim_warm_instances_with_their_own_filters() {
             "after a session with {options}"
         );
     }
-    // One warm instance again, as at start-up: those no session claimed were unloaded.
-    assert_eq!(settled_program_count(), idle);
+    // One warm instance again, as at start-up: those no session claimed were unloaded
+    // (the server's own programs: other tests' servers come and go meanwhile).
+    assert_eq!(settled_program_count(&server), idle);
 }
 
 #[test]

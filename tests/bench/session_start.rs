@@ -22,30 +22,6 @@ fn percentile(v: &mut [f64], p: f64) -> f64 {
     v[((p / 100.0 * v.len() as f64).ceil() as usize).clamp(1, v.len()) - 1]
 }
 
-/// The BPF programs and maps process `pid` holds open, and the maps' locked kernel
-/// memory, from its file descriptors' fdinfo.
-fn bpf_held(pid: u32) -> (usize, usize, u64) {
-    let mut programs = std::collections::BTreeSet::new();
-    let mut maps = std::collections::BTreeMap::new();
-    for entry in std::fs::read_dir(format!("/proc/{pid}/fdinfo")).unwrap() {
-        let Ok(info) = std::fs::read_to_string(entry.unwrap().path()) else {
-            continue;
-        };
-        let field = |name: &str| {
-            info.lines()
-                .find_map(|line| line.strip_prefix(name))
-                .and_then(|value| value.trim().parse::<u64>().ok())
-        };
-        if let Some(id) = field("prog_id:") {
-            programs.insert(id);
-        }
-        if let (Some(id), Some(memlock)) = (field("map_id:"), field("memlock:")) {
-            maps.insert(id, memlock);
-        }
-    }
-    (programs.len(), maps.len(), maps.values().sum())
-}
-
 fn main() {
     // SAFETY: geteuid has no preconditions.
     assert_eq!(
@@ -77,7 +53,10 @@ fn main() {
     ];
     // Once the pool's instances are loaded: what they hold beyond a server without them.
     std::thread::sleep(std::time::Duration::from_secs(3));
-    let (without, with) = (bpf_held(servers[1].1.pid()), bpf_held(servers[2].1.pid()));
+    let (without, with) = (
+        common::bpf_held(servers[1].1.pid()),
+        common::bpf_held(servers[2].1.pid()),
+    );
     println!(
         "warm pool, idle: {} programs loaded and not attached, {} maps, {:.1} MiB of kernel memory",
         with.0 - without.0,

@@ -198,6 +198,30 @@ pub fn run_copies(binary: &std::path::Path, n: usize) {
     }
 }
 
+/// The BPF programs and maps process `pid` holds open, and the maps' locked kernel
+/// memory, from its file descriptors' fdinfo.
+pub fn bpf_held(pid: u32) -> (usize, usize, u64) {
+    let mut programs = std::collections::BTreeSet::new();
+    let mut maps = std::collections::BTreeMap::new();
+    for entry in std::fs::read_dir(format!("/proc/{pid}/fdinfo")).unwrap() {
+        let Ok(info) = std::fs::read_to_string(entry.unwrap().path()) else {
+            continue;
+        };
+        let field = |name: &str| {
+            info.lines()
+                .find_map(|line| line.strip_prefix(name))
+                .and_then(|value| value.trim().parse::<u64>().ok())
+        };
+        if let Some(id) = field("prog_id:") {
+            programs.insert(id);
+        }
+        if let (Some(id), Some(memlock)) = (field("map_id:"), field("memlock:")) {
+            maps.insert(id, memlock);
+        }
+    }
+    (programs.len(), maps.len(), maps.values().sum())
+}
+
 /// Kernel ids of every BPF program loaded right now.
 pub fn loaded_prog_ids() -> Vec<u32> {
     libbpf_rs::query::ProgInfoIter::default()
