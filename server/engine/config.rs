@@ -135,15 +135,24 @@ impl TrackerConfig {
     /// filters are written after load. Two configurations with the same key load the
     /// same programs.
     pub fn load_key(&self) -> TrackerConfig {
+        // Every field named: a new one must be put on one side or the other.
+        let TrackerConfig {
+            ringbuf_bytes,
+            wake_per_event,
+            options,
+            target_pid: _,
+            exclude_current_ppid: _,
+            exclude_pid: _,
+            cgroup_ids: _,
+            cgroup_level: _,
+            follow_cgroups: _,
+            comm: _,
+        } = self;
         TrackerConfig {
-            target_pid: None,
-            exclude_current_ppid: None,
-            exclude_pid: None,
-            cgroup_ids: Vec::new(),
-            cgroup_level: 0,
-            follow_cgroups: false,
-            comm: None,
-            ..self.clone()
+            ringbuf_bytes: *ringbuf_bytes,
+            wake_per_event: *wake_per_event,
+            options: options.clone(),
+            ..TrackerConfig::default()
         }
     }
 
