@@ -300,26 +300,14 @@ fn standing_exporters_run_from_start_up() {
     common::promtool_accepts(&text);
 
     // An exporter that does not fit its tracker stops the start, with the reason.
-    let dir = TempDir::new("exporter-bad-config");
-    let path = dir.join("eunomia.toml");
-    std::fs::write(
-        &path,
+    let (code, stderr) = common::server::serve_refused(
         "[[exporters]]\ntracker = \"process\"\nmetrics = [{ name = \"x\", type = \"GAUGE\" }]\n",
-    )
-    .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_eunomia"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--db"])
-        .arg(dir.join("db"))
-        .arg("--config")
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
+    );
+    assert_eq!(code, Some(2));
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains(
+        stderr.contains(
             "exporter of the process tracker: metric `x`: a Gauge needs a numeric `field`"
         ),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        "{stderr}"
     );
 }

@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::server::Server;
@@ -134,7 +133,6 @@ fn trackers_that_cannot_be_kept_warm_are_refused() {
     if !root_or_skip("trackers_that_cannot_be_kept_warm_are_refused") {
         return;
     }
-    let dir = common::TempDir::new("warm-refused");
     for (warm, said) in [
         (
             "\"memleak\"",
@@ -143,17 +141,9 @@ fn trackers_that_cannot_be_kept_warm_are_refused() {
         ),
         ("\"nope\"", "[sessions] warm: unknown tracker `nope`"),
     ] {
-        let config = dir.join("eunomia.toml");
-        std::fs::write(&config, format!("[sessions]\nwarm = [{warm}]\n")).unwrap();
-        let out = Command::new(env!("CARGO_BIN_EXE_eunomia"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--db"])
-            .arg(dir.join("eunomia.db"))
-            .arg("--config")
-            .arg(&config)
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        let (code, stderr) =
+            common::server::serve_refused(&format!("[sessions]\nwarm = [{warm}]\n"));
+        assert_eq!(code, Some(2), "{stderr}");
         assert!(stderr.contains(said), "{stderr}");
     }
 }

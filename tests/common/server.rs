@@ -356,6 +356,25 @@ pub fn ws_subscribe(ws: &mut Ws, id: &str, query: &str, variables: Value) {
 }
 
 /// A blocking HTTP client; with a CA (PEM), HTTPS trusting that authority alone.
+/// Runs `eunomia serve` on loopback with `config` in a fresh directory, for a start that
+/// is to be refused: its exit code and what it said.
+pub fn serve_refused(config: &str) -> (Option<i32>, String) {
+    let dir = super::TempDir::new("serve-refused");
+    let path = dir.join("eunomia.toml");
+    std::fs::write(&path, config).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_eunomia"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--db"])
+        .arg(dir.join("eunomia.db"))
+        .arg("--config")
+        .arg(&path)
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 pub fn http_client(trusted_ca: Option<&str>) -> reqwest::blocking::Client {
     let mut builder = reqwest::blocking::Client::builder();
     if let Some(ca) = trusted_ca {
