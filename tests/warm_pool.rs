@@ -87,6 +87,7 @@ fn sessions_claim_warm_instances_with_their_own_filters() {
     };
     let defaults = json!({});
     let cwd = json!({ "cwd": true });
+    let big_ring = json!({ "ringbuf_bytes": 8 << 20 });
     // (filter, options, warm starts after it, cold starts after it): the first two claim
     // the instance loaded at start-up and the one loaded after the first; other options
     // load their own, the next with them claims one loaded with them, and so on.
@@ -97,6 +98,11 @@ fn sessions_claim_warm_instances_with_their_own_filters() {
         (&two_comm, &cwd, 3.0, 1.0),
         (&two_comm, &defaults, 3.0, 2.0),
         (&one_comm, &defaults, 4.0, 2.0),
+        // A larger ring buffer than the defaults' loads its own, and the next instance
+        // is loaded with the defaults again, not left idle with the large buffer.
+        (&one_comm, &big_ring, 4.0, 3.0),
+        (&one_comm, &big_ring, 4.0, 4.0),
+        (&two_comm, &defaults, 5.0, 4.0),
     ];
     for (comm, options, warm, cold) in expected {
         session(comm, options.clone());

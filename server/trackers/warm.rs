@@ -3,7 +3,9 @@
 //! (the same options and ring buffer; filters are written after load) claims it, and its
 //! start costs attaching the programs instead of libbpf's load and the kernel's verifier.
 //! Each start then loads the tracker's next warm instance in the background, with that
-//! session's configuration: the next session like it starts warm too.
+//! session's configuration, so that the next session like it starts warm too; with the
+//! defaults instead when that session's ring buffer is larger than theirs, since a warm
+//! instance's ring buffer is locked kernel memory outside the sessions' budget.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -86,6 +88,12 @@ impl WarmPool {
             .remove(name)
             .filter(|instance| instance.fits(&config));
         let key = config.load_key();
+        // Its ring buffer sits idle, outside the sessions' budget: no larger than a
+        // default session's.
+        let next = match key.ringbuf_bytes <= TrackerConfig::default().ringbuf_bytes {
+            true => key,
+            false => TrackerConfig::default(),
+        };
         let started = match warm {
             Some(instance) => instance
                 .start(config, chain, counters)
@@ -97,7 +105,7 @@ impl WarmPool {
         // After the start, so that the next load does not slow this one's attach; a
         // configuration that failed to start would fail to load again.
         if started.is_ok() && self.trackers.iter().any(|t| t.info().name == name) {
-            self.refill(tracker, key);
+            self.refill(tracker, next);
         }
         started
     }
