@@ -90,9 +90,10 @@ impl WarmPool {
         let key = config.load_key();
         // Its ring buffer sits idle, outside the sessions' budget: no larger than a
         // default session's.
-        let next = match key.ringbuf_bytes <= TrackerConfig::default().ringbuf_bytes {
-            true => key,
-            false => TrackerConfig::default(),
+        let next = if key.ringbuf_bytes <= TrackerConfig::default().ringbuf_bytes {
+            key
+        } else {
+            TrackerConfig::default()
         };
         let started = match warm {
             Some(instance) => instance

@@ -355,7 +355,6 @@ pub fn ws_subscribe(ws: &mut Ws, id: &str, query: &str, variables: Value) {
     .unwrap();
 }
 
-/// A blocking HTTP client; with a CA (PEM), HTTPS trusting that authority alone.
 /// Runs `eunomia serve` on loopback with `config` in a fresh directory, for a start that
 /// is to be refused: its exit code and what it said.
 pub fn serve_refused(config: &str) -> (Option<i32>, String) {
@@ -375,6 +374,7 @@ pub fn serve_refused(config: &str) -> (Option<i32>, String) {
     )
 }
 
+/// A blocking HTTP client; with a CA (PEM), HTTPS trusting that authority alone.
 pub fn http_client(trusted_ca: Option<&str>) -> reqwest::blocking::Client {
     let mut builder = reqwest::blocking::Client::builder();
     if let Some(ca) = trusted_ca {
