@@ -40,17 +40,39 @@ u64 ringbuf_dropped = 0;
  */
 const volatile u64 wakeup_bytes = 1 << 20;
 
-static __always_inline bool comm_matches(void)
+/*
+ * The kernel's BTF type id of struct task_struct. Set by user space from the kernel's own
+ * BTF, not by a CO-RE type-id relocation: that one would take its id from whatever BTF
+ * libbpf relocates against, and the server relocates against a cached minimal BTF.
+ */
+const volatile u32 task_struct_id = 0;
+
+/*
+ * `task` for direct loads, marked untrusted. Every pointer loaded from a trusted one makes
+ * the verifier search the kernel's BTF by name for the field's trust annotations (a linear
+ * search: it was 17% of a session's start); walking from an untrusted pointer skips that.
+ * The cast costs nothing at run time, and a faulting load reads 0 either way.
+ */
+static __always_inline struct task_struct *walkable(struct task_struct *task)
 {
-	char comm[TASK_COMM_LEN];
+	return bpf_rdonly_cast(task, task_struct_id);
+}
+
+/* Byte by byte from the task itself: bpf_get_current_comm's padded copy cost more than the
+ * rest of the filter, on every event of a filtered session. */
+static __always_inline bool comm_matches(struct task_struct *task)
+{
+	const char *comm = walkable(task)->comm;
 
 	if (!filter.filter_comm)
 		return true;
-	bpf_get_current_comm(comm, sizeof(comm));
+#pragma unroll
 	for (int i = 0; i < TASK_COMM_LEN; i++) {
-		if (comm[i] != filter.target_comm[i])
+		char c = comm[i];
+
+		if (c != filter.target_comm[i])
 			return false;
-		if (comm[i] == '\0')
+		if (c == '\0')
 			break;
 	}
 	return true;
@@ -77,7 +99,7 @@ static __always_inline bool task_selected(struct task_struct *task, u32 pid)
 	if (filter.exclude_current_ppid &&
 	    BPF_CORE_READ(task, real_parent, tgid) == filter.exclude_current_ppid)
 		return false;
-	return cgroup_matches() && comm_matches();
+	return cgroup_matches() && comm_matches(task);
 }
 
 /*
@@ -143,24 +165,6 @@ static __always_inline void submit_event(void *e)
 				      BPF_RB_NO_WAKEUP);
 }
 
-/*
- * The kernel's BTF type id of struct task_struct. Set by user space from the kernel's own
- * BTF, not by a CO-RE type-id relocation: that one would take its id from whatever BTF
- * libbpf relocates against, and the server relocates against a cached minimal BTF.
- */
-const volatile u32 task_struct_id = 0;
-
-/*
- * `task` for direct loads, marked untrusted. Every pointer loaded from a trusted one makes
- * the verifier search the kernel's BTF by name for the field's trust annotations (a linear
- * search: it was 17% of a session's start); walking from an untrusted pointer skips that.
- * The cast costs nothing at run time, and a faulting load reads 0 either way.
- */
-static __always_inline struct task_struct *walkable(struct task_struct *task)
-{
-	return bpf_rdonly_cast(task, task_struct_id);
-}
-
 /* `task` must be a BTF pointer (bpf_get_current_task_btf()); pid, cgroup and comm are the
  * current task's. */
 static __always_inline void fill_header(struct event_header *h, struct task_struct *current,
@@ -193,8 +197,10 @@ static __always_inline void fill_header_of(struct event_header *h, struct task_s
 }
 
 /*
- * The slow part of a header (ppid and namespaces, a dozen dependent kernel reads) kept
- * per task by probes that report every call; refreshed at most this often.
+ * The slow part of a header (ppid and namespaces, a dozen dependent kernel reads, and the
+ * comm, a padded string copy) kept per task by probes that report every call; refreshed
+ * at most this often. A probe that keeps it must clear `refreshed_ns` when the task is
+ * renamed (tp_btf/task_rename), so that the comm is always current.
  */
 #define HEADER_CACHE_NS 100000000ULL
 
@@ -204,9 +210,10 @@ struct header_cache {
 	u32 user_ns;
 	u32 pid_ns;
 	u32 mnt_ns;
+	char comm[TASK_COMM_LEN];
 };
 
-/* fill_header for hot paths: pid, comm and cgroup are always current. */
+/* fill_header for hot paths: pid and cgroup are always current. */
 static __always_inline void fill_header_cached(struct event_header *h, struct task_struct *task,
 					       u32 pid, struct header_cache *cache, u64 now)
 {
@@ -217,6 +224,7 @@ static __always_inline void fill_header_cached(struct event_header *h, struct ta
 		cache->user_ns = h->user_ns;
 		cache->pid_ns = h->pid_ns;
 		cache->mnt_ns = h->mnt_ns;
+		__builtin_memcpy(cache->comm, h->comm, sizeof(cache->comm));
 	} else {
 		h->pid = pid;
 		h->ppid = cache->ppid;
@@ -224,7 +232,7 @@ static __always_inline void fill_header_cached(struct event_header *h, struct ta
 		h->user_ns = cache->user_ns;
 		h->pid_ns = cache->pid_ns;
 		h->mnt_ns = cache->mnt_ns;
-		bpf_get_current_comm(h->comm, sizeof(h->comm));
+		__builtin_memcpy(h->comm, cache->comm, sizeof(h->comm));
 	}
 	h->ts_ns = now;
 }

@@ -116,7 +116,7 @@ SEC("tp_btf/sys_enter")
 int BPF_PROG(handle_sys_enter, struct pt_regs *regs, long id)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
-	u32 pid = bpf_get_current_pid_tgid() >> 32;
+	u32 pid = task->tgid;
 	struct task_state *state;
 
 	/* An exec belongs to the program it starts: its filter is applied at exit. */
@@ -273,8 +273,8 @@ static __always_inline void count_call(struct task_struct *task, u32 pid, u32 ti
  */
 static __always_inline void finish_call(struct task_struct *task, long id, long ret, u64 arg0)
 {
-	u64 pid_tgid = bpf_get_current_pid_tgid();
-	u32 pid = pid_tgid >> 32, tid = (u32)pid_tgid;
+	/* Direct loads: cheaper than bpf_get_current_pid_tgid on every call. */
+	u32 pid = task->tgid, tid = task->pid;
 	struct task_state *state = NULL;
 	u64 now = 0, latency = 0;
 
@@ -349,10 +349,14 @@ int BPF_PROG(handle_task_exit, struct task_struct *p)
 	return 0;
 }
 
-/* Aggregate mode only: see `renames`. */
+/* Before the new comm is copied in: the renamed task's next call refreshes its header. */
 SEC("tp_btf/task_rename")
 int BPF_PROG(handle_task_rename, struct task_struct *task, const char *comm)
 {
+	struct task_state *state = bpf_task_storage_get(&tasks, task, NULL, 0);
+
 	__sync_fetch_and_add(&renames, 1);
+	if (state)
+		state->header.refreshed_ns = 0;
 	return 0;
 }

@@ -616,3 +616,38 @@ fn first_args_split_socket_calls_by_family() {
         assert_eq!(sockets, BTreeMap::from([(unix, 3), (inet, 2)]), "{mode}");
     }
 }
+
+/// A thread that renames itself (prctl PR_SET_NAME) has its calls under the new comm from
+/// the next one on, in both modes: stream mode keeps each thread's comm with the rest of
+/// its header, and the rename must not wait for that cache to expire (100 ms).
+#[test]
+fn a_renamed_thread_s_calls_are_under_its_new_comm() {
+    if !root_or_skip("a_renamed_thread_s_calls_are_under_its_new_comm") {
+        return;
+    }
+    let script = "import ctypes, os, sys\n\
+        libc = ctypes.CDLL(None, use_errno=True)\n\
+        print('ready', flush=True)\n\
+        sys.stdin.readline()\n\
+        for _ in range(300): os.getppid()\n\
+        assert libc.prctl(15, b'renamed', 0, 0, 0) == 0\n\
+        for _ in range(700): os.getppid()\n";
+    for (mode, expected) in [("stream", 1000), ("aggregate", 2)] {
+        let options = json!({ "mode": mode });
+        let (_, events) = common::trace_python("syscall", options, script, &[], None, expected);
+        let mut getppids: BTreeMap<String, u64> = BTreeMap::new();
+        for event in &events {
+            if event.get("syscall") != Some(Value::Str("getppid")) {
+                continue;
+            }
+            let (Some(Value::Str(comm)), Some(Value::U64(count))) =
+                (event.get("comm"), event.get("count"))
+            else {
+                panic!("{event:?}");
+            };
+            *getppids.entry(comm.to_string()).or_default() += count;
+        }
+        let expected = BTreeMap::from([("python3".to_string(), 300), ("renamed".to_string(), 700)]);
+        assert_eq!(getppids, expected, "{mode}");
+    }
+}

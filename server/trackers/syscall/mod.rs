@@ -324,8 +324,6 @@ impl Tracker for SyscallTracker {
         let first_args = options.first_args;
         rodata.first_args = first_args;
         open.progs.handle_sys_enter.set_autoload(latency);
-        // Only the per-CPU runs of aggregate mode can outlive a rename.
-        open.progs.handle_task_rename.set_autoload(!stream);
         let mut skel = run.load(open)?;
         run.fill_cgroup_filter(&skel.maps.cgroup_filter)?;
         let (dropped, mut switch) = bss_generations!(skel);
