@@ -3,6 +3,7 @@
 //! task that checkpoints the write-ahead log beside the writer.
 
 use std::collections::HashMap;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use sqlx::sqlite::{SqliteArguments, SqliteConnectOptions};
@@ -232,7 +233,14 @@ async fn write_batch(
 /// statements serve every batch.
 struct Inserts(HashMap<&'static str, Statements>);
 
-struct Statements(Vec<String>);
+/// One tracker's statements, each written the first time a batch needs it: all of them for
+/// every tracker came to 720 KB that a server kept from its start, sessions or not.
+struct Statements {
+    columns: String,
+    row: String,
+    /// At index i, the statement for 2^i rows.
+    by_size: Vec<OnceLock<String>>,
+}
 
 impl Inserts {
     fn new() -> Self {
@@ -255,26 +263,25 @@ impl Statements {
     fn new(info: &TrackerInfo) -> Self {
         let typed: Vec<_> = typed_fields(info).map(column).collect();
         let parameters = ROW_PARAMETERS + typed.len();
-        let row = format!("({})", vec!["?"; parameters].join(", "));
-        let columns = std::iter::once(ROW_COLUMNS.into())
-            .chain(typed)
-            .collect::<Vec<_>>()
-            .join(", ");
         let most = ROWS_PER_INSERT.min(MAX_PARAMETERS / parameters);
-        let sizes = std::iter::successors(Some(1), |&n| (n * 2 <= most).then_some(n * 2));
-        Self(
-            sizes
-                .map(|n| {
-                    let values = vec![row.as_str(); n].join(", ");
-                    format!("INSERT INTO events ({columns}) VALUES {values}")
-                })
-                .collect(),
-        )
+        Self {
+            columns: std::iter::once(ROW_COLUMNS.into())
+                .chain(typed)
+                .collect::<Vec<_>>()
+                .join(", "),
+            row: format!("({})", vec!["?"; parameters].join(", ")),
+            by_size: (0..=most.ilog2()).map(|_| OnceLock::new()).collect(),
+        }
     }
 
     /// The statement for the most rows, up to `rows` (at least 1), and how many it takes.
     fn for_rows(&self, rows: usize) -> (&str, usize) {
-        let i = (rows.max(1).ilog2() as usize).min(self.0.len() - 1);
-        (&self.0[i], 1 << i)
+        let i = (rows.max(1).ilog2() as usize).min(self.by_size.len() - 1);
+        let n = 1 << i;
+        let sql = self.by_size[i].get_or_init(|| {
+            let values = vec![self.row.as_str(); n].join(", ");
+            format!("INSERT INTO events ({}) VALUES {values}", self.columns)
+        });
+        (sql, n)
     }
 }
