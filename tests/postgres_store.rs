@@ -275,15 +275,22 @@ fn a_postgresql_outage_loses_events_only_counted() {
     postgres.start();
     postgres.wait_for(&stored, "14", Duration::from_secs(15));
     // A long one: the batch fails, its events are counted lost, and the session FAILED.
+    // The 14 events may reach the writer as one batch or as two: events that queued
+    // behind the failed batch are stored once the database is back. Either way every event
+    // is stored or counted lost, and the failed batch's are lost.
     postgres.stop();
     run_copies(&binary, 7);
     std::thread::sleep(Duration::from_secs(12));
     postgres.start();
     assert_eq!(server.wait_ended(&id, Duration::from_secs(30)), "FAILED");
     let session = server.session(&id, "status eventCount lostCount error");
-    assert_eq!(session["lostCount"], 14, "{session}");
-    assert_eq!(session["eventCount"], 14, "{session}");
-    assert_eq!(postgres.psql(&stored), "14");
+    let (events, lost) = (
+        session["eventCount"].as_u64().unwrap(),
+        session["lostCount"].as_u64().unwrap(),
+    );
+    assert_eq!(events + lost, 28, "{session}");
+    assert!(events >= 14 && lost > 0, "{session}");
+    assert_eq!(postgres.psql(&stored), events.to_string());
     let error = session["error"].as_str().unwrap();
     assert!(error.starts_with("storing events failed: "), "{error}");
     let health = server.query("{ health { store { failedBatches } } }", json!({}));
