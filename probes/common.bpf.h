@@ -158,11 +158,15 @@ static __always_inline void *reserve_event(u64 size)
  * Submits a record without a wake-up per record: a wake-up (waking the reader's thread,
  * which then reads one record) costs more than the event itself.
  */
+static __always_inline u64 wakeup_flags(void)
+{
+	return bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wakeup_bytes ? BPF_RB_FORCE_WAKEUP :
+									  BPF_RB_NO_WAKEUP;
+}
+
 static __always_inline void submit_event(void *e)
 {
-	bpf_ringbuf_submit(e, bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wakeup_bytes ?
-				      BPF_RB_FORCE_WAKEUP :
-				      BPF_RB_NO_WAKEUP);
+	bpf_ringbuf_submit(e, wakeup_flags());
 }
 
 /* `task` must be a BTF pointer (bpf_get_current_task_btf()); pid, cgroup and comm are the

@@ -14,6 +14,7 @@ struct syscall_totals syscall_totals_layout = {};
 struct syscall_key syscall_key_layout = {};
 struct syscall_run syscall_run_layout = {};
 struct syscall_identity syscall_identity_layout = {};
+struct syscall_batch syscall_batch_layout = {};
 
 const volatile bool stream_mode = false;
 /* Latency needs sys_enter too; without it only sys_exit runs (user space skips loading). */
@@ -69,15 +70,36 @@ struct rows_map {
 struct rows_map rows_0 SEC(".maps");
 struct rows_map rows_1 SEC(".maps");
 
-/* Each CPU's current run (struct syscall_run). */
-struct run_map {
+/*
+ * Each CPU's current run (struct syscall_run), one entry per generation. One map indexed
+ * by generation rather than a map per generation: the verifier inlines a lookup only in a
+ * map it knows, and the helper call cost as much as the rest of a stream event.
+ */
+struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
+	__uint(max_entries, 2);
 	__type(key, u32);
 	__type(value, struct syscall_run);
-};
-struct run_map run_0 SEC(".maps");
-struct run_map run_1 SEC(".maps");
+} runs SEC(".maps");
+
+/*
+ * Each CPU's unsent calls, stream mode, one entry per generation: user space takes a
+ * batch that stopped filling from the quiet one. A record per call cost more in the ring
+ * buffer's reserve and commit than the rest of the event.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 2);
+	__type(key, u32);
+	__type(value, struct syscall_batch);
+} batches SEC(".maps");
+
+/* Calls to a batch (at most SYSCALL_BATCH): user space keeps a batch to a quarter of the
+ * ring buffer, which a small buffer could never take whole. */
+const volatile u32 batch_size = SYSCALL_BATCH;
+
+/* A batch this old goes out at its CPU's next call, full or not. */
+#define SYSCALL_BATCH_AGE_NS 50000000ULL
 
 /* Who each process is, for the drained rows; refreshed once per generation. */
 struct {
@@ -134,17 +156,35 @@ static __always_inline void stream_call(struct task_struct *task, struct task_st
 					u32 pid, long id, long ret, u64 now, u64 latency,
 					u64 arg0)
 {
-	struct syscall_event *e = reserve_event(sizeof(*e));
+	u32 odd = generation & 1, count;
+	struct syscall_batch *batch = bpf_map_lookup_elem(&batches, &odd);
+	struct syscall_event *e;
 
-	if (!e)
+	if (!batch)
 		return;
+	count = batch->count;
+	/* Never so (a full batch is sent at once): the bound the verifier needs. */
+	if (count >= SYSCALL_BATCH) {
+		__sync_fetch_and_add(&ringbuf_dropped, 1);
+		return;
+	}
+	if (count == 0)
+		batch->first_ns = now;
+	e = &batch->events[count];
 	fill_header_cached(&e->header, task, pid, &state->header, now);
 	e->ret = ret;
 	e->latency_ns = latency;
 	e->syscall_id = id;
 	e->timed = measure_latency;
 	e->arg0 = keeps_arg0(id) ? arg0 : 0;
-	submit_event(e);
+	count++;
+	if (count >= batch_size || now - batch->first_ns >= SYSCALL_BATCH_AGE_NS) {
+		if (bpf_ringbuf_output(&events, batch->events, count * sizeof(*e), wakeup_flags()))
+			__sync_fetch_and_add(&ringbuf_dropped, count);
+		batch->sent++;
+		count = 0;
+	}
+	batch->count = count;
 }
 
 /* A failed call returns -errno (-4095..-1); anything else, an address included, is a result. */
@@ -186,9 +226,7 @@ static __always_inline void note_identity(struct task_struct *task, u32 pid, u32
 
 static __always_inline struct syscall_run *current_run(u32 odd)
 {
-	u32 zero = 0;
-
-	return bpf_map_lookup_elem(odd ? (void *)&run_1 : (void *)&run_0, &zero);
+	return bpf_map_lookup_elem(&runs, &odd);
 }
 
 static __always_inline void *current_rows(u32 odd)

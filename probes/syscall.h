@@ -60,4 +60,19 @@ struct syscall_event {
 	unsigned long long arg0; /* as in struct syscall_key */
 };
 
+/* Calls a CPU gathers before it sends them through the ring buffer as one record. */
+#define SYSCALL_BATCH 64
+
+/*
+ * One CPU's calls not yet sent, stream mode: a full batch (or one older than
+ * SYSCALL_BATCH_AGE_NS at the CPU's next call) goes out as one record of `count` events;
+ * user space takes a batch that stopped filling from the map (see syscall.bpf.c).
+ */
+struct syscall_batch {
+	unsigned int count;
+	unsigned int sent; /* batches this CPU has sent, so user space sees one stop filling */
+	unsigned long long first_ns; /* when the first of them was made */
+	struct syscall_event events[SYSCALL_BATCH];
+};
+
 #endif

@@ -208,7 +208,7 @@ fn a_server_on_postgresql_keeps_sessions_events_and_audit_there() {
 
 #[test]
 fn alerts_and_guard_state_are_kept_in_postgresql() {
-    use std::io::{BufRead, Write};
+    use std::io::Write;
 
     let Some(postgres) = database("alerts_and_guard_state_are_kept_in_postgresql") else {
         return;
@@ -219,14 +219,8 @@ fn alerts_and_guard_state_are_kept_in_postgresql() {
     // with the rule: one alert, counted twice.
     let script = "import sys, time\nprint('ready', flush=True)\nsys.stdin.readline()\n\
                   for _ in range(2): open('/etc/shadow').read()\ntime.sleep(1)\n";
-    let mut child = std::process::Command::new("/usr/bin/python3")
-        .args(["-c", script])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    assert_eq!(lines.next().unwrap().unwrap(), "ready");
+    let (mut child, _lines) =
+        common::spawn_ready(std::process::Command::new("/usr/bin/python3").args(["-c", script]));
     let id = server.start_session(json!({
         "tracker": "files", "durationSecs": 30, "filter": { "pid": child.id() },
         "config": { "opens": "stream" }, "rules": ["read_sensitive_file"],

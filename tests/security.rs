@@ -474,7 +474,7 @@ fn exec_from_dev_shm() {
 /// file is refused by reloadRules with the rules kept, and a good one replaces them.
 #[test]
 fn sessions_raise_alerts_that_the_api_lists_streams_and_counts() {
-    use std::io::{BufRead, Write};
+    use std::io::Write;
 
     if !root_or_skip("sessions_raise_alerts_that_the_api_lists_streams_and_counts") {
         return;
@@ -520,14 +520,9 @@ fn sessions_raise_alerts_that_the_api_lists_streams_and_counts() {
             "import sys, time\nprint('ready', flush=True)\nsys.stdin.readline()\n\
              for _ in range({times}): open('/etc/shadow').read()\ntime.sleep(1)\n"
         );
-        let mut child = std::process::Command::new("/usr/bin/python3")
-            .args(["-c", &script])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
-        assert_eq!(lines.next().unwrap().unwrap(), "ready");
+        let (mut child, _lines) = common::spawn_ready(
+            std::process::Command::new("/usr/bin/python3").args(["-c", &script]),
+        );
         let id = server.query(&start(child.id(), r#"["*"]"#), serde_json::json!({}))
             ["startSession"]["id"]
             .as_str()

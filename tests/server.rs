@@ -691,9 +691,10 @@ fn live_views_are_sampled_and_what_they_miss_is_counted() {
         ..
     } = watched_stream_session(
         "samp",
-        // Room for a busy machine's stalls (a fresh CI run lost 17% at 4 MiB once): what
-        // is tested is the live view's sampling, and the session must lose nothing.
-        16 << 20,
+        // Room for the whole burst (88 MB): a debug build's server takes the calls more
+        // slowly than the probe makes them. What is tested is the live view's sampling,
+        // and the session must lose nothing.
+        128 << 20,
         "subscription($id: ID!) { sessionEvents(id: $id) { kind } }",
     );
     let started = Instant::now();
@@ -1086,19 +1087,12 @@ fn console_works_offline_in_a_real_browser() {
         json!({}),
         Some(OPERATOR),
     );
-    use std::io::{BufRead, Write};
+    use std::io::Write;
     // For the flame graph: a profile session of a program that spends 90% of 2 s in
     // spin_here, ended before the browser looks.
     let (hot, _) =
         common::build_program("stack_work.c", &["-O0", "-fno-omit-frame-pointer"], "hot");
-    let mut child = Command::new(&*hot)
-        .arg("profile")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    assert_eq!(lines.next().unwrap().unwrap(), "ready");
+    let (mut child, mut lines) = common::spawn_ready(Command::new(&*hot).arg("profile"));
     let profiled = server.query_as(
         "mutation($pid: Int!) { startSession(input: {tracker: \"profile\", durationSecs: 120,
             store: MEMORY, filter: {pid: $pid}, config: {frequency: 499}}) { id programIds } }",

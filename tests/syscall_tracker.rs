@@ -652,3 +652,64 @@ fn a_renamed_thread_s_calls_are_under_its_new_comm() {
         assert_eq!(getppids, expected, "{mode}");
     }
 }
+
+/// Stream mode sends each CPU's calls in batches: a few calls, after which the process
+/// makes no more (it waits in a read), reach the session while it runs, within the
+/// batches' look interval, not only when it stops; and stopping then adds no call twice.
+#[test]
+fn a_stream_s_last_few_calls_arrive_while_the_session_runs() {
+    use std::io::Write;
+
+    if !root_or_skip("a_stream_s_last_few_calls_arrive_while_the_session_runs") {
+        return;
+    }
+    let script = "import os, sys\n\
+        print('ready', flush=True)\n\
+        sys.stdin.readline()\n\
+        for _ in range(7): os.getppid()\n\
+        print('made', flush=True)\n\
+        sys.stdin.readline()\n";
+    let (mut child, mut lines) =
+        common::spawn_ready(Command::new("/usr/bin/python3").args(["-c", script]));
+    let collector = Collector::default();
+    let config = TrackerConfig {
+        target_pid: Some(child.id()),
+        ..TrackerConfig::default()
+    }
+    .with_options(SyscallOptions {
+        mode: Mode::Stream,
+        ..SyscallOptions::default()
+    });
+    let handle = start_tracker("syscall", config, collector.clone());
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"go\n").unwrap();
+    assert_eq!(lines.next().unwrap().unwrap(), "made");
+    let getppids = |events: &[eunomia::trackers::Event]| {
+        events
+            .iter()
+            .filter(|e| e.get("syscall") == Some(Value::Str("getppid")))
+            .count()
+    };
+    let started = Instant::now();
+    collector.wait_for(Duration::from_secs(2), |events| getppids(events) >= 7);
+    let waited = started.elapsed();
+    assert_eq!(getppids(&collector.events()), 7, "after {waited:?}");
+    // The process is still blocked in its read: nothing but the look sent its calls.
+    assert!(child.try_wait().unwrap().is_none());
+    let before_stop = collector.events().len();
+    stdin.write_all(b"end\n").unwrap();
+    assert!(child.wait().unwrap().success());
+    let stats = handle.stop().unwrap();
+    assert_eq!(stats.lost(), 0, "{stats:?}");
+    let events = collector.events();
+    assert_eq!(getppids(&events), 7);
+    // The read that was in flight, the exit's calls: each once, after the ones before.
+    assert!(events.len() > before_stop, "{} events", events.len());
+    let mut reads = events
+        .iter()
+        .filter(|e| e.get("syscall") == Some(Value::Str("read")));
+    assert!(
+        reads.any(|e| e.get("ret") == Some(Value::I64(4))),
+        "the read of \"end\\n\""
+    );
+}

@@ -251,6 +251,8 @@ pub struct Run<'a, E> {
     cgroup_filter: RefCell<Option<MapHandle>>,
     /// How programs are attached, when not by their section name.
     attach: Option<Attach>,
+    /// The size of the probe's records when it sends several as one ring buffer sample.
+    batched: Option<usize>,
     /// The probe whose cached minimal BTF the skeleton was opened with, if it was.
     core_btf: &'a Cell<Option<&'static str>>,
 }
@@ -277,6 +279,13 @@ impl<'a, E> Run<'a, E> {
     /// Attaches each program with `attach` rather than by its section name.
     pub fn attach_with(mut self, attach: Attach) -> Self {
         self.attach = Some(attach);
+        self
+    }
+
+    /// The probe sends its records of `size` bytes several to a ring buffer sample: each
+    /// is decoded on its own.
+    pub fn batched(mut self, size: usize) -> Self {
+        self.batched = Some(size);
         self
     }
 
@@ -412,20 +421,25 @@ impl<'a, E> Run<'a, E> {
         // Records one poll may still take: libbpf reads for as long as records keep coming,
         // so under a steady stream a poll would never return to notice a stop request.
         let budget = Cell::new(u32::MAX);
+        let record_size = self.batched.unwrap_or(usize::MAX);
         let mut builder = RingBufferBuilder::new();
         builder
-            .add(ring, |bytes: &[u8]| {
-                match decode(bytes, clock_offset) {
-                    Some(event) => {
-                        counters.seen.fetch_add(1, Ordering::Relaxed);
-                        chain.borrow_mut().handle(&event);
-                    }
-                    None => {
-                        counters.malformed.fetch_add(1, Ordering::Relaxed);
+            .add(ring, |sample: &[u8]| {
+                let mut records = 0;
+                for bytes in sample.chunks(record_size) {
+                    records += 1;
+                    match decode(bytes, clock_offset) {
+                        Some(event) => {
+                            counters.seen.fetch_add(1, Ordering::Relaxed);
+                            chain.borrow_mut().handle(&event);
+                        }
+                        None => {
+                            counters.malformed.fetch_add(1, Ordering::Relaxed);
+                        }
                     }
                 }
-                // Handled first: libbpf has consumed the record whatever this returns.
-                budget.set(budget.get().saturating_sub(1));
+                // Handled first: libbpf has consumed the sample whatever this returns.
+                budget.set(budget.get().saturating_sub(records));
                 if budget.get() == 0 {
                     -libc::EINTR
                 } else {
@@ -629,6 +643,11 @@ impl Generations {
         }
     }
 
+    /// The generation the programs add to now.
+    pub fn current(&self) -> usize {
+        (self.current & 1) as usize
+    }
+
     /// The generations that are quiet and may be drained now: both on the last call (the
     /// programs are detached); otherwise the programs are switched to the other one, and
     /// once those still adding to the old one are done, the old one.
@@ -812,6 +831,7 @@ impl<E: 'static> Preloaded<E> {
                         assignments: &assignments,
                         cgroup_filter: RefCell::new(None),
                         attach: None,
+                        batched: None,
                         core_btf: &core_btf,
                     })
                 };

@@ -493,6 +493,26 @@ pub fn start_tracker(
         .unwrap_or_else(|e| panic!("the {name} tracker starts: {e}"))
 }
 
+/// Starts `command` with its stdin and stdout piped and waits for it to print "ready";
+/// returns it with the lines it prints next.
+pub fn spawn_ready(
+    command: &mut std::process::Command,
+) -> (
+    std::process::Child,
+    std::io::Lines<std::io::BufReader<std::process::ChildStdout>>,
+) {
+    use std::io::BufRead;
+
+    let mut child = command
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    assert_eq!(lines.next().unwrap().unwrap(), "ready");
+    (child, lines)
+}
+
 /// Runs Debian's python (`-c script args`, in `cwd`), which must print "ready" and then
 /// wait for a line on stdin before the part under test; starts tracker `name` on its pid
 /// with `options` meanwhile, lets it go, and waits for it to end well. Returns the lines
@@ -519,20 +539,14 @@ pub fn trace_python_also(
     expected: usize,
     also: Vec<Box<dyn Handler<Event>>>,
 ) -> (Vec<String>, Vec<Event>) {
-    use std::io::{BufRead, Write};
+    use std::io::Write;
 
     let mut command = std::process::Command::new("/usr/bin/python3");
-    command
-        .args(["-c", script])
-        .args(args)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped());
+    command.args(["-c", script]).args(args);
     if let Some(dir) = cwd {
         command.current_dir(dir);
     }
-    let mut child = command.spawn().unwrap();
-    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    assert_eq!(lines.next().unwrap().unwrap(), "ready");
+    let (mut child, lines) = spawn_ready(&mut command);
     let mut config = eunomia::engine::TrackerConfig {
         target_pid: Some(child.id()),
         ..Default::default()

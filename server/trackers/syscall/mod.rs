@@ -71,6 +71,10 @@ static INFO: TrackerInfo = TrackerInfo {
 
 pub struct SyscallTracker;
 
+/// How often stream mode looks for a CPU's batch that stopped filling (a CPU sends its
+/// batch itself once full, or at its next call once 50 ms old).
+const BATCH_LOOK: std::time::Duration = std::time::Duration::from_millis(100);
+
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum SyscallEvent {
     /// One interval's totals of one process's calls of one syscall (aggregate mode).
@@ -203,8 +207,9 @@ fn accumulate(into: &mut types::syscall_totals, from: &types::syscall_totals) {
 struct Generation<'a> {
     /// Totals per (process, syscall), per CPU.
     rows: &'a dyn MapCore,
-    /// Each CPU's current run of one thread's calls, not yet in `rows`.
+    /// Each CPU's current run of one thread's calls, not yet in `rows`: in entry `slot`.
     runs: &'a dyn MapCore,
+    slot: u32,
 }
 
 /// Totals by (pid, comm, syscall id, first argument).
@@ -232,14 +237,14 @@ impl Generation<'_> {
                 with_record(slot, |t| accumulate(totals.entry(key).or_default(), t));
             }
         }
-        let zero = 0u32.to_ne_bytes();
+        let key = self.slot.to_ne_bytes();
         if let Some(per_cpu) = self
             .runs
-            .lookup_percpu(&zero, MapFlags::ANY)
+            .lookup_percpu(&key, MapFlags::ANY)
             .map_err(TrackerError::Map)?
         {
-            for slot in &per_cpu {
-                with_record(slot, |run: &types::syscall_run| {
+            for cpu in &per_cpu {
+                with_record(cpu, |run: &types::syscall_run| {
                     for &id in run.ids.iter().take(run.touched as usize) {
                         let key = (run.pid, run.comm, u32::from(id), 0);
                         if let Some(sum) = run.totals.get(usize::from(id)) {
@@ -248,12 +253,83 @@ impl Generation<'_> {
                     }
                 });
             }
-            let empty: Vec<Vec<u8>> = per_cpu.iter().map(|slot| vec![0; slot.len()]).collect();
+            let empty: Vec<Vec<u8>> = per_cpu.iter().map(|cpu| vec![0; cpu.len()]).collect();
             self.runs
-                .update_percpu(&zero, &empty, MapFlags::ANY)
+                .update_percpu(&key, &empty, MapFlags::ANY)
                 .map_err(TrackerError::Map)?;
         }
         Ok(())
+    }
+}
+
+/// Each CPU's unsent stream-mode calls (`struct syscall_batch`), in two generations.
+struct Batches<'a> {
+    /// One entry per generation.
+    map: &'a dyn MapCore,
+    /// Each CPU's (count, sent) in the current generation at the last look.
+    last_look: Vec<(u32, u32)>,
+}
+
+impl<'a> Batches<'a> {
+    fn new(map: &'a dyn MapCore) -> Self {
+        Self {
+            map,
+            last_look: Vec::new(),
+        }
+    }
+
+    fn read(&self, generation: usize) -> Result<Vec<Vec<u8>>, TrackerError> {
+        Ok(self
+            .map
+            .lookup_percpu(&(generation as u32).to_ne_bytes(), MapFlags::ANY)
+            .map_err(TrackerError::Map)?
+            .unwrap_or_default())
+    }
+
+    /// Whether a CPU's batch in `generation` stopped filling: calls in it, and none
+    /// added or sent since the last look. A CPU that makes no more calls never sends it.
+    fn stalled(&mut self, generation: usize) -> Result<bool, TrackerError> {
+        let look: Vec<(u32, u32)> = self
+            .read(generation)?
+            .iter()
+            .map(|slot| {
+                with_record(slot, |b: &types::syscall_batch| (b.count, b.sent)).unwrap_or_default()
+            })
+            .collect();
+        let stalled = look
+            .iter()
+            .zip(&self.last_look)
+            .any(|(now, then)| now.0 > 0 && now == then);
+        self.last_look = if stalled { Vec::new() } else { look };
+        Ok(stalled)
+    }
+
+    /// Emits and empties the batches of `generation`, which no program adds to.
+    fn take(
+        &self,
+        generation: usize,
+        decode: &impl Fn(&[u8], u64) -> Option<Event>,
+        context: &DrainContext,
+        emit: &mut dyn FnMut(Event),
+    ) -> Result<(), TrackerError> {
+        let mut per_cpu = self.read(generation)?;
+        let events = std::mem::offset_of!(types::syscall_batch, events);
+        let size = std::mem::size_of::<types::syscall_event>();
+        for slot in &mut per_cpu {
+            let count = with_record(slot, |b: &types::syscall_batch| b.count as usize)
+                .unwrap_or_default()
+                .min(types::syscall_batch::default().events.len());
+            for record in slot[events..].chunks(size).take(count) {
+                // Whole records: `count` is bounded by the array's length.
+                if let Some(event) = decode(record, context.clock_offset) {
+                    emit(event);
+                }
+            }
+            slot[..4].copy_from_slice(&0u32.to_ne_bytes());
+        }
+        self.map
+            .update_percpu(&(generation as u32).to_ne_bytes(), &per_cpu, MapFlags::ANY)
+            .map_err(TrackerError::Map)
     }
 }
 
@@ -323,6 +399,10 @@ impl Tracker for SyscallTracker {
         rodata.seccomp_only = options.seccomp_only;
         let first_args = options.first_args;
         rodata.first_args = first_args;
+        let record_size = std::mem::size_of::<types::syscall_event>();
+        rodata.batch_size = (run.config().ringbuf_bytes as usize / 4 / record_size)
+            .clamp(1, types::syscall_batch::default().events.len())
+            as u32;
         open.progs.handle_sys_enter.set_autoload(latency);
         let mut skel = run.load(open)?;
         run.fill_cgroup_filter(&skel.maps.cgroup_filter)?;
@@ -331,14 +411,34 @@ impl Tracker for SyscallTracker {
         let generations = [
             Generation {
                 rows: &maps.rows_0,
-                runs: &maps.run_0,
+                runs: &maps.runs,
+                slot: 0,
             },
             Generation {
                 rows: &maps.rows_1,
-                runs: &maps.run_1,
+                runs: &maps.runs,
+                slot: 1,
             },
         ];
-        let drain = (!stream).then(|| Drain {
+        let decode = decoder(first_args);
+        if stream {
+            let mut batches = Batches::new(&maps.batches);
+            let drain = Drain {
+                every: BATCH_LOOK,
+                pull: Box::new(move |context: &DrainContext, emit| {
+                    if !context.last && !batches.stalled(switch.current())? {
+                        return Ok(());
+                    }
+                    for &quiet in switch.quiet(context) {
+                        batches.take(quiet, &decoder(first_args), context, emit)?;
+                    }
+                    Ok(())
+                }),
+            };
+            let run = run.batched(record_size);
+            return run.serve_draining(skel.object(), &maps.events, dropped, decode, Some(drain));
+        }
+        let drain = Drain {
             every: options.interval_ms.duration(),
             pull: Box::new(move |context: &DrainContext, emit| {
                 let mut totals = Totals::new();
@@ -347,9 +447,8 @@ impl Tracker for SyscallTracker {
                 }
                 emit_totals(totals, latency, first_args, &maps.identities, context, emit)
             }),
-        });
-        let decode = decoder(first_args);
-        run.serve_draining(skel.object(), &maps.events, dropped, decode, drain)
+        };
+        run.serve_draining(skel.object(), &maps.events, dropped, decode, Some(drain))
     }
 }
 
