@@ -47,7 +47,9 @@ int BPF_PROG(handle_switch, bool preempt, struct task_struct *prev, struct task_
 		at.key.user_stack = user_stacks ? bpf_get_stackid(ctx, &stacks, BPF_F_USER_STACK) : -EFAULT;
 		at.key.kernel_stack = kernel_stacks ? bpf_get_stackid(ctx, &stacks, 0) : -EFAULT;
 		BPF_CORE_READ_STR_INTO(&at.key.comm, prev, comm);
-		bpf_map_update_elem(&blocked, &prev_tid, &at, BPF_ANY);
+		/* Without its entry the period cannot be counted when the task returns. */
+		if (bpf_map_update_elem(&blocked, &prev_tid, &at, BPF_ANY))
+			__sync_fetch_and_add(&ringbuf_dropped, 1);
 	}
 
 	out = bpf_map_lookup_elem(&blocked, &next_tid);
