@@ -58,6 +58,16 @@ static __always_inline struct task_struct *walkable(struct task_struct *task)
 	return bpf_rdonly_cast(task, task_struct_id);
 }
 
+/*
+ * The task's comm by direct loads into `to` (TASK_COMM_LEN bytes). bpf_get_current_comm
+ * costs a helper call and a padded string copy, 20 ns or more on every event of a hot
+ * probe; the kernel keeps comm padded with NULs itself, so the bytes are the same.
+ */
+static __always_inline void read_comm(char *to, struct task_struct *task)
+{
+	__builtin_memcpy(to, walkable(task)->comm, TASK_COMM_LEN);
+}
+
 /* Byte by byte from the task itself: bpf_get_current_comm's padded copy cost more than the
  * rest of the filter, on every event of a filtered session. */
 static __always_inline bool comm_matches(struct task_struct *task)
@@ -169,7 +179,7 @@ static __always_inline void submit_event(void *e)
 	bpf_ringbuf_submit(e, wakeup_flags());
 }
 
-/* `task` must be a BTF pointer (bpf_get_current_task_btf()); pid, cgroup and comm are the
+/* `task` must be a BTF pointer (bpf_get_current_task_btf()); pid and cgroup are the
  * current task's. */
 static __always_inline void fill_header(struct event_header *h, struct task_struct *current,
 					u32 pid)
@@ -189,7 +199,7 @@ static __always_inline void fill_header(struct event_header *h, struct task_stru
 	/* A variable index into an array is the one read the verifier wants through a helper. */
 	h->pid_ns = BPF_CORE_READ(tpid, numbers[level].ns, ns.inum);
 	h->mnt_ns = task->nsproxy->mnt_ns->ns.inum;
-	bpf_get_current_comm(h->comm, sizeof(h->comm));
+	read_comm(h->comm, current);
 }
 
 /* fill_header for another task than the current one (the scheduler's next task, say). */
@@ -197,7 +207,6 @@ static __always_inline void fill_header_of(struct event_header *h, struct task_s
 {
 	fill_header(h, task, BPF_CORE_READ(task, tgid));
 	h->cgroup_id = BPF_CORE_READ(task, cgroups, dfl_cgrp, kn, id);
-	BPF_CORE_READ_STR_INTO(&h->comm, task, comm);
 }
 
 /*

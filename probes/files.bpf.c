@@ -253,7 +253,7 @@ static __always_inline void count_io(struct task_struct *task, u32 pid, s64 fd, 
 	key.pid = pid;
 	key.dev = inode->i_sb->s_dev;
 	key.ino = inode->i_ino;
-	bpf_get_current_comm(key.comm, sizeof(key.comm));
+	read_comm(key.comm, task);
 	rows = (generation & 1) ? (void *)&io_1 : (void *)&io_0;
 	row = bpf_map_lookup_elem(rows, &key);
 	if (!row) {
@@ -328,7 +328,7 @@ static __always_inline void count_open(struct scratch *s, struct task_struct *ta
 	} else {
 		key.file = name_hash(s, filename);
 	}
-	bpf_get_current_comm(key.comm, sizeof(key.comm));
+	read_comm(key.comm, task);
 	row = bpf_map_lookup_elem(rows, &key);
 	if (row) {
 		__sync_fetch_and_add(&row->opens, 1);
