@@ -165,7 +165,7 @@ static __always_inline void *reserve_event(u64 size)
 }
 
 /*
- * Submits a record without a wake-up per record: a wake-up (waking the reader's thread,
+ * A record goes in without a wake-up per record: a wake-up (waking the reader's thread,
  * which then reads one record) costs more than the event itself.
  */
 static __always_inline u64 wakeup_flags(void)
@@ -174,6 +174,7 @@ static __always_inline u64 wakeup_flags(void)
 									  BPF_RB_NO_WAKEUP;
 }
 
+/* Submits a reserved record (see wakeup_flags). */
 static __always_inline void submit_event(void *e)
 {
 	bpf_ringbuf_submit(e, wakeup_flags());
