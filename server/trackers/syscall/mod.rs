@@ -75,6 +75,12 @@ pub struct SyscallTracker;
 /// batch itself once full, or at its next call once 50 ms old).
 const BATCH_LOOK: std::time::Duration = std::time::Duration::from_millis(100);
 
+/// A stream-mode record (`struct syscall_event`), and how many a batch holds.
+const RECORD_SIZE: usize = std::mem::size_of::<types::syscall_event>();
+const BATCH_CAPACITY: usize = (std::mem::size_of::<types::syscall_batch>()
+    - std::mem::offset_of!(types::syscall_batch, events))
+    / RECORD_SIZE;
+
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum SyscallEvent {
     /// One interval's totals of one process's calls of one syscall (aggregate mode).
@@ -314,13 +320,11 @@ impl<'a> Batches<'a> {
     ) -> Result<(), TrackerError> {
         let mut per_cpu = self.read(generation)?;
         let events = std::mem::offset_of!(types::syscall_batch, events);
-        let size = std::mem::size_of::<types::syscall_event>();
         for slot in &mut per_cpu {
-            let count = with_record(slot, |b: &types::syscall_batch| b.count as usize)
-                .unwrap_or_default()
-                .min(types::syscall_batch::default().events.len());
-            for record in slot[events..].chunks(size).take(count) {
-                // Whole records: `count` is bounded by the array's length.
+            let count =
+                with_record(slot, |b: &types::syscall_batch| b.count as usize).unwrap_or_default();
+            // The slot ends with the array: at most BATCH_CAPACITY whole records.
+            for record in slot[events..].chunks(RECORD_SIZE).take(count) {
                 if let Some(event) = decode(record, context.clock_offset) {
                     emit(event);
                 }
@@ -399,10 +403,8 @@ impl Tracker for SyscallTracker {
         rodata.seccomp_only = options.seccomp_only;
         let first_args = options.first_args;
         rodata.first_args = first_args;
-        let record_size = std::mem::size_of::<types::syscall_event>();
-        rodata.batch_size = (run.config().ringbuf_bytes as usize / 4 / record_size)
-            .clamp(1, types::syscall_batch::default().events.len())
-            as u32;
+        rodata.batch_size =
+            (run.config().ringbuf_bytes as usize / 4 / RECORD_SIZE).clamp(1, BATCH_CAPACITY) as u32;
         open.progs.handle_sys_enter.set_autoload(latency);
         let mut skel = run.load(open)?;
         run.fill_cgroup_filter(&skel.maps.cgroup_filter)?;
@@ -420,8 +422,7 @@ impl Tracker for SyscallTracker {
                 slot: 1,
             },
         ];
-        let decode = decoder(first_args);
-        if stream {
+        let (run, drain) = if stream {
             let mut batches = Batches::new(&maps.batches);
             let drain = Drain {
                 every: BATCH_LOOK,
@@ -435,19 +436,21 @@ impl Tracker for SyscallTracker {
                     Ok(())
                 }),
             };
-            let run = run.batched(record_size);
-            return run.serve_draining(skel.object(), &maps.events, dropped, decode, Some(drain));
-        }
-        let drain = Drain {
-            every: options.interval_ms.duration(),
-            pull: Box::new(move |context: &DrainContext, emit| {
-                let mut totals = Totals::new();
-                for &quiet in switch.quiet(context) {
-                    generations[quiet].take(&mut totals)?;
-                }
-                emit_totals(totals, latency, first_args, &maps.identities, context, emit)
-            }),
+            (run.batched(RECORD_SIZE), drain)
+        } else {
+            let drain = Drain {
+                every: options.interval_ms.duration(),
+                pull: Box::new(move |context: &DrainContext, emit| {
+                    let mut totals = Totals::new();
+                    for &quiet in switch.quiet(context) {
+                        generations[quiet].take(&mut totals)?;
+                    }
+                    emit_totals(totals, latency, first_args, &maps.identities, context, emit)
+                }),
+            };
+            (run, drain)
         };
+        let decode = decoder(first_args);
         run.serve_draining(skel.object(), &maps.events, dropped, decode, Some(drain))
     }
 }
