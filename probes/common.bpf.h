@@ -212,14 +212,16 @@ static __always_inline void fill_header_of(struct event_header *h, struct task_s
 
 /*
  * The slow part of a header (ppid and namespaces, a dozen dependent kernel reads, and the
- * comm, a padded string copy) kept per task by probes that report every call; refreshed
- * at most this often. A probe that keeps it must clear `refreshed_ns` when the task is
- * renamed (tp_btf/task_rename), so that the comm is always current.
+ * comm) kept per CPU for the thread that last reported there, by probes that report every
+ * call. Refreshed when another thread reports, when a task was renamed since (the probe
+ * counts renames in tp_btf/task_rename), and at most this long after the last refresh.
  */
 #define HEADER_CACHE_NS 100000000ULL
 
 struct header_cache {
 	u64 refreshed_ns;
+	u32 tid;
+	u32 renames;
 	u32 ppid;
 	u32 user_ns;
 	u32 pid_ns;
@@ -229,11 +231,17 @@ struct header_cache {
 
 /* fill_header for hot paths: pid and cgroup are always current. */
 static __always_inline void fill_header_cached(struct event_header *h, struct task_struct *task,
-					       u32 pid, struct header_cache *cache, u64 now)
+					       u32 pid, u32 renames, struct header_cache *cache,
+					       u64 now)
 {
-	if (!cache->refreshed_ns || now - cache->refreshed_ns > HEADER_CACHE_NS) {
+	u32 tid = task->pid;
+
+	if (cache->tid != tid || cache->renames != renames ||
+	    now - cache->refreshed_ns > HEADER_CACHE_NS) {
 		fill_header(h, task, pid);
 		cache->refreshed_ns = now;
+		cache->tid = tid;
+		cache->renames = renames;
 		cache->ppid = h->ppid;
 		cache->user_ns = h->user_ns;
 		cache->pid_ns = h->pid_ns;

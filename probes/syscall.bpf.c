@@ -44,7 +44,8 @@ const volatile bool first_args = false;
 
 /*
  * Bumped whenever any task is renamed (every exec, and prctl(PR_SET_NAME)): a per-CPU run
- * begun before a rename may carry the old comm, so it is not continued.
+ * begun before a rename, or a per-CPU header cached before it, may carry the old comm, so
+ * it is not continued.
  */
 u32 renames = 0;
 
@@ -94,6 +95,15 @@ struct {
 	__type(value, struct syscall_batch);
 } batches SEC(".maps");
 
+/* Each CPU's header for the thread that last made a call there, stream mode. Per CPU, not
+ * per task: a task storage lookup on every call cost more than a refresh at each switch. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, u32);
+	__type(value, struct header_cache);
+} headers SEC(".maps");
+
 /* Calls to a batch (at most SYSCALL_BATCH): user space keeps a batch to a quarter of the
  * ring buffer, which a small buffer could never take whole. */
 const volatile u32 batch_size = SYSCALL_BATCH;
@@ -109,11 +119,10 @@ struct {
 	__type(value, struct syscall_identity);
 } identities SEC(".maps");
 
-/* Per thread: the call in flight (entry time and syscall id) and the header cache. */
+/* Per thread: the call in flight (entry time and syscall id), when latency is measured. */
 struct task_state {
 	u64 start_ns;
 	long id;
-	struct header_cache header;
 };
 
 struct {
@@ -152,15 +161,15 @@ int BPF_PROG(handle_sys_enter, struct pt_regs *regs, long id)
 	return 0;
 }
 
-static __always_inline void stream_call(struct task_struct *task, struct task_state *state,
-					u32 pid, long id, long ret, u64 now, u64 latency,
-					u64 arg0)
+static __always_inline void stream_call(struct task_struct *task, u32 pid, long id, long ret,
+					u64 now, u64 latency, u64 arg0)
 {
-	u32 odd = generation & 1, count;
+	u32 odd = generation & 1, zero = 0, count;
 	struct syscall_batch *batch = bpf_map_lookup_elem(&batches, &odd);
+	struct header_cache *header = bpf_map_lookup_elem(&headers, &zero);
 	struct syscall_event *e;
 
-	if (!batch)
+	if (!batch || !header)
 		return;
 	count = batch->count;
 	/* Never so (a full batch is sent at once): the bound the verifier needs. */
@@ -171,7 +180,7 @@ static __always_inline void stream_call(struct task_struct *task, struct task_st
 	if (count == 0)
 		batch->first_ns = now;
 	e = &batch->events[count];
-	fill_header_cached(&e->header, task, pid, &state->header, now);
+	fill_header_cached(&e->header, task, pid, renames, header, now);
 	e->ret = ret;
 	e->latency_ns = latency;
 	e->syscall_id = id;
@@ -313,11 +322,11 @@ static __always_inline void finish_call(struct task_struct *task, long id, long 
 {
 	/* Direct loads: cheaper than bpf_get_current_pid_tgid on every call. */
 	u32 pid = task->tgid, tid = task->pid;
-	struct task_state *state = NULL;
 	u64 now = 0, latency = 0;
 
 	if (measure_latency) {
-		state = bpf_task_storage_get(&tasks, task, NULL, 0);
+		struct task_state *state = bpf_task_storage_get(&tasks, task, NULL, 0);
+
 		/* No entry seen (tracing began mid-call, the task is filtered out, or it is a
 		 * fork child's first return, which its parent's call already counts). */
 		if (!state || !state->start_ns)
@@ -346,15 +355,10 @@ static __always_inline void finish_call(struct task_struct *task, long id, long 
 		count_call(task, pid, tid, id, ret, latency, arg0);
 		return;
 	}
-	if (!state) {
+	/* Without latency nothing has read the clock yet. */
+	if (!now)
 		now = bpf_ktime_get_boot_ns();
-		state = bpf_task_storage_get(&tasks, task, NULL, BPF_LOCAL_STORAGE_GET_F_CREATE);
-		if (!state) {
-			__sync_fetch_and_add(&ringbuf_dropped, 1);
-			return;
-		}
-	}
-	stream_call(task, state, pid, id, ret, now, latency, arg0);
+	stream_call(task, pid, id, ret, now, latency, arg0);
 }
 
 SEC("tp_btf/sys_exit")
@@ -391,10 +395,6 @@ int BPF_PROG(handle_task_exit, struct task_struct *p)
 SEC("tp_btf/task_rename")
 int BPF_PROG(handle_task_rename, struct task_struct *task, const char *comm)
 {
-	struct task_state *state = bpf_task_storage_get(&tasks, task, NULL, 0);
-
 	__sync_fetch_and_add(&renames, 1);
-	if (state)
-		state->header.refreshed_ns = 0;
 	return 0;
 }

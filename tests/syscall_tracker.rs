@@ -12,6 +12,7 @@ use common::{root_or_skip, start_tracker, strace_counts, syscall_load, Collector
 use eunomia::engine::TrackerConfig;
 use eunomia::model::{Record, Value};
 use eunomia::trackers::syscall::{Mode, SyscallOptions};
+use eunomia::trackers::Event;
 use serde_json::json;
 
 const GETPPIDS: u64 = 20_000;
@@ -636,20 +637,59 @@ fn a_renamed_thread_s_calls_are_under_its_new_comm() {
     for (mode, at_least) in [("stream", 1000), ("aggregate", 2)] {
         let options = json!({ "mode": mode });
         let (_, events) = common::trace_python("syscall", options, script, &[], None, at_least);
-        let mut getppids: BTreeMap<String, u64> = BTreeMap::new();
-        for event in &events {
-            if event.get("syscall") != Some(Value::Str("getppid")) {
-                continue;
-            }
-            let (Some(Value::Str(comm)), Some(Value::U64(count))) =
-                (event.get("comm"), event.get("count"))
-            else {
-                panic!("{event:?}");
-            };
-            *getppids.entry(comm.to_string()).or_default() += count;
-        }
         let expected = BTreeMap::from([("python3".to_string(), 300), ("renamed".to_string(), 700)]);
-        assert_eq!(getppids, expected, "{mode}");
+        assert_eq!(getppids_by_comm(&events), expected, "{mode}");
+    }
+}
+
+/// getppid calls in `events`, per comm.
+fn getppids_by_comm(events: &[Event]) -> BTreeMap<String, u64> {
+    let mut getppids: BTreeMap<String, u64> = BTreeMap::new();
+    for event in events {
+        if event.get("syscall") != Some(Value::Str("getppid")) {
+            continue;
+        }
+        let (Some(Value::Str(comm)), Some(Value::U64(count))) =
+            (event.get("comm"), event.get("count"))
+        else {
+            panic!("{event:?}");
+        };
+        *getppids.entry(comm.to_string()).or_default() += count;
+    }
+    getppids
+}
+
+/// Stream mode keeps each CPU's header for the thread that last made a call there: two
+/// threads of one process, named apart and pinned to one CPU, take turns (every call
+/// follows a switch from the other), and each call is under its own thread's comm.
+#[test]
+fn threads_taking_turns_on_one_cpu_keep_their_own_comms() {
+    if !root_or_skip("threads_taking_turns_on_one_cpu_keep_their_own_comms") {
+        return;
+    }
+    // alpha makes two calls a turn, beta one; each hands the turn over through a pipe.
+    let script = "import ctypes, os, sys, threading\n\
+        libc = ctypes.CDLL(None, use_errno=True)\n\
+        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})\n\
+        turns = [os.pipe(), os.pipe()]\n\
+        def player(name, me, calls):\n\
+        \x20   assert libc.prctl(15, name, 0, 0, 0) == 0\n\
+        \x20   for _ in range(250):\n\
+        \x20       os.read(turns[me][0], 1)\n\
+        \x20       for _ in range(calls): os.getppid()\n\
+        \x20       os.write(turns[1 - me][1], b'x')\n\
+        print('ready', flush=True)\n\
+        sys.stdin.readline()\n\
+        players = [threading.Thread(target=player, args=(b'alpha', 0, 2)),\n\
+        \x20          threading.Thread(target=player, args=(b'beta', 1, 1))]\n\
+        for p in players: p.start()\n\
+        os.write(turns[0][1], b'x')\n\
+        for p in players: p.join()\n";
+    for latency in [false, true] {
+        let options = json!({ "mode": "stream", "latency": latency });
+        let (_, events) = common::trace_python("syscall", options, script, &[], None, 750);
+        let expected = BTreeMap::from([("alpha".to_string(), 500), ("beta".to_string(), 250)]);
+        assert_eq!(getppids_by_comm(&events), expected, "latency {latency}");
     }
 }
 
