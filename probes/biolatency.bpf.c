@@ -70,7 +70,7 @@ static __always_inline void count_request(struct issued *issued, struct gendisk 
 		.error = error,
 		.bucket = log2_bucket(latency_ns),
 	};
-	struct biolatency_row *row = bpf_map_lookup_elem(current_rows(), &key);
+	struct biolatency_row *row = current_row(&key);
 
 	if (!row) {
 		struct biolatency_row fresh = {};

@@ -59,7 +59,8 @@ static __always_inline u32 log2_bucket(u64 v)
 
 /*
  * The two generations of rows, `rows_0` and `rows_1`, of `key_type` to `row_type`, with
- * current_rows() (the generation programs add to) and insert_row(key, fresh) (inserts
+ * current_rows() (the generation programs add to), current_row(key) (the row of `key`
+ * there, or NULL) and insert_row(key, fresh) (inserts
  * `fresh` as the current generation's row of `key`; NULL, counted as a loss, when the map
  * is full).
  */
@@ -73,6 +74,10 @@ static __always_inline u32 log2_bucket(u64 v)
 	static __always_inline void *current_rows(void) \
 	{ \
 		return (generation & 1) ? (void *)&rows_1 : (void *)&rows_0; \
+	} \
+	static __always_inline row_type *current_row(key_type *key) \
+	{ \
+		return generation_lookup(generation, rows_0, rows_1, key); \
 	} \
 	static __always_inline row_type *insert_row(key_type *key, row_type *fresh) \
 	{ \

@@ -48,6 +48,24 @@ const volatile u64 wakeup_bytes = 1 << 20;
 const volatile u32 task_struct_id = 0;
 
 /*
+ * The entry of `key` in `map_0` or `map_1`, as the low bit of `gen` (a probe's current
+ * generation) says. One call site per map: the verifier inlines a lookup in a map it
+ * knows, and a lookup in a map chosen at run time is a helper call. The barrier keeps the
+ * compiler from merging the two calls into one on a chosen map.
+ */
+#define generation_lookup(gen, map_0, map_1, key)                                          \
+	({                                                                                 \
+		void *entry_;                                                              \
+		if ((gen) & 1) {                                                           \
+			entry_ = bpf_map_lookup_elem(&(map_1), key);                       \
+			barrier_var(entry_);                                               \
+		} else {                                                                   \
+			entry_ = bpf_map_lookup_elem(&(map_0), key);                       \
+		}                                                                          \
+		entry_;                                                                    \
+	})
+
+/*
  * `task` for direct loads, marked untrusted. Every pointer loaded from a trusted one makes
  * the verifier search the kernel's BTF by name for the field's trust annotations (a linear
  * search: it was 17% of a session's start); walking from an untrusted pointer skips that.

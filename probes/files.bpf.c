@@ -235,7 +235,7 @@ static __always_inline void count_io(struct task_struct *task, u32 pid, s64 fd, 
 	struct inode *inode;
 	struct file *file;
 	void *rows;
-	u32 type;
+	u32 type, gen;
 
 	/* Failed calls moved no data. */
 	if (ret < 0)
@@ -254,8 +254,9 @@ static __always_inline void count_io(struct task_struct *task, u32 pid, s64 fd, 
 	key.dev = inode->i_sb->s_dev;
 	key.ino = inode->i_ino;
 	read_comm(key.comm, task);
-	rows = (generation & 1) ? (void *)&io_1 : (void *)&io_0;
-	row = bpf_map_lookup_elem(rows, &key);
+	gen = generation;
+	rows = (gen & 1) ? (void *)&io_1 : (void *)&io_0;
+	row = generation_lookup(gen, io_0, io_1, &key);
 	if (!row) {
 		row = new_row(rows, &key, task, file, type);
 		if (!row)
@@ -317,7 +318,8 @@ static __always_inline void count_open(struct scratch *s, struct task_struct *ta
 {
 	struct files_open_key key = {};
 	struct files_open_event *row;
-	void *rows = (generation & 1) ? (void *)&opens_1 : (void *)&opens_0;
+	u32 gen = generation;
+	void *rows = (gen & 1) ? (void *)&opens_1 : (void *)&opens_0;
 
 	key.pid = pid;
 	key.flags = flags;
@@ -329,7 +331,7 @@ static __always_inline void count_open(struct scratch *s, struct task_struct *ta
 		key.file = name_hash(s, filename);
 	}
 	read_comm(key.comm, task);
-	row = bpf_map_lookup_elem(rows, &key);
+	row = generation_lookup(gen, opens_0, opens_1, &key);
 	if (row) {
 		__sync_fetch_and_add(&row->opens, 1);
 		return;

@@ -50,8 +50,9 @@ STACK_ROWS(struct memleak_row);
 /* The current generation's row of `key`, made if new; NULL (counted) when the map is full. */
 static __always_inline struct memleak_row *row_of(struct stack_key *key)
 {
-	void *rows = (generation & 1) ? (void *)&rows_1 : (void *)&rows_0;
-	struct memleak_row *row = bpf_map_lookup_elem(rows, key);
+	u32 gen = generation;
+	void *rows = (gen & 1) ? (void *)&rows_1 : (void *)&rows_0;
+	struct memleak_row *row = generation_lookup(gen, rows_0, rows_1, key);
 
 	if (!row) {
 		struct memleak_row fresh = {};

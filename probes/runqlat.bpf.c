@@ -65,7 +65,7 @@ static __always_inline void count_wait(struct task_struct *task, struct enqueued
 		.preempted = at->preempted,
 		.bucket = log2_bucket(latency_ns),
 	};
-	struct runqlat_row *row = bpf_map_lookup_elem(current_rows(), &key);
+	struct runqlat_row *row = current_row(&key);
 
 	if (!row) {
 		struct runqlat_row fresh = {};

@@ -15,8 +15,9 @@ STACK_ROWS(struct stack_row);
 static __always_inline void count_stack(struct stack_key *key, struct task_struct *task,
 					u64 count, u64 total_ns)
 {
-	void *rows = (generation & 1) ? (void *)&rows_1 : (void *)&rows_0;
-	struct stack_row *row = bpf_map_lookup_elem(rows, key);
+	u32 gen = generation;
+	void *rows = (gen & 1) ? (void *)&rows_1 : (void *)&rows_0;
+	struct stack_row *row = generation_lookup(gen, rows_0, rows_1, key);
 
 	if (!row) {
 		struct stack_row fresh = {};
