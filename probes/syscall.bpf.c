@@ -202,10 +202,17 @@ static __always_inline u64 is_error(long ret)
 	return ret < 0 && ret >= -4095;
 }
 
-static __always_inline void add_to_row(void *rows, struct syscall_key *key,
+static __always_inline void *current_rows(u32 odd)
+{
+	return odd ? (void *)&rows_1 : (void *)&rows_0;
+}
+
+/* Adds `add` to the row of `key` in generation `odd`. */
+static __always_inline void add_to_row(u32 odd, struct syscall_key *key,
 				       struct syscall_totals *add)
 {
-	struct syscall_totals *totals = bpf_map_lookup_elem(rows, key);
+	struct syscall_totals *totals = generation_lookup(odd, rows_0, rows_1, key);
+	void *rows = current_rows(odd);
 
 	if (!totals) {
 		if (!bpf_map_update_elem(rows, key, add, BPF_NOEXIST))
@@ -238,11 +245,6 @@ static __always_inline struct syscall_run *current_run(u32 odd)
 	return bpf_map_lookup_elem(&runs, &odd);
 }
 
-static __always_inline void *current_rows(u32 odd)
-{
-	return odd ? (void *)&rows_1 : (void *)&rows_0;
-}
-
 /* The key of the run's calls of `id`. */
 static __always_inline void run_key(struct syscall_key *key, struct syscall_run *run, u32 id)
 {
@@ -263,7 +265,7 @@ static long flush_step(u32 index, u32 *odd)
 		return 1;
 	id = run->ids[index & (SYSCALL_RUN_SLOTS - 1)] & (SYSCALL_RUN_SLOTS - 1);
 	run_key(&key, run, id);
-	add_to_row(current_rows(*odd), &key, &run->totals[id]);
+	add_to_row(*odd, &key, &run->totals[id]);
 	run->totals[id].count = 0;
 	run->totals[id].errors = 0;
 	run->totals[id].latency_ns = 0;
@@ -290,7 +292,7 @@ static __always_inline void count_call(struct task_struct *task, u32 pid, u32 ti
 		run->pid = pid;
 		run->tid = tid;
 		run->renames = renamed;
-		bpf_get_current_comm(run->comm, sizeof(run->comm));
+		read_comm(run->comm, task);
 	}
 	/* Rare calls, and those split by their argument, go to the rows at once. */
 	if ((unsigned long)id >= SYSCALL_RUN_SLOTS || keeps_arg0(id)) {
@@ -300,7 +302,7 @@ static __always_inline void count_call(struct task_struct *task, u32 pid, u32 ti
 		run_key(&key, run, id);
 		if (keeps_arg0(id))
 			key.arg0 = arg0;
-		add_to_row(current_rows(odd), &key, &one);
+		add_to_row(odd, &key, &one);
 		return;
 	}
 	slot = &run->totals[id];
