@@ -35,10 +35,12 @@ run: build
 # outside CI they skip loudly, and the run fails unless EUNOMIA_ALLOW_SKIP=1.
 SKIP_LOG := target/tmp/skipped-tests
 
+# --no-fail-fast: every test binary runs even after one fails, so one run reports every
+# failure.
 test: deps
 	$(CARGO) check --benches --locked
 	@rm -f $(SKIP_LOG)
-	$(CARGO) test --locked
+	$(CARGO) test --locked --no-fail-fast
 	@if [ -s $(SKIP_LOG) ]; then \
 		echo "$$(wc -l < $(SKIP_LOG)) tests SKIPPED, they tested nothing:"; cat $(SKIP_LOG); \
 		[ "$$EUNOMIA_ALLOW_SKIP" = 1 ] || { echo "run as root, or set EUNOMIA_ALLOW_SKIP=1"; exit 1; }; \
