@@ -73,7 +73,7 @@ static __always_inline u32 log2_bucket(u64 v)
 	} rows_0 SEC(".maps"), rows_1 SEC(".maps"); \
 	static __always_inline void *current_rows(void) \
 	{ \
-		return (generation & 1) ? (void *)&rows_1 : (void *)&rows_0; \
+		return generation_map(generation, rows_0, rows_1); \
 	} \
 	static __always_inline row_type *current_row(key_type *key) \
 	{ \

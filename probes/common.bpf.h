@@ -48,10 +48,16 @@ const volatile u64 wakeup_bytes = 1 << 20;
 const volatile u32 task_struct_id = 0;
 
 /*
- * The entry of `key` in `map_0` or `map_1`, as the low bit of `gen` (a probe's current
- * generation) says. One call site per map: the verifier inlines a lookup in a map it
- * knows, and a lookup in a map chosen at run time is a helper call. The barrier keeps the
- * compiler from merging the two calls into one on a chosen map.
+ * `map_0` or `map_1`, as the low bit of `gen` (a probe's current generation) says: for
+ * updates, and for lookups off the hot path.
+ */
+#define generation_map(gen, map_0, map_1) (((gen) & 1) ? (void *)&(map_1) : (void *)&(map_0))
+
+/*
+ * The entry of `key` in generation_map(gen, map_0, map_1). One call site per map: the
+ * verifier inlines a lookup in a map it knows, and a lookup in a map chosen at run time
+ * is a helper call. The barrier keeps the compiler from merging the two calls into one
+ * on a chosen map.
  */
 #define generation_lookup(gen, map_0, map_1, key)                                          \
 	({                                                                                 \

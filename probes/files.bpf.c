@@ -255,7 +255,7 @@ static __always_inline void count_io(struct task_struct *task, u32 pid, s64 fd, 
 	key.ino = inode->i_ino;
 	read_comm(key.comm, task);
 	gen = generation;
-	rows = (gen & 1) ? (void *)&io_1 : (void *)&io_0;
+	rows = generation_map(gen, io_0, io_1);
 	row = generation_lookup(gen, io_0, io_1, &key);
 	if (!row) {
 		row = new_row(rows, &key, task, file, type);
@@ -319,7 +319,7 @@ static __always_inline void count_open(struct scratch *s, struct task_struct *ta
 	struct files_open_key key = {};
 	struct files_open_event *row;
 	u32 gen = generation;
-	void *rows = (gen & 1) ? (void *)&opens_1 : (void *)&opens_0;
+	void *rows = generation_map(gen, opens_0, opens_1);
 
 	key.pid = pid;
 	key.flags = flags;

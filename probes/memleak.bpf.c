@@ -51,7 +51,7 @@ STACK_ROWS(struct memleak_row);
 static __always_inline struct memleak_row *row_of(struct stack_key *key)
 {
 	u32 gen = generation;
-	void *rows = (gen & 1) ? (void *)&rows_1 : (void *)&rows_0;
+	void *rows = generation_map(gen, rows_0, rows_1);
 	struct memleak_row *row = generation_lookup(gen, rows_0, rows_1, key);
 
 	if (!row) {

@@ -16,7 +16,7 @@ static __always_inline void count_stack(struct stack_key *key, struct task_struc
 					u64 count, u64 total_ns)
 {
 	u32 gen = generation;
-	void *rows = (gen & 1) ? (void *)&rows_1 : (void *)&rows_0;
+	void *rows = generation_map(gen, rows_0, rows_1);
 	struct stack_row *row = generation_lookup(gen, rows_0, rows_1, key);
 
 	if (!row) {

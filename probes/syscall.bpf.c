@@ -202,17 +202,12 @@ static __always_inline u64 is_error(long ret)
 	return ret < 0 && ret >= -4095;
 }
 
-static __always_inline void *current_rows(u32 odd)
-{
-	return odd ? (void *)&rows_1 : (void *)&rows_0;
-}
-
 /* Adds `add` to the row of `key` in generation `odd`. */
 static __always_inline void add_to_row(u32 odd, struct syscall_key *key,
 				       struct syscall_totals *add)
 {
 	struct syscall_totals *totals = generation_lookup(odd, rows_0, rows_1, key);
-	void *rows = current_rows(odd);
+	void *rows = generation_map(odd, rows_0, rows_1);
 
 	if (!totals) {
 		if (!bpf_map_update_elem(rows, key, add, BPF_NOEXIST))

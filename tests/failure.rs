@@ -549,8 +549,8 @@ fn memory_comes_back_after_a_session_and_a_heavy_question() {
     // loop outruns a debug build's writer, whose full queue would count the rest lost,
     // and this test is about memory, not loss.
     let chunk = StoreOptions::default().queue_capacity as u64 / 2;
-    let calls = 400_000;
-    for round in 1..=calls / chunk {
+    let rounds = 400_000 / chunk;
+    for round in 1..=rounds {
         common::run_load(&load, chunk);
         let made = round * chunk;
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -560,7 +560,7 @@ fn memory_comes_back_after_a_session_and_a_heavy_question() {
     }
     assert_eq!(server.stop_session(&id), "STOPPED");
     let stored = stored_events(&server, &id);
-    assert!(stored >= calls / chunk * chunk, "{stored} events stored");
+    assert!(stored >= rounds * chunk, "{stored} events stored");
     assert_eq!(server.session(&id, "lostCount")["lostCount"], 0);
     let after_session = rss_settles(&server, 2 * idle, Duration::from_secs(30));
     assert!(
